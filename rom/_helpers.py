@@ -1,0 +1,134 @@
+"""Pure helpers: time conversions, score encodings, ``ClassProperty``.
+
+No I/O and no imports from the rest of rom; every other module may use these.
+"""
+from __future__ import annotations
+
+import binascii
+import os
+from datetime import date, datetime, time, timezone
+from typing import Any, Callable, Iterable, Optional, Union
+
+_epoch = datetime(1970, 1, 1)
+_epochd = date(1970, 1, 1)
+_BIGINT_LIMIT = 0x7fe0000000000000
+_TWO52 = 2 ** 52
+
+
+class ClassProperty:
+    """A data descriptor whose functions receive the class, not the instance."""
+
+    __slots__ = ('get', 'set', 'delete')
+
+    def __init__(self, get: Callable[[type], Any], set: Optional[Callable[[type, Any], None]] = None,
+                 delete: Optional[Callable[[type], None]] = None) -> None:
+        self.get = get
+        self.set = set
+        self.delete = delete
+
+
+    def __get__(self, obj: Any, cls: Optional[type] = None) -> Any:
+        if cls is None:
+            cls = type(obj)
+        return self.get(cls)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        self.set(type(obj), value)  # type: ignore[misc]
+
+    def __delete__(self, obj: Any) -> None:
+        self.delete(type(obj))  # type: ignore[misc]
+
+    def getter(self, get: Callable[[type], Any]) -> 'ClassProperty':
+        """Return a copy with another getter."""
+        return ClassProperty(get, self.set, self.delete)
+
+    def setter(self, set: Callable[[type, Any], None]) -> 'ClassProperty':
+        """Return a copy with another setter."""
+        return ClassProperty(self.get, set, self.delete)
+
+    def deleter(self, delete: Callable[[type], None]) -> 'ClassProperty':
+        """Return a copy with another deleter."""
+        return ClassProperty(self.get, self.set, delete)
+
+
+def dt2ts(value: Union[datetime, date]) -> float:
+    """Seconds since the epoch of a naive (UTC) ``datetime`` or a ``date``."""
+    if isinstance(value, datetime):
+        delta = value - _epoch
+    elif isinstance(value, date):
+        delta = value - _epochd
+    else:
+        raise TypeError('dt2ts() needs a datetime or a date, not %r' % (type(value).__name__,))
+    return delta.days * 86400 + delta.seconds + delta.microseconds / 1000000.0
+
+
+def ts2dt(value: float) -> datetime:
+    """The naive UTC ``datetime`` for POSIX seconds ``value`` (rounded to the microsecond)."""
+    return datetime.fromtimestamp(value, timezone.utc).replace(tzinfo=None)
+
+
+def t2ts(value: time) -> float:
+    """Seconds after midnight of a ``time`` (tzinfo ignored)."""
+    return value.hour * 3600 + value.minute * 60 + value.second + value.microsecond / 1000000.0
+
+
+def ts2t(value: float) -> time:
+    """The naive ``time`` lying ``value`` seconds after midnight, rounded to the microsecond."""
+    micros = int(round(value * 1000000))
+    if micros < 0 or micros >= 86400 * 1000000:
+        raise ValueError('time value %r is outside of one day (0 <= seconds < 86400)' % (value,))
+    seconds, micro = divmod(micros, 1000000)
+    minutes, second = divmod(seconds, 60)
+    hour, minute = divmod(minutes, 60)
+    return time(hour, minute, second, micro)
+
+
+def _to_score(v: Any, s: bool = False) -> str:
+    """Text of a sorted-set bound; ``s=True`` makes it exclusive (``'(' + text``)."""
+    text = repr(v) if isinstance(v, float) else str(v)
+    if s and not text.startswith('('):
+        return '(' + text
+    return text.lstrip('(')
+
+
+def _bigint_to_float(v: int) -> float:
+    """Map an integer to the double whose bit pattern is ``v + 2**52`` (order preserving)."""
+    if not isinstance(v, int) or abs(v) >= _BIGINT_LIMIT:
+        raise AssertionError('_bigint_to_float() needs an int with abs(value) < 0x7fe0000000000000')
+    sign = -1.0 if v < 0 else 1.0
+    e, m = divmod(abs(v), _TWO52)
+    return sign * (_TWO52 + m) * 2.0 ** (e - 1074)
+
+
+_POWERS = [258 ** i for i in range(8)]
+
+
+def _prefix_score(v: Union[str, bytes], next: bool = False) -> str:
+    """The score of a prefix/suffix/SIMPLE index entry (text of a double)."""
+    b = v.encode('utf-8') if isinstance(v, str) else v
+    n = min(len(b), 7)
+    p = 0
+    for c in b[:n]:
+        p = p * 258 + c + 1
+    if next:
+        p += 1
+    return repr(_bigint_to_float(p * _POWERS[7 - n]))
+
+
+def _encode_unique_constraint(data: Iterable[Any]) -> str:
+    """Encode the values of a composite unique constraint as a hash field (latin-1 text)."""
+    parts = []
+    for item in data:
+        if not item:
+            raw = b''
+        elif isinstance(item, bytes):
+            raw = item
+        else:
+            raw = (item if isinstance(item, str) else str(item)).encode('utf-8')
+        parts.append(b'\0\0' + raw)
+    return b'\0'.join(parts).decode('latin-1')
+
+
+def _random_hex(n: int) -> bytes:
+    """``2n`` random lowercase hex digits, as bytes."""
+    return binascii.hexlify(os.urandom(n))

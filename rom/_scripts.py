@@ -1,0 +1,87 @@
+"""Lua script loading: ``_script_load`` and the registry of rom's own scripts.
+
+Scripts live in ``rom/scripts/*.lua``; each is wrapped once and called with an explicit
+client. Calls use EVALSHA and fall back to EVAL when the server answers NOSCRIPT (after
+``SCRIPT FLUSH``, a restart or a failover). Inside a pipeline the script is registered with
+the pipeline, so redis-py loads it on the server before ``EXEC`` (fixes reference bug util #9).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any, Callable, Dict, Sequence, Union
+
+from redis.client import Pipeline
+from redis.exceptions import ResponseError
+
+NO_SCRIPT_MESSAGES = ['NOSCRIPT', 'No matching script.']
+_SCRIPT_DIR = os.path.join(os.path.dirname(__file__), 'scripts')
+
+
+class _PipelineScript:
+    """What redis-py's ``Pipeline.load_scripts`` needs: ``sha`` and ``script``."""
+
+    __slots__ = ('sha', 'script')
+
+    def __init__(self, sha: str, script: bytes) -> None:
+        self.sha = sha
+        self.script = script
+
+    def __hash__(self) -> int:
+        return hash(self.sha)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _PipelineScript) and other.sha == self.sha
+
+
+ScriptCall = Callable[..., Any]
+
+
+def _is_no_script(err: ResponseError) -> bool:
+    message = str(err)
+    return any(message.startswith(prefix) for prefix in NO_SCRIPT_MESSAGES)
+
+
+def _script_load(script: Union[str, bytes]) -> ScriptCall:
+    """Wrap a Lua source; returns ``call(conn, keys=[], args=[], force_eval=False)``."""
+    source = script.encode('utf-8') if isinstance(script, str) else script
+    sha = hashlib.sha1(source).hexdigest()
+    pipeline_script = _PipelineScript(sha, source)
+    sent = [False]
+
+    def call(conn: Any, keys: Sequence[Any] = (), args: Sequence[Any] = (),
+             force_eval: bool = False) -> Any:
+        keys = tuple(keys)
+        args = tuple(args)
+        if isinstance(conn, Pipeline):
+            if force_eval:
+                conn.execute_command('EVAL', source, len(keys), *keys, *args)
+            else:
+                conn.scripts.add(pipeline_script)
+                conn.execute_command('EVALSHA', sha, len(keys), *keys, *args)
+            return conn
+        if force_eval or not sent[0]:
+            sent[0] = True
+            return conn.execute_command('EVAL', source, len(keys), *keys, *args)
+        try:
+            return conn.execute_command('EVALSHA', sha, len(keys), *keys, *args)
+        except ResponseError as err:
+            if not _is_no_script(err):
+                raise
+            return conn.execute_command('EVAL', source, len(keys), *keys, *args)
+
+    call.sha = sha  # type: ignore[attr-defined]
+    call.script = source  # type: ignore[attr-defined]
+    return call
+
+
+_LOADED: Dict[str, ScriptCall] = {}
+
+
+def lua(name: str) -> ScriptCall:
+    """The wrapped script ``rom/scripts/<name>.lua`` (read and wrapped once)."""
+    call = _LOADED.get(name)
+    if call is None:
+        with open(os.path.join(_SCRIPT_DIR, name + '.lua'), 'rb') as handle:
+            call = _LOADED[name] = _script_load(handle.read())
+    return call
