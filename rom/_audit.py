@@ -1,0 +1,556 @@
+"""Index audit: compare a model's secondary indexes with what its rows say they should be.
+
+``audit_model(model)`` reads Redis only (plus one temporary hash with a TTL used to spot
+duplicated unique values) and returns an :class:`AuditReport`. It works in two passes,
+each in blocks of ``block_size`` so memory stays bounded:
+
+1. Rows: every row found by SCAN is loaded, the index entries a save of it would write
+   are computed (``rom._write.compute_index_entries``) and checked against Redis (set
+   membership, sorted-set member and score, prefix/suffix member and score, geo member and
+   position, unique field, the row's ``-index-data-`` bookkeeping).
+2. Index keys: every ``<ns>:…:idx``, ``:pre``, ``:suf``, ``:geo``, ``:uidx`` key and the
+   legacy ``<ns>::`` hash is scanned; each entry must point at an existing row whose
+   current values produce that entry.
+
+A healthy database gives zero findings.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
+
+from ._connect import connect, to_text
+from ._helpers import _encode_unique_constraint
+from ._maintenance import _get_row_ids, row_id_of, scan_pattern
+from ._registry import MODELS
+from ._write import compute_index_entries, parse_index_data
+
+__all__ = ['AuditReport', 'Finding', 'audit_model', 'KINDS']
+
+MISSING = 'missing-entry'
+WRONG_SCORE = 'wrong-score'
+STALE = 'stale-entry'
+DANGLING = 'dangling-entry'
+UNIQUE_MISSING = 'unique-missing'
+UNIQUE_DUPLICATE = 'unique-duplicate'
+UNIQUE_STALE = 'unique-stale'
+BOOKKEEPING = 'bookkeeping'
+UNKNOWN_INDEX = 'unknown-index'
+BAD_ROW = 'bad-row'
+
+#: every finding kind, with what it means
+KINDS = {
+    MISSING: 'a row lacks an index entry its values call for',
+    WRONG_SCORE: 'an index entry of a row has a stale score or geo position',
+    STALE: 'an index entry of an existing row no longer matches its values',
+    DANGLING: 'an index entry points at a row that does not exist',
+    UNIQUE_MISSING: "a row's unique value is not claimed in the unique index",
+    UNIQUE_DUPLICATE: 'two rows hold the same unique value',
+    UNIQUE_STALE: 'a unique-index field maps to a row that holds another value',
+    BOOKKEEPING: "a row's -index-data- does not list the entries its values call for",
+    UNKNOWN_INDEX: 'an index key that the model does not declare',
+    BAD_ROW: 'a row that cannot be loaded',
+}
+
+_GEO_TOLERANCE = 1e-4  # degrees; Redis stores 52-bit geohashes (well under a metre)
+_SCORE_RTOL = 1e-12
+_TEMP_TTL = 3600
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem: its kind, the Redis key, the member or field, the row id and a message."""
+
+    kind: str
+    key: str
+    member: Optional[str]
+    id: Optional[str]
+    message: str
+
+    def __str__(self) -> str:
+        return '%s: %s' % (self.kind, self.message)
+
+
+@dataclass
+class AuditReport:
+    """What :func:`audit_model` found, with counts of what it examined."""
+
+    namespace: str
+    findings: List[Finding] = field(default_factory=list)
+    rows: int = 0
+    index_keys: int = 0
+    entries: int = 0
+    _seen: Set[Tuple[str, str, Optional[str]]] = field(default_factory=set, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        """True when there is no finding."""
+        return not self.findings
+
+    @property
+    def counts(self) -> Dict[str, int]:
+        """Number of findings per kind."""
+        result: Dict[str, int] = {}
+        for finding in self.findings:
+            result[finding.kind] = result.get(finding.kind, 0) + 1
+        return result
+
+    def add(self, kind: str, key: str, member: Optional[str], id: Optional[str],
+            message: str) -> None:
+        """Record a finding once (SCAN may visit a key or row twice)."""
+        token = (kind, key, member)
+        if token in self._seen:
+            return
+        self._seen.add(token)
+        self.findings.append(Finding(kind, key, member, id, message))
+
+    def summary(self) -> str:
+        """One line: what was examined and how many findings of each kind."""
+        head = '%s: %d rows, %d index keys, %d index entries checked' % (
+            self.namespace, self.rows, self.index_keys, self.entries)
+        if self.ok:
+            return head + ', no problems found'
+        parts = ', '.join('%d %s' % (n, kind) for kind, n in sorted(self.counts.items()))
+        return '%s, %d problem(s): %s' % (head, len(self.findings), parts)
+
+
+# --------------------------------------------------------------------------- expectations
+
+def _text(value: Any) -> str:
+    """What a value becomes in Redis, as text: bytes go through latin-1 (the JSON transport)."""
+    if isinstance(value, bytes):
+        return value.decode('latin-1')
+    return value if isinstance(value, str) else str(value)
+
+
+def _score(value: Any) -> Optional[float]:
+    try:
+        return float(_text(value)) if isinstance(value, (str, bytes)) else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+class _Expected:
+    """The index entries one row calls for (all text in its stored form)."""
+
+    __slots__ = ('keys', 'scores', 'prefix', 'suffix', 'geo', 'uniques')
+
+    def __init__(self) -> None:
+        self.keys: Set[str] = set()
+        self.scores: Dict[str, Optional[float]] = {}
+        self.prefix: Dict[Tuple[str, str], Optional[float]] = {}
+        self.suffix: Dict[Tuple[str, str], Optional[float]] = {}
+        self.geo: Dict[str, Tuple[float, float]] = {}
+        self.uniques: Dict[str, str] = {}
+
+    def bookkeeping(self) -> Tuple[Set[str], Set[str], Set[Tuple[str, str]],
+                                   Set[Tuple[str, str]], Set[str]]:
+        return (set(self.keys), set(self.scores), set(self.prefix), set(self.suffix),
+                set(self.geo))
+
+
+def _unique_fields(model: Any, data: Dict[str, Any]) -> Dict[str, str]:
+    """Constraint name -> the unique-index field a save of ``data`` claims (models §6.3)."""
+    fields: Dict[str, str] = {}
+    columns = model._columns
+    for attr in model._unique or ():
+        col = columns[attr]
+        value = data.get(attr)
+        new_s = col._to_redis(value) if value is not None else None
+        unique: Any = new_s
+        if col._keygen is not None and not col._index:
+            result = col._keygen(attr, data) or [new_s]
+            if not isinstance(result, (list, tuple, set)):
+                continue
+            unique = next((item for item in result if item is not None), None)
+        if unique:
+            fields[attr] = _text(unique)
+    for group in model._cunique or ():
+        values = []
+        for attr in group:
+            value = data.get(attr)
+            values.append(None if value is None else columns[attr]._to_redis(value))
+        if all(v is not None for v in values):
+            fields[':'.join(group)] = _encode_unique_constraint(values)
+    return fields
+
+
+def _expected(model: Any, entity: Any, id_text: str) -> _Expected:
+    data = entity.to_dict()
+    entries = compute_index_entries(model, data, id_text)
+    exp = _Expected()
+    exp.keys.update(_text(k) for k in entries.keys)
+    for name, score in entries.scores.items():
+        exp.scores[_text(name)] = _score(score)
+    for attr, token, score in entries.prefix:
+        exp.prefix[(_text(attr), _text(token))] = _score(score)
+    for attr, token, score in entries.suffix:
+        exp.suffix[(_text(attr), _text(token))] = _score(score)
+    for name, lon, lat in entries.geo:
+        exp.geo[_text(name)] = (float(lon), float(lat))  # the last point of a name wins
+    exp.uniques = _unique_fields(model, data)
+    return exp
+
+
+def _close(a: Optional[float], b: Optional[float]) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a == b or abs(a - b) <= _SCORE_RTOL * max(abs(a), abs(b))
+
+
+# --------------------------------------------------------------------------- the auditor
+
+class _Auditor:
+    def __init__(self, model: Any, block_size: int,
+                 progress: Optional[Callable[[str, int, int], None]]) -> None:
+        self.model = model
+        self.conn = connect(model)
+        self.ns = model._namespace
+        self.prefix = self.ns + ':'
+        self.block_size = max(int(block_size), 10)
+        self.progress = progress
+        self.report = AuditReport(self.ns)
+        self.temp = '%s:%s:audit' % (self.ns, uuid.uuid4())
+        self.cache: Dict[int, Optional[_Expected]] = {}
+        others = {getattr(m, '_namespace', '') for m in MODELS.values()}
+        self.foreign = sorted(o + ':' for o in others if o.startswith(self.prefix))
+        self.unique_names = list(model._unique or ()) + [
+            ':'.join(group) for group in (model._cunique or ())]
+
+    # --- loading -------------------------------------------------------------------------
+    def _decode(self, raw: Dict[Any, Any]) -> Dict[str, Any]:
+        return {to_text(k): v for k, v in raw.items()}
+
+    def _load(self, ids: List[int]) -> List[Tuple[int, Dict[str, Any], Any]]:
+        """``(id, decoded row, legacy bookkeeping)`` for the ids whose row exists."""
+        pipe = self.conn.pipeline(False)
+        for i in ids:
+            pipe.hgetall('%s%d' % (self.prefix, i))
+            pipe.hget(self.ns + '::', str(i))
+        replies = pipe.execute()
+        rows = []
+        for n, i in enumerate(ids):
+            raw = replies[2 * n]
+            if raw:
+                rows.append((i, self._decode(raw), replies[2 * n + 1]))
+        return rows
+
+    def _entity(self, i: int, row: Dict[str, Any]) -> Any:
+        model = self.model
+        names = set(model._columns)
+        data = {k: v for k, v in row.items() if k in names}
+        return model(_loading=True, _bypass_session_entirely=True, **data)
+
+    def _expect(self, i: int, row: Dict[str, Any]) -> Optional[_Expected]:
+        try:
+            entity = self._entity(i, row)
+            return _expected(self.model, entity, str(i))
+        except Exception as exc:  # report rows rom cannot load instead of stopping
+            self.report.add(BAD_ROW, '%s%d' % (self.prefix, i), None, str(i),
+                            'row %s%d cannot be loaded or indexed: %s: %s'
+                            % (self.prefix, i, type(exc).__name__, exc))
+            return None
+
+    # --- pass 1: rows ---------------------------------------------------------------------
+    def check_rows(self) -> None:
+        total = int(self.conn.get('%s%s:' % (self.prefix, self.model._pkey)) or 0)
+        done = 0
+        try:
+            for ids in _get_row_ids(self.model, self.block_size):
+                rows = self._load(ids)
+                self._check_block(rows)
+                done += len(ids)
+                self.report.rows += len(rows)
+                if self.progress:
+                    self.progress('rows', done, max(total, done))
+        finally:
+            self.conn.delete(self.temp)
+
+    def _check_block(self, rows: List[Tuple[int, Dict[str, Any], Any]]) -> None:
+        ns, prefix = self.ns, self.prefix
+        checks: List[Tuple[Any, ...]] = []
+        pipe = self.conn.pipeline(False)
+        for i, row, legacy in rows:
+            exp = self._expect(i, row)
+            if exp is None:
+                continue
+            id_text = str(i)
+            self._check_bookkeeping(i, row, legacy, exp)
+            for name in exp.keys:
+                pipe.sismember('%s%s:idx' % (prefix, name), id_text)
+                checks.append(('set', i, '%s%s:idx' % (prefix, name), id_text, None))
+            for name, score in exp.scores.items():
+                pipe.zscore('%s%s:idx' % (prefix, name), id_text)
+                checks.append(('zset', i, '%s%s:idx' % (prefix, name), id_text, score))
+            for (attr, token), score in exp.prefix.items():
+                member = token + '\0' + id_text
+                pipe.zscore('%s%s:pre' % (prefix, attr), member)
+                checks.append(('zset', i, '%s%s:pre' % (prefix, attr), member, score))
+            for (attr, token), score in exp.suffix.items():
+                member = token + '\0' + id_text
+                pipe.zscore('%s%s:suf' % (prefix, attr), member)
+                checks.append(('zset', i, '%s%s:suf' % (prefix, attr), member, score))
+            for name, point in exp.geo.items():
+                pipe.geopos('%s%s:geo' % (prefix, name), id_text)
+                checks.append(('geo', i, '%s%s:geo' % (prefix, name), id_text, point))
+            for name, value in exp.uniques.items():
+                key = '%s%s:uidx' % (prefix, name)
+                pipe.hget(key, value)
+                checks.append(('uidx', i, key, value, None))
+                temp_field = name + '\0' + value
+                pipe.hsetnx(self.temp, temp_field, id_text)
+                pipe.hget(self.temp, temp_field)
+                checks.append(('dup', i, key, value, None))
+        if not checks:
+            return
+        pipe.expire(self.temp, _TEMP_TTL)
+        replies = pipe.execute(raise_on_error=False)
+        pos = 0
+        for check in checks:
+            kind = check[0]
+            if kind == 'dup':
+                owner = replies[pos + 1]
+                pos += 2
+            else:
+                owner = replies[pos]
+                pos += 1
+            self._judge(check, owner, ns)
+            self.report.entries += 1 if kind != 'dup' else 0
+
+    def _judge(self, check: Tuple[Any, ...], reply: Any, ns: str) -> None:
+        kind, i, key, member, expected = check
+        id_text = str(i)
+        row = '%s:%s' % (ns, id_text)
+        shown = member.replace('\0', '\\0')
+        if isinstance(reply, Exception):
+            self.report.add(MISSING, key, shown, id_text, 'row %s belongs in %s, which '
+                            'cannot be read: %s' % (row, key, reply))
+        elif kind == 'set':
+            if not reply:
+                self.report.add(MISSING, key, shown, id_text,
+                                'row %s is missing from set %s' % (row, key))
+        elif kind == 'zset':
+            if reply is None:
+                self.report.add(MISSING, key, shown, id_text, 'row %s is missing from %s '
+                                '(member %r)' % (row, key, shown))
+            elif not _close(float(reply), expected):
+                self.report.add(WRONG_SCORE, key, shown, id_text, 'member %r of %s has score '
+                                '%r but row %s calls for %r' % (shown, key, float(reply),
+                                                                row, expected))
+        elif kind == 'geo':
+            pos = reply[0] if reply else None
+            if pos is None:
+                self.report.add(MISSING, key, shown, id_text,
+                                'row %s is missing from geo index %s' % (row, key))
+            else:
+                lon, lat = float(pos[0]), float(pos[1])
+                if abs(lon - expected[0]) > _GEO_TOLERANCE or \
+                        abs(lat - expected[1]) > _GEO_TOLERANCE:
+                    self.report.add(WRONG_SCORE, key, shown, id_text, 'geo member %s of %s is '
+                                    'at (%r, %r) but row %s is at (%r, %r)' % (
+                                        id_text, key, lon, lat, row, expected[0], expected[1]))
+        elif kind == 'uidx':
+            owner = None if reply is None else to_text(reply)
+            if owner is None:
+                self.report.add(UNIQUE_MISSING, key, shown, id_text, 'unique value %r of row '
+                                '%s is not claimed in %s' % (shown, row, key))
+        elif kind == 'dup':
+            owner = None if reply is None else to_text(reply)
+            if owner is not None and owner != id_text:
+                first, second = sorted((owner, id_text), key=int)
+                self.report.add(UNIQUE_DUPLICATE, key, shown, second, 'rows %s:%s and %s:%s '
+                                'both hold unique value %r of %s' % (ns, first, ns, second,
+                                                                     shown, key))
+
+    def _check_bookkeeping(self, i: int, row: Dict[str, Any], legacy: Any,
+                           exp: _Expected) -> None:
+        raw = legacy if legacy is not None else row.get('-index-data-')
+        key = '%s%d' % (self.prefix, i)
+        wanted = exp.bookkeeping()
+        if raw is None:
+            if any(wanted):
+                self.report.add(BOOKKEEPING, key, '-index-data-', str(i), 'row %s has no '
+                                '-index-data- although it has index entries' % (key,))
+            return
+        try:
+            parsed = parse_index_data(raw)
+        except Exception as exc:
+            self.report.add(BOOKKEEPING, key, '-index-data-', str(i), 'row %s has unreadable '
+                            'index bookkeeping: %s' % (key, exc))
+            return
+        keys, scored, prefix, suffix, geo = parsed
+        have = ({_text(k) for k in keys}, {_text(k) for k in scored},
+                {(_text(a), _text(t)) for a, t in prefix},
+                {(_text(a), _text(t)) for a, t in suffix}, {_text(g) for g in geo})
+        if have != wanted:
+            where = 'legacy %s::' % (self.ns,) if legacy is not None else '-index-data-'
+            diffs = []
+            for label, h, w in zip(('sets', 'scored', 'prefix', 'suffix', 'geo'), have, wanted):
+                if h != w:
+                    diffs.append('%s: lists %s, expected %s' % (
+                        label, sorted(map(str, h - w)) or '[]', sorted(map(str, w - h)) or '[]'))
+            self.report.add(BOOKKEEPING, key, '-index-data-', str(i), 'the %s bookkeeping of row '
+                            '%s is out of date (%s)' % (where, key, '; '.join(diffs)))
+
+    # --- pass 2: index keys ---------------------------------------------------------------
+    def _index_keys(self) -> Iterator[Tuple[str, str, str]]:
+        """``(key, kind, middle)`` of every index key of this namespace."""
+        cursor = 0
+        legacy = self.ns + '::'
+        while True:
+            cursor, keys = self.conn.scan(cursor, match=scan_pattern(self.ns),
+                                          count=self.block_size)
+            for raw in keys:
+                try:
+                    key = to_text(raw)
+                except UnicodeDecodeError:
+                    continue
+                if any(key.startswith(f) for f in self.foreign):
+                    continue
+                if key == legacy:
+                    yield key, 'legacy', ''
+                    continue
+                for suffix in ('uidx', 'idx', 'pre', 'suf', 'geo'):
+                    end = ':' + suffix
+                    if key.endswith(end) and len(key) > len(self.prefix) + len(end):
+                        yield key, suffix, key[len(self.prefix):-len(end)]
+                        break
+            if int(cursor) == 0:
+                return
+
+    def _declared(self, kind: str, middle: str) -> bool:
+        model = self.model
+        if kind == 'uidx':
+            return middle in self.unique_names
+        if kind == 'geo':
+            return middle in (model._geo or {})
+        col = model._columns.get(middle.split(':', 1)[0] if kind == 'idx' else middle)
+        if col is None:
+            return False
+        return bool(getattr(col, {'idx': '_index', 'pre': '_prefix', 'suf': '_suffix'}[kind]))
+
+    def check_index_keys(self) -> None:
+        conn = self.conn
+        done = total = 0
+        buffer: List[Tuple[str, str, str, str, str]] = []
+        for key, kind, middle in self._index_keys():
+            self.report.index_keys += 1
+            if kind != 'legacy' and not self._declared(kind, middle):
+                self.report.add(UNKNOWN_INDEX, key, None, None, '%s is not an index that model '
+                                '%s declares' % (key, self.ns))
+                continue
+            ktype = to_text(conn.type(key))
+            if kind in ('uidx', 'legacy'):
+                total += int(conn.hlen(key))
+                entries = self._hscan(key)
+            elif ktype == 'set':
+                total += int(conn.scard(key))
+                entries = ((m, '') for m in self._sscan(key))
+            else:
+                total += int(conn.zcard(key))
+                entries = ((m, '') for m in self._zscan(key))
+            for member, value in entries:
+                buffer.append((key, kind, middle, ktype, member) if kind not in ('uidx', 'legacy')
+                              else (key, kind, middle, value, member))
+                if len(buffer) >= self.block_size:
+                    done += len(buffer)
+                    self._resolve(buffer)
+                    buffer = []
+                    if self.progress:
+                        self.progress('index entries', done, max(total, done))
+        if buffer:
+            done += len(buffer)
+            self._resolve(buffer)
+        if self.progress:
+            self.progress('index entries', done, max(total, done))
+
+    def _sscan(self, key: str) -> Iterator[str]:
+        for member in self.conn.sscan_iter(key, count=self.block_size):
+            yield to_text(member)
+
+    def _zscan(self, key: str) -> Iterator[str]:
+        for member, _score in self.conn.zscan_iter(key, count=self.block_size):
+            yield to_text(member)
+
+    def _hscan(self, key: str) -> Iterator[Tuple[str, str]]:
+        for name, value in self.conn.hscan_iter(key, count=self.block_size):
+            yield to_text(name), to_text(value)
+
+    def _row_expectations(self, ids: Set[int]) -> None:
+        wanted = [i for i in ids if i not in self.cache]
+        if not wanted:
+            return
+        if len(self.cache) > 20 * self.block_size:
+            self.cache.clear()
+        found = {i: (row, legacy) for i, row, legacy in self._load(wanted)}
+        for i in wanted:
+            if i in found:
+                self.cache[i] = self._expect(i, found[i][0]) or _Expected()
+            else:
+                self.cache[i] = None
+
+    def _resolve(self, buffer: List[Tuple[str, str, str, str, str]]) -> None:
+        parsed: List[Tuple[str, str, str, str, str, Optional[int], str]] = []
+        ids: Set[int] = set()
+        for key, kind, middle, extra, member in buffer:
+            token = ''
+            if kind in ('pre', 'suf'):
+                token, _sep, id_part = member.rpartition('\0')
+            elif kind == 'uidx':
+                id_part = extra
+            else:
+                id_part = member
+            i = int(id_part) if id_part.isascii() and id_part.isdigit() else None
+            if i is not None:
+                ids.add(i)
+            parsed.append((key, kind, middle, extra, member, i, token))
+        self._row_expectations(ids)
+        for key, kind, middle, extra, member, i, token in parsed:
+            self.report.entries += 1
+            shown = member.replace('\0', '\\0')
+            if i is None:
+                self.report.add(DANGLING, key, shown, None, 'entry %r of %s does not name a '
+                                'row id' % (shown, key))
+                continue
+            exp = self.cache.get(i)
+            row = '%s%d' % (self.prefix, i)
+            if exp is None:
+                what = 'field' if kind in ('uidx', 'legacy') else 'entry'
+                self.report.add(DANGLING, key, shown, str(i), '%s %r of %s points at row %s, '
+                                'which does not exist' % (what, shown, key, row))
+                continue
+            if kind == 'legacy':
+                continue
+            stale = False
+            if kind == 'idx':
+                stale = middle not in (exp.keys if extra == 'set' else exp.scores)
+            elif kind == 'pre':
+                stale = (middle, token) not in exp.prefix
+            elif kind == 'suf':
+                stale = (middle, token) not in exp.suffix
+            elif kind == 'geo':
+                stale = middle not in exp.geo
+            elif kind == 'uidx':
+                if exp.uniques.get(middle) != member:
+                    self.report.add(UNIQUE_STALE, key, shown, str(i), 'field %r of %s maps to '
+                                    'row %s, which does not hold that value' % (shown, key, row))
+                continue
+            if stale:
+                self.report.add(STALE, key, shown, str(i), 'entry %r of %s is left over: row %s '
+                                'no longer calls for it' % (shown, key, row))
+
+
+def audit_model(model: Any, block_size: int = 1000,
+                progress: Optional[Callable[[str, int, int], None]] = None) -> AuditReport:
+    """Check every index entry of ``model`` against its rows and return an :class:`AuditReport`.
+
+    Args:
+        model: the model class to audit.
+        block_size: rows / index entries handled per round trip (at least 10).
+        progress: optional ``progress(stage, done, total)`` callback, called after each block.
+    """
+    auditor = _Auditor(model, block_size, progress)
+    auditor.check_rows()
+    auditor.check_index_keys()
+    return auditor.report

@@ -1,0 +1,288 @@
+"""Command line maintenance tool: ``python -m rom {reindex,clean,check} MODEL...``.
+
+Models are named ``package.module:ClassName``. The Redis server is the one rom would use
+(``ROM_REDIS_URI``) unless ``--url`` is given; models that declare their own ``_conn`` keep
+it. Progress goes to stderr, only when stderr is a terminal, and ``--quiet`` silences it.
+
+Exit codes: 0 success (and, for ``check``, no findings); 1 ``check`` found problems;
+2 usage error (bad arguments, a model that cannot be imported or is not a rom model);
+3 the job failed (Redis unreachable, or an error raised while it ran).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO
+
+import redis
+
+from . import util
+from ._audit import KINDS, audit_model
+from ._maintenance import ProgressLine, clean_old_index, clean_unsafe_cols, refresh_indices
+from ._registry import EntityMeta
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_USAGE = 2
+EXIT_FAILED = 3
+
+
+class UsageError(Exception):
+    """A command line problem reported with exit code 2."""
+
+
+def load_model(spec: str) -> Any:
+    """Import ``package.module:ClassName`` and return the model class.
+
+    Raises:
+        UsageError: the text is malformed, the module cannot be imported, the class is
+            missing or it is not a rom model.
+    """
+    module_name, sep, class_name = spec.partition(':')
+    if not sep or not module_name or not class_name:
+        raise UsageError('model %r must be written as package.module:ClassName' % (spec,))
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as exc:
+        raise UsageError('cannot import module %r for model %r: %s: %s'
+                         % (module_name, spec, type(exc).__name__, exc))
+    for part in class_name.split('.'):
+        if not hasattr(obj, part):
+            raise UsageError('module %r has no attribute %r (model %r)'
+                             % (module_name, class_name, spec))
+        obj = getattr(obj, part)
+    if not isinstance(obj, EntityMeta):
+        raise UsageError('%r is not a rom model class (got %r)' % (spec, obj))
+    return obj
+
+
+# --------------------------------------------------------------------------- progress
+
+class _Reporter:
+    """Progress on stderr (terminal only, unless quiet) and messages on stdout."""
+
+    def __init__(self, quiet: bool, stderr: TextIO, stdout: TextIO) -> None:
+        self.quiet = quiet
+        self.stderr = stderr
+        self.stdout = stdout
+        self.live = not quiet and _isatty(stderr)
+
+    def line(self, label: str) -> Optional[ProgressLine]:
+        if not self.live:
+            return None
+        return ProgressLine(stream=self.stderr, bar=30, label=label + ' ')
+
+    def run(self, label: str, job: Any) -> int:
+        """Consume a ``(done, total)`` job, showing progress; returns the last ``done``."""
+        progress = self.line(label)
+        last = 0
+        for done, total in job:
+            last = done
+            if progress is not None:
+                progress.update(done, total)
+        if progress is not None:
+            progress.finish()
+        return last
+
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            print(text, file=self.stdout)
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except Exception:
+        return False
+
+
+# --------------------------------------------------------------------------- commands
+
+def _cmd_reindex(models: List[Any], args: argparse.Namespace, out: _Reporter) -> int:
+    for model in models:
+        start = time.time()
+        done = out.run('reindex %s' % model._namespace,
+                       refresh_indices(model, block_size=args.block_size, scan=not args.no_scan))
+        out.say('%s: indexes rebuilt (%d ids handled in %.1fs)'
+                % (model._namespace, done, time.time() - start))
+    return EXIT_OK
+
+
+def _cmd_clean(models: List[Any], args: argparse.Namespace, out: _Reporter) -> int:
+    for model in models:
+        start = time.time()
+        out.run('clean %s' % model._namespace,
+                clean_old_index(model, block_size=args.block_size))
+        out.say('%s: stale legacy and unique index data removed (%.1fs)'
+                % (model._namespace, time.time() - start))
+    if args.unsafe:
+        examined, deleted = clean_unsafe_cols(*models, block_size=max(args.block_size, 1000))
+        out.say('unsafe columns: %d keys examined, %d orphaned keys deleted'
+                % (examined, deleted))
+    return EXIT_OK
+
+
+def _cmd_check(models: List[Any], args: argparse.Namespace, out: _Reporter) -> int:
+    reports = []
+    for model in models:
+        lines: Dict[str, ProgressLine] = {}
+
+        def progress(stage: str, done: int, total: int, _ns: str = model._namespace) -> None:
+            line = lines.get(stage)
+            if line is None:
+                for previous in lines.values():
+                    previous.finish()
+                lines.clear()
+                made = out.line('check %s %s' % (_ns, stage))
+                if made is None:
+                    return
+                line = lines[stage] = made
+            line.update(done, total)
+
+        report = audit_model(model, block_size=args.block_size, progress=progress)
+        for line in lines.values():
+            line.finish()
+        reports.append(report)
+    if args.json:
+        doc = [{'namespace': r.namespace, 'rows': r.rows, 'index_keys': r.index_keys,
+                'entries': r.entries, 'counts': r.counts,
+                'findings': [{'kind': f.kind, 'key': f.key, 'member': f.member, 'id': f.id,
+                              'message': f.message} for f in r.findings]}
+               for r in reports]
+        print(json.dumps(doc, indent=2, sort_keys=True), file=out.stdout)
+    else:
+        for report in reports:
+            for finding in report.findings:
+                print('%s: %s' % (finding.kind, finding.message), file=out.stdout)
+            print(report.summary(), file=out.stdout)
+    return EXIT_FINDINGS if any(not r.ok for r in reports) else EXIT_OK
+
+
+# --------------------------------------------------------------------------- parser
+
+_DESCRIPTION = """\
+Maintenance for rom models stored in Redis.
+
+  reindex  re-save every entity so its index entries are rebuilt (after adding or
+           changing an index, or to migrate legacy index data)
+  clean    remove index data left behind by deleted rows (legacy <ns>:: bookkeeping and
+           unique-index fields); --unsafe also deletes orphaned UnsafeColumn keys
+  check    audit the indexes against the rows and list every problem found
+
+Models are named package.module:ClassName (the module must be importable, e.g. through
+PYTHONPATH). The server is ROM_REDIS_URI (default redis://localhost:6379/0) unless --url
+is given; a model with its own _conn keeps it.
+"""
+
+_EPILOG = """\
+exit codes: 0 success (check: no problems), 1 check found problems, 2 usage error
+(bad arguments or model), 3 the job failed (e.g. Redis unreachable).
+"""
+
+
+def _common(parser: argparse.ArgumentParser, default_block: int) -> None:
+    parser.add_argument('models', metavar='MODEL', nargs='+',
+                        help='model class as package.module:ClassName (one or more)')
+    parser.add_argument('--url', metavar='URL',
+                        help='Redis URL to use instead of ROM_REDIS_URI, e.g. '
+                             'redis://localhost:6379/0 (models with their own _conn keep it)')
+    parser.add_argument('--block-size', metavar='N', type=_positive, default=default_block,
+                        help='rows or entries handled per round trip (default %(default)s)')
+    parser.add_argument('-q', '--quiet', action='store_true',
+                        help='no progress bar and no summary lines (check still prints findings)')
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError('%r is not a whole number' % (text,))
+    if value < 1:
+        raise argparse.ArgumentTypeError('must be at least 1, not %d' % (value,))
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m rom`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog='python -m rom', description=_DESCRIPTION, epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest='command', metavar='COMMAND')
+    sub.required = True
+    reindex = sub.add_parser(
+        'reindex', help='rebuild the indexes of models by re-saving every entity',
+        description='Re-save every entity of each model so that its index entries and '
+                    'its -index-data- bookkeeping are rebuilt (refresh_indices). Use after '
+                    'adding or changing an index, or to migrate legacy <ns>:: data.',
+        epilog=_EPILOG)
+    _common(reindex, 100)
+    reindex.add_argument('--no-scan', action='store_true',
+                         help='walk the ids 1..<id counter> instead of finding rows with SCAN')
+    reindex.set_defaults(func=_cmd_reindex)
+    clean = sub.add_parser(
+        'clean', help='remove index data left behind by deleted rows',
+        description='Remove legacy <ns>:: bookkeeping and unique-index fields that belong '
+                    'to rows which no longer exist (clean_old_index). With --unsafe, also '
+                    'delete UnsafeColumn keys whose row is gone (clean_unsafe_cols).',
+        epilog=_EPILOG)
+    _common(clean, 100)
+    clean.add_argument('--unsafe', action='store_true',
+                       help='also delete orphaned UnsafeColumn keys (<ns>:<id>:<attr>)')
+    clean.set_defaults(func=_cmd_clean)
+    check = sub.add_parser(
+        'check', help='audit indexes against rows and report every problem',
+        description='Compare every row with the index entries it calls for, and every '
+                    'index entry with the row it names. Problem kinds:\n\n' + '\n'.join(
+                        '  %-17s %s' % (kind, text) for kind, text in KINDS.items()),
+        epilog='exit codes: 0 no problems, 1 problems found, 2 usage error, 3 the check '
+               'failed (e.g. Redis unreachable).',
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common(check, 1000)
+    check.add_argument('--json', action='store_true',
+                       help='print the findings as JSON instead of text')
+    check.set_defaults(func=_cmd_check)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
+         stderr: Optional[TextIO] = None) -> int:
+    """Run the command line tool; returns the exit code."""
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        models = [load_model(spec) for spec in args.models]
+    except UsageError as exc:
+        print('%s: error: %s' % (parser.prog, exc), file=stderr)
+        return EXIT_USAGE
+    if args.url:
+        try:
+            util.CONNECTION = redis.Redis.from_url(args.url)
+        except ValueError as exc:
+            print('%s: error: invalid --url %r: %s' % (parser.prog, args.url, exc), file=stderr)
+            return EXIT_USAGE
+        for model in models:
+            if hasattr(model, '_conn') and not args.quiet:
+                print('note: model %s has its own _conn; --url does not apply to it'
+                      % (model._namespace,), file=stderr)
+    out = _Reporter(args.quiet, stderr, stdout)
+    try:
+        func: Callable[..., int] = args.func
+        return func(models, args, out)
+    except redis.exceptions.ConnectionError as exc:
+        print('%s: error: cannot reach Redis: %s' % (parser.prog, exc), file=stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print('\n%s: interrupted' % (parser.prog,), file=stderr)
+        return 130
+    except Exception as exc:
+        print('%s: error: %s failed: %s: %s' % (parser.prog, args.command,
+                                                type(exc).__name__, exc), file=stderr)
+        return EXIT_FAILED

@@ -1,0 +1,340 @@
+"""Maintenance jobs: rebuild indexes, clean up data left by deleted rows, show progress.
+
+``refresh_indices`` re-saves every entity of a model (rebuilding its index entries and
+``-index-data-``, and migrating legacy ``<ns>::`` bookkeeping); ``clean_old_index`` removes
+legacy bookkeeping and unique-index fields of rows that are gone; ``clean_unsafe_cols``
+deletes ``UnsafeColumn`` keys of rows that are gone. The long jobs are generators of
+``(done, total)`` pairs; ``show_progress`` displays them. Every helper works with clients
+that decode responses (``str`` replies) as well as with byte clients, and compares cursors
+numerically.
+"""
+from __future__ import annotations
+
+import re
+import sys
+import time
+import warnings
+from typing import Any, Iterable, Iterator, List, Optional, Sequence, TextIO, Tuple
+
+from ._connect import connect, to_text
+from ._scripts import lua
+from ._session import session
+from ._registry import MODELS
+
+__all__ = [
+    'refresh_indices', 'refresh_all_indexes', 'clean_old_index', 'clean_unsafe_cols',
+    'show_progress', '_get_row_ids', 'ProgressLine', 'scan_pattern', 'row_id_of',
+]
+
+_DIGITS = re.compile(r'[0-9]+\Z')
+_INDEX_SUFFIXES = ('idx', 'uidx', 'pre', 'suf', 'geo')
+_GLOB_SPECIALS = re.compile(r'([*?\[\]\\])')
+
+
+# --------------------------------------------------------------------------- small helpers
+
+def scan_pattern(namespace: str) -> str:
+    """The SCAN MATCH pattern ``<ns>:*`` with glob characters of the namespace escaped."""
+    return _GLOB_SPECIALS.sub(r'\\\1', namespace) + ':*'
+
+
+def _key_text(key: Any) -> Optional[str]:
+    """A key name as text, or None when it is not valid UTF-8 (then it is none of ours)."""
+    try:
+        return to_text(key)
+    except UnicodeDecodeError:
+        return None
+
+
+def row_id_of(key: Any, prefix: str) -> Optional[int]:
+    """The id of a row key ``<ns>:<digits>`` (``prefix`` is ``'<ns>:'``), else None."""
+    text = _key_text(key)
+    if text is None or not text.startswith(prefix):
+        return None
+    rest = text[len(prefix):]
+    return int(rest) if _DIGITS.match(rest) else None
+
+
+def _counter(conn: Any, model: Any) -> int:
+    """The model's id counter ``<ns>:<pk>:`` (0 when missing)."""
+    value = conn.get('%s:%s:' % (model._namespace, model._pkey))
+    return int(value) if value else 0
+
+
+def _scan_pages(conn: Any, match: str, count: int) -> Iterator[List[Any]]:
+    """Every SCAN page (possibly empty) from cursor 0 until the cursor returns to 0."""
+    cursor = 0
+    while True:
+        cursor, keys = conn.scan(cursor, match=match, count=count)
+        yield list(keys)
+        if int(cursor) == 0:
+            return
+
+
+# --------------------------------------------------------------------------- row ids
+
+def _get_row_ids(model: Any, block_size: int) -> Iterator[List[int]]:
+    """Yield lists of the ids of existing rows of ``model``, found with SCAN.
+
+    Keeps scanning until the cursor comes back to 0, skipping pages that matched nothing
+    (fix of reference bug util #3). SCAN may repeat keys, so ids can repeat.
+    """
+    conn = connect(model)
+    prefix = model._namespace + ':'
+    for keys in _scan_pages(conn, scan_pattern(model._namespace), block_size):
+        ids = [i for i in (row_id_of(key, prefix) for key in keys) if i is not None]
+        if ids:
+            yield ids
+
+
+# --------------------------------------------------------------------------- refresh
+
+def _save_block(model: Any, block: Sequence[int]) -> int:
+    """Load one block of ids and re-save every entity (index refresh); return rows found."""
+    if session.null_session:
+        # Fix of reference bug util #5: under a null session ``get`` tracks nothing, so the
+        # fetched entities are saved explicitly; anything tracked before is still committed.
+        known = session.known
+        entities = [e for e in model.get(list(block)) if e._pk not in known]
+        session.save(entities, all=True)
+        session.commit(all=True)
+        return len(entities)
+    entities = model.get(list(block))
+    session.commit(all=True)
+    return len(entities)
+
+
+def refresh_indices(model: Any, block_size: int = 100, scan: bool = True
+                    ) -> Iterator[Tuple[int, int]]:
+    """Re-save every entity of ``model`` to rebuild its indexes; yields ``(done, total)``.
+
+    ``total`` is the id counter. With ``scan=True`` the rows are found with SCAN and
+    ``done`` counts the ids handled so far (it may exceed ``total``); with ``scan=False``
+    the ids ``1..total`` are walked in blocks. Each block is loaded with ``model.get`` and
+    committed with ``session.commit(all=True)`` (which also saves anything else the
+    calling thread's session tracks).
+    """
+    conn = connect(model)
+    total = _counter(conn, model)
+    block_size = max(block_size, 10)
+    if scan:
+        done = 0
+        for block in _get_row_ids(model, block_size):
+            _save_block(model, block)
+            done += len(block)
+            yield done, total
+        return
+    for k, start in enumerate(range(1, total + 1, block_size)):
+        _save_block(model, range(start, min(start + block_size, total + 1)))
+        # Fix of reference bug util #4: progress from the id offset, not the block number.
+        yield min((k + 1) * block_size, total), total
+
+
+def refresh_all_indexes() -> None:
+    """Refresh the indexes of every registered model, showing progress on stdout."""
+    for model in list(MODELS.values()):
+        print('Updating indexes of model %s' % (model._namespace,))
+        show_progress(refresh_indices(model))
+
+
+# --------------------------------------------------------------------------- clean_old_index
+
+def _server_has_hscan(conn: Any) -> bool:
+    version = to_text(conn.info().get('redis_version', '0.0'))
+    parts = (str(version).split('.') + ['0', '0'])[:2]
+    try:
+        major, minor = int(parts[0]), int(parts[1])
+    except ValueError:
+        return True
+    return (major, minor) >= (2, 8)
+
+
+def _unique_names(model: Any) -> List[str]:
+    names = list(model._unique or ())
+    names.extend(':'.join(cols) for cols in (model._cunique or ()))
+    return names
+
+
+def clean_old_index(model: Any, block_size: int = 100, **kwargs: Any
+                    ) -> Iterator[Tuple[int, int]]:
+    """Remove index data of rows that no longer exist; yields ``(done, total)``.
+
+    Cleans the legacy ``<ns>::`` bookkeeping (removing the index entries it lists, geo
+    members included) and the unique-index fields that map to missing rows. The keyword
+    ``force_hscan`` (default ``False``) forces the HSCAN path when true and forces the
+    fallback path (legacy data only) when ``None``.
+    """
+    force_hscan = kwargs.get('force_hscan', False)
+    conn = connect(model)
+    ns = model._namespace
+    legacy = ns + '::'
+    block_size = max(block_size, 10)
+    has_hscan = _server_has_hscan(conn)
+    if (has_hscan or force_hscan) and force_hscan is not None:
+        yield from _clean_hscan(conn, model, ns, legacy, block_size)
+        return
+    if _unique_names(model):
+        if has_hscan:
+            reason = 'HSCAN use was turned off (force_hscan=None)'
+        else:
+            reason = 'the Redis server is older than 2.8 and has no HSCAN'
+        warnings.warn('clean_old_index(%s): stale unique index entries will not be cleaned '
+                      'because %s' % (ns, reason), UserWarning, stacklevel=2)
+    total = _counter(conn, model)
+    for start in range(1, total + 1, block_size):
+        ids = list(range(start, min(start + block_size, total + 1)))
+        pipe = conn.pipeline(True)
+        for i in ids:
+            pipe.exists('%s:%d' % (ns, i))
+            pipe.hexists(legacy, str(i))
+        replies = pipe.execute()
+        orphans = [i for n, i in enumerate(ids)
+                   if not replies[2 * n] and replies[2 * n + 1]]
+        if orphans:
+            lua('clean_legacy')(conn, (), [ns] + orphans)
+        yield min(start + block_size, total - 1), total
+    yield total, total
+
+
+def _clean_hscan(conn: Any, model: Any, ns: str, legacy: str, block_size: int
+                 ) -> Iterator[Tuple[int, int]]:
+    total = int(conn.hlen(legacy))
+    done = 0
+    cursor: Any = 0
+    while True:
+        cursor, missing = lua('hscan_missing_rows')(conn, [legacy], [cursor, block_size, ns])
+        if missing:
+            lua('clean_legacy')(conn, (), [ns] + list(missing))
+        done += block_size
+        if done > total:
+            total = done + 1
+        yield done, total
+        if int(cursor) == 0:
+            break
+    for name in _unique_names(model):
+        key = '%s:%s:uidx' % (ns, name)
+        cursor = 0
+        while True:
+            cursor, _removed = lua('clean_unique')(conn, [key], [cursor, block_size, ns])
+            done += block_size
+            if done > total:
+                total = done + 1
+            yield done, total
+            if int(cursor) == 0:
+                break
+    yield total, total
+
+
+# --------------------------------------------------------------------------- clean_unsafe_cols
+
+def _unsafe_candidate(key: Any, prefix: str) -> Optional[Tuple[str, str]]:
+    """``(key text, row key)`` when ``key`` is ``<ns>:<id>:<attr>`` for this namespace."""
+    text = _key_text(key)
+    if text is None or not text.startswith(prefix):
+        return None
+    parts = text[len(prefix):].split(':')
+    if len(parts) != 2 or not _DIGITS.match(parts[0]):
+        return None
+    if not parts[1] or parts[1] in _INDEX_SUFFIXES:
+        return None
+    return text, prefix + parts[0]
+
+
+def clean_unsafe_cols(*models: Any, block_size: int = 1000) -> Tuple[int, int]:
+    """Delete ``UnsafeColumn`` keys whose entity row is gone; returns ``(examined, deleted)``.
+
+    Raises:
+        ValueError: when no model is given.
+    """
+    if not models:
+        raise ValueError('clean_unsafe_cols() needs at least one model to clean')
+    block_size = max(block_size, 1)
+    examined = deleted = 0
+    for model in models:
+        conn = connect(model)
+        prefix = model._namespace + ':'
+        for keys in _scan_pages(conn, scan_pattern(model._namespace), block_size):
+            examined += len(keys)
+            args: List[str] = []
+            for key in keys:
+                candidate = _unsafe_candidate(key, prefix)
+                if candidate is not None:
+                    args.extend(candidate)
+            if args:
+                deleted += int(lua('clean_unsafe')(conn, (), args))
+    return examined, deleted
+
+
+# --------------------------------------------------------------------------- progress
+
+class ProgressLine:
+    """Renders ``(done, total)`` pairs on one terminal line, rewritten in place.
+
+    Each display shows the percentage, elapsed seconds and estimated remaining seconds
+    (one decimal each), the counts and the rate; ``bar`` adds a bar of that many cells and
+    ``label`` a leading text. ``stream`` defaults to the current ``sys.stdout``.
+    """
+
+    def __init__(self, stream: Optional[TextIO] = None, bar: int = 0,
+                 interval: float = 0.1, label: str = '') -> None:
+        self.stream = stream
+        self.bar = bar
+        self.label = label
+        self.interval = interval
+        self.start = time.time()
+        self.last_shown: Optional[float] = None
+        self.width = 0
+        self.rate_done: Optional[Tuple[int, int]] = None
+
+    def update(self, done: int, total: int, final: bool = False) -> bool:
+        """Show the pair when 0.1 s passed since the last display or it is complete."""
+        now = time.time()
+        due = self.last_shown is None or now - self.last_shown > self.interval
+        if not (due or done >= total):
+            if not final:
+                self.rate_done = (done, total)
+            return False
+        self.last_shown = now
+        if not final:
+            self.rate_done = (done, total)
+        self.show(done, total, now)
+        return True
+
+    def line(self, done: int, total: int, now: float) -> str:
+        """The text of one display (without the carriage return)."""
+        elapsed = max(now - self.start, 0.0001)
+        percent = 100.0 * done / (total or 1)
+        remaining = total * elapsed / (done or 1) - elapsed
+        # The closing (1, 1) display keeps the counts and rate of the job's last pair.
+        counts = self.rate_done or (done, total)
+        rate = counts[0] / elapsed
+        text = '%.1f%% done, %.1fs elapsed, %.1fs remaining (%d/%d, %.1f/s)' % (
+            percent, elapsed, remaining, counts[0], counts[1], rate)
+        if self.bar:
+            filled = int(round(self.bar * min(max(percent, 0.0), 100.0) / 100.0))
+            text = '[%s%s] %s' % ('#' * filled, '-' * (self.bar - filled), text)
+        return self.label + text if self.label else text
+
+    def show(self, done: int, total: int, now: Optional[float] = None) -> None:
+        """Write one display, padded over the previous one, ending with a carriage return."""
+        text = self.line(done, total, time.time() if now is None else now)
+        padding = ' ' * max(self.width - len(text), 0)
+        self.width = len(text)
+        stream = self.stream if self.stream is not None else sys.stdout
+        stream.write(text + padding + '\r')
+        stream.flush()
+
+    def finish(self) -> None:
+        """Show the final 100 % display and end the line."""
+        self.update(1, 1, final=True)
+        stream = self.stream if self.stream is not None else sys.stdout
+        stream.write('\n')
+        stream.flush()
+
+
+def show_progress(job: Iterable[Tuple[int, int]]) -> None:
+    """Consume ``(done, total)`` pairs, showing percent, elapsed and remaining on stdout."""
+    progress = ProgressLine()
+    for done, total in job:
+        progress.update(done, total)
+    progress.finish()
