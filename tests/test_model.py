@@ -1,0 +1,1000 @@
+"""rom.model: metaclass, entity state, save/delete/refresh/get/get_by/transfer, hooks,
+on_delete policies.
+
+Spec: model-and-columns.md §3.5, §5, §6.1, §7.3.
+"""
+from __future__ import annotations
+
+import pytest
+
+import rom
+from rom import columns as C
+from rom.exceptions import (ColumnError, DataRaceError, EntityDeletedError, InvalidColumnValue,
+                            InvalidOperation, MissingColumn, ORMError, QueryError, RestrictError,
+                            UniqueKeyViolation)
+
+
+def reload(entity):
+    rom.session.rollback()
+    return type(entity).get(getattr(entity, entity._pkey))
+
+
+def make(name, body=None, bases=(rom.Model,)):
+    namespace = {'__module__': __name__}
+    namespace.update(body or {})
+    return type(rom.Model)(name, bases, namespace)
+
+
+# --- metaclass (§5.1, §5.2) ------------------------------------------------------------
+
+def test_model_class_attributes():
+    m = rom.Model
+    assert m._namespace == 'Model'
+    assert list(m._columns) == ['id']
+    assert isinstance(m._columns['id'], rom.PrimaryKey)
+    assert m._pkey == 'id'
+    assert m._no_fk is True
+    assert rom.MODELS['Model'] is m
+
+
+def test_metaclass_sets_schema_attributes():
+    def geo(d):
+        return None
+
+    class Schema(rom.Model):
+        a = rom.Integer(required=True, index=True)
+        b = rom.Text(unique=True)
+        c = rom.Text(prefix=True, suffix=True, keygen=rom.SIMPLE)
+        d = rom.Integer()
+        e = rom.Integer()
+        ref = rom.ManyToOne('Schema', 'no action')
+        unique_together = [('e', 'd')]
+        geo_index = [rom.GeoIndex('where', geo)]
+
+    s = Schema
+    assert s._namespace == 'Schema'
+    assert list(s._columns) == ['a', 'b', 'c', 'd', 'e', 'ref', 'id']
+    assert s._pkey == 'id'
+    assert s._required == {'a'}
+    assert s._index == {'a', 'ref'}
+    assert s._unique == {'b'}
+    assert s._cunique == {('d', 'e')}
+    assert s._prefix == {'c'} and s._suffix == {'c'}
+    assert s._geo == {'where': rom.GeoIndex('where', geo)}
+    assert isinstance(s._gindex, rom.GeneralIndex)
+    assert s._no_fk is False
+    assert rom.MODELS['Schema'] is s
+    assert ('Schema', 'ref', 'no action') in rom.MODELS_REFERENCED['Schema']
+    assert isinstance(s.query, rom.Query)
+    assert s.query is not s.query
+    assert s._connection is rom.util.CONNECTION
+
+
+def test_namespace_registration():
+    class Named(rom.Model):
+        _namespace = 'other:ns'
+        x = rom.Integer()
+
+    assert Named._namespace == 'other:ns'
+    assert rom.MODELS['Named'] is Named
+    assert rom.MODELS['other:ns'] is Named
+    with pytest.raises(ORMError) as info:
+        make('other:ns')
+    with pytest.raises(ORMError) as info:
+        make('Another', {'_namespace': 'Named'})
+    assert 'Another' in str(info.value) and 'Named' in str(info.value)
+    with pytest.raises(ORMError):
+        make('Named')
+
+
+def test_namespace_not_inherited():
+    class Base1(rom.Model):
+        _namespace = 'b1'
+        x = rom.Integer()
+
+    class Sub1(Base1):
+        pass
+
+    assert Sub1._namespace == 'Sub1'
+
+
+def test_namespace_must_be_str():
+    with pytest.raises(ORMError) as info:
+        make('BadNs', {'_namespace': 5})
+    assert 'int' in str(info.value)
+    assert 'BadNs' not in rom.MODELS
+    # a falsy namespace means "use the class name"
+    ok = make('FalsyNs', {'_namespace': ''})
+    assert ok._namespace == 'FalsyNs'
+
+
+def test_class_named_model_fails():
+    with pytest.raises(ORMError):
+        make('Model')
+
+
+def test_failed_definition_registers_nothing():
+    with pytest.raises(ColumnError):
+        make('Failing', {'id': rom.Integer()})
+    assert 'Failing' not in rom.MODELS
+    ok = make('Failing', {'x': rom.Integer()})
+    assert rom.MODELS['Failing'] is ok
+
+
+def test_id_attribute_needs_explicit_primary_key():
+    with pytest.raises(ColumnError) as info:
+        make('IdAttr', {'id': rom.Integer()})
+    assert 'PrimaryKey' in str(info.value) or 'primary' in str(info.value).lower()
+    model = make('IdAttr2', {'id': rom.PrimaryKey(), 'x': rom.Integer()})
+    assert model._pkey == 'id'
+
+
+def test_second_primary_key():
+    with pytest.raises(ColumnError) as info:
+        make('TwoPk', {'a': rom.PrimaryKey(), 'b': rom.PrimaryKey()})
+    assert 'a' in str(info.value) and 'b' in str(info.value)
+    base = make('ImplicitBase', {'x': rom.Integer()})
+    with pytest.raises(ColumnError):
+        make('AddsPk', {'pk': rom.PrimaryKey()}, bases=(base,))
+
+
+def test_implicit_id_added_last():
+    model = make('Order1', {'b': rom.Integer(), 'a': rom.Integer()})
+    assert list(model._columns) == ['b', 'a', 'id']
+
+
+def test_inheritance_merges_columns_and_separates_models(conn):
+    class Mixin:
+        not_a_column = rom.Integer()  # non-model mixins contribute no columns
+
+    class BaseA(rom.Model):
+        a = rom.Integer(index=True)
+        shared = rom.Text()
+
+    class BaseB(rom.Model):
+        b = rom.Integer()
+        shared = rom.Integer()
+
+    class Child(BaseA, BaseB, Mixin):
+        c = rom.Integer()
+
+    assert list(Child._columns) == ['b', 'shared', 'id', 'a', 'c']
+    # first base wins for duplicated names
+    assert Child._columns['shared'] is BaseA._columns['shared']
+    assert Child._columns['a'] is BaseA._columns['a']
+    assert 'not_a_column' not in Child._columns
+    assert Child._namespace == 'Child'
+    base = BaseA(a=1)
+    base.save()
+    child = Child(a=1, b=2, c=3)
+    child.save()
+    assert conn.get('BaseA:id:') == b'1'
+    assert conn.get('Child:id:') == b'1'
+    assert conn.hgetall('Child:1')[b'a'] == b'1'
+    assert isinstance(child, BaseA)
+    rom.session.rollback()
+    assert isinstance(BaseA.get(1), BaseA) and not isinstance(BaseA.get(1), Child)
+    assert [e.id for e in BaseA.get_by(a=1)] == [1]
+    assert all(type(e) is BaseA for e in BaseA.get_by(a=1))
+
+
+def test_inheritance_column_order():
+    base = make('OrdBase', {'x': rom.Integer(), 'y': rom.Integer()})
+    sub = make('OrdSub', {'z': rom.Integer()}, bases=(base,))
+    assert list(sub._columns) == ['x', 'y', 'id', 'z']
+
+
+def test_unique_together_and_geo_index_not_inherited():
+    base = make('UTBase', {'x': rom.Integer(), 'y': rom.Integer(),
+                           'unique_together': [('x', 'y')],
+                           'geo_index': [rom.GeoIndex('g', lambda d: [])]})
+    assert base._cunique == {('x', 'y')}
+    sub = make('UTSub', {}, bases=(base,))
+    assert sub._cunique == set()
+    assert sub._geo == {}
+
+
+def test_unique_together_forms():
+    m1 = make('UT1', {'a': rom.Integer(), 'b': rom.Integer(), 'c': rom.Integer(),
+                      'unique_together': ('b', 'a')})
+    assert m1._cunique == {('a', 'b')}
+    m2 = make('UT2', {'a': rom.Integer(), 'b': rom.Integer(), 'c': rom.Integer(),
+                      'unique_together': [('c', 'a', 'a'), ['b', 'c']]})
+    assert m2._cunique == {('a', 'c'), ('b', 'c')}
+
+
+@pytest.mark.parametrize('groups,shown', [
+    ([('a',)], 'a'),
+    ([('a', 'a')], 'a'),
+    ([('a', 'b'), ('b', 'a')], 'a'),
+    ([('a', 'zz')], 'zz'),
+    ([('a', 'id')], 'id'),
+])
+def test_unique_together_errors(groups, shown):
+    with pytest.raises(ColumnError) as info:
+        make('UTE', {'a': rom.Integer(), 'b': rom.Integer(), 'unique_together': groups})
+    assert shown in str(info.value)
+    assert 'UTE' not in rom.MODELS
+
+
+def test_geo_index_declaration_checks():
+    with pytest.raises(ORMError):
+        make('G1', {'geo_index': rom.GeoIndex('x', lambda d: [])})
+    with pytest.raises(ORMError):
+        make('G2', {'geo_index': [('x', lambda d: [])]})
+    with pytest.raises(ColumnError) as info:
+        make('G3', {'geo_index': [rom.GeoIndex('dup', lambda d: []),
+                                  rom.GeoIndex('dup', lambda d: [])]})
+    assert 'dup' in str(info.value)
+    ok = make('G4', {'geo_index': [rom.GeoIndex('a', lambda d: []),
+                                   rom.GeoIndex('b', lambda d: [])]})
+    assert set(ok._geo) == {'a', 'b'}
+
+
+def test_one_to_many_needs_column_when_ambiguous_target_registered():
+    make('Amb', {'x': rom.ManyToOne('AmbOwner', 'no action'),
+                 'y': rom.ManyToOne('AmbOwner', 'no action')})
+    with pytest.raises(ColumnError) as info:
+        make('AmbOwner', {'kids': rom.OneToMany('Amb')})
+    assert 'kids' in str(info.value)
+    ok = make('AmbOwner', {'kids': rom.OneToMany('Amb', 'x')})
+    assert ok._columns['kids'].get_related_model() is rom.MODELS['Amb']
+
+
+def test_one_to_many_needs_column_when_ambiguous_referrer_defined_later():
+    make('AmbOwner2', {'kids': rom.OneToMany('Amb2')})
+    with pytest.raises(ColumnError) as info:
+        make('Amb2', {'x': rom.ManyToOne('AmbOwner2', 'no action'),
+                      'y': rom.ManyToOne('AmbOwner2', 'no action')})
+    assert 'kids' in str(info.value)
+
+
+def test_models_referenced_appended_by_ftable_text():
+    make('RefT', {'x': rom.Integer()})
+    make('RefA', {'r': rom.ManyToOne('RefT', 'cascade'), 'o': rom.OneToOne('RefT', 'restrict')})
+    assert rom.MODELS_REFERENCED['RefT'] == [('RefA', 'r', 'cascade'), ('RefA', 'o', 'restrict')]
+
+
+def test_per_model_connection(conn, redis_url):
+    import redis
+    other = redis.Redis.from_url(redis_url)
+
+    class OwnConn(rom.Model):
+        _conn = other
+        x = rom.Integer()
+
+    assert OwnConn._connection is other
+    e = OwnConn(x=1)
+    assert e._connection is other
+    e.save()
+    assert conn.hget('OwnConn:1', 'x') == b'1'  # same server/db, other client object
+
+
+# --- construction (§5.4) ---------------------------------------------------------------
+
+def test_extra_kwargs(conn):
+    class EK(rom.Model):
+        a = rom.Integer()
+        r = rom.Integer(required=True)
+
+    with pytest.raises(InvalidColumnValue) as info:
+        EK(a=1, r=1, bogus=2, other=3)
+    assert 'bogus' in str(info.value) and 'other' in str(info.value)
+    assert conn.get('EK:id:') == b'1'  # the id was consumed
+    with pytest.raises(MissingColumn):  # column errors take precedence
+        EK(bogus=2)
+    e = EK(r=1, bogus=2, _extra_ok=True)
+    assert not hasattr(e, 'bogus') and 'bogus' not in e.to_dict()
+    rom.session.null_session = True
+    try:
+        EK(r=1, bogus=3)  # no check without a session
+    finally:
+        del rom.session.null_session
+
+
+def test_initial_state(conn):
+    class ST(rom.Model):
+        a = rom.Integer()
+        t = rom.Text()
+
+    e = ST(a=5, t='x')
+    assert e._new and e._modified and not e._deleted
+    assert e._init is True
+    assert e._pk == 'ST:1'
+    assert e._last == {'a': '5', 't': 'x'}
+    assert e._data == {'a': 5, 't': 'x', 'id': 1}
+    assert rom.session.known['ST:1'] is e
+    e.save()
+    assert not e._new and not e._modified
+    assert e._last == {'a': '5', 't': 'x', 'id': '1'}
+    loaded = reload(e)
+    assert not loaded._new and not loaded._modified
+    assert loaded._last['a'] == '5'
+
+
+# --- to_dict / update / copy (§5.5) -----------------------------------------------------
+
+def test_to_dict_update_copy(conn):
+    class TD(rom.Model):
+        a = rom.Integer()
+        b = rom.Text()
+        u = rom.Text(unique=True)
+        many = rom.OneToMany('TDC')
+        unsafe = rom.UnsafeColumn()
+
+    class TDC(rom.Model):
+        p = rom.ManyToOne('TD', 'no action')
+
+    e = TD(a=1)
+    d = e.to_dict()
+    assert d == {'a': 1, 'b': None, 'u': None, 'id': 1}
+    d['a'] = 99
+    assert e.a == 1
+    del e.a
+    assert 'a' not in e.to_dict()
+    assert e.update(2, 'x') is e
+    assert (e.a, e.b) == (2, 'x')
+    e.update(b='y', u='uu')
+    assert e.b == 'y' and e.u == 'uu'
+    with pytest.raises(InvalidOperation):
+        e.update(1, 'b', 'u', 5)  # the 4th column is the OneToMany
+    e.save()
+    cp = e.copy()
+    assert cp is not e and cp._new and cp.id == 2
+    assert (cp.a, cp.b, cp.u) == (e.a, e.b, e.u)
+    with pytest.raises(UniqueKeyViolation):
+        cp.save()
+
+
+# --- save return values (§5.6, §8) ------------------------------------------------------
+
+def test_save_return_values(conn):
+    class SR(rom.Model):
+        a = rom.Integer()
+        b = rom.Text()
+        c = rom.Float()
+        kids = rom.OneToMany('SRK')
+        unsafe = rom.UnsafeColumn()
+
+    class SRK(rom.Model):
+        p = rom.ManyToOne('SR', 'no action')
+
+    e = SR(a=1)
+    assert e.save() == 5  # a b c kids id (None-valued and OneToMany included)
+    assert e.save() == 0
+    e.a = 2
+    e.b = 'x'
+    assert e.save() == 2
+    e.a = 2  # same value
+    assert e.save() == 0
+    assert e.save(full=True) == 5
+    assert e.save(force=True) == 5
+    del e.b
+    assert e.save() == 1
+    assert not conn.hexists('SR:1', 'b')
+
+
+def test_save_float_stored_as_int_text_unchanged(conn):
+    class FI(rom.Model):
+        f = rom.Float()
+
+    conn.hset('FI:1', mapping={'id': '1', 'f': '5'})
+    e = FI.get(1)
+    e.f = 5.0
+    assert e.save() == 0
+
+
+def test_save_after_hook_changes_mark_modified(conn):
+    class AH(rom.Model):
+        a = rom.Integer()
+
+        def _after_insert(self):
+            self.a = 10
+
+    e = AH(a=1)
+    e.save()
+    assert conn.hget('AH:1', 'a') == b'1'
+    assert e._modified
+    assert e.save() == 1
+    assert conn.hget('AH:1', 'a') == b'10'
+
+
+def test_before_hook_exception_leaves_state(conn):
+    class BH(rom.Model):
+        a = rom.Integer()
+
+        def _before_insert(self):
+            raise RuntimeError('no')
+
+    e = BH(a=1)
+    with pytest.raises(RuntimeError):
+        e.save()
+    assert e._new and e._modified
+    assert not conn.exists('BH:1')
+
+
+def test_before_hook_changes_are_saved(conn):
+    class BHS(rom.Model):
+        a = rom.Integer()
+
+        def _before_update(self):
+            self.a = 42
+
+    e = BHS(a=1)
+    e.save()
+    e.save()
+    assert conn.hget('BHS:1', 'a') == b'42'
+    assert not e._modified
+
+
+def test_hooks_order(conn):
+    calls = []
+
+    class HK(rom.Model):
+        a = rom.Integer()
+
+        def _before_insert(self):
+            calls.append(('before_insert', conn.exists('HK:1')))
+
+        def _after_insert(self):
+            calls.append(('after_insert', conn.exists('HK:1'), self._new, self._modified))
+
+        def _before_update(self):
+            calls.append(('before_update',))
+
+        def _after_update(self):
+            calls.append(('after_update',))
+
+        def _before_delete(self):
+            calls.append(('before_delete', conn.exists('HK:1')))
+
+        def _after_delete(self):
+            calls.append(('after_delete', conn.exists('HK:1'), self._deleted))
+
+    e = HK(a=1)
+    e.save()
+    e.a = 2
+    e.save()
+    e.save(force=True)
+    e.delete()
+    assert calls == [('before_insert', 0), ('after_insert', 1, False, False),
+                     ('before_update',), ('after_update',),
+                     ('before_update',), ('after_update',),
+                     ('before_delete', 1), ('after_delete', 0, True)]
+
+
+def test_hooks_assignable_per_instance(conn):
+    class HI(rom.Model):
+        a = rom.Integer()
+
+    calls = []
+    e = HI(a=1)
+    e._before_insert = lambda: calls.append('bi')
+    e._after_insert = lambda: calls.append('ai')
+    e.save()
+    assert calls == ['bi', 'ai']
+
+
+# --- delete (§5.7) ---------------------------------------------------------------------
+
+def test_delete(conn):
+    class DL(rom.Model):
+        a = rom.Integer(index=True)
+        u = rom.Text(unique=True)
+
+    e = DL(a=1, u='x')
+    e.save()
+    e.delete()
+    assert e._deleted and e._modified
+    assert e._pk not in rom.session.known
+    assert sorted(conn.keys('*')) == [b'DL:id:']
+    assert e._last['a'] == '1'
+    e.delete()  # twice: harmless
+    with pytest.raises(EntityDeletedError):
+        e.save()
+    assert e.save(force=True) == 3
+    assert conn.hget('DL:1', 'u') == b'x'
+    assert conn.hgetall('DL:u:uidx') == {b'x': b'1'}
+
+
+def test_delete_never_saved_raises_column_error_after_before_hook(conn):
+    calls = []
+
+    class DN(rom.Model):
+        a = rom.Integer()
+
+        def _before_delete(self):
+            calls.append('bd')
+
+    e = DN(a=1)
+    with pytest.raises(ColumnError):
+        e.delete()
+    assert calls == ['bd']
+
+
+def test_delete_with_pipeline(conn):
+    class DP(rom.Model):
+        a = rom.Integer(index=True)
+
+    e = DP(a=1)
+    e.save()
+    pipe = conn.pipeline(True)
+    e.delete(_conn=pipe)
+    assert conn.exists('DP:1')
+    pipe.execute()
+    assert not conn.exists('DP:1') and not conn.exists('DP:a:idx')
+
+
+def test_delete_skip_sentinel_skips_hooks(conn):
+    calls = []
+
+    class DS(rom.Model):
+        a = rom.Integer()
+
+        def _before_delete(self):
+            calls.append('bd')
+
+        def _after_delete(self):
+            calls.append('ad')
+
+    e = DS(a=1)
+    e.save()
+    e.delete(skip_on_delete_i_really_mean_it=rom.SKIP_ON_DELETE)
+    assert calls == []
+    assert not conn.exists('DS:1')
+
+
+# --- refresh (§5.8) --------------------------------------------------------------------
+
+def test_refresh(conn):
+    class RF(rom.Model):
+        a = rom.Integer()
+
+    e = RF(a=1)
+    with pytest.raises(InvalidOperation):
+        e.refresh()  # new entities are modified
+    e._modified = False
+    with pytest.raises(InvalidOperation):
+        e.refresh()  # new
+    e._modified = True
+    e.save()
+    conn.hset('RF:1', 'a', '5')
+    e.refresh()
+    assert e.a == 5 and not e._modified
+    assert e._last['a'] == '5'
+    e.a = 7
+    with pytest.raises(InvalidOperation):
+        e.refresh()
+    rom.session.rollback()
+    e.refresh(force=True)
+    assert e.a == 5 and not e._modified
+    assert rom.session.known['RF:1'] is e
+    conn.delete('RF:1')
+    with pytest.raises(InvalidColumnValue):
+        e.refresh()
+    d = RF(a=2)
+    d.save()
+    d.delete()
+    assert d.refresh() is None  # deleted: silently nothing
+
+
+# --- get (§5.9) ------------------------------------------------------------------------
+
+def test_get_single_and_many(conn, roundtrips):
+    class GT(rom.Model):
+        a = rom.Integer()
+
+    for i in range(5):
+        GT(a=i).save()
+    rom.session.rollback()
+    with roundtrips(conn) as rt:
+        many = GT.get([3, 1, 99, 5, 2])
+    assert rt.count == 1
+    assert [e.id for e in many] == [3, 1, 5, 2]
+    assert [e.a for e in many] == [2, 0, 4, 1]
+    with roundtrips(conn) as rt:
+        again = GT.get((1, 2))
+        one = GT.get('3')
+    assert rt.count == 0  # all in the session
+    assert again == [many[1], many[3]]
+    assert one is many[0]
+    assert GT.get(b'4').a == 3
+    assert GT.get(5.0) is many[2]
+    assert GT.get(99) is None
+    assert GT.get([]) == []
+    assert GT.get({4}) == [GT.get(4)]
+    assert isinstance(GT.get(frozenset([4])), list)
+    with pytest.raises((ValueError, TypeError)):
+        GT.get('junk')
+    rom.session.rollback()
+    dup = GT.get([1, 1])
+    assert len(dup) == 2 and dup[0].id == dup[1].id == 1
+
+
+def test_get_identity_map(conn):
+    class GI(rom.Model):
+        a = rom.Integer()
+
+    e = GI(a=1)
+    e.save()
+    assert GI.get(1) is e
+    rom.session.commit()
+    assert GI.get(1) is e  # weakly known
+    rom.session.rollback()
+    other = GI.get(1)
+    assert other is not e and other.a == 1
+
+
+# --- get_by (§5.10) ---------------------------------------------------------------------
+
+@pytest.fixture
+def GB(conn):
+    class GB(rom.Model):
+        u = rom.Text(unique=True)
+        n = rom.Integer(index=True, unique=True)
+        f = rom.Float(index=True)
+        t = rom.Text(index=True, keygen=rom.FULL_TEXT)
+        io = rom.IndexOnly('t', lambda v: [v.upper()] if v else None, unique=True)
+        dd = rom.DateTime(index=True)
+
+    return GB
+
+
+def test_get_by_unique(GB):
+    from datetime import datetime
+    a = GB(u='a\xe9', n=1, f=1.5, t='x y', dd=datetime(2000, 1, 1))
+    b = GB(u='b', n=2, f=2.5, t='y z', dd=datetime(2000, 1, 2))
+    a.save()
+    b.save()
+    assert GB.get_by(u='a\xe9') is a
+    assert GB.get_by(u='nope') is None
+    assert GB.get_by(u=['b', 'zz', 'a\xe9']) == [b, a]
+    assert GB.get_by(n=2) is b
+    assert GB.get_by(u='b', _limit=(0, 1)) is b  # limit ignored on the unique path
+    with pytest.raises(QueryError):
+        GB.get_by(u=('a', 'b'))
+    # Q2: unique IndexOnly lookups are encoded like the writer (UTF-8)
+    c = GB(u='c', t='\xe9t\xe9')
+    c.save()
+    assert GB.get_by(io='\xc9T\xc9') is c
+    assert GB.get_by(io='X Y') is a
+
+
+def test_get_by_numeric_path_Q1(GB):
+    a = GB(u='a', n=1, f=1.5)
+    b = GB(u='b', n=2, f=2.5)
+    c = GB(u='c', n=3, f=2.5)
+    for e in (a, b, c):
+        e.save()
+    assert GB.get_by(n=2, _numeric=True) == [b]
+    assert GB.get_by(n=(1, 2), _numeric=True) == [a, b]
+    assert GB.get_by(f=2.5) == [b, c]
+    assert GB.get_by(f=(None, 2)) == [a]
+    assert GB.get_by(f=(2, None)) == [b, c]
+    assert GB.get_by(f=(None, None), _limit=(1, 1)) == [b]
+    assert GB.get_by(f=(10, 20)) == []
+
+
+def test_get_by_datetime_range(GB):
+    from datetime import datetime
+    a = GB(dd=datetime(2000, 1, 1))
+    b = GB(dd=datetime(2000, 1, 3))
+    a.save()
+    b.save()
+    assert GB.get_by(dd=(datetime(2000, 1, 2), None)) == [b]
+    assert GB.get_by(dd=datetime(2000, 1, 1)) == [a]
+
+
+def test_get_by_errors(GB):
+    with pytest.raises(QueryError):
+        GB.get_by()
+    with pytest.raises(QueryError):
+        GB.get_by(u='a', n=1)
+    with pytest.raises(QueryError):
+        GB.get_by(f=1, _limit=(1,))
+    with pytest.raises(QueryError):
+        GB.get_by(f=1, _limit=(1, 'x'))
+    with pytest.raises(QueryError):
+        GB.get_by(f=(1, 2, 3))
+    with pytest.raises(QueryError):
+        GB.get_by(nothing=1)
+    with pytest.raises(QueryError):
+        GB.get_by(u=('a', 'b'))
+
+
+def test_get_by_string_index_uses_query(GB):
+    a = GB(t='hello world')
+    b = GB(t='hello there')
+    a.save()
+    b.save()
+    assert GB.get_by(t='hello') == [a, b]
+    assert GB.get_by(t='world') == [a]
+    assert GB.get_by(t='hello', _limit=(1, 1)) == [b]
+
+
+# --- transfer (§5.12) ------------------------------------------------------------------
+
+@pytest.fixture
+def Acct(conn):
+    class Acct(rom.Model):
+        bal = rom.Float(index=True)
+
+    class Txn(rom.Model):
+        done = rom.Integer()
+
+    return Acct, Txn
+
+
+def test_transfer(Acct, conn):
+    Account, Txn = Acct
+    a, b, t = Account(bal=10), Account(bal=1), Txn(done=0)
+    for e in (a, b, t):
+        e.save()
+    a.transfer(b, 'bal', 4, t, 'done')
+    assert a.bal == 6 and b.bal == 5 and t.done == 1
+    assert conn.hget('Acct:1', 'bal') == b'6.0'
+    assert conn.zscore('Acct:bal:idx', '2') == 5.0
+    with pytest.raises(ValueError):
+        a.transfer(b, 'bal', 1, t, 'done')  # already done
+    t2 = Txn(done=0)
+    t2.save()
+    with pytest.raises(ValueError):
+        a.transfer(b, 'bal', 100, t2, 'done')  # not enough
+    assert conn.hget('Acct:1', 'bal') == b'6.0'
+    assert conn.hget('Txn:2', 'done') == b'0'
+
+
+def test_transfer_decimal_places_and_no_refresh(Acct, conn):
+    Account, Txn = Acct
+    a, b, t = Account(bal=10), Account(bal=1), Txn()
+    for e in (a, b, t):
+        e.save()
+    a.transfer(b, 'bal', 2.5, t, 'done', decimal_places=2, refresh_entities=False,
+               refresh_index=False)
+    assert a.bal == 10  # python objects keep the old values
+    assert float(conn.hget('Acct:1', 'bal')) == 7.5
+    assert float(conn.hget('Acct:2', 'bal')) == 3.5
+    assert conn.hget('Txn:1', 'done') == b'1'
+    assert conn.zscore('Acct:bal:idx', '1') == 10.0  # index left stale
+
+
+def test_transfer_checks(Acct, conn, redis_url):
+    Account, Txn = Acct
+    a, b, t = Account(bal=10), Account(bal=1), Txn()
+    with pytest.raises(ValueError):
+        a.transfer(b, 'bal', 1, t, 'done')  # new entities
+    for e in (a, b, t):
+        e.save()
+    with pytest.raises(ValueError):
+        a.transfer(b, 'bal', 0, t, 'done')
+    with pytest.raises(ValueError):
+        a.transfer(b, 'bal', -1, t, 'done')
+    with pytest.raises(ValueError):
+        a.transfer(b, 'bal', 1, t, 'done', decimal_places=-1)
+    b.bal = 3
+    with pytest.raises(ValueError):
+        a.transfer(b, 'bal', 1, t, 'done')
+    b.save()
+    import redis
+
+    class OtherTxn(rom.Model):
+        _conn = redis.Redis.from_url(redis_url)
+        done = rom.Integer()
+
+    ot = OtherTxn()
+    ot.save()
+    with pytest.raises(ValueError):
+        a.transfer(b, 'bal', 1, ot, 'done')
+    assert conn.hget('Acct:1', 'bal') == b'10'
+
+
+# --- on_delete (§3.5) ------------------------------------------------------------------
+
+def test_on_delete_cascade_set_null_set_default(conn):
+    class Par(rom.Model):
+        name = rom.Text()
+
+    class Casc(rom.Model):
+        p = rom.ManyToOne('Par', 'cascade')
+
+    class Nul(rom.Model):
+        p = rom.ManyToOne('Par', 'set null')
+
+    class Dfl(rom.Model):
+        p = rom.ManyToOne('Par', 'set default', default=None)
+        x = rom.Integer()
+
+    class Nop(rom.Model):
+        p = rom.ManyToOne('Par', 'no action')
+
+    calls = []
+
+    class Grand(rom.Model):
+        c = rom.ManyToOne('Casc', 'cascade')
+
+        def _before_delete(self):
+            calls.append('grand')
+
+    p = Par(name='p')
+    p.save()
+    keep = Par(name='keep')
+    keep.save()
+    casc = Casc(p=p)
+    casc.save()
+    grand = Grand(c=casc)
+    grand.save()
+    nul = Nul(p=p)
+    nul.save()
+    dfl = Dfl(p=p, x=1)
+    dfl.save()
+    nop = Nop(p=p)
+    nop.save()
+    other = Casc(p=keep)
+    other.save()
+    p.delete()
+    assert calls == []  # cascaded entities get no hooks
+    assert not conn.exists('Par:1') and not conn.exists('Casc:1') and not conn.exists('Grand:1')
+    assert conn.exists('Casc:2') and conn.exists('Par:2')
+    assert not conn.hexists('Nul:1', 'p')
+    assert not conn.hexists('Dfl:1', 'p')
+    assert conn.hget('Dfl:1', 'x') == b'1'
+    assert conn.hget('Nop:1', 'p') == b'1'  # no action
+    assert conn.zrange('Nul:p:idx', 0, -1) == []
+    assert nul.p is None and not nul._modified
+
+
+def test_on_delete_set_default_value(conn):
+    class PD(rom.Model):
+        pass
+
+    class SD(rom.Model):
+        p = rom.ManyToOne('PD', 'set default', default=lambda: 1)
+
+    fallback = PD()
+    fallback.save()
+    doomed = PD()
+    doomed.save()
+    s = SD(p=doomed)
+    s.save()
+    doomed.delete()
+    assert conn.hget('SD:1', 'p') == b'1'
+    assert s.p is fallback
+
+
+def test_on_delete_restrict(conn):
+    class RP(rom.Model):
+        pass
+
+    class RNul(rom.Model):
+        p = rom.ManyToOne('RP', 'set null')
+
+    class RC(rom.Model):
+        p = rom.ManyToOne('RP', 'restrict')
+
+    p = RP()
+    p.save()
+    n = RNul(p=p)
+    n.save()
+    r1, r2 = RC(p=p), RC(p=p)
+    r1.save()
+    r2.save()
+    with pytest.raises(RestrictError) as info:
+        p.delete()
+    assert len(info.value.args) == 1
+    message = info.value.args[0]
+    assert 'RP' in message and '2' in message and 'RC' in message and 'p' in message
+    assert conn.exists('RP:1') and conn.hget('RNul:1', 'p') == b'1'
+    assert not p._deleted
+    # in-memory changes made by an earlier 'set null' step remain (compat)
+    assert n.p is None and n._modified
+
+
+def test_on_delete_custom_pk_name_D1(conn):
+    class PKP(rom.Model):
+        key = rom.PrimaryKey()
+
+    class PKC(rom.Model):
+        p = rom.ManyToOne('PKP', 'cascade')
+
+    p = PKP()
+    p.save()
+    c = PKC(p=p)
+    c.save()
+    assert conn.hget('PKC:1', 'p') == b'1'
+    p.delete()
+    assert not conn.exists('PKC:1')
+    assert not conn.exists('PKP:1')
+
+
+def test_on_delete_namespace_differs_from_class_name_B2(conn):
+    class NsParent(rom.Model):
+        _namespace = 'np'
+
+    class ByClass(rom.Model):
+        p = rom.ManyToOne('NsParent', 'cascade')
+
+    class ByNs(rom.Model):
+        p = rom.ManyToOne('np', 'set null')
+
+    class Restr(rom.Model):
+        p = rom.ManyToOne('NsParent', 'restrict')
+
+    p = NsParent()
+    p.save()
+    a = ByClass(p=p)
+    a.save()
+    b = ByNs(p=p)
+    b.save()
+    p.delete()
+    assert not conn.exists('np:1')
+    assert not conn.exists('ByClass:1')
+    assert not conn.hexists('ByNs:1', 'p')
+    p2 = NsParent()
+    p2.save()
+    Restr(p=p2).save()
+    with pytest.raises(RestrictError):
+        p2.delete()
+    assert conn.exists('np:2')
+
+
+def test_set_null_over_dangling_reference_D2(conn):
+    class DP2(rom.Model):
+        pass
+
+    class DC2(rom.Model):
+        p = rom.ManyToOne('DP2', 'no action')
+
+    p = DP2()
+    p.save()
+    c = DC2(p=p)
+    c.save()
+    # the referenced row disappears behind rom's back
+    conn.delete('DP2:1')
+    rom.session.rollback()
+    loaded = DC2.get(1)
+    assert loaded.p is None
+    assert conn.hget('DC2:1', 'p') == b'1'
+    loaded.p = None
+    loaded.save()
+    assert not conn.hexists('DC2:1', 'p')
+    assert conn.zrange('DC2:p:idx', 0, -1) == []
+
+
+def test_on_delete_saves_after_deletes_with_hooks(conn):
+    calls = []
+
+    class HP(rom.Model):
+        pass
+
+    class HN(rom.Model):
+        p = rom.ManyToOne('HP', 'set null')
+
+        def _before_update(self):
+            calls.append(('bu', conn.exists('HP:1')))
+
+    p = HP()
+    p.save()
+    HN(p=p).save()
+    p.delete()
+    assert calls == [('bu', 0)]
+
+
+def test_commit_after_failed_on_delete_saves_modified(conn):
+    class FP(rom.Model):
+        pass
+
+    class FN(rom.Model):
+        p = rom.ManyToOne('FP', 'set null')
+
+    class FR(rom.Model):
+        p = rom.ManyToOne('FP', 'restrict')
+
+    p = FP()
+    p.save()
+    n = FN(p=p)
+    n.save()
+    FR(p=p).save()
+    with pytest.raises(RestrictError):
+        p.delete()
+    rom.session.commit()
+    assert not conn.hexists('FN:1', 'p')
