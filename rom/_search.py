@@ -1,9 +1,306 @@
-"""Index search: compiles filter records into Redis work (stub, filled by the query work)."""
+"""Index search: compile filter records into Redis work, run it, expire temporary keys.
+
+Used by ``rom.query`` (``Query`` terminal calls), ``rom.model`` (``does_not_startwith``)
+and re-exported by ``rom.index``. A search takes at most two round trips: one for the work
+estimates (only when there are two or more filters to order) and one transaction that builds
+the working set and reads, counts or expires it. Every temporary key is deleted in the
+transaction that creates it or gets a TTL there.
+"""
 from __future__ import annotations
+
+import uuid
+from collections import namedtuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+from . import _session
+from ._connect import connect, to_text
+from ._helpers import _prefix_score, _to_score
+from ._query_match import (MAX_PREFIX_SCORE, _find_prefix, _literal_prefix,
+                           _pattern_to_lua_pattern, _start_end)
+from ._records import Geofilter, Pattern, Prefix, Suffix
+from ._scripts import lua
+from .exceptions import QueryError
+
+#: plan steps (plain data, no connection inside)
+_Keys = namedtuple('_Keys', 'keys')                          # SET/ZSET keys, OR-ed
+_Range = namedtuple('_Range', 'key lo hi')                   # scored index range
+_Scan = namedtuple('_Scan', 'index literal pattern')         # prefix/suffix/pattern scan
+_Geo = namedtuple('_Geo', 'key lon lat radius measure count')
+
+_NO_LIMIT = 2 ** 64
+
+
+def _estimate_args(step: Any) -> Tuple[str, Tuple[Any, ...]]:
+    """Key and bounds sent to ``estimate_work.lua`` for a step (raises ValueError)."""
+    if isinstance(step, _Keys):
+        return step.keys[0], ()
+    if isinstance(step, _Range):
+        lo = '-inf' if step.lo is None else repr(float(step.lo))
+        hi = 'inf' if step.hi is None else repr(float(step.hi))
+        return step.key, (lo, hi)
+    if isinstance(step, _Scan):
+        start, end = _start_end(step.literal)
+        return step.index, (start, '(' + end)
+    return step.key, ((step.count,) if step.count else ())
+
+
+def estimate_work_lua(conn: Any, index: str, prefix: Any) -> Any:
+    """Queue/run the work estimate of one index (``prefix``: None, a count or ``(lo, hi)``).
+
+    Always sent as EVAL (it is queued inside transactions).
+    """
+    if prefix is None:
+        args: Tuple[Any, ...] = ()
+    elif isinstance(prefix, (tuple, list)):
+        args = tuple(prefix)
+    else:
+        args = (prefix,)
+    return lua('estimate_work')(conn, [index], args, force_eval=True)
+
+
+def lua_subrange(conn: Any, keys: Sequence[Any] = (), args: Sequence[Any] = (),
+                 force_eval: bool = False) -> Any:
+    """Copy members with ``lo <= score <= hi`` of ``keys[1]`` into ``keys[0]`` (with scores)."""
+    return lua('subrange')(conn, keys, args, force_eval=force_eval)
+
+
+def _scratch_key(index: str) -> str:
+    return '%s:%s' % (index.partition(':')[0], uuid.uuid4())
+
+
+def redis_prefix_lua(conn: Any, dest: str, index: str, prefix: Union[str, bytes],
+                     is_first: bool, pattern: Optional[str] = None) -> Any:
+    """Union (``is_first``) or intersect into ``dest`` the ids of ``index`` members whose
+    token starts with ``prefix`` and, when given, matches the translated Lua ``pattern``."""
+    start, end = _start_end(prefix)
+    if not prefix:
+        end = 'inf'
+    return lua('prefix_scan')(
+        conn, [dest, _scratch_key(index), index],
+        [start, end, prefix, pattern or '', '1' if is_first else '0'],
+        force_eval=_is_pipeline(conn))
+
+
+def _is_pipeline(conn: Any) -> bool:
+    return hasattr(conn, 'command_stack')
 
 
 class GeneralIndex:
-    """Per-model search engine bound to a namespace."""
+    """Per-model search engine bound to a namespace (``Model._gindex``)."""
 
     def __init__(self, namespace: str) -> None:
         self.namespace = namespace
+
+    def __repr__(self) -> str:
+        return 'GeneralIndex(%r)' % (self.namespace,)
+
+    # -- compilation (no I/O) -------------------------------------------------------------
+    def _compile(self, filters: Sequence[Any]) -> List[Any]:
+        ns = self.namespace
+        steps: List[Any] = []
+        for flt in filters:
+            if isinstance(flt, str):
+                steps.append(_Keys(['%s:%s:idx' % (ns, flt)]))
+            elif isinstance(flt, Prefix):
+                steps.append(_Scan('%s:%s:pre' % (ns, flt.attr), flt.prefix, None))
+            elif isinstance(flt, Suffix):
+                steps.append(_Scan('%s:%s:suf' % (ns, flt.attr), flt.suffix, None))
+            elif isinstance(flt, Pattern):
+                steps.append(_Scan('%s:%s:pre' % (ns, flt.attr), _literal_prefix(flt.pattern),
+                                   _pattern_to_lua_pattern(flt.pattern)))
+            elif isinstance(flt, list):
+                if flt:
+                    steps.append(_Keys(['%s:%s:idx' % (ns, f) for f in flt]))
+            elif isinstance(flt, Geofilter):
+                steps.append(_Geo('%s:%s:geo' % (ns, flt.name), flt.lon, flt.lat, flt.radius,
+                                  flt.measure, flt.count))
+            elif isinstance(flt, tuple):
+                if len(flt) != 3:
+                    raise QueryError('a range filter must be (column, low, high), got %r'
+                                     % (flt,))
+                steps.append(_Range('%s:%s:idx' % (ns, flt[0]), flt[1], flt[2]))
+            else:
+                raise QueryError('unknown filter %r (expected a token, a list of tokens, a '
+                                 'range tuple, Prefix, Suffix, Pattern or Geofilter)' % (flt,))
+        return steps
+
+    def _order(self, conn: Any, steps: List[Any]) -> List[Any]:
+        """Steps sorted by abs(work estimate), stable; one transaction when >= 2 steps."""
+        estimates = [_estimate_args(step) for step in steps]  # validates range endpoints
+        if len(steps) < 2:
+            return steps
+        pipe = conn.pipeline(True)
+        for key, args in estimates:
+            lua('estimate_work')(pipe, [key], args, force_eval=True)
+        sizes = pipe.execute()
+        order = sorted(range(len(steps)), key=lambda i: abs(int(sizes[i])))
+        return [steps[i] for i in order]
+
+    # -- execution ------------------------------------------------------------------------
+    def _prepare(self, conn: Any, filters: Sequence[Any]) -> Tuple[Any, Callable[..., None], str]:
+        """Queue the filters on a transaction: ``(pipeline, intersect, temp_key)``.
+
+        ``intersect(dest, key, w_dest, w_key)`` unions ``key`` into the working set while it
+        is empty and intersects afterwards.
+        """
+        steps = self._order(conn, self._compile(filters))
+        temp = '%s:%s' % (self.namespace, uuid.uuid4())
+        pipe = conn.pipeline(True)
+        state = {'first': True}
+
+        def intersect(dest: str, key: str, w_dest: Any = 0, w_key: Any = 0) -> None:
+            if state['first']:
+                pipe.execute_command('ZUNIONSTORE', dest, 1, key, 'WEIGHTS', w_key)
+            else:
+                pipe.execute_command('ZINTERSTORE', dest, 2, dest, key, 'WEIGHTS',
+                                     w_dest, w_key)
+            state['first'] = False
+
+        for step in steps:
+            first = state['first']
+            if isinstance(step, _Keys):
+                if len(step.keys) == 1:
+                    intersect(temp, step.keys[0], 0, 0)
+                elif first:
+                    pipe.execute_command('ZUNIONSTORE', temp, len(step.keys), *step.keys,
+                                         'WEIGHTS', *([0] * len(step.keys)))
+                    state['first'] = False
+                else:
+                    union = str(uuid.uuid4())
+                    pipe.execute_command('ZUNIONSTORE', union, len(step.keys), *step.keys,
+                                         'WEIGHTS', *([0] * len(step.keys)))
+                    intersect(temp, union, 0, 0)
+                    pipe.execute_command('DEL', union)
+            elif isinstance(step, _Range):
+                lo = '-inf' if step.lo is None else _to_score(step.lo)
+                hi = 'inf' if step.hi is None else _to_score(step.hi)
+                if first:
+                    lua('subrange')(pipe, [temp, step.key], [lo, hi], force_eval=True)
+                    state['first'] = False
+                else:
+                    intersect(temp, step.key, 0, 1)
+                    if step.lo is not None:
+                        pipe.execute_command('ZREMRANGEBYSCORE', temp, '-inf',
+                                             _to_score(step.lo, True))
+                    if step.hi is not None:
+                        pipe.execute_command('ZREMRANGEBYSCORE', temp,
+                                             _to_score(step.hi, True), 'inf')
+            elif isinstance(step, _Scan):
+                redis_prefix_lua(pipe, temp, step.index, step.literal, first, step.pattern)
+                state['first'] = False
+            else:
+                dest = temp if first else str(uuid.uuid4())
+                cmd: List[Any] = ['GEORADIUS', step.key, repr(step.lon), repr(step.lat),
+                                  step.radius, step.measure]
+                if step.count and step.count >= 0:
+                    cmd += ['COUNT', step.count]
+                pipe.execute_command(*cmd, 'STOREDIST', dest)
+                if not first:
+                    pipe.execute_command('ZINTERSTORE', temp, 2, temp, dest, 'WEIGHTS', 0, 1)
+                    pipe.execute_command('DEL', dest)
+                state['first'] = False
+        return pipe, intersect, temp
+
+    def _build(self, conn: Any, filters: Sequence[Any],
+               order_by: Optional[str]) -> Tuple[Any, str]:
+        """Queue the whole working-set build (filters, then ordering)."""
+        pipe, intersect, temp = self._prepare(conn, filters)
+        if order_by:
+            desc = order_by.startswith('-')
+            column = order_by.lstrip('-')
+            intersect(temp, '%s:%s:idx' % (self.namespace, column), 0, -1 if desc else 1)
+        return pipe, temp
+
+    def search(self, conn: Any, filters: Sequence[Any], order_by: Optional[str],
+               offset: Optional[int] = None, count: Optional[int] = None,
+               timeout: Optional[int] = None) -> Any:
+        """Ids matching ``filters`` in result order (``offset``/``count`` window), or, with
+        ``timeout``, the name of the result key kept for ``timeout`` seconds."""
+        if not filters and not order_by:
+            return []
+        pipe, temp = self._build(conn, filters, order_by)
+        if timeout is not None:
+            pipe.expire(temp, timeout)
+            pipe.execute()
+            return temp
+        offset = offset or 0
+        end = offset + count - 1 if count and count > 0 else -1
+        pipe.zrange(temp, offset, end)
+        pipe.delete(temp)
+        return pipe.execute()[-2]
+
+    def count(self, conn: Any, filters: Sequence[Any]) -> int:
+        """The number of ids matching ``filters``."""
+        pipe, _intersect, temp = self._prepare(conn, filters)
+        pipe.zcard(temp)
+        pipe.delete(temp)
+        return int(pipe.execute()[-2])
+
+
+# -- does_not_startwith / does_not_endwith -------------------------------------------------
+
+def _member_parts(member: Union[str, bytes]) -> Tuple[bytes, str]:
+    raw = member.encode('utf-8') if isinstance(member, str) else member
+    token, _sep, ident = raw.rpartition(b'\0')
+    return token, ident.decode('ascii')
+
+
+def _ids_in(conn: Any, key: str, lo: str, hi: str, blocksize: int,
+            exclude: Sequence[bytes] = ()) -> Iterator[List[str]]:
+    offset = 0
+    while True:
+        members = conn.zrangebyscore(key, lo, hi, start=offset, num=blocksize)
+        offset += len(members)
+        ids: List[str] = []
+        seen = set()
+        for member in members:
+            token, ident = _member_parts(member)
+            if exclude and any(token.startswith(v) for v in exclude):
+                continue
+            if ident not in seen:
+                seen.add(ident)
+                ids.append(ident)
+        if ids:
+            yield ids
+        if len(members) < blocksize:
+            return
+
+
+def not_prefixed(model: Any, attr: str, values: Any, blocksize: int = 100,
+                 suffix: bool = False) -> Iterator[Any]:
+    """Entities with an entry in ``<ns>:<attr>:pre`` (``:suf``) not starting (ending) with any
+    of ``values``; each yielded entity is forgotten by the session right after it is yielded.
+    """
+    conn = connect(model)
+    key = '%s:%s:%s' % (model._namespace, attr, 'suf' if suffix else 'pre')
+    if isinstance(values, (str, bytes)):
+        values = [values]
+    excluded: List[bytes] = []
+    for value in values:
+        if suffix:
+            value = value[::-1]
+        excluded.append(value.encode('utf-8') if isinstance(value, str) else value)
+    groups: Dict[float, List[bytes]] = {}
+    for value in excluded:
+        groups.setdefault(float(_prefix_score(value)), []).append(value)
+
+    def emit(lo: str, hi: str, exclude: Sequence[bytes] = ()) -> Iterator[Any]:
+        for ids in _ids_in(conn, key, lo, hi, blocksize, exclude):
+            for entity in model.get(ids):
+                yield entity
+                _session.session.forget(entity)
+
+    start = 0.0
+    for score in sorted(groups):
+        group = groups[score]
+        if score > start:
+            yield from emit(repr(start), '(' + repr(score))
+        nxt = max(float(_prefix_score(v, True)) for v in group)
+        if any(len(v) > 7 for v in group):
+            lo = max(score, start)
+            if nxt > lo:
+                yield from emit(repr(lo), '(' + repr(nxt), excluded)
+        start = max(start, nxt)
+    yield from emit(repr(start), '+inf')
+
+

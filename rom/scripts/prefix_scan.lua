@@ -1,0 +1,112 @@
+-- prefix_scan.lua: ids of a prefix/suffix index ('token \0 id' members) whose token starts
+-- with a literal prefix and, in pattern mode, matches a Lua pattern; union (first filter)
+-- or intersect them into the query's working set.
+-- KEYS[1]  dest: the working set (a sorted set of ids)
+-- KEYS[2]  scratch key (created and deleted in this call; used when intersecting)
+-- KEYS[3]  the ':pre' or ':suf' index
+-- ARGV[1]  start: _prefix_score(literal prefix)
+-- ARGV[2]  end: score above every token starting with the prefix, or 'inf' for an empty
+--          prefix (the scan then runs to the end of the index)
+-- ARGV[3]  the literal prefix bytes (may be empty)
+-- ARGV[4]  the Lua pattern matched against whole members ('' in prefix mode)
+-- ARGV[5]  '1' when this is the first filter (ids are added to dest with score 0), else '0'
+--          (dest becomes its intersection with the matches, scores 0)
+-- Returns  the number of matching members (first) or the size of the intersection.
+-- Read-only on the index; compares bytes explicitly (Lua's '<' uses the server locale).
+local dest, tkey, index = KEYS[1], KEYS[2], KEYS[3]
+local start, stop, lit, pat = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local first = ARGV[5] == '1'
+local plen = #lit
+
+local function less(a, b)
+    local n = math.min(#a, #b)
+    for i = 1, n do
+        local x, y = string.byte(a, i), string.byte(b, i)
+        if x ~= y then
+            return x < y
+        end
+    end
+    return #a < #b
+end
+
+-- first rank: the first member >= (start, lit .. '\0')
+local lo = redis.call('ZCOUNT', index, '-inf', '(' .. start)
+if plen > 0 then
+    local probe = lit .. '\0'
+    local a = lo
+    local b = lo + redis.call('ZCOUNT', index, start, start)
+    while a < b do
+        local mid = math.floor((a + b) / 2)
+        local m = redis.call('ZRANGE', index, mid, mid)[1]
+        if less(m, probe) then
+            a = mid + 1
+        else
+            b = mid
+        end
+    end
+    lo = a
+end
+-- last rank (exclusive): members scoring below the end bound
+local hi
+if stop == 'inf' then
+    hi = redis.call('ZCARD', index)
+else
+    hi = redis.call('ZCOUNT', index, '-inf', '(' .. stop)
+end
+
+local ids = {}
+local page = 100
+local i = lo
+local done = false
+while i < hi and not done do
+    local j = math.min(i + page, hi) - 1
+    local members = redis.call('ZRANGE', index, i, j)
+    if #members == 0 then
+        break
+    end
+    for _, m in ipairs(members) do
+        local token, id = string.match(m, '^(.*)%z([^%z]*)$')
+        if token then
+            local head = string.sub(token, 1, plen)
+            if head == lit then
+                if pat == '' or string.find(m, pat) then
+                    ids[#ids + 1] = id
+                end
+            elseif not (#token < plen and string.sub(lit, 1, #token) == token) and less(lit, head) then
+                -- tokens past the prefix: nothing further can match
+                done = true
+                break
+            end
+        end
+    end
+    i = j + 1
+    if page < 4000 then
+        page = page * 2
+    end
+end
+
+local target = tkey
+if first then
+    target = dest
+end
+for k = 1, #ids, 1000 do
+    local args = {}
+    for q = k, math.min(k + 999, #ids) do
+        args[#args + 1] = 0
+        args[#args + 1] = ids[q]
+    end
+    redis.call('ZADD', target, unpack(args))
+end
+if first then
+    return redis.call('ZCARD', dest)
+end
+if #ids == 0 then
+    redis.call('DEL', dest)
+    return 0
+end
+local ok = redis.pcall('ZINTERSTORE', dest, 2, tkey, dest, 'WEIGHTS', 1, 0)
+redis.call('DEL', tkey)
+if type(ok) == 'table' and ok['err'] then
+    return redis.error_reply(ok['err'])
+end
+return ok
