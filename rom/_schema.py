@@ -1,0 +1,148 @@
+"""Model class creation: the metaclass that checks declarations and records model facts.
+
+It fills the class attributes other modules read (``_namespace``, ``_columns``, ``_pkey``,
+``_index``, ``_unique``, ``_cunique``, ``_prefix``, ``_suffix``, ``_geo``, ``_gindex``,
+``_no_fk``) and registers the model in ``MODELS`` / ``MODELS_REFERENCED``.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Dict, List, Set, Tuple
+
+from ._coltypes import Column, PrimaryKey
+from ._records import GeoIndex
+from ._registry import MODELS, MODELS_REFERENCED, EntityMeta
+from ._relations import ManyToOne, OneToMany, UnsafeColumn
+from ._search import GeneralIndex
+from .exceptions import ColumnError, ORMError
+
+_CLASS_FLAGS = ('_required', '_index', '_prefix', '_suffix', '_unique')
+
+
+class _ModelMetaclass(EntityMeta):
+    """Metaclass of ``rom.Model``: validates a model declaration and registers the model."""
+
+    def __new__(mcs, name: str, bases: Tuple[type, ...], body: Dict[str, Any]) -> Any:
+        body = dict(body)
+        is_root = name == 'Model' and 'Model' not in MODELS and not any(
+            isinstance(b, _ModelMetaclass) for b in bases)
+        namespace = body.pop('_namespace', None)
+        if namespace and not isinstance(namespace, str):
+            raise ORMError('%s._namespace must be a string, not %s'
+                           % (name, type(namespace).__name__))
+        namespace = namespace or name
+        if not is_root and (name in MODELS or namespace in MODELS):
+            raise ORMError('cannot define model %s (namespace %r): a model with that name or '
+                           'namespace already exists' % (name, namespace))
+
+        merged: Dict[str, Any] = OrderedDict()
+        for base in reversed(bases):
+            base_columns = getattr(base, '_columns', None)
+            if base_columns and not getattr(base, '_is_root_model', False):
+                merged.update(base_columns)
+        merged.update(body)
+        if not any(isinstance(v, PrimaryKey) for v in merged.values()):
+            if 'id' in merged:
+                raise ColumnError('%s: an attribute named id is only allowed when the model '
+                                  'declares an explicit PrimaryKey()' % (name,))
+            merged['id'] = PrimaryKey()
+
+        columns: Dict[str, Any] = OrderedDict()
+        flags: Dict[str, Set[str]] = {flag: set() for flag in _CLASS_FLAGS}
+        pkey = None
+        refs_by_target: Dict[str, List[str]] = {}
+        for attr, value in merged.items():
+            if isinstance(value, Column):
+                if isinstance(value, PrimaryKey):
+                    if pkey is not None:
+                        raise ColumnError('%s: only one primary key is allowed (%s and %s)'
+                                          % (name, pkey, attr))
+                    pkey = attr
+                if value._attr is None:
+                    value._attr = attr
+                columns[attr] = value
+                for flag in _CLASS_FLAGS:
+                    if getattr(value, flag):
+                        flags[flag].add(attr)
+                if isinstance(value, OneToMany) and not value._column:
+                    target = MODELS.get(value._ftable)
+                    if target is not None and len([
+                            c for c in target._columns.values()
+                            if isinstance(c, ManyToOne) and c._ftable == name]) > 1:
+                        raise ColumnError('%s.%s: OneToMany needs the column argument (%s has '
+                                          'several references to %s)'
+                                          % (name, attr, value._ftable, name))
+                if isinstance(value, ManyToOne):
+                    refs_by_target.setdefault(value._ftable, []).append(attr)
+            elif isinstance(value, UnsafeColumn):
+                value._set_name(attr)
+                columns[attr] = value
+
+        for target_name, attrs in refs_by_target.items():
+            target = MODELS.get(target_name)
+            if target is None or len(attrs) < 2:
+                continue
+            for tattr, tcol in target._columns.items():
+                if isinstance(tcol, OneToMany) and tcol._ftable == name and not tcol._column:
+                    raise ColumnError('%s.%s: OneToMany needs the column argument (%s has several '
+                                      'references to %s)' % (target_name, tattr, name, target_name))
+
+        geo = _geo_indexes(name, body.get('geo_index'))
+        cunique = _unique_together(name, body.get('unique_together'), columns, pkey)
+
+        merged['_namespace'] = namespace
+        merged['_columns'] = columns
+        merged['_pkey'] = pkey
+        for flag in _CLASS_FLAGS:
+            merged[flag] = flags[flag]
+        merged['_cunique'] = cunique
+        merged['_geo'] = geo
+        merged['_gindex'] = GeneralIndex(namespace)
+        merged['_no_fk'] = not any(isinstance(c, ManyToOne) for c in columns.values())
+        merged['_is_root_model'] = is_root
+        cls = super().__new__(mcs, name, bases, merged)
+        for attr, col in columns.items():
+            if isinstance(col, ManyToOne):
+                MODELS_REFERENCED.setdefault(col._ftable, []).append(
+                    (namespace, attr, col._on_delete))
+        MODELS[namespace] = MODELS[name] = cls
+        return cls
+
+
+def _geo_indexes(name: str, declared: Any) -> Dict[str, Any]:
+    if declared is None:
+        return {}
+    if not isinstance(declared, list) or not all(isinstance(g, GeoIndex) for g in declared):
+        raise ORMError('%s.geo_index must be a list of rom.GeoIndex(name, callback) items'
+                       % (name,))
+    geo: Dict[str, Any] = {}
+    for item in declared:
+        if item.name in geo:
+            raise ColumnError('%s: duplicate geo index name %r' % (name, item.name))
+        geo[item.name] = item
+    return geo
+
+
+def _unique_together(name: str, declared: Any, columns: Dict[str, Any],
+                     pkey: Any) -> Set[Tuple[str, ...]]:
+    if not declared:
+        return set()
+    groups = [declared] if isinstance(declared[0], str) else list(declared)
+    seen: Dict[Tuple[str, ...], Any] = {}
+    for group in groups:
+        key = tuple(sorted(set(group)))
+        if len(key) == 1:
+            raise ColumnError('%s.unique_together group %r has one column: use unique=True on '
+                              'that column instead' % (name, group))
+        if key in seen:
+            raise ColumnError('%s.unique_together groups %r and %r are the same'
+                              % (name, seen[key], group))
+        for col in key:
+            if col not in columns:
+                raise ColumnError('%s.unique_together group %r names an unknown column %r'
+                                  % (name, group, col))
+            if col == pkey:
+                raise ColumnError('%s.unique_together group %r: the primary key cannot take part'
+                                  % (name, group))
+        seen[key] = group
+    return set(seen)

@@ -1,0 +1,472 @@
+"""Plan a save or delete as plain data, validate it, then run it as one atomic script call.
+
+``plan_write`` computes the changes (models spec §6) without I/O; ``run_plans`` sends one or
+many plans to ``scripts/write.lua`` in a single EVALSHA and maps the reply to typed
+exceptions; ``save_entities`` drives hooks and entity state around them.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import warnings
+from decimal import Decimal
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+
+from redis.client import Pipeline
+
+from ._connect import connect, to_text
+from ._helpers import _encode_unique_constraint, _prefix_score
+from ._keygen import SORT_KEYGEN_NAMES
+from ._relations import UnsafeColumn
+from ._scripts import lua
+from .exceptions import (ColumnError, DataRaceError, EntityDeletedError, InvalidColumnValue,
+                         ORMError, UniqueKeyViolation)
+
+_DOUBLE_TEXT = re.compile(r'[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf|infinity)\Z',
+                          re.IGNORECASE)
+_MIN_NORMAL = 2.2250738585072014e-308
+_GEO_LAT_LIMIT = 85.05112878
+_MAX_BLOCKS_PER_CALL = 500
+
+
+class AttrDict(dict):
+    """A dict whose missing attributes read as None (``d.x`` is ``d.get('x')``)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return self.get(name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
+
+    def __delattr__(self, name: str) -> None:
+        self.pop(name, None)
+
+
+class IndexEntries(NamedTuple):
+    """Every index entry one save writes for a row."""
+
+    keys: List[str]
+    scores: Dict[str, str]
+    prefix: List[Tuple[str, str, str]]
+    suffix: List[Tuple[str, str, str]]
+    geo: List[Tuple[str, str, str]]
+
+
+class WritePlan(NamedTuple):
+    """A save or delete of one entity, as plain data."""
+
+    namespace: str
+    id: str
+    is_delete: bool
+    race: List[Tuple[str, str]]
+    claims: List[Tuple[str, str]]
+    releases: List[Tuple[str, str]]
+    hdel: List[str]
+    hset: List[Tuple[str, str]]
+    unsafe: List[str]
+    entries: IndexEntries
+    changes: int
+    stored: Dict[str, str]
+
+
+def _empty_entries() -> IndexEntries:
+    return IndexEntries([], {}, [], [], [])
+
+
+# --- validation (models spec §6.6) ------------------------------------------------------------
+def _score_text(value: Any) -> Optional[str]:
+    """The score as text Redis accepts, or None when Redis would reject it."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        try:
+            float(value)
+        except OverflowError:
+            return None
+        return str(value)
+    if isinstance(value, float):
+        return None if math.isnan(value) else repr(value)
+    if isinstance(value, Decimal):
+        if value.is_nan():
+            return None
+        text = str(value)
+    elif isinstance(value, bytes):
+        text = value.decode('latin-1')
+    elif isinstance(value, str):
+        text = value
+    else:
+        return None
+    if not _DOUBLE_TEXT.match(text):
+        return None
+    number = float(text)
+    if math.isinf(number) and 'inf' not in text.lower():
+        return None  # overflow
+    if number == 0 and re.search(r'[1-9]', text.split('e')[0].split('E')[0]):
+        return None  # underflow to zero
+    if number != 0 and abs(number) < _MIN_NORMAL:
+        return None  # subnormal: strtod reports a range error
+    return text
+
+
+def _coordinate(value: Any) -> Optional[float]:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float, Decimal)):
+        try:
+            number = float(value)
+        except (OverflowError, ValueError):
+            return None
+    elif isinstance(value, (str, bytes)):
+        text = _score_text(value)
+        if text is None:
+            return None
+        number = float(text)
+    else:
+        return None
+    return number if math.isfinite(number) else None
+
+
+# --- index entries (models spec §2.4, query spec §2.3) -----------------------------------------
+def _ts(token: Any) -> str:
+    return token if isinstance(token, str) else token.decode('utf-8')
+
+
+def _as_member(raw: Any) -> str:
+    return raw if isinstance(raw, str) else raw.decode('latin-1')
+
+
+def _add_keygen_result(entries: IndexEntries, ns: str, col: Any, attr: str, result: Any,
+                       value: Any) -> None:
+    if not result:
+        return
+    if isinstance(result, (list, tuple, set, frozenset)):
+        for token in result:
+            text = _ts(token)
+            if col._index:
+                entries.keys.append(attr + ':' + text)
+            if col._prefix:
+                entries.prefix.append((attr, text, _prefix_score(text)))
+            if col._suffix:
+                reverse = token[::-1]
+                entries.suffix.append((attr, _as_member(reverse), _prefix_score(reverse)))
+        return
+    if isinstance(result, dict):
+        if col._index:
+            for key, score in result.items():
+                if not key:
+                    entries.scores[attr] = score
+                elif score is None or score == '':
+                    entries.keys.append(attr + ':' + _ts(key))
+                else:
+                    entries.scores[attr + ':' + _ts(key)] = score
+        if col._prefix or col._suffix:
+            name = getattr(col._keygen, '__name__', None)
+            if name in SORT_KEYGEN_NAMES and value is not None:
+                lower = name != 'SIMPLE'
+                if col._prefix:
+                    token = value.lower() if lower else value
+                    entries.prefix.append((attr, _as_member(token), _prefix_score(token)))
+                if col._suffix:
+                    reverse = value[::-1].lower() if lower else value[::-1]
+                    entries.suffix.append((attr, _as_member(reverse), _prefix_score(reverse)))
+            else:
+                for flag in ('prefix', 'suffix'):
+                    if getattr(col, '_' + flag):
+                        warnings.warn(
+                            '%s.%s: %s indexing is only available with the sortable string '
+                            'keygens (SIMPLE, SIMPLE_CI, CASE_INSENSITIVE), not with custom '
+                            'dict-returning keygens; no %s entry was written'
+                            % (ns, attr, flag, flag), UserWarning, stacklevel=5)
+        return
+    raise ColumnError('%s.%s: keygen result %r cannot be turned into index keys (only lists, '
+                      'tuples, sets and dicts are usable)' % (ns, attr, result))
+
+
+def _geo_points(model: Any, data: Dict[str, Any]) -> List[Tuple[str, str, str]]:
+    points: List[Tuple[str, str, str]] = []
+    ns = model._namespace
+    for name, geo in model._geo.items():
+        result = geo.callback(AttrDict(data))
+        if isinstance(result, dict):
+            result = [result]
+        for point in result:
+            if not isinstance(point, dict) or 'lon' not in point or 'lat' not in point:
+                raise ORMError("%s geo index %r: a geo point must be a dict with 'lon' and 'lat' "
+                               "keys, got %r" % (ns, name, point))
+            lon, lat = point['lon'], point['lat']
+            if lon is None or lat is None:
+                continue
+            flon, flat = _coordinate(lon), _coordinate(lat)
+            if (flon is None or flat is None or not -180 <= flon <= 180
+                    or not -_GEO_LAT_LIMIT <= flat <= _GEO_LAT_LIMIT):
+                raise InvalidColumnValue('%s geo index %r: invalid point (lon=%r, lat=%r); lon must '
+                                         'be within +-180 and lat within +-85.05112878'
+                                         % (ns, name, lon, lat))
+            points.append((name, repr(flon), repr(flat)))
+    return points
+
+
+def compute_index_entries(model: Any, data: Dict[str, Any], id_text: str = '') -> IndexEntries:
+    """Every index entry (set, scored, prefix, suffix, geo) a save of ``data`` writes."""
+    entries = _empty_entries()
+    ns = model._namespace
+    for attr, col in model._columns.items():
+        if isinstance(col, UnsafeColumn) or not col._keygen:
+            continue
+        if not (col._index or col._prefix or col._suffix):
+            continue
+        value = data.get(attr)
+        if value is None and col._allowed:
+            continue
+        _add_keygen_result(entries, ns, col, attr, col._keygen(attr, data), value)
+    for key, score in list(entries.scores.items()):
+        text = _score_text(score)
+        if text is None:
+            raise InvalidColumnValue('%s.%s: index score %r is not a number Redis can store'
+                                     % (ns, key, score))
+        entries.scores[key] = text
+    if model._geo:
+        entries.geo.extend(_geo_points(model, data))
+    return entries
+
+
+# --- change computation (models spec §6) -------------------------------------------------------
+def _first(result: Any) -> Any:
+    for item in result:
+        return item
+    return None
+
+
+def _unique_text(value: Any) -> str:
+    return value.decode('latin-1') if isinstance(value, bytes) else str(value)
+
+
+def plan_write(model: Any, old: Dict[str, Any], new: Dict[str, Any], full: bool = False,
+               delete: bool = False, is_new: bool = False) -> WritePlan:
+    """Compute what a save (or delete) writes; no I/O except saving new referenced entities."""
+    ns = model._namespace
+    pkey = model._pkey
+    pk_value = old.get(pkey) or new.get(pkey)
+    if not pk_value:
+        raise ColumnError('%s: the primary key value is missing (was the entity saved?)' % (ns,))
+    id_text = str(pk_value)
+    race: List[Tuple[str, str]] = []
+    claims: List[Tuple[str, str]] = []
+    releases: List[Tuple[str, str]] = []
+    hdel: List[str] = []
+    hset: List[Tuple[str, str]] = []
+    unsafe: List[str] = []
+    stored: Dict[str, str] = {}
+    changes = 0
+    for attr, col in model._columns.items():
+        if isinstance(col, UnsafeColumn):
+            if delete:
+                unsafe.append(ns + ':' + id_text + ':' + attr)
+            continue
+        old_s = None if is_new else old.get(attr)
+        new_v = new.get(attr)
+        new_s = col._to_redis(new_v) if new_v is not None else None
+        if new_s is not None:
+            stored[attr] = new_s
+        if col._unique:
+            _plan_unique(col, attr, old, new, old_s, new_s, delete, claims, releases)
+        if new_v is None:
+            unchanged = old_s is None
+        else:
+            unchanged = old_s is not None and col._equal(old_s, new_v, new_s)
+        if unchanged and not full:
+            continue
+        changes += 1
+        if new_s is None:
+            if old_s is not None:
+                hdel.append(attr)
+        else:
+            hset.append((attr, new_s))
+            if old_s is not None:
+                race.append((attr, old_s))
+    for group in model._cunique:
+        old_values = [old.get(c) for c in group]
+        new_values = [stored.get(c) for c in group]
+        if old_values != new_values and None not in old_values:
+            releases.append((':'.join(group), _encode_unique_constraint(old_values)))
+        if None not in new_values:
+            claims.append((':'.join(group), _encode_unique_constraint(new_values)))
+    if is_new:
+        race = []
+    else:
+        race.insert(0, (pkey, id_text))
+    if delete:
+        race = []
+        claims = []
+        entries = _empty_entries()
+    else:
+        entries = compute_index_entries(model, new, id_text)
+    return WritePlan(ns, id_text, delete, race, claims, releases, hdel, hset, unsafe, entries,
+                     changes, stored)
+
+
+def _plan_unique(col: Any, attr: str, old: Dict[str, Any], new: Dict[str, Any], old_s: Any,
+                 new_s: Any, delete: bool, claims: List[Tuple[str, str]],
+                 releases: List[Tuple[str, str]]) -> None:
+    if col._keygen and not col._index:
+        old_result = col._keygen(attr, old) or [old_s]
+        new_result = None if delete else (col._keygen(attr, new) or [new_s])
+        used = old_result if delete else new_result
+        if not isinstance(used, (list, tuple, set, frozenset)):
+            raise TypeError('%s.%s: a unique keygen must return a list, tuple or set, not %s'
+                            % (col._model, attr, type(used).__name__))
+        value = next((item for item in used if item is not None), None)
+        old_value = _first(old_result) if isinstance(old_result, (list, tuple, set, frozenset)) else None
+        new_value = _first(new_result) if isinstance(new_result, (list, tuple, set, frozenset)) else None
+    else:
+        value = old_s if delete else new_s
+        old_value, new_value = old_s, new_s
+    if delete:
+        if value:
+            releases.append((attr, _unique_text(value)))
+        return
+    if value:
+        claims.append((attr, _unique_text(value)))
+    if old_value and old_value != new_value:
+        releases.append((attr, _unique_text(old_value)))
+
+
+# --- execution -------------------------------------------------------------------------------
+def _plan_args(plan: WritePlan, out: List[Any]) -> None:
+    out += (plan.namespace, plan.id, '1' if plan.is_delete else '0')
+    for items in (plan.race, plan.claims, plan.releases):
+        out.append(len(items))
+        for pair in items:
+            out += pair
+    out.append(len(plan.hdel))
+    out += plan.hdel
+    out.append(len(plan.hset))
+    for pair in plan.hset:
+        out += pair
+    out.append(len(plan.unsafe))
+    out += plan.unsafe
+    entries = plan.entries
+    out.append(len(entries.keys))
+    out += entries.keys
+    out.append(len(entries.scores))
+    for pair in entries.scores.items():
+        out += pair
+    for items in (entries.prefix, entries.suffix, entries.geo):
+        out.append(len(items))
+        for triple in items:
+            out += triple
+
+
+def _failure(plan: WritePlan, reply: Sequence[Any]) -> Exception:
+    kind = to_text(reply[1])
+    ns, id_text = plan.namespace, plan.id
+    if kind == 'unique':
+        name = to_text(reply[2])
+        value = dict(plan.claims).get(name)
+        return UniqueKeyViolation(
+            'value %r is already taken in unique index %s:%s:uidx (saving %s:%s)'
+            % (value, ns, name, ns, id_text), ns, id_text)
+    fields = [to_text(f) for f in reply[2:]]
+    pkey = plan.race[0][0] if plan.race else None
+    if pkey in fields:
+        return EntityDeletedError(
+            'entity %s:%s was deleted by a concurrent writer; use save(force=True) to recreate '
+            'it' % (ns, id_text), ns, id_text)
+    return DataRaceError(
+        'save of %s:%s cancelled: a concurrent writer changed column(s) %s'
+        % (ns, id_text, ', '.join(fields)), ns, id_text)
+
+
+def run_plans(conn: Any, plans: Sequence[WritePlan]) -> Tuple[int, Optional[Exception]]:
+    """Apply plans in order in one script call; returns (number applied, failure or None).
+
+    With a pipeline the call is queued and ``(len(plans), None)`` is returned unchecked.
+    """
+    args: List[Any] = [len(plans)]
+    for plan in plans:
+        _plan_args(plan, args)
+    reply = lua('write')(conn, (), args)
+    if isinstance(conn, Pipeline):
+        return len(plans), None
+    if isinstance(reply, list):
+        index = int(reply[0]) - 1
+        return index, _failure(plans[index], reply)
+    return len(plans), None
+
+
+def save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool = True) -> int:
+    """Save entities in order with as few round trips as possible.
+
+    On failure the entities before the failing one are written (and their after-hooks run),
+    the failing one and those after it are not, and the failure is raised.
+    """
+    total = 0
+    batch: List[Tuple[Any, WritePlan, bool]] = []
+    batch_conn: Any = None
+
+    def flush() -> None:
+        nonlocal total, batch, batch_conn
+        pending, conn = batch, batch_conn
+        batch, batch_conn = [], None
+        if not pending:
+            return
+        done, failure = run_plans(conn, [plan for _, plan, _ in pending])
+        for entity, plan, was_new in pending[:done]:
+            entity._last = plan.stored
+            entity._new = entity._modified = entity._deleted = False
+            total += plan.changes
+        for entity, _, was_new in pending[:done]:
+            if was_new:
+                entity._after_insert()
+            else:
+                entity._after_update()
+        if failure is not None:
+            raise failure
+
+    for entity in entities:
+        if entity._deleted or not (all or entity._modified):
+            continue
+        if any(entity is queued for queued, _, _ in batch):
+            flush()
+        try:
+            was_new = entity._new
+            if was_new:
+                entity._before_insert()
+            else:
+                entity._before_update()
+            plan = plan_write(type(entity), entity._last, entity.to_dict(),
+                              full=full or was_new or force, is_new=was_new or force)
+            conn = connect(entity)
+        except BaseException:
+            flush()
+            raise
+        if batch and (conn is not batch_conn or len(batch) >= _MAX_BLOCKS_PER_CALL):
+            flush()
+        batch_conn = conn
+        batch.append((entity, plan, was_new))
+    flush()
+    return total
+
+
+def parse_index_data(raw: Any) -> Tuple[List[str], List[str], List[Tuple[str, str]],
+                                        List[Tuple[str, str]], List[str]]:
+    """Decode ``-index-data-`` (or a legacy value): (keys, scored, prefix, suffix, geo names).
+
+    Accepts ``{}`` for empty slots, fewer than five slots, and bare geo names in slot 4 (G1).
+    """
+    if raw is None:
+        return [], [], [], [], []
+    try:
+        data = json.loads(to_text(raw))
+    except (ValueError, UnicodeDecodeError):
+        return [], [], [], [], []
+    slots = [s if isinstance(s, list) else [] for s in (list(data) + [[]] * 5)[:5]] \
+        if isinstance(data, list) else [[]] * 5
+    keys = [k for k in slots[0] if isinstance(k, str)]
+    scored = [k for k in slots[1] if isinstance(k, str)]
+    prefix = [(p[0], p[1]) for p in slots[2] if isinstance(p, list) and len(p) == 2]
+    suffix = [(p[0], p[1]) for p in slots[3] if isinstance(p, list) and len(p) == 2]
+    geo = [g for g in slots[3] if isinstance(g, str)]
+    geo += [g for g in slots[4] if isinstance(g, str) and g not in geo]
+    return keys, scored, prefix, suffix, geo

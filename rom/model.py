@@ -1,0 +1,389 @@
+"""The ``Model`` active-record API: entity state, save/delete/refresh, get/get_by, transfer.
+
+Declarations are checked by ``rom._schema._ModelMetaclass``; writes are planned and run by
+``rom._write``; searches go through ``rom.query`` / ``rom._search``.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Iterator, List, Tuple, Union
+
+from . import _search
+from ._connect import connect, decodes_responses
+from ._helpers import ClassProperty
+from ._keygen import SORT_KEYGEN_NAMES
+from ._registry import MODELS, MODELS_REFERENCED, NULL, SKIP_ON_DELETE
+from ._coltypes import IndexOnly
+from ._relations import UnsafeColumn, _Unresolved
+from ._schema import _ModelMetaclass
+from ._scripts import lua
+from ._session import session
+from ._write import AttrDict, IndexEntries, WritePlan, plan_write, run_plans, save_entities
+from .exceptions import InvalidColumnValue, InvalidOperation, QueryError, RestrictError
+from .query import NUMERIC_TYPES, Query
+
+__all__ = ['Model', 'redis_writer_lua']
+_PUBLIC_HELPERS = (AttrDict, SKIP_ON_DELETE)  # importable from rom.model, as in rom 1.1.2
+
+_STRING_SORT_KEYGENS = list(SORT_KEYGEN_NAMES)
+_LOADING_SKIP = frozenset(['_loading', '_extra_ok', '_bypass_session_entirely'])
+
+
+def _decode_row(conn: Any, row: Dict[Any, Any]) -> Dict[str, Any]:
+    if decodes_responses(conn):
+        return row
+    return {k.decode('utf-8'): v.decode('utf-8') for k, v in row.items()}
+
+
+class Model(metaclass=_ModelMetaclass):
+    """Base class of rom models: subclass it and declare columns as class attributes."""
+
+    # the metaclass fills these (declared for type checkers)
+    _namespace: str
+    _columns: Dict[str, Any]
+    _pkey: str
+
+    def __init__(self, **kwargs: Any) -> None:
+        loading = kwargs.pop('_loading', False)
+        extra_ok = kwargs.pop('_extra_ok', False)
+        bypass = kwargs.pop('_bypass_session_entirely', False)
+        self._init = False
+        self._data: Dict[str, Any] = {}
+        self._last: Dict[str, Any] = {}
+        self._cached_unsafe: Dict[str, Any] = {}
+        self._new = not loading
+        self._modified = False
+        self._deleted = False
+        ns = self._namespace
+        for attr, col in self._columns.items():
+            if isinstance(col, UnsafeColumn):
+                continue
+            value = kwargs.get(attr)
+            if loading and value is False:
+                value = None
+            col._init_(self, ns, attr, value, loading)
+            if value is not None and not isinstance(col, IndexOnly):
+                self._last[attr] = value if isinstance(value, str) else col._to_redis(value)
+        if not loading and not extra_ok and not bypass and not session.null_session:
+            extra = [k for k in kwargs if k not in self._columns]
+            if extra:
+                raise InvalidColumnValue('%s: unknown column(s) %s; pass _extra_ok=True to ignore '
+                                         'them' % (ns, ', '.join(sorted(extra))))
+        self._init = True
+        if not bypass:
+            session.add(self)
+
+    # --- identity -----------------------------------------------------------------------------
+    @property
+    def _pk(self) -> str:
+        return '%s:%s' % (self._namespace, self._data.get(self._pkey))
+
+    @ClassProperty
+    def _connection(cls) -> Any:
+        return connect(cls)
+
+    @ClassProperty
+    def query(cls) -> Query:
+        """A new ``Query`` over this model."""
+        return Query(cls)
+
+    # --- hooks --------------------------------------------------------------------------------
+    def _before_insert(self) -> None:
+        pass
+
+    def _before_update(self) -> None:
+        pass
+
+    def _before_delete(self) -> None:
+        pass
+
+    def _after_insert(self) -> None:
+        pass
+
+    def _after_update(self) -> None:
+        pass
+
+    def _after_delete(self) -> None:
+        pass
+
+    # --- data access --------------------------------------------------------------------------
+    def to_dict(self) -> Dict[str, Any]:
+        """A shallow copy of the entity's column values (references as entities)."""
+        for attr, value in list(self._data.items()):
+            if isinstance(value, _Unresolved):
+                getattr(self, attr)
+        return dict(self._data)
+
+    def update(self, *args: Any, **kwargs: Any) -> 'Model':
+        """Assign positional values to the columns in order, then keyword values by name."""
+        for attr, value in zip(self._columns, args):
+            setattr(self, attr, value)
+        for attr, value in kwargs.items():
+            setattr(self, attr, value)
+        return self
+
+    def copy(self) -> 'Model':
+        """A new, unsaved entity with the same values and a new id."""
+        data = self.to_dict()
+        data.pop(self._pkey, None)
+        return type(self)(**data)
+
+    # --- writes -------------------------------------------------------------------------------
+    def save(self, full: bool = False, force: bool = False) -> int:
+        """Write the entity atomically; returns the number of changed columns."""
+        return save_entities([self], full, force)
+
+    @staticmethod
+    def _save_many(entities: List['Model'], full: bool, force: bool) -> int:
+        return save_entities(entities, full, force)
+
+    @classmethod
+    def _apply_changes(cls, old: Dict[str, Any], new: Dict[str, Any], full: bool = False,
+                       delete: bool = False, is_new: bool = False,
+                       _conn: Any = None) -> Tuple[int, Dict[str, Any]]:
+        plan = plan_write(cls, old, new, full, delete, is_new)
+        done, failure = run_plans(_conn if _conn is not None else connect(cls), [plan])
+        if failure is not None:
+            raise failure
+        return plan.changes, plan.stored
+
+    def delete(self, **kwargs: Any) -> None:
+        """Delete the entity (with on_delete processing and hooks)."""
+        skip = kwargs.get('skip_on_delete_i_really_mean_it') is SKIP_ON_DELETE
+        conn = kwargs.get('_conn')
+        if not skip:
+            self._before_delete()
+            _process_on_delete(self)
+        session.forget(self)
+        self._apply_changes(self._last, {}, delete=True, _conn=conn)
+        self._modified = True
+        self._deleted = True
+        if not skip:
+            self._after_delete()
+
+    def refresh(self, force: bool = False) -> None:
+        """Reload the entity from Redis, discarding local changes (``force`` for modified ones)."""
+        if self._deleted:
+            return
+        if self._modified and not force:
+            raise InvalidOperation('%s: a modified entity can only be refreshed with force=True, '
+                                   'which discards the changes' % (self._pk,))
+        if self._new:
+            raise InvalidOperation('%s: a new entity cannot be refreshed' % (self._pk,))
+        conn = connect(self)
+        row = _decode_row(conn, conn.hgetall(self._pk))
+        self.__init__(_loading=True, **row)  # type: ignore[misc]
+
+    # --- reads --------------------------------------------------------------------------------
+    @classmethod
+    def get(cls, ids: Any) -> Any:
+        """One entity (or None) for one id; a list of the existing entities for a list of ids."""
+        single = not isinstance(ids, (list, tuple, set, frozenset))
+        if single:
+            ids = [ids]
+        ns = cls._namespace
+        pks = ['%s:%s' % (ns, int(i)) for i in ids]
+        found: Dict[int, Any] = {}
+        missing = []
+        for position, pk in enumerate(pks):
+            obj = session.get(pk)
+            if obj is None:
+                missing.append(position)
+            else:
+                found[position] = obj
+        if missing:
+            conn = connect(cls)
+            if len(missing) == 1:
+                rows = [conn.hgetall(pks[missing[0]])]
+            else:
+                pipe = conn.pipeline(True)
+                for position in missing:
+                    pipe.hgetall(pks[position])
+                rows = pipe.execute()
+            for position, row in zip(missing, rows):
+                if row:
+                    found[position] = cls(_loading=True, **_decode_row(conn, row))
+        result = [found[p] for p in range(len(pks)) if p in found]
+        if single:
+            return result[0] if result else None
+        return result
+
+    @classmethod
+    def get_by(cls, **kwargs: Any) -> Any:
+        """Look entities up by one unique or indexed column (value, list or (lo, hi) range)."""
+        limit = kwargs.pop('_limit', None)
+        numeric = kwargs.pop('_numeric', False)
+        if limit:
+            if len(limit) != 2:
+                raise QueryError('_limit needs both an offset and a count')
+            if not all(isinstance(x, int) for x in limit):
+                raise QueryError('_limit offset and count must both be integers')
+        if len(kwargs) != 1:
+            raise QueryError('get_by() takes exactly one attribute lookup, got %i' % (len(kwargs),))
+        (attr, value), = kwargs.items()
+        plain = attr.partition(':')[0]
+        if isinstance(value, tuple) and len(value) != 2:
+            raise QueryError('%s.%s: a range needs exactly two endpoints'
+                             % (cls._namespace, attr))
+        if attr in cls._unique and not (numeric and plain in cls._index):
+            return cls._get_by_unique(attr, value)
+        if plain not in cls._index:
+            raise QueryError('%s.%s has no index to look up by' % (cls._namespace, plain))
+        if isinstance(value, NUMERIC_TYPES) and not isinstance(value, bool):
+            value = (value, value)
+        if isinstance(value, tuple):
+            col = cls._columns[attr]
+            lo = '-inf' if value[0] is None else col._to_redis(value[0])
+            hi = 'inf' if value[1] is None else col._to_redis(value[1])
+            conn = connect(cls)
+            key = '%s:%s:idx' % (cls._namespace, attr)
+            if limit:
+                ids = conn.zrangebyscore(key, lo, hi, start=limit[0], num=limit[1])
+            else:
+                ids = conn.zrangebyscore(key, lo, hi)
+            return cls.get(ids) if ids else []
+        query = cls.query.filter(**{attr: value})
+        if limit:
+            query = query.limit(*limit)
+        return query.all()
+
+    @classmethod
+    def _get_by_unique(cls, attr: str, value: Any) -> Any:
+        if isinstance(value, tuple):
+            raise QueryError('%s.%s: a unique index cannot be queried by range'
+                             % (cls._namespace, attr))
+        col = cls._columns[attr]
+        values = value if isinstance(value, list) else [value]
+        lookups = []
+        for item in values:
+            if isinstance(col, IndexOnly):
+                lookups.append(item.decode('latin-1') if isinstance(item, bytes) else str(item))
+            else:
+                lookups.append(col._to_redis(item))
+        conn = connect(cls)
+        ids = [i for i in conn.hmget('%s:%s:uidx' % (cls._namespace, attr), lookups) if i]
+        if isinstance(value, list):
+            return cls.get(ids) if ids else []
+        return cls.get(ids[0]) if ids else None
+
+    @classmethod
+    def does_not_startwith(cls, attr: str, values: Any, blocksize: int = 100) -> Iterator[Any]:
+        """Entities with a prefix-index entry of ``attr`` starting with none of ``values``."""
+        return _search.not_prefixed(cls, attr, values, blocksize, False)
+
+    @classmethod
+    def does_not_endwith(cls, attr: str, values: Any, blocksize: int = 100) -> Iterator[Any]:
+        """Entities with a suffix-index entry of ``attr`` ending with none of ``values``."""
+        return _search.not_prefixed(cls, attr, values, blocksize, True)
+
+    def transfer(self, other: 'Model', attr: str, value: Union[int, float], txn_model: 'Model',
+                 txn_attr: str, decimal_places: int = 0, refresh_entities: bool = True,
+                 refresh_index: bool = True) -> None:
+        """Atomically move ``value`` of numeric column ``attr`` from self to ``other``.
+
+        ``txn_model.<txn_attr>`` is set to 1 so the same transfer cannot run twice.
+        Raises ``ValueError`` when the transfer cannot be made.
+        """
+        entities = (self, other, txn_model)
+        conn = self._connection
+        if not (conn is other._connection is txn_model._connection):
+            raise ValueError('transfer(): the three entities need one shared connection')
+        if any(e._modified or e._new or e._deleted for e in entities):
+            raise ValueError('transfer(): the entities must be unmodified, saved and not deleted; '
+                             'save or refresh them first')
+        if value <= 0:
+            raise ValueError('transfer(): the value must be positive, got %r' % (value,))
+        if decimal_places < 0:
+            raise ValueError('transfer(): decimal_places must not be negative')
+        reply = lua('transfer')(conn, (self._pk, other._pk, txn_model._pk),
+                                (attr, txn_attr, repr(value), int(decimal_places)))
+        reply = reply.decode('utf-8') if isinstance(reply, bytes) else reply
+        if reply == 'done':
+            raise ValueError('transfer(): %s.%s shows this transfer was already made'
+                             % (txn_model._pk, txn_attr))
+        if reply == 'balance':
+            raise ValueError('transfer(): %s.%s is less than %r' % (self._pk, attr, value))
+        if refresh_index or refresh_entities:
+            for entity in entities:
+                entity.refresh()
+        if refresh_index:
+            for entity in entities:
+                entity.save(True)
+
+
+def _process_on_delete(entity: Model) -> None:
+    """Apply the on_delete policies that refer to ``entity`` (breadth first)."""
+    to_delete = [entity]
+    scheduled = {entity._pk}
+    to_save: List[Any] = []
+    saving = set()
+    position = 0
+    while position < len(to_delete):
+        current = to_delete[position]
+        position += 1
+        for ref_ns, attr, action in MODELS_REFERENCED.get(current._namespace, ()):
+            if action == 'no action':
+                continue
+            referencing = MODELS[ref_ns].get_by(**{attr: getattr(current, current._pkey)})
+            if not referencing:
+                continue
+            if action == 'restrict':
+                raise RestrictError('cannot delete %s: %i %s.%s entit%s refer to it '
+                                    "(on_delete='restrict')"
+                                    % (current._pk, len(referencing), ref_ns, attr,
+                                       'y' if len(referencing) == 1 else 'ies'))
+            for ref in referencing:
+                if ref._pk in scheduled:
+                    continue
+                if action == 'cascade':
+                    to_delete.append(ref)
+                    scheduled.add(ref._pk)
+                    continue
+                if action == 'set null':
+                    setattr(ref, attr, None)
+                else:
+                    default = ref._columns[attr]._default
+                    if default is NULL or default is None:
+                        setattr(ref, attr, None)
+                    else:
+                        setattr(ref, attr, default() if callable(default) else default)
+                if ref._pk not in saving:
+                    saving.add(ref._pk)
+                    to_save.append(ref)
+    for doomed in to_delete[1:]:
+        doomed.delete(skip_on_delete_i_really_mean_it=SKIP_ON_DELETE)
+    for ref in to_save:
+        if ref._pk not in scheduled:
+            ref.save()
+
+
+def redis_writer_lua(conn: Any, pkey: str, namespace: str, id: Any, unique: Dict[str, Any],
+                     udelete: Dict[str, Any], delete: List[str], data: Dict[str, Any],
+                     keys: List[str], scored: Dict[str, Any], prefix: List[Any],
+                     suffix: List[Any], geo: List[Any], old_data: Dict[str, Any],
+                     is_delete: bool, keys_to_delete: List[str]) -> None:
+    """Low-level write entry point with rom 1.1.2's argument list (see ``rom._write``)."""
+    id_text = str(id)
+    race = [] if not old_data else [(pkey, id_text)] + [
+        (k, v) for k, v in old_data.items() if k in data]
+    entries = IndexEntries(list(keys), {k: str(v) for k, v in scored.items()},
+                           [tuple(p) for p in prefix], [tuple(s) for s in suffix],
+                           [tuple(g) for g in geo])
+    plan = WritePlan(namespace, id_text, bool(is_delete), race, list(unique.items()),
+                     list(udelete.items()), list(delete), list(data.items()),
+                     list(keys_to_delete), entries, 0, {})
+    done, failure = run_plans(conn, [plan])
+    if failure is not None:
+        raise failure
+
+
+def _zrange_limit_iterator(conn: Any, key: str, vstart: Any, end: Any,
+                           count: int = 100) -> Iterator[List[Any]]:
+    """Pages of ``ZRANGEBYSCORE key vstart end LIMIT start count`` until a short page."""
+    start = 0
+    while True:
+        page = conn.execute_command('ZRANGEBYSCORE', key, vstart, end, 'LIMIT', start, count)
+        yield page
+        if len(page) < count:
+            return
+        start += len(page)
+

@@ -1,0 +1,193 @@
+-- rom's atomic writer: saves or deletes a batch of entities, in order, one at a time.
+-- KEYS: none (every key name is derived from the namespace and id, like rom 1.1.2).
+-- ARGV[1]: number of entity blocks; then per entity:
+--   ns, id, is_delete ('1' | '0'),
+--   n_race,    n x (field, expected stored value)       -- data-race check (updates only)
+--   n_claim,   n x (unique index name, value)            -- unique values to claim
+--   n_release, n x (unique index name, value)            -- unique values to release
+--   n_hdel,    n x field                                 -- row fields to delete
+--   n_hset,    n x (field, value)                        -- row fields to write
+--   n_unsafe,  n x key                                   -- UnsafeColumn keys (deletes)
+--   n_keys,    n x "attr:token"                          -- SET index entries
+--   n_scores,  n x ("attr" | "attr:key", score)          -- ZSET index entries
+--   n_prefix,  n x (attr, token, score)                  -- <ns>:<attr>:pre members
+--   n_suffix,  n x (attr, reversed token, score)         -- <ns>:<attr>:suf members
+--   n_geo,     n x (geo index name, lon, lat)            -- <ns>:<name>:geo members
+-- Returns: the number of blocks applied, or on the first failure (nothing of that block is
+-- written, later blocks are not attempted): {index (1-based), 'race', field...} or
+-- {index, 'unique', unique index name}.
+-- Every input the server could reject (scores, coordinates) was validated by the caller.
+
+local pos = 2
+local function arg()
+    local v = ARGV[pos]
+    pos = pos + 1
+    return v
+end
+local function count()
+    return tonumber(arg())
+end
+
+local function call_chunked(cmd, key, items)
+    local step = 1000
+    for i = 1, #items, step do
+        local last = math.min(i + step - 1, #items)
+        redis.call(cmd, key, unpack(items, i, last))
+    end
+end
+
+-- Remove every index entry listed in the old bookkeeping (legacy '<ns>::' hash first).
+local function remove_old_entries(ns, id, row)
+    local raw = redis.call('HGET', ns .. '::', id)
+    if not raw then
+        raw = redis.call('HGET', row, '-index-data-')
+    end
+    if not raw then
+        return
+    end
+    local ok, data = pcall(cjson.decode, raw)
+    if not ok or type(data) ~= 'table' then
+        return
+    end
+    local function list(i)
+        local v = data[i]
+        if type(v) == 'table' then
+            return v
+        end
+        return {}
+    end
+    for _, name in ipairs(list(1)) do
+        redis.call('SREM', ns .. ':' .. name .. ':idx', id)
+    end
+    for _, name in ipairs(list(2)) do
+        redis.call('ZREM', ns .. ':' .. name .. ':idx', id)
+    end
+    for _, pair in ipairs(list(3)) do
+        if type(pair) == 'table' and #pair == 2 then
+            redis.call('ZREM', ns .. ':' .. pair[1] .. ':pre', pair[2] .. '\0' .. id)
+        end
+    end
+    for _, pair in ipairs(list(4)) do
+        if type(pair) == 'table' and #pair == 2 then
+            redis.call('ZREM', ns .. ':' .. pair[1] .. ':suf', pair[2] .. '\0' .. id)
+        elseif type(pair) == 'string' then
+            -- geo index name written by rom 1.1.2 into the wrong slot (bug G1)
+            redis.call('ZREM', ns .. ':' .. pair .. ':geo', id)
+        end
+    end
+    for _, name in ipairs(list(5)) do
+        if type(name) == 'string' then
+            redis.call('ZREM', ns .. ':' .. name .. ':geo', id)
+        end
+    end
+end
+
+local blocks = tonumber(ARGV[1])
+for block = 1, blocks do
+    local ns = arg()
+    local id = arg()
+    local is_delete = arg() == '1'
+    local row = ns .. ':' .. id
+
+    local changed = {}
+    for _ = 1, count() do
+        local field = arg()
+        local expected = arg()
+        if redis.call('HGET', row, field) ~= expected then
+            changed[#changed + 1] = field
+        end
+    end
+    if #changed > 0 then
+        return {block, 'race', unpack(changed)}
+    end
+
+    local claims = {}
+    for i = 1, count() do
+        local name = arg()
+        local value = arg()
+        local owner = redis.call('HGET', ns .. ':' .. name .. ':uidx', value)
+        if owner and owner ~= id then
+            return {block, 'unique', name}
+        end
+        claims[i] = {name, value}
+    end
+    for _, claim in ipairs(claims) do
+        redis.call('HSET', ns .. ':' .. claim[1] .. ':uidx', claim[2], id)
+    end
+
+    for _ = 1, count() do
+        local key = ns .. ':' .. arg() .. ':uidx'
+        local value = arg()
+        if redis.call('HGET', key, value) == id then
+            redis.call('HDEL', key, value)
+        end
+    end
+
+    local fields = {}
+    for i = 1, count() do
+        fields[i] = arg()
+    end
+    if #fields > 0 then
+        call_chunked('HDEL', row, fields)
+    end
+    local pairs_ = {}
+    for _ = 1, count() do
+        pairs_[#pairs_ + 1] = arg()
+        pairs_[#pairs_ + 1] = arg()
+    end
+    if #pairs_ > 0 then
+        call_chunked('HMSET', row, pairs_)
+    end
+    local unsafe = {}
+    for i = 1, count() do
+        unsafe[i] = arg()
+    end
+
+    remove_old_entries(ns, id, row)
+
+    local keys, scored, prefix, suffix, geo = {}, {}, {}, {}, {}
+    for i = 1, count() do
+        local name = arg()
+        keys[i] = name
+        redis.call('SADD', ns .. ':' .. name .. ':idx', id)
+    end
+    for i = 1, count() do
+        local name = arg()
+        local score = arg()
+        scored[i] = name
+        redis.call('ZADD', ns .. ':' .. name .. ':idx', score, id)
+    end
+    for i = 1, count() do
+        local attr = arg()
+        local token = arg()
+        local score = arg()
+        prefix[i] = {attr, token}
+        redis.call('ZADD', ns .. ':' .. attr .. ':pre', score, token .. '\0' .. id)
+    end
+    for i = 1, count() do
+        local attr = arg()
+        local token = arg()
+        local score = arg()
+        suffix[i] = {attr, token}
+        redis.call('ZADD', ns .. ':' .. attr .. ':suf', score, token .. '\0' .. id)
+    end
+    local seen = {}
+    for _ = 1, count() do
+        local name = arg()
+        local lon = arg()
+        local lat = arg()
+        redis.call('GEOADD', ns .. ':' .. name .. ':geo', lon, lat, id)
+        if not seen[name] then
+            seen[name] = true
+            geo[#geo + 1] = name
+        end
+    end
+
+    redis.call('HDEL', ns .. '::', id)
+    if is_delete then
+        redis.call('DEL', row, unpack(unsafe))
+    else
+        redis.call('HSET', row, '-index-data-', cjson.encode({keys, scored, prefix, suffix, geo}))
+    end
+end
+return blocks
