@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""Bootstrap runner for a rom checkout; needs only Python 3.9+ (standard library only).
+
+    python3 tools/run.py demo [args...]    # run examples/quickstart.py (installs .[embedded])
+    python3 tools/run.py test [args...]    # run pytest (installs .[dev]); args go to pytest
+    python3 tools/run.py docs [args...]    # build the HTML docs with sphinx -W (installs .[dev])
+    python3 tools/run.py python [args...]  # run the venv's python (installs .[dev])
+
+The first run creates a virtual environment under the checkout
+(``.venv-run/<interpreter tag>``, using the interpreter this script runs with) and
+pip-installs the checkout in editable mode with the extras the command needs. Later runs reuse
+it and reinstall only when the install inputs (pyproject.toml, setup.py, the interpreter)
+changed or a new extra is needed. The command's exit code is returned unchanged.
+"""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+INPUTS = ('pyproject.toml', 'setup.py')
+STAMP = 'rom-install.json'
+COMMANDS = {
+    # name: (extras to install, argv prefix run with the venv's python)
+    'demo': (('embedded',), [os.path.join('examples', 'quickstart.py')]),
+    'test': (('dev',), ['-m', 'pytest']),
+    'docs': (('dev',), ['-m', 'sphinx', '-W', '--keep-going', '-b', 'html',
+                        'docs', os.path.join('docs', '_build', 'html')]),
+    'python': (('dev',), []),
+}
+
+
+def say(message):
+    print('[tools/run.py] ' + message, flush=True)
+
+
+def venv_dir():
+    tag = '%s%d%d' % (sys.implementation.name, sys.version_info[0], sys.version_info[1])
+    return os.path.join(ROOT, '.venv-run', tag)
+
+
+def venv_python(path):
+    if os.name == 'nt':
+        return os.path.join(path, 'Scripts', 'python.exe')
+    return os.path.join(path, 'bin', 'python')
+
+
+def inputs_digest():
+    digest = hashlib.sha256()
+    digest.update(sys.version.encode())
+    digest.update(os.path.realpath(sys.executable).encode())
+    for name in INPUTS:
+        try:
+            with open(os.path.join(ROOT, name), 'rb') as f:
+                digest.update(name.encode() + b'\0' + f.read() + b'\0')
+        except OSError:
+            digest.update(name.encode() + b'\0missing\0')
+    return digest.hexdigest()
+
+
+def read_stamp(path):
+    try:
+        with open(os.path.join(path, STAMP)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def run(argv, **kwargs):
+    return subprocess.call(argv, **kwargs)
+
+
+def create_venv(path):
+    import venv
+    say('creating a virtual environment in %s' % os.path.relpath(path, ROOT))
+    shutil.rmtree(path, ignore_errors=True)
+    try:
+        venv.EnvBuilder(with_pip=True, clear=True).create(path)
+    except Exception as exc:  # e.g. Debian's python3 without the python3-venv package
+        shutil.rmtree(path, ignore_errors=True)
+        sys.exit('[tools/run.py] could not create a virtual environment with %s (%s).\n'
+                 'On Debian/Ubuntu install the venv module: apt-get install python3-venv'
+                 % (sys.executable, exc))
+    py = venv_python(path)
+    # Editable installs from pyproject.toml (PEP 660) need pip >= 21.3.
+    out = subprocess.run([py, '-m', 'pip', '--version'], stdout=subprocess.PIPE,
+                         universal_newlines=True).stdout.split()
+    try:
+        version = tuple(int(p) for p in out[1].split('.')[:2])
+    except (IndexError, ValueError):
+        version = (0, 0)
+    if version < (21, 3):
+        say('upgrading pip %s' % '.'.join(map(str, version)))
+        if run([py, '-m', 'pip', 'install', '--disable-pip-version-check', '-q',
+                '--upgrade', 'pip>=21.3']):
+            sys.exit('[tools/run.py] could not upgrade pip in the virtual environment')
+
+
+def ensure_env(extras):
+    """Return the venv's python, creating/updating the venv so ``.[extras]`` is installed."""
+    path = venv_dir()
+    py = venv_python(path)
+    digest = inputs_digest()
+    stamp = read_stamp(path)
+    usable = os.path.exists(py) and run(
+        [py, '-c', 'import sys; sys.exit(sys.version_info < (3, 9))'],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) == 0
+    if not usable:
+        create_venv(path)
+        stamp = {}
+    installed = set(stamp.get('extras', ())) if stamp.get('inputs') == digest else set()
+    wanted = set(extras)
+    if stamp.get('inputs') == digest and wanted <= installed:
+        return py
+    # Keep what an earlier command installed (e.g. demo then test) and add what is needed.
+    extras_all = sorted(wanted | set(stamp.get('extras', ())))
+    target = '.[%s]' % ','.join(extras_all) if extras_all else '.'
+    say('installing %s (editable) into %s' % (target, os.path.relpath(path, ROOT)))
+    try:
+        os.remove(os.path.join(path, STAMP))
+    except OSError:
+        pass
+    rc = run([py, '-m', 'pip', 'install', '--disable-pip-version-check', '-q', '-e', target],
+             cwd=ROOT)
+    if rc:
+        sys.exit('[tools/run.py] pip install %s failed (exit code %d)' % (target, rc))
+    with open(os.path.join(path, STAMP), 'w') as f:
+        json.dump({'inputs': digest, 'extras': extras_all}, f)
+    return py
+
+
+def main(argv):
+    if sys.version_info < (3, 9):
+        sys.exit('[tools/run.py] rom needs Python 3.9 or newer; this is %s' % sys.version.split()[0])
+    if not argv or argv[0] not in COMMANDS:
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
+    extras, prefix = COMMANDS[argv[0]]
+    py = ensure_env(extras)
+    try:
+        return run([py] + prefix + argv[1:], cwd=ROOT)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))
