@@ -222,6 +222,10 @@ class _Auditor:
     def _decode(self, raw: Dict[Any, Any]) -> Dict[str, Any]:
         return {to_text(k): v for k, v in raw.items()}
 
+    @staticmethod
+    def _values(row: Dict[str, Any], names: Any) -> Dict[str, Any]:
+        return {k: to_text(v) for k, v in row.items() if k in names}
+
     def _load(self, ids: List[int]) -> List[Tuple[int, Dict[str, Any], Any]]:
         """``(id, decoded row, legacy bookkeeping)`` for the ids whose row exists."""
         pipe = self.conn.pipeline(False)
@@ -238,8 +242,7 @@ class _Auditor:
 
     def _entity(self, i: int, row: Dict[str, Any]) -> Any:
         model = self.model
-        names = set(model._columns)
-        data = {k: v for k, v in row.items() if k in names}
+        data = self._values(row, model._columns)
         return model(_loading=True, _bypass_session_entirely=True, **data)
 
     def _expect(self, i: int, row: Dict[str, Any]) -> Optional[_Expected]:

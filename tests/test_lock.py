@@ -1,0 +1,218 @@
+"""Locks (spec: session-util-and-storage §5, §8.11; reference bug util #8 fixed)."""
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+import pytest
+import redis
+
+import rom
+from rom import util
+from rom.exceptions import DataRaceError
+
+IDENT = re.compile(r"^b'[0-9a-f]{32}'$")
+
+
+def test_constructor_does_no_io_and_rounds_timeouts(conn, roundtrips):
+    with roundtrips(conn) as rt:
+        lock = util.Lock(conn, 'job', 0.2, 1.5)
+    assert rt.count == 0
+    assert lock.identifier is None
+    assert lock.conn is conn
+    assert lock.lockname == 'lock:job'
+    assert (lock.acquire_timeout, lock.lock_timeout) == (1, 2)
+    assert util.Lock.__slots__ == ('identifier', 'conn', 'lockname', 'lock_timeout',
+                                   'acquire_timeout')
+    with pytest.raises(AttributeError):
+        lock.other = 1
+
+
+def test_acquire_free_lock_is_one_round_trip(conn, roundtrips):
+    lock = util.Lock(conn, 'job', 1, 10)
+    with roundtrips(conn) as rt:
+        assert lock.acquire() is True
+    assert rt.count == 1  # bug util #8: b'OK' used to count as failure (2 round trips)
+    assert IDENT.match(lock.identifier)
+    assert conn.get('lock:job') == lock.identifier.encode('ascii')
+    assert conn.ttl('lock:job') == 10
+
+
+def test_acquire_again_extends_ttl(conn):
+    lock = util.Lock(conn, 'job', 1, 10)
+    assert lock.acquire()
+    ident = lock.identifier
+    conn.expire('lock:job', 3)
+    assert lock.acquire() is True
+    assert lock.identifier == ident
+    assert conn.ttl('lock:job') == 10
+
+
+def test_second_lock_object_waits_and_fails(conn):
+    first = util.Lock(conn, 'job', 1, 10)
+    assert first.acquire()
+    second = util.Lock(conn, 'job', 1, 10)
+    start = time.time()
+    assert second.acquire() is False
+    assert 0.9 <= time.time() - start < 3
+    assert conn.get('lock:job') == first.identifier.encode()
+
+
+def test_zero_acquire_timeout_makes_no_attempt(conn, roundtrips):
+    lock = util.Lock(conn, 'job', 0, 10)
+    with roundtrips(conn) as rt:
+        assert lock.acquire() is False
+    assert rt.count == 0
+    assert not conn.exists('lock:job')
+
+
+def test_release(conn):
+    lock = util.Lock(conn, 'job', 1, 10)
+    other = util.Lock(conn, 'job', 1, 10)
+    assert other.release() is False  # never acquired: identifier None -> ''
+    assert lock.acquire()
+    assert other.release() is False
+    assert conn.exists('lock:job')
+    ident = lock.identifier
+    assert lock.release() is True
+    assert not conn.exists('lock:job')
+    assert lock.identifier == ident
+    assert lock.release() is False
+    assert lock.acquire() and lock.identifier == ident
+
+
+def test_refresh_of_lapsed_lock_takes_it_again(conn):
+    lock = util.Lock(conn, 'job', 1, 10)
+    assert lock.acquire()
+    ident = lock.identifier
+    conn.delete('lock:job')  # as if the TTL had run out
+    assert lock.refresh() is True
+    assert lock.identifier == ident
+    assert conn.get('lock:job') == ident.encode()  # no orphaned key: we own it
+    assert lock.release() is True
+    assert not conn.exists('lock:job')
+
+
+def test_refresh_held_by_other_fails_and_forgets(conn):
+    lock = util.Lock(conn, 'job', 1, 10)
+    other = util.Lock(conn, 'job', 1, 10)
+    assert other.acquire()
+    assert lock.refresh() is False
+    assert lock.identifier is None
+    assert conn.get('lock:job') == other.identifier.encode()
+
+
+def test_context_manager(conn):
+    with util.Lock(conn, 'ctx', 1, 10) as lock:
+        assert isinstance(lock, util.Lock)
+        assert conn.get('lock:ctx') == lock.identifier.encode()
+    assert not conn.exists('lock:ctx')
+    holder = util.Lock(conn, 'ctx', 1, 10)
+    assert holder.acquire()
+    with pytest.raises(DataRaceError) as info:
+        with util.Lock(conn, 'ctx', 0, 10):
+            pass  # pragma: no cover
+    assert len(info.value.args) == 1
+    assert 'lock:ctx' in info.value.args[0]
+    with pytest.raises(KeyError):  # exceptions are not suppressed; the lock is released
+        with util.Lock(conn, 'ctx2', 1, 10):
+            raise KeyError('x')
+    assert not conn.exists('lock:ctx2')
+
+
+def test_invalid_lock_timeout_propagates(conn):
+    lock = util.Lock(conn, 'bad', 1, 0)
+    with pytest.raises(redis.exceptions.ResponseError):
+        lock.acquire()
+    assert not conn.exists('lock:bad')
+
+
+def test_decoding_client(decoding_conn, roundtrips):
+    lock = util.Lock(decoding_conn, 'dec', 1, 5)
+    with roundtrips(decoding_conn) as rt:
+        assert lock.acquire() is True
+    assert rt.count == 1
+    assert decoding_conn.get('lock:dec') == lock.identifier
+    assert lock.refresh() is True
+    assert lock.release() is True
+
+
+def test_lock_survives_script_flush(conn):
+    lock = util.Lock(conn, 'flush', 1, 5)
+    assert lock.acquire()
+    conn.script_flush()
+    assert lock.refresh() is True
+    conn.script_flush()
+    assert lock.release() is True
+
+
+def test_contended_from_two_threads(redis_url):
+    """Two threads increment a counter with a non-atomic GET/SET inside the lock."""
+    rounds = 40
+    inside = []
+    overlaps = []
+    errors = []
+
+    def worker() -> None:
+        client = redis.Redis.from_url(redis_url)
+        try:
+            for _ in range(rounds):
+                lock = util.Lock(client, 'shared', 5, 5)
+                assert lock.acquire()
+                inside.append(1)
+                if len(inside) > 1:
+                    overlaps.append(True)
+                value = int(client.get('counter') or 0)
+                time.sleep(0.0005)
+                client.set('counter', value + 1)
+                inside.pop()
+                assert lock.release()
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    assert not overlaps
+    check = redis.Redis.from_url(redis_url)
+    try:
+        assert int(check.get('counter')) == 2 * rounds
+        assert not check.exists('lock:shared')
+    finally:
+        check.close()
+
+
+def test_entity_lock(conn, decoding_conn):
+    class Place(rom.Model):
+        name = rom.Text()
+
+    class Remote(rom.Model):
+        _conn = decoding_conn
+        name = rom.Text()
+
+    place = Place(name='x')
+    place.save()
+    lock = util.EntityLock(place, 1, 7)
+    assert isinstance(lock, util.Lock)
+    assert lock.lockname == 'lock:Place:%s' % place.id
+    assert lock.conn is conn
+    assert lock.acquire()
+    assert conn.ttl('lock:Place:%s' % place.id) == 7
+    assert lock.release()
+
+    remote = Remote(name='y')
+    remote_lock = util.EntityLock(remote, 1, 7)
+    assert remote_lock.conn is decoding_conn
+    with remote_lock:
+        assert decoding_conn.get('lock:Remote:%s' % remote.id) == remote_lock.identifier
+    # the entity itself is not blocked by its lock: rom's writes ignore lock keys
+    with util.EntityLock(place, 1, 5):
+        place.name = 'z'
+        place.save()
+    assert conn.hget('Place:%s' % place.id, 'name') == b'z'
