@@ -1,0 +1,1022 @@
+"""The atomic writer: exact bytes stored, index bookkeeping, unique indexes, race checks,
+reference-written rows (legacy hash, G1), pre-write validation (G3, W1) and "nothing
+half-written".
+
+Spec: model-and-columns.md §2, §6, §7; session-util-and-storage.md §8.
+"""
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from datetime import date, datetime, time
+from decimal import Decimal
+
+import pytest
+
+import rom
+from rom.exceptions import (ColumnError, DataRaceError, EntityDeletedError, InvalidColumnValue,
+                            ORMError, UniqueKeyViolation)
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+def dump(conn):
+    """Every key of the database: type and full content."""
+    out = {}
+    for key in conn.scan_iter('*'):
+        kind = conn.type(key)
+        if kind == b'string':
+            value = conn.get(key)
+        elif kind == b'hash':
+            value = conn.hgetall(key)
+        elif kind == b'set':
+            value = conn.smembers(key)
+        elif kind == b'zset':
+            value = conn.zrange(key, 0, -1, withscores=True)
+        elif kind == b'list':
+            value = conn.lrange(key, 0, -1)
+        else:  # pragma: no cover
+            value = conn.dump(key)
+        out[key] = (kind, value)
+    return out
+
+
+def _cjson_str(text):
+    out = ['"']
+    for ch in text:
+        code = ord(ch)
+        if ch == '"':
+            out.append('\\"')
+        elif ch == '\\':
+            out.append('\\\\')
+        elif ch == '/':
+            out.append('\\/')
+        elif ch in '\b\f\n\r\t':
+            out.append({'\b': '\\b', '\f': '\\f', '\n': '\\n', '\r': '\\r', '\t': '\\t'}[ch])
+        elif code < 0x20 or code == 0x7f:
+            out.append('\\u%04x' % code)
+        else:
+            out.append(ch)
+    out.append('"')
+    return ''.join(out)
+
+
+def cjson(value):
+    """Encode like Redis' cjson: no spaces, empty list -> {}, '/' escaped, raw UTF-8."""
+    if isinstance(value, (list, dict)):
+        if not value:
+            return '{}'
+        assert isinstance(value, list)
+        return '[' + ','.join(cjson(v) for v in value) + ']'
+    assert isinstance(value, str)
+    return _cjson_str(value)
+
+
+def index_data(conn, key, field='-index-data-'):
+    """Read ``-index-data-`` of ``key``: checks the cjson encoding byte for byte (in the stored
+    order) and returns a canonical form (5 sorted lists, pairs as tuples)."""
+    raw = conn.hget(key, field)
+    assert raw is not None, 'no index data in %r' % (key,)
+    parsed = json.loads(raw.decode('utf-8'))
+    assert isinstance(parsed, list) and len(parsed) == 5
+    slots = [[] if isinstance(s, dict) else s for s in parsed]
+    assert cjson(slots).encode('utf-8') == raw
+    canon = []
+    for slot in slots:
+        canon.append(sorted(tuple(x) if isinstance(x, list) else x for x in slot))
+    return canon
+
+
+def canon(*slots):
+    return [sorted(tuple(x) if isinstance(x, list) else x for x in s) for s in slots]
+
+
+EMPTY = b'[{},{},{},{},{}]'
+
+
+# --- E1: every column type, byte for byte (§2.2) ---------------------------------------
+
+def test_E1_row_byte_for_byte(conn):
+    class E1(rom.Model):
+        i = rom.Integer()
+        b = rom.Boolean()
+        b2 = rom.Boolean()
+        f = rom.Float()
+        f2 = rom.Float()
+        d = rom.Decimal()
+        dt = rom.DateTime()
+        sdt = rom.SaferDateTime()
+        dd = rom.Date()
+        t = rom.Time()
+        s = rom.String()
+        tx = rom.Text()
+        j = rom.Json()
+        j2 = rom.Json()
+
+    e = E1(i=5, b=True, b2=False, f=4.5, f2=3, d=Decimal('2.643'),
+           dt=datetime(2020, 1, 2, 3, 4, 5, 678901), sdt=datetime(1970, 1, 2),
+           dd=date(2020, 1, 2), t=time(12, 34, 56, 789012), s=b'ab\xe9\x00c',
+           tx='h\xe9llo \u20ac/x', j={'b': [1, 2], 'a': [3, '/']}, j2=[1, 'x'])
+    assert e.save() == 15
+    assert dump(conn) == {
+        b'E1:id:': (b'string', b'1'),
+        b'E1:1': (b'hash', {
+            b'-index-data-': EMPTY,
+            b'b': b'1', b'b2': b'', b'd': b'2.643', b'dd': b'1577923200.0',
+            b'dt': b'1577934245.678901', b'f': b'4.5', b'f2': b'3', b'i': b'5', b'id': b'1',
+            b'j': b'{"a": [3, "/"], "b": [1, 2]}', b'j2': b'[1, "x"]',
+            b's': b'ab\xc3\xa9\x00c', b'sdt': b'86400.0', b't': b'45296.789012',
+            b'tx': b'h\xc3\xa9llo \xe2\x82\xac/x'}),
+    }
+    rom.session.rollback()
+    x = E1.get(1)
+    assert (x.i, x.b, x.b2, x.f, x.f2, x.d) == (5, True, False, 4.5, 3.0, Decimal('2.643'))
+    assert x.dt == datetime(2020, 1, 2, 3, 4, 5, 678901) and x.sdt == datetime(1970, 1, 2)
+    assert x.dd == date(2020, 1, 2) and x.t == time(12, 34, 56, 789012)
+    assert x.s == b'ab\xe9\x00c' and x.tx == 'h\xe9llo \u20ac/x'
+    assert x.j == {'a': [3, '/'], 'b': [1, 2]} and x.j2 == [1, 'x']
+    assert x.save() == 0
+    assert conn.hgetall('E1:1') == dump(conn)[b'E1:1'][1]
+
+
+def test_model_without_indexes_gets_empty_index_data(conn):
+    class NoIdx(rom.Model):
+        a = rom.Integer()
+
+    NoIdx().save()
+    assert conn.hgetall('NoIdx:1') == {b'id': b'1', b'-index-data-': EMPTY}
+
+
+# --- §2.7 composite example --------------------------------------------------------------
+
+def test_composite_example_2_7(conn):
+    class E18(rom.Model):
+        t = rom.Text(index=True, keygen=rom.FULL_TEXT, unique=True)
+        n = rom.Integer(index=True)
+        p = rom.Text(prefix=True, keygen=rom.IDENTITY_CI)
+
+    e = E18(t='a b', n=1, p='Hello')
+    e.save()
+    d = dump(conn)
+    assert set(d) == {b'E18:1', b'E18:id:', b'E18:n:idx', b'E18:p:pre', b'E18:t:a:idx',
+                      b'E18:t:b:idx', b'E18:t:uidx'}
+    row = d[b'E18:1'][1]
+    assert {k: v for k, v in row.items() if k != b'-index-data-'} == {
+        b'id': b'1', b'n': b'1', b'p': b'Hello', b't': b'a b'}
+    assert index_data(conn, 'E18:1') == canon(['t:a', 't:b'], ['n'], [['p', 'hello']], [], [])
+    assert d[b'E18:id:'] == (b'string', b'1')
+    assert d[b'E18:n:idx'] == (b'zset', [(b'1', 1.0)])
+    assert d[b'E18:p:pre'] == (b'zset', [(b'hello\x001', 2.7088032818150034e-306)])
+    assert d[b'E18:t:a:idx'] == (b'set', {b'1'})
+    assert d[b'E18:t:b:idx'] == (b'set', {b'1'})
+    assert d[b'E18:t:uidx'] == (b'hash', {b'a b': b'1'})
+
+    e.n = None
+    e.t = 'c'
+    e.p = 'World'
+    e.save()
+    d = dump(conn)
+    assert set(d) == {b'E18:1', b'E18:id:', b'E18:p:pre', b'E18:t:c:idx', b'E18:t:uidx'}
+    assert b'n' not in d[b'E18:1'][1]
+    assert d[b'E18:t:c:idx'] == (b'set', {b'1'})
+    assert d[b'E18:t:uidx'] == (b'hash', {b'c': b'1'})
+    assert [m for m, _ in d[b'E18:p:pre'][1]] == [b'world\x001']
+    assert conn.hget('E18:1', '-index-data-') == b'[["t:c"],{},[["p","world"]],{},{}]'
+
+    e.delete()
+    assert dump(conn) == {b'E18:id:': (b'string', b'1')}
+
+
+def test_index_data_example_2_3(conn):
+    def md_keygen(attr, data):
+        return {'foo': None, 'bar': None, 'v:n': 7, '': 7}
+
+    class IX(rom.Model):
+        ft = rom.Text(index=True, prefix=True, suffix=True, keygen=rom.FULL_TEXT)
+        si = rom.Text(index=True, prefix=True, suffix=True, keygen=rom.SIMPLE)
+        i = rom.Integer(index=True)
+        f = rom.Float(index=True)
+        d = rom.Decimal(index=True)
+        b = rom.Boolean(index=True)
+        md = rom.Text(index=True, keygen2=md_keygen)
+
+    IX(ft='Hello world a/b', si='Hello World', i=3, f=1.5, d=Decimal('2.643'), b=False,
+       md='x').save()
+    assert index_data(conn, 'IX:1') == canon(
+        ['ft:world', 'md:foo', 'ft:hello', 'b:False', 'ft:a/b', 'md:bar'],
+        ['md', 'd', 'si', 'f', 'i', 'md:v:n'],
+        [['ft', 'a/b'], ['ft', 'hello'], ['ft', 'world'], ['si', 'Hello World']],
+        [['ft', 'b/a'], ['ft', 'olleh'], ['ft', 'dlrow'], ['si', 'dlroW olleH']],
+        [])
+    raw = conn.hget('IX:1', '-index-data-')
+    assert b'"ft:a\\/b"' in raw and raw.endswith(b',{}]')
+    assert conn.smembers('IX:ft:a/b:idx') == {b'1'}
+    assert conn.smembers('IX:b:False:idx') == {b'1'}
+    assert conn.smembers('IX:md:foo:idx') == {b'1'}
+    assert conn.zscore('IX:md:idx', '1') == 7.0
+    assert conn.zscore('IX:md:v:n:idx', '1') == 7.0
+    assert conn.zscore('IX:i:idx', '1') == 3.0
+    assert conn.zscore('IX:f:idx', '1') == 1.5
+    assert conn.zscore('IX:d:idx', '1') == 2.643
+    assert conn.zscore('IX:si:idx', '1') == float(rom.util._prefix_score('Hello World'))
+    assert conn.zrange('IX:si:pre', 0, -1, withscores=True) == [
+        (b'Hello World\x001', float(rom.util._prefix_score('Hello World')))]
+    assert conn.zrange('IX:si:suf', 0, -1, withscores=True) == [
+        (b'dlroW olleH\x001', float(rom.util._prefix_score('dlroW olleH')))]
+    assert sorted(conn.zrange('IX:ft:suf', 0, -1)) == [b'b/a\x001', b'dlrow\x001', b'olleh\x001']
+
+
+# --- index entries per keygen result (§2.4) -----------------------------------------------
+
+def test_simple_ci_prefix_suffix_whole_value_lowercased(conn):
+    class SC(rom.Model):
+        n = rom.Text(prefix=True, suffix=True, keygen=rom.SIMPLE_CI)
+        c = rom.Text(prefix=True, keygen=rom.CASE_INSENSITIVE)
+
+    SC(n='Blue Door Long Name', c='ABC').save()
+    assert conn.zrange('SC:n:pre', 0, -1, withscores=True) == [
+        (b'blue door long name\x001', float(rom.util._prefix_score('blue door long name')))]
+    assert conn.zrange('SC:n:suf', 0, -1) == [b'eman gnol rood eulb\x001']
+    assert conn.zrange('SC:c:pre', 0, -1) == [b'abc\x001']
+    assert not conn.exists('SC:n:idx')
+    assert index_data(conn, 'SC:1') == canon(
+        [], [], [['n', 'blue door long name'], ['c', 'abc']], [['n', 'eman gnol rood eulb']], [])
+
+
+def test_custom_dict_keygen_with_prefix_warns_and_makes_no_entries(conn):
+    def custom(val):
+        return {'': 1}
+
+    class CW(rom.Model):
+        a = rom.Text(index=True, prefix=True, suffix=True, keygen=custom)
+
+    e = CW(a='x')
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        e.save()
+    assert len([w for w in caught if issubclass(w.category, UserWarning)]) == 2
+    assert not conn.exists('CW:a:pre') and not conn.exists('CW:a:suf')
+    assert conn.zscore('CW:a:idx', '1') == 1.0
+
+
+def test_falsy_keygen_result_makes_no_entries(conn):
+    class FK(rom.Model):
+        a = rom.Text(index=True, keygen=lambda v: [])
+        b = rom.Text(index=True, keygen=lambda v: {})
+        c = rom.Text(index=True, keygen=lambda v: None)
+
+    FK(a='x', b='y', c='z').save()
+    assert sorted(conn.keys('*')) == [b'FK:1', b'FK:id:']
+    assert conn.hget('FK:1', '-index-data-') == EMPTY
+
+
+def test_bad_keygen_result_is_column_error_nothing_written(conn):
+    class BK(rom.Model):
+        a = rom.Text(index=True, keygen=lambda v: 'a string')
+
+    e = BK(a='x')
+    before = dump(conn)
+    with pytest.raises(ColumnError) as info:
+        e.save()
+    assert 'a string' in str(info.value)
+    assert dump(conn) == before
+    assert e._new and e._modified
+
+
+def test_bytes_tokens(conn):
+    class BT(rom.Model):
+        s = rom.String(index=True, prefix=True, suffix=True, keygen=rom.IDENTITY_STRING)
+        bad = rom.Text(index=True, keygen=lambda v: [b'\xff'])
+
+    BT(s=b'ab\xc3\xa9').save()  # a bytes token must be valid UTF-8 for key names
+    assert conn.hget('BT:1', 's') == b'ab\xc3\x83\xc2\xa9'
+    assert conn.smembers(b'BT:s:ab\xc3\xa9:idx') == {b'1'}
+    assert conn.zrange('BT:s:pre', 0, -1, withscores=True) == [
+        (b'ab\xc3\xa9\x001', float(rom.util._prefix_score('ab\xe9')))]
+    # suffix: bytes reversed bytewise, member transported as latin-1 text; score on raw bytes
+    assert conn.zrange('BT:s:suf', 0, -1, withscores=True) == [
+        (b'\xc2\xa9\xc3\x83ba\x001', float(rom.util._prefix_score(b'\xa9\xc3ba')))]
+    data = json.loads(conn.hget('BT:1', '-index-data-'))
+    assert data[0] == ['s:ab\xe9'] and data[2] == [['s', 'ab\xe9']]
+    assert data[3] == [['s', '\xa9\xc3ba']]
+    e = BT(bad='x')
+    before = dump(conn)
+    with pytest.raises(UnicodeDecodeError):
+        e.save()
+    assert dump(conn) == before
+
+
+def test_reference_keygen_index(conn):
+    class RT(rom.Model):
+        pass
+
+    class RK(rom.Model):
+        r = rom.ManyToOne('RT', 'no action')
+
+    for _ in range(3):
+        RT().save()
+    RK(r=RT.get(3)).save()
+    assert conn.zrange('RK:r:idx', 0, -1, withscores=True) == [(b'1', 3.0)]
+    assert index_data(conn, 'RK:1') == canon([], ['r'], [], [], [])
+
+
+def test_index_rewritten_on_every_save(conn):
+    class RW(rom.Model):
+        n = rom.Integer(index=True)
+
+    e = RW(n=1)
+    e.save()
+    conn.delete('RW:n:idx')
+    assert e.save() == 0
+    assert conn.zscore('RW:n:idx', '1') == 1.0
+
+
+# --- unique indexes (§2.5) ---------------------------------------------------------------
+
+def test_unique_single_encodings(conn):
+    class US(rom.Model):
+        t = rom.Text(unique=True)
+        n = rom.Integer(unique=True)
+        s = rom.String(unique=True)
+        b = rom.Boolean(unique=True)
+
+    US(t='uniq/\xe9', n=42, s=b'\xe9x', b=False).save()
+    assert conn.hgetall('US:t:uidx') == {b'uniq/\xc3\xa9': b'1'}
+    assert conn.hgetall('US:n:uidx') == {b'42': b'1'}
+    assert conn.hgetall('US:s:uidx') == {b'\xc3\xa9x': b'1'}
+    assert not conn.exists('US:b:uidx')  # '' is falsy: no entry
+    assert US.get_by(s=b'\xe9x').id == 1
+    assert US.get_by(t='uniq/\xe9').id == 1
+
+
+def test_unique_composite_encodings(conn):
+    class UC(rom.Model):
+        b = rom.Text()
+        a = rom.Integer()
+        x = rom.Integer()
+        y = rom.Integer()
+        unique_together = [('b', 'a'), ('y', 'x')]
+
+    UC(a=0, b='\xe9/x', x=1, y=2).save()
+    assert conn.hgetall('UC:a:b:uidx') == {b'\x00\x000\x00\x00\x00\xc3\x83\xc2\xa9/x': b'1'}
+    assert conn.hgetall('UC:x:y:uidx') == {b'\x00\x001\x00\x00\x002': b'1'}
+    dup = UC(a=0, b='\xe9/x')
+    before = dump(conn)
+    with pytest.raises(UniqueKeyViolation) as info:
+        dup.save()
+    assert info.value.args[1:] == ('UC', '2')
+    assert dump(conn) == before
+    # a group with a None value is unconstrained
+    UC(a=0).save()
+    UC(a=0).save()
+    assert conn.hlen('UC:a:b:uidx') == 1
+
+
+def test_unique_composite_change_releases_old(conn):
+    class UR(rom.Model):
+        a = rom.Integer()
+        b = rom.Integer()
+        unique_together = [('a', 'b')]
+
+    e = UR(a=1, b=2)
+    e.save()
+    e.b = 3
+    e.save()
+    assert conn.hgetall('UR:a:b:uidx') == {b'\x00\x001\x00\x00\x003': b'1'}
+    e.b = None
+    e.save()
+    assert not conn.exists('UR:a:b:uidx')
+    e.b = 4
+    e.save()
+    e.delete()
+    assert not conn.exists('UR:a:b:uidx')
+
+
+def test_unique_change_releases_only_own_value(conn):
+    class UO(rom.Model):
+        u = rom.Text(unique=True)
+
+    a = UO(u='x')
+    a.save()
+    a.u = 'y'
+    a.save()
+    assert conn.hgetall('UO:u:uidx') == {b'y': b'1'}
+    # someone else (by hand) maps 'z' to 2; our release of 'y' leaves it alone
+    conn.hset('UO:u:uidx', 'z', '2')
+    a.u = 'w'
+    a.save()
+    assert conn.hgetall('UO:u:uidx') == {b'w': b'1', b'z': b'2'}
+    a.delete()
+    assert conn.hgetall('UO:u:uidx') == {b'z': b'2'}
+
+
+def test_unique_swap_needs_intermediate_save(conn):
+    class SW(rom.Model):
+        u = rom.Text(unique=True)
+
+    a, b = SW(u='a'), SW(u='b')
+    a.save()
+    b.save()
+    a.u, b.u = 'b', 'a'
+    with pytest.raises(UniqueKeyViolation):
+        a.save()
+
+
+def test_unique_force_save_keeps_old_values(conn):
+    class UF(rom.Model):
+        u = rom.Text(unique=True)
+
+    e = UF(u='a')
+    e.save()
+    e.u = 'b'
+    e.save(force=True)
+    assert conn.hgetall('UF:u:uidx') == {b'a': b'1', b'b': b'1'}
+
+
+def test_unique_keygen_no_index_U1(conn):
+    class U1(rom.Model):
+        ci = rom.Text(unique=True, keygen=rom.IDENTITY_CI)
+        ft = rom.Text(unique=True, prefix=True, keygen=rom.FULL_TEXT)
+
+    e = U1(ci='MiXed', ft='Hello World')
+    e.save()
+    assert conn.hget('U1:1', 'ci') == b'MiXed'
+    assert conn.hget('U1:1', 'ft') == b'Hello World'
+    assert conn.hgetall('U1:ci:uidx') == {b'mixed': b'1'}
+    assert conn.hgetall('U1:ft:uidx') == {b'hello': b'1'}
+    assert e.ci == 'MiXed'
+    e.ci = 'Other'
+    e.save()  # no DataRaceError
+    assert conn.hgetall('U1:ci:uidx') == {b'other': b'1'}
+    rom.session.rollback()
+    loaded = U1.get(1)
+    assert loaded.ci == 'Other'
+    loaded.ft = 'goodbye'
+    loaded.save()
+    assert conn.hgetall('U1:ft:uidx') == {b'goodbye': b'1'}
+    dup = U1(ci='OTHER')
+    with pytest.raises(UniqueKeyViolation):
+        dup.save()
+    loaded.delete()
+    assert not conn.exists('U1:ci:uidx') and not conn.exists('U1:ft:uidx')
+
+
+@pytest.mark.parametrize('index', [False, True])
+def test_string_unique_with_keygen_persists_B1(conn, index):
+    class B1(rom.Model):
+        s = rom.String(unique=True, index=index, keygen=rom.IDENTITY_STRING)
+
+    value = b'ab\xc3\xa9'  # valid UTF-8, so the index token can be a key name
+    stored = b'ab\xc3\x83\xc2\xa9'  # each byte transported as latin-1 text
+    e = B1(s=value)
+    e.save()
+    assert conn.hgetall('B1:s:uidx') == {stored: b'1'}
+    e.save()
+    assert conn.hgetall('B1:s:uidx') == {stored: b'1'}
+    assert B1.get_by(s=value) is e
+    rom.session.rollback()
+    loaded = B1.get(1)
+    loaded.save(full=True)
+    loaded.save()
+    assert conn.hgetall('B1:s:uidx') == {stored: b'1'}
+    with pytest.raises(UniqueKeyViolation):
+        B1(s=value).save()
+    loaded.s = b'new'
+    loaded.save()
+    assert conn.hgetall('B1:s:uidx') == {b'new': b'1'}
+
+
+def test_unique_violation_args_and_nothing_written(conn):
+    class UK(rom.Model):
+        u = rom.Text(unique=True)
+        n = rom.Integer(index=True)
+
+    UK(u='taken', n=1).save()
+    e = UK(u='taken', n=2)
+    before = dump(conn)
+    with pytest.raises(UniqueKeyViolation) as info:
+        e.save()
+    err = info.value
+    assert len(err.args) == 3 and err.args[1:] == ('UK', '2')
+    assert 'taken' in err.args[0] and 'UK:u:uidx' in err.args[0]
+    assert dump(conn) == before
+    assert e._new and e._modified
+    # update path
+    other = UK(u='free', n=3)
+    other.save()
+    other.u = 'taken'
+    other.n = 4
+    before = dump(conn)
+    with pytest.raises(UniqueKeyViolation) as info:
+        other.save()
+    assert info.value.args[1:] == ('UK', '3')
+    assert dump(conn) == before
+    assert other._last['u'] == 'free' and other._modified
+
+
+# --- race checks (§6.5, §7.3) -------------------------------------------------------------
+
+@pytest.fixture
+def Race(conn):
+    class Race(rom.Model):
+        a = rom.Integer(index=True)
+        b = rom.Text()
+        c = rom.Integer()
+
+    Race(a=1, b='x').save()
+    rom.session.rollback()
+    return Race
+
+
+def two_handles(model):
+    first = model.get(1)
+    rom.session.rollback()
+    second = model.get(1)
+    assert first is not second
+    return first, second
+
+
+def test_data_race(Race, conn):
+    e1, e2 = two_handles(Race)
+    e1.a = 2
+    e1.b = 'y'
+    e1.save()
+    e2.b = 'z'
+    e2.a = 3
+    before = dump(conn)
+    with pytest.raises(DataRaceError) as info:
+        e2.save()
+    err = info.value
+    assert type(err) is DataRaceError
+    assert len(err.args) == 3 and err.args[1:] == ('Race', '1')
+    assert 'Race:1' in err.args[0] and 'a' in err.args[0] and 'b' in err.args[0]
+    assert dump(conn) == before
+    assert e2._modified and e2._last['a'] == '1'
+
+
+def test_no_race_on_columns_that_were_none(Race, conn):
+    e1, e2 = two_handles(Race)
+    e1.c = 5
+    e1.save()
+    e2.c = 6
+    assert e2.save() == 1
+    assert conn.hget('Race:1', 'c') == b'6'
+
+
+def test_no_race_on_unchanged_columns(Race, conn):
+    e1, e2 = two_handles(Race)
+    e1.b = 'changed'
+    e1.save()
+    e2.a = 5
+    e2.save()
+    assert conn.hgetall('Race:1')[b'b'] == b'changed'
+    assert conn.hget('Race:1', 'a') == b'5'
+
+
+def test_deleted_columns_not_race_checked(Race, conn):
+    e1, e2 = two_handles(Race)
+    e1.b = 'other'
+    e1.save()
+    del e2.b
+    e2.save()
+    assert not conn.hexists('Race:1', 'b')
+
+
+def test_entity_deleted(Race, conn):
+    e1, e2 = two_handles(Race)
+    e1.delete()
+    before = dump(conn)
+    with pytest.raises(EntityDeletedError) as info:
+        e2.save()  # even without changes
+    err = info.value
+    assert not isinstance(err, DataRaceError)
+    assert len(err.args) == 3 and err.args[1:] == ('Race', '1')
+    assert 'Race:1' in err.args[0]
+    assert dump(conn) == before
+    e2.b = 'new'
+    with pytest.raises(EntityDeletedError):
+        e2.save()
+    assert dump(conn) == before
+    assert e2.save(force=True) == 4
+    assert conn.hgetall('Race:1') == {b'id': b'1', b'a': b'1', b'b': b'new',
+                                      b'-index-data-': b'[{},["a"],{},{},{}]'}
+
+
+def test_force_save_skips_race_check(Race, conn):
+    e1, e2 = two_handles(Race)
+    e1.a = 7
+    e1.save()
+    e2.a = 8
+    e2.save(force=True)
+    assert conn.hget('Race:1', 'a') == b'8'
+    assert conn.zrange('Race:a:idx', 0, -1, withscores=True) == [(b'1', 8.0)]
+
+
+# --- W1: invalid scores rejected before anything is sent -----------------------------------
+
+BAD_SCORES = [None, True, False, float('nan'), 'nan', 'NaN', Decimal('NaN'), '', 'abc', '1_0',
+              ' 5', '5 ', '1e400', '1e-400', 10 ** 400, [1], {'a': 1}, b'nan']
+GOOD_SCORES = [(5, 5.0), (1.5, 1.5), (Decimal('2.5'), 2.5), ('1e5', 1e5), ('inf', math.inf),
+               ('-inf', -math.inf), ('Infinity', math.inf), ('-INF', -math.inf), (b'7', 7.0),
+               ('-3.25', -3.25), (float('inf'), math.inf)]
+
+
+@pytest.mark.parametrize('score', BAD_SCORES, ids=repr)
+@pytest.mark.parametrize('subkey', ['', 'sub'])
+def test_invalid_score_W1(conn, score, subkey):
+    class W1(rom.Model):
+        v = rom.Integer()
+        other = rom.Integer(index=True)
+        t = rom.Text(index=True, keygen2=lambda attr, data: {subkey: score, 'tok': None})
+        u = rom.Text(unique=True)
+
+    old = W1(v=1, other=1, u='old')
+    old.t = None
+    old.save()
+    e = W1(v=2, other=2, t='x', u='new')
+    mid = dump(conn)
+    with pytest.raises(InvalidColumnValue) as info:
+        e.save()
+    assert 'W1' in str(info.value) and 't' in str(info.value)
+    if subkey:
+        assert 't:sub' in str(info.value)
+    assert dump(conn) == mid
+    assert e._new and e._modified
+    # update path: nothing half-written either
+    old.t = 'y'
+    old.v = 9
+    with pytest.raises(InvalidColumnValue):
+        old.save()
+    assert dump(conn) == mid
+    assert old._last['v'] == '1' and old._modified
+
+
+@pytest.mark.parametrize('score,stored', GOOD_SCORES, ids=repr)
+def test_valid_scores(conn, score, stored):
+    class WS(rom.Model):
+        t = rom.Text(index=True, keygen2=lambda attr, data: {'': score})
+
+    WS(t='x').save()
+    assert conn.zscore('WS:t:idx', '1') == stored
+
+
+def test_nan_float_index_W1(conn):
+    class NF(rom.Model):
+        f = rom.Float(index=True)
+
+    e = NF(f=float('nan'))
+    before = dump(conn)
+    with pytest.raises(InvalidColumnValue):
+        e.save()
+    assert dump(conn) == before
+    # NaN in a non-indexed Float is fine
+    class NF2(rom.Model):
+        f = rom.Float()
+
+    NF2(f=float('nan')).save()
+    assert conn.hget('NF2:1', 'f') == b'nan'
+
+
+# --- geo (§6.4, G1/G2/G3) ------------------------------------------------------------------
+
+def lonlat(d):
+    return {'lon': d['lon'], 'lat': d['lat']}
+
+
+@pytest.fixture
+def Geo(conn):
+    class Geo(rom.Model):
+        lon = rom.Float()
+        lat = rom.Float()
+        tags = rom.Text(index=True, keygen=rom.FULL_TEXT)
+        geo_index = [rom.GeoIndex('basic', lonlat),
+                     rom.GeoIndex('g2', lambda d: [lonlat(d)] if d.lon is not None else [])]
+
+    return Geo
+
+
+def geo_members(conn, key):
+    return [m for m, _ in conn.zrange(key, 0, -1, withscores=True)]
+
+
+def test_geo_written_in_slot_5(Geo, conn):
+    e = Geo(lon=-122.4, lat=37.77, tags='channel')
+    e.save()
+    assert index_data(conn, 'Geo:1') == canon(['tags:channel'], [], [], [], ['basic', 'g2'])
+    assert conn.zscore('Geo:basic:geo', '1') == 1367859900908957.0
+    assert geo_members(conn, 'Geo:g2:geo') == [b'1']
+    pos = conn.geopos('Geo:basic:geo', '1')[0]
+    assert abs(pos[0] + 122.4) < 1e-4 and abs(pos[1] - 37.77) < 1e-4
+
+
+def test_geo_removed_on_update_and_delete(Geo, conn):
+    e = Geo(lon=1, lat=2, tags='x')
+    e.save()
+    e.lon = None  # basic: None point skipped; g2: empty list
+    e.save()
+    assert not conn.exists('Geo:basic:geo') and not conn.exists('Geo:g2:geo')
+    assert index_data(conn, 'Geo:1') == canon(['tags:x'], [], [], [], [])
+    e.lon = 3
+    e.save()
+    assert geo_members(conn, 'Geo:basic:geo') == [b'1']
+    e.delete()
+    assert dump(conn) == {b'Geo:id:': (b'string', b'1')}
+
+
+def test_geo_callbacks_not_called_on_delete_G2(conn):
+    calls = []
+
+    def cb(d):
+        calls.append(dict(d))
+        return {'lon': d['lon'], 'lat': d['lat']}
+
+    class G2(rom.Model):
+        lon = rom.Float()
+        lat = rom.Float()
+        geo_index = [rom.GeoIndex('here', cb)]
+
+    e = G2(lon=1, lat=1)
+    e.save()
+    assert len(calls) == 1 and isinstance(calls[0], dict)
+    e.delete()
+    assert len(calls) == 1
+    assert dump(conn) == {b'G2:id:': (b'string', b'1')}
+
+
+def test_geo_callback_receives_attrdict(conn):
+    seen = []
+
+    def cb(d):
+        seen.append(d)
+        return []
+
+    class GA(rom.Model):
+        a = rom.Integer()
+        geo_index = [rom.GeoIndex('x', cb)]
+
+    GA(a=1).save()
+    assert isinstance(seen[0], rom.model.AttrDict)
+    assert seen[0].a == 1 and seen[0].missing is None
+
+
+def test_geo_several_points_last_wins_name_once(conn):
+    class GM(rom.Model):
+        geo_index = [rom.GeoIndex('loc', lambda d: [{'lon': 1, 'lat': 1}, {'lon': 2, 'lat': 2}])]
+
+    GM().save()
+    assert geo_members(conn, 'GM:loc:geo') == [b'1']
+    assert abs(conn.geopos('GM:loc:geo', '1')[0][0] - 2) < 1e-4
+    assert conn.hget('GM:1', '-index-data-') == b'[{},{},{},{},["loc"]]'
+
+
+@pytest.mark.parametrize('result,exc', [
+    ({'lon': 1}, ORMError), ([{'lat': 1}], ORMError), (None, TypeError),
+])
+def test_geo_bad_callback_results(conn, result, exc):
+    class GB(rom.Model):
+        a = rom.Integer()
+        geo_index = [rom.GeoIndex('loc', lambda d: result)]
+
+    e = GB(a=1)
+    before = dump(conn)
+    with pytest.raises(exc):
+        e.save()
+    assert dump(conn) == before
+
+
+@pytest.mark.parametrize('point', [
+    {'lon': 200, 'lat': 0}, {'lon': -180.5, 'lat': 0}, {'lon': 0, 'lat': 86},
+    {'lon': 0, 'lat': -85.06}, {'lon': 'abc', 'lat': 0}, {'lon': True, 'lat': 0},
+    {'lon': float('nan'), 'lat': 0}, {'lon': float('inf'), 'lat': 0}, {'lon': [1], 'lat': 0},
+], ids=repr)
+def test_invalid_geo_point_G3(conn, point):
+    class G3(rom.Model):
+        a = rom.Integer(index=True)
+        u = rom.Text(unique=True)
+        geo_index = [rom.GeoIndex('ok', lambda d: {'lon': 1, 'lat': 1}),
+                     rom.GeoIndex('bad', lambda d: [{'lon': 2, 'lat': 2}, point])]
+
+    e = G3(a=1, u='x')
+    before = dump(conn)
+    with pytest.raises(InvalidColumnValue) as info:
+        e.save()
+    assert 'G3' in str(info.value) and 'bad' in str(info.value)
+    assert dump(conn) == before
+    assert e._new
+
+
+@pytest.mark.parametrize('point', [{'lon': None, 'lat': 1}, {'lon': 1, 'lat': None}])
+def test_none_geo_point_skipped_G3(conn, point):
+    class GN(rom.Model):
+        geo_index = [rom.GeoIndex('loc', lambda d: point)]
+
+    GN().save()
+    assert not conn.exists('GN:loc:geo')
+    assert conn.hget('GN:1', '-index-data-') == EMPTY
+
+
+@pytest.mark.parametrize('point', [{'lon': '10.5', 'lat': '-20'}, {'lon': Decimal('180'),
+                                   'lat': 85.05112878}, {'lon': -180, 'lat': -85.05112878}])
+def test_valid_geo_edges(conn, point):
+    class GV(rom.Model):
+        geo_index = [rom.GeoIndex('loc', lambda d: point)]
+
+    GV().save()
+    assert geo_members(conn, 'GV:loc:geo') == [b'1']
+
+
+# --- rows written by the reference (G1 layout, legacy hash) -------------------------------
+
+def write_reference_geo_row(conn):
+    """A row as rom 1.1.2 wrote it: geo names as bare strings in slot 4 (G1)."""
+    conn.set('Geo:id:', '1')
+    conn.hset('Geo:1', mapping={
+        'id': '1', 'lon': '1.5', 'lat': '2.5', 'tags': 'channel',
+        '-index-data-': '[["tags:channel"],{},{},["basic","g2"],{}]'})
+    conn.sadd('Geo:tags:channel:idx', '1')
+    conn.geoadd('Geo:basic:geo', (1.5, 2.5, '1'))
+    conn.geoadd('Geo:g2:geo', (1.5, 2.5, '1'))
+
+
+def test_reference_geo_row_updated_G1(Geo, conn):
+    write_reference_geo_row(conn)
+    e = Geo.get(1)
+    assert (e.lon, e.lat, e.tags) == (1.5, 2.5, 'channel')
+    e.lon = None
+    e.tags = 'other'
+    e.save()
+    assert not conn.exists('Geo:basic:geo') and not conn.exists('Geo:g2:geo')
+    assert not conn.exists('Geo:tags:channel:idx')
+    assert index_data(conn, 'Geo:1') == canon(['tags:other'], [], [], [], [])
+
+
+def test_reference_geo_row_unchanged_save_rewrites_layout(Geo, conn):
+    write_reference_geo_row(conn)
+    e = Geo.get(1)
+    assert e.save() == 0
+    assert index_data(conn, 'Geo:1') == canon(['tags:channel'], [], [], [], ['basic', 'g2'])
+    assert geo_members(conn, 'Geo:basic:geo') == [b'1']
+
+
+def test_reference_geo_row_deleted_G1(Geo, conn):
+    write_reference_geo_row(conn)
+    Geo.get(1).delete()
+    assert dump(conn) == {b'Geo:id:': (b'string', b'1')}
+
+
+def test_reference_geo_row_with_two_points_for_one_name(conn):
+    class Two(rom.Model):
+        geo_index = [rom.GeoIndex('loc', lambda d: [])]
+
+    conn.hset('Two:1', mapping={'id': '1', '-index-data-': '[{},{},{},["loc","loc"],{}]'})
+    conn.geoadd('Two:loc:geo', (1, 1, '1'))
+    Two.get(1).delete()
+    assert dump(conn) == {}
+
+
+LEGACY = ('[["w:world", "w:hello"], ["n"], [["w", "hello"], ["w", "world"]], '
+          '[["w", "olleh"], ["w", "dlrow"]]]')
+
+
+@pytest.fixture
+def Legacy(conn):
+    class Leg(rom.Model):
+        w = rom.Text(index=True, prefix=True, suffix=True, keygen=rom.FULL_TEXT)
+        n = rom.Integer(index=True)
+
+    conn.set('Leg:id:', '2')
+    conn.hset('Leg:1', mapping={'id': '1', 'w': 'hello world', 'n': '5'})
+    conn.hset('Leg::', mapping={'1': LEGACY, '2': '[[], [], [], []]'})
+    conn.sadd('Leg:w:hello:idx', '1')
+    conn.sadd('Leg:w:world:idx', '1')
+    conn.zadd('Leg:n:idx', {'1': 5})
+    ps = rom.util._prefix_score
+    conn.zadd('Leg:w:pre', {b'hello\x001': float(ps('hello')), b'world\x001': float(ps('world'))})
+    conn.zadd('Leg:w:suf', {b'olleh\x001': float(ps('olleh')), b'dlrow\x001': float(ps('dlrow'))})
+    return Leg
+
+
+def test_legacy_hash_migrated_on_save(Legacy, conn):
+    e = Legacy.get(1)
+    assert e.w == 'hello world' and e.n == 5
+    e.w = 'goodbye'
+    assert e.save() == 1
+    assert conn.hgetall('Leg::') == {b'2': b'[[], [], [], []]'}
+    assert not conn.exists('Leg:w:hello:idx') and not conn.exists('Leg:w:world:idx')
+    assert conn.zrange('Leg:w:pre', 0, -1) == [b'goodbye\x001']
+    assert conn.zrange('Leg:w:suf', 0, -1) == [b'eybdoog\x001']
+    assert conn.zrange('Leg:n:idx', 0, -1, withscores=True) == [(b'1', 5.0)]
+    assert conn.smembers('Leg:w:goodbye:idx') == {b'1'}
+    assert index_data(conn, 'Leg:1') == canon(['w:goodbye'], ['n'], [['w', 'goodbye']],
+                                              [['w', 'eybdoog']], [])
+
+
+def test_legacy_hash_migrated_by_unchanged_save(Legacy, conn):
+    Legacy.get(1).save()
+    assert conn.hgetall('Leg::') == {b'2': b'[[], [], [], []]'}
+    assert index_data(conn, 'Leg:1') == canon(
+        ['w:hello', 'w:world'], ['n'], [['w', 'hello'], ['w', 'world']],
+        [['w', 'olleh'], ['w', 'dlrow']], [])
+
+
+def test_legacy_hash_removed_on_delete(Legacy, conn):
+    Legacy.get(1).delete()
+    assert dump(conn) == {b'Leg:id:': (b'string', b'2'),
+                          b'Leg::': (b'hash', {b'2': b'[[], [], [], []]'})}
+
+
+def test_legacy_hash_preferred_over_row_field(Legacy, conn):
+    conn.hset('Leg:1', '-index-data-', '[["w:stale"],{},{},{},{}]')
+    conn.sadd('Leg:w:stale:idx', '1')
+    Legacy.get(1).delete()
+    # the row field was ignored for removal: its entry lingers
+    assert conn.smembers('Leg:w:stale:idx') == {b'1'}
+    assert not conn.exists('Leg:w:hello:idx') and not conn.exists('Leg:n:idx')
+    assert not conn.exists('Leg:1') and conn.hkeys('Leg::') == [b'2']
+
+
+def test_legacy_geo_names_in_slot_4_of_legacy_hash(Geo, conn):
+    conn.set('Geo:id:', '1')
+    conn.hset('Geo:1', mapping={'id': '1', 'lon': '1', 'lat': '1'})
+    conn.hset('Geo::', '1', '[{},{},{},["basic"],{}]')
+    conn.geoadd('Geo:basic:geo', (1, 1, '1'))
+    Geo.get(1).delete()
+    assert dump(conn) == {b'Geo:id:': (b'string', b'1')}
+
+
+def test_row_without_index_data_has_no_old_entries(conn):
+    class NI(rom.Model):
+        n = rom.Integer(index=True)
+
+    conn.hset('NI:1', mapping={'id': '1', 'n': '3'})
+    conn.zadd('NI:n:idx', {'1': 3, '2': 4})
+    e = NI.get(1)
+    e.n = 4
+    e.save()
+    assert conn.zrange('NI:n:idx', 0, -1, withscores=True) == [(b'1', 4.0), (b'2', 4.0)]
+
+
+def test_index_data_with_whitespace_and_short_arrays(conn):
+    class WS2(rom.Model):
+        n = rom.Integer(index=True)
+        t = rom.Text(index=True, keygen=rom.FULL_TEXT)
+
+    conn.hset('WS2:1', mapping={'id': '1', 'n': '3', 't': 'a',
+                                '-index-data-': '[ ["t:a"] , [ "n" ] ]'})
+    conn.sadd('WS2:t:a:idx', '1')
+    conn.zadd('WS2:n:idx', {'1': 3})
+    WS2.get(1).delete()
+    assert dump(conn) == {}
+
+
+def test_parse_index_data_reads_every_form():
+    from rom._write import parse_index_data
+
+    def norm(result):
+        keys, scored, prefix, suffix, geo = result
+        return (sorted(keys), sorted(scored), sorted(tuple(p) for p in prefix),
+                sorted(tuple(p) for p in suffix), sorted(geo))
+
+    assert norm(parse_index_data('[{},{},{},{},{}]')) == ([], [], [], [], [])
+    assert norm(parse_index_data(b'[["a:b"],["n"],[["w","x"]],[["w","y"],"g1"],["g2"]]')) == (
+        ['a:b'], ['n'], [('w', 'x')], [('w', 'y')], ['g1', 'g2'])
+    assert norm(parse_index_data(LEGACY)) == (
+        ['w:hello', 'w:world'], ['n'], [('w', 'hello'), ('w', 'world')],
+        [('w', 'dlrow'), ('w', 'olleh')], [])
+    assert norm(parse_index_data('[["x:y"]]')) == (['x:y'], [], [], [], [])
+
+
+# --- UnsafeColumn keys deleted with the row ---------------------------------------------------
+
+def test_delete_removes_unsafe_keys(conn):
+    class UD(rom.Model):
+        q = rom.UnsafeColumn()
+        r = rom.UnsafeColumn()
+
+    e = UD()
+    e.save()
+    e.q.rpush('x')
+    e.r.set('y')
+    e.delete()
+    assert dump(conn) == {b'UD:id:': (b'string', b'1')}
+
+
+# --- round trips --------------------------------------------------------------------------------
+
+def test_save_and_delete_are_one_script_call(conn, roundtrips):
+    class OT(rom.Model):
+        a = rom.Integer(index=True)
+        u = rom.Text(unique=True)
+        t = rom.Text(index=True, prefix=True, keygen=rom.FULL_TEXT)
+        geo_index = [rom.GeoIndex('loc', lambda d: {'lon': 1, 'lat': 1})]
+
+    e = OT(a=1, u='x', t='hello world')
+    e.save()
+    e.a = 2
+    with roundtrips(conn) as rt:
+        e.save()
+    assert rt.count == 1 and rt.commands in (['EVALSHA'], ['EVAL'])
+    with roundtrips(conn) as rt:
+        e.delete()
+    assert rt.count == 1 and rt.commands in (['EVALSHA'], ['EVAL'])
