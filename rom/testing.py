@@ -44,7 +44,8 @@ import redis
 
 __all__ = [
     'EmbeddedRedis', 'RoundTrips', 'counting_client', 'instrument', 'redis_server_executable',
-    'reset_rom_state', 'roundtrips', 'start_embedded_redis', 'test_server_url',
+    'reset_rom_state', 'roundtrips', 'server_description', 'start_embedded_redis',
+    'stop_shared_server', 'test_server_url',
 ]
 
 TEST_URL_ENV = 'ROM_TEST_REDIS_URL'
@@ -227,6 +228,25 @@ def test_server_url() -> str:
         if _SHARED is None or not _SHARED.running:
             _SHARED = start_embedded_redis()
         return _SHARED.url
+
+
+def stop_shared_server() -> None:
+    """Stop the embedded server :func:`test_server_url` started, if any (also done at exit)."""
+    global _SHARED
+    with _SHARED_LOCK:
+        server, _SHARED = _SHARED, None
+    if server is not None:
+        server.stop()
+
+
+def server_description(url: str) -> str:
+    """``'Redis 6.2.14 at <url>'`` for a test report header."""
+    client = redis.Redis.from_url(url, socket_timeout=5)
+    try:
+        version = client.info('server').get('redis_version', '?')
+    finally:
+        client.close()
+    return 'Redis %s at %s' % (version, url)
 
 
 test_server_url.__test__ = False  # type: ignore[attr-defined]  # not a pytest test

@@ -32,7 +32,6 @@ Fixtures:
 """
 from __future__ import annotations
 
-import os
 from typing import Callable, Iterator
 
 import pytest
@@ -40,21 +39,21 @@ import redis
 
 from rom.testing import RoundTrips, counting_client, reset_rom_state
 from rom.testing import roundtrips as _roundtrips
-from rom.testing import TEST_URL_ENV, start_embedded_redis
+from rom.testing import server_description, stop_shared_server, test_server_url
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Name the server the run uses (starts the embedded one now if needed)."""
+    return 'rom test server: ' + server_description(test_server_url())
 
 
 @pytest.fixture(scope='session')
 def redis_url() -> Iterator[str]:
     """URL of the Redis server used by this test run (see module docstring)."""
-    url = os.environ.get(TEST_URL_ENV)
-    if url:
-        yield url
-        return
-    server = start_embedded_redis()
     try:
-        yield server.url
+        yield test_server_url()
     finally:
-        server.stop()
+        stop_shared_server()  # embedded only; also stopped at exit if never reached
 
 
 @pytest.fixture(scope='session')
