@@ -81,7 +81,8 @@ class AuditReport:
     rows: int = 0
     index_keys: int = 0
     entries: int = 0
-    _seen: Set[Tuple[str, str, Optional[str]]] = field(default_factory=set, repr=False)
+    _seen: Set[Tuple[str, str, Optional[str], Optional[str]]] = field(default_factory=set,
+                                                                      repr=False)
 
     @property
     def ok(self) -> bool:
@@ -99,7 +100,7 @@ class AuditReport:
     def add(self, kind: str, key: str, member: Optional[str], id: Optional[str],
             message: str) -> None:
         """Record a finding once (SCAN may visit a key or row twice)."""
-        token = (kind, key, member)
+        token = (kind, key, member, id)
         if token in self._seen:
             return
         self._seen.add(token)
@@ -481,11 +482,11 @@ class _Auditor:
             yield to_text(name), to_text(value)
 
     def _row_expectations(self, ids: Set[int]) -> None:
+        if len(self.cache) + len(ids) > 20 * self.block_size:
+            self.cache.clear()  # bounded memory: forget earlier blocks
         wanted = [i for i in ids if i not in self.cache]
         if not wanted:
             return
-        if len(self.cache) > 20 * self.block_size:
-            self.cache.clear()
         found = {i: (row, legacy) for i, row, legacy in self._load(wanted)}
         for i in wanted:
             if i in found:
@@ -516,7 +517,7 @@ class _Auditor:
                 self.report.add(DANGLING, key, shown, None, 'entry %r of %s does not name a '
                                 'row id' % (shown, key))
                 continue
-            exp = self.cache.get(i)
+            exp = self.cache[i]
             row = '%s%d' % (self.prefix, i)
             if exp is None:
                 what = 'field' if kind in ('uidx', 'legacy') else 'entry'
