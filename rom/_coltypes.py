@@ -37,8 +37,8 @@ def _is_string(allowed: Any) -> bool:
 
 
 def _is_integer(allowed: Any) -> bool:
-    types = _as_tuple(allowed)
-    return bool(types) and all(issubclass(t, int) for t in types)
+    # vacuously true for no types: IndexOnly(unique=True) is allowed (spec §3.4.10)
+    return all(issubclass(t, int) for t in _as_tuple(allowed))
 
 
 def _type_names(allowed: Any) -> str:
@@ -345,6 +345,13 @@ class String(Column):
         if isinstance(value, bytes):
             return value.decode('utf-8').encode('latin-1')
         return value.encode('latin-1')
+
+    def _coerce(self, value: Any) -> Any:
+        # construction/loading: a str is latin-1 encoded; UnicodeEncodeError (> U+00FF) and
+        # AttributeError (non-str, non-bytes) propagate unwrapped (compat, spec §3.4.6)
+        if isinstance(value, str):
+            return value.encode('latin-1')
+        return Column._coerce(self, value)
 
     def _convert_assigned(self, value: Any) -> Any:
         return value  # no conversion on assignment: the validation error follows

@@ -163,7 +163,10 @@ class ForeignModel(Column):
             except (ValueError, TypeError):
                 raise InvalidColumnValue('cannot assign %r to %s.%s: expected a %s or its id'
                                          % (value, obj._namespace, self._attr, self._fmodel))
-            if value is None:
+            if value is None:  # fmodel.get() found nothing: the reference becomes None
+                obj._data[self._attr] = None
+                obj._modified = True
+                session.add(obj)
                 return
         self._store(obj, value)
 

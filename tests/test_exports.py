@@ -165,7 +165,7 @@ def test_on_delete_and_sentinels():
     assert isinstance(c.ON_DELETE, tuple)
     assert rom.model.SKIP_ON_DELETE is c.SKIP_ON_DELETE
     assert rom.SKIP_ON_DELETE is c.SKIP_ON_DELETE
-    assert type(c.SKIP_ON_DELETE) is object
+    assert c.SKIP_ON_DELETE is not c.NULL and c.SKIP_ON_DELETE is not c.NO_ACTION_DEFAULT
     assert c.NULL is not None and c.NO_ACTION_DEFAULT is not None
     assert c.NULL is not c.NO_ACTION_DEFAULT
 
