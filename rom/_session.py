@@ -118,7 +118,8 @@ class Session(threading.local):
                     if is_entity(obj) and (force or not obj._deleted)]
         for obj in selected:
             cls = type(obj)
-            if not cls._no_fk or cls._namespace in MODELS_REFERENCED:
+            if (not cls._no_fk or cls._namespace in MODELS_REFERENCED
+                    or cls.__name__ in MODELS_REFERENCED):
                 raise ORMError(
                     'cannot delete %s entities in bulk: the model takes part in foreign-key '
                     'relationships; delete them one by one' % (cls._namespace,))

@@ -425,7 +425,9 @@ def save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool = 
             raise failure
 
     for entity in entities:
-        if entity._deleted or not (all or entity._modified):
+        # deleted entities are filtered by Session.save; Model.save() of a deleted entity
+        # must reach the race check (EntityDeletedError) or, with force=True, recreate it
+        if not (all or entity._modified):
             continue
         if any(entity is queued for queued, _, _ in batch):
             flush()

@@ -150,13 +150,21 @@ class Model(metaclass=_ModelMetaclass):
         """Delete the entity (with on_delete processing and hooks)."""
         skip = kwargs.get('skip_on_delete_i_really_mean_it') is SKIP_ON_DELETE
         conn = kwargs.get('_conn')
+        cascaded: List[Any] = []
+        to_save: List[Any] = []
         if not skip:
             self._before_delete()
-            _process_on_delete(self)
+            cascaded, to_save = _plan_on_delete(self)
         session.forget(self)
         self._apply_changes(self._last, {}, delete=True, _conn=conn)
         self._modified = True
         self._deleted = True
+        # spec §3.5: delete the whole list in order (self first), then save the entities
+        # whose references were set to null/default
+        for doomed in cascaded:
+            doomed.delete(skip_on_delete_i_really_mean_it=SKIP_ON_DELETE)
+        for ref in to_save:
+            ref.save()
         if not skip:
             self._after_delete()
 
@@ -310,8 +318,20 @@ class Model(metaclass=_ModelMetaclass):
                 entity.save(True)
 
 
-def _process_on_delete(entity: Model) -> None:
-    """Apply the on_delete policies that refer to ``entity`` (breadth first)."""
+def _references_to(model: Any) -> List[Tuple[str, str, str]]:
+    """``MODELS_REFERENCED`` entries naming ``model`` by namespace or by class name (B2)."""
+    refs = list(MODELS_REFERENCED.get(model._namespace, ()))
+    if model.__name__ != model._namespace:
+        refs += [r for r in MODELS_REFERENCED.get(model.__name__, ()) if r not in refs]
+    return refs
+
+
+def _plan_on_delete(entity: Model) -> Tuple[List[Any], List[Any]]:
+    """Apply the on_delete policies that refer to ``entity`` (breadth first).
+
+    Returns the cascaded entities to delete (in order, ``entity`` excluded) and the
+    entities to save afterwards; raises RestrictError before anything is written.
+    """
     to_delete = [entity]
     scheduled = {entity._pk}
     to_save: List[Any] = []
@@ -320,7 +340,7 @@ def _process_on_delete(entity: Model) -> None:
     while position < len(to_delete):
         current = to_delete[position]
         position += 1
-        for ref_ns, attr, action in MODELS_REFERENCED.get(current._namespace, ()):
+        for ref_ns, attr, action in _references_to(type(current)):
             if action == 'no action':
                 continue
             referencing = MODELS[ref_ns].get_by(**{attr: getattr(current, current._pkey)})
@@ -349,11 +369,7 @@ def _process_on_delete(entity: Model) -> None:
                 if ref._pk not in saving:
                     saving.add(ref._pk)
                     to_save.append(ref)
-    for doomed in to_delete[1:]:
-        doomed.delete(skip_on_delete_i_really_mean_it=SKIP_ON_DELETE)
-    for ref in to_save:
-        if ref._pk not in scheduled:
-            ref.save()
+    return to_delete[1:], [ref for ref in to_save if ref._pk not in scheduled]
 
 
 def redis_writer_lua(conn: Any, pkey: str, namespace: str, id: Any, unique: Dict[str, Any],
