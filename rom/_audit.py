@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from ._connect import connect, to_text
 from ._helpers import _encode_unique_constraint
-from ._maintenance import _get_row_ids, row_id_of, scan_pattern
+from ._maintenance import _get_row_ids, _scan_pages, scan_pattern
 from ._registry import MODELS
 from ._write import compute_index_entries, parse_index_data
 
@@ -125,6 +125,11 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
 
 
+def _t(value: Any) -> str:
+    """A reply item as text; bytes that are not UTF-8 keep their bytes as surrogates."""
+    return value.decode('utf-8', 'surrogateescape') if isinstance(value, bytes) else value
+
+
 def _score(value: Any) -> Optional[float]:
     try:
         return float(_text(value)) if isinstance(value, (str, bytes)) else float(value)
@@ -214,6 +219,8 @@ class _Auditor:
         self.report = AuditReport(self.ns)
         self.temp = '%s:%s:audit' % (self.ns, uuid.uuid4())
         self.cache: Dict[int, Optional[_Expected]] = {}
+        self.buffer: List[Tuple[str, str, str, str, str]] = []
+        self.done = self.total = 0
         others = {getattr(m, '_namespace', '') for m in MODELS.values()}
         self.foreign = sorted(o + ':' for o in others if o.startswith(self.prefix))
         self.unique_names = list(model._unique or ()) + [
@@ -371,7 +378,7 @@ class _Auditor:
                            exp: _Expected) -> None:
         raw = legacy if legacy is not None else row.get('-index-data-')
         key = '%s%d' % (self.prefix, i)
-        wanted = exp.bookkeeping()
+        wanted: Tuple[Set[Any], ...] = exp.bookkeeping()
         if raw is None:
             if any(wanted):
                 self.report.add(BOOKKEEPING, key, '-index-data-', str(i), 'row %s has no '
@@ -384,44 +391,40 @@ class _Auditor:
                             'index bookkeeping: %s' % (key, exc))
             return
         keys, scored, prefix, suffix, geo = parsed
-        have = ({_text(k) for k in keys}, {_text(k) for k in scored},
+        have: Tuple[Set[Any], ...] = ({_text(k) for k in keys}, {_text(k) for k in scored},
                 {(_text(a), _text(t)) for a, t in prefix},
                 {(_text(a), _text(t)) for a, t in suffix}, {_text(g) for g in geo})
         if have != wanted:
             where = 'legacy %s::' % (self.ns,) if legacy is not None else '-index-data-'
             diffs = []
             for label, h, w in zip(('sets', 'scored', 'prefix', 'suffix', 'geo'), have, wanted):
-                if h != w:
-                    diffs.append('%s: lists %s, expected %s' % (
-                        label, sorted(map(str, h - w)) or '[]', sorted(map(str, w - h)) or '[]'))
+                extra, missing = h - w, w - h
+                if extra or missing:
+                    diffs.append('%s: extra %s, missing %s' % (
+                        label, sorted(map(str, extra)) or '[]', sorted(map(str, missing)) or '[]'))
             self.report.add(BOOKKEEPING, key, '-index-data-', str(i), 'the %s bookkeeping of row '
                             '%s is out of date (%s)' % (where, key, '; '.join(diffs)))
 
     # --- pass 2: index keys ---------------------------------------------------------------
-    def _index_keys(self) -> Iterator[Tuple[str, str, str]]:
-        """``(key, kind, middle)`` of every index key of this namespace."""
-        cursor = 0
+    def _index_pages(self) -> Iterator[List[Tuple[str, str, str]]]:
+        """Per SCAN page, ``(key, kind, middle)`` of the index keys of this namespace."""
         legacy = self.ns + '::'
-        while True:
-            cursor, keys = self.conn.scan(cursor, match=scan_pattern(self.ns),
-                                          count=self.block_size)
+        for keys in _scan_pages(self.conn, scan_pattern(self.ns), self.block_size):
+            page = []
             for raw in keys:
-                try:
-                    key = to_text(raw)
-                except UnicodeDecodeError:
-                    continue
+                key = _t(raw)
                 if any(key.startswith(f) for f in self.foreign):
                     continue
                 if key == legacy:
-                    yield key, 'legacy', ''
+                    page.append((key, 'legacy', ''))
                     continue
                 for suffix in ('uidx', 'idx', 'pre', 'suf', 'geo'):
                     end = ':' + suffix
                     if key.endswith(end) and len(key) > len(self.prefix) + len(end):
-                        yield key, suffix, key[len(self.prefix):-len(end)]
+                        page.append((key, suffix, key[len(self.prefix):-len(end)]))
                         break
-            if int(cursor) == 0:
-                return
+            if page:
+                yield page
 
     def _declared(self, kind: str, middle: str) -> bool:
         model = self.model
@@ -435,51 +438,98 @@ class _Auditor:
         return bool(getattr(col, {'idx': '_index', 'pre': '_prefix', 'suf': '_suffix'}[kind]))
 
     def check_index_keys(self) -> None:
+        self.done = self.total = 0
+        self.buffer = []
+        for page in self._index_pages():
+            self.report.index_keys += len(page)
+            keys = []
+            for key, kind, middle in page:
+                if kind != 'legacy' and not self._declared(kind, middle):
+                    self.report.add(UNKNOWN_INDEX, key, None, None, '%s is not an index that '
+                                    'model %s declares' % (key, self.ns))
+                else:
+                    keys.append((key, kind, middle))
+            if keys:
+                self._check_keys(keys)
+        self._flush(force=True)
+
+    def _check_keys(self, keys: List[Tuple[str, str, str]]) -> None:
+        """Read the entries of one page of index keys: small keys in one pipeline each block."""
         conn = self.conn
-        done = total = 0
-        buffer: List[Tuple[str, str, str, str, str]] = []
-        for key, kind, middle in self._index_keys():
-            self.report.index_keys += 1
-            if kind != 'legacy' and not self._declared(kind, middle):
-                self.report.add(UNKNOWN_INDEX, key, None, None, '%s is not an index that model '
-                                '%s declares' % (key, self.ns))
+        pipe = conn.pipeline(False)
+        for key, _kind, _middle in keys:
+            pipe.type(key)
+        types = [_t(t) for t in pipe.execute()]
+        card = {'set': 'scard', 'zset': 'zcard', 'hash': 'hlen'}
+        typed = [(k, kind, m, ktype) for (k, kind, m), ktype in zip(keys, types) if ktype in card]
+        for (key, _kind, _middle), ktype in zip(keys, types):
+            if ktype not in card and ktype != 'none':
+                self.report.add(UNKNOWN_INDEX, key, None, None, '%s is a %s, not an index of '
+                                'model %s' % (key, ktype, self.ns))
+        pipe = conn.pipeline(False)
+        for key, _kind, _middle, ktype in typed:
+            getattr(pipe, card[ktype])(key)
+        sizes = [int(n) for n in pipe.execute()]
+        small: List[Tuple[str, str, str, str]] = []
+        small_size = 0
+        for (key, kind, middle, ktype), size in zip(typed, sizes):
+            self.total += size
+            if size > self.block_size:
+                for member, value in self._scan_key(key, ktype):
+                    self._push(key, kind, middle, ktype, member, value)
                 continue
-            ktype = to_text(conn.type(key))
-            if kind in ('uidx', 'legacy'):
-                total += int(conn.hlen(key))
-                entries = self._hscan(key)
-            elif ktype == 'set':
-                total += int(conn.scard(key))
-                entries = ((m, '') for m in self._sscan(key))
+            small.append((key, kind, middle, ktype))
+            small_size += size
+            if small_size >= self.block_size:
+                self._fetch_small(small)
+                small, small_size = [], 0
+        if small:
+            self._fetch_small(small)
+
+    def _fetch_small(self, keys: List[Tuple[str, str, str, str]]) -> None:
+        pipe = self.conn.pipeline(False)
+        for key, _kind, _middle, ktype in keys:
+            if ktype == 'set':
+                pipe.smembers(key)
+            elif ktype == 'zset':
+                pipe.zrange(key, 0, -1)
             else:
-                total += int(conn.zcard(key))
-                entries = ((m, '') for m in self._zscan(key))
-            for member, value in entries:
-                buffer.append((key, kind, middle, ktype, member) if kind not in ('uidx', 'legacy')
-                              else (key, kind, middle, value, member))
-                if len(buffer) >= self.block_size:
-                    done += len(buffer)
-                    self._resolve(buffer)
-                    buffer = []
-                    if self.progress:
-                        self.progress('index entries', done, max(total, done))
-        if buffer:
-            done += len(buffer)
-            self._resolve(buffer)
-        if self.progress:
-            self.progress('index entries', done, max(total, done))
+                pipe.hgetall(key)
+        for (key, kind, middle, ktype), reply in zip(keys, pipe.execute()):
+            if ktype == 'hash':
+                for name, value in reply.items():
+                    self._push(key, kind, middle, ktype, _t(name), _t(value))
+            else:
+                for member in reply:
+                    self._push(key, kind, middle, ktype, _t(member), '')
 
-    def _sscan(self, key: str) -> Iterator[str]:
-        for member in self.conn.sscan_iter(key, count=self.block_size):
-            yield to_text(member)
+    def _scan_key(self, key: str, ktype: str) -> Iterator[Tuple[str, str]]:
+        count = self.block_size
+        if ktype == 'set':
+            for member in self.conn.sscan_iter(key, count=count):
+                yield _t(member), ''
+        elif ktype == 'zset':
+            for member, _score in self.conn.zscan_iter(key, count=count):
+                yield _t(member), ''
+        else:
+            for name, value in self.conn.hscan_iter(key, count=count):
+                yield _t(name), _t(value)
 
-    def _zscan(self, key: str) -> Iterator[str]:
-        for member, _score in self.conn.zscan_iter(key, count=self.block_size):
-            yield to_text(member)
+    def _push(self, key: str, kind: str, middle: str, ktype: str, member: str,
+              value: str) -> None:
+        extra = value if kind in ('uidx', 'legacy') else ktype
+        self.buffer.append((key, kind, middle, extra, member))
+        self._flush()
 
-    def _hscan(self, key: str) -> Iterator[Tuple[str, str]]:
-        for name, value in self.conn.hscan_iter(key, count=self.block_size):
-            yield to_text(name), to_text(value)
+    def _flush(self, force: bool = False) -> None:
+        if self.buffer and (force or len(self.buffer) >= self.block_size):
+            self.done += len(self.buffer)
+            self._resolve(self.buffer)
+            self.buffer = []
+            if self.progress:
+                self.progress('index entries', self.done, max(self.total, self.done))
+        elif force and self.progress:
+            self.progress('index entries', self.done, max(self.total, self.done))
 
     def _row_expectations(self, ids: Set[int]) -> None:
         if len(self.cache) + len(ids) > 20 * self.block_size:

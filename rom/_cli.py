@@ -157,7 +157,8 @@ def _cmd_check(models: List[Any], args: argparse.Namespace, out: _Reporter) -> i
         for report in reports:
             for finding in report.findings:
                 print('%s: %s' % (finding.kind, finding.message), file=out.stdout)
-            print(report.summary(), file=out.stdout)
+            if not out.quiet:
+                print(report.summary(), file=out.stdout)
     return EXIT_FINDINGS if any(not r.ok for r in reports) else EXIT_OK
 
 
@@ -192,7 +193,8 @@ def _common(parser: argparse.ArgumentParser, default_block: int) -> None:
     parser.add_argument('--block-size', metavar='N', type=_positive, default=default_block,
                         help='rows or entries handled per round trip (default %(default)s)')
     parser.add_argument('-q', '--quiet', action='store_true',
-                        help='no progress bar and no summary lines (check still prints findings)')
+                        help='no progress bar, notes or summary lines (check still prints '
+                             'its findings)')
 
 
 def _positive(text: str) -> int:
@@ -234,10 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     clean.set_defaults(func=_cmd_clean)
     check = sub.add_parser(
         'check', help='audit indexes against rows and report every problem',
-        description='Compare every row with the index entries it calls for, and every '
+        description='Compare every row with the index entries it calls for, and every\n'
                     'index entry with the row it names. Problem kinds:\n\n' + '\n'.join(
                         '  %-17s %s' % (kind, text) for kind, text in KINDS.items()),
-        epilog='exit codes: 0 no problems, 1 problems found, 2 usage error, 3 the check '
+        epilog='exit codes: 0 no problems, 1 problems found, 2 usage error, 3 the check\n'
                'failed (e.g. Redis unreachable).',
         formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(check, 1000)

@@ -314,3 +314,26 @@ def test_block_sizes_agree(conn, block_size):
     report = audit_model(Shop, block_size=block_size)
     assert report.counts[WRONG_SCORE] == 1
     assert report.counts[DANGLING] >= 10
+
+
+def test_round_trips_are_per_block_not_per_key(conn, roundtrips):
+    class Tok(rom.Model):
+        n = rom.Integer(index=True)
+        t = rom.Text(index=True, keygen=rom.FULL_TEXT, prefix=True)
+
+    for i in range(300):
+        Tok(n=i, t='common own%d' % i)  # 300 single-member token sets
+    util.session.commit()
+    with roundtrips(conn) as rt:
+        report = audit_model(Tok, block_size=100)
+    assert report.findings == [] and report.rows == 300 and report.index_keys == 303
+    assert rt.count < 120  # reading the 303 index keys one by one would take > 900
+
+
+def test_index_key_of_a_foreign_type(conn):
+    Shop = _shop_model()
+    _populate(Shop, 6)
+    conn.set('Shop:rating:x:idx', 'a string, not an index')
+    report = audit_model(Shop)
+    assert _kinds(report) == {(UNKNOWN_INDEX, 'Shop:rating:x:idx')}
+    assert 'string' in report.findings[0].message
