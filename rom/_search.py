@@ -26,6 +26,8 @@ _Keys = namedtuple('_Keys', 'keys')                          # SET/ZSET keys, OR
 _Range = namedtuple('_Range', 'key lo hi')                   # scored index range
 _Scan = namedtuple('_Scan', 'index literal pattern')         # prefix/suffix/pattern scan
 _Geo = namedtuple('_Geo', 'key lon lat radius measure count')
+#: a query answered straight from one scored index (no working set)
+_Direct = namedtuple('_Direct', 'key lo hi desc')
 
 _NO_LIMIT = 2 ** 64
 
@@ -211,6 +213,35 @@ class GeneralIndex:
             intersect(temp, '%s:%s:idx' % (self.namespace, column), 0, -1 if desc else 1)
         return pipe, temp
 
+    def _direct(self, filters: Sequence[Any], order_by: Optional[str]) -> Optional[_Direct]:
+        """The index to read pages from directly, when the result order allows it.
+
+        That is the case for an ``order_by`` without filters, and for a single range filter
+        without ``order_by`` or ordered by the same column: the result order is then the
+        index's own (score, then member bytes; descending scores keep ties ascending).
+        """
+        real = [f for f in filters if not (isinstance(f, list) and not f)]
+        column = order_by.lstrip('-') if order_by else None
+        desc = bool(order_by) and order_by.startswith('-')
+        if not real:
+            if column is None:
+                return None
+            return _Direct('%s:%s:idx' % (self.namespace, column), '-inf', 'inf', desc)
+        if len(real) != 1 or type(real[0]) is not tuple or len(real[0]) != 3:
+            return None
+        attr, lo, hi = real[0]
+        if column is not None and column != attr:
+            return None
+        _estimate_args(_Range(attr, lo, hi))  # the general path's endpoint validation
+        return _Direct('%s:%s:idx' % (self.namespace, attr),
+                       '-inf' if lo is None else _to_score(lo),
+                       'inf' if hi is None else _to_score(hi), desc)
+
+    def _page(self, conn: Any, plan: _Direct, offset: int, count: int) -> List[Any]:
+        """Ids at ranks ``offset .. offset+count-1`` of a direct plan (count <= 0: to the end)."""
+        return lua('index_page')(conn, [plan.key], [plan.lo, plan.hi, '1' if plan.desc else '0',
+                                                    offset, count])
+
     def search(self, conn: Any, filters: Sequence[Any], order_by: Optional[str],
                offset: Optional[int] = None, count: Optional[int] = None,
                timeout: Optional[int] = None) -> Any:
@@ -218,6 +249,10 @@ class GeneralIndex:
         ``timeout``, the name of the result key kept for ``timeout`` seconds."""
         if not filters and not order_by:
             return []
+        if timeout is None and (offset or 0) >= 0:
+            plan = self._direct(filters, order_by)
+            if plan is not None:
+                return self._page(conn, plan, offset or 0, count if count and count > 0 else 0)
         pipe, temp = self._build(conn, filters, order_by)
         if timeout is not None:
             pipe.expire(temp, timeout)
@@ -231,6 +266,14 @@ class GeneralIndex:
 
     def count(self, conn: Any, filters: Sequence[Any]) -> int:
         """The number of ids matching ``filters``."""
+        real = [f for f in filters if not (isinstance(f, list) and not f)]
+        if len(real) == 1 and isinstance(real[0], str):
+            return int(lua('estimate_work')(conn, ['%s:%s:idx' % (self.namespace, real[0])]))
+        if real and type(real[0]) is tuple and len(real[0]) == 3 and (
+                len(real) == 1 or (len(real) == 2 and real[1] == real[0][0])):
+            plan = self._direct(real[:1], None)
+            if plan is not None:
+                return int(conn.zcount(plan.key, plan.lo, plan.hi))
         pipe, _intersect, temp = self._prepare(conn, filters)
         pipe.zcard(temp)
         pipe.delete(temp)

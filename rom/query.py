@@ -347,9 +347,27 @@ class Query:
         if pagesize <= 0 or budget <= 0:
             return
         conn = connect(model)
-        select = self._select
+        gindex = model._gindex
         rank = max(offset, 0)
-        pipe, temp = model._gindex._build(conn, self._filters, self._order_by)
+        if budget <= pagesize:
+            # the whole answer fits one page: read it straight from the index when the
+            # result order allows (no working set to build, work proportional to the page)
+            plan = gindex._direct(self._filters, self._order_by)
+            if plan is not None:
+                while budget > 0:
+                    ids = gindex._page(conn, plan, rank, budget)
+                    if not ids:
+                        return
+                    rank += len(ids)
+                    asked = budget
+                    for item in self._page_items(conn, ids):
+                        yield item
+                        budget -= 1
+                    if len(ids) < asked:
+                        return
+                return
+        select = self._select
+        pipe, temp = gindex._build(conn, self._filters, self._order_by)
         while budget > 0:
             size = min(budget, pagesize)
             pipe.expire(temp, timeout)

@@ -1,0 +1,113 @@
+"""Queries answered straight from one scored index must equal the general (working set) path,
+and must not build a working set."""
+from __future__ import annotations
+
+import random
+import re
+
+import rom
+import rom.util
+
+UUID = re.compile(r'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}')
+
+
+def make_model(conn):
+    class F(rom.Model):
+        n = rom.Integer(index=True)
+        m = rom.Float(index=True)
+        tag = rom.Text(index=True, keygen=rom.IDENTITY)
+    rng = random.Random(7)
+    for i in range(1, 131):
+        F(n=rng.choice([1, 2, 2, 3, 5, 8, 8, 8, 13, -4]), m=rng.random() * 10,
+          tag=rng.choice(['a', 'b'])).save()
+    rom.util.session.commit()
+    rom.util.session.rollback()
+    return F
+
+
+def general(conn, query, offset, count):
+    key = query.cached_result(30)
+    end = offset + count - 1 if count > 0 else -1
+    out = conn.zrange(key, offset, end)
+    conn.delete(key)
+    return out
+
+
+def test_direct_equals_general(conn, roundtrips):
+    F = make_model(conn)
+    rng = random.Random(11)
+    cases = 0
+    for _ in range(120):
+        lo = rng.choice([None, -5, 1, 2, 3, 8, 9])
+        hi = rng.choice([None, 2, 3, 8, 13, 20, -10])
+        order = rng.choice([None, 'n', '-n'])
+        offset = rng.choice([0, 0, 1, 5, 40, 129, 200])
+        count = rng.choice([1, 3, 20, 100, 0, -1])
+        q = F.query.filter(n=(lo, hi))
+        if order:
+            q = q.order_by(order)
+        q = q.limit(offset, count)
+        expected = general(conn, q, offset, count)
+        with roundtrips(conn) as rt:
+            got = q._search()
+        assert got == expected, (lo, hi, order, offset, count)
+        assert rt.count == 1 and 'ZUNIONSTORE' not in rt.commands
+        assert 'EVAL' in rt.commands or 'EVALSHA' in rt.commands
+        cases += 1
+    for order in ('n', '-n', 'm', '-m'):
+        for offset, count in ((0, 10), (7, 25), (125, 10), (0, 0)):
+            q = F.query.order_by(order).limit(offset, count)
+            assert q._search() == general(conn, q, offset, count)
+    assert not [k for k in conn.keys('*') if UUID.search(k.decode())]
+    assert cases == 120
+
+
+def test_direct_iteration_and_first(conn, roundtrips):
+    F = make_model(conn)
+    for order in ('n', '-n'):
+        q = F.query.order_by(order)
+        full = [e.id for e in q.iter_result(pagesize=7)]                  # general path
+        for offset, count in ((0, 20), (3, 5), (125, 20), (200, 5)):
+            rom.util.session.rollback()
+            with roundtrips(conn) as rt:
+                got = [e.id for e in q.limit(offset, count)]
+            assert got == full[offset:offset + count]
+            if got:
+                assert rt.count == 2                                      # page + entities
+            assert q.limit(offset, count).select('n').all() == \
+                [{'n': F.get(i).n} for i in got]
+        assert q.first().id == full[0]
+        assert q.limit(4, 9).first().id == full[4]
+    rom.util.session.rollback()
+    before = set(conn.keys('*'))
+    q = F.query.filter(n=(2, 8)).limit(0, 20)
+    with roundtrips(conn) as rt:
+        assert len(q.all()) == 20
+    assert rt.count == 2 and 'ZUNIONSTORE' not in rt.commands
+    assert set(conn.keys('*')) == before                                  # no working set
+
+
+def test_direct_skips_stale_rows_like_general(conn):
+    F = make_model(conn)
+    q = F.query.order_by('-n')
+    full = [int(i) for i in q._search()]
+    for ident in full[2:6]:
+        conn.delete('F:%d' % ident)
+    expected = [i for i in full if i not in full[2:6]]
+    assert [e.id for e in q.limit(0, 10)] == expected[:10]
+    assert [e.id for e in q.limit(0, 10).iter_result(pagesize=3)] == expected[:10]
+    assert [e.id for e in q.limit(1, 4)] == expected[1:5]
+    assert q.first().id == full[0]
+
+
+def test_direct_counts(conn, roundtrips):
+    F = make_model(conn)
+    total = len(F.query.filter(n=(2, 8)).all())
+    with roundtrips(conn) as rt:
+        assert F.query.filter(n=(2, 8)).count() == total
+    assert rt.count == 1 and 'ZCOUNT' in rt.commands
+    assert F.query.filter(n=(2, 8)).order_by('-n').count() == total
+    assert F.query.order_by('m').count() == 130
+    assert F.query.filter(tag='a').count() == len(F.query.filter(tag='a').all())
+    assert F.query.filter(n=(2, 8)).order_by('m').count() == total
+    assert F.query.order_by('tag').count() == 0
