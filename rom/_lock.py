@@ -52,9 +52,9 @@ class Lock:
 
     def acquire(self) -> bool:
         """Try until ``acquire_timeout`` seconds have passed; return whether the lock is held."""
-        deadline = time.time() + self.acquire_timeout
+        deadline = time.monotonic() + self.acquire_timeout
         acquired = False
-        while time.time() < deadline and not acquired:
+        while time.monotonic() < deadline and not acquired:
             acquired = self._acquire()
             if not acquired:
                 time.sleep(0.001)

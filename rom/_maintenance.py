@@ -16,6 +16,8 @@ import time
 import warnings
 from typing import Any, Iterable, Iterator, List, Optional, Sequence, TextIO, Tuple
 
+from redis.exceptions import ResponseError
+
 from ._connect import connect, to_text
 from ._scripts import lua
 from ._session import session
@@ -140,7 +142,11 @@ def refresh_all_indexes() -> None:
 # --------------------------------------------------------------------------- clean_old_index
 
 def _server_has_hscan(conn: Any) -> bool:
-    version = to_text(conn.info().get('redis_version', '0.0'))
+    try:
+        info = conn.info('server')
+    except ResponseError:  # INFO disabled (some hosted servers): every current Redis has HSCAN
+        return True
+    version = to_text(info.get('redis_version', '0.0'))
     parts = (str(version).split('.') + ['0', '0'])[:2]
     try:
         major, minor = int(parts[0]), int(parts[1])

@@ -337,3 +337,56 @@ def test_index_key_of_a_foreign_type(conn):
     report = audit_model(Shop)
     assert _kinds(report) == {(UNKNOWN_INDEX, 'Shop:rating:x:idx')}
     assert 'string' in report.findings[0].message
+
+
+def test_every_column_kind_is_healthy(conn):
+    from datetime import date, datetime, time as dtime
+    from decimal import Decimal
+
+    class Owner(rom.Model):
+        name = rom.Text(index=True, keygen=rom.IDENTITY_STRING)
+        pets = rom.OneToMany('Pet')
+
+    def kg2(attr, data):
+        value = data.get('num')
+        return {'': value, 'half': (value or 0) / 2.0, 'tag': None} if value is not None else None
+
+    class Pet(rom.Model):
+        pk = rom.PrimaryKey(index=True)
+        owner = rom.ManyToOne('Owner', on_delete='cascade')
+        num = rom.Integer(index=True, keygen2=kg2)
+        dec = rom.Decimal(index=True)
+        when = rom.DateTime(index=True)
+        day = rom.Date(index=True)
+        at = rom.Time(index=True)
+        ok = rom.Boolean(index=True)
+        blob = rom.String(index=True, keygen=rom.IDENTITY, prefix=True, suffix=True, unique=True)
+        doc = rom.Json()
+        title = rom.Text(index=True, keygen=rom.CASE_INSENSITIVE, prefix=True, suffix=True)
+        shout = rom.IndexOnly('title', keygen=rom.IDENTITY_CI, unique=True)
+        geo_index = [rom.GeoIndex('spot', lambda d: [{'lon': 1.5, 'lat': 2.5},
+                                                     {'lon': d.get('num') or 0, 'lat': 3}])]
+
+    owners = [Owner(name='Owner %d' % i) for i in range(3)]
+    pets = []
+    for i in range(12):
+        pets.append(Pet(owner=owners[i % 3], num=i, dec=Decimal('%d.25' % i),
+            when=datetime(2020, 1, 2, 3, 4, 5, i), day=date(2020, 1, 1 + i),
+            at=dtime(1, 2, i), ok=bool(i % 2), blob=b'blob %d' % i, doc={'i': [i]},
+            title='T\xeftle %d' % i))
+    util.session.commit()
+    pet = pets[3]
+    pet.title = 'Changed'
+    pet.save()
+    owners[2].delete()  # cascades to its pets
+    assert audit_model(Owner).findings == []
+    assert audit_model(Pet).findings == []
+    assert audit_model(Pet, block_size=1).findings == []
+    assert conn.exists('Pet:spot:geo') and conn.exists('Pet:shout:uidx')
+    assert conn.exists('Pet:num:half:idx') and conn.exists('Pet:pk:idx')
+    conn.zadd('Pet:num:half:idx', {str(pets[4].pk): 99})  # pets 2, 5, 8, 11 were cascaded
+    conn.hset('Pet:shout:uidx', 'T\xcfTLE 7', str(pets[6].pk))  # IndexOnly keygen unique
+    report = audit_model(Pet)
+    assert _kinds(report) == {(WRONG_SCORE, 'Pet:num:half:idx'), (UNIQUE_STALE, 'Pet:shout:uidx')}
+    stale = [f for f in report.findings if f.kind == UNIQUE_STALE][0]
+    assert stale.member == 'T\xcfTLE 7' and stale.id == str(pets[6].pk)
