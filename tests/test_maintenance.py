@@ -497,3 +497,35 @@ def test_progress_line_with_bar_and_label():
     out = stream.getvalue()
     assert out.startswith('job [#####-----] 50.0% done')
     assert 'job [##########] 100.0% done' in out and out.endswith('\n')
+
+
+def test_refresh_indices_round_trips_per_block(conn, roundtrips):
+    class Doc(rom.Model):
+        n = rom.Integer(index=True)
+
+    _raw_rows(conn, 'Doc', [(i, {'n': str(i)}) for i in range(1, 201)])
+    with roundtrips(conn) as rt:
+        assert list(util.refresh_indices(Doc, block_size=50, scan=False))[-1] == (200, 200)
+    # GET of the counter, then per block one MULTI/EXEC of HGETALLs and one batched save
+    assert rt.count <= 1 + 4 * 2
+    assert rt.commands.count('HGETALL') == 200
+    assert conn.zcard('Doc:n:idx') == 200
+
+
+def test_clean_old_index_round_trips(conn, roundtrips):
+    class Doc(rom.Model):
+        n = rom.Integer(index=True)
+        u = rom.Text(unique=True)
+
+    pipe = conn.pipeline(False)
+    for i in range(1, 101):
+        pipe.hset('Doc::', str(i), '[["n:x"],{},{},{},{}]')
+        pipe.sadd('Doc:n:x:idx', str(i))
+        pipe.hset('Doc:u:uidx', 'v%d' % i, str(i))
+    pipe.execute()
+    with roundtrips(conn) as rt:
+        list(util.clean_old_index(Doc, block_size=1000))
+    # INFO, HLEN, one HSCAN-page script plus one cleaner call, one unique-index page script
+    assert rt.count <= 6
+    assert not conn.exists('Doc::') and not conn.exists('Doc:n:x:idx')
+    assert not conn.exists('Doc:u:uidx')
