@@ -147,12 +147,12 @@ def test_worked_example_8_13(request, conn, client):
 def write_reference_place_rows(conn):
     """Both worked-example rows exactly as rom 1.1.2 stored them (geo names in slot 4, G1)."""
     conn.set('Place:id:', '2')
-    conn.hset('Place:1', mapping=dict(ROW1, **{
-        b'-index-data-': b'[["tags:wifi","tags:cafe"],["rating"],[["name","blue door"]],'
-                         b'[["name","rood eulb"],"loc"],{}]'}))
-    conn.hset('Place:2', mapping=dict(ROW2, **{
-        b'-index-data-': b'[["tags:cafe","tags:bar"],["rating"],[["name","red"]],'
-                         b'[["name","der"],"loc"],{}]'}))
+    conn.hset('Place:1', mapping={**ROW1, b'-index-data-': (
+        b'[["tags:wifi","tags:cafe"],["rating"],[["name","blue door"]],'
+        b'[["name","rood eulb"],"loc"],{}]')})
+    conn.hset('Place:2', mapping={**ROW2, b'-index-data-': (
+        b'[["tags:cafe","tags:bar"],["rating"],[["name","red"]],'
+        b'[["name","der"],"loc"],{}]')})
     conn.hset('Place:email:uidx', mapping={'ann@example.com': '1', 'bob@example.com': '2'})
     conn.zadd('Place:rating:idx', {'1': 4.5, '2': 3})
     conn.sadd('Place:tags:bar:idx', '2')
