@@ -17,6 +17,7 @@ A healthy database gives zero findings.
 from __future__ import annotations
 
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
@@ -24,6 +25,7 @@ from ._connect import connect, to_text
 from ._helpers import _encode_unique_constraint
 from ._maintenance import _get_row_ids, _scan_pages, scan_pattern
 from ._registry import MODELS
+from ._session import session
 from ._write import compute_index_entries, parse_index_data
 
 __all__ = ['AuditReport', 'Finding', 'audit_model', 'KINDS']
@@ -605,6 +607,20 @@ def audit_model(model: Any, block_size: int = 1000,
         progress: optional ``progress(stage, done, total)`` callback, called after each block.
     """
     auditor = _Auditor(model, block_size, progress)
-    auditor.check_rows()
-    auditor.check_index_keys()
+    with _untracked():
+        auditor.check_rows()
+        auditor.check_index_keys()
     return auditor.report
+
+
+@contextmanager
+def _untracked() -> Iterator[None]:
+    """Run with this thread's session null, so loading references tracks nothing."""
+    before = session.null_session
+    session.null_session = True
+    try:
+        yield
+    finally:
+        del session.null_session
+        if bool(session.null_session) != bool(before):
+            session.null_session = before

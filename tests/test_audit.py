@@ -390,3 +390,27 @@ def test_every_column_kind_is_healthy(conn):
     assert _kinds(report) == {(WRONG_SCORE, 'Pet:num:half:idx'), (UNIQUE_STALE, 'Pet:shout:uidx')}
     stale = [f for f in report.findings if f.kind == UNIQUE_STALE][0]
     assert stale.member == 'T\xcfTLE 7' and stale.id == str(pets[6].pk)
+
+
+def test_audit_does_not_track_referenced_entities(conn):
+    class Owner(rom.Model):
+        name = rom.Text()
+
+    class Pet(rom.Model):
+        owner = rom.ManyToOne('Owner', on_delete='cascade')
+        n = rom.Integer(index=True)
+
+    owner = Owner(name='a')
+    for i in range(5):
+        Pet(owner=owner, n=i)
+    util.session.commit()
+    util.session.rollback()
+    assert audit_model(Pet).findings == []
+    assert util.session.known == {}
+    assert not util.session.null_session  # restored
+    util.session.null_session = True
+    try:
+        audit_model(Pet)
+        assert util.session.null_session
+    finally:
+        del util.session.null_session
