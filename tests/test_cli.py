@@ -201,3 +201,19 @@ def test_job_errors_exit_3(conn, monkeypatch):
     out, err = io.StringIO(), io.StringIO()
     assert _cli.main(['clean', 'cli_inline_broken:Broken'], out, err) == 3
     assert 'clean failed' in err.getvalue()
+
+
+def test_reindex_without_scan_and_bad_url(models, conn):
+    pipe = conn.pipeline(False)
+    for i in range(1, 13):
+        pipe.hset('CliItem:%d' % i, mapping={'id': str(i), 'n': str(i), 'email': 'r%d' % i})
+    pipe.set('CliItem:id:', 12)
+    pipe.execute()
+    out, err = io.StringIO(), io.StringIO()
+    assert _cli.main(['reindex', 'cli_models:CliItem', '--no-scan', '--block-size', '5'],
+                     out, err) == 0
+    assert conn.zcard('CliItem:n:idx') == 12
+    assert '12 ids handled' in out.getvalue()
+    out, err = io.StringIO(), io.StringIO()
+    assert _cli.main(['check', 'cli_models:CliItem', '--url', 'nonsense://x'], out, err) == 2
+    assert 'invalid --url' in err.getvalue()
