@@ -222,7 +222,7 @@ class GeneralIndex:
         """
         real = [f for f in filters if not (isinstance(f, list) and not f)]
         column = order_by.lstrip('-') if order_by else None
-        desc = bool(order_by) and order_by.startswith('-')
+        desc = order_by is not None and order_by.startswith('-')
         if not real:
             if column is None:
                 return None
