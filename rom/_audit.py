@@ -158,6 +158,10 @@ class _Expected:
                 set(self.geo))
 
 
+#: the expectation of a row that cannot be loaded (already reported as bad-row)
+_UNREADABLE = _Expected()
+
+
 def _unique_fields(model: Any, data: Dict[str, Any]) -> Dict[str, str]:
     """Constraint name -> the unique-index field a save of ``data`` claims (models §6.3)."""
     fields: Dict[str, str] = {}
@@ -230,11 +234,18 @@ class _Auditor:
 
     # --- loading -------------------------------------------------------------------------
     def _decode(self, raw: Dict[Any, Any]) -> Dict[str, Any]:
-        return {to_text(k): v for k, v in raw.items()}
+        return {_t(k): v for k, v in raw.items()}
 
     @staticmethod
     def _values(row: Dict[str, Any], names: Any) -> Dict[str, Any]:
-        return {k: to_text(v) for k, v in row.items() if k in names}
+        """The column values of a row, decoded strictly like ``Model.get`` does."""
+        values = {}
+        for name, value in row.items():
+            name.encode('utf-8')  # a field name that is not UTF-8 makes the row unloadable
+            value = to_text(value)
+            if name in names:
+                values[name] = value
+        return values
 
     def _load(self, ids: List[int]) -> List[Tuple[int, Dict[str, Any], Any]]:
         """``(id, decoded row, legacy bookkeeping)`` for the ids whose row exists."""
@@ -542,7 +553,7 @@ class _Auditor:
         found = {i: (row, legacy) for i, row, legacy in self._load(wanted)}
         for i in wanted:
             if i in found:
-                self.cache[i] = self._expect(i, found[i][0]) or _Expected()
+                self.cache[i] = self._expect(i, found[i][0]) or _UNREADABLE
             else:
                 self.cache[i] = None
 
@@ -576,8 +587,8 @@ class _Auditor:
                 self.report.add(DANGLING, key, shown, str(i), '%s %r of %s points at row %s, '
                                 'which does not exist' % (what, shown, key, row))
                 continue
-            if kind == 'legacy':
-                continue
+            if kind == 'legacy' or exp is _UNREADABLE:
+                continue  # a legacy field of a live row is fine; bad rows are reported once
             stale = False
             if kind == 'idx':
                 stale = middle not in (exp.keys if extra == 'set' else exp.scores)

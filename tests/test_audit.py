@@ -235,6 +235,11 @@ def test_unknown_index_and_bad_rows(conn):
     assert (UNKNOWN_INDEX, 'Shop:nope:x:idx') in _kinds(report)
     assert (UNKNOWN_INDEX, 'Shop:email:pre') in _kinds(report)
     assert (BAD_ROW, 'Shop:77') in _kinds(report)
+    conn.sadd('Shop:flag:True:idx', '77')  # an entry of the bad row: not reported again
+    conn.hset('Shop:78', mapping={'id': '78', b'\xff': b'\xfe'})  # not UTF-8 at all
+    report = audit_model(Shop)
+    assert {f.key for f in report.findings if f.id in ('77', '78')} == {'Shop:77', 'Shop:78'}
+    assert len([f for f in report.findings if f.kind == BAD_ROW]) == 2
 
 
 def test_namespaces_sharing_a_prefix_are_kept_apart(conn):
