@@ -122,3 +122,56 @@ def test_test_server_url_prefers_env(monkeypatch):
 def test_module_exports():
     for name in rom.testing.__all__:
         assert hasattr(rom.testing, name)
+
+
+# Each pair below leaves state behind in whichever test runs first; the other one proves
+# the autouse fixture reset it (the pair passes in either order).
+
+def _declare_model():
+    from rom import Integer, Model
+
+    class HarnessThing(Model):  # a second declaration of the name would raise ORMError
+        n = Integer(index=True)
+    return HarnessThing
+
+
+def _check_clean_rom_state():
+    import rom.columns
+    import rom.util
+    assert list(rom.columns.MODELS) == ['Model']
+    assert not rom.columns.MODELS_REFERENCED
+    assert len(rom.util.session.known) == 0
+    assert not rom.util.session.null_session
+    assert rom.util.NULL_SESSION is False
+
+
+def _dirty_rom_state(conn):
+    import rom.util
+    thing = _declare_model()
+    thing(n=1).save()
+    thing(n=2)  # unsaved: stays in the session
+    rom.util.session.null_session = True
+    rom.util.NULL_SESSION = True
+    assert conn.keys('HarnessThing:*')
+
+
+def test_rom_state_reset_a(conn):
+    _check_clean_rom_state()
+    _dirty_rom_state(conn)
+
+
+def test_rom_state_reset_b(conn):
+    _check_clean_rom_state()
+    _dirty_rom_state(conn)
+
+
+def test_roundtrips_rom_save(conn, roundtrips):
+    thing = _declare_model()
+    entity = thing(n=5)
+    with roundtrips(conn) as rt:
+        entity.save()
+    # The harness sees rom's traffic: the atomic write is a script call (EVALSHA, or EVAL
+    # when the server does not have the script cached yet).
+    assert rt.count >= 1
+    assert {'EVALSHA', 'EVAL'} & set(rt.commands), rt.commands
+    assert conn.hget('HarnessThing:%s' % entity.id, 'n') == b'5'
