@@ -296,7 +296,8 @@ class Query:
         model = self._model
         conn = connect(model)
         offset = max(self._bounds()[0], 0)
-        if self._select is not None:
+        if self._select is not None and model._gindex._direct(self._filters,
+                                                              self._order_by) is None:
             pipe, temp = model._gindex._build(conn, self._filters, self._order_by)
             _get_column_data(pipe, model, self._select[0], key=temp, start=offset,
                              stop=offset, pipeline=True)
@@ -307,6 +308,10 @@ class Query:
             return None
         ids = model._gindex.search(conn, self._filters, self._order_by, offset, 1)
         if not ids:
+            return None
+        if self._select is not None:
+            for row in self._page_items(conn, ids[:1]):
+                return row
             return None
         return model.get(ids[0])
 

@@ -112,3 +112,18 @@ def test_direct_counts(conn, roundtrips):
     assert F.query.filter(tag='a').count() == len(F.query.filter(tag='a').all())
     assert F.query.filter(n=(2, 8)).order_by('m').count() == total
     assert F.query.order_by('tag').count() == 0
+
+
+def test_direct_first_with_select(conn, roundtrips):
+    F = make_model(conn)
+    q = F.query.order_by('-m')
+    top = int(q._search()[0])
+    expected = {'m': F.get(top).m}
+    rom.util.session.rollback()
+    with roundtrips(conn) as rt:
+        assert q.select('m').first() == expected
+    assert rt.count == 2 and 'ZUNIONSTORE' not in rt.commands           # page, then row
+    conn.delete('F:%d' % top)
+    assert q.select('m').first() is None          # like the entity path: first row missing
+    assert q.first() is None
+    assert rom.util.session.known == {}
