@@ -301,46 +301,37 @@ class _Auditor:
                 continue
             id_text = str(i)
             self._check_bookkeeping(i, row, legacy, exp)
+
+            def want(kind: str, key: str, member: str, expected: Any, command: str,
+                     arg: str) -> None:
+                getattr(pipe, command)(key, arg)
+                checks.append((kind, i, key, member, expected))
+
             for name in exp.keys:
-                pipe.sismember('%s%s:idx' % (prefix, name), id_text)
-                checks.append(('set', i, '%s%s:idx' % (prefix, name), id_text, None))
+                want('set', prefix + name + ':idx', id_text, None, 'sismember', id_text)
             for name, score in exp.scores.items():
-                pipe.zscore('%s%s:idx' % (prefix, name), id_text)
-                checks.append(('zset', i, '%s%s:idx' % (prefix, name), id_text, score))
-            for (attr, token), score in exp.prefix.items():
-                member = token + '\0' + id_text
-                pipe.zscore('%s%s:pre' % (prefix, attr), member)
-                checks.append(('zset', i, '%s%s:pre' % (prefix, attr), member, score))
-            for (attr, token), score in exp.suffix.items():
-                member = token + '\0' + id_text
-                pipe.zscore('%s%s:suf' % (prefix, attr), member)
-                checks.append(('zset', i, '%s%s:suf' % (prefix, attr), member, score))
+                want('zset', prefix + name + ':idx', id_text, score, 'zscore', id_text)
+            for kind, entries in (('pre', exp.prefix), ('suf', exp.suffix)):
+                for (attr, token), score in entries.items():
+                    member = token + '\0' + id_text
+                    want('zset', '%s%s:%s' % (prefix, attr, kind), member, score, 'zscore', member)
             for name, point in exp.geo.items():
-                pipe.geopos('%s%s:geo' % (prefix, name), id_text)
-                checks.append(('geo', i, '%s%s:geo' % (prefix, name), id_text, point))
+                want('geo', prefix + name + ':geo', id_text, point, 'geopos', id_text)
             for name, value in exp.uniques.items():
-                key = '%s%s:uidx' % (prefix, name)
-                pipe.hget(key, value)
-                checks.append(('uidx', i, key, value, None))
-                temp_field = name + '\0' + value
-                pipe.hsetnx(self.temp, temp_field, id_text)
-                pipe.hget(self.temp, temp_field)
-                checks.append(('dup', i, key, value, None))
+                key = prefix + name + ':uidx'
+                want('uidx', key, value, None, 'hget', value)
+                # duplicates: the first row to claim a value in the temporary hash owns it
+                pipe.hsetnx(self.temp, name + '\0' + value, id_text)
+                want('dup', self.temp, value, key, 'hget', name + '\0' + value)
         if not checks:
             return
         pipe.expire(self.temp, _TEMP_TTL)
         replies = pipe.execute(raise_on_error=False)
         pos = 0
         for check in checks:
-            kind = check[0]
-            if kind == 'dup':
-                owner = replies[pos + 1]
-                pos += 2
-            else:
-                owner = replies[pos]
-                pos += 1
-            self._judge(check, owner, ns)
-            self.report.entries += 1 if kind != 'dup' else 0
+            pos += 2 if check[0] == 'dup' else 1  # HSETNX + HGET for duplicates
+            self._judge(check, replies[pos - 1], ns)
+            self.report.entries += check[0] != 'dup'
 
     def _judge(self, check: Tuple[Any, ...], reply: Any, ns: str) -> None:
         kind, i, key, member, expected = check
@@ -381,6 +372,7 @@ class _Auditor:
                                 '%s is not claimed in %s' % (shown, row, key))
         elif kind == 'dup':
             owner = None if reply is None else to_text(reply)
+            key = expected  # the unique index the value belongs to
             if owner is not None and owner != id_text:
                 first, second = sorted((owner, id_text), key=int)
                 self.report.add(UNIQUE_DUPLICATE, key, shown, second, 'rows %s:%s and %s:%s '
