@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional, Tuple
 from ._connect import connect
 from ._helpers import dt2ts, t2ts, ts2dt, ts2t
 from ._keygen import FULL_TEXT, STRING_INDEX_KEYGENS_STR, _boolean_keygen, _numeric_keygen
-from ._registry import NULL
+from ._registry import NULL, PENDING_ID
 from ._session import session
 from .exceptions import (ColumnError, InvalidColumnValue, InvalidOperation, MissingColumn)
 
@@ -49,6 +49,7 @@ def _wrap_keygen(keygen: Callable[[Any], Any]) -> Callable[[str, dict], Any]:
     @functools.wraps(keygen)
     def wrapper(attr: str, data: dict) -> Any:
         return keygen(data.get(attr))
+    wrapper._rom_own_column_only = True  # type: ignore[attr-defined]
     return wrapper
 
 
@@ -412,9 +413,21 @@ class PrimaryKey(Column):
             raise InvalidColumnValue('%s.%s: the primary key cannot be given when creating an '
                                      'entity' % (model, attr))
         if value is None:
-            value = connect(obj).incr('%s:%s:' % (model, attr))
             obj._modified = True
+            if getattr(type(obj), '_defer_id', False):
+                # allocated when first read, or inside the first save's script (one round trip)
+                obj._data[attr] = PENDING_ID
+                return
+            value = connect(obj).incr('%s:%s:' % (model, attr))
         obj._data[attr] = value
+
+    def __get__(self, obj: Any, cls: Optional[type] = None) -> Any:
+        if obj is None:
+            return self
+        value = obj._data.get(self._attr)
+        if value is PENDING_ID:
+            value = obj._allocate_id()
+        return value
 
     def __set__(self, obj: Any, value: Any) -> None:
         raise InvalidOperation('%s.%s: the primary key cannot be changed' % (obj._namespace, self._attr))

@@ -30,6 +30,8 @@ SKIP_ON_DELETE = _Sentinel('SKIP_ON_DELETE')
 NULL = _Sentinel('NULL')
 #: "no on_delete given"
 NO_ACTION_DEFAULT = _Sentinel('NO_ACTION_DEFAULT')
+#: primary key of a new entity whose id is allocated when first read or by its first save
+PENDING_ID = _Sentinel('PENDING_ID')
 
 
 class EntityMeta(type):

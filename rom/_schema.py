@@ -99,6 +99,7 @@ class _ModelMetaclass(EntityMeta):
         merged['_geo'] = geo
         merged['_gindex'] = GeneralIndex(namespace)
         merged['_no_fk'] = not any(isinstance(c, ManyToOne) for c in columns.values())
+        merged['_defer_id'] = _can_defer_id(columns, pkey, geo)
         merged['_is_root_model'] = is_root
         cls = super().__new__(mcs, name, bases, merged)
         for attr, col in columns.items():
@@ -107,6 +108,21 @@ class _ModelMetaclass(EntityMeta):
                     (namespace, attr, col._on_delete))
         MODELS[namespace] = MODELS[name] = cls
         return cls
+
+
+def _can_defer_id(columns: Dict[str, Any], pkey: Any, geo: Dict[str, Any]) -> bool:
+    """Whether nothing but rom itself can read a new entity's id before its first save.
+
+    Geo callbacks and two-argument keygens see the whole entity data (the id included), and
+    an indexed primary key needs its id in the index; such models allocate ids at creation.
+    """
+    if geo or columns[pkey]._index:
+        return False
+    for col in columns.values():
+        keygen = getattr(col, '_keygen', None)
+        if keygen is not None and not getattr(keygen, '_rom_own_column_only', False):
+            return False
+    return True
 
 
 def _geo_indexes(name: str, declared: Any) -> Dict[str, Any]:

@@ -2,8 +2,8 @@
 
 Scripts live in ``rom/scripts/*.lua``; each is wrapped once and called with an explicit
 client. Calls use EVALSHA and fall back to EVAL when the server answers NOSCRIPT (after
-``SCRIPT FLUSH``, a restart or a failover). Inside a pipeline the script is registered with
-the pipeline, so redis-py loads it on the server before ``EXEC`` (fixes reference bug util #9).
+``SCRIPT FLUSH``, a restart or a failover). Inside a pipeline the script is queued as EVAL,
+so it runs whether or not that server has it cached (fixes reference bug util #9).
 """
 from __future__ import annotations
 
@@ -18,22 +18,6 @@ NO_SCRIPT_MESSAGES = ['NOSCRIPT', 'No matching script.']
 _SCRIPT_DIR = os.path.join(os.path.dirname(__file__), 'scripts')
 
 
-class _PipelineScript:
-    """What redis-py's ``Pipeline.load_scripts`` needs: ``sha`` and ``script``."""
-
-    __slots__ = ('sha', 'script')
-
-    def __init__(self, sha: str, script: bytes) -> None:
-        self.sha = sha
-        self.script = script
-
-    def __hash__(self) -> int:
-        return hash(self.sha)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _PipelineScript) and other.sha == self.sha
-
-
 ScriptCall = Callable[..., Any]
 
 
@@ -46,7 +30,6 @@ def _script_load(script: Union[str, bytes]) -> ScriptCall:
     """Wrap a Lua source; returns ``call(conn, keys=[], args=[], force_eval=False)``."""
     source = script.encode('utf-8') if isinstance(script, str) else script
     sha = hashlib.sha1(source).hexdigest()
-    pipeline_script = _PipelineScript(sha, source)
     sent = [False]
 
     def call(conn: Any, keys: Sequence[Any] = (), args: Sequence[Any] = (),
@@ -54,11 +37,9 @@ def _script_load(script: Union[str, bytes]) -> ScriptCall:
         keys = tuple(keys)
         args = tuple(args)
         if isinstance(conn, Pipeline):
-            if force_eval:
-                conn.execute_command('EVAL', source, len(keys), *keys, *args)
-            else:
-                conn.scripts.add(pipeline_script)
-                conn.execute_command('EVALSHA', sha, len(keys), *keys, *args)
+            # EVAL, not EVALSHA: a queued EVALSHA fails at EXEC on a server that has not cached
+            # the script (SCRIPT FLUSH, restart, failover), after the other commands ran.
+            conn.execute_command('EVAL', source, len(keys), *keys, *args)
             return conn
         if force_eval or not sent[0]:
             sent[0] = True

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import Any, Dict, Iterable, Iterator, List, Optional
+from collections.abc import MutableMapping
+from typing import Any, Dict, Iterable, Iterator, List, Optional, ValuesView
 
 from ._connect import connect, util_module
-from ._registry import MODELS_REFERENCED, SKIP_ON_DELETE, is_entity
+from ._registry import MODELS_REFERENCED, is_entity
 from .exceptions import ORMError
 
 _NO_OVERRIDE = object()
@@ -24,17 +25,95 @@ def _flatten(objects: Iterable[Any]) -> Iterator[Any]:
             yield obj
 
 
+def _key_of(obj: Any) -> str:
+    key = getattr(obj, '_session_key', None)
+    return key if key is not None else obj._pk
+
+
+class KnownEntities(MutableMapping):
+    """``session.known``: tracked entities keyed by ``_pk``, in insertion order.
+
+    A new entity's id is allocated when it is first read or by its first save; until then it
+    is held under a placeholder key. Reading the keys (iteration, ``items()``, comparison)
+    reads the ids, so pending ids are allocated first (in insertion order); ``values()`` and
+    ``len()`` do not.
+    """
+
+    __slots__ = ('_d',)
+
+    def __init__(self) -> None:
+        self._d: Dict[str, Any] = {}
+
+    def _resolve(self) -> None:
+        pending = [obj for key, obj in self._d.items() if key != _key_of(obj)
+                   or getattr(obj, '_id_pending', False)]
+        if not pending:
+            return
+        for obj in pending:
+            obj._allocate_id(rekey=False)
+        self._d = {_key_of(obj): obj for obj in self._d.values()}
+
+    def _rekey(self, obj: Any, old_key: str, new_key: str) -> bool:
+        d = self._d
+        if d.get(old_key) is not obj:
+            return False
+        if next(reversed(d)) == old_key:
+            del d[old_key]
+            d[new_key] = obj
+        else:
+            self._d = {(new_key if k == old_key else k): v for k, v in d.items()}
+        return True
+
+    def _has_pending(self) -> bool:
+        return any(getattr(obj, '_id_pending', False) for obj in self._d.values())
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._d and self._has_pending():
+            self._resolve()
+        return self._d[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._d[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._d[key]
+
+    def __contains__(self, key: object) -> bool:
+        if key not in self._d and self._has_pending():
+            self._resolve()
+        return key in self._d
+
+    def __iter__(self) -> Iterator[str]:
+        self._resolve()
+        return iter(list(self._d))
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def values(self) -> ValuesView[Any]:  # type: ignore[override]
+        return self._d.values()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._d.get(key, default)
+
+    def pop(self, key: str, *default: Any) -> Any:
+        return self._d.pop(key, *default)
+
+    def __repr__(self) -> str:
+        return 'KnownEntities(%r)' % (self._d,)
+
+
 class Session(threading.local):
     """The identity map: ``known`` (strong refs, saved by commit) and ``wknown`` (weak refs)."""
 
     def __init__(self) -> None:
-        self.known: Dict[str, Any] = {}
+        self.known: Any = KnownEntities()
         self.wknown: 'weakref.WeakValueDictionary[str, Any]' = weakref.WeakValueDictionary()
         self._null_override: Any = _NO_OVERRIDE
 
     def _init(self) -> None:
         if not hasattr(self, 'known'):
-            self.known = {}
+            self.known = KnownEntities()
             self.wknown = weakref.WeakValueDictionary()
 
     @property
@@ -57,17 +136,30 @@ class Session(threading.local):
         """Track ``obj`` (does nothing under a null session)."""
         if self.null_session:
             return
-        pk = obj._pk
+        pk = _key_of(obj)
         if pk.endswith(':None'):
             return
         self.known[pk] = obj
-        self.wknown[pk] = obj
+        if not getattr(obj, '_id_pending', False):
+            self.wknown[pk] = obj
 
     def forget(self, obj: Any) -> None:
         """Stop tracking ``obj``."""
-        pk = obj._pk
+        pk = _key_of(obj)
         self.known.pop(pk, None)
         self.wknown.pop(pk, None)
+
+    def _rekey(self, obj: Any, old_key: str) -> None:
+        """Move ``obj`` from its placeholder key to its real ``_pk``, keeping its position."""
+        new_key = obj._session_key
+        known = self.known
+        moved = known._rekey(obj, old_key, new_key) if isinstance(known, KnownEntities) else False
+        if not moved and known.get(old_key) is obj:
+            known.pop(old_key)
+            known[new_key] = obj
+            moved = True
+        if moved:
+            self.wknown[new_key] = obj
 
     def get(self, pk: str) -> Optional[Any]:
         """The tracked entity for ``'<ns>:<id>'``, or None (never contacts Redis)."""
@@ -78,17 +170,17 @@ class Session(threading.local):
 
     def rollback(self) -> None:
         """Forget every tracked entity (local changes are kept on the objects)."""
-        self.known = {}
+        self.known = KnownEntities()
         self.wknown = weakref.WeakValueDictionary()
 
     def flush(self, full: bool = False, all: bool = False, force: bool = False) -> int:
         """Save every tracked dirty entity (every one with ``all``); returns columns changed."""
-        return self.save(*self.known.values(), full=full, all=all, force=force)
+        return self.save(*list(self.known.values()), full=full, all=all, force=force)
 
     def commit(self, full: bool = False, all: bool = False, force: bool = False) -> int:
         """``flush()`` then stop holding the entities strongly (they stay in ``wknown``)."""
         result = self.flush(full, all, force)
-        self.known = {}
+        self.known = KnownEntities()
         return result
 
     def save(self, *objects: Any, full: Any = None, all: Any = None, force: Any = None,
@@ -123,16 +215,24 @@ class Session(threading.local):
                 raise ORMError(
                     'cannot delete %s entities in bulk: the model takes part in foreign-key '
                     'relationships; delete them one by one' % (cls._namespace,))
-        pipes: Dict[int, Any] = {}
+        by_client: Dict[int, List[Any]] = {}
+        clients: Dict[int, Any] = {}
         for obj in selected:
             if not obj._deleted:
                 obj._before_delete()
+            self.forget(obj)
+            obj._modified = True
+            obj._deleted = True
             conn = connect(obj)
-            pipe = pipes.get(id(conn))
-            if pipe is None:
-                pipe = pipes[id(conn)] = conn.pipeline(True)
-            obj.delete(_conn=pipe, skip_on_delete_i_really_mean_it=SKIP_ON_DELETE)
-        for pipe in pipes.values():
+            clients[id(conn)] = conn
+            by_client.setdefault(id(conn), []).append(obj)
+        pipes = []
+        for key, entities in by_client.items():
+            pipe = clients[key].pipeline(True)
+            # one queued script call deletes the whole batch of this client
+            type(entities[0])._delete_many(entities, pipe)
+            pipes.append(pipe)
+        for pipe in pipes:
             pipe.execute()
         for obj in selected:
             if obj._deleted == 1:

@@ -18,6 +18,7 @@ from redis.client import Pipeline
 from ._connect import connect, to_text
 from ._helpers import _encode_unique_constraint, _prefix_score
 from ._keygen import SORT_KEYGEN_NAMES
+from ._registry import PENDING_ID
 from ._relations import UnsafeColumn
 from ._scripts import lua
 from .exceptions import (ColumnError, DataRaceError, EntityDeletedError, InvalidColumnValue,
@@ -57,7 +58,8 @@ class WritePlan(NamedTuple):
     """A save or delete of one entity, as plain data."""
 
     namespace: str
-    id: str
+    id: str  # '' when the script allocates the id from the counter
+    pkey: str
     is_delete: bool
     race: List[Tuple[str, str]]
     claims: List[Tuple[str, str]]
@@ -250,7 +252,8 @@ def plan_write(model: Any, old: Dict[str, Any], new: Dict[str, Any], full: bool 
     pk_value = old.get(pkey) or new.get(pkey)
     if not pk_value:
         raise ColumnError('%s: the primary key value is missing (was the entity saved?)' % (ns,))
-    id_text = str(pk_value)
+    pending = pk_value is PENDING_ID
+    id_text = '' if pending else str(pk_value)
     race: List[Tuple[str, str]] = []
     claims: List[Tuple[str, str]] = []
     releases: List[Tuple[str, str]] = []
@@ -266,6 +269,9 @@ def plan_write(model: Any, old: Dict[str, Any], new: Dict[str, Any], full: bool 
             continue
         old_s = None if is_new else old.get(attr)
         new_v = new.get(attr)
+        if new_v is PENDING_ID:
+            changes += 1  # the script allocates the id and writes the pk field
+            continue
         new_s = col._to_redis(new_v) if new_v is not None else None
         if new_s is not None:
             stored[attr] = new_s
@@ -302,8 +308,8 @@ def plan_write(model: Any, old: Dict[str, Any], new: Dict[str, Any], full: bool 
         entries = _empty_entries()
     else:
         entries = compute_index_entries(model, new, id_text)
-    return WritePlan(ns, id_text, delete, race, claims, releases, hdel, hset, unsafe, entries,
-                     changes, stored)
+    return WritePlan(ns, id_text, pkey, delete, race, claims, releases, hdel, hset, unsafe,
+                     entries, changes, stored)
 
 
 def _plan_unique(col: Any, attr: str, old: Dict[str, Any], new: Dict[str, Any], old_s: Any,
@@ -334,7 +340,7 @@ def _plan_unique(col: Any, attr: str, old: Dict[str, Any], new: Dict[str, Any], 
 
 # --- execution -------------------------------------------------------------------------------
 def _plan_args(plan: WritePlan, out: List[Any]) -> None:
-    out += (plan.namespace, plan.id, '1' if plan.is_delete else '0')
+    out += (plan.namespace, plan.id, plan.pkey, '1' if plan.is_delete else '0')
     for items in (plan.race, plan.claims, plan.releases):
         out.append(len(items))
         for pair in items:
@@ -358,16 +364,16 @@ def _plan_args(plan: WritePlan, out: List[Any]) -> None:
             out += triple
 
 
-def _failure(plan: WritePlan, reply: Sequence[Any]) -> Exception:
-    kind = to_text(reply[1])
-    ns, id_text = plan.namespace, plan.id
+def _failure(plan: WritePlan, kind: str, details: Sequence[Any], new_id: Optional[int]
+             ) -> Exception:
+    ns, id_text = plan.namespace, (plan.id or str(new_id))
     if kind == 'unique':
-        name = to_text(reply[2])
+        name = to_text(details[0])
         value = dict(plan.claims).get(name)
         return UniqueKeyViolation(
             'value %r is already taken in unique index %s:%s:uidx (saving %s:%s)'
             % (value, ns, name, ns, id_text), ns, id_text)
-    fields = [to_text(f) for f in reply[2:]]
+    fields = [to_text(f) for f in details]
     pkey = plan.race[0][0] if plan.race else None
     if pkey in fields:
         return EntityDeletedError(
@@ -378,21 +384,29 @@ def _failure(plan: WritePlan, reply: Sequence[Any]) -> Exception:
         % (ns, id_text, ', '.join(fields)), ns, id_text)
 
 
-def run_plans(conn: Any, plans: Sequence[WritePlan]) -> Tuple[int, Optional[Exception]]:
-    """Apply plans in order in one script call; returns (number applied, failure or None).
+def run_plans(conn: Any, plans: Sequence[WritePlan]
+              ) -> Tuple[int, Optional[Exception], List[Optional[int]]]:
+    """Apply plans in order in one script call.
 
-    With a pipeline the call is queued and ``(len(plans), None)`` is returned unchecked.
+    Returns (number applied, failure or None, allocated id or None per applied plan, plus
+    one for the failed plan). With a pipeline the call is queued and ``(len(plans), None, [])``
+    is returned unchecked.
     """
     args: List[Any] = [len(plans)]
     for plan in plans:
         _plan_args(plan, args)
     reply = lua('write')(conn, (), args)
     if isinstance(conn, Pipeline):
-        return len(plans), None
-    if isinstance(reply, list):
-        index = int(reply[0]) - 1
-        return index, _failure(plans[index], reply)
-    return len(plans), None
+        return len(plans), None, []
+    applied = int(reply[0])
+    kind = to_text(reply[1])
+    n_details = int(reply[2])
+    details = reply[3:3 + n_details]
+    ids = [int(i) if i not in (b'', '') else None for i in reply[3 + n_details:]]
+    failure = None
+    if kind != 'ok':
+        failure = _failure(plans[applied], kind, details, ids[applied] if len(ids) > applied else None)
+    return applied, failure, ids
 
 
 def save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool = True) -> int:
@@ -411,8 +425,15 @@ def save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool = 
         batch, batch_conn = [], None
         if not pending:
             return
-        done, failure = run_plans(conn, [plan for _, plan, _ in pending])
-        for entity, plan, was_new in pending[:done]:
+        done, failure, ids = run_plans(conn, [plan for _, plan, _ in pending])
+        if failure is not None and len(ids) > done and ids[done] is not None:
+            failed = pending[done][0]  # keeps the id its failed save allocated
+            failed._set_allocated_id(ids[done], failed._session_key)
+        for (entity, plan, was_new), new_id in zip(pending[:done], ids):
+            if new_id is not None:
+                old_key = entity._session_key
+                plan.stored[plan.pkey] = str(new_id)
+                entity._set_allocated_id(new_id, old_key)
             entity._last = plan.stored
             entity._new = entity._modified = entity._deleted = False
             total += plan.changes
@@ -437,7 +458,7 @@ def save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool = 
                 entity._before_insert()
             else:
                 entity._before_update()
-            plan = plan_write(type(entity), entity._last, entity.to_dict(),
+            plan = plan_write(type(entity), entity._last, entity._save_data(),
                               full=full or was_new or force, is_new=was_new or force)
             conn = connect(entity)
         except BaseException:

@@ -11,7 +11,7 @@ from . import _search
 from ._connect import connect, decodes_responses
 from ._helpers import ClassProperty
 from ._keygen import SORT_KEYGEN_NAMES
-from ._registry import MODELS, MODELS_REFERENCED, NULL, SKIP_ON_DELETE
+from ._registry import MODELS, MODELS_REFERENCED, NULL, PENDING_ID, SKIP_ON_DELETE
 from ._coltypes import IndexOnly
 from ._relations import UnsafeColumn, _Unresolved
 from ._schema import _ModelMetaclass
@@ -66,6 +66,7 @@ class Model(metaclass=_ModelMetaclass):
         if not loading and not extra_ok and not bypass and not session.null_session:
             extra = [k for k in kwargs if k not in self._columns]
             if extra:
+                getattr(self, self._pkey)  # the id is consumed, as in rom 1.1.2
                 raise InvalidColumnValue('%s: unknown column(s) %s; pass _extra_ok=True to ignore '
                                          'them' % (ns, ', '.join(sorted(extra))))
         self._init = True
@@ -75,7 +76,47 @@ class Model(metaclass=_ModelMetaclass):
     # --- identity -----------------------------------------------------------------------------
     @property
     def _pk(self) -> str:
-        return '%s:%s' % (self._namespace, self._data.get(self._pkey))
+        """``'<ns>:<id>'``: the row key and identity-map key (allocates a pending id)."""
+        value = self._data.get(self._pkey)
+        if value is PENDING_ID:
+            value = self._allocate_id()
+        return '%s:%s' % (self._namespace, value)
+
+    @property
+    def _session_key(self) -> str:
+        value = self._data.get(self._pkey)
+        if value is PENDING_ID:
+            return '%s:<new %x>' % (self._namespace, id(self))
+        return '%s:%s' % (self._namespace, value)
+
+    @property
+    def _id_pending(self) -> bool:
+        return self._data.get(self._pkey) is PENDING_ID
+
+    def _allocate_id(self, rekey: bool = True) -> int:
+        """Take the id of a new entity from the counter now (its id is being read)."""
+        if not self._id_pending:
+            return self._data[self._pkey]
+        old_key = self._session_key
+        value = connect(self).incr('%s:%s:' % (self._namespace, self._pkey))
+        if rekey:
+            self._set_allocated_id(value, old_key)
+        else:  # the caller re-keys session.known itself
+            self._data[self._pkey] = value
+            session.wknown[self._session_key] = self
+        return value
+
+    def _set_allocated_id(self, value: int, old_key: str) -> None:
+        self._data[self._pkey] = value
+        session._rekey(self, old_key)
+
+    def _save_data(self) -> Dict[str, Any]:
+        """The values a save writes: like ``to_dict()`` but a pending id stays pending."""
+        data = self._data
+        for attr, value in list(data.items()):
+            if isinstance(value, _Unresolved):
+                getattr(self, attr)
+        return dict(data)
 
     @ClassProperty
     def _connection(cls) -> Any:
@@ -108,10 +149,10 @@ class Model(metaclass=_ModelMetaclass):
     # --- data access --------------------------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:
         """A shallow copy of the entity's column values (references as entities)."""
-        for attr, value in list(self._data.items()):
-            if isinstance(value, _Unresolved):
-                getattr(self, attr)
-        return dict(self._data)
+        data = self._save_data()
+        if data.get(self._pkey) is PENDING_ID:
+            data[self._pkey] = self._allocate_id()
+        return data
 
     def update(self, *args: Any, **kwargs: Any) -> 'Model':
         """Assign positional values to the columns in order, then keyword values by name."""
@@ -141,10 +182,17 @@ class Model(metaclass=_ModelMetaclass):
                        delete: bool = False, is_new: bool = False,
                        _conn: Any = None) -> Tuple[int, Dict[str, Any]]:
         plan = plan_write(cls, old, new, full, delete, is_new)
-        done, failure = run_plans(_conn if _conn is not None else connect(cls), [plan])
+        done, failure, ids = run_plans(_conn if _conn is not None else connect(cls), [plan])
         if failure is not None:
             raise failure
+        if ids and ids[0]:
+            plan.stored[cls._pkey] = ids[0]
         return plan.changes, plan.stored
+
+    @staticmethod
+    def _delete_many(entities: List['Model'], conn: Any) -> None:
+        """Queue the delete writes of entities (no hooks, no on_delete) as one script call."""
+        run_plans(conn, [plan_write(type(e), e._last, {}, delete=True) for e in entities])
 
     def delete(self, **kwargs: Any) -> None:
         """Delete the entity (with on_delete processing and hooks)."""
@@ -384,10 +432,10 @@ def redis_writer_lua(conn: Any, pkey: str, namespace: str, id: Any, unique: Dict
     entries = IndexEntries(list(keys), {k: str(v) for k, v in scored.items()},
                            [tuple(p) for p in prefix], [tuple(s) for s in suffix],
                            [tuple(g) for g in geo])
-    plan = WritePlan(namespace, id_text, bool(is_delete), race, list(unique.items()),
+    plan = WritePlan(namespace, id_text, pkey, bool(is_delete), race, list(unique.items()),
                      list(udelete.items()), list(delete), list(data.items()),
                      list(keys_to_delete), entries, 0, {})
-    done, failure = run_plans(conn, [plan])
+    done, failure, _ = run_plans(conn, [plan])
     if failure is not None:
         raise failure
 

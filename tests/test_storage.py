@@ -267,7 +267,9 @@ def test_id_counter_and_gaps(conn):
         x = rom.Integer()
 
     a = Cnt(x=1)
-    Cnt(x=2)  # built, never saved: its id is skipped
+    assert a.pk == 1
+    assert Cnt(x=2).pk == 2  # built and id read, never saved: its id is skipped
+    Cnt(x=9)  # built, id never read, never saved: consumes no id
     c = Cnt(x=3)
     a.save()
     c.save()

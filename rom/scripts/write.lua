@@ -1,7 +1,8 @@
 -- rom's atomic writer: saves or deletes a batch of entities, in order, one at a time.
 -- KEYS: none (every key name is derived from the namespace and id, like rom 1.1.2).
 -- ARGV[1]: number of entity blocks; then per entity:
---   ns, id, is_delete ('1' | '0'),
+--   ns, id ('' = allocate it with INCR <ns>:<pk>: and write the pk field), pk field name,
+--   is_delete ('1' | '0'),
 --   n_race,    n x (field, expected stored value)       -- data-race check (updates only)
 --   n_claim,   n x (unique index name, value)            -- unique values to claim
 --   n_release, n x (unique index name, value)            -- unique values to release
@@ -13,9 +14,11 @@
 --   n_prefix,  n x (attr, token, score)                  -- <ns>:<attr>:pre members
 --   n_suffix,  n x (attr, reversed token, score)         -- <ns>:<attr>:suf members
 --   n_geo,     n x (geo index name, lon, lat)            -- <ns>:<name>:geo members
--- Returns: the number of blocks applied, or on the first failure (nothing of that block is
--- written, later blocks are not attempted): {index (1-based), 'race', field...} or
--- {index, 'unique', unique index name}.
+-- Returns {applied, status, n, detail x n, id x applied[, id of the failed block]}: `applied`
+-- blocks were written (the ids allocated for them follow, '' where none was allocated, and
+-- on failure the failed block's allocated id); status is 'ok', or on the first
+-- failure (nothing of that block is written, later blocks are not attempted) 'race' with the
+-- changed fields as details, or 'unique' with the unique index name.
 -- Every input the server could reject (scores, coordinates) was validated by the caller.
 
 local pos = 2
@@ -83,10 +86,33 @@ local function remove_old_entries(ns, id, row)
 end
 
 local blocks = tonumber(ARGV[1])
+local allocated = {}
+local function result(applied, status, details)
+    local out = {applied, status, #details}
+    for _, d in ipairs(details) do
+        out[#out + 1] = d
+    end
+    for i = 1, applied do
+        out[#out + 1] = allocated[i]
+    end
+    if status ~= 'ok' then
+        out[#out + 1] = allocated[applied + 1] or ''
+    end
+    return out
+end
+
 for block = 1, blocks do
     local ns = arg()
     local id = arg()
+    local pk_field = arg()
     local is_delete = arg() == '1'
+    local new_id = ''
+    if id == '' then
+        -- (a failed save keeps this id, as rom 1.1.2 consumed it when the entity was created)
+        id = tostring(redis.call('INCR', ns .. ':' .. pk_field .. ':'))
+        new_id = id
+    end
+    allocated[block] = new_id
     local row = ns .. ':' .. id
 
     local changed = {}
@@ -98,7 +124,7 @@ for block = 1, blocks do
         end
     end
     if #changed > 0 then
-        return {block, 'race', unpack(changed)}
+        return result(block - 1, 'race', changed)
     end
 
     local claims = {}
@@ -107,7 +133,7 @@ for block = 1, blocks do
         local value = arg()
         local owner = redis.call('HGET', ns .. ':' .. name .. ':uidx', value)
         if owner and owner ~= id then
-            return {block, 'unique', name}
+            return result(block - 1, 'unique', {name})
         end
         claims[i] = {name, value}
     end
@@ -134,6 +160,10 @@ for block = 1, blocks do
     for _ = 1, count() do
         pairs_[#pairs_ + 1] = arg()
         pairs_[#pairs_ + 1] = arg()
+    end
+    if new_id ~= '' then
+        pairs_[#pairs_ + 1] = pk_field
+        pairs_[#pairs_ + 1] = new_id
     end
     if #pairs_ > 0 then
         call_chunked('HMSET', row, pairs_)
@@ -189,5 +219,6 @@ for block = 1, blocks do
     else
         redis.call('HSET', row, '-index-data-', cjson.encode({keys, scored, prefix, suffix, geo}))
     end
+    allocated[block] = new_id
 end
-return blocks
+return result(blocks, 'ok', {})

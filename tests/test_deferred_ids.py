@@ -1,0 +1,129 @@
+"""Id allocation of new entities: deferred to the first read of the id or the first save.
+
+rom 1.1.2 took an id from ``<ns>:<pk>:`` when an entity was constructed (one round trip) and
+saved it with a second one. We allocate it inside the first save's write script, so creating
+and saving an entity is one round trip, unless the id is read first (then one INCR, as
+before). Models whose keygens or geo callbacks can see the id allocate it at construction.
+"""
+from __future__ import annotations
+
+import pytest
+
+import rom
+from rom import session
+from rom.exceptions import UniqueKeyViolation
+
+
+@pytest.fixture
+def U():
+    class U(rom.Model):
+        email = rom.Text(unique=True)
+        n = rom.Integer(index=True)
+        name = rom.Text(index=True, keygen=rom.FULL_TEXT, prefix=True)
+    return U
+
+
+def test_create_and_save_is_one_round_trip(U, conn, roundtrips):
+    with roundtrips(conn) as rt:
+        u = U(email='a@x', n=1, name='Ann')
+        assert u.save() == 4
+    assert rt.count == 1
+    assert u.id == 1 and conn.hget('U:1', 'id') == b'1' and conn.get('U:id:') == b'1'
+    assert session.get('U:1') is u and 'U:1' in session.known
+
+
+def test_commit_of_many_new_entities_is_one_round_trip(U, conn, roundtrips):
+    users = [U(email='%i@x' % i, n=i) for i in range(50)]
+    with roundtrips(conn) as rt:
+        assert session.commit() > 0
+    assert rt.count == 1
+    assert [u.id for u in users] == list(range(1, 51))  # ids follow the creation order
+    assert conn.zcard('U:n:idx') == 50
+
+
+def test_reading_the_id_allocates_it_and_keeps_the_session_order(U, conn):
+    a, b, c = U(n=1), U(n=2), U(n=3)
+    assert b.id == 1  # b's id is read first
+    assert list(session.known) == ['U:2', 'U:1', 'U:3']  # reading keys allocates the rest, in order
+    assert (a.id, c.id) == (2, 3)
+    assert session.known['U:3'] is c and a._pk in session.known
+    session.commit()
+    assert sorted(conn.keys('U:?')) == [b'U:1', b'U:2', b'U:3']
+
+
+def test_pending_entities_are_saved_by_commit_and_forgettable(U, conn):
+    kept, dropped = U(n=1), U(n=2)
+    session.forget(dropped)
+    assert len(session.known) == 1
+    session.commit()
+    assert kept.id == 1 and conn.exists('U:1') and not conn.exists('U:2')
+    assert conn.get('U:id:') == b'1'  # the forgotten, never-read entity consumed no id
+
+
+def test_failed_save_keeps_its_allocated_id_and_writes_nothing_else(U, conn):
+    U(email='taken').save()
+    dup = U(email='taken', n=5)
+    with pytest.raises(UniqueKeyViolation) as info:
+        dup.save()
+    assert info.value.args[1:] == ('U', '2')
+    assert dup.id == 2 and dup._new and conn.get('U:id:') == b'2'
+    assert not conn.exists('U:2') and conn.zcard('U:n:idx') == 0
+    dup.email = 'free'
+    dup.save()
+    assert conn.hget('U:2', 'email') == b'free' and conn.get('U:id:') == b'2'
+
+
+def test_before_insert_hook_may_read_the_id(conn):
+    seen = []
+
+    class H(rom.Model):
+        x = rom.Integer()
+
+        def _before_insert(self):
+            seen.append(self.id)
+
+    h = H(x=1)
+    h.save()
+    assert seen == [1] and conn.hget('H:1', 'x') == b'1'
+
+
+def test_to_dict_and_copy_read_the_id(U):
+    u = U(n=1)
+    assert u.to_dict()['id'] == 1
+    assert u.copy().id == 2
+
+
+@pytest.mark.parametrize('kind', ['indexed_pk', 'geo', 'keygen2', 'index_only'])
+def test_models_whose_keygens_see_the_id_allocate_at_construction(kind, conn, roundtrips):
+    body = {'x': rom.Integer()}
+    if kind == 'indexed_pk':
+        body['id'] = rom.PrimaryKey(index=True)
+    elif kind == 'geo':
+        body['geo_index'] = [rom.GeoIndex('g', lambda d: [])]
+    elif kind == 'keygen2':
+        body['k'] = rom.Text(index=True, keygen2=lambda attr, data: [str(data.get('id'))])
+    else:
+        body['io'] = rom.IndexOnly(keygen2=lambda attr, data: [str(data.get('id'))])
+    model = type('Eager' + kind.title().replace('_', ''), (rom.Model,), body)
+    with roundtrips(conn) as rt:
+        e = model(x=1)
+    assert rt.commands == ['INCRBY'] and e._data['id'] == 1
+    e.save()
+    assert conn.hget(model._namespace + ':1', 'x') == b'1'
+
+
+def test_session_delete_is_one_round_trip_per_client(U, conn, roundtrips):
+    users = [U(n=i) for i in range(20)]
+    session.commit()
+    with roundtrips(conn) as rt:
+        session.delete(users)
+    assert rt.count == 1
+    assert conn.keys('U:?*') == [b'U:id:']
+
+
+def test_pipelined_delete_after_script_flush(U, conn):
+    users = [U(n=i) for i in range(3)]
+    session.commit()
+    conn.script_flush()
+    session.delete(users)
+    assert conn.keys('U:?*') == [b'U:id:']
