@@ -63,7 +63,8 @@ def test_help_texts():
         assert word in result.stdout
     result = run('check', '--help')
     assert result.returncode == 0
-    for word in ('--url', '--quiet', '--json', '--block-size', 'dangling-entry', 'unique-duplicate'):
+    for word in ('--url', '--quiet', '--json', '--block-size', 'dangling-entry',
+                 'unique-duplicate'):
         assert word in result.stdout
     assert '--unsafe' in run('clean', '--help').stdout
     assert '--no-scan' in run('reindex', '--help').stdout
