@@ -199,7 +199,8 @@ class Session(threading.local):
             if not obj._deleted and (all or obj._modified):
                 selected.append(obj)
         # every model class shares Model._save_many (batched, ordered, stop at first failure)
-        total = type(selected[0])._save_many(selected, bool(full), bool(force)) if selected else 0
+        total = (type(selected[0])._save_many(selected, bool(full), bool(force), bool(all))
+                 if selected else 0)
         if error is not None:
             raise error
         return total

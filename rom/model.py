@@ -174,8 +174,10 @@ class Model(metaclass=_ModelMetaclass):
         return save_entities([self], full, force)
 
     @staticmethod
-    def _save_many(entities: List['Model'], full: bool, force: bool) -> int:
-        return save_entities(entities, full, force)
+    def _save_many(entities: List['Model'], full: bool, force: bool, all: bool = False) -> int:
+        # entities saved as a side effect of an earlier one (a new ManyToOne target) are
+        # skipped unless ``all``, as in a one-by-one loop
+        return save_entities(entities, full, force, all)
 
     @classmethod
     def _apply_changes(cls, old: Dict[str, Any], new: Dict[str, Any], full: bool = False,
