@@ -30,6 +30,8 @@ _Geo = namedtuple('_Geo', 'key lon lat radius measure count')
 _Direct = namedtuple('_Direct', 'key lo hi desc')
 
 _NO_LIMIT = 2 ** 64
+#: largest window (offset + count) a lone prefix filter answers without a working set
+_TOP_LIMIT = 1000
 
 
 def _estimate_args(step: Any) -> Tuple[str, Tuple[Any, ...]]:
@@ -81,6 +83,15 @@ def redis_prefix_lua(conn: Any, dest: str, index: str, prefix: Union[str, bytes]
         conn, [dest, _scratch_key(index), index],
         [start, end, prefix, pattern or '', '1' if is_first else '0'],
         force_eval=_is_pipeline(conn))
+
+
+def _scan_call(conn: Any, scan: '_Scan', mode: str, k: int = 0) -> Any:
+    """Run ``prefix_scan.lua`` read-only: ``mode`` 'count' or 'top' (``k`` smallest ids)."""
+    start, end = _start_end(scan.literal)
+    if not scan.literal:
+        end = 'inf'
+    return lua('prefix_scan')(conn, ['', '', scan.index],
+                              [start, end, scan.literal, scan.pattern or '', '1', mode, k])
 
 
 def _is_pipeline(conn: Any) -> bool:
@@ -237,8 +248,31 @@ class GeneralIndex:
                        '-inf' if lo is None else _to_score(lo),
                        'inf' if hi is None else _to_score(hi), desc)
 
-    def _page(self, conn: Any, plan: _Direct, offset: int, count: int) -> List[Any]:
-        """Ids at ranks ``offset .. offset+count-1`` of a direct plan (count <= 0: to the end)."""
+    def _fast(self, filters: Sequence[Any], order_by: Optional[str], offset: int,
+              count: Optional[int]) -> Any:
+        """A plan answering the window ``offset, count`` without a working set, or None.
+
+        Besides :meth:`_direct` plans, a lone prefix/suffix/pattern filter without
+        ``order_by`` qualifies for small windows: the scan then keeps only the
+        ``offset + count`` smallest ids (the general path's order) instead of storing all.
+        """
+        if offset < 0:
+            return None
+        plan = self._direct(filters, order_by)
+        if plan is not None or order_by:
+            return plan
+        real = [f for f in filters if not (isinstance(f, list) and not f)]
+        if len(real) != 1 or not isinstance(real[0], (Prefix, Suffix, Pattern)):
+            return None
+        if not count or count <= 0 or offset + count > _TOP_LIMIT:
+            return None
+        return self._compile(real)[0]
+
+    def _page(self, conn: Any, plan: Any, offset: int, count: int) -> List[Any]:
+        """Ids at ranks ``offset .. offset+count-1`` of a fast plan (count <= 0: to the end)."""
+        if isinstance(plan, _Scan):
+            ids = _scan_call(conn, plan, 'top', offset + count)
+            return list(ids[offset:])
         return lua('index_page')(conn, [plan.key], [plan.lo, plan.hi, '1' if plan.desc else '0',
                                                     offset, count])
 
@@ -249,8 +283,8 @@ class GeneralIndex:
         ``timeout``, the name of the result key kept for ``timeout`` seconds."""
         if not filters and not order_by:
             return []
-        if timeout is None and (offset or 0) >= 0:
-            plan = self._direct(filters, order_by)
+        if timeout is None:
+            plan = self._fast(filters, order_by, offset or 0, count)
             if plan is not None:
                 return self._page(conn, plan, offset or 0, count if count and count > 0 else 0)
         pipe, temp = self._build(conn, filters, order_by)
@@ -267,6 +301,8 @@ class GeneralIndex:
     def count(self, conn: Any, filters: Sequence[Any]) -> int:
         """The number of ids matching ``filters``."""
         real = [f for f in filters if not (isinstance(f, list) and not f)]
+        if len(real) == 1 and isinstance(real[0], (Prefix, Suffix, Pattern)):
+            return int(_scan_call(conn, self._compile(real)[0], 'count'))
         if len(real) == 1 and isinstance(real[0], str):
             return int(lua('estimate_work')(conn, ['%s:%s:idx' % (self.namespace, real[0])]))
         if real and type(real[0]) is tuple and len(real[0]) == 3 and (

@@ -296,8 +296,8 @@ class Query:
         model = self._model
         conn = connect(model)
         offset = max(self._bounds()[0], 0)
-        if self._select is not None and model._gindex._direct(self._filters,
-                                                              self._order_by) is None:
+        if self._select is not None and model._gindex._fast(
+                self._filters, self._order_by, offset, 1) is None:
             pipe, temp = model._gindex._build(conn, self._filters, self._order_by)
             _get_column_data(pipe, model, self._select[0], key=temp, start=offset,
                              stop=offset, pipeline=True)
@@ -357,7 +357,7 @@ class Query:
         if budget <= pagesize:
             # the whole answer fits one page: read it straight from the index when the
             # result order allows (no working set to build, work proportional to the page)
-            plan = gindex._direct(self._filters, self._order_by)
+            plan = gindex._fast(self._filters, self._order_by, rank, budget)
             if plan is not None:
                 while budget > 0:
                     ids = gindex._page(conn, plan, rank, budget)

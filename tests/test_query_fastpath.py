@@ -127,3 +127,44 @@ def test_direct_first_with_select(conn, roundtrips):
     assert q.select('m').first() is None          # like the entity path: first row missing
     assert q.first() is None
     assert rom.util.session.known == {}
+
+
+def test_lone_prefix_filter_window_equals_general(conn, roundtrips):
+    from rom.index import Pattern, Prefix, Suffix
+
+    class Wd(rom.Model):
+        words = rom.Text(index=True, keygen=rom.FULL_TEXT, prefix=True, suffix=True)
+    rng = random.Random(3)
+    vocab = ['apple', 'apply', 'ape', 'banana', 'band', 'bandana', 'can', 'cane', 'x:y',
+             'ü-ber', 'über', 'a', 'ab']
+    for _ in range(150):
+        Wd(words=' '.join(rng.choice(vocab) for _ in range(rng.randint(1, 4)))).save()
+    rom.util.session.commit()
+    rom.util.session.rollback()
+    g = Wd._gindex
+    for flt in (Prefix('words', 'ap'), Prefix('words', ''), Prefix('words', 'band'),
+                Prefix('words', 'zz'), Suffix('words', 'na'), Suffix('words', 'e'),
+                Pattern('words', 'a*e'), Pattern('words', '*n!'), Pattern('words', 'ü-*')):
+        key = g.search(conn, [flt], None, timeout=30)
+        full = conn.zrange(key, 0, -1)
+        conn.delete(key)
+        assert g.count(conn, [flt]) == len(full)
+        for offset, count in ((0, 1), (0, 20), (5, 7), (100, 50), (140, 30), (0, 1000)):
+            with roundtrips(conn) as rt:
+                got = g.search(conn, [flt], None, offset, count)
+            assert got == full[offset:offset + count], (flt, offset, count)
+            assert rt.count == 1 and 'ZADD' not in rt.commands
+        assert g.search(conn, [flt], None, 3, 0) == full[3:]          # to the end: general
+    q = Wd.query.startswith(words='AP')
+    expected = [int(i) for i in q._search()]
+    rom.util.session.rollback()
+    before = set(conn.keys('*'))
+    with roundtrips(conn) as rt:
+        got = [e.id for e in q.limit(0, 20)]
+    assert got == expected[:20] and rt.count == 2
+    assert set(conn.keys('*')) == before                              # no working set
+    assert q.limit(2, 5).select('id').all() == [{'id': i} for i in expected[2:7]]
+    assert q.count() == len(expected)
+    conn.delete('Wd:%d' % expected[0])
+    assert [e.id for e in q.limit(0, 3)] == expected[1:4]               # stale id skipped
+    assert q.first() is None

@@ -11,11 +11,18 @@
 -- ARGV[4]  the Lua pattern matched against whole members ('' in prefix mode)
 -- ARGV[5]  '1' when this is the first filter (ids are added to dest with score 0), else '0'
 --          (dest becomes its intersection with the matches, scores 0)
--- Returns  the number of matching members (first) or the size of the intersection.
+-- ARGV[6]  optional mode: 'store' (default, as above), 'count' (write nothing, return the
+--          number of distinct matching ids) or 'top' (write nothing, return the ARGV[7]
+--          smallest distinct matching ids in byte order, i.e. the first page of the
+--          general path's result for a lone prefix/suffix/pattern filter)
+-- ARGV[7]  k for 'top'
+-- Returns  store: the number of distinct matching ids (first) or the size of the
+--          intersection; count: that number; top: the list of ids.
 -- Read-only on the index; compares bytes explicitly (Lua's '<' uses the server locale).
 local dest, tkey, index = KEYS[1], KEYS[2], KEYS[3]
 local start, stop, lit, pat = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local first = ARGV[5] == '1'
+local mode = ARGV[6] or 'store'
 local plen = #lit
 
 local function less(a, b)
@@ -54,7 +61,42 @@ else
     hi = redis.call('ZCOUNT', index, '-inf', '(' .. stop)
 end
 
+-- collect: every matching id (store), distinct ids (count) or the k smallest (top); ids are
+-- decimal digits, so Lua's string '<' orders them by bytes
 local ids = {}
+local distinct = 0
+local k = tonumber(ARGV[7] or '0')
+local function collect(id)
+    if mode == 'store' then
+        ids[#ids + 1] = id
+    elseif mode == 'count' then
+        if not ids[id] then
+            ids[id] = true
+            distinct = distinct + 1
+        end
+    else
+        local n = #ids
+        if n >= k and not (id < ids[n]) then
+            return
+        end
+        local a, b = 1, n + 1
+        while a < b do
+            local mid = math.floor((a + b) / 2)
+            if ids[mid] < id then
+                a = mid + 1
+            else
+                b = mid
+            end
+        end
+        if ids[a] == id then
+            return
+        end
+        table.insert(ids, a, id)
+        if #ids > k then
+            ids[#ids] = nil
+        end
+    end
+end
 local page = 100
 local i = lo
 local done = false
@@ -70,7 +112,7 @@ while i < hi and not done do
             local head = string.sub(token, 1, plen)
             if head == lit then
                 if pat == '' or string.find(m, pat) then
-                    ids[#ids + 1] = id
+                    collect(id)
                 end
             elseif not (#token < plen and string.sub(lit, 1, #token) == token) and less(lit, head) then
                 -- tokens past the prefix: nothing further can match
@@ -85,6 +127,12 @@ while i < hi and not done do
     end
 end
 
+if mode == 'count' then
+    return distinct
+end
+if mode == 'top' then
+    return ids
+end
 local target = tkey
 if first then
     target = dest
