@@ -176,7 +176,7 @@ class Query:
 
     def near(self, name: str, lon: Any, lat: Any, distance: Any, measure: str,
              count: Optional[int] = None) -> 'Query':
-        """Keep entities within ``distance`` (``m km mi ft``) of (lon, lat) in geo index ``name``."""
+        """Keep entities within ``distance`` (m, km, mi, ft) of (lon, lat) in geo index ``name``."""
         if name not in self._model._geo:
             raise ValueError('near(): %s has no geo index named %r' % (self._model.__name__, name))
         measure = measure.lower()

@@ -161,7 +161,8 @@ def test_order_by_warnings(M):
         M.query.order_by('n')
         M.query.order_by('-sci')
         M.query.order_by('ref')
-    for col in ('ft', '-tx', 'plain', 'js', 'kw:n:42'):  # Json + custom keygen warns too     # plain: no keygen at all (bug query #10)
+    # plain: no keygen at all (bug query #10); kw: Json with a custom keygen
+    for col in ('ft', '-tx', 'plain', 'js', 'kw:n:42'):
         with pytest.warns(UserWarning) as record:
             M.query.order_by(col)
         assert len(record) == 1

@@ -18,7 +18,8 @@ UUID = re.compile(r'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 
 
 def temp_keys(conn):
-    return sorted(k for k in conn.keys('*') if UUID.search(k.decode() if isinstance(k, bytes) else k))
+    return sorted(k for k in conn.keys('*')
+                  if UUID.search(k.decode() if isinstance(k, bytes) else k))
 
 
 def ids(entities):
@@ -72,7 +73,8 @@ def test_filters(people, conn):
     assert ids(P.query.filter(n=(50, 30))) == []
     assert ids(P.query.filter(f=(1.0, 2.0))) == [2, 3, 4]
     assert ids(P.query.filter(d=(Decimal('0.5'), Decimal('0.75')))) == [2, 3]
-    assert ids(P.query.filter(when=(datetime.datetime(2020, 1, 3), datetime.datetime(2020, 1, 4)))) == [2, 3]
+    when = (datetime.datetime(2020, 1, 3), datetime.datetime(2020, 1, 4))
+    assert ids(P.query.filter(when=when)) == [2, 3]
     assert ids(P.query.filter(day=datetime.date(2020, 1, 5))) == [4]
     assert ids(P.query.filter(at=(datetime.time(3), datetime.time(4, 30)))) == [3, 4]
     assert ids(P.query.filter(flag=True, n=(None, 50))) == [1, 3, 5]
