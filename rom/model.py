@@ -12,7 +12,12 @@ from ._connect import connect, decodes_responses
 from ._helpers import ClassProperty
 from ._keygen import SORT_KEYGEN_NAMES
 from ._registry import MODELS, MODELS_REFERENCED, NULL, PENDING_ID, SKIP_ON_DELETE
-from ._coltypes import IndexOnly
+from decimal import Decimal as _DecimalValue
+
+from ._coltypes import (Boolean, Date, DateTime, Float, IndexOnly, Integer, PrimaryKey, String,
+                        Text, Time)
+from ._coltypes import Decimal as _Decimal
+from ._helpers import ts2dt, ts2t
 from ._relations import UnsafeColumn, _Unresolved
 from ._schema import _ModelMetaclass
 from ._scripts import lua
@@ -54,6 +59,12 @@ class Model(metaclass=_ModelMetaclass):
         self._modified = False
         self._deleted = False
         ns = self._namespace
+        if loading:
+            self._load(kwargs)
+            self._init = True
+            if not bypass:
+                session.add(self)
+            return
         for attr, col in self._columns.items():
             if isinstance(col, UnsafeColumn):
                 continue
@@ -72,6 +83,32 @@ class Model(metaclass=_ModelMetaclass):
         self._init = True
         if not bypass:
             session.add(self)
+
+    def _load(self, row: Dict[str, Any]) -> None:
+        """Initialise from a stored row (decoded field texts); no validation, defaults apply."""
+        cls = type(self)
+        plan = cls.__dict__.get('_rom_load_plan')
+        if plan is None:
+            plan = _load_plan(cls)
+            setattr(cls, '_rom_load_plan', plan)
+        data = self._data
+        last = self._last
+        ns = self._namespace
+        try:
+            for attr, col, convert in plan:
+                value = row.get(attr)
+                if value is None or value is False or convert is None:
+                    col._init_(self, ns, attr, None if value is False else value, True)
+                    if value is not None and value is not False and col._allowed:
+                        last[attr] = value if isinstance(value, str) else col._to_redis(value)
+                    continue
+                data[attr] = value if convert is _KEEP else convert(value)
+                last[attr] = value
+        except (ValueError, TypeError) as err:
+            raise InvalidColumnValue(*err.args)
+        pkey = self._pkey
+        if data.get(pkey) is None:
+            raise InvalidColumnValue('%s: the stored data has no primary key %r' % (ns, pkey))
 
     # --- identity -----------------------------------------------------------------------------
     @property
@@ -366,6 +403,30 @@ class Model(metaclass=_ModelMetaclass):
         if refresh_index:
             for entity in entities:
                 entity.save(True)
+
+
+_KEEP = object()
+
+
+def _load_plan(cls: Any) -> List[Tuple[str, Any, Any]]:
+    """Per column: (attr, column, converter of a stored text) for loading rows quickly.
+
+    Built-in column types get a direct converter; every other column (custom subclasses,
+    references, Json, ...) goes through its own ``_init_`` (converter None).
+    """
+    fast: Dict[type, Any] = {
+        Text: _KEEP, Integer: int, Float: float, Boolean: bool, PrimaryKey: int,
+        DateTime: lambda v: ts2dt(float(v)), Date: lambda v: ts2dt(float(v)).date(),
+        Time: lambda v: ts2t(float(v)), String: lambda v: v.encode('latin-1'),
+        _Decimal: _DecimalValue,
+    }
+    plan = []
+    for attr, col in cls._columns.items():
+        if isinstance(col, UnsafeColumn):
+            continue
+        col._model = cls._namespace
+        plan.append((attr, col, fast.get(type(col))))
+    return plan
 
 
 def _references_to(model: Any) -> List[Tuple[str, str, str]]:
