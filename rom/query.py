@@ -434,8 +434,14 @@ class Query:
         conn = connect(model)
         last = int(conn.get('%s:%s:' % (model._namespace, model._pkey)) or 0)
         skip = max(offset, 0)
-        for block in range(1, last + 1, pagesize):
-            ids = list(range(block, min(block + pagesize, last + 1)))
+        # blocks start at the size of the window asked for (first(): 1 id) and double up to
+        # pagesize, so small windows do not load whole pages
+        size = min(pagesize, max(skip + count, 1))
+        start = 1
+        while start <= last:
+            ids = list(range(start, min(start + size, last + 1)))
+            start += size
+            size = min(pagesize, size * 2)
             for item in self._page_items(conn, ids):
                 if skip:
                     skip -= 1

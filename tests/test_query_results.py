@@ -400,3 +400,15 @@ def test_deleted_rows_and_stale_ids_everywhere(people, conn):
     assert P.query.filter(n=(None, 50)).select('n').all() == [{'n': 40}, {'n': 50}]
     assert ids(P.query.filter(n=(None, 50)).limit(0, 1)) == [4]
     assert P.query.filter(n=(None, 50)).first() is None
+
+
+def test_unfiltered_first_loads_one_row(people, conn, roundtrips):
+    P = people
+    with roundtrips(conn) as rt:
+        assert P.query.first().id == 1
+    assert rt.count == 2 and rt.commands.count('HGETALL') == 1     # counter, one row
+    for i in (1, 2, 3):
+        conn.delete('P:%d' % i)
+    assert P.query.first().id == 4
+    assert P.query.limit(2, 1).first().id == 6
+    assert ids(P.query.limit(1, 4)) == [5, 6, 7, 8]
