@@ -18,7 +18,7 @@ from redis.client import Pipeline
 from ._connect import connect, to_text
 from ._helpers import _encode_unique_constraint, _prefix_score
 from ._keygen import SORT_KEYGEN_NAMES
-from ._registry import PENDING_ID
+from ._registry import PENDING_ID, is_entity
 from ._relations import UnsafeColumn
 from ._scripts import lua
 from .exceptions import (ColumnError, DataRaceError, EntityDeletedError, InvalidColumnValue,
@@ -409,6 +409,12 @@ def run_plans(conn: Any, plans: Sequence[WritePlan]
     return applied, failure, ids
 
 
+def _refers_to_new(entity: Any) -> bool:
+    """Whether a reference column of ``entity`` holds another entity that is still new."""
+    return any(is_entity(value) and value is not entity and value._new
+               for value in entity._data.values())
+
+
 def save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool = True) -> int:
     """Save entities in order with as few round trips as possible.
 
@@ -450,7 +456,10 @@ def save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool = 
         # must reach the race check (EntityDeletedError) or, with force=True, recreate it
         if not (all or entity._modified):
             continue
-        if any(entity is queued for queued, _, _ in batch):
+        if any(entity is queued for queued, _, _ in batch) or (batch and _refers_to_new(entity)):
+            # a new referenced entity is saved while this one's plan is made (ManyToOne
+            # storage): write the queued ones first, as a one-by-one loop would, so a queued
+            # target is not written twice and the writes keep their order
             flush()
         try:
             was_new = entity._new

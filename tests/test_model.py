@@ -998,3 +998,93 @@ def test_commit_after_failed_on_delete_saves_modified(conn):
         p.delete()
     rom.session.commit()
     assert not conn.hexists('FN:1', 'p')
+
+
+# --- misc model behaviour -----------------------------------------------------------------------
+
+def test_entities_have_identity_semantics(conn):
+    class IdSem(rom.Model):
+        a = rom.Integer()
+
+    assert IdSem.__eq__ is object.__eq__
+    assert IdSem.__hash__ is object.__hash__
+    assert not hasattr(IdSem, '__bool__') and not hasattr(IdSem, '__len__')
+    e = IdSem(a=0)
+    assert bool(e)
+    assert e != IdSem(a=0)
+
+
+def test_one_to_many_order_follows_index_ties_by_member(conn):
+    class OParent(rom.Model):
+        kids = rom.OneToMany('OKid')
+
+    class OKid(rom.Model):
+        p = rom.ManyToOne('OParent', 'no action')
+
+    p = OParent()
+    p.save()
+    kids = [OKid(p=p) for _ in range(11)]
+    for k in kids:
+        k.save()
+    # same score (the parent id): Redis orders ties by member bytes: '1', '10', '11', '2', ...
+    assert [k.id for k in p.kids] == sorted(range(1, 12), key=str)
+
+
+def test_apply_changes_classmethod(conn):
+    class AC(rom.Model):
+        a = rom.Integer(index=True)
+        b = rom.Text()
+
+    e = AC(a=1, b='x')
+    e.save()
+    e.a = 2
+    changes, stored = AC._apply_changes(e._last, e.to_dict())
+    assert changes == 1
+    assert stored == {'a': '2', 'b': 'x', 'id': '1'}
+    assert conn.hget('AC:1', 'a') == b'2'
+    assert conn.zscore('AC:a:idx', '1') == 2.0
+
+
+def test_redis_writer_lua_entry_point(conn):
+    class RWL(rom.Model):
+        x = rom.Integer(index=True)
+
+    rom.model.redis_writer_lua(conn, 'id', 'RWL', 1, {}, {}, [], {'id': '1', 'x': '5'},
+                               [], {'x': '5'}, [], [], [], {}, False, [])
+    assert conn.hget('RWL:1', 'x') == b'5'
+    assert conn.zscore('RWL:x:idx', '1') == 5.0
+    assert conn.hget('RWL:1', '-index-data-') == b'[{},["x"],{},{},{}]'
+    assert RWL.get(1).x == 5
+
+
+def test_aware_datetime_raises_type_error_when_stored(conn):
+    from datetime import datetime, timezone
+
+    class AW(rom.Model):
+        dt = rom.DateTime()
+
+    with pytest.raises(TypeError):
+        AW(dt=datetime(2020, 1, 1, tzinfo=timezone.utc))
+    e = AW()
+    e.dt = datetime(2020, 1, 1, tzinfo=timezone.utc)
+    with pytest.raises(TypeError):
+        e.save()
+    assert not conn.exists('AW:1') and not conn.exists('AW:2')
+
+
+def test_full_save_race_checks_every_written_column(conn):
+    class FR(rom.Model):
+        a = rom.Integer()
+        b = rom.Text()
+
+    FR(a=1, b='x').save()
+    rom.session.rollback()
+    e1 = FR.get(1)
+    rom.session.rollback()
+    e2 = FR.get(1)
+    e1.b = 'y'
+    e1.save()
+    with pytest.raises(DataRaceError) as info:
+        e2.save(full=True)
+    assert info.value.args[1:] == ('FR', '1')
+    assert conn.hget('FR:1', 'b') == b'y'

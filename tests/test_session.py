@@ -633,3 +633,57 @@ def test_single_operation_round_trips(M, conn, roundtrips):
     with roundtrips(conn) as rt:
         assert M.get(1).a == 1
     assert rt.count == 1
+
+
+# --- more commit edge cases ----------------------------------------------------------------------
+
+def test_commit_before_hook_failure_saves_earlier_only(conn):
+    class BH(rom.Model):
+        n = rom.Integer()
+
+        def _before_insert(self):
+            if self.n == 2:
+                raise RuntimeError('hook')
+
+    items = [BH(n=i) for i in range(5)]
+    with pytest.raises(RuntimeError):
+        session.commit()
+    saved = [conn.exists(e._pk) for e in items]
+    assert saved == [1, 1, 0, 0, 0]
+    assert [e._new for e in items] == [False, False, True, True, True]
+
+
+def test_commit_parent_saved_as_side_effect_once(conn):
+    class Par(rom.Model):
+        u = rom.Text(unique=True)
+
+    class Kid(rom.Model):
+        p = rom.ManyToOne('Par', 'no action')
+
+    parent = Par(u='x')
+    kid = Kid()
+    kid.p = parent  # assigned after construction: parent is still new
+    assert parent._new
+    total = session.commit()
+    assert total == 2 + 2  # parent (u, id) + kid (p, id)
+    assert conn.get('Par:id:') == b'1'
+    assert conn.hgetall('Par:u:uidx') == {b'x': b'1'}
+    assert conn.hget(kid._pk, 'p') == b'1'
+    assert not parent._new and not kid._new
+
+
+def test_commit_kid_before_parent(conn):
+    class Par2(rom.Model):
+        u = rom.Text(unique=True)
+
+    class Kid2(rom.Model):
+        p = rom.ManyToOne('Par2', 'no action')
+
+    kid = Kid2()
+    parent = Par2(u='y')
+    kid.p = parent
+    session.commit()
+    assert conn.get('Par2:id:') == b'1'
+    assert conn.hget(kid._pk, 'p') == b'1'
+    assert conn.hgetall('Par2:1') == {b'id': b'1', b'u': b'y',
+                                      b'-index-data-': b'[{},{},{},{},{}]'}

@@ -1024,3 +1024,29 @@ def test_save_and_delete_are_one_script_call(conn, roundtrips):
     with roundtrips(conn) as rt:
         e.delete()
     assert rt.count == 1 and rt.commands in (['EVALSHA'], ['EVAL'])
+
+
+def test_tuple_and_set_keygen_results_and_integer_prefix(conn):
+    class TS(rom.Model):
+        a = rom.Text(index=True, keygen=lambda v: ('x', 'y'))
+        b = rom.Text(index=True, keygen=lambda v: {'p', 'q'} if v else None)
+        n = rom.Integer(prefix=True)
+
+    TS(a='1', b='2', n=42).save()
+    assert conn.smembers('TS:a:x:idx') == {b'1'} and conn.smembers('TS:b:q:idx') == {b'1'}
+    assert conn.zrange('TS:n:pre', 0, -1, withscores=True) == [
+        (b'42\x001', float(rom.util._prefix_score('42')))]
+    assert not conn.exists('TS:n:idx')
+    assert index_data(conn, 'TS:1') == canon(['a:x', 'a:y', 'b:p', 'b:q'], [], [['n', '42']],
+                                             [], [])
+
+
+def test_index_only_unique_with_prefix_enforces_nothing(conn):
+    class IOP(rom.Model):
+        t = rom.Text()
+        io = rom.IndexOnly('t', lambda v: [v] if v else None, prefix=True, unique=True)
+
+    IOP(t='same').save()
+    IOP(t='same').save()  # compat: no uniqueness with prefix/suffix
+    assert not conn.exists('IOP:io:uidx')
+    assert len(conn.zrange('IOP:io:pre', 0, -1)) == 2
