@@ -20,8 +20,8 @@ class ClassProperty:
 
     __slots__ = ('get', 'set', 'delete')
 
-    def __init__(self, get: Callable[[type], Any], set: Optional[Callable[[type, Any], None]] = None,
-                 delete: Optional[Callable[[type], None]] = None) -> None:
+    def __init__(self, get: Callable[[Any], Any], set: Optional[Callable[[Any, Any], None]] = None,
+                 delete: Optional[Callable[[Any], None]] = None) -> None:
         self.get = get
         self.set = set
         self.delete = delete
@@ -38,15 +38,15 @@ class ClassProperty:
     def __delete__(self, obj: Any) -> None:
         self.delete(type(obj))  # type: ignore[misc]
 
-    def getter(self, get: Callable[[type], Any]) -> 'ClassProperty':
+    def getter(self, get: Callable[[Any], Any]) -> 'ClassProperty':
         """Return a copy with another getter."""
         return ClassProperty(get, self.set, self.delete)
 
-    def setter(self, set: Callable[[type, Any], None]) -> 'ClassProperty':
+    def setter(self, set: Callable[[Any, Any], None]) -> 'ClassProperty':
         """Return a copy with another setter."""
         return ClassProperty(self.get, set, self.delete)
 
-    def deleter(self, delete: Callable[[type], None]) -> 'ClassProperty':
+    def deleter(self, delete: Callable[[Any], None]) -> 'ClassProperty':
         """Return a copy with another deleter."""
         return ClassProperty(self.get, self.set, delete)
 

@@ -6,7 +6,7 @@ from collections import namedtuple
 Prefix = namedtuple('Prefix', 'attr prefix')
 Suffix = namedtuple('Suffix', 'attr suffix')
 Pattern = namedtuple('Pattern', 'attr pattern')
-Geofilter = namedtuple('Geo', 'name lon lat radius measure count')
+Geofilter = namedtuple('Geo', 'name lon lat radius measure count')  # type: ignore[name-match]
 GeoIndex = namedtuple('GeoIndex', 'name callback')
 
 Prefix.__doc__ = 'Filter record: some token of column ``attr`` starts with ``prefix``.'

@@ -292,9 +292,10 @@ class UnsafeColumn(_Column):
         if obj._deleted:
             raise ValueError('%s: the entity no longer exists' % (obj._pk,))
         cache: Dict[str, Any] = obj._cached_unsafe
-        accessor = cache.get(self._attr)
+        attr = str(self._attr)
+        accessor = cache.get(attr)
         if accessor is None:
-            accessor = cache[self._attr] = _UnsafeAccessor(obj._pk + ':' + self._attr, obj)
+            accessor = cache[attr] = _UnsafeAccessor(obj._pk + ':' + attr, obj)
         return accessor
 
     def __set__(self, obj: Any, value: Any) -> None:

@@ -358,9 +358,10 @@ def _plan_args(plan: WritePlan, out: List[Any]) -> None:
     out.append(len(entries.scores))
     for pair in entries.scores.items():
         out += pair
-    for items in (entries.prefix, entries.suffix, entries.geo):
-        out.append(len(items))
-        for triple in items:
+    triples: Sequence[Sequence[Tuple[str, str, str]]] = (entries.prefix, entries.suffix, entries.geo)
+    for group in triples:
+        out.append(len(group))
+        for triple in group:
             out += triple
 
 

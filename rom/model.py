@@ -5,7 +5,7 @@ Declarations are checked by ``rom._schema._ModelMetaclass``; writes are planned 
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, List, Tuple, Union
+from typing import Any, Dict, Iterator, List, Set, Tuple, Union
 
 from . import _search
 from ._connect import connect, decodes_responses
@@ -46,6 +46,14 @@ class Model(metaclass=_ModelMetaclass):
     _namespace: str
     _columns: Dict[str, Any]
     _pkey: str
+    _required: Set[str]
+    _index: Set[str]
+    _unique: Set[str]
+    _cunique: Set[Tuple[str, ...]]
+    _prefix: Set[str]
+    _suffix: Set[str]
+    _geo: Dict[str, Any]
+    _no_fk: bool
 
     def __init__(self, **kwargs: Any) -> None:
         loading = kwargs.pop('_loading', False)
@@ -225,7 +233,7 @@ class Model(metaclass=_ModelMetaclass):
         if failure is not None:
             raise failure
         if ids and ids[0]:
-            plan.stored[cls._pkey] = ids[0]
+            plan.stored[cls._pkey] = str(ids[0])
         return plan.changes, plan.stored
 
     @staticmethod
