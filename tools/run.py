@@ -140,7 +140,8 @@ def main(argv):
     extras, prefix = COMMANDS[argv[0]]
     py = ensure_env(extras)
     try:
-        return run([py] + prefix + argv[1:], cwd=ROOT)
+        # `python` runs where you are; the others run at the top of the checkout.
+        return run([py] + prefix + argv[1:], cwd=None if argv[0] == 'python' else ROOT)
     except KeyboardInterrupt:
         return 130
 
