@@ -22,6 +22,7 @@ from ._relations import ManyToOne, OneToOne
 from ._select import (_dict_data_factory, _get_column_data, _json_loads,  # noqa: F401
                       _list_data_factory, _namedtuple_data_factory, _select_generator,
                       _split_reply, _tuple_data_factory)
+from ._session import session  # noqa: F401  (rom.query.session is rom.util.session)
 from .exceptions import QueryError
 
 __all__ = ['ALLOWED_DIST', 'NOT_NULL', 'NUMERIC_TYPES', 'Query']
