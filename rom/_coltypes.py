@@ -347,6 +347,11 @@ class String(Column):
             return value.decode('utf-8').encode('latin-1')
         return value.encode('latin-1')
 
+    def _init_(self, obj: Any, model: str, attr: str, value: Any, loading: bool) -> None:
+        if loading and isinstance(value, bytes):  # raw stored bytes: §2.1 transport reversed
+            value = value.decode('utf-8').encode('latin-1')
+        Column._init_(self, obj, model, attr, value, loading)
+
     def _coerce(self, value: Any) -> Any:
         # construction/loading: a str is latin-1 encoded; UnicodeEncodeError (> U+00FF) and
         # AttributeError (non-str, non-bytes) propagate unwrapped (compat, spec §3.4.6)

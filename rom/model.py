@@ -105,7 +105,10 @@ class Model(metaclass=_ModelMetaclass):
         try:
             for attr, col, convert in plan:
                 value = row.get(attr)
-                if value is None or value is False or convert is None:
+                # the fast converters take decoded texts; bytes (raw rows passed by
+                # application code) go through the column's own conversion
+                if value is None or value is False or convert is None \
+                        or not isinstance(value, str):
                     col._init_(self, ns, attr, None if value is False else value, True)
                     if value is not None and value is not False and col._allowed:
                         last[attr] = value if isinstance(value, str) else col._to_redis(value)
@@ -362,6 +365,8 @@ class Model(metaclass=_ModelMetaclass):
                 lookups.append(item.decode('latin-1') if isinstance(item, bytes) else str(item))
             else:
                 lookups.append(col._to_redis(item))
+        if not lookups:  # get_by(attr=[]): HMGET needs at least one field
+            return []
         conn = connect(cls)
         ids = [i for i in conn.hmget('%s:%s:uidx' % (cls._namespace, attr), lookups) if i]
         if isinstance(value, list):

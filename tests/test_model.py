@@ -1088,3 +1088,29 @@ def test_full_save_race_checks_every_written_column(conn):
         e2.save(full=True)
     assert info.value.args[1:] == ('FR', '1')
     assert conn.hget('FR:1', 'b') == b'y'
+
+
+def test_loading_constructor_semantics(conn):
+    class LD(rom.Model):
+        r = rom.Text(required=True)
+        a = rom.Integer()
+        d = rom.Integer(default=4)
+        s = rom.String()
+
+    e = LD(_loading=True, id='7', a=False, junk='ignored')  # no required check, False -> None
+    assert e.id == 7 and e.r is None and e.a is None and e.d == 4
+    assert not e._new and not e._modified
+    assert rom.session.known['LD:7'] is e
+    assert e._last == {'id': '7'}
+    b = LD(_loading=True, _bypass_session_entirely=True, id='8', r='x', extra=1)
+    assert 'LD:8' not in rom.session.known
+    assert b.r == 'x'
+    assert LD(_loading=True, id='9', s=b'\xc3\xa9').s == b'\xe9'  # UTF-8 decoded, latin-1 encoded
+
+
+def test_get_by_unique_empty_list(conn):
+    class GE(rom.Model):
+        u = rom.Text(unique=True)
+
+    GE(u='a').save()
+    assert GE.get_by(u=[]) == []
