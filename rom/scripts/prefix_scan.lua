@@ -114,7 +114,7 @@ while i < hi and not done do
                 if pat == '' or string.find(m, pat) then
                     collect(id)
                 end
-            elseif not (#token < plen and string.sub(lit, 1, #token) == token) and less(lit, head) then
+            elseif less(lit, head) then
                 -- tokens past the prefix: nothing further can match
                 done = true
                 break
