@@ -1114,3 +1114,83 @@ def test_get_by_unique_empty_list(conn):
 
     GE(u='a').save()
     assert GE.get_by(u=[]) == []
+
+
+def test_restrict_after_hook_order(conn):
+    calls = []
+
+    class RHP(rom.Model):
+        def _before_delete(self):
+            calls.append('bd')
+
+        def _after_delete(self):
+            calls.append('ad')
+
+    class RHC(rom.Model):
+        p = rom.ManyToOne('RHP', 'restrict')
+
+    p = RHP()
+    p.save()
+    RHC(p=p).save()
+    with pytest.raises(RestrictError):
+        p.delete()
+    assert calls == ['bd']
+
+
+def test_restrict_deep_in_cascade_deletes_nothing(conn):
+    class TP(rom.Model):
+        pass
+
+    class TC(rom.Model):
+        p = rom.ManyToOne('TP', 'cascade')
+
+    class TG(rom.Model):
+        c = rom.ManyToOne('TC', 'restrict')
+
+    p = TP()
+    p.save()
+    c = TC(p=p)
+    c.save()
+    TG(c=c).save()
+    before = sorted(conn.keys('*'))
+    with pytest.raises(RestrictError) as info:
+        p.delete()
+    assert 'TC' in info.value.args[0] and 'TG' in info.value.args[0]
+    assert sorted(conn.keys('*')) == before
+    assert not p._deleted and not c._deleted
+
+
+def test_cascade_cycle_terminates(conn):
+    class Node(rom.Model):
+        parent = rom.ManyToOne('Node', 'cascade')
+
+    a, b, c = Node(), Node(), Node()
+    for e in (a, b, c):
+        e.save()
+    a.parent, b.parent, c.parent = b, c, a
+    for e in (a, b, c):
+        e.save()
+    b.delete()
+    assert sorted(conn.keys('*')) == [b'Node:id:']
+
+
+def test_set_null_skipped_for_entities_scheduled_for_deletion(conn):
+    calls = []
+
+    class SP(rom.Model):
+        pass
+
+    class SC(rom.Model):
+        p1 = rom.ManyToOne('SP', 'cascade')
+        p2 = rom.ManyToOne('SP', 'set null')
+
+        def _before_update(self):
+            calls.append('bu')
+
+    p = SP()
+    p.save()
+    c = SC(p1=p, p2=p)
+    c.save()
+    p.delete()
+    assert calls == []
+    assert sorted(conn.keys('*')) == [b'SC:id:', b'SP:id:']

@@ -1050,3 +1050,89 @@ def test_index_only_unique_with_prefix_enforces_nothing(conn):
     IOP(t='same').save()  # compat: no uniqueness with prefix/suffix
     assert not conn.exists('IOP:io:uidx')
     assert len(conn.zrange('IOP:io:pre', 0, -1)) == 2
+
+
+# --- unique keygen corner cases (§6.3) -----------------------------------------------------------
+
+def test_unique_keygen_first_non_none_element(conn):
+    class FN(rom.Model):
+        t = rom.Text()
+        io = rom.IndexOnly(keygen2=lambda attr, data: [None, data.get('t')], unique=True)
+
+    FN(t='x').save()
+    assert conn.hgetall('FN:io:uidx') == {b'x': b'1'}
+
+
+def test_unique_keygen_falsy_result_uses_storage_string(conn):
+    class FS(rom.Model):
+        t = rom.Text(unique=True, keygen=lambda v: None)
+
+    FS(t='Whole').save()
+    assert conn.hgetall('FS:t:uidx') == {b'Whole': b'1'}
+    with pytest.raises(UniqueKeyViolation):
+        FS(t='Whole').save()
+
+
+def test_unique_keygen_must_return_a_sequence(conn):
+    class FD(rom.Model):
+        t = rom.Text(unique=True, keygen=rom.SIMPLE)
+
+    e = FD(t='x')
+    e.id
+    before = dump(conn)
+    with pytest.raises(TypeError) as info:
+        e.save()
+    assert 'dict' in str(info.value)
+    assert dump(conn) == before
+
+
+def test_boolean_true_unique(conn):
+    class BU(rom.Model):
+        b = rom.Boolean(unique=True)
+
+    BU(b=True).save()
+    assert conn.hgetall('BU:b:uidx') == {b'1': b'1'}
+    with pytest.raises(UniqueKeyViolation):
+        BU(b=True).save()
+    BU(b=False).save()
+    BU(b=False).save()
+
+
+# --- decode_responses=True clients (storage §2.5) ---------------------------------------------------
+
+@pytest.fixture
+def decoding(decoding_conn):
+    rom.util.CONNECTION = decoding_conn
+    return decoding_conn
+
+
+def test_decoding_client_failures_and_reads(conn, decoding):
+    class DC(rom.Model):
+        u = rom.Text(unique=True)
+        n = rom.Float(index=True)
+        s = rom.String()
+
+    a = DC(u='\xe9', n=1.5, s=b'\xff\x00')
+    a.save()
+    assert conn.hget('DC:1', 's') == b'\xc3\xbf\x00'
+    with pytest.raises(UniqueKeyViolation) as info:
+        DC(u='\xe9').save()
+    assert info.value.args[1:] == ('DC', '2')
+    rom.session.rollback()
+    e1 = DC.get(1)
+    rom.session.rollback()
+    e2, = DC.get([1])
+    assert e2.s == b'\xff\x00' and e2.u == '\xe9' and e2.n == 1.5
+    e1.n = 2.5
+    e1.save()
+    e2.n = 3.5
+    with pytest.raises(DataRaceError) as info:
+        e2.save()
+    assert info.value.args[1:] == ('DC', '1')
+    assert DC.get_by(u='\xe9').id == 1
+    assert [e.id for e in DC.get_by(n=(2, 3))] == [1]
+    assert DC.get_by(n=(3, 4)) == []
+    e1.delete()
+    with pytest.raises(EntityDeletedError):
+        e2.save()
+    assert sorted(conn.keys('DC:*')) == [b'DC:id:']
