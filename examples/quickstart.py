@@ -16,26 +16,30 @@ import redis
 
 import rom
 import rom.util
-from rom import Float, IDENTITY_CI, FULL_TEXT, Integer, Model, PrimaryKey, Text
+from rom import FULL_TEXT, IDENTITY_CI, Float, GeoIndex, Integer, Model, PrimaryKey, Text
 from rom.testing import start_embedded_redis
 
 
 class User(Model):
-    """A user: a unique e-mail (exact and ``endswith`` lookups), a full-text name, an age."""
+    """A user: a unique e-mail (exact, pattern and ``endswith`` lookups), a full-text name
+    (words and word prefixes), an age, and a home position in a geo index."""
 
     _namespace = 'QuickstartUser'  # key prefix: keeps the demo's keys apart from yours
     id = PrimaryKey()
-    email = Text(required=True, unique=True, suffix=True, keygen=IDENTITY_CI)
-    name = Text(index=True, keygen=FULL_TEXT)
+    email = Text(required=True, unique=True, prefix=True, suffix=True, keygen=IDENTITY_CI)
+    name = Text(index=True, prefix=True, keygen=FULL_TEXT)
     age = Integer(index=True)
     created_at = Float(default=time.time)
+    lon = Float()
+    lat = Float()
+    geo_index = [GeoIndex('home', lambda data: {'lon': data.lon, 'lat': data.lat})]
 
 
 PEOPLE = [
-    ('Ada.Lovelace@Example.com', 'Ada Lovelace', 36),
-    ('alan@turing.example.org', 'Alan Turing', 41),
-    ('grace@example.com', 'Grace Brewster Hopper', 85),
-    ('edsger@dijkstra.example.org', 'Edsger Wybe Dijkstra', 72),
+    ('Ada.Lovelace@Example.com', 'Ada Lovelace', 36, -0.1276, 51.5072),     # London
+    ('alan@turing.example.org', 'Alan Turing', 41, -2.2426, 53.4808),       # Manchester
+    ('grace@example.com', 'Grace Brewster Hopper', 85, -77.0369, 38.9072),  # Washington
+    ('edsger@dijkstra.example.org', 'Edsger Wybe Dijkstra', 72, 4.8952, 52.3702),  # Amsterdam
 ]
 
 
@@ -50,8 +54,8 @@ def demo() -> None:
     for user in stale:
         user.delete()
     print('Saving %d users ...' % len(PEOPLE))
-    for email, name, age in PEOPLE:
-        user = User(email=email, name=name, age=age)
+    for email, name, age, lon, lat in PEOPLE:
+        user = User(email=email, name=name, age=age, lon=lon, lat=lat)
         user.save()
         print('  saved %s as User id %s' % (user.name, user.id))
 
@@ -71,6 +75,17 @@ def demo() -> None:
     print('Suffix query on the e-mail:')
     show('User.query.endswith(email="example.org")',
          User.query.endswith(email='example.org').order_by('age').all())
+
+    print('Prefix query on the words of the name:')
+    show('User.query.startswith(name="ed")', User.query.startswith(name='ed').all())
+
+    print('Pattern query on the e-mail (? = one optional character, * = anything):')
+    show('User.query.like(email="a*@*example.*")',
+         User.query.like(email='a*@*example.*').order_by('age').all())
+
+    print('Geo query: who lives within 400 km of London, nearest first?')
+    show('User.query.near("home", -0.1276, 51.5072, 400, "km")',
+         User.query.near('home', -0.1276, 51.5072, 400, 'km').all())
 
     print('Counting: %d users are 40 or older' % User.query.filter(age=(40, None)).count())
 
