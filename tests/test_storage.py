@@ -343,3 +343,80 @@ def test_loaded_row_unknown_fields_left_in_place(conn):
     e.a = 2
     e.save()
     assert conn.hget('UF:1', 'removed_col') == b'x'
+
+
+# --- property tests: encodings round-trip byte-exactly -------------------------------------------
+
+from datetime import datetime, time as dtime  # noqa: E402
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+PROPS = settings(max_examples=40, deadline=None,
+                 suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@pytest.fixture
+def Enc(conn):
+    class Enc(rom.Model):
+        t = rom.Text()
+        s = rom.String()
+        i = rom.Integer()
+        f = rom.Float()
+        dt = rom.DateTime()
+        tm = rom.Time()
+        j = rom.Json()
+
+    return Enc
+
+
+def _roundtrip(model, conn, **values):
+    e = model(**values)
+    e.save()
+    row = conn.hgetall(e._pk)
+    rom.session.rollback()
+    return row, model.get(e.id)
+
+
+@PROPS
+@given(st.text(alphabet=st.characters(blacklist_categories=('Cs',))))
+def test_text_roundtrip(Enc, conn, value):
+    row, loaded = _roundtrip(Enc, conn, t=value)
+    assert row[b't'] == value.encode('utf-8')
+    assert loaded.t == value
+
+
+@PROPS
+@given(st.binary())
+def test_string_roundtrip(Enc, conn, value):
+    row, loaded = _roundtrip(Enc, conn, s=value)
+    assert row[b's'] == value.decode('latin-1').encode('utf-8')
+    assert loaded.s == value
+
+
+@PROPS
+@given(st.integers(min_value=-10 ** 30, max_value=10 ** 30),
+       st.floats(allow_nan=False))
+def test_number_roundtrip(Enc, conn, i, f):
+    row, loaded = _roundtrip(Enc, conn, i=i, f=f)
+    assert row[b'i'] == str(i).encode() and row[b'f'] == repr(f).encode()
+    assert loaded.i == i and loaded.f == f
+
+
+@PROPS
+@given(st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2100, 1, 1)),
+       st.times())
+def test_datetime_and_time_roundtrip(Enc, conn, dt, tm):
+    row, loaded = _roundtrip(Enc, conn, dt=dt, tm=tm)
+    assert row[b'dt'] == repr(util.dt2ts(dt)).encode()
+    assert row[b'tm'] == repr(util.t2ts(tm)).encode()
+    assert loaded.dt == dt
+    assert loaded.tm == tm
+
+
+@PROPS
+@given(st.dictionaries(st.text(max_size=5), st.one_of(st.integers(), st.text(max_size=5),
+                                                       st.booleans(), st.none())))
+def test_json_roundtrip(Enc, conn, value):
+    row, loaded = _roundtrip(Enc, conn, j=value)
+    assert row[b'j'] == json.dumps(value, sort_keys=True).encode()
+    assert loaded.j == value
