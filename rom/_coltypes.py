@@ -46,9 +46,14 @@ def _type_names(allowed: Any) -> str:
 
 
 def _wrap_keygen(keygen: Callable[[Any], Any]) -> Callable[[str, dict], Any]:
+    numeric = keygen is _numeric_keygen
+
     @functools.wraps(keygen)
     def wrapper(attr: str, data: dict) -> Any:
-        return keygen(data.get(attr))
+        value = data.get(attr)
+        if numeric and isinstance(value, bool):
+            value = int(value)  # a bool in Integer/Float is stored '1'/'0' (N1): score 1/0
+        return keygen(value)
     wrapper._rom_own_column_only = True  # type: ignore[attr-defined]
     return wrapper
 

@@ -1136,3 +1136,15 @@ def test_decoding_client_failures_and_reads(conn, decoding):
     with pytest.raises(EntityDeletedError):
         e2.save()
     assert sorted(conn.keys('DC:*')) == [b'DC:id:']
+
+
+def test_indexed_bool_in_numeric_columns_N1(conn):
+    class NB1(rom.Model):
+        i = rom.Integer(index=True)
+        f = rom.Float(index=True)
+
+    NB1(i=True, f=False).save()
+    assert conn.hget('NB1:1', 'i') == b'1' and conn.hget('NB1:1', 'f') == b'0'
+    assert conn.zscore('NB1:i:idx', '1') == 1.0
+    assert conn.zscore('NB1:f:idx', '1') == 0.0
+    assert [e.id for e in NB1.get_by(i=1)] == [1]
