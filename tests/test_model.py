@@ -1194,3 +1194,46 @@ def test_set_null_skipped_for_entities_scheduled_for_deletion(conn):
     p.delete()
     assert calls == []
     assert sorted(conn.keys('*')) == [b'SC:id:', b'SP:id:']
+
+
+def test_zrange_limit_iterator(conn):
+    from rom.model import _zrange_limit_iterator
+    conn.zadd('zz', {str(i): i for i in range(250)})
+    pages = list(_zrange_limit_iterator(conn, 'zz', '-inf', '+inf', 100))
+    assert [len(p) for p in pages] == [100, 100, 50]
+    assert pages[2][-1] == b'249'
+    conn.zrem('zz', *[str(i) for i in range(200, 250)])
+    assert [len(p) for p in _zrange_limit_iterator(conn, 'zz', 0, '(150', 100)] == [100, 50]
+    assert [len(p) for p in _zrange_limit_iterator(conn, 'zz', '-inf', '+inf', 100)] == \
+        [100, 100, 0]
+
+
+def test_get_by_boolean_and_list_values_use_queries(conn):
+    class GBB(rom.Model):
+        flag = rom.Boolean(index=True)
+        t = rom.Text(index=True, keygen=rom.IDENTITY)
+
+    a, b, c = GBB(flag=True, t='x'), GBB(flag=False, t='y'), GBB(flag=True, t='z')
+    for e in (a, b, c):
+        e.save()
+    assert GBB.get_by(flag=True) == [a, c]
+    assert GBB.get_by(flag=False) == [b]
+    assert sorted(e.id for e in GBB.get_by(t=['x', 'y'])) == [1, 2]
+
+
+def test_delete_twice_reruns_hooks(conn):
+    calls = []
+
+    class DT(rom.Model):
+        def _before_delete(self):
+            calls.append('bd')
+
+        def _after_delete(self):
+            calls.append('ad')
+
+    e = DT()
+    e.save()
+    e.delete()
+    e.delete()
+    assert calls == ['bd', 'ad', 'bd', 'ad']
+    assert sorted(conn.keys('*')) == [b'DT:id:']
