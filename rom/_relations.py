@@ -26,7 +26,25 @@ class _Unresolved:
         self.id = id_text
 
 
-class ManyToOne(Column):
+class _Related:
+    """Lookup of the model named by ``_ftable`` (shared by the relation columns)."""
+
+    _ftable: str
+    _attr: Optional[str]
+
+    def get_related_model(self) -> Any:
+        """The referenced model class, or None when it is not registered."""
+        return MODELS.get(self._ftable)
+
+    def _target(self, ns: Any) -> Any:
+        model = MODELS.get(self._ftable)
+        if model is None:
+            raise ORMError('model %r referenced by %s.%s is not defined'
+                           % (self._ftable, ns, self._attr))
+        return model
+
+
+class ManyToOne(_Related, Column):
     """A reference to an entity of model ``ftable`` (stored as its id, always indexed).
 
     ``on_delete`` is one of ``'no action'``, ``'restrict'``, ``'cascade'``, ``'set null'``,
@@ -56,17 +74,6 @@ class ManyToOne(Column):
 
     def _is_reference(self) -> bool:
         return True
-
-    def get_related_model(self) -> Any:
-        """The referenced model class, or None when it is not registered."""
-        return MODELS.get(self._ftable)
-
-    def _target(self, ns: Any) -> Any:
-        model = MODELS.get(self._ftable)
-        if model is None:
-            raise ORMError('model %r referenced by %s.%s is not defined'
-                           % (self._ftable, ns, self._attr))
-        return model
 
     def __get__(self, obj: Any, cls: Optional[type] = None) -> Any:
         if obj is None:
@@ -196,7 +203,7 @@ class ForeignModel(Column):
         return old_s == new_s
 
 
-class OneToMany(Column):
+class OneToMany(_Related, Column):
     """The reverse side of a ``ManyToOne``/``OneToOne``: reading it returns a list of entities."""
 
     _virtual = True
@@ -208,17 +215,6 @@ class OneToMany(Column):
         self._ftable = ftable
         self._column = column
         Column.__init__(self)
-
-    def get_related_model(self) -> Any:
-        """The referenced model class, or None when it is not registered."""
-        return MODELS.get(self._ftable)
-
-    def _target(self, ns: Any) -> Any:
-        model = MODELS.get(self._ftable)
-        if model is None:
-            raise ORMError('model %r referenced by %s.%s is not defined'
-                           % (self._ftable, ns, self._attr))
-        return model
 
     def _init_(self, obj: Any, model: str, attr: str, value: Any, loading: bool) -> None:
         self._model = model
