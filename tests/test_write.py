@@ -1148,3 +1148,38 @@ def test_indexed_bool_in_numeric_columns_N1(conn):
     assert conn.zscore('NB1:i:idx', '1') == 1.0
     assert conn.zscore('NB1:f:idx', '1') == 0.0
     assert [e.id for e in NB1.get_by(i=1)] == [1]
+
+
+def test_concurrent_unique_claims_one_winner(conn):
+    import threading
+
+    class CC(rom.Model):
+        u = rom.Text(unique=True)
+        n = rom.Integer(index=True)
+
+    results = []
+    barrier = threading.Barrier(4)
+
+    def worker(k):
+        barrier.wait()
+        for i in range(10):
+            e = CC(u='v%i' % i, n=k)
+            try:
+                e.save()
+                results.append(('ok', i, e.id))
+            except UniqueKeyViolation:
+                results.append(('dup', i, None))
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [r for r in results if r[0] == 'ok']
+    assert sorted(i for _, i, _ in winners) == list(range(10))
+    assert len(results) == 40
+    uidx = conn.hgetall('CC:u:uidx')
+    assert uidx == {('v%i' % i).encode(): str(eid).encode() for _, i, eid in winners}
+    rows = [k for k in conn.keys('CC:*') if k.count(b':') == 1]
+    assert len(rows) == 10
+    assert conn.zcard('CC:n:idx') == 10
