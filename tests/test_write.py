@@ -1183,3 +1183,111 @@ def test_concurrent_unique_claims_one_winner(conn):
     rows = [k for k in conn.keys('CC:*') if k.count(b':') == 1]
     assert len(rows) == 10
     assert conn.zcard('CC:n:idx') == 10
+
+
+# --- invariant: after any sequence of saves/deletes the indexes match the rows -------------------
+
+def _expected_index_state(conn, model):
+    """Index members implied by every stored row's ``-index-data-`` plus its unique values."""
+    from rom._write import parse_index_data
+    ns = model._namespace
+    sets, zsets, uniques = {}, {}, {}
+    for key in conn.keys(ns + ':*'):
+        name = key.decode('utf-8')
+        rest = name[len(ns) + 1:]
+        if not rest.isdigit():
+            continue
+        row = conn.hgetall(key)
+        keys, scored, prefix, suffix, geo = parse_index_data(row[b'-index-data-'])
+        for k in keys:
+            sets.setdefault('%s:%s:idx' % (ns, k), set()).add(rest)
+        for k in scored:
+            zsets.setdefault('%s:%s:idx' % (ns, k), set()).add(rest)
+        for attr, token in prefix:
+            zsets.setdefault('%s:%s:pre' % (ns, attr), set()).add(token + '\0' + rest)
+        for attr, token in suffix:
+            zsets.setdefault('%s:%s:suf' % (ns, attr), set()).add(token + '\0' + rest)
+        for g in geo:
+            zsets.setdefault('%s:%s:geo' % (ns, g), set()).add(rest)
+        if b'u' in row:
+            uniques[row[b'u'].decode('utf-8')] = rest
+    return sets, zsets, uniques
+
+
+def _actual_index_state(conn, model):
+    ns = model._namespace
+    sets, zsets = {}, {}
+    for key in conn.keys(ns + ':*'):
+        name = key.decode('utf-8')
+        kind = conn.type(key)
+        if kind == b'set':
+            sets[name] = {m.decode('utf-8') for m in conn.smembers(key)}
+        elif kind == b'zset':
+            zsets[name] = {m.decode('utf-8') for m in conn.zrange(key, 0, -1)}
+    uniques = {k.decode('utf-8'): v.decode('utf-8')
+               for k, v in conn.hgetall(ns + ':u:uidx').items()}
+    return sets, zsets, uniques
+
+
+def test_random_operations_keep_indexes_consistent(conn):
+    import random
+    rnd = random.Random(1234)
+
+    def geo(d):
+        return {'lon': d.x, 'lat': d.x} if d.x is not None and abs(d.x) < 80 else []
+
+    class Inv(rom.Model):
+        u = rom.Text(unique=True)
+        x = rom.Integer(index=True)
+        t = rom.Text(index=True, prefix=True, suffix=True, keygen=rom.FULL_TEXT)
+        s = rom.Text(index=True, prefix=True, keygen=rom.SIMPLE_CI)
+        b = rom.Boolean(index=True)
+        geo_index = [rom.GeoIndex('g', geo)]
+
+    words = ['alpha', 'beta', 'Gamma', 'd\xe9lta', 'eps/ilon', '']
+    live = []
+    for step in range(150):
+        op = rnd.random()
+        if op < 0.35 or not live:
+            e = Inv(u='u%i' % rnd.randrange(40), x=rnd.randrange(-100, 100),
+                    t=' '.join(rnd.sample(words, 2)), s=rnd.choice(words) or None,
+                    b=rnd.choice([True, False, None]))
+            try:
+                e.save()
+                live.append(e)
+            except UniqueKeyViolation:
+                rom.session.forget(e)
+        elif op < 0.8:
+            e = rnd.choice(live)
+            attr = rnd.choice(['u', 'x', 't', 's', 'b'])
+            value = {'u': 'u%i' % rnd.randrange(40), 'x': rnd.choice([None, rnd.randrange(99)]),
+                     't': rnd.choice([None, ' '.join(rnd.sample(words, 3))]),
+                     's': rnd.choice(words) or None, 'b': rnd.choice([True, False, None])}[attr]
+            setattr(e, attr, value)
+            try:
+                e.save()
+            except UniqueKeyViolation:
+                e.refresh(force=True)
+        else:
+            e = rnd.choice(live)
+            live.remove(e)
+            e.delete()
+        if step % 25 == 24:
+            assert _actual_index_state(conn, Inv) == _expected_index_state(conn, Inv)
+    assert _actual_index_state(conn, Inv) == _expected_index_state(conn, Inv)
+    # and every row's bookkeeping is what a fresh save would write
+    from rom._write import compute_index_entries, parse_index_data
+    rom.session.rollback()
+    for e in live:
+        loaded = Inv.get(e.id)
+        want = compute_index_entries(Inv, loaded.to_dict(), str(e.id))
+        keys, scored, prefix, suffix, geo_names = parse_index_data(
+            conn.hget(loaded._pk, '-index-data-'))
+        assert sorted(keys) == sorted(want.keys)
+        assert sorted(scored) == sorted(want.scores)
+        assert sorted(prefix) == sorted((a, t) for a, t, _ in want.prefix)
+        assert sorted(suffix) == sorted((a, t) for a, t, _ in want.suffix)
+        assert sorted(geo_names) == sorted({g[0] for g in want.geo})
+    for e in live:
+        Inv.get(e.id).delete()
+    assert sorted(conn.keys('*')) == [b'Inv:id:']
