@@ -590,6 +590,7 @@ def test_get_single_and_many(conn, roundtrips):
     with roundtrips(conn) as rt:
         many = GT.get([3, 1, 99, 5, 2])
     assert rt.count == 1
+    assert rt.commands == ['MULTI'] + ['HGETALL'] * 5 + ['EXEC']
     assert [e.id for e in many] == [3, 1, 5, 2]
     assert [e.a for e in many] == [2, 0, 4, 1]
     with roundtrips(conn) as rt:

@@ -1291,3 +1291,26 @@ def test_random_operations_keep_indexes_consistent(conn):
     for e in live:
         Inv.get(e.id).delete()
     assert sorted(conn.keys('*')) == [b'Inv:id:']
+
+
+def test_keygen2_and_geo_callbacks_see_the_id(conn):
+    seen = []
+
+    def geo(d):
+        seen.append(d['id'])
+        return []
+
+    class SeeId(rom.Model):
+        a = rom.Integer()
+        k = rom.IndexOnly(keygen2=lambda attr, data: ['id%s' % data['id']], index=True)
+        geo_index = [rom.GeoIndex('g', geo)]
+
+    e = SeeId(a=1)
+    e.save()
+    assert seen == [1]
+    assert conn.smembers('SeeId:k:id1:idx') == {b'1'}
+    other = SeeId(a=2)
+    session_saved = rom.session.commit()
+    assert session_saved == 3  # a, k, id
+    assert conn.smembers('SeeId:k:id2:idx') == {b'2'} and seen == [1, 2]
+    assert other.id == 2
