@@ -26,7 +26,6 @@ from .exceptions import (ColumnError, DataRaceError, EntityDeletedError, Invalid
 
 _DOUBLE_TEXT = re.compile(r'[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf|infinity)\Z',
                           re.IGNORECASE)
-_MIN_NORMAL = 2.2250738585072014e-308
 _GEO_LAT_LIMIT = 85.05112878
 _MAX_BLOCKS_PER_CALL = 500
 
@@ -106,8 +105,6 @@ def _score_text(value: Any) -> Optional[str]:
         return None  # overflow
     if number == 0 and re.search(r'[1-9]', text.split('e')[0].split('E')[0]):
         return None  # underflow to zero
-    if number != 0 and abs(number) < _MIN_NORMAL:
-        return None  # subnormal: strtod reports a range error
     return text
 
 

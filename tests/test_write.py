@@ -618,10 +618,11 @@ def test_force_save_skips_race_check(Race, conn):
 # --- W1: invalid scores rejected before anything is sent -----------------------------------
 
 BAD_SCORES = [None, True, False, float('nan'), 'nan', 'NaN', Decimal('NaN'), '', 'abc', '1_0',
-              ' 5', '5 ', '1e400', '1e-400', 10 ** 400, [1], {'a': 1}, b'nan']
+              ' 5', '5 ', '1e400', '1e-400', '2e-324', 10 ** 400, [1], {'a': 1}, b'nan']
 GOOD_SCORES = [(5, 5.0), (1.5, 1.5), (Decimal('2.5'), 2.5), ('1e5', 1e5), ('inf', math.inf),
                ('-inf', -math.inf), ('Infinity', math.inf), ('-INF', -math.inf), (b'7', 7.0),
-               ('-3.25', -3.25), (float('inf'), math.inf)]
+               ('-3.25', -3.25), (float('inf'), math.inf),
+               ('1e-310', 1e-310), (5e-324, 5e-324)]  # subnormals: Redis accepts them
 
 
 @pytest.mark.parametrize('score', BAD_SCORES, ids=repr)
