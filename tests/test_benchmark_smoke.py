@@ -1,0 +1,46 @@
+"""Smoke test of the benchmark script (benchmarks/bench.py): it runs, checks its answers and
+reports every workload. It measures nothing; the benchmark itself is run by hand."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, 'benchmarks', 'bench.py')
+
+WORKLOADS = {
+    'insert_one', 'bulk_insert', 'get_one', 'get_100', 'get_by_unique', 'range_order_limit',
+    'fulltext_word', 'text_range_bool', 'startswith', 'endswith', 'count', 'one_to_many',
+    'update_two_indexed', 'delete_cascade',
+}
+
+
+def test_bench_smoke(redis_url: str, tmp_path) -> None:
+    out = tmp_path / 'bench.json'
+    proc = subprocess.run(
+        [sys.executable, BENCH, '--smoke', '--flush', '--url', redis_url, '--json', str(out)],
+        capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert set(report['workloads']) == WORKLOADS
+    for name, workload in report['workloads'].items():
+        assert workload['correct'], (name, workload['errors'])
+        assert workload['rom']['ops'] > 0 and workload['floor']['ops'] > 0, name
+        assert workload['rom']['ops_per_s'] > 0 and workload['floor']['ops_per_s'] > 0, name
+        assert isinstance(workload['met'], bool), name
+    assert report['memory']['layout_identical'] and report['memory']['layout_identical_at_end']
+    assert report['meta']['users'] == 50
+    for name in WORKLOADS:  # the table on stdout names every workload and its verdict
+        assert name in proc.stdout
+    assert 'MET' in proc.stdout or 'MISSED' in proc.stdout
+
+
+def test_bench_refuses_a_non_empty_database(redis_url: str, conn) -> None:
+    conn.set('precious', 'data')
+    proc = subprocess.run([sys.executable, BENCH, '--smoke', '--url', redis_url],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 2
+    assert 'not empty' in proc.stderr
+    assert conn.get('precious') == b'data'
