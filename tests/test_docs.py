@@ -58,11 +58,15 @@ def test_examples_run(page: Path) -> None:
                               _page_id(page), str(page), 0)
     runner = doctest.DocTestRunner(optionflags=FLAGS)
     report: List[str] = []
+    modules_before = set(sys.modules)
     try:
         runner.run(test, out=report.append, clear_globs=True)
     finally:
         import rom.util
         rom.util.session.rollback()
+        for name in set(sys.modules) - modules_before:  # modules a page built by hand
+            if getattr(sys.modules[name], '__file__', None) is None:
+                del sys.modules[name]
     assert runner.failures == 0, ''.join(report)
     if page.name in EXAMPLE_PAGES:
         assert runner.tries > 0, '%s has no >>> example' % (page,)
