@@ -61,6 +61,7 @@ class WritePlan(NamedTuple):
     pkey: str
     is_delete: bool
     race: List[Tuple[str, str]]
+    absent: List[str]  # fields that must still be absent (race check, like ``race``)
     claims: List[Tuple[str, str]]
     releases: List[Tuple[str, str]]
     hdel: List[str]
@@ -231,6 +232,34 @@ def compute_index_entries(model: Any, data: Dict[str, Any], id_text: str = '') -
 
 
 # --- change computation (models spec §6) -------------------------------------------------------
+def _guarded_columns(model: Any) -> Any:
+    """Columns whose stored value this entity's index entries or unique claims depend on.
+
+    Every save rewrites all index entries and re-claims all unique values from the
+    in-memory data, so each of these columns is race-checked even when this save does not
+    change it: otherwise a save by a stale handle re-indexes a value another writer has
+    since replaced or removed (the index would then disagree with the row). Returns a set
+    of names, or ``True`` when any stored column may matter (geo callbacks, ``keygen2``
+    and ``IndexOnly`` keygens read the whole entity).
+    """
+    if model._geo:
+        return True
+    guarded = set()
+    for attr, col in model._columns.items():
+        if isinstance(col, UnsafeColumn):
+            continue
+        keygen = col._keygen
+        if keygen and (col._index or col._prefix or col._suffix or col._unique):
+            if not getattr(keygen, '_rom_own_column_only', False):
+                return True
+            guarded.add(attr)
+        elif col._unique:
+            guarded.add(attr)
+    for group in model._cunique:
+        guarded.update(group)
+    return guarded
+
+
 def _first(result: Any) -> Any:
     for item in result:
         return item
@@ -252,6 +281,8 @@ def plan_write(model: Any, old: Dict[str, Any], new: Dict[str, Any], full: bool 
     pending = pk_value is PENDING_ID
     id_text = '' if pending else str(pk_value)
     race: List[Tuple[str, str]] = []
+    absent: List[str] = []
+    guarded = _guarded_columns(model)
     claims: List[Tuple[str, str]] = []
     releases: List[Tuple[str, str]] = []
     hdel: List[str] = []
@@ -278,6 +309,12 @@ def plan_write(model: Any, old: Dict[str, Any], new: Dict[str, Any], full: bool 
             unchanged = old_s is None
         else:
             unchanged = old_s is not None and col._equal(old_s, new_v, new_s)
+        if (guarded is True or attr in guarded) and not getattr(col, '_virtual', False):
+            # the stored value this save's index entries and unique claims rely on
+            if old_s is not None:
+                race.append((attr, old_s))
+            elif not is_new:
+                absent.append(attr)
         if unchanged and not full:
             continue
         changes += 1
@@ -286,7 +323,7 @@ def plan_write(model: Any, old: Dict[str, Any], new: Dict[str, Any], full: bool 
                 hdel.append(attr)
         else:
             hset.append((attr, new_s))
-            if old_s is not None:
+            if old_s is not None and not (guarded is True or attr in guarded):
                 race.append((attr, old_s))
     for group in model._cunique:
         old_values = [old.get(c) for c in group]
@@ -297,15 +334,22 @@ def plan_write(model: Any, old: Dict[str, Any], new: Dict[str, Any], full: bool 
             claims.append((':'.join(group), _encode_unique_constraint(new_values)))
     if is_new:
         race = []
+        absent = []
     else:
         race.insert(0, (pkey, id_text))
     if delete:
-        race = []
-        claims = []
+        # no race check; the unique-related fields are still compared: when another writer
+        # changed them since ``old`` was read, the script releases every unique field that
+        # maps to this id instead of only those derived from ``old``
+        race = [(attr, value) for attr, value in race
+                if attr != pkey and (guarded is True or attr in guarded)]
+        names = [attr for attr, col in model._columns.items()
+                 if not isinstance(col, UnsafeColumn) and col._unique]
+        claims = [(name, '') for name in names + [':'.join(g) for g in model._cunique]]
         entries = _empty_entries()
     else:
         entries = compute_index_entries(model, new, id_text)
-    return WritePlan(ns, id_text, pkey, delete, race, claims, releases, hdel, hset, unsafe,
+    return WritePlan(ns, id_text, pkey, delete, race, absent, claims, releases, hdel, hset, unsafe,
                      entries, changes, stored)
 
 
@@ -338,7 +382,12 @@ def _plan_unique(col: Any, attr: str, old: Dict[str, Any], new: Dict[str, Any], 
 # --- execution -------------------------------------------------------------------------------
 def _plan_args(plan: WritePlan, out: List[Any]) -> None:
     out += (plan.namespace, plan.id, plan.pkey, '1' if plan.is_delete else '0')
-    for items in (plan.race, plan.claims, plan.releases):
+    out.append(len(plan.race))
+    for pair in plan.race:
+        out += pair
+    out.append(len(plan.absent))
+    out += plan.absent
+    for items in (plan.claims, plan.releases):
         out.append(len(items))
         for pair in items:
             out += pair

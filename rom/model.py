@@ -23,7 +23,8 @@ from ._schema import _ModelMetaclass
 from ._scripts import lua
 from ._session import session
 from ._write import AttrDict, IndexEntries, WritePlan, plan_write, run_plans, save_entities
-from .exceptions import InvalidColumnValue, InvalidOperation, QueryError, RestrictError
+from .exceptions import (DataRaceError, EntityDeletedError, InvalidColumnValue,
+                         InvalidOperation, QueryError, RestrictError)
 from .query import NUMERIC_TYPES, Query
 
 __all__ = ['Model', 'redis_writer_lua']
@@ -410,12 +411,31 @@ class Model(metaclass=_ModelMetaclass):
                              % (txn_model._pk, txn_attr))
         if reply == 'balance':
             raise ValueError('transfer(): %s.%s is less than %r' % (self._pk, attr, value))
-        if refresh_index or refresh_entities:
-            for entity in entities:
-                entity.refresh()
         if refresh_index:
             for entity in entities:
-                entity.save(True)
+                _reindex(entity)
+        elif refresh_entities:
+            for entity in entities:
+                entity.refresh()
+
+
+def _reindex(entity: Model, attempts: int = 20) -> None:
+    """Reload ``entity`` and rewrite its indexes (after a transfer changed its row).
+
+    The transfer has already been made, so a concurrent writer changing the row between
+    the reload and the save must not make the caller believe it failed (nor leave the
+    index stale): reload and save again until the save goes through.
+    """
+    for attempt in range(attempts):
+        entity.refresh(force=True)
+        try:
+            entity.save(True)
+            return
+        except DataRaceError:
+            if attempt == attempts - 1:
+                raise
+        except EntityDeletedError:
+            return  # deleted concurrently: nothing left to index
 
 
 _KEEP = object()
@@ -508,7 +528,7 @@ def redis_writer_lua(conn: Any, pkey: str, namespace: str, id: Any, unique: Dict
     entries = IndexEntries(list(keys), {k: str(v) for k, v in scored.items()},
                            [tuple(p) for p in prefix], [tuple(s) for s in suffix],
                            [tuple(g) for g in geo])
-    plan = WritePlan(namespace, id_text, pkey, bool(is_delete), race, list(unique.items()),
+    plan = WritePlan(namespace, id_text, pkey, bool(is_delete), race, [], list(unique.items()),
                      list(udelete.items()), list(delete), list(data.items()),
                      list(keys_to_delete), entries, 0, {})
     done, failure, _ = run_plans(conn, [plan])

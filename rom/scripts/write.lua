@@ -4,7 +4,12 @@
 --   ns, id ('' = allocate it with INCR <ns>:<pk>: and write the pk field), pk field name,
 --   is_delete ('1' | '0'),
 --   n_race,    n x (field, expected stored value)       -- data-race check (updates only)
+--   n_absent,  n x field                                 -- fields that must still be absent
 --   n_claim,   n x (unique index name, value)            -- unique values to claim
+--     (deletes: race/absent list the unique-related fields as last read and claims name
+--     every unique index with an empty value; nothing is claimed and a delete never fails:
+--     when a listed field changed since, every field of those unique indexes that maps to
+--     this id is released, so a concurrent change of a unique value cannot leave it behind)
 --   n_release, n x (unique index name, value)            -- unique values to release
 --   n_hdel,    n x field                                 -- row fields to delete
 --   n_hset,    n x (field, value)                        -- row fields to write
@@ -123,7 +128,13 @@ for block = 1, blocks do
             changed[#changed + 1] = field
         end
     end
-    if #changed > 0 then
+    for _ = 1, count() do
+        local field = arg()
+        if redis.call('HEXISTS', row, field) == 1 then
+            changed[#changed + 1] = field
+        end
+    end
+    if #changed > 0 and not is_delete then
         return result(block - 1, 'race', changed)
     end
 
@@ -131,14 +142,33 @@ for block = 1, blocks do
     for i = 1, count() do
         local name = arg()
         local value = arg()
-        local owner = redis.call('HGET', ns .. ':' .. name .. ':uidx', value)
-        if owner and owner ~= id then
-            return result(block - 1, 'unique', {name})
+        if is_delete then
+            claims[i] = name
+        else
+            local owner = redis.call('HGET', ns .. ':' .. name .. ':uidx', value)
+            if owner and owner ~= id then
+                return result(block - 1, 'unique', {name})
+            end
+            claims[i] = {name, value}
         end
-        claims[i] = {name, value}
     end
-    for _, claim in ipairs(claims) do
-        redis.call('HSET', ns .. ':' .. claim[1] .. ':uidx', claim[2], id)
+    if is_delete then
+        if #changed > 0 then
+            -- the unique values changed since they were read: release whatever maps to id
+            for _, name in ipairs(claims) do
+                local key = ns .. ':' .. name .. ':uidx'
+                local all = redis.call('HGETALL', key)
+                for i = 1, #all, 2 do
+                    if all[i + 1] == id then
+                        redis.call('HDEL', key, all[i])
+                    end
+                end
+            end
+        end
+    else
+        for _, claim in ipairs(claims) do
+            redis.call('HSET', ns .. ':' .. claim[1] .. ':uidx', claim[2], id)
+        end
     end
 
     for _ = 1, count() do
