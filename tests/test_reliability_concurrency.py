@@ -1,0 +1,109 @@
+"""Several processes hammer shared models; afterwards every index tells the truth.
+
+``ROM_STRESS_PROCS`` processes (default 4) each run ``ROM_STRESS_OPS`` random operations
+(default 250): creates, updates of indexed and unique columns, deletes with cascade and
+restrict, session commits of batches, pipelined bulk deletes and ``transfer``. The only
+exceptions a process may see are the typed ones the spec allows for concurrent writers
+(UniqueKeyViolation, DataRaceError, EntityDeletedError, RestrictError, and ValueError for
+a transfer without enough balance). Then:
+
+* ``audit_model`` finds nothing for every model (no missing, stale, dangling or duplicated
+  index entry, bookkeeping in step with the rows);
+* no unique value (single, keygen-based or ``unique_together``) is held by two rows;
+* transfers conserved the total balance, and exactly the reported transfers are marked done.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections import Counter
+
+import pytest
+
+import reliability_models as rm
+from rom._audit import audit_model
+
+PROCS = int(os.environ.get('ROM_STRESS_PROCS', '4'))
+OPS = int(os.environ.get('ROM_STRESS_OPS', '250'))
+SEED = int(os.environ.get('ROM_STRESS_SEED', '20261123'))
+
+
+def _run_workers(url, procs, ops, seed):
+    ctx = multiprocessing.get_context('spawn')
+    queue = ctx.Queue()
+    children = [ctx.Process(target=rm.worker, args=(url, seed + i, ops, queue))
+                for i in range(procs)]
+    for child in children:
+        child.start()
+    results = []
+    deadline = time.monotonic() + 600
+    while len(results) < procs and time.monotonic() < deadline:
+        try:
+            results.append(queue.get(timeout=5))
+        except Exception:
+            if not any(c.is_alive() for c in children) and queue.empty():
+                break
+    for child in children:
+        child.join(30)
+        if child.is_alive():
+            child.terminate()
+    return results
+
+
+def test_concurrent_processes_leave_consistent_indexes(conn, redis_url):
+    m = rm.define_models()
+    rm.setup_accounts(m)
+    started = time.monotonic()
+    results = _run_workers(redis_url, PROCS, OPS, SEED)
+    elapsed = time.monotonic() - started
+
+    assert len(results) == PROCS, 'a worker process did not report: %r' % (results,)
+    fatal = [r['fatal'] for r in results if 'fatal' in r]
+    assert not fatal, fatal[0]
+    unexpected = [u for r in results for u in r['unexpected']]
+    assert not unexpected, '%d unexpected exception(s); first:\n%s' % (
+        len(unexpected), unexpected[0])
+
+    ops = Counter()
+    errors = Counter()
+    for r in results:
+        ops.update(r['ops'])
+        errors.update(r['errors'])
+    assert sum(ops.values()) == PROCS * OPS
+    # the workload really exercised every operation
+    assert set(ops) == {'create_user', 'update_user', 'delete_user', 'create_post',
+                        'update_post', 'note', 'commit_batch', 'tags', 'transfer'}
+
+    # 1. the audit finds nothing, for every model
+    reports = [audit_model(model) for model in m.all]
+    problems = [str(f) for rep in reports for f in rep.findings]
+    assert problems == [], 'errors seen %s\n%s' % (dict(errors), '\n'.join(problems[:20]))
+    rows = {rep.namespace: rep.rows for rep in reports}
+    assert rows['RelUser'] > 0 and rows['RelPost'] > 0 and rows['RelAccount'] == rm.N_ACCOUNTS
+
+    # 2. no unique value is held twice (checked from the rows, independently of the audit)
+    users = m.User.query.all()
+    assert len(users) == rows['RelUser']
+    for values in ([u.email for u in users if u.email],
+                   [u.code.lower() for u in users if u.code],
+                   [(u.team, u.slot) for u in users if u.team is not None and u.slot is not None]):
+        assert len(values) == len(set(values))
+    slugs = [p.slug for p in m.Post.query.all() if p.slug]
+    assert len(slugs) == len(set(slugs))
+    names = [t.name.lower() for t in m.Tag.query.all() if t.name]
+    assert len(names) == len(set(names))
+
+    # 3. every transfer conserved the total; exactly the reported ones are marked done
+    accounts = m.Account.get(list(range(1, rm.N_ACCOUNTS + 1)))
+    assert sum(a.balance for a in accounts) == rm.N_ACCOUNTS * rm.START_BALANCE
+    assert all(a.balance >= 0 for a in accounts)
+    done_ids = sorted(int(i) for i in conn.zrangebyscore('RelTxn:done:idx', 1, 1))
+    reported = sorted(i for r in results for i in r['txn_ids'])
+    assert done_ids == reported
+    assert sum(r['transfers_ok'] for r in results) == len(reported) > 0
+
+    print('\nreliability/concurrency: %d processes x %d ops = %d operations in %.1f s; '
+          'ops %s; allowed errors %s; transfers ok %d; audit: %s'
+          % (PROCS, OPS, PROCS * OPS, elapsed, dict(ops), dict(errors), len(reported),
+             '; '.join(rep.summary() for rep in reports)))
