@@ -38,11 +38,12 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Type
+from typing import Any, Callable, Dict, List, Optional, Tuple, Type
 
 import redis
 
 __all__ = [
+    'dump_database',
     'EmbeddedRedis', 'RoundTrips', 'counting_client', 'instrument', 'redis_server_executable',
     'reset_rom_state', 'roundtrips', 'server_description', 'start_embedded_redis',
     'stop_shared_server', 'test_server_url',
@@ -444,3 +445,30 @@ def reset_rom_state(conn: redis.Redis) -> None:
         del session.null_session
     except AttributeError:
         pass
+
+
+def dump_database(conn: redis.Redis) -> Dict[bytes, Tuple[bytes, Any]]:
+    """Every key of the client's database with its type and full content.
+
+    Compare two dumps to prove an operation wrote nothing (or exactly what it should).
+    TTLs are not part of the dump.
+    """
+    out: Dict[bytes, Tuple[bytes, Any]] = {}
+    for key in conn.scan_iter('*'):
+        kind = conn.type(key)
+        kind = kind.encode() if isinstance(kind, str) else kind
+        value: Any
+        if kind == b'string':
+            value = conn.get(key)
+        elif kind == b'hash':
+            value = conn.hgetall(key)
+        elif kind == b'set':
+            value = conn.smembers(key)
+        elif kind == b'zset':
+            value = conn.zrange(key, 0, -1, withscores=True)
+        elif kind == b'list':
+            value = conn.lrange(key, 0, -1)
+        else:
+            value = conn.dump(key)
+        out[key] = (kind, value)
+    return out

@@ -13,6 +13,7 @@ import pytest
 import redis
 
 import rom
+from rom.testing import dump_database as dump
 from rom import util
 from rom.exceptions import (DataRaceError, EntityDeletedError, InvalidColumnValue,
                             InvalidOperation, ORMError, UniqueKeyViolation)
@@ -20,22 +21,6 @@ from rom.exceptions import (DataRaceError, EntityDeletedError, InvalidColumnValu
 session = rom.session
 
 
-def dump(conn):
-    out = {}
-    for key in conn.scan_iter('*'):
-        kind = conn.type(key)
-        if kind == b'string':
-            value = conn.get(key)
-        elif kind == b'hash':
-            value = conn.hgetall(key)
-        elif kind == b'set':
-            value = conn.smembers(key)
-        elif kind == b'zset':
-            value = conn.zrange(key, 0, -1, withscores=True)
-        else:
-            value = conn.dump(key)
-        out[key] = (kind, value)
-    return out
 
 
 @pytest.fixture

@@ -15,31 +15,13 @@ from decimal import Decimal
 import pytest
 
 import rom
+from rom.testing import dump_database as dump
 from rom.exceptions import (ColumnError, DataRaceError, EntityDeletedError, InvalidColumnValue,
                             ORMError, UniqueKeyViolation)
 
 
 # --- helpers ---------------------------------------------------------------------------
 
-def dump(conn):
-    """Every key of the database: type and full content."""
-    out = {}
-    for key in conn.scan_iter('*'):
-        kind = conn.type(key)
-        if kind == b'string':
-            value = conn.get(key)
-        elif kind == b'hash':
-            value = conn.hgetall(key)
-        elif kind == b'set':
-            value = conn.smembers(key)
-        elif kind == b'zset':
-            value = conn.zrange(key, 0, -1, withscores=True)
-        elif kind == b'list':
-            value = conn.lrange(key, 0, -1)
-        else:  # pragma: no cover
-            value = conn.dump(key)
-        out[key] = (kind, value)
-    return out
 
 
 def _cjson_str(text):
