@@ -287,8 +287,8 @@ class Side:
             'ops': self.ops, 'seconds': round(self.seconds, 4),
             'ops_per_s': round(self.ops_per_s, 1),
             'us_per_op': round(1e6 / self.ops_per_s, 1) if self.ops_per_s else None,
-            'roundtrips_per_op': round(self.roundtrips, 2),
-            'commands_sent_per_op': round(self.commands, 2),
+            'roundtrips_per_op': round(self.roundtrips, 4),
+            'commands_sent_per_op': round(self.commands, 3),
             'commands_sent': {k: round(v, 2) for k, v in sorted(self.sent.items())},
             'server_commands_per_op': (None if self.server_commands is None
                                        else round(self.server_commands, 2)),
@@ -382,9 +382,10 @@ class Bench:
         persistent = expiring = 0
         for key in self.admin.scan_iter(count=1000):
             if pattern.search(key):
-                if self.admin.ttl(key) >= 0:
+                ttl = self.admin.ttl(key)
+                if ttl >= 0:
                     expiring += 1
-                else:
+                elif ttl == -1:  # -2: expired since the SCAN
                     persistent += 1
         return persistent, expiring
 
@@ -405,14 +406,17 @@ class Bench:
         c = self.fast
         for rom_ns, fl_ns in ns_pairs:
             def content(ns: str) -> Dict[bytes, Any]:
+                # expiring temporary query keys are not data (-2: gone since the SCAN)
                 keys = [k for k in c.scan_iter(match=ns + ':*', count=1000)
-                        if c.ttl(k) < 0]  # expiring temporary query keys are not data
+                        if c.ttl(k) == -1]
                 out: Dict[bytes, Any] = {}
                 types = c.pipeline(False)
                 for k in keys:
                     types.type(k)
                 kinds = types.execute()
                 p = c.pipeline(False)
+                keys = [k for k, t in zip(keys, kinds) if t != b'none']
+                kinds = [t for t in kinds if t != b'none']
                 for k, t in zip(keys, kinds):
                     {b'hash': p.hgetall, b'set': p.smembers, b'string': p.get,
                      b'zset': lambda key: p.zrange(key, 0, -1, withscores=True)}[t](k)
@@ -1157,7 +1161,7 @@ def print_table(report: Dict[str, Any]) -> None:
     for name, w in report['workloads'].items():
         r, f = w['rom'], w['floor']
         mark = 'MET' if w['met'] else 'MISSED: ' + '; '.join(w['missed_because'])
-        print('%-19s %10.0f %10.0f %6.2f %5.2f %5.2f %7.1f %7.1f %7.1f %7.1f  %s [%s]'
+        print('%-19s %10.0f %10.0f %6.2f %5.3g %5.3g %7.1f %7.1f %7.1f %7.1f  %s [%s]'
               % (name, r['ops_per_s'], f['ops_per_s'], w['ratio'], r['roundtrips_per_op'],
                  f['roundtrips_per_op'], r['server_commands_per_op'] or 0,
                  f['server_commands_per_op'] or 0, r['server_usec_per_op'] or 0,
