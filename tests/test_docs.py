@@ -37,6 +37,7 @@ PUBLIC_MODULES = ['rom', 'rom.columns', 'rom.model', 'rom.query', 'rom.index', '
 EXAMPLE_PAGES = {
     'getting-started.rst', 'models.rst', 'indexes.rst', 'queries.rst', 'relations.rst',
     'session.rst', 'concurrency.rst', 'maintenance.rst', 'expiring.rst', 'migrating.rst',
+    'storage.rst',
 }
 
 
