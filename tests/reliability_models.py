@@ -17,8 +17,8 @@ from typing import Any, Dict, List
 N_USERS = 15        # workers pick among the N_USERS most recent user ids
 N_ACCOUNTS = 6
 START_BALANCE = 1000
-EMAILS = ['u%d@example.com' % i for i in range(150)]          # small pools: collisions happen
-CODES = ['Code%d' % i for i in range(150)]
+EMAILS = ['u%d@example.com' % i for i in range(500)]          # small pools: collisions happen
+CODES = ['Code%d' % i for i in range(500)]
 WORDS = ['red', 'green', 'blue', 'caf\xe9', 'a:b', 'x%y', 'dot.com', 'star*']
 HANDLES = ['alice', 'al:ce', 'bob', 'b%b', 'carol', 'c.rol', 'dave', 'd*ve', 'eve', '\xe9ve']
 
@@ -92,8 +92,8 @@ def _user_values(rng: random.Random) -> Dict[str, Any]:
         'score': rng.randint(-50, 50),
         'rating': rng.choice([None, rng.uniform(-5, 5), 1e300, -0.0]),
         'active': rng.choice([True, False, None]),
-        'team': rng.randint(0, 14),
-        'slot': rng.randint(0, 14),
+        'team': rng.randint(0, 29),
+        'slot': rng.randint(0, 29),
     }
     if rng.random() < 0.7:
         values['lon'] = rng.uniform(-179, 179)
@@ -148,7 +148,7 @@ class Worker:
             setattr(user, name, values[name])
         if self.rng.random() < 0.3:           # the unique / unique_together columns
             user.email = self.rng.choice(EMAILS)
-            user.team, user.slot = self.rng.randint(0, 14), self.rng.randint(0, 14)
+            user.team, user.slot = self.rng.randint(0, 29), self.rng.randint(0, 29)
         user.save()
 
     def op_delete_user(self) -> None:
@@ -159,7 +159,7 @@ class Worker:
 
     def op_create_post(self) -> None:
         owner = self._random_user()
-        post = self.m.Post(owner=owner, slug='s%d' % self.rng.randint(0, 150),
+        post = self.m.Post(owner=owner, slug='s%d' % self.rng.randint(0, 400),
                            title=' '.join(self.rng.sample(WORDS, 2)), n=self.rng.randint(0, 9))
         post.save()
 
@@ -172,7 +172,7 @@ class Worker:
             self._pause()
             post.delete()
             return
-        post.slug = 's%d' % self.rng.randint(0, 150)
+        post.slug = 's%d' % self.rng.randint(0, 400)
         post.n = self.rng.randint(0, 9)
         if self.rng.random() < 0.5:
             post.title = ' '.join(self.rng.sample(WORDS, 2))

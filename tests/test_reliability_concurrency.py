@@ -1,7 +1,7 @@
 """Several processes hammer shared models; afterwards every index tells the truth.
 
 ``ROM_STRESS_PROCS`` processes (default 4) each run ``ROM_STRESS_OPS`` random operations
-(default 250): creates, updates of indexed and unique columns, deletes with cascade and
+(default 1000): creates, updates of indexed and unique columns, deletes with cascade and
 restrict, session commits of batches, pipelined bulk deletes and ``transfer``. The only
 exceptions a process may see are the typed ones the spec allows for concurrent writers
 (UniqueKeyViolation, DataRaceError, EntityDeletedError, RestrictError, and ValueError for
@@ -25,7 +25,7 @@ import reliability_models as rm
 from rom._audit import audit_model
 
 PROCS = int(os.environ.get('ROM_STRESS_PROCS', '4'))
-OPS = int(os.environ.get('ROM_STRESS_OPS', '250'))
+OPS = int(os.environ.get('ROM_STRESS_OPS', '1000'))
 SEED = int(os.environ.get('ROM_STRESS_SEED', '20261123'))
 
 
@@ -139,3 +139,89 @@ def test_concurrent_processes_leave_consistent_indexes(conn, redis_url):
           'audit: %s'
           % (PROCS, OPS, PROCS * OPS, elapsed, dict(ops), dict(errors), len(reported), len(escaped),
              '; '.join(rep.summary() for rep in reports)))
+
+
+# --------------------------------------------------------------------------- two handles
+# Deterministic versions of the interleavings the processes above produce.
+
+def _two_handles(model, i):
+    import rom.util
+    rom.util.session.rollback()
+    first = model.get(i)
+    rom.util.session.rollback()
+    return first, model.get(i)
+
+
+def test_stale_handle_cannot_reindex_a_value_another_writer_changed(conn):
+    from rom.exceptions import DataRaceError
+    m = rm.define_models()
+    user = m.User(email='a@x', handle='alice', score=1, rating=2.5, team=1, slot=1)
+    user.save()
+    h1, h2 = _two_handles(m.User, user.id)
+    h2.rating = None                  # another writer removes an indexed value
+    h2.save()
+    h1.score = 5                      # h1 still holds rating 2.5 and would re-index it
+    with pytest.raises(DataRaceError):
+        h1.save()
+    h1.refresh(force=True)
+    h1.score = 5
+    h1.save()
+    assert conn.zscore('RelUser:rating:idx', str(user.id)) is None
+    assert audit_model(m.User).findings == []
+
+
+def test_stale_handle_cannot_reclaim_a_released_unique_value(conn):
+    from rom.exceptions import DataRaceError
+    m = rm.define_models()
+    user = m.User(email='a@x', team=1, slot=1)
+    user.save()
+    h1, h2 = _two_handles(m.User, user.id)
+    h2.email = 'b@x'
+    h2.save()
+    h1.score = 3                      # h1 would claim 'a@x' again for the same row
+    with pytest.raises(DataRaceError):
+        h1.save()
+    assert conn.hgetall('RelUser:email:uidx') == {b'b@x': str(user.id).encode()}
+    assert m.User(email='a@x').save()  # the released value is free
+    assert audit_model(m.User).findings == []
+
+
+@pytest.mark.parametrize('bulk', [False, True])
+def test_delete_by_a_stale_handle_releases_current_unique_values(conn, bulk):
+    import rom.util
+    m = rm.define_models()
+    tag = m.Tag(name='Old', weight=1.0)
+    tag.save()
+    h1, h2 = _two_handles(m.Tag, tag.id)
+    h2.name = 'New'                   # another writer changes the unique value
+    h2.save()
+    if bulk:
+        rom.util.session.delete(h1)   # pipelined: replies are not inspected
+    else:
+        h1.delete()                   # h1 still believes the value is 'Old'
+    assert conn.keys('RelTag:*') == [b'RelTag:id:']   # only the id counter is left
+    assert m.Tag(name='new', weight=2.0).save()   # 'New' is not held by a deleted row
+    assert audit_model(m.Tag).findings == []
+
+
+def test_transfer_reindexes_despite_a_concurrent_writer(conn):
+    m = rm.define_models()
+    src, dst, txn = m.Account(name='s', balance=100), m.Account(name='d', balance=0), \
+        m.Txn(done=0, amount=10)
+    for e in (src, dst, txn):
+        e.save()
+    other = conn
+    meddled = []
+
+    def meddle():                     # a concurrent writer between reload and re-index
+        if not meddled:
+            meddled.append(True)
+            other.hset('RelAccount:%d' % src.id, 'balance', '95')
+    src._before_update = meddle
+    src.transfer(dst, 'balance', 10, txn, 'done')   # no DataRaceError reaches the caller
+    assert meddled
+    assert (src.balance, dst.balance, txn.done) == (95, 10, 1)
+    assert conn.zscore('RelAccount:balance:idx', str(src.id)) == 95
+    assert conn.zscore('RelTxn:done:idx', str(txn.id)) == 1
+    for model in (m.Account, m.Txn):
+        assert audit_model(model).findings == []

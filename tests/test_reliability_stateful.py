@@ -12,7 +12,7 @@ Result orders follow the query spec: a single range filter reads ascending by th
 column's score, token/prefix/suffix/pattern filters leave score 0, and equal scores are
 ordered by the id's *bytes* (``'10' < '2'``, §5.9 / §5.11), also for descending order_by.
 
-``ROM_STATEFUL_EXAMPLES`` (default 60) and ``ROM_STATEFUL_STEPS`` (default 40) scale it.
+``ROM_STATEFUL_EXAMPLES`` (default 150) and ``ROM_STATEFUL_STEPS`` (default 40) scale it.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from rom._audit import audit_model
 from rom._helpers import _prefix_score
 from rom.exceptions import UniqueKeyViolation
 
-EXAMPLES = int(os.environ.get('ROM_STATEFUL_EXAMPLES', '60'))
+EXAMPLES = int(os.environ.get('ROM_STATEFUL_EXAMPLES', '150'))
 STEPS = int(os.environ.get('ROM_STATEFUL_STEPS', '40'))
 
 TOKENS = ['red', 'Green', 'blue', 'a:b', 'x%y', 'dot.com', 'caf\xe9']
