@@ -118,11 +118,17 @@ class Worker:
 
     # helpers
     def _recent_id(self, model: Any, window: int) -> int:
-        """A random id among the ``window`` most recently allocated ones of ``model``."""
+        """A random id, mostly among the ``window`` most recently allocated ones of ``model``."""
         top = int(model._connection.get('%s:%s:' % (model._namespace, model._pkey)) or 0)
+        if self.rng.random() < 0.4:
+            window = top              # sometimes any id: old rows get deleted too
         return self.rng.randint(max(1, top - window), max(1, top))
 
     def _random_user(self) -> Any:
+        if self.rng.random() < 0.5:   # an existing user (every user has a score)
+            member = self.m.User._connection.zrandmember('RelUser:score:idx')
+            if member is not None:
+                return self.m.User.get(int(member))
         return self.m.User.get(self._recent_id(self.m.User, N_USERS))
 
     def _pause(self) -> None:
