@@ -536,6 +536,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args.reps = 1
     if args.users < 20:
         parser.error('--users must be at least 20')
+    try:
+        import hiredis  # type: ignore[import-not-found]  # noqa: F401
+    except ImportError:
+        print('warning: hiredis is not installed; redis-py parses replies in Python and both '
+              'sides are slower (pip install hiredis)', file=sys.stderr)
     bench = Bench(args)
     try:
         return run_all(bench)
