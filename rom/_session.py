@@ -53,6 +53,14 @@ class KnownEntities(MutableMapping):
             obj._allocate_id(rekey=False)
         self._d = {_key_of(obj): obj for obj in self._d.values()}
 
+    def _rekey_many(self, moves: Dict[str, str]) -> List[str]:
+        """Rename several keys at once (one pass); returns the new keys that were present."""
+        d = self._d
+        present = [new for old, new in moves.items() if old in d]
+        if present:
+            self._d = {moves.get(k, k): v for k, v in d.items()}
+        return present
+
     def _rekey(self, obj: Any, old_key: str, new_key: str) -> bool:
         d = self._d
         if d.get(old_key) is not obj:
@@ -148,6 +156,20 @@ class Session(threading.local):
         pk = _key_of(obj)
         self.known.pop(pk, None)
         self.wknown.pop(pk, None)
+
+    def _rekey_many(self, entities: List[Any]) -> None:
+        """``_rekey`` for many (entity, old key) pairs, in one pass over ``known``."""
+        known = self.known
+        if not isinstance(known, KnownEntities):
+            for obj, old_key in entities:
+                self._rekey(obj, old_key)
+            return
+        moves = {old_key: obj._session_key for obj, old_key in entities
+                 if known.get(old_key) is obj}
+        known._rekey_many(moves)
+        by_key = {obj._session_key: obj for obj, _ in entities}
+        for new_key in moves.values():
+            self.wknown[new_key] = by_key[new_key]
 
     def _rekey(self, obj: Any, old_key: str) -> None:
         """Move ``obj`` from its placeholder key to its real ``_pk``, keeping its position."""

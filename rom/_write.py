@@ -11,7 +11,7 @@ import math
 import re
 import warnings
 from decimal import Decimal
-from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 from redis.client import Pipeline
 
@@ -21,6 +21,7 @@ from ._keygen import SORT_KEYGEN_NAMES
 from ._registry import PENDING_ID, is_entity
 from ._relations import UnsafeColumn
 from ._scripts import lua
+from ._session import session
 from .exceptions import (ColumnError, DataRaceError, EntityDeletedError, InvalidColumnValue,
                          ORMError, UniqueKeyViolation)
 
@@ -470,26 +471,32 @@ def save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool = 
     """
     total = 0
     batch: List[Tuple[Any, WritePlan, bool]] = []
+    queued: Set[int] = set()
     batch_conn: Any = None
 
     def flush() -> None:
         nonlocal total, batch, batch_conn
         pending, conn = batch, batch_conn
         batch, batch_conn = [], None
+        queued.clear()
         if not pending:
             return
         done, failure, ids = run_plans(conn, [plan for _, plan, _ in pending])
+        rekeys: List[Tuple[Any, str]] = []
         if failure is not None and len(ids) > done and ids[done] is not None:
             failed = pending[done][0]  # keeps the id its failed save allocated
-            failed._set_allocated_id(ids[done], failed._session_key)
+            rekeys.append((failed, failed._session_key))
+            failed._data[failed._pkey] = ids[done]
         for (entity, plan, was_new), new_id in zip(pending[:done], ids):
             if new_id is not None:
-                old_key = entity._session_key
+                rekeys.append((entity, entity._session_key))
                 plan.stored[plan.pkey] = str(new_id)
-                entity._set_allocated_id(new_id, old_key)
+                entity._data[plan.pkey] = new_id
             entity._last = plan.stored
             entity._new = entity._modified = entity._deleted = False
             total += plan.changes
+        if rekeys:
+            session._rekey_many(rekeys)  # once per batch: keys of session.known stay in order
         for entity, _, was_new in pending[:done]:
             if was_new:
                 entity._after_insert()
@@ -503,7 +510,7 @@ def save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool = 
         # must reach the race check (EntityDeletedError) or, with force=True, recreate it
         if not (all or entity._modified):
             continue
-        if any(entity is queued for queued, _, _ in batch) or (batch and _refers_to_new(entity)):
+        if id(entity) in queued or (batch and _refers_to_new(entity)):
             # a new referenced entity is saved while this one's plan is made (ManyToOne
             # storage): write the queued ones first, as a one-by-one loop would, so a queued
             # target is not written twice and the writes keep their order
@@ -524,6 +531,7 @@ def save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool = 
             flush()
         batch_conn = conn
         batch.append((entity, plan, was_new))
+        queued.add(id(entity))
     flush()
     return total
 
