@@ -366,13 +366,29 @@ class Model(metaclass=_ModelMetaclass):
                 lookups.append(item.decode('latin-1') if isinstance(item, bytes) else str(item))
             else:
                 lookups.append(col._to_redis(item))
-        if not lookups:  # get_by(attr=[]): HMGET needs at least one field
+        if not lookups:
             return []
+        # one round trip: the unique hash lookups and the rows (identity map still wins)
         conn = connect(cls)
-        ids = [i for i in conn.hmget('%s:%s:uidx' % (cls._namespace, attr), lookups) if i]
+        reply = lua('get_unique')(conn, (), ['%s:%s:uidx' % (cls._namespace, attr),
+                                            cls._namespace] + lookups)
+        found = []
+        decode = not decodes_responses(conn)
+        for position in range(0, len(reply), 2):
+            id_text = reply[position]
+            id_text = id_text.decode('ascii') if isinstance(id_text, bytes) else id_text
+            entity = session.get('%s:%s' % (cls._namespace, int(id_text)))
+            if entity is None:
+                flat = reply[position + 1]
+                if not flat:
+                    continue
+                if decode:
+                    flat = [item.decode('utf-8') for item in flat]
+                entity = cls(_loading=True, **dict(zip(flat[::2], flat[1::2])))
+            found.append(entity)
         if isinstance(value, list):
-            return cls.get(ids) if ids else []
-        return cls.get(ids[0]) if ids else None
+            return found
+        return found[0] if found else None
 
     @classmethod
     def does_not_startwith(cls, attr: str, values: Any, blocksize: int = 100) -> Iterator[Any]:
