@@ -99,7 +99,9 @@ class _ModelMetaclass(EntityMeta):
         merged['_geo'] = geo
         merged['_gindex'] = GeneralIndex(namespace)
         merged['_no_fk'] = not any(isinstance(c, ManyToOne) for c in columns.values())
-        merged['_defer_id'] = _can_defer_id(columns, pkey, geo)
+        wants_deferred = merged.get('_defer_ids', any(getattr(b, '_defer_ids', False)
+                                                      for b in bases))
+        merged['_defer_id'] = bool(wants_deferred) and _can_defer_id(columns, pkey, geo)
         merged['_is_root_model'] = is_root
         cls = super().__new__(mcs, name, bases, merged)
         for attr, col in columns.items():
@@ -112,6 +114,12 @@ class _ModelMetaclass(EntityMeta):
 
 def _can_defer_id(columns: Dict[str, Any], pkey: Any, geo: Dict[str, Any]) -> bool:
     """Whether nothing but rom itself can read a new entity's id before its first save.
+
+    Used for models that opt in with ``_defer_ids = True``: their new entities take their id
+    inside the first save's script (one round trip instead of two). The trade-off: when the
+    reply of that save is lost (timeout, dropped connection, or a redis-py retry after the
+    script ran), saving the entity again stores it a second time under a new id. Models that
+    keep the default allocate the id at construction, as rom 1.1.2 does.
 
     Geo callbacks and two-argument keygens see the whole entity data (the id included), and
     an indexed primary key needs its id in the index; such models allocate ids at creation.

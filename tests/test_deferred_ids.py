@@ -1,9 +1,10 @@
-"""Id allocation of new entities: deferred to the first read of the id or the first save.
+"""Id allocation of new entities.
 
-rom 1.1.2 took an id from ``<ns>:<pk>:`` when an entity was constructed (one round trip) and
-saved it with a second one. We allocate it inside the first save's write script, so creating
-and saving an entity is one round trip, unless the id is read first (then one INCR, as
-before). Models whose keygens or geo callbacks can see the id allocate it at construction.
+By default (as in rom 1.1.2) a new entity takes its id from ``<ns>:<pk>:`` when it is
+constructed, and its first save is a second round trip. A model may opt in with
+``_defer_ids = True``: the id is then allocated by the first read of the id or inside the
+first save's write script, so creating and saving is one round trip. Opted-in models whose
+keygens or geo callbacks can see the id still allocate it at construction.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from rom.exceptions import UniqueKeyViolation
 @pytest.fixture
 def U():
     class U(rom.Model):
+        _defer_ids = True
         email = rom.Text(unique=True)
         n = rom.Integer(index=True)
         name = rom.Text(index=True, keygen=rom.FULL_TEXT, prefix=True)
@@ -77,6 +79,7 @@ def test_before_insert_hook_may_read_the_id(conn):
     seen = []
 
     class H(rom.Model):
+        _defer_ids = True
         x = rom.Integer()
 
         def _before_insert(self):
@@ -95,7 +98,7 @@ def test_to_dict_and_copy_read_the_id(U):
 
 @pytest.mark.parametrize('kind', ['indexed_pk', 'geo', 'keygen2', 'index_only'])
 def test_models_whose_keygens_see_the_id_allocate_at_construction(kind, conn, roundtrips):
-    body = {'x': rom.Integer()}
+    body = {'x': rom.Integer(), '_defer_ids': True}
     if kind == 'indexed_pk':
         body['id'] = rom.PrimaryKey(index=True)
     elif kind == 'geo':
@@ -127,3 +130,32 @@ def test_pipelined_delete_after_script_flush(U, conn):
     conn.script_flush()
     session.delete(users)
     assert conn.keys('U:?*') == [b'U:id:']
+
+
+def test_default_models_allocate_the_id_at_construction(conn, roundtrips):
+    class Plain(rom.Model):
+        x = rom.Integer()
+
+    with roundtrips(conn) as rt:
+        p = Plain(x=1)
+    assert rt.commands == ['INCRBY'] and p._data['id'] == 1 and conn.get('Plain:id:') == b'1'
+    assert list(session.known) == ['Plain:1']
+    with roundtrips(conn) as rt:
+        p.save()
+    assert rt.count == 1
+
+
+def test_opt_in_is_inherited(conn):
+    class Base(rom.Model):
+        _defer_ids = True
+        x = rom.Integer()
+
+    class Child(Base):
+        pass
+
+    class NotDeferred(Base):
+        _defer_ids = False
+
+    assert Base._defer_id and Child._defer_id and not NotDeferred._defer_id
+    Child(x=1)
+    assert conn.get('Child:id:') is None

@@ -122,7 +122,7 @@ def test_count(people, conn):
     assert P.query.filter(name='odd').order_by('plain').count() == 0
     assert P.query.order_by('sort').count() == 12
     assert temp_keys(conn) == []
-    P(plain='unsaved').id          # consumes an id (allocated when read or first saved)
+    P(plain='unsaved')                                                    # consumes an id
     assert P.query.count() == 13                                          # compat: counter
     conn.delete('P:id:')
     assert P.query.count() == 0

@@ -181,12 +181,8 @@ def _keep_server_busy(url, seconds):
     client.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'reliability bug: new entities get their id inside the write script; when the reply of '
-    'a commit is lost (timeout or dropped connection after the server ran the script) the '
-    'entities stay new in memory, and saving them again allocates new ids: every entity is '
-    'stored twice. rom 1.1.2 allocated ids at construction, so a re-save rewrote the same '
-    'rows (see the reliability report)'))
+# Default models allocate ids at construction (as rom 1.1.2), so a re-save after a lost
+# reply rewrites the same rows. (Models with _defer_ids = True trade this for one round trip.)
 def test_lost_reply_then_commit_again_does_not_duplicate(conn, redis_url):
     FItem, _ = _models()
     client = redis.Redis.from_url(redis_url, socket_timeout=0.2)

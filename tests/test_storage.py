@@ -250,9 +250,7 @@ def test_id_counter_and_gaps(conn):
         x = rom.Integer()
 
     a = Cnt(x=1)
-    assert a.pk == 1
-    assert Cnt(x=2).pk == 2  # built and id read, never saved: its id is skipped
-    Cnt(x=9)  # built, id never read, never saved: consumes no id
+    Cnt(x=2)  # built, never saved: its id is skipped
     c = Cnt(x=3)
     a.save()
     c.save()
