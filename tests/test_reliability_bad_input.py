@@ -167,12 +167,8 @@ def test_bad_value_in_a_new_entity_writes_nothing(conn, Everything, label, attr,
     with pytest.raises(error):
         # construction converts and validates (§5.4); the rest fails at save
         Everything(**{attr: value}).save()
-    after = dump(conn)
     # a new entity consumes an id, saved or not (spec §3.4.9; ids are never reused)
-    counter = b'Everything:id:'
-    if counter in after:
-        assert int(after.pop(counter)[2]) <= int(before.pop(counter, (0, 0, b'0'))[2]) + 1
-    assert after == before
+    _same_but_one_id(conn, before, b'Everything:id:')
     rom.util.session.rollback()
 
 
@@ -226,7 +222,16 @@ def test_bad_keygen_result_type(conn):
     before = dump(conn)
     with pytest.raises(ColumnError):
         Weird(v='x').save()
-    assert dump(conn) == before
+    _same_but_one_id(conn, before, b'Weird:id:')
+
+
+def _same_but_one_id(conn, before, counter):
+    """The dump equals ``before`` except that a new entity may have consumed one id."""
+    after = dump(conn)
+    before = dict(before)
+    if counter in after:
+        assert int(after.pop(counter)[2]) <= int(before.pop(counter, (0, 0, b'0'))[2]) + 1
+    assert after == before
 
 
 # --------------------------------------------------------------------------- hostile strings

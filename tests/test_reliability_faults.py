@@ -205,6 +205,64 @@ def test_lost_reply_then_commit_again_does_not_duplicate(conn, redis_url):
         client.close()
 
 
+def _lose_the_reply(redis_url, action):
+    """Run ``action`` while the server is busy: the client times out, the server runs it."""
+    busy = threading.Thread(target=_keep_server_busy, args=(redis_url, 0.6))
+    busy.start()
+    time.sleep(0.1)
+    try:
+        with pytest.raises(redis.TimeoutError):
+            action()
+    finally:
+        busy.join()
+    time.sleep(0.1)
+
+
+def test_lost_reply_of_an_update_then_save_again(conn, redis_url):
+    FItem, _ = _models()
+    item = FItem(name='u', n=1, code='u')
+    item.save()
+    client = redis.Redis.from_url(redis_url, socket_timeout=0.2)
+    util.CONNECTION = client
+    try:
+        FItem(name='warm').save()     # the write script is known to this client
+        item.n = 2
+        _lose_the_reply(redis_url, item.save)
+        assert conn.hget('FItem:%d' % item.id, 'n') == b'2'     # the write was made
+        with pytest.raises(rom.exceptions.DataRaceError):
+            item.save()               # a clear error, nothing written
+        item.refresh(force=True)
+        assert item.n == 2
+        item.n = 3
+        item.save()                   # the next operation works
+    finally:
+        util.CONNECTION = conn
+        client.close()
+    assert [x.id for x in FItem.query.filter(n=3).all()] == [item.id]
+    _clean(FItem)
+
+
+def test_lost_reply_with_deferred_ids_stores_new_entities_twice(conn, redis_url):
+    """The documented trade-off of ``_defer_ids = True`` (docs/migrating.rst)."""
+    class Hit(rom.Model):
+        _defer_ids = True
+        path = rom.Text(index=True, keygen=rom.IDENTITY)
+    client = redis.Redis.from_url(redis_url, socket_timeout=0.2)
+    util.CONNECTION = client
+    try:
+        Hit(path='warm').save()        # the write script is known to this client
+        hit = Hit(path='/x')
+        _lose_the_reply(redis_url, hit.save)
+        assert hit._new               # written, but it still looks new
+        hit.save()
+    finally:
+        util.CONNECTION = conn
+        client.close()
+    assert len(_rows(conn, 'Hit')) == 3                          # 'warm' and '/x' twice
+    assert Hit.query.filter(path='/x').count() == 2
+    _clean(Hit)                       # two complete rows: the indexes do not lie
+
+
 # --------------------------------------------------------------------------- server restart
 
 class _Server:
