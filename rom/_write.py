@@ -61,6 +61,7 @@ class WritePlan(NamedTuple):
     id: str  # '' when the script allocates the id from the counter
     pkey: str
     is_delete: bool
+    fresh: bool  # a new entity (not forced): nothing old to read or remove
     race: List[Tuple[str, str]]
     absent: List[str]  # fields that must still be absent (race check, like ``race``)
     claims: List[Tuple[str, str]]
@@ -272,7 +273,7 @@ def _unique_text(value: Any) -> str:
 
 
 def plan_write(model: Any, old: Dict[str, Any], new: Dict[str, Any], full: bool = False,
-               delete: bool = False, is_new: bool = False) -> WritePlan:
+               delete: bool = False, is_new: bool = False, fresh: bool = False) -> WritePlan:
     """Compute what a save (or delete) writes; no I/O except saving new referenced entities."""
     ns = model._namespace
     pkey = model._pkey
@@ -344,14 +345,15 @@ def plan_write(model: Any, old: Dict[str, Any], new: Dict[str, Any], full: bool 
         # maps to this id instead of only those derived from ``old``
         race = [(attr, value) for attr, value in race
                 if attr != pkey and (guarded is True or attr in guarded)]
-        names = [attr for attr, col in model._columns.items()
-                 if not isinstance(col, UnsafeColumn) and col._unique]
-        claims = [(name, '') for name in names + [':'.join(g) for g in model._cunique]]
+        claims = [(attr, 'k' if col._keygen and not col._index else 's')
+                  for attr, col in model._columns.items()
+                  if not isinstance(col, UnsafeColumn) and col._unique]
+        claims += [(':'.join(group), 'c') for group in model._cunique]
         entries = _empty_entries()
     else:
         entries = compute_index_entries(model, new, id_text)
-    return WritePlan(ns, id_text, pkey, delete, race, absent, claims, releases, hdel, hset, unsafe,
-                     entries, changes, stored)
+    return WritePlan(ns, id_text, pkey, delete, fresh and not delete, race, absent, claims,
+                     releases, hdel, hset, unsafe, entries, changes, stored)
 
 
 def _plan_unique(col: Any, attr: str, old: Dict[str, Any], new: Dict[str, Any], old_s: Any,
@@ -382,7 +384,8 @@ def _plan_unique(col: Any, attr: str, old: Dict[str, Any], new: Dict[str, Any], 
 
 # --- execution -------------------------------------------------------------------------------
 def _plan_args(plan: WritePlan, out: List[Any]) -> None:
-    out += (plan.namespace, plan.id, plan.pkey, '1' if plan.is_delete else '0')
+    out += (plan.namespace, plan.id, plan.pkey, '1' if plan.is_delete else '0',
+            '1' if plan.fresh else '0')
     out.append(len(plan.race))
     for pair in plan.race:
         out += pair
@@ -522,7 +525,8 @@ def save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool = 
             else:
                 entity._before_update()
             plan = plan_write(type(entity), entity._last, entity._save_data(),
-                              full=full or was_new or force, is_new=was_new or force)
+                              full=full or was_new or force, is_new=was_new or force,
+                              fresh=was_new and not force)
             conn = connect(entity)
         except BaseException:
             flush()

@@ -2,7 +2,7 @@
 -- KEYS: none (every key name is derived from the namespace and id, like rom 1.1.2).
 -- ARGV[1]: number of entity blocks; then per entity:
 --   ns, id ('' = allocate it with INCR <ns>:<pk>: and write the pk field), pk field name,
---   is_delete ('1' | '0'),
+--   is_delete ('1' | '0'), fresh ('1' for a new entity: skip reading old bookkeeping),
 --   n_race,    n x (field, expected stored value)       -- data-race check (updates only)
 --   n_absent,  n x field                                 -- fields that must still be absent
 --   n_claim,   n x (unique index name, value)            -- unique values to claim
@@ -45,17 +45,20 @@ local function call_chunked(cmd, key, items)
 end
 
 -- Remove every index entry listed in the old bookkeeping (legacy '<ns>::' hash first).
+-- Returns the row's own '-index-data-' text when that was the source (else nil).
 local function remove_old_entries(ns, id, row)
     local raw = redis.call('HGET', ns .. '::', id)
+    local from_row = nil
     if not raw then
         raw = redis.call('HGET', row, '-index-data-')
+        from_row = raw
     end
     if not raw then
-        return
+        return nil
     end
     local ok, data = pcall(cjson.decode, raw)
     if not ok or type(data) ~= 'table' then
-        return
+        return from_row
     end
     local function list(i)
         local v = data[i]
@@ -88,6 +91,53 @@ local function remove_old_entries(ns, id, row)
             redis.call('ZREM', ns .. ':' .. name .. ':geo', id)
         end
     end
+    return from_row
+end
+
+-- The composite unique field of the given stored values (rom.util._encode_unique_constraint
+-- then the latin-1 -> UTF-8 transport of the writer).
+local function composite_field(values)
+    local parts = {}
+    for i, v in ipairs(values) do
+        parts[i] = '\0\0' .. v
+    end
+    local raw = table.concat(parts, '\0')
+    return (raw:gsub('[\128-\255]', function(c)
+        local b = c:byte()
+        return string.char(0xC0 + math.floor(b / 64), 0x80 + b % 64)
+    end))
+end
+
+-- Delete of a stale handle: release the unique fields of the row's current values.
+local function release_current(ns, id, row, name, kind)
+    local key = ns .. ':' .. name .. ':uidx'
+    if kind == 's' then
+        local value = redis.call('HGET', row, name)
+        if value and redis.call('HGET', key, value) == id then
+            redis.call('HDEL', key, value)
+        end
+    elseif kind == 'c' then
+        local values = {}
+        for column in string.gmatch(name, '[^:]+') do
+            local value = redis.call('HGET', row, column)
+            if not value then
+                return
+            end
+            values[#values + 1] = value
+        end
+        local field = composite_field(values)
+        if redis.call('HGET', key, field) == id then
+            redis.call('HDEL', key, field)
+        end
+    else
+        -- keygen-derived values cannot be computed here: look for fields naming this id
+        local all = redis.call('HGETALL', key)
+        for i = 1, #all, 2 do
+            if all[i + 1] == id then
+                redis.call('HDEL', key, all[i])
+            end
+        end
+    end
 end
 
 local blocks = tonumber(ARGV[1])
@@ -111,6 +161,7 @@ for block = 1, blocks do
     local id = arg()
     local pk_field = arg()
     local is_delete = arg() == '1'
+    local fresh = arg() == '1'  -- a new entity: no old row, bookkeeping or legacy entry
     local new_id = ''
     if id == '' then
         -- (a failed save keeps this id, as rom 1.1.2 consumed it when the entity was created)
@@ -143,7 +194,7 @@ for block = 1, blocks do
         local name = arg()
         local value = arg()
         if is_delete then
-            claims[i] = name
+            claims[i] = {name, value}  -- value: 's' single, 'c' composite, 'k' keygen-derived
         else
             local owner = redis.call('HGET', ns .. ':' .. name .. ':uidx', value)
             if owner and owner ~= id then
@@ -154,15 +205,9 @@ for block = 1, blocks do
     end
     if is_delete then
         if #changed > 0 then
-            -- the unique values changed since they were read: release whatever maps to id
-            for _, name in ipairs(claims) do
-                local key = ns .. ':' .. name .. ':uidx'
-                local all = redis.call('HGETALL', key)
-                for i = 1, #all, 2 do
-                    if all[i + 1] == id then
-                        redis.call('HDEL', key, all[i])
-                    end
-                end
+            -- the unique values changed since they were read: release the current ones
+            for _, claim in ipairs(claims) do
+                release_current(ns, id, row, claim[1], claim[2])
             end
         end
     else
@@ -203,7 +248,10 @@ for block = 1, blocks do
         unsafe[i] = arg()
     end
 
-    remove_old_entries(ns, id, row)
+    local old_index_data = nil
+    if not fresh then
+        old_index_data = remove_old_entries(ns, id, row)
+    end
 
     local keys, scored, prefix, suffix, geo = {}, {}, {}, {}, {}
     for i = 1, count() do
@@ -243,11 +291,16 @@ for block = 1, blocks do
         end
     end
 
-    redis.call('HDEL', ns .. '::', id)
+    if not fresh then
+        redis.call('HDEL', ns .. '::', id)
+    end
     if is_delete then
         redis.call('DEL', row, unpack(unsafe))
     else
-        redis.call('HSET', row, '-index-data-', cjson.encode({keys, scored, prefix, suffix, geo}))
+        local index_data = cjson.encode({keys, scored, prefix, suffix, geo})
+        if index_data ~= old_index_data then
+            redis.call('HSET', row, '-index-data-', index_data)
+        end
     end
     allocated[block] = new_id
 end
