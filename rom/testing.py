@@ -173,7 +173,12 @@ class EmbeddedRedis:
         return self.process is not None and self.process.poll() is None
 
     def client(self, **kwargs: Any) -> redis.Redis:
-        """A new ``redis.Redis`` client for this server (keyword arguments pass through)."""
+        """A new ``redis.Redis`` client for this server (keyword arguments pass through).
+
+        ``db=N`` selects another database than the URL's.
+        """
+        if 'db' in kwargs:
+            return redis.Redis(unix_socket_path=self.socket_path, **kwargs)
         return redis.Redis.from_url(self.url, **kwargs)
 
     def stop(self) -> None:

@@ -175,3 +175,15 @@ def test_roundtrips_rom_save(conn, roundtrips):
     assert rt.count >= 1
     assert {'EVALSHA', 'EVAL'} & set(rt.commands), rt.commands
     assert conn.hget('HarnessThing:%s' % entity.id, 'n') == b'5'
+
+
+def test_embedded_client_selects_the_db():
+    from rom.testing import start_embedded_redis
+    server = start_embedded_redis()
+    try:
+        one = server.client(db=1)
+        one.set('k', 'v')
+        assert server.client().get('k') is None and one.get('k') == b'v'
+        assert server.client(decode_responses=True).ping()
+    finally:
+        server.stop()
