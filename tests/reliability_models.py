@@ -59,6 +59,7 @@ def define_models() -> SimpleNamespace:
         text = rom.Text(index=True, keygen=rom.IDENTITY)
 
     class RelTag(rom.Model):                  # no foreign keys: bulk (pipelined) deletes
+        _defer_ids = True                     # ids taken inside the first save's script
         name = rom.Text(unique=True, index=True, keygen=rom.SIMPLE_CI, prefix=True)
         weight = rom.Float(index=True)
 
