@@ -273,7 +273,8 @@ def _unique_text(value: Any) -> str:
 
 
 def plan_write(model: Any, old: Dict[str, Any], new: Dict[str, Any], full: bool = False,
-               delete: bool = False, is_new: bool = False, fresh: bool = False) -> WritePlan:
+               delete: bool = False, is_new: bool = False, fresh: bool = False,
+               force: bool = False) -> WritePlan:
     """Compute what a save (or delete) writes; no I/O except saving new referenced entities."""
     ns = model._namespace
     pkey = model._pkey
@@ -306,7 +307,11 @@ def plan_write(model: Any, old: Dict[str, Any], new: Dict[str, Any], full: bool 
         if new_s is not None:
             stored[attr] = new_s
         if col._unique:
-            _plan_unique(col, attr, old, new, old_s, new_s, delete, claims, releases)
+            # a new entity releases the unique values it was created with when they changed
+            # and still map to its id (an earlier write whose reply was lost claimed them);
+            # a forced save keeps rom 1.1.2's behaviour and releases nothing old
+            unique_old = None if (is_new and force) else old.get(attr)
+            _plan_unique(col, attr, old, new, unique_old, new_s, delete, claims, releases)
         if new_v is None:
             unchanged = old_s is None
         else:
@@ -484,6 +489,10 @@ def save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool = 
         queued.clear()
         if not pending:
             return
+        for entity, _, _ in pending:
+            # a write that may have reached the server: a later save must not assume that
+            # nothing was written (its reply can be lost after the script ran)
+            entity._write_sent = True
         done, failure, ids = run_plans(conn, [plan for _, plan, _ in pending])
         rekeys: List[Tuple[Any, str]] = []
         if failure is not None and len(ids) > done and ids[done] is not None:
@@ -526,7 +535,9 @@ def save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool = 
                 entity._before_update()
             plan = plan_write(type(entity), entity._last, entity._save_data(),
                               full=full or was_new or force, is_new=was_new or force,
-                              fresh=was_new and not force)
+                              fresh=was_new and not force and not entity.__dict__.get(
+                                  '_write_sent', False),
+                              force=force)
             conn = connect(entity)
         except BaseException:
             flush()

@@ -106,6 +106,8 @@ class Model(metaclass=_ModelMetaclass):
         try:
             for attr, col, convert in plan:
                 value = row.get(attr)
+                if type(value) is bytes:
+                    value = value.decode('utf-8')
                 # the fast converters take decoded texts; bytes (raw rows passed by
                 # application code) go through the column's own conversion
                 if value is None or value is False or convert is None \
@@ -121,6 +123,26 @@ class Model(metaclass=_ModelMetaclass):
         pkey = self._pkey
         if data.get(pkey) is None:
             raise InvalidColumnValue('%s: the stored data has no primary key %r' % (ns, pkey))
+
+    @classmethod
+    def _from_stored(cls, conn: Any, row: Dict[Any, Any]) -> 'Model':
+        """An entity from an HGETALL reply (identity-mapped by the caller)."""
+        if cls.__init__ is not Model.__init__:  # a custom __init__ must see the load
+            return cls(_loading=True, **_decode_row(conn, row))
+        self = cls.__new__(cls)
+        self._init = False
+        self._data = {}
+        self._last = {}
+        self._cached_unsafe = {}
+        self._new = self._modified = self._deleted = False
+        if not decodes_responses(conn):
+            # field names only: values are decoded (as UTF-8) by _load when a column reads
+            # them, so -index-data- and unknown fields are never decoded
+            row = {k.decode('utf-8'): v for k, v in row.items()}
+        self._load(row)
+        self._init = True
+        session.add(self)
+        return self
 
     # --- identity -----------------------------------------------------------------------------
     @property
@@ -308,7 +330,7 @@ class Model(metaclass=_ModelMetaclass):
                 rows = pipe.execute()
             for position, row in zip(missing, rows):
                 if row:
-                    found[position] = cls(_loading=True, **_decode_row(conn, row))
+                    found[position] = cls._from_stored(conn, row)
         result = [found[p] for p in range(len(pks)) if p in found]
         if single:
             return result[0] if result else None

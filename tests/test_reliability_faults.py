@@ -242,12 +242,8 @@ def test_lost_reply_of_an_update_then_save_again(conn, redis_url):
     _clean(FItem)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'reliability bug (rom/_write.py plan_write): a save with is_new ignores the old values '
-    "of single unique columns (old_s is None), so the 'first' claim made by the write whose "
-    'reply was lost stays in FItem:code:uidx (rom 1.1.2 behaves the same); fix: release '
-    "old.get(attr) when it maps to this id. The uncommitted 'fresh' flag (skip reading the "
-    "old bookkeeping of new entities) would also leave the first write's index entries"))
+# (A new entity's save releases its changed creation-time unique values that map to its id,
+# and a save after a write that may have run re-reads the old bookkeeping.)
 def test_lost_reply_of_an_insert_then_changed_and_saved_again(conn, redis_url):
     """The first write was made although it raised; the entity still looks new. Saving
     it again with other values must replace the first write completely (its index
