@@ -277,15 +277,24 @@ class Model(metaclass=_ModelMetaclass):
             self._before_delete()
             cascaded, to_save = _plan_on_delete(self)
         session.forget(self)
-        self._apply_changes(self._last, {}, delete=True, _conn=conn)
-        self._modified = True
-        self._deleted = True
+        conn = conn if conn is not None else connect(self)
         # spec §3.5: delete the whole list in order (self first), then save the entities
-        # whose references were set to null/default
+        # whose references were set to null/default. Deletes sharing self's client go in
+        # one script call (atomic together); others follow one by one.
+        together = [self] + [d for d in cascaded if connect(d) is connect(self)]
+        plans = [plan_write(type(d), d._last, {}, delete=True) for d in together]
+        done, failure, _ = run_plans(conn, plans)
+        if failure is not None:
+            raise failure
+        for doomed in together:
+            session.forget(doomed)
+            doomed._modified = True
+            doomed._deleted = True
         for doomed in cascaded:
-            doomed.delete(skip_on_delete_i_really_mean_it=SKIP_ON_DELETE)
-        for ref in to_save:
-            ref.save()
+            if not doomed._deleted:
+                doomed.delete(skip_on_delete_i_really_mean_it=SKIP_ON_DELETE)
+        if to_save:
+            save_entities(to_save, False, False, False)
         if not skip:
             self._after_delete()
 

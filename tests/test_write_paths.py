@@ -83,3 +83,24 @@ def test_stale_delete_of_keygen_unique_releases_by_id(conn):
     assert conn.hgetall('KU:code:uidx') == {b'xyz': b'1'}
     stale.delete()
     assert conn.hgetall('KU:code:uidx') == {}
+
+
+def test_cascade_delete_is_one_write(conn, roundtrips):
+    class Parent(rom.Model):
+        name = rom.Text()
+
+    class Child(rom.Model):
+        parent = rom.ManyToOne('Parent', on_delete='cascade')
+
+    p = Parent(name='p')
+    p.save()
+    kids = [Child(parent=p) for _ in range(3)]
+    session.commit()
+    session.rollback()
+    p = Parent.get(p.id)
+    with roundtrips(conn) as rt:
+        p.delete()
+    # find the children (range lookup + load), then one atomic script deletes all four
+    assert rt.count <= 3 and rt.commands.count('EVALSHA') == 1
+    assert [k for k in dump_database(conn) if not k.endswith(b':id:')] == []
+    assert all(k._deleted for k in kids) or not any(conn.exists(k._pk) for k in kids)
