@@ -125,6 +125,22 @@ class Model(metaclass=_ModelMetaclass):
             raise InvalidColumnValue('%s: the stored data has no primary key %r' % (ns, pkey))
 
     @classmethod
+    def _entities_from_reply(cls, conn: Any, reply: List[Any]) -> List['Model']:
+        """Entities from a flat ``[id, HGETALL row, ...]`` script reply (session first)."""
+        found = []
+        for position in range(0, len(reply), 2):
+            id_text = reply[position]
+            id_text = id_text.decode('ascii') if isinstance(id_text, bytes) else id_text
+            entity = session.get('%s:%s' % (cls._namespace, int(id_text)))
+            if entity is None:
+                flat = reply[position + 1]
+                if not flat:
+                    continue  # the row is gone (deleted behind the index's back)
+                entity = cls._from_stored(conn, dict(zip(flat[::2], flat[1::2])))
+            found.append(entity)
+        return found
+
+    @classmethod
     def _from_stored(cls, conn: Any, row: Dict[Any, Any]) -> 'Model':
         """An entity from an HGETALL reply (identity-mapped by the caller)."""
         if cls.__init__ is not Model.__init__:  # a custom __init__ must see the load
@@ -374,11 +390,11 @@ class Model(metaclass=_ModelMetaclass):
             hi = 'inf' if value[1] is None else col._to_redis(value[1])
             conn = connect(cls)
             key = '%s:%s:idx' % (cls._namespace, attr)
-            if limit:
-                ids = conn.zrangebyscore(key, lo, hi, start=limit[0], num=limit[1])
-            else:
-                ids = conn.zrangebyscore(key, lo, hi)
-            return cls.get(ids) if ids else []
+            # one round trip: the ids in the range and their rows (identity map still wins)
+            reply = lua('get_range')(conn, (), [
+                key, cls._namespace, lo, hi,
+                limit[0] if limit else 0, limit[1] if limit else ''])
+            return cls._entities_from_reply(conn, reply)
         query = cls.query.filter(**{attr: value})
         if limit:
             query = query.limit(*limit)
@@ -403,20 +419,7 @@ class Model(metaclass=_ModelMetaclass):
         conn = connect(cls)
         reply = lua('get_unique')(conn, (), ['%s:%s:uidx' % (cls._namespace, attr),
                                             cls._namespace] + lookups)
-        found = []
-        decode = not decodes_responses(conn)
-        for position in range(0, len(reply), 2):
-            id_text = reply[position]
-            id_text = id_text.decode('ascii') if isinstance(id_text, bytes) else id_text
-            entity = session.get('%s:%s' % (cls._namespace, int(id_text)))
-            if entity is None:
-                flat = reply[position + 1]
-                if not flat:
-                    continue
-                if decode:
-                    flat = [item.decode('utf-8') for item in flat]
-                entity = cls(_loading=True, **dict(zip(flat[::2], flat[1::2])))
-            found.append(entity)
+        found = cls._entities_from_reply(conn, reply)
         if isinstance(value, list):
             return found
         return found[0] if found else None
