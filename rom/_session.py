@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import MutableMapping
-from typing import Any, Dict, Iterable, Iterator, List, Optional, ValuesView
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Set, ValuesView
 
 from ._connect import connect, util_module
 from ._registry import MODELS_REFERENCED, is_entity
@@ -33,24 +33,24 @@ def _key_of(obj: Any) -> str:
 class KnownEntities(MutableMapping):
     """``session.known``: tracked entities keyed by ``_pk``, in insertion order.
 
-    A new entity's id is allocated when it is first read or by its first save; until then it
-    is held under a placeholder key. Reading the keys (iteration, ``items()``, comparison)
-    reads the ids, so pending ids are allocated first (in insertion order); ``values()`` and
-    ``len()`` do not.
+    With ``_defer_ids = True`` a new entity's id is allocated when it is first read or by
+    its first save; until then it is held under a placeholder key. Reading the keys
+    (iteration, ``items()``, comparison, a lookup that misses) reads the ids, so pending ids
+    are allocated first (in insertion order); ``values()``, ``len()`` and ``get()`` do not.
     """
 
-    __slots__ = ('_d',)
+    __slots__ = ('_d', '_waiting')
 
     def __init__(self) -> None:
         self._d: Dict[str, Any] = {}
+        self._waiting: Set[str] = set()  # placeholder keys of entities with a pending id
 
     def _resolve(self) -> None:
-        pending = [obj for key, obj in self._d.items() if key != _key_of(obj)
-                   or getattr(obj, '_id_pending', False)]
-        if not pending:
+        if not self._waiting:
             return
-        for obj in pending:
-            obj._allocate_id(rekey=False)
+        for key in [k for k in self._d if k in self._waiting]:
+            self._d[key]._allocate_id(rekey=False)
+        self._waiting.clear()
         self._d = {_key_of(obj): obj for obj in self._d.values()}
 
     def _rekey_many(self, moves: Dict[str, str]) -> List[str]:
@@ -59,6 +59,7 @@ class KnownEntities(MutableMapping):
         present = [new for old, new in moves.items() if old in d]
         if present:
             self._d = {moves.get(k, k): v for k, v in d.items()}
+            self._waiting.difference_update(moves)
         return present
 
     def _rekey(self, obj: Any, old_key: str, new_key: str) -> bool:
@@ -70,24 +71,25 @@ class KnownEntities(MutableMapping):
             d[new_key] = obj
         else:
             self._d = {(new_key if k == old_key else k): v for k, v in d.items()}
+        self._waiting.discard(old_key)
         return True
 
-    def _has_pending(self) -> bool:
-        return any(getattr(obj, '_id_pending', False) for obj in self._d.values())
-
     def __getitem__(self, key: str) -> Any:
-        if key not in self._d and self._has_pending():
+        if key not in self._d and self._waiting:
             self._resolve()
         return self._d[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
         self._d[key] = value
+        if getattr(value, '_id_pending', False):
+            self._waiting.add(key)
 
     def __delitem__(self, key: str) -> None:
         del self._d[key]
+        self._waiting.discard(key)
 
     def __contains__(self, key: object) -> bool:
-        if key not in self._d and self._has_pending():
+        if key not in self._d and self._waiting:
             self._resolve()
         return key in self._d
 
@@ -105,6 +107,7 @@ class KnownEntities(MutableMapping):
         return self._d.get(key, default)
 
     def pop(self, key: str, *default: Any) -> Any:
+        self._waiting.discard(key)
         return self._d.pop(key, *default)
 
     def __repr__(self) -> str:
