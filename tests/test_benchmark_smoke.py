@@ -11,7 +11,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, 'benchmarks', 'bench.py')
 
 WORKLOADS = {
-    'insert_one', 'bulk_insert', 'get_one', 'get_100', 'get_by_unique', 'range_order_limit',
+    'insert_one', 'insert_one_deferred', 'bulk_insert', 'get_one', 'get_100', 'get_by_unique', 'range_order_limit',
     'fulltext_word', 'text_range_bool', 'startswith', 'endswith', 'count', 'one_to_many',
     'update_two_indexed', 'delete_cascade',
 }
@@ -31,6 +31,13 @@ def test_bench_smoke(redis_url: str, tmp_path) -> None:
         assert workload['rom']['ops_per_s'] > 0 and workload['floor']['ops_per_s'] > 0, name
         assert isinstance(workload['met'], bool), name
     assert report['memory']['layout_identical'] and report['memory']['layout_identical_at_end']
+    # round trips are exact: the default model takes its id at construction (INCR), then
+    # saves; a _defer_ids model allocates the id inside the save's script
+    workloads = report['workloads']
+    assert workloads['insert_one']['rom']['roundtrips_per_op'] == 2
+    deferred = workloads['insert_one_deferred']
+    assert deferred['defer_id'] and deferred['rom']['roundtrips_per_op'] == 1
+    assert deferred['memory']['layout_identical']
     assert report['meta']['users'] == 50
     for name in WORKLOADS:  # the table on stdout names every workload and its verdict
         assert name in proc.stdout
