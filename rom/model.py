@@ -5,30 +5,31 @@ Declarations are checked by ``rom._schema._ModelMetaclass``; writes are planned 
 """
 from __future__ import annotations
 
+from decimal import Decimal as _DecimalValue
 from typing import Any, Dict, Iterator, List, Set, Tuple, Union
 
 from . import _search
-from ._connect import connect, decodes_responses
-from ._helpers import ClassProperty
-from ._keygen import SORT_KEYGEN_NAMES
-from ._registry import MODELS, MODELS_REFERENCED, NULL, PENDING_ID, SKIP_ON_DELETE
-from decimal import Decimal as _DecimalValue
-
 from ._coltypes import (Boolean, Date, DateTime, Float, IndexOnly, Integer, PrimaryKey, String,
                         Text, Time)
 from ._coltypes import Decimal as _Decimal
-from ._helpers import ts2dt, ts2t
+from ._compat import _zrange_limit_iterator, redis_writer_lua
+from ._connect import connect, decodes_responses
+from ._helpers import ClassProperty, ts2dt, ts2t
+from ._keygen import SORT_KEYGEN_NAMES
+from ._on_delete import _plan_on_delete
+from ._registry import PENDING_ID, SKIP_ON_DELETE
 from ._relations import UnsafeColumn, _Unresolved
 from ._schema import _ModelMetaclass
 from ._scripts import lua
 from ._session import session
-from ._write import AttrDict, IndexEntries, WritePlan, plan_write, run_plans, save_entities
+from ._write import AttrDict, plan_write, run_plans, save_entities
 from .exceptions import (DataRaceError, EntityDeletedError, InvalidColumnValue,
-                         InvalidOperation, QueryError, RestrictError)
+                         InvalidOperation, QueryError)
 from .query import NUMERIC_TYPES, Query
 
 __all__ = ['Model', 'redis_writer_lua']
-_PUBLIC_HELPERS = (AttrDict, SKIP_ON_DELETE)  # importable from rom.model, as in rom 1.1.2
+# importable from rom.model, as in rom 1.1.2
+_PUBLIC_HELPERS = (AttrDict, SKIP_ON_DELETE, _zrange_limit_iterator)
 
 _STRING_SORT_KEYGENS = list(SORT_KEYGEN_NAMES)
 _LOADING_SKIP = frozenset(['_loading', '_extra_ok', '_bypass_session_entirely'])
@@ -510,90 +511,3 @@ def _load_plan(cls: Any) -> List[Tuple[str, Any, Any]]:
         col._model = cls._namespace
         plan.append((attr, col, fast.get(type(col))))
     return plan
-
-
-def _references_to(model: Any) -> List[Tuple[str, str, str]]:
-    """``MODELS_REFERENCED`` entries naming ``model`` by namespace or by class name (B2)."""
-    refs = list(MODELS_REFERENCED.get(model._namespace, ()))
-    if model.__name__ != model._namespace:
-        refs += [r for r in MODELS_REFERENCED.get(model.__name__, ()) if r not in refs]
-    return refs
-
-
-def _plan_on_delete(entity: Model) -> Tuple[List[Any], List[Any]]:
-    """Apply the on_delete policies that refer to ``entity`` (breadth first).
-
-    Returns the cascaded entities to delete (in order, ``entity`` excluded) and the
-    entities to save afterwards; raises RestrictError before anything is written.
-    """
-    to_delete = [entity]
-    scheduled = {entity._pk}
-    to_save: List[Any] = []
-    saving = set()
-    position = 0
-    while position < len(to_delete):
-        current = to_delete[position]
-        position += 1
-        for ref_ns, attr, action in _references_to(type(current)):
-            if action == 'no action':
-                continue
-            referencing = MODELS[ref_ns].get_by(**{attr: getattr(current, current._pkey)})
-            if not referencing:
-                continue
-            if action == 'restrict':
-                raise RestrictError('cannot delete %s: %i %s.%s entit%s refer to it '
-                                    "(on_delete='restrict')"
-                                    % (current._pk, len(referencing), ref_ns, attr,
-                                       'y' if len(referencing) == 1 else 'ies'))
-            for ref in referencing:
-                if ref._pk in scheduled:
-                    continue
-                if action == 'cascade':
-                    to_delete.append(ref)
-                    scheduled.add(ref._pk)
-                    continue
-                if action == 'set null':
-                    setattr(ref, attr, None)
-                else:
-                    default = ref._columns[attr]._default
-                    if default is NULL or default is None:
-                        setattr(ref, attr, None)
-                    else:
-                        setattr(ref, attr, default() if callable(default) else default)
-                if ref._pk not in saving:
-                    saving.add(ref._pk)
-                    to_save.append(ref)
-    return to_delete[1:], [ref for ref in to_save if ref._pk not in scheduled]
-
-
-def redis_writer_lua(conn: Any, pkey: str, namespace: str, id: Any, unique: Dict[str, Any],
-                     udelete: Dict[str, Any], delete: List[str], data: Dict[str, Any],
-                     keys: List[str], scored: Dict[str, Any], prefix: List[Any],
-                     suffix: List[Any], geo: List[Any], old_data: Dict[str, Any],
-                     is_delete: bool, keys_to_delete: List[str]) -> None:
-    """Low-level write entry point with rom 1.1.2's argument list (see ``rom._write``)."""
-    id_text = str(id)
-    race = [] if not old_data else [(pkey, id_text)] + [
-        (k, v) for k, v in old_data.items() if k in data]
-    entries = IndexEntries(list(keys), {k: str(v) for k, v in scored.items()},
-                           [tuple(p) for p in prefix], [tuple(s) for s in suffix],
-                           [tuple(g) for g in geo])
-    plan = WritePlan(namespace, id_text, pkey, bool(is_delete), False, race, [], list(unique.items()),
-                     list(udelete.items()), list(delete), list(data.items()),
-                     list(keys_to_delete), entries, 0, {})
-    done, failure, _ = run_plans(conn, [plan])
-    if failure is not None:
-        raise failure
-
-
-def _zrange_limit_iterator(conn: Any, key: str, vstart: Any, end: Any,
-                           count: int = 100) -> Iterator[List[Any]]:
-    """Pages of ``ZRANGEBYSCORE key vstart end LIMIT start count`` until a short page."""
-    start = 0
-    while True:
-        page = conn.execute_command('ZRANGEBYSCORE', key, vstart, end, 'LIMIT', start, count)
-        yield page
-        if len(page) < count:
-            return
-        start += len(page)
-
