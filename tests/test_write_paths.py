@@ -1,11 +1,28 @@
 """Server-side work of the write script: what a new save skips, what a stale delete releases."""
 from __future__ import annotations
 
-import redis
+import pytest
 
 import rom
 from rom import session
-from rom.testing import dump_database
+from rom.testing import dump_database, start_embedded_redis
+
+
+@pytest.fixture(scope='module')
+def private_server():
+    """A server of this module only: INFO commandstats counts exactly our commands."""
+    server = start_embedded_redis()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def private(private_server):
+    client = private_server.client()
+    client.flushdb()
+    client.config_resetstat()
+    yield client
+    client.close()
 
 
 def _calls(conn, command):
@@ -13,8 +30,11 @@ def _calls(conn, command):
     return stats.get('cmdstat_' + command, {}).get('calls', 0)
 
 
-def test_new_entity_save_reads_no_old_bookkeeping(conn):
+def test_new_entity_save_reads_no_old_bookkeeping(private):
+    conn = private
+
     class Fresh(rom.Model):
+        _conn = private
         n = rom.Integer(index=True)
         t = rom.Text(index=True, keygen=rom.FULL_TEXT)
 
@@ -43,8 +63,11 @@ def test_forced_save_still_removes_old_entries(conn):
     assert conn.smembers('Forced:t:new:idx') == {b'1'}
 
 
-def test_stale_delete_releases_the_current_unique_values(conn, redis_url):
+def test_stale_delete_releases_the_current_unique_values(private):
+    conn = private
+
     class Acct(rom.Model):
+        _conn = private
         email = rom.Text(unique=True)
         a = rom.Text()
         b = rom.Text()
@@ -54,7 +77,6 @@ def test_stale_delete_releases_the_current_unique_values(conn, redis_url):
     session.rollback()
     stale = Acct.get(1)
     # another process changes the unique values behind the stale handle's back
-    other = redis.Redis.from_url(redis_url)
     session.rollback()
     fresh = Acct.get(1)
     fresh.email = 'new@x'
@@ -66,7 +88,6 @@ def test_stale_delete_releases_the_current_unique_values(conn, redis_url):
     assert _calls(conn, 'hgetall') == hgetall  # no scan of the unique hashes
     remaining = {k for k in dump_database(conn) if not k.endswith(b':id:')}
     assert remaining == set()
-    other.close()
 
 
 def test_stale_delete_of_keygen_unique_releases_by_id(conn):
