@@ -11,7 +11,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, 'benchmarks', 'bench.py')
 
 WORKLOADS = {
-    'insert_one', 'insert_one_deferred', 'bulk_insert', 'get_one', 'get_100', 'get_by_unique', 'range_order_limit',
+    'insert_one', 'insert_one_deferred', 'bulk_insert', 'bulk_insert_deferred', 'get_one', 'get_100', 'get_by_unique', 'range_order_limit',
     'fulltext_word', 'text_range_bool', 'startswith', 'endswith', 'count', 'one_to_many',
     'update_two_indexed', 'delete_cascade',
 }
@@ -38,6 +38,9 @@ def test_bench_smoke(redis_url: str, tmp_path) -> None:
     deferred = workloads['insert_one_deferred']
     assert deferred['defer_id'] and deferred['rom']['roundtrips_per_op'] == 1
     assert deferred['memory']['layout_identical']
+    # a bulk commit: one id round trip per entity by default, none with _defer_ids
+    assert workloads['bulk_insert']['rom']['roundtrips_per_op'] >= 1
+    assert workloads['bulk_insert_deferred']['rom']['roundtrips_per_op'] < 0.5
     assert report['meta']['users'] == 50
     for name in WORKLOADS:  # the table on stdout names every workload and its verdict
         assert name in proc.stdout
