@@ -57,9 +57,14 @@ class KnownEntities(MutableMapping):
         """Rename several keys at once (one pass); returns the new keys that were present."""
         d = self._d
         present = [new for old, new in moves.items() if old in d]
-        if present:
+        if not present:
+            return present
+        olds = [old for old in moves if old in d]
+        if len(olds) == 1 and next(reversed(d)) == olds[0]:
+            d[moves[olds[0]]] = d.pop(olds[0])  # the usual case: the entity added last
+        else:
             self._d = {moves.get(k, k): v for k, v in d.items()}
-            self._waiting.difference_update(moves)
+        self._waiting.difference_update(moves)
         return present
 
     def _rekey(self, obj: Any, old_key: str, new_key: str) -> bool:

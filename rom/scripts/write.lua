@@ -240,7 +240,7 @@ for block = 1, blocks do
         pairs_[#pairs_ + 1] = pk_field
         pairs_[#pairs_ + 1] = new_id
     end
-    if #pairs_ > 0 then
+    if #pairs_ > 0 and not (fresh and not is_delete) then
         call_chunked('HMSET', row, pairs_)
     end
     local unsafe = {}
@@ -298,7 +298,12 @@ for block = 1, blocks do
         redis.call('DEL', row, unpack(unsafe))
     else
         local index_data = cjson.encode({keys, scored, prefix, suffix, geo})
-        if index_data ~= old_index_data then
+        if fresh then
+            -- a new row: its fields and bookkeeping in one command
+            pairs_[#pairs_ + 1] = '-index-data-'
+            pairs_[#pairs_ + 1] = index_data
+            call_chunked('HMSET', row, pairs_)
+        elseif index_data ~= old_index_data then
             redis.call('HSET', row, '-index-data-', index_data)
         end
     end
