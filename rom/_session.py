@@ -53,31 +53,17 @@ class KnownEntities(MutableMapping):
         self._waiting.clear()
         self._d = {_key_of(obj): obj for obj in self._d.values()}
 
-    def _rekey_many(self, moves: Dict[str, str]) -> List[str]:
-        """Rename several keys at once (one pass); returns the new keys that were present."""
+    def _rekey_many(self, moves: Dict[str, str]) -> None:
+        """Rename tracked keys (old -> new) in one pass, keeping their positions."""
         d = self._d
-        present = [new for old, new in moves.items() if old in d]
-        if not present:
-            return present
-        olds = [old for old in moves if old in d]
-        if len(olds) == 1 and next(reversed(d)) == olds[0]:
-            d[moves[olds[0]]] = d.pop(olds[0])  # the usual case: the entity added last
-        else:
-            self._d = {moves.get(k, k): v for k, v in d.items()}
+        if len(moves) == 1:
+            (old, new), = moves.items()
+            if next(reversed(d), None) == old:  # the usual case: the entity added last
+                d[new] = d.pop(old)
+                self._waiting.discard(old)
+                return
+        self._d = {moves.get(k, k): v for k, v in d.items()}
         self._waiting.difference_update(moves)
-        return present
-
-    def _rekey(self, obj: Any, old_key: str, new_key: str) -> bool:
-        d = self._d
-        if d.get(old_key) is not obj:
-            return False
-        if next(reversed(d)) == old_key:
-            del d[old_key]
-            d[new_key] = obj
-        else:
-            self._d = {(new_key if k == old_key else k): v for k, v in d.items()}
-        self._waiting.discard(old_key)
-        return True
 
     def __getitem__(self, key: str) -> Any:
         if key not in self._d and self._waiting:
@@ -166,30 +152,20 @@ class Session(threading.local):
         self.wknown.pop(pk, None)
 
     def _rekey_many(self, entities: List[Any]) -> None:
-        """``_rekey`` for many (entity, old key) pairs, in one pass over ``known``."""
+        """Move (entity, old placeholder key) pairs to their real ``_pk``, in one pass."""
         known = self.known
-        if not isinstance(known, KnownEntities):
-            for obj, old_key in entities:
-                self._rekey(obj, old_key)
-            return
         moves = {old_key: obj._session_key for obj, old_key in entities
                  if known.get(old_key) is obj}
-        known._rekey_many(moves)
-        by_key = {obj._session_key: obj for obj, _ in entities}
-        for new_key in moves.values():
-            self.wknown[new_key] = by_key[new_key]
-
-    def _rekey(self, obj: Any, old_key: str) -> None:
-        """Move ``obj`` from its placeholder key to its real ``_pk``, keeping its position."""
-        new_key = obj._session_key
-        known = self.known
-        moved = known._rekey(obj, old_key, new_key) if isinstance(known, KnownEntities) else False
-        if not moved and known.get(old_key) is obj:
-            known.pop(old_key)
-            known[new_key] = obj
-            moved = True
-        if moved:
-            self.wknown[new_key] = obj
+        if not moves:
+            return
+        if isinstance(known, KnownEntities):
+            known._rekey_many(moves)
+        else:  # a plain mapping assigned by application code
+            for old_key, new_key in moves.items():
+                known[new_key] = known.pop(old_key)
+        for obj, old_key in entities:
+            if old_key in moves:
+                self.wknown[moves[old_key]] = obj
 
     def get(self, pk: str) -> Optional[Any]:
         """The tracked entity for ``'<ns>:<id>'``, or None (never contacts Redis)."""

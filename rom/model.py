@@ -32,7 +32,6 @@ __all__ = ['Model', 'redis_writer_lua']
 _PUBLIC_HELPERS = (AttrDict, SKIP_ON_DELETE, _zrange_limit_iterator)
 
 _STRING_SORT_KEYGENS = list(SORT_KEYGEN_NAMES)
-_LOADING_SKIP = frozenset(['_loading', '_extra_ok', '_bypass_session_entirely'])
 
 
 def _decode_row(conn: Any, row: Dict[Any, Any]) -> Dict[str, Any]:
@@ -196,7 +195,7 @@ class Model(metaclass=_ModelMetaclass):
 
     def _set_allocated_id(self, value: int, old_key: str) -> None:
         self._data[self._pkey] = value
-        session._rekey(self, old_key)
+        session._rekey_many([(self, old_key)])
 
     def _save_data(self) -> Dict[str, Any]:
         """The values a save writes: like ``to_dict()`` but a pending id stays pending."""
