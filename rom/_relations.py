@@ -44,6 +44,13 @@ class _Related:
         return model
 
 
+def _reference_to_none(obj: Any, attr: Any) -> None:
+    """An assigned id that names no entity: the reference becomes None (not an error)."""
+    obj._data[attr] = None
+    obj._modified = True
+    session.add(obj)
+
+
 class ManyToOne(_Related, Column):
     """A reference to an entity of model ``ftable`` (stored as its id, always indexed).
 
@@ -93,9 +100,7 @@ class ManyToOne(_Related, Column):
                 raise InvalidColumnValue('cannot assign %r to %s.%s: expected a %s entity or id'
                                          % (value, obj._namespace, self._attr, target.__name__))
             if value is None:  # a missing id reads as None, silently
-                obj._data[self._attr] = None
-                obj._modified = True
-                session.add(obj)
+                _reference_to_none(obj, self._attr)
                 return
         self._store(obj, value)
 
@@ -171,9 +176,7 @@ class ForeignModel(Column):
                 raise InvalidColumnValue('cannot assign %r to %s.%s: expected a %s or its id'
                                          % (value, obj._namespace, self._attr, self._fmodel))
             if value is None:  # fmodel.get() found nothing: the reference becomes None
-                obj._data[self._attr] = None
-                obj._modified = True
-                session.add(obj)
+                _reference_to_none(obj, self._attr)
                 return
         self._store(obj, value)
 

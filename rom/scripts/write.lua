@@ -140,6 +140,18 @@ local function release_current(ns, id, row, name, kind)
     end
 end
 
+-- Prefix/suffix entries (attr, token, score): ZADD <ns>:<attr><kind> score token\0id,
+-- recorded as {attr, token} pairs for the bookkeeping.
+local function add_members(ns, id, kind, recorded)
+    for i = 1, count() do
+        local attr = arg()
+        local token = arg()
+        local score = arg()
+        recorded[i] = {attr, token}
+        redis.call('ZADD', ns .. ':' .. attr .. kind, score, token .. '\0' .. id)
+    end
+end
+
 local blocks = tonumber(ARGV[1])
 local allocated = {}
 local function result(applied, status, details)
@@ -265,20 +277,8 @@ for block = 1, blocks do
         scored[i] = name
         redis.call('ZADD', ns .. ':' .. name .. ':idx', score, id)
     end
-    for i = 1, count() do
-        local attr = arg()
-        local token = arg()
-        local score = arg()
-        prefix[i] = {attr, token}
-        redis.call('ZADD', ns .. ':' .. attr .. ':pre', score, token .. '\0' .. id)
-    end
-    for i = 1, count() do
-        local attr = arg()
-        local token = arg()
-        local score = arg()
-        suffix[i] = {attr, token}
-        redis.call('ZADD', ns .. ':' .. attr .. ':suf', score, token .. '\0' .. id)
-    end
+    add_members(ns, id, ':pre', prefix)
+    add_members(ns, id, ':suf', suffix)
     local seen = {}
     for _ = 1, count() do
         local name = arg()
