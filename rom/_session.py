@@ -145,6 +145,17 @@ class Session(threading.local):
         if not getattr(obj, '_id_pending', False):
             self.wknown[pk] = obj
 
+    def _add_loaded(self, obj: Any, key: str) -> None:
+        """``add`` for an entity just built from a stored row, whose ``_pk`` is ``key``."""
+        if self.null_session:
+            return
+        known = self.known
+        if type(known) is KnownEntities:
+            known._d[key] = obj
+        else:
+            known[key] = obj
+        self.wknown[key] = obj
+
     def forget(self, obj: Any) -> None:
         """Stop tracking ``obj``."""
         pk = _key_of(obj)
@@ -177,7 +188,11 @@ class Session(threading.local):
     def rollback(self) -> None:
         """Forget every tracked entity (local changes are kept on the objects)."""
         self.known = KnownEntities()
-        self.wknown = weakref.WeakValueDictionary()
+        wknown = self.wknown
+        if type(wknown) is weakref.WeakValueDictionary:
+            wknown.clear()  # cheaper than a new one
+        else:
+            self.wknown = weakref.WeakValueDictionary()
 
     def flush(self, full: bool = False, all: bool = False, force: bool = False) -> int:
         """Save every tracked dirty entity (every one with ``all``); returns columns changed."""

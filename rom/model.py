@@ -5,12 +5,13 @@ Declarations are checked by ``rom._schema._ModelMetaclass``; writes are planned 
 """
 from __future__ import annotations
 
+import json
 from decimal import Decimal as _DecimalValue
 from typing import Any, Dict, Iterator, List, Set, Tuple, Union
 
 from . import _search
-from ._coltypes import (Boolean, Date, DateTime, Float, IndexOnly, Integer, PrimaryKey, String,
-                        Text, Time)
+from ._coltypes import (Boolean, Date, DateTime, Float, IndexOnly, Integer, Json, PrimaryKey,
+                        String, Text, Time)
 from ._coltypes import Decimal as _Decimal
 from ._compat import _zrange_limit_iterator, redis_writer_lua
 from ._connect import connect, decodes_responses
@@ -93,8 +94,12 @@ class Model(metaclass=_ModelMetaclass):
         if not bypass:
             session.add(self)
 
-    def _load(self, row: Dict[str, Any]) -> None:
-        """Initialise from a stored row (decoded field texts); no validation, defaults apply."""
+    def _load(self, row: Dict[Any, Any], by_bytes: bool = False) -> None:
+        """Initialise from a stored row; no validation, defaults apply.
+
+        ``row`` maps field names to stored texts, or (``by_bytes``) bytes field names to bytes
+        values straight from HGETALL: values are decoded only for the model's columns.
+        """
         cls = type(self)
         plan = cls.__dict__.get('_rom_load_plan')
         if plan is None:
@@ -103,18 +108,22 @@ class Model(metaclass=_ModelMetaclass):
         data = self._data
         last = self._last
         ns = self._namespace
+        get = row.get
         try:
-            for attr, col, convert in plan:
-                value = row.get(attr)
-                if type(value) is bytes:
+            for attr, key, col, convert in plan:
+                value = get(key if by_bytes else attr)
+                kind = type(value)
+                if kind is bytes:
                     value = value.decode('utf-8')
-                # the fast converters take decoded texts; bytes (raw rows passed by
-                # application code) go through the column's own conversion
-                if value is None or value is False or convert is None \
-                        or not isinstance(value, str):
+                elif kind is not str:  # None, or False/objects passed by application code
                     col._init_(self, ns, attr, None if value is False else value, True)
                     if value is not None and value is not False and col._allowed:
-                        last[attr] = value if isinstance(value, str) else col._to_redis(value)
+                        last[attr] = col._to_redis(value)
+                    continue
+                if convert is None:  # the column's own conversion (references, custom types)
+                    col._init_(self, ns, attr, value, True)
+                    if col._allowed:
+                        last[attr] = value
                     continue
                 data[attr] = value if convert is _KEEP else convert(value)
                 last[attr] = value
@@ -141,23 +150,31 @@ class Model(metaclass=_ModelMetaclass):
         return found
 
     @classmethod
-    def _from_stored(cls, conn: Any, row: Dict[Any, Any]) -> 'Model':
-        """An entity from an HGETALL reply (identity-mapped by the caller)."""
+    def _from_stored(cls, conn: Any, row: Dict[Any, Any], by_bytes: Any = None,
+                     track: bool = True) -> 'Model':
+        """An entity from an HGETALL reply, added to the session unless ``track`` is False.
+
+        ``by_bytes``: whether the reply has bytes field names (the client does not decode
+        responses); None asks the client.
+        """
+        if by_bytes is None:
+            by_bytes = not decodes_responses(conn)
         if cls.__init__ is not Model.__init__:  # a custom __init__ must see the load
-            return cls(_loading=True, **_decode_row(conn, row))
+            if by_bytes:
+                row = {k.decode('utf-8'): v.decode('utf-8') for k, v in row.items()}
+            if not track:
+                row = dict(row, _bypass_session_entirely=True)
+            return cls(_loading=True, **row)
         self = cls.__new__(cls)
         self._init = False
         self._data = {}
         self._last = {}
         self._cached_unsafe = {}
         self._new = self._modified = self._deleted = False
-        if not decodes_responses(conn):
-            # field names only: values are decoded (as UTF-8) by _load when a column reads
-            # them, so -index-data- and unknown fields are never decoded
-            row = {k.decode('utf-8'): v for k, v in row.items()}
-        self._load(row)
+        self._load(row, by_bytes)
         self._init = True
-        session.add(self)
+        if track:
+            session._add_loaded(self, '%s:%s' % (cls._namespace, self._data[cls._pkey]))
         return self
 
     # --- identity -----------------------------------------------------------------------------
@@ -331,34 +348,40 @@ class Model(metaclass=_ModelMetaclass):
     @classmethod
     def get(cls, ids: Any) -> Any:
         """One entity (or None) for one id; a list of the existing entities for a list of ids."""
-        single = not isinstance(ids, (list, tuple, set, frozenset))
-        if single:
-            ids = [ids]
         ns = cls._namespace
-        pks = ['%s:%s' % (ns, int(i)) for i in ids]
-        found: Dict[int, Any] = {}
-        missing = []
-        for position, pk in enumerate(pks):
+        if not isinstance(ids, (list, tuple, set, frozenset)):
+            pk = '%s:%s' % (ns, int(ids))
             obj = session.get(pk)
             if obj is None:
-                missing.append(position)
-            else:
-                found[position] = obj
+                conn = connect(cls)
+                row = conn.hgetall(pk)
+                obj = cls._from_stored(conn, row) if row else None
+            return obj
+        return [obj for obj in cls._fetch(ids) if obj is not None]
+
+    @classmethod
+    def _fetch(cls, ids: Any, track: bool = True) -> List[Any]:
+        """Per id: the session's entity, else one built from its row (None when missing).
+
+        Rows come from one HGETALL or one atomic script call; ``track=False`` leaves the entities built
+        here out of the session.
+        """
+        ns = cls._namespace
+        pks = ['%s:%s' % (ns, int(i)) for i in ids]
+        result: List[Any] = [session.get(pk) for pk in pks]
+        missing = [position for position, obj in enumerate(result) if obj is None]
         if missing:
             conn = connect(cls)
+            by_bytes = not decodes_responses(conn)
             if len(missing) == 1:
                 rows = [conn.hgetall(pks[missing[0]])]
             else:
-                pipe = conn.pipeline(True)
-                for position in missing:
-                    pipe.hgetall(pks[position])
-                rows = pipe.execute()
-            for position, row in zip(missing, rows):
-                if row:
-                    found[position] = cls._from_stored(conn, row)
-        result = [found[p] for p in range(len(pks)) if p in found]
-        if single:
-            return result[0] if result else None
+                rows = lua('get_rows')(conn, [pks[position] for position in missing])
+            for position, flat in zip(missing, rows):
+                if flat:
+                    if type(flat) is not dict:
+                        flat = dict(zip(flat[::2], flat[1::2]))
+                    result[position] = cls._from_stored(conn, flat, by_bytes, track)
         return result
 
     @classmethod
@@ -491,8 +514,21 @@ def _reindex(entity: Model, attempts: int = 20) -> None:
 _KEEP = object()
 
 
-def _load_plan(cls: Any) -> List[Tuple[str, Any, Any]]:
-    """Per column: (attr, column, converter of a stored text) for loading rows quickly.
+def _json_loader(col: Any) -> Any:
+    """``Json._from_redis`` for a decoded text, without the type dispatch."""
+    allowed = col._allowed
+    loads = json.loads
+
+    def load(text: str) -> Any:
+        value = loads(text)
+        if value is not None and not isinstance(value, allowed):
+            return col._from_redis(text)  # raises the column's own error
+        return value
+    return load
+
+
+def _load_plan(cls: Any) -> List[Tuple[str, bytes, Any, Any]]:
+    """Per column: (attr, field name as bytes, column, converter of a stored text).
 
     Built-in column types get a direct converter; every other column (custom subclasses,
     references, Json, ...) goes through its own ``_init_`` (converter None).
@@ -501,12 +537,15 @@ def _load_plan(cls: Any) -> List[Tuple[str, Any, Any]]:
         Text: _KEEP, Integer: int, Float: float, Boolean: bool, PrimaryKey: int,
         DateTime: lambda v: ts2dt(float(v)), Date: lambda v: ts2dt(float(v)).date(),
         Time: lambda v: ts2t(float(v)), String: lambda v: v.encode('latin-1'),
-        _Decimal: _DecimalValue,
+        _Decimal: _DecimalValue, Json: _json_loader,
     }
     plan = []
     for attr, col in cls._columns.items():
         if isinstance(col, UnsafeColumn):
             continue
         col._model = cls._namespace
-        plan.append((attr, col, fast.get(type(col))))
+        convert = fast.get(type(col))
+        if convert is _json_loader:
+            convert = _json_loader(col)
+        plan.append((attr, attr.encode('utf-8'), col, convert))
     return plan

@@ -334,18 +334,9 @@ class Query:
 
     # -- iteration ------------------------------------------------------------------------
     def _entities(self, ids: Sequence[Any]) -> List[Any]:
-        """``Model.get(ids)``; entities the session did not know are forgotten again."""
-        model = self._model
-        sess = _session.session
-        sess._init()
-        ints = [int(i) for i in ids]
-        keys = ['%s:%s' % (model._namespace, i) for i in ints]
-        known = {k for k in keys if k in sess.known}
-        entities = model.get(ints)
-        for entity in entities:
-            if entity._pk not in known:
-                sess.forget(entity)
-        return entities
+        """The entities of ``ids`` (missing rows dropped): the session's own where it has
+        them; the others are loaded without being added to the session."""
+        return [obj for obj in self._model._fetch(ids, track=False) if obj is not None]
 
     def _iter_filtered(self, timeout: int, pagesize: int) -> Iterator[Any]:
         model = self._model

@@ -589,8 +589,9 @@ def test_get_single_and_many(conn, roundtrips):
     rom.session.rollback()
     with roundtrips(conn) as rt:
         many = GT.get([3, 1, 99, 5, 2])
+    # one round trip: a single atomic script call reads the five rows
     assert rt.count == 1
-    assert rt.commands == ['MULTI'] + ['HGETALL'] * 5 + ['EXEC']
+    assert len(rt.commands) == 1 and rt.commands[0] in ('EVAL', 'EVALSHA')
     assert [e.id for e in many] == [3, 1, 5, 2]
     assert [e.a for e in many] == [2, 0, 4, 1]
     with roundtrips(conn) as rt:
