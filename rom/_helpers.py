@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import binascii
 import os
-from datetime import date, datetime, time, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Callable, Iterable, Optional, Union
 
 _epoch = datetime(1970, 1, 1)
@@ -62,9 +62,15 @@ def dt2ts(value: Union[datetime, date]) -> float:
     return delta.days * 86400 + delta.seconds + delta.microseconds / 1000000.0
 
 
+_EPOCH = datetime(1970, 1, 1)
+_FIRST_TS, _LAST_TS = -62135596800.0, 253402300799.0  # 0001-01-01 and 9999-12-31 23:59:59
+
+
 def ts2dt(value: float) -> datetime:
     """The naive UTC ``datetime`` for POSIX seconds ``value`` (rounded to the microsecond)."""
-    return datetime.fromtimestamp(value, timezone.utc).replace(tzinfo=None)
+    if type(value) is float and _FIRST_TS <= value <= _LAST_TS:  # same result, faster
+        return _EPOCH + timedelta(seconds=value)
+    return datetime.fromtimestamp(value, timezone.utc).replace(tzinfo=None)  # its errors
 
 
 def t2ts(value: time) -> float:

@@ -147,7 +147,8 @@ class Session(threading.local):
 
     def _add_loaded(self, obj: Any, key: str) -> None:
         """``add`` for an entity just built from a stored row, whose ``_pk`` is ``key``."""
-        if self.null_session:
+        override = self._null_override
+        if util_module().NULL_SESSION if override is _NO_OVERRIDE else override:
             return
         known = self.known
         if type(known) is KnownEntities:
@@ -188,11 +189,7 @@ class Session(threading.local):
     def rollback(self) -> None:
         """Forget every tracked entity (local changes are kept on the objects)."""
         self.known = KnownEntities()
-        wknown = self.wknown
-        if type(wknown) is weakref.WeakValueDictionary:
-            wknown.clear()  # cheaper than a new one
-        else:
-            self.wknown = weakref.WeakValueDictionary()
+        self.wknown = weakref.WeakValueDictionary()
 
     def flush(self, full: bool = False, all: bool = False, force: bool = False) -> int:
         """Save every tracked dirty entity (every one with ``all``); returns columns changed."""

@@ -5,18 +5,15 @@ Declarations are checked by ``rom._schema._ModelMetaclass``; writes are planned 
 """
 from __future__ import annotations
 
-import json
-from decimal import Decimal as _DecimalValue
-from typing import Any, Dict, Iterator, List, Set, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple, Union
 
 from . import _search
-from ._coltypes import (Boolean, Date, DateTime, Float, IndexOnly, Integer, Json, PrimaryKey,
-                        String, Text, Time)
-from ._coltypes import Decimal as _Decimal
+from ._coltypes import IndexOnly
 from ._compat import _zrange_limit_iterator, redis_writer_lua
 from ._connect import connect, decodes_responses
-from ._helpers import ClassProperty, ts2dt, ts2t
+from ._helpers import ClassProperty
 from ._keygen import SORT_KEYGEN_NAMES
+from ._loader import field_names, load_row, row_builder
 from ._on_delete import _plan_on_delete
 from ._registry import PENDING_ID, SKIP_ON_DELETE
 from ._relations import UnsafeColumn, _Unresolved
@@ -100,38 +97,7 @@ class Model(metaclass=_ModelMetaclass):
         ``row`` maps field names to stored texts, or (``by_bytes``) bytes field names to bytes
         values straight from HGETALL: values are decoded only for the model's columns.
         """
-        cls = type(self)
-        plan = cls.__dict__.get('_rom_load_plan')
-        if plan is None:
-            plan = _load_plan(cls)
-            setattr(cls, '_rom_load_plan', plan)
-        data = self._data
-        last = self._last
-        ns = self._namespace
-        get = row.get
-        try:
-            for attr, key, col, convert in plan:
-                value = get(key if by_bytes else attr)
-                kind = type(value)
-                if kind is bytes:
-                    value = value.decode('utf-8')
-                elif kind is not str:  # None, or False/objects passed by application code
-                    col._init_(self, ns, attr, None if value is False else value, True)
-                    if value is not None and value is not False and col._allowed:
-                        last[attr] = col._to_redis(value)
-                    continue
-                if convert is None:  # the column's own conversion (references, custom types)
-                    col._init_(self, ns, attr, value, True)
-                    if col._allowed:
-                        last[attr] = value
-                    continue
-                data[attr] = value if convert is _KEEP else convert(value)
-                last[attr] = value
-        except (ValueError, TypeError) as err:
-            raise InvalidColumnValue(*err.args)
-        pkey = self._pkey
-        if data.get(pkey) is None:
-            raise InvalidColumnValue('%s: the stored data has no primary key %r' % (ns, pkey))
+        load_row(self, row, by_bytes)
 
     @classmethod
     def _entities_from_reply(cls, conn: Any, reply: List[Any]) -> List['Model']:
@@ -159,6 +125,30 @@ class Model(metaclass=_ModelMetaclass):
         """
         if by_bytes is None:
             by_bytes = not decodes_responses(conn)
+        if by_bytes and cls.__init__ is Model.__init__:
+            return cls._from_values(list(map(row.get, field_names(cls))), track, row)
+        return cls._from_row(row, by_bytes, track)
+
+    @classmethod
+    def _from_values(cls, values: Sequence[Any], track: bool = True,
+                     row: Optional[Dict[bytes, Any]] = None) -> 'Model':
+        """An entity from the raw bytes values of its fields (``field_names`` order)."""
+        try:
+            self = row_builder(cls)(cls, values)
+        except (ValueError, TypeError, ArithmeticError, OSError):
+            self = None  # a bad stored value: the full path raises a clear error
+        if self is None:  # or some column is missing: defaults and checks of the full path
+            if row is None:
+                row = {key: value for key, value in zip(field_names(cls), values)
+                       if value is not None}
+            return cls._from_row(row, True, track)
+        if track:
+            session._add_loaded(self, '%s:%s' % (cls._namespace, self._data[cls._pkey]))
+        return self
+
+    @classmethod
+    def _from_row(cls, row: Dict[Any, Any], by_bytes: bool, track: bool) -> 'Model':
+        """An entity from a stored row, column by column (any client, any ``__init__``)."""
         if cls.__init__ is not Model.__init__:  # a custom __init__ must see the load
             if by_bytes:
                 row = {k.decode('utf-8'): v.decode('utf-8') for k, v in row.items()}
@@ -171,7 +161,7 @@ class Model(metaclass=_ModelMetaclass):
         self._last = {}
         self._cached_unsafe = {}
         self._new = self._modified = self._deleted = False
-        self._load(row, by_bytes)
+        load_row(self, row, by_bytes)
         self._init = True
         if track:
             session._add_loaded(self, '%s:%s' % (cls._namespace, self._data[cls._pkey]))
@@ -363,25 +353,41 @@ class Model(metaclass=_ModelMetaclass):
     def _fetch(cls, ids: Any, track: bool = True) -> List[Any]:
         """Per id: the session's entity, else one built from its row (None when missing).
 
-        Rows come from one HGETALL or one atomic script call; ``track=False`` leaves the entities built
-        here out of the session.
+        Rows come from one HGETALL or one atomic script call. ``track=False`` (queries)
+        leaves the entities built here out of the session and forgets the ones it held only
+        in ``wknown``.
         """
         ns = cls._namespace
         pks = ['%s:%s' % (ns, int(i)) for i in ids]
         result: List[Any] = [session.get(pk) for pk in pks]
+        if not track:  # a query: what the session held only weakly is forgotten (spec §3.3)
+            known = session.known
+            for pk, obj in zip(pks, result):
+                if obj is not None and known.get(pk) is not obj:
+                    session.wknown.pop(pk, None)
         missing = [position for position, obj in enumerate(result) if obj is None]
-        if missing:
+        if len(missing) == 1:
             conn = connect(cls)
-            by_bytes = not decodes_responses(conn)
-            if len(missing) == 1:
-                rows = [conn.hgetall(pks[missing[0]])]
-            else:
-                rows = lua('get_rows')(conn, [pks[position] for position in missing])
-            for position, flat in zip(missing, rows):
-                if flat:
-                    if type(flat) is not dict:
-                        flat = dict(zip(flat[::2], flat[1::2]))
-                    result[position] = cls._from_stored(conn, flat, by_bytes, track)
+            row = conn.hgetall(pks[missing[0]])
+            if row:
+                result[missing[0]] = cls._from_stored(conn, row, None, track)
+        elif missing:
+            conn = connect(cls)
+            keys = [pks[position] for position in missing]
+            if cls.__init__ is Model.__init__ and not decodes_responses(conn):
+                # one atomic call: the model's fields of every row the session lacks
+                fields = field_names(cls)
+                pk_position = fields.index(cls._pkey.encode('utf-8')) + 1
+                rows = lua('get_rows')(conn, keys, [pk_position] + fields)
+                for position, values in zip(missing, rows):
+                    if values is not None:
+                        result[position] = cls._from_values(values, track)
+            else:  # str replies, or a custom __init__ that must see whole rows
+                by_bytes = not decodes_responses(conn)
+                for position, flat in zip(missing, lua('get_rows')(conn, keys, [0])):
+                    if flat:
+                        row = dict(zip(flat[::2], flat[1::2]))
+                        result[position] = cls._from_stored(conn, row, by_bytes, track)
         return result
 
     @classmethod
@@ -509,43 +515,3 @@ def _reindex(entity: Model, attempts: int = 20) -> None:
                 raise
         except EntityDeletedError:
             return  # deleted concurrently: nothing left to index
-
-
-_KEEP = object()
-
-
-def _json_loader(col: Any) -> Any:
-    """``Json._from_redis`` for a decoded text, without the type dispatch."""
-    allowed = col._allowed
-    loads = json.loads
-
-    def load(text: str) -> Any:
-        value = loads(text)
-        if value is not None and not isinstance(value, allowed):
-            return col._from_redis(text)  # raises the column's own error
-        return value
-    return load
-
-
-def _load_plan(cls: Any) -> List[Tuple[str, bytes, Any, Any]]:
-    """Per column: (attr, field name as bytes, column, converter of a stored text).
-
-    Built-in column types get a direct converter; every other column (custom subclasses,
-    references, Json, ...) goes through its own ``_init_`` (converter None).
-    """
-    fast: Dict[type, Any] = {
-        Text: _KEEP, Integer: int, Float: float, Boolean: bool, PrimaryKey: int,
-        DateTime: lambda v: ts2dt(float(v)), Date: lambda v: ts2dt(float(v)).date(),
-        Time: lambda v: ts2t(float(v)), String: lambda v: v.encode('latin-1'),
-        _Decimal: _DecimalValue, Json: _json_loader,
-    }
-    plan = []
-    for attr, col in cls._columns.items():
-        if isinstance(col, UnsafeColumn):
-            continue
-        col._model = cls._namespace
-        convert = fast.get(type(col))
-        if convert is _json_loader:
-            convert = _json_loader(col)
-        plan.append((attr, attr.encode('utf-8'), col, convert))
-    return plan

@@ -200,6 +200,24 @@ def test_session_identity(people, conn):
     assert sess.known.keys() == {held._pk}
 
 
+def test_query_forgets_weakly_held_entities(people, conn):
+    # spec §3.3: a yielded entity that was not in ``known`` is forgotten, from ``wknown`` too
+    P = people
+    sess = rom.util.session
+    strong = P.get(2)
+    weak = P.get(4)
+    sess.commit()                      # known emptied; both stay findable through wknown
+    strong.plain = 'tracked again'     # assignment re-adds it to known
+    assert sess.get(weak._pk) is weak
+    found = P.query.filter(name='even').order_by('n').all()
+    assert found[0] is strong and found[1] is weak      # identity kept while iterating
+    assert sess.get(strong._pk) is strong
+    assert sess.get(weak._pk) is None and weak._pk not in sess.wknown
+    assert len(sess.wknown) == 1 and list(sess.known) == [strong._pk]
+    again = P.query.filter(name='even').order_by('n').all()
+    assert again[1] is not weak and again[1].id == weak.id
+
+
 def test_unfiltered_probe(people, conn):
     P = people
     conn.delete('P:5')

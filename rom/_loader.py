@@ -1,0 +1,194 @@
+"""Building entities from stored rows (``HGETALL`` replies) quickly.
+
+Loading never validates (spec §5.15): each column's stored text is converted, defaults
+apply to missing fields, and a text that fails conversion raises ``InvalidColumnValue``.
+
+Two ways, with the same result:
+
+* :func:`load_row` fills an entity column by column (texts or bytes rows, any column);
+* :func:`row_builder` compiles, once per model, a function for the common case: the raw
+  bytes values of the model's fields (in :func:`load_plan` order, as ``HMGET`` returns
+  them) holding every built-in column. It decodes and converts those in straight-line code
+  and builds the entity's dicts in one go; a row lacking one of them (defaults, missing
+  primary key) returns None so that the caller uses :func:`load_row`.
+"""
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from . import _coltypes as ct
+from ._helpers import ts2dt, ts2t
+from ._relations import UnsafeColumn
+from .exceptions import InvalidColumnValue
+
+#: converter meaning "the decoded text is the value" (Text)
+KEEP: Any = object()
+
+_DECODER = json.JSONDecoder()
+_scan_json = _DECODER.scan_once  # type: ignore[attr-defined]  # the C scanner
+
+
+def _json_converter(col: Any) -> Callable[[str], Any]:
+    """``Json._from_redis`` for a decoded text; plain ``json.loads`` for anything unusual."""
+    allowed = col._allowed
+    loads = json.loads
+
+    def convert(text: str) -> Any:
+        try:
+            value, end = _scan_json(text, 0)
+        except StopIteration:  # not JSON at position 0: json.loads raises the usual error
+            return loads(text)
+        if end != len(text):  # surrounding white space or extra data
+            value = loads(text)
+        if value is not None and not isinstance(value, allowed):
+            return col._from_redis(text)  # raises the column's own error
+        return value
+    return convert
+
+
+def _datetime(text: str) -> datetime:
+    return ts2dt(float(text))
+
+
+def _date(text: str) -> date:
+    return ts2dt(float(text)).date()
+
+
+def _time(text: str) -> time:
+    return ts2t(float(text))
+
+
+def _string(text: str) -> bytes:
+    return text.encode('latin-1')
+
+
+# exact types only: a subclass may override its conversion, so it loads through _init_
+_CONVERTERS: Dict[type, Any] = {
+    ct.Text: KEEP, ct.Integer: int, ct.Float: float, ct.Boolean: bool, ct.PrimaryKey: int,
+    ct.DateTime: _datetime, ct.Date: _date, ct.Time: _time, ct.String: _string,
+    ct.Decimal: Decimal, ct.Json: _json_converter,
+}
+
+LoadPlan = List[Tuple[str, bytes, Any, Any]]
+
+
+def load_plan(cls: Any) -> LoadPlan:
+    """Per stored column: (attr, field name as bytes, column, converter of a decoded text).
+
+    The converter is None for columns that load through their own ``_init_`` (references,
+    custom column classes, ``IndexOnly``, ...).
+    """
+    plan = cls.__dict__.get('_rom_load_plan')
+    if plan is not None:
+        return plan
+    plan = []
+    for attr, col in cls._columns.items():
+        if isinstance(col, UnsafeColumn):
+            continue
+        col._model = cls._namespace
+        convert = _CONVERTERS.get(type(col))
+        if convert is _json_converter:
+            convert = _json_converter(col)
+        plan.append((attr, attr.encode('utf-8'), col, convert))
+    setattr(cls, '_rom_load_plan', plan)
+    return plan
+
+
+def load_row(entity: Any, row: Dict[Any, Any], by_bytes: bool = False) -> None:
+    """Fill ``entity._data``/``_last`` from ``row``: field texts, or (``by_bytes``) the bytes
+    field names and values of a raw reply, decoded only for the model's columns."""
+    data = entity._data
+    last = entity._last
+    ns = entity._namespace
+    get = row.get
+    for attr, key, col, convert in load_plan(type(entity)):
+        value: Any = get(key if by_bytes else attr)
+        try:
+            kind = type(value)
+            if kind is bytes:
+                value = value.decode('utf-8')
+            elif kind is not str:  # None, or False/objects passed by application code
+                col._init_(entity, ns, attr, None if value is False else value, True)
+                if value is not None and value is not False and col._allowed:
+                    last[attr] = col._to_redis(value)
+                continue
+            if convert is None:  # the column's own conversion
+                col._init_(entity, ns, attr, value, True)
+                if col._allowed:
+                    last[attr] = value
+                continue
+            data[attr] = value if convert is KEEP else convert(value)
+            last[attr] = value
+        except InvalidColumnValue:
+            raise
+        except (ValueError, TypeError, ArithmeticError, OSError) as err:
+            raise InvalidColumnValue('%s.%s: the stored value %r cannot be loaded as %s (%s)' % (
+                ns, attr, value, ct._type_names(col._allowed) or type(col).__name__, err)
+            ) from err
+    pkey = entity._pkey
+    if data.get(pkey) is None:
+        raise InvalidColumnValue('%s: the stored data has no primary key %r' % (ns, pkey))
+
+
+def _load_other(entity: Any, attr: str, col: Any, raw: Optional[bytes]) -> None:
+    """One column without a direct converter, in a compiled builder."""
+    value = raw.decode('utf-8') if raw is not None else None
+    col._init_(entity, entity._namespace, attr, value, True)
+    if value is not None and col._allowed:
+        entity._last[attr] = value
+
+
+def field_names(cls: Any) -> List[bytes]:
+    """The stored field names of ``cls`` in :func:`load_plan` order (cached on the class)."""
+    names = cls.__dict__.get('_rom_field_names')
+    if names is None:
+        names = [key for _, key, _, _ in load_plan(cls)]
+        setattr(cls, '_rom_field_names', names)
+    return names
+
+
+def row_builder(cls: Any) -> Callable[[Any, Sequence[Optional[bytes]]], Any]:
+    """The compiled builder of ``cls`` (cached on the class): ``build(cls, values)`` takes the
+    raw values of :func:`field_names` (None for a missing field) and returns a new entity
+    (not yet in the session), or None when the row needs :func:`load_row`.
+
+    Conversion errors propagate as they are: the caller loads the row again with
+    :func:`load_row`, which names the column and the value.
+    """
+    build = cls.__dict__.get('_rom_row_builder')
+    if build is None:
+        build = _compile(cls, load_plan(cls))
+        setattr(cls, '_rom_row_builder', build)
+    return build
+
+
+def _compile(cls: Any, plan: LoadPlan) -> Callable[[Any, Sequence[Optional[bytes]]], Any]:
+    env: Dict[str, Any] = {'new': object.__new__, 'load_other': _load_other}
+    fast = [n for n, (_, _, _, convert) in enumerate(plan) if convert is not None]
+    if not any(plan[n][0] == cls._pkey for n in fast):
+        return lambda owner, row: None
+    lines = ['def build(cls, values):']
+    lines.append('    %s, = values' % ', '.join('r%d' % n for n in range(len(plan))))
+    lines.append('    if %s:' % ' or '.join('r%d is None' % n for n in fast))
+    lines.append('        return None')
+    lines += ['    t%d = r%d.decode()' % (n, n) for n in fast]
+    lines.append('    data = {}')
+    lines.append('    self = new(cls)')
+    lines.append("    self.__dict__ = {'_init': False, '_data': data, '_last': {%s}, "
+                 "'_cached_unsafe': {}, '_new': False, '_modified': False, '_deleted': False}"
+                 % ', '.join('%r: t%d' % (plan[n][0], n) for n in fast))
+    for n, (attr, key, col, convert) in enumerate(plan):
+        env['c%d' % n] = col if convert is None else convert
+        if convert is None:
+            lines.append('    load_other(self, %r, c%d, r%d)' % (attr, n, n))
+        elif convert is KEEP:
+            lines.append('    data[%r] = t%d' % (attr, n))
+        else:
+            lines.append('    data[%r] = c%d(t%d)' % (attr, n, n))
+    lines.append('    self._init = True')
+    lines.append('    return self')
+    exec(compile('\n'.join(lines), '<rom row builder of %s>' % cls._namespace, 'exec'), env)
+    return env['build']
