@@ -21,7 +21,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import _coltypes as ct
 from ._helpers import ts2dt, ts2t
-from ._relations import UnsafeColumn
+from ._registry import MODELS
+from ._relations import OneToMany, UnsafeColumn
 from .exceptions import InvalidColumnValue
 
 #: converter meaning "the decoded text is the value" (Text)
@@ -166,28 +167,38 @@ def row_builder(cls: Any) -> Callable[[Any, Sequence[Optional[bytes]]], Any]:
 
 
 def _compile(cls: Any, plan: LoadPlan) -> Callable[[Any, Sequence[Optional[bytes]]], Any]:
-    env: Dict[str, Any] = {'new': object.__new__, 'load_other': _load_other}
+    env: Dict[str, Any] = {'new': object.__new__, 'load_other': _load_other, 'MODELS': MODELS}
     fast = [n for n, (_, _, _, convert) in enumerate(plan) if convert is not None]
     if not any(plan[n][0] == cls._pkey for n in fast):
-        return lambda owner, row: None
+        return lambda owner, values: None
+    # OneToMany stores nothing: loading only checks that its target model exists
+    reverse = [n for n, (_, _, col, _) in enumerate(plan) if type(col) is OneToMany]
+    other = [n for n, (_, _, _, convert) in enumerate(plan)
+             if convert is None and n not in reverse]
     lines = ['def build(cls, values):']
     lines.append('    %s, = values' % ', '.join('r%d' % n for n in range(len(plan))))
     lines.append('    if %s:' % ' or '.join('r%d is None' % n for n in fast))
     lines.append('        return None')
     lines += ['    t%d = r%d.decode()' % (n, n) for n in fast]
-    lines.append('    data = {}')
+    for n, (_, _, col, convert) in enumerate(plan):
+        env['c%d' % n] = col if convert is None else convert
+    exprs = {n: 't%d' % n if plan[n][3] is KEEP else 'c%d(t%d)' % (n, n) for n in fast}
+    if other:  # columns loading through _init_ write into _data: keep the declaration order
+        lines.append('    data = {}')
+    else:
+        lines.append('    data = {%s}' % ', '.join('%r: %s' % (plan[n][0], exprs[n]) for n in fast))
     lines.append('    self = new(cls)')
     lines.append("    self.__dict__ = {'_init': False, '_data': data, '_last': {%s}, "
                  "'_cached_unsafe': {}, '_new': False, '_modified': False, '_deleted': False}"
                  % ', '.join('%r: t%d' % (plan[n][0], n) for n in fast))
     for n, (attr, key, col, convert) in enumerate(plan):
-        env['c%d' % n] = col if convert is None else convert
-        if convert is None:
+        if n in reverse:
+            lines.append('    if r%d is not None or %r not in MODELS:' % (n, col._ftable))
+            lines.append('        load_other(self, %r, c%d, r%d)' % (attr, n, n))
+        elif other and n in other:
             lines.append('    load_other(self, %r, c%d, r%d)' % (attr, n, n))
-        elif convert is KEEP:
-            lines.append('    data[%r] = t%d' % (attr, n))
-        else:
-            lines.append('    data[%r] = c%d(t%d)' % (attr, n, n))
+        elif other:
+            lines.append('    data[%r] = %s' % (attr, exprs[n]))
     lines.append('    self._init = True')
     lines.append('    return self')
     exec(compile('\n'.join(lines), '<rom row builder of %s>' % cls._namespace, 'exec'), env)

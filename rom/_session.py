@@ -181,7 +181,8 @@ class Session(threading.local):
 
     def get(self, pk: str) -> Optional[Any]:
         """The tracked entity for ``'<ns>:<id>'``, or None (never contacts Redis)."""
-        obj = self.known.get(pk)
+        known = self.known
+        obj = known._d.get(pk) if type(known) is KnownEntities else known.get(pk)
         if obj is None:
             obj = self.wknown.get(pk)
         return obj

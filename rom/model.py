@@ -111,20 +111,20 @@ class Model(metaclass=_ModelMetaclass):
                 flat = reply[position + 1]
                 if not flat:
                     continue  # the row is gone (deleted behind the index's back)
-                entity = cls._from_stored(conn, dict(zip(flat[::2], flat[1::2])))
+                entity = cls._from_stored(dict(zip(flat[::2], flat[1::2])))
             found.append(entity)
         return found
 
     @classmethod
-    def _from_stored(cls, conn: Any, row: Dict[Any, Any], by_bytes: Any = None,
+    def _from_stored(cls, row: Dict[Any, Any], by_bytes: Any = None,
                      track: bool = True) -> 'Model':
         """An entity from an HGETALL reply, added to the session unless ``track`` is False.
 
         ``by_bytes``: whether the reply has bytes field names (the client does not decode
-        responses); None asks the client.
+        responses); None looks at the (non-empty) reply.
         """
         if by_bytes is None:
-            by_bytes = not decodes_responses(conn)
+            by_bytes = type(next(iter(row), None)) is bytes
         if by_bytes and cls.__init__ is Model.__init__:
             return cls._from_values(list(map(row.get, field_names(cls))), track, row)
         return cls._from_row(row, by_bytes, track)
@@ -343,9 +343,9 @@ class Model(metaclass=_ModelMetaclass):
             pk = '%s:%s' % (ns, int(ids))
             obj = session.get(pk)
             if obj is None:
-                conn = connect(cls)
-                row = conn.hgetall(pk)
-                obj = cls._from_stored(conn, row) if row else None
+                row = connect(cls).hgetall(pk)
+                if row:
+                    obj = cls._from_stored(row)
             return obj
         return [obj for obj in cls._fetch(ids) if obj is not None]
 
@@ -370,7 +370,7 @@ class Model(metaclass=_ModelMetaclass):
             conn = connect(cls)
             row = conn.hgetall(pks[missing[0]])
             if row:
-                result[missing[0]] = cls._from_stored(conn, row, None, track)
+                result[missing[0]] = cls._from_stored(row, None, track)
         elif missing:
             conn = connect(cls)
             keys = [pks[position] for position in missing]
@@ -387,7 +387,7 @@ class Model(metaclass=_ModelMetaclass):
                 for position, flat in zip(missing, lua('get_rows')(conn, keys, [0])):
                     if flat:
                         row = dict(zip(flat[::2], flat[1::2]))
-                        result[position] = cls._from_stored(conn, row, by_bytes, track)
+                        result[position] = cls._from_stored(row, by_bytes, track)
         return result
 
     @classmethod
