@@ -8,7 +8,7 @@ Two ways, with the same result:
 * :func:`load_row` fills an entity column by column (texts or bytes rows, any column);
 * :func:`row_builder` compiles, once per model, a function for the common case: the raw
   bytes values of the model's fields (in :func:`load_plan` order, as ``HMGET`` returns
-  them) holding every built-in column. It decodes and converts those in straight-line code
+  them; :func:`mapping_builder` takes an ``HGETALL`` reply) holding every built-in column. It decodes and converts those in straight-line code
   and builds the entity's dicts in one go; a row lacking one of them (defaults, missing
   primary key) returns None so that the caller uses :func:`load_row`.
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import _coltypes as ct
 from ._helpers import ts2dt, ts2t
@@ -151,7 +151,10 @@ def field_names(cls: Any) -> List[bytes]:
     return names
 
 
-def row_builder(cls: Any) -> Callable[[Any, Sequence[Optional[bytes]]], Any]:
+Builder = Callable[[Any, Any], Any]
+
+
+def row_builder(cls: Any) -> Builder:
     """The compiled builder of ``cls`` (cached on the class): ``build(cls, values)`` takes the
     raw values of :func:`field_names` (None for a missing field) and returns a new entity
     (not yet in the session), or None when the row needs :func:`load_row`.
@@ -159,47 +162,58 @@ def row_builder(cls: Any) -> Callable[[Any, Sequence[Optional[bytes]]], Any]:
     Conversion errors propagate as they are: the caller loads the row again with
     :func:`load_row`, which names the column and the value.
     """
-    build = cls.__dict__.get('_rom_row_builder')
-    if build is None:
-        build = _compile(cls, load_plan(cls))
-        setattr(cls, '_rom_row_builder', build)
-    return build
+    return _builders(cls)[0]
 
 
-def _compile(cls: Any, plan: LoadPlan) -> Callable[[Any, Sequence[Optional[bytes]]], Any]:
+def mapping_builder(cls: Any) -> Builder:
+    """Like :func:`row_builder`, for a raw ``HGETALL`` reply (bytes field names)."""
+    return _builders(cls)[1]
+
+
+def _builders(cls: Any) -> Tuple[Builder, Builder]:
+    builders = cls.__dict__.get('_rom_row_builders')
+    if builders is None:
+        builders = _compile(cls, load_plan(cls))
+        setattr(cls, '_rom_row_builders', builders)
+    return builders
+
+
+def _compile(cls: Any, plan: LoadPlan) -> Tuple[Builder, Builder]:
     env: Dict[str, Any] = {'new': object.__new__, 'load_other': _load_other, 'MODELS': MODELS}
     fast = [n for n, (_, _, _, convert) in enumerate(plan) if convert is not None]
     if not any(plan[n][0] == cls._pkey for n in fast):
-        return lambda owner, values: None
+        return (lambda owner, values: None), (lambda owner, row: None)
     # OneToMany stores nothing: loading only checks that its target model exists
     reverse = [n for n, (_, _, col, _) in enumerate(plan) if type(col) is OneToMany]
     other = [n for n, (_, _, _, convert) in enumerate(plan)
              if convert is None and n not in reverse]
-    lines = ['def build(cls, values):']
-    lines.append('    %s, = values' % ', '.join('r%d' % n for n in range(len(plan))))
-    lines.append('    if %s:' % ' or '.join('r%d is None' % n for n in fast))
-    lines.append('        return None')
-    lines += ['    t%d = r%d.decode()' % (n, n) for n in fast]
     for n, (_, _, col, convert) in enumerate(plan):
         env['c%d' % n] = col if convert is None else convert
     exprs = {n: 't%d' % n if plan[n][3] is KEEP else 'c%d(t%d)' % (n, n) for n in fast}
+    body = ['    if %s:' % ' or '.join('r%d is None' % n for n in fast), '        return None']
+    body += ['    t%d = r%d.decode()' % (n, n) for n in fast]
     if other:  # columns loading through _init_ write into _data: keep the declaration order
-        lines.append('    data = {}')
+        body.append('    data = {}')
     else:
-        lines.append('    data = {%s}' % ', '.join('%r: %s' % (plan[n][0], exprs[n]) for n in fast))
-    lines.append('    self = new(cls)')
-    lines.append("    self.__dict__ = {'_init': False, '_data': data, '_last': {%s}, "
-                 "'_cached_unsafe': {}, '_new': False, '_modified': False, '_deleted': False}"
-                 % ', '.join('%r: t%d' % (plan[n][0], n) for n in fast))
+        body.append('    data = {%s}' % ', '.join('%r: %s' % (plan[n][0], exprs[n]) for n in fast))
+    body.append('    self = new(cls)')
+    body.append("    self.__dict__ = {'_init': False, '_data': data, '_last': {%s}, "
+                "'_cached_unsafe': {}, '_new': False, '_modified': False, '_deleted': False}"
+                % ', '.join('%r: t%d' % (plan[n][0], n) for n in fast))
     for n, (attr, key, col, convert) in enumerate(plan):
         if n in reverse:
-            lines.append('    if r%d is not None or %r not in MODELS:' % (n, col._ftable))
-            lines.append('        load_other(self, %r, c%d, r%d)' % (attr, n, n))
-        elif other and n in other:
-            lines.append('    load_other(self, %r, c%d, r%d)' % (attr, n, n))
+            body.append('    if r%d is not None or %r not in MODELS:' % (n, col._ftable))
+            body.append('        load_other(self, %r, c%d, r%d)' % (attr, n, n))
+        elif n in other:
+            body.append('    load_other(self, %r, c%d, r%d)' % (attr, n, n))
         elif other:
-            lines.append('    data[%r] = %s' % (attr, exprs[n]))
-    lines.append('    self._init = True')
-    lines.append('    return self')
-    exec(compile('\n'.join(lines), '<rom row builder of %s>' % cls._namespace, 'exec'), env)
-    return env['build']
+            body.append('    data[%r] = %s' % (attr, exprs[n]))
+    body.append('    self._init = True')
+    body.append('    return self')
+    from_values = ['def build(cls, values):',
+                   '    %s, = values' % ', '.join('r%d' % n for n in range(len(plan)))]
+    from_mapping = ['def build_mapping(cls, row):', '    get = row.get']
+    from_mapping += ['    r%d = get(%r)' % (n, key) for n, (_, key, _, _) in enumerate(plan)]
+    source = '\n'.join(from_values + body + from_mapping + body)
+    exec(compile(source, '<rom row builders of %s>' % cls._namespace, 'exec'), env)
+    return env['build'], env['build_mapping']

@@ -5,7 +5,7 @@ Declarations are checked by ``rom._schema._ModelMetaclass``; writes are planned 
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Dict, Iterator, List, Sequence, Set, Tuple, Union
 
 from . import _search
 from ._coltypes import IndexOnly
@@ -13,7 +13,7 @@ from ._compat import _zrange_limit_iterator, redis_writer_lua
 from ._connect import connect, decodes_responses
 from ._helpers import ClassProperty
 from ._keygen import SORT_KEYGEN_NAMES
-from ._loader import field_names, load_row, row_builder
+from ._loader import field_names, load_row, mapping_builder, row_builder
 from ._on_delete import _plan_on_delete
 from ._registry import PENDING_ID, SKIP_ON_DELETE
 from ._relations import UnsafeColumn, _Unresolved
@@ -126,21 +126,26 @@ class Model(metaclass=_ModelMetaclass):
         if by_bytes is None:
             by_bytes = type(next(iter(row), None)) is bytes
         if by_bytes and cls.__init__ is Model.__init__:
-            return cls._from_values(list(map(row.get, field_names(cls))), track, row)
+            try:
+                self = mapping_builder(cls)(cls, row)
+            except (ValueError, TypeError, ArithmeticError, OSError):
+                self = None  # a bad stored value: the full path raises a clear error
+            if self is not None:
+                if track:
+                    session._add_loaded(self, '%s:%s' % (cls._namespace, self._data[cls._pkey]))
+                return self
         return cls._from_row(row, by_bytes, track)
 
     @classmethod
-    def _from_values(cls, values: Sequence[Any], track: bool = True,
-                     row: Optional[Dict[bytes, Any]] = None) -> 'Model':
+    def _from_values(cls, values: Sequence[Any], track: bool = True) -> 'Model':
         """An entity from the raw bytes values of its fields (``field_names`` order)."""
         try:
             self = row_builder(cls)(cls, values)
         except (ValueError, TypeError, ArithmeticError, OSError):
             self = None  # a bad stored value: the full path raises a clear error
         if self is None:  # or some column is missing: defaults and checks of the full path
-            if row is None:
-                row = {key: value for key, value in zip(field_names(cls), values)
-                       if value is not None}
+            row = {key: value for key, value in zip(field_names(cls), values)
+                   if value is not None}
             return cls._from_row(row, True, track)
         if track:
             session._add_loaded(self, '%s:%s' % (cls._namespace, self._data[cls._pkey]))
