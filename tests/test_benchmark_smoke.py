@@ -54,3 +54,14 @@ def test_bench_refuses_a_non_empty_database(redis_url: str, conn) -> None:
     assert proc.returncode == 2
     assert 'not empty' in proc.stderr
     assert conn.get('precious') == b'data'
+
+
+def test_get_one_breakdown_smoke(redis_url: str) -> None:
+    script = os.path.join(ROOT, 'benchmarks', 'get_one_breakdown.py')
+    proc = subprocess.run(
+        [sys.executable, script, '--flush', '--url', redis_url, '--users', '30', '--ops', '20',
+         '--reps', '1'], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert [line.split()[0] for line in lines[2:5]] == ['User', 'UserText', 'floor']
+    assert lines[-1].startswith('without I/O')
