@@ -125,3 +125,90 @@ def test_cascade_delete_is_one_write(conn, roundtrips):
     assert rt.count == 2
     assert [k for k in dump_database(conn) if not k.endswith(b':id:')] == []
     assert all(k._deleted for k in kids) or not any(conn.exists(k._pk) for k in kids)
+
+
+def _counts(conn, *commands):
+    return {command: _calls(conn, command) for command in commands}
+
+
+def test_update_rewrites_only_what_changed(private):
+    conn = private
+
+    class Upd(rom.Model):
+        _conn = private
+        email = rom.Text(unique=True)
+        name = rom.Text(index=True, keygen=rom.FULL_TEXT)
+        handle = rom.Text(prefix=True, suffix=True, keygen=rom.SIMPLE_CI)
+        age = rom.Integer(index=True)
+        score = rom.Float(index=True)
+        active = rom.Boolean(index=True)
+
+    e = Upd(email='a@x', name='ann lee', handle='Ann', age=30, score=1.5, active=True)
+    e.save()
+    before = dump_database(conn)
+    e.age, e.score = 31, 2.5
+    names = ('srem', 'zrem', 'sadd', 'zadd', 'hget', 'hexists', 'hmget', 'hset')
+    start = _counts(conn, *names)
+    e.save()
+    end = _counts(conn, *names)
+    used = {k: end[k] - start[k] for k in names}
+    # nothing is removed that the save writes again; the race check is one HMGET; the
+    # unchanged email keeps its claim (read, not rewritten)
+    assert used['srem'] == used['zrem'] == 0
+    assert used['hexists'] == 0 and used['hmget'] == 1
+    assert used['hset'] == 0 and used['hget'] == 3   # legacy hash, -index-data-, email claim
+    assert used['sadd'] == 3 and used['zadd'] == 4    # entries are re-added (idempotent)
+    after = dump_database(conn)
+    changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
+    assert changed == {b'Upd:1', b'Upd:age:idx', b'Upd:score:idx'}
+    assert conn.zscore('Upd:age:idx', '1') == 31 and conn.zscore('Upd:score:idx', '1') == 2.5
+    # a changed token and a changed prefix/suffix entry are removed and replaced
+    e.name, e.handle = 'ann smith', 'Bob'
+    e.save()
+    assert conn.smembers('Upd:name:lee:idx') == set()
+    assert conn.smembers('Upd:name:smith:idx') == {b'1'}
+    assert conn.smembers('Upd:name:ann:idx') == {b'1'}
+    assert conn.zrange('Upd:handle:pre', 0, -1) == [b'bob\x001']
+    assert conn.zrange('Upd:handle:suf', 0, -1) == [b'bob\x001']
+    # the email claim moves when the email changes
+    e.email = 'b@x'
+    e.save()
+    assert conn.hgetall('Upd:email:uidx') == {b'b@x': b'1'}
+
+
+def test_resave_restores_index_entries_lost_outside_rom(private):
+    conn = private
+
+    class Heal(rom.Model):
+        _conn = private
+        tag = rom.Text(index=True, keygen=rom.FULL_TEXT)
+        n = rom.Integer(index=True)
+
+    e = Heal(tag='red', n=5)
+    e.save()
+    conn.delete('Heal:tag:red:idx', 'Heal:n:idx')      # entries recorded, but gone
+    e.save(full=True)
+    assert conn.smembers('Heal:tag:red:idx') == {b'1'} and conn.zscore('Heal:n:idx', '1') == 5
+
+
+def test_race_check_by_one_hmget_still_detects_changes(private):
+    conn = private
+
+    class Race(rom.Model):
+        _conn = private
+        a = rom.Integer(index=True)
+        b = rom.Text()
+        c = rom.Text(index=True, keygen=rom.FULL_TEXT)
+
+    e = Race(a=1, b='x')
+    e.save()
+    conn.hset('Race:1', 'c', 'appeared')          # a field that was absent now exists
+    e.b = 'y'
+    with pytest.raises(rom.exceptions.DataRaceError) as info:
+        e.save()
+    assert 'c' in str(info.value)
+    conn.hdel('Race:1', 'c')
+    conn.hset('Race:1', 'a', '7')                 # a guarded value changed
+    with pytest.raises(rom.exceptions.DataRaceError) as info:
+        e.save()
+    assert 'a' in str(info.value) and conn.hget('Race:1', 'b') == b'x'

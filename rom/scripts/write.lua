@@ -44,9 +44,12 @@ local function call_chunked(cmd, key, items)
     end
 end
 
--- Remove every index entry listed in the old bookkeeping (legacy '<ns>::' hash first).
+-- Remove the index entries listed in the old bookkeeping (legacy '<ns>::' hash first)
+-- that this save does not write again: entries it re-adds (same set token, same scored or
+-- geo index, same prefix/suffix token) are left in place and overwritten by the adds.
+-- `new` = {set = {name = true}, scored = {...}, pre = {attr\0token = true}, suf = ..., geo = ...}.
 -- Returns the row's own '-index-data-' text when that was the source (else nil).
-local function remove_old_entries(ns, id, row)
+local function remove_old_entries(ns, id, row, new)
     local raw = redis.call('HGET', ns .. '::', id)
     local from_row = nil
     if not raw then
@@ -68,26 +71,32 @@ local function remove_old_entries(ns, id, row)
         return {}
     end
     for _, name in ipairs(list(1)) do
-        redis.call('SREM', ns .. ':' .. name .. ':idx', id)
+        if not new.set[name] then
+            redis.call('SREM', ns .. ':' .. name .. ':idx', id)
+        end
     end
     for _, name in ipairs(list(2)) do
-        redis.call('ZREM', ns .. ':' .. name .. ':idx', id)
+        if not new.scored[name] then
+            redis.call('ZREM', ns .. ':' .. name .. ':idx', id)
+        end
     end
     for _, pair in ipairs(list(3)) do
-        if type(pair) == 'table' and #pair == 2 then
+        if type(pair) == 'table' and #pair == 2 and not new.pre[pair[1] .. '\0' .. pair[2]] then
             redis.call('ZREM', ns .. ':' .. pair[1] .. ':pre', pair[2] .. '\0' .. id)
         end
     end
     for _, pair in ipairs(list(4)) do
         if type(pair) == 'table' and #pair == 2 then
-            redis.call('ZREM', ns .. ':' .. pair[1] .. ':suf', pair[2] .. '\0' .. id)
-        elseif type(pair) == 'string' then
+            if not new.suf[pair[1] .. '\0' .. pair[2]] then
+                redis.call('ZREM', ns .. ':' .. pair[1] .. ':suf', pair[2] .. '\0' .. id)
+            end
+        elseif type(pair) == 'string' and not new.geo[pair] then
             -- geo index name written by rom 1.1.2 into the wrong slot (bug G1)
             redis.call('ZREM', ns .. ':' .. pair .. ':geo', id)
         end
     end
     for _, name in ipairs(list(5)) do
-        if type(name) == 'string' then
+        if type(name) == 'string' and not new.geo[name] then
             redis.call('ZREM', ns .. ':' .. name .. ':geo', id)
         end
     end
@@ -140,16 +149,17 @@ local function release_current(ns, id, row, name, kind)
     end
 end
 
--- Prefix/suffix entries (attr, token, score): ZADD <ns>:<attr><kind> score token\0id,
--- recorded as {attr, token} pairs for the bookkeeping.
-local function add_members(ns, id, kind, recorded)
-    for i = 1, count() do
-        local attr = arg()
-        local token = arg()
-        local score = arg()
-        recorded[i] = {attr, token}
-        redis.call('ZADD', ns .. ':' .. attr .. kind, score, token .. '\0' .. id)
+-- HMGET of any number of fields (in chunks, like call_chunked).
+local function hmget_chunked(key, fields)
+    local out = {}
+    local step = 1000
+    for i = 1, #fields, step do
+        local got = redis.call('HMGET', key, unpack(fields, i, math.min(i + step - 1, #fields)))
+        for j = 1, #got do
+            out[#out + 1] = got[j]
+        end
     end
+    return out
 end
 
 local blocks = tonumber(ARGV[1])
@@ -183,18 +193,23 @@ for block = 1, blocks do
     allocated[block] = new_id
     local row = ns .. ':' .. id
 
-    local changed = {}
-    for _ = 1, count() do
-        local field = arg()
-        local expected = arg()
-        if redis.call('HGET', row, field) ~= expected then
-            changed[#changed + 1] = field
-        end
+    -- race check: every listed field must still hold the value read (or still be absent)
+    local checked, expected = {}, {}
+    for i = 1, count() do
+        checked[i] = arg()
+        expected[i] = arg()
     end
     for _ = 1, count() do
-        local field = arg()
-        if redis.call('HEXISTS', row, field) == 1 then
-            changed[#changed + 1] = field
+        checked[#checked + 1] = arg()
+        expected[#checked] = false
+    end
+    local changed = {}
+    if #checked > 0 then
+        local current = hmget_chunked(row, checked)
+        for i, field in ipairs(checked) do
+            if current[i] ~= expected[i] then
+                changed[#changed + 1] = field
+            end
         end
     end
     if #changed > 0 and not is_delete then
@@ -212,7 +227,7 @@ for block = 1, blocks do
             if owner and owner ~= id then
                 return result(block - 1, 'unique', {name})
             end
-            claims[i] = {name, value}
+            claims[i] = {name, value, owner == id}
         end
     end
     if is_delete then
@@ -224,7 +239,9 @@ for block = 1, blocks do
         end
     else
         for _, claim in ipairs(claims) do
-            redis.call('HSET', ns .. ':' .. claim[1] .. ':uidx', claim[2], id)
+            if not claim[3] then  -- not already this entity's
+                redis.call('HSET', ns .. ':' .. claim[1] .. ':uidx', claim[2], id)
+            end
         end
     end
 
@@ -260,35 +277,58 @@ for block = 1, blocks do
         unsafe[i] = arg()
     end
 
-    local old_index_data = nil
-    if not fresh then
-        old_index_data = remove_old_entries(ns, id, row)
-    end
-
+    -- the entries this save writes (and records in the bookkeeping)
     local keys, scored, prefix, suffix, geo = {}, {}, {}, {}, {}
+    local new = {set = {}, scored = {}, pre = {}, suf = {}, geo = {}}
     for i = 1, count() do
-        local name = arg()
-        keys[i] = name
-        redis.call('SADD', ns .. ':' .. name .. ':idx', id)
+        keys[i] = arg()
+        new.set[keys[i]] = true
     end
+    local scores = {}
     for i = 1, count() do
-        local name = arg()
-        local score = arg()
-        scored[i] = name
-        redis.call('ZADD', ns .. ':' .. name .. ':idx', score, id)
+        scored[i] = arg()
+        scores[i] = arg()
+        new.scored[scored[i]] = true
     end
-    add_members(ns, id, ':pre', prefix)
-    add_members(ns, id, ':suf', suffix)
-    local seen = {}
-    for _ = 1, count() do
-        local name = arg()
-        local lon = arg()
-        local lat = arg()
-        redis.call('GEOADD', ns .. ':' .. name .. ':geo', lon, lat, id)
-        if not seen[name] then
-            seen[name] = true
+    local members = {pre = {}, suf = {}}
+    for _, kind in ipairs({'pre', 'suf'}) do
+        local recorded = kind == 'pre' and prefix or suffix
+        for i = 1, count() do
+            local attr, token, score = arg(), arg(), arg()
+            recorded[i] = {attr, token}
+            members[kind][i] = score
+            new[kind][attr .. '\0' .. token] = true
+        end
+    end
+    local points = {}
+    for i = 1, count() do
+        local name, lon, lat = arg(), arg(), arg()
+        points[i] = {name, lon, lat}
+        if not new.geo[name] then
+            new.geo[name] = true
             geo[#geo + 1] = name
         end
+    end
+
+    local old_index_data = nil
+    if not fresh then
+        old_index_data = remove_old_entries(ns, id, row, new)
+    end
+
+    for _, name in ipairs(keys) do
+        redis.call('SADD', ns .. ':' .. name .. ':idx', id)
+    end
+    for i, name in ipairs(scored) do
+        redis.call('ZADD', ns .. ':' .. name .. ':idx', scores[i], id)
+    end
+    for i, pair in ipairs(prefix) do
+        redis.call('ZADD', ns .. ':' .. pair[1] .. ':pre', members.pre[i], pair[2] .. '\0' .. id)
+    end
+    for i, pair in ipairs(suffix) do
+        redis.call('ZADD', ns .. ':' .. pair[1] .. ':suf', members.suf[i], pair[2] .. '\0' .. id)
+    end
+    for _, point in ipairs(points) do
+        redis.call('GEOADD', ns .. ':' .. point[1] .. ':geo', point[2], point[3], id)
     end
 
     if not fresh then
