@@ -22,7 +22,7 @@ target is met. Memory per entity is the sum of ``MEMORY USAGE`` over each side's
 Usage::
 
     python benchmarks/bench.py [--users 5000] [--url redis://127.0.0.1:6379/10]
-                               [--json out.json] [--reps 3] [--seed 1] [--smoke]
+                               [--json out.json] [--reps 5] [--seed 1] [--smoke]
                                [--flush] [--profile DIR]
 
 Without ``--url`` an embedded Redis is started through ``rom.testing`` (needs the
@@ -552,7 +552,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('--url', default=None, help='Redis URL (a dedicated, empty database); '
                         'default: start an embedded server')
     parser.add_argument('--json', default=None, help='write the results to this file')
-    parser.add_argument('--reps', type=int, default=3, help='repetitions of read workloads')
+    parser.add_argument('--reps', type=int, default=5, help='repetitions of read workloads')
     parser.add_argument('--seed', type=int, default=1)
     parser.add_argument('--smoke', action='store_true', help='tiny run (50 users, 1 repetition)')
     parser.add_argument('--flush', action='store_true', help='FLUSHDB the database first')
