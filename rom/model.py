@@ -126,29 +126,32 @@ class Model(metaclass=_ModelMetaclass):
         if by_bytes is None:
             by_bytes = type(next(iter(row), None)) is bytes
         if by_bytes and cls.__init__ is Model.__init__:
-            try:
-                self = mapping_builder(cls)(cls, row)
-            except (ValueError, TypeError, ArithmeticError, OSError):
-                self = None  # a bad stored value: the full path raises a clear error
+            self = cls._built(mapping_builder(cls), row, track)
             if self is not None:
-                if track:
-                    session._add_loaded(self, '%s:%s' % (cls._namespace, self._data[cls._pkey]))
                 return self
         return cls._from_row(row, by_bytes, track)
 
     @classmethod
+    def _built(cls, build: Any, raw: Any, track: bool) -> Any:
+        """The entity a compiled builder makes of ``raw`` (tracked), or None when the row
+        needs the full path: a missing column (defaults, checks) or a bad stored value
+        (the full path raises an error naming the column)."""
+        try:
+            self = build(cls, raw)
+        except (ValueError, TypeError, ArithmeticError, OSError):
+            return None
+        if self is not None and track:
+            session._add_loaded(self, '%s:%s' % (cls._namespace, self._data[cls._pkey]))
+        return self
+
+    @classmethod
     def _from_values(cls, values: Sequence[Any], track: bool = True) -> 'Model':
         """An entity from the raw bytes values of its fields (``field_names`` order)."""
-        try:
-            self = row_builder(cls)(cls, values)
-        except (ValueError, TypeError, ArithmeticError, OSError):
-            self = None  # a bad stored value: the full path raises a clear error
-        if self is None:  # or some column is missing: defaults and checks of the full path
+        self = cls._built(row_builder(cls), values, track)
+        if self is None:
             row = {key: value for key, value in zip(field_names(cls), values)
                    if value is not None}
             return cls._from_row(row, True, track)
-        if track:
-            session._add_loaded(self, '%s:%s' % (cls._namespace, self._data[cls._pkey]))
         return self
 
     @classmethod
