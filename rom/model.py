@@ -100,8 +100,18 @@ class Model(metaclass=_ModelMetaclass):
         load_row(self, row, by_bytes)
 
     @classmethod
-    def _entities_from_reply(cls, conn: Any, reply: List[Any]) -> List['Model']:
-        """Entities from a flat ``[id, HGETALL row, ...]`` script reply (session first)."""
+    def _row_fields(cls, conn: Any) -> List[Any]:
+        """Script arguments naming what to read of each row: ``[n, pk position, *fields]``,
+        or ``[0, 0]`` for whole rows (str replies, or a custom ``__init__``)."""
+        if cls.__init__ is not Model.__init__ or decodes_responses(conn):
+            return [0, 0]
+        fields = field_names(cls)
+        return [len(fields), fields.index(cls._pkey.encode('utf-8')) + 1] + fields
+
+    @classmethod
+    def _entities_from_reply(cls, reply: List[Any], by_values: bool) -> List['Model']:
+        """Entities from a flat ``[id, row, ...]`` script reply (session first); each row is
+        the HMGET values of ``_row_fields`` (``by_values``) or an HGETALL reply."""
         found = []
         for position in range(0, len(reply), 2):
             id_text = reply[position]
@@ -111,7 +121,10 @@ class Model(metaclass=_ModelMetaclass):
                 flat = reply[position + 1]
                 if not flat:
                     continue  # the row is gone (deleted behind the index's back)
-                entity = cls._from_stored(dict(zip(flat[::2], flat[1::2])))
+                if by_values:
+                    entity = cls._from_values(flat)
+                else:
+                    entity = cls._from_stored(dict(zip(flat[::2], flat[1::2])))
             found.append(entity)
         return found
 
@@ -382,11 +395,10 @@ class Model(metaclass=_ModelMetaclass):
         elif missing:
             conn = connect(cls)
             keys = [pks[position] for position in missing]
-            if cls.__init__ is Model.__init__ and not decodes_responses(conn):
+            fields = cls._row_fields(conn)
+            if fields[0]:
                 # one atomic call: the model's fields of every row the session lacks
-                fields = field_names(cls)
-                pk_position = fields.index(cls._pkey.encode('utf-8')) + 1
-                rows = lua('get_rows')(conn, keys, [pk_position] + fields)
+                rows = lua('get_rows')(conn, keys, fields[1:])
                 for position, values in zip(missing, rows):
                     if values is not None:
                         result[position] = cls._from_values(values, track)
@@ -428,10 +440,11 @@ class Model(metaclass=_ModelMetaclass):
             conn = connect(cls)
             key = '%s:%s:idx' % (cls._namespace, attr)
             # one round trip: the ids in the range and their rows (identity map still wins)
+            fields = cls._row_fields(conn)
             reply = lua('get_range')(conn, (), [
                 key, cls._namespace, lo, hi,
-                limit[0] if limit else 0, limit[1] if limit else ''])
-            return cls._entities_from_reply(conn, reply)
+                limit[0] if limit else 0, limit[1] if limit else ''] + fields)
+            return cls._entities_from_reply(reply, fields[0] != 0)
         query = cls.query.filter(**{attr: value})
         if limit:
             query = query.limit(*limit)
@@ -454,9 +467,10 @@ class Model(metaclass=_ModelMetaclass):
             return []
         # one round trip: the unique hash lookups and the rows (identity map still wins)
         conn = connect(cls)
+        fields = cls._row_fields(conn)
         reply = lua('get_unique')(conn, (), ['%s:%s:uidx' % (cls._namespace, attr),
-                                            cls._namespace] + lookups)
-        found = cls._entities_from_reply(conn, reply)
+                                            cls._namespace] + fields + lookups)
+        found = cls._entities_from_reply(reply, fields[0] != 0)
         if isinstance(value, list):
             return found
         return found[0] if found else None

@@ -194,3 +194,68 @@ def test_ts2dt_fast_form_matches_fromtimestamp():
     for value in (253402300800.0, -62135596801.0, float('nan'), float('inf')):
         with pytest.raises((ValueError, OverflowError, OSError)):
             ts2dt(value)
+
+
+@pytest.fixture
+def Keyed():
+    class Keyed(rom.Model):
+        email = rom.Text(unique=True)
+        n = rom.Integer(index=True)
+        when = rom.DateTime()
+        dflt = rom.Integer(default=3)
+    return Keyed
+
+
+def _keyed_rows(conn):
+    conn.hset('Keyed:1', mapping={'id': '1', 'email': 'a@x', 'n': '5', 'when': '0.5'})
+    conn.hset('Keyed:2', mapping={'id': '2', 'email': 'b@x', 'n': '6', 'dflt': '9'})
+    conn.hset('Keyed:email:uidx', mapping={'a@x': '1', 'b@x': '2', 'gone@x': '3'})
+    conn.zadd('Keyed:n:idx', {'1': 5, '2': 6, '3': 7})
+
+
+@pytest.mark.parametrize('client', ['bytes', 'decoding'])
+def test_get_by_paths_load_like_get(Keyed, conn, decoding_conn, client):
+    _keyed_rows(conn)              # row 3 is indexed but gone
+    if client == 'decoding':
+        rom.util.CONNECTION = decoding_conn
+    expected = [(1, 'a@x', 5, datetime.datetime(1970, 1, 1, 0, 0, 0, 500000), 3),
+                (2, 'b@x', 6, None, 9)]
+
+    def seen(entities):
+        return [(e.id, e.email, e.n, e.when, e.dflt) for e in entities]
+    rom.session.rollback()
+    assert seen(Keyed.get([1, 2])) == expected
+    rom.session.rollback()
+    assert seen([Keyed.get_by(email='a@x'), Keyed.get_by(email='b@x')]) == expected
+    rom.session.rollback()
+    assert seen(Keyed.get_by(email=['b@x', 'gone@x', 'a@x'])) == expected[::-1]
+    rom.session.rollback()
+    assert seen(Keyed.get_by(n=(None, None))) == expected
+    assert seen(Keyed.get_by(n=(5, 7), _limit=(1, 5))) == expected[1:]
+    assert Keyed.get_by(email='a@x') is Keyed.get(1)            # identity map
+    rom.session.rollback()
+    conn.hdel('Keyed:1', 'id')
+    for read in (lambda: Keyed.get_by(email='a@x'), lambda: Keyed.get_by(n=5)):
+        rom.session.rollback()
+        with pytest.raises(InvalidColumnValue):
+            read()
+
+
+def test_get_by_paths_with_custom_init(conn):
+    seen = []
+
+    class Init(rom.Model):
+        email = rom.Text(unique=True)
+        n = rom.Integer(index=True)
+
+        def __init__(self, **kwargs):
+            seen.append(sorted(kwargs))
+            super().__init__(**kwargs)
+
+    conn.hset('Init:1', mapping={'id': '1', 'email': 'a@x', 'n': '4', 'extra': 'e'})
+    conn.hset('Init:email:uidx', 'a@x', '1')
+    conn.zadd('Init:n:idx', {'1': 4})
+    assert Init.get_by(email='a@x').n == 4
+    rom.session.rollback()
+    assert [e.email for e in Init.get_by(n=4)] == ['a@x']
+    assert seen == [['_loading', 'email', 'extra', 'id', 'n']] * 2
