@@ -59,10 +59,22 @@ def _script_load(script: Union[str, bytes]) -> ScriptCall:
 _LOADED: Dict[str, ScriptCall] = {}
 
 
+_INCLUDE = b'-- include: '
+
+
+def _read_script(filename: str) -> bytes:
+    """A script's source; a first line ``-- include: <file>`` prepends that shared file."""
+    with open(os.path.join(_SCRIPT_DIR, filename), 'rb') as handle:
+        source = handle.read()
+    if source.startswith(_INCLUDE):
+        first_line = source.split(b'\n', 1)[0]
+        source = _read_script(first_line[len(_INCLUDE):].strip().decode('ascii')) + source
+    return source
+
+
 def lua(name: str) -> ScriptCall:
     """The wrapped script ``rom/scripts/<name>.lua`` (read and wrapped once)."""
     call = _LOADED.get(name)
     if call is None:
-        with open(os.path.join(_SCRIPT_DIR, name + '.lua'), 'rb') as handle:
-            call = _LOADED[name] = _script_load(handle.read())
+        call = _LOADED[name] = _script_load(_read_script(name + '.lua'))
     return call

@@ -398,13 +398,13 @@ class Model(metaclass=_ModelMetaclass):
             fields = cls._row_fields(conn)
             if fields[0]:
                 # one atomic call: the model's fields of every row the session lacks
-                rows = lua('get_rows')(conn, keys, fields[1:])
+                rows = lua('get_rows')(conn, keys, fields)
                 for position, values in zip(missing, rows):
                     if values is not None:
                         result[position] = cls._from_values(values, track)
             else:  # str replies, or a custom __init__ that must see whole rows
                 by_bytes = not decodes_responses(conn)
-                for position, flat in zip(missing, lua('get_rows')(conn, keys, [0])):
+                for position, flat in zip(missing, lua('get_rows')(conn, keys, fields)):
                     if flat:
                         row = dict(zip(flat[::2], flat[1::2]))
                         result[position] = cls._from_stored(row, by_bytes, track)

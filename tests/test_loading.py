@@ -7,6 +7,7 @@ validates; a stored value that fails conversion makes get() raise InvalidColumnV
 from __future__ import annotations
 
 import datetime
+import os
 import random
 from datetime import timezone
 
@@ -259,3 +260,14 @@ def test_get_by_paths_with_custom_init(conn):
     rom.session.rollback()
     assert [e.email for e in Init.get_by(n=4)] == ['a@x']
     assert seen == [['_loading', 'email', 'extra', 'id', 'n']] * 2
+
+
+def test_reading_scripts_share_one_row_reader():
+    from rom import _scripts
+    shared = open(os.path.join(os.path.dirname(_scripts.__file__), 'scripts',
+                               '_read_row.lua'), 'rb').read()
+    for name in ('get_rows', 'get_unique', 'get_range'):
+        source = _scripts.lua(name).script
+        assert source.startswith(shared)               # included once, before the script
+        assert source.count(b'local function read_row') == 1
+        assert b'-- include: _read_row.lua' in source[len(shared):].split(b'\n', 1)[0]
