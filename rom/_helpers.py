@@ -62,14 +62,13 @@ def dt2ts(value: Union[datetime, date]) -> float:
     return delta.days * 86400 + delta.seconds + delta.microseconds / 1000000.0
 
 
-_EPOCH = datetime(1970, 1, 1)
 _FIRST_TS, _LAST_TS = -62135596800.0, 253402300799.0  # 0001-01-01 and 9999-12-31 23:59:59
 
 
 def ts2dt(value: float) -> datetime:
     """The naive UTC ``datetime`` for POSIX seconds ``value`` (rounded to the microsecond)."""
     if type(value) is float and _FIRST_TS <= value <= _LAST_TS:  # same result, faster
-        return _EPOCH + timedelta(seconds=value)
+        return _epoch + timedelta(seconds=value)
     return datetime.fromtimestamp(value, timezone.utc).replace(tzinfo=None)  # its errors
 
 

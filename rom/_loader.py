@@ -8,19 +8,18 @@ Two ways, with the same result:
 * :func:`load_row` fills an entity column by column (texts or bytes rows, any column);
 * :func:`row_builder` compiles, once per model, a function for the common case: the raw
   bytes values of the model's fields (in :func:`load_plan` order, as ``HMGET`` returns
-  them; :func:`mapping_builder` takes an ``HGETALL`` reply) holding every built-in column. It decodes and converts those in straight-line code
-  and builds the entity's dicts in one go; a row lacking one of them (defaults, missing
-  primary key) returns None so that the caller uses :func:`load_row`.
+  them; :func:`mapping_builder` takes an ``HGETALL`` reply) holding every built-in
+  column. It decodes and converts those in straight-line code and builds the entity's
+  dicts in one go; a row lacking one of them (defaults, missing primary key) returns None
+  so that the caller uses :func:`load_row`.
 """
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import _coltypes as ct
-from ._helpers import ts2dt, ts2t
 from ._registry import MODELS
 from ._relations import OneToMany, UnsafeColumn
 from .exceptions import InvalidColumnValue
@@ -50,28 +49,13 @@ def _json_converter(col: Any) -> Callable[[str], Any]:
     return convert
 
 
-def _datetime(text: str) -> datetime:
-    return ts2dt(float(text))
-
-
-def _date(text: str) -> date:
-    return ts2dt(float(text)).date()
-
-
-def _time(text: str) -> time:
-    return ts2t(float(text))
-
-
-def _string(text: str) -> bytes:
-    return text.encode('latin-1')
-
-
 # exact types only: a subclass may override its conversion, so it loads through _init_
 _CONVERTERS: Dict[type, Any] = {
     ct.Text: KEEP, ct.Integer: int, ct.Float: float, ct.Boolean: bool, ct.PrimaryKey: int,
-    ct.DateTime: _datetime, ct.Date: _date, ct.Time: _time, ct.String: _string,
     ct.Decimal: Decimal, ct.Json: _json_converter,
 }
+# these convert a decoded text with their own ``_from_redis``
+_OWN_CONVERSION = (ct.DateTime, ct.Date, ct.Time, ct.String)
 
 LoadPlan = List[Tuple[str, bytes, Any, Any]]
 
@@ -93,6 +77,8 @@ def load_plan(cls: Any) -> LoadPlan:
         convert = _CONVERTERS.get(type(col))
         if convert is _json_converter:
             convert = _json_converter(col)
+        elif type(col) in _OWN_CONVERSION:
+            convert = col._from_redis
         plan.append((attr, attr.encode('utf-8'), col, convert))
     setattr(cls, '_rom_load_plan', plan)
     return plan
@@ -123,8 +109,6 @@ def load_row(entity: Any, row: Dict[Any, Any], by_bytes: bool = False) -> None:
                 continue
             data[attr] = value if convert is KEEP else convert(value)
             last[attr] = value
-        except InvalidColumnValue:
-            raise
         except (ValueError, TypeError, ArithmeticError, OSError) as err:
             raise InvalidColumnValue('%s.%s: the stored value %r cannot be loaded as %s (%s)' % (
                 ns, attr, value, ct._type_names(col._allowed) or type(col).__name__, err)
