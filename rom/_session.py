@@ -147,8 +147,7 @@ class Session(threading.local):
 
     def _add_loaded(self, obj: Any, key: str) -> None:
         """``add`` for an entity just built from a stored row, whose ``_pk`` is ``key``."""
-        override = self._null_override
-        if util_module().NULL_SESSION if override is _NO_OVERRIDE else override:
+        if self.null_session:
             return
         known = self.known
         if type(known) is KnownEntities:

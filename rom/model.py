@@ -118,15 +118,20 @@ class Model(metaclass=_ModelMetaclass):
             id_text = id_text.decode('ascii') if isinstance(id_text, bytes) else id_text
             entity = session.get('%s:%s' % (cls._namespace, int(id_text)))
             if entity is None:
-                flat = reply[position + 1]
-                if not flat:
+                row = reply[position + 1]
+                if not row:
                     continue  # the row is gone (deleted behind the index's back)
-                if by_values:
-                    entity = cls._from_values(flat)
-                else:
-                    entity = cls._from_stored(dict(zip(flat[::2], flat[1::2])))
+                entity = cls._from_script_row(row, by_values)
             found.append(entity)
         return found
+
+    @classmethod
+    def _from_script_row(cls, row: List[Any], by_values: bool, track: bool = True) -> 'Model':
+        """An entity from one row of a reading script's reply: the HMGET values of
+        ``_row_fields`` (``by_values``) or a flat HGETALL reply."""
+        if by_values:
+            return cls._from_values(row, track)
+        return cls._from_stored(dict(zip(row[::2], row[1::2])), None, track)
 
     @classmethod
     def _from_stored(cls, row: Dict[Any, Any], by_bytes: Any = None,
@@ -394,20 +399,12 @@ class Model(metaclass=_ModelMetaclass):
                 result[missing[0]] = cls._from_stored(row, None, track)
         elif missing:
             conn = connect(cls)
-            keys = [pks[position] for position in missing]
             fields = cls._row_fields(conn)
-            if fields[0]:
-                # one atomic call: the model's fields of every row the session lacks
-                rows = lua('get_rows')(conn, keys, fields)
-                for position, values in zip(missing, rows):
-                    if values is not None:
-                        result[position] = cls._from_values(values, track)
-            else:  # str replies, or a custom __init__ that must see whole rows
-                by_bytes = not decodes_responses(conn)
-                for position, flat in zip(missing, lua('get_rows')(conn, keys, fields)):
-                    if flat:
-                        row = dict(zip(flat[::2], flat[1::2]))
-                        result[position] = cls._from_stored(row, by_bytes, track)
+            # one atomic call for every row the session lacks
+            rows = lua('get_rows')(conn, [pks[position] for position in missing], fields)
+            for position, row in zip(missing, rows):
+                if row:  # None (HMGET values) or [] (whole rows) for a missing row
+                    result[position] = cls._from_script_row(row, fields[0] != 0, track)
         return result
 
     @classmethod
