@@ -14,7 +14,8 @@ import re
 import sys
 import time
 import warnings
-from typing import Any, Iterable, Iterator, List, Optional, Sequence, TextIO, Tuple
+from typing import (Any, Callable, Generator, Iterable, Iterator, List, Optional, Sequence, TextIO,
+                    Tuple)
 
 from redis.exceptions import ResponseError
 
@@ -205,30 +206,37 @@ def clean_old_index(model: Any, block_size: int = 100, **kwargs: Any
 def _clean_hscan(conn: Any, model: Any, ns: str, legacy: str, block_size: int
                  ) -> Iterator[Tuple[int, int]]:
     total = int(conn.hlen(legacy))
-    done = 0
-    cursor: Any = 0
-    while True:
+
+    def legacy_page(cursor: Any) -> Any:
         cursor, missing = lua('hscan_missing_rows')(conn, [legacy], [cursor, block_size, ns])
         if missing:
             lua('clean_legacy')(conn, (), [ns] + list(missing))
+        return cursor
+
+    done, total = yield from _cursor_pages(legacy_page, block_size, 0, total)
+    for name in _unique_names(model):
+        key = '%s:%s:uidx' % (ns, name)
+
+        def unique_page(cursor: Any, key: str = key) -> Any:
+            return lua('clean_unique')(conn, [key], [cursor, block_size, ns])[0]
+
+        done, total = yield from _cursor_pages(unique_page, block_size, done, total)
+    yield total, total
+
+
+def _cursor_pages(run_page: Callable[[Any], Any], block_size: int, done: int, total: int
+                  ) -> Generator[Tuple[int, int], None, Tuple[int, int]]:
+    """Run ``run_page(cursor)`` (returns the next cursor) from cursor 0 until it returns 0,
+    yielding progress ``(done, total)`` after each page; returns the final pair."""
+    cursor: Any = 0
+    while True:
+        cursor = run_page(cursor)
         done += block_size
         if done > total:
             total = done + 1
         yield done, total
         if int(cursor) == 0:
-            break
-    for name in _unique_names(model):
-        key = '%s:%s:uidx' % (ns, name)
-        cursor = 0
-        while True:
-            cursor, _removed = lua('clean_unique')(conn, [key], [cursor, block_size, ns])
-            done += block_size
-            if done > total:
-                total = done + 1
-            yield done, total
-            if int(cursor) == 0:
-                break
-    yield total, total
+            return done, total
 
 
 # --------------------------------------------------------------------------- clean_unsafe_cols
