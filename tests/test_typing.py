@@ -1,0 +1,54 @@
+"""rom's public API is typed: tests/typing/check_models.py passes ``mypy --strict``."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHECKS = os.path.join(ROOT, 'tests', 'typing', 'check_models.py')
+
+
+
+def run_mypy(path: str, tmp_path: object) -> subprocess.CompletedProcess:
+    """mypy --strict on ``path`` with no project config, rom found from this checkout."""
+    config = os.path.join(str(tmp_path), 'mypy.ini')
+    with open(config, 'w') as f:
+        f.write('[mypy]\n')
+    env = dict(os.environ, MYPYPATH=ROOT)
+    return subprocess.run(
+        [sys.executable, '-m', 'mypy', '--config-file', config, '--strict',
+         '--warn-unused-ignores', '--cache-dir', os.path.join(ROOT, '.mypy_cache'),
+         '--no-error-summary', '--hide-error-context', path],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+        cwd=str(tmp_path), env=env, timeout=600)
+
+
+def test_typed_models_pass_mypy_strict(tmp_path):
+    result = run_mypy(CHECKS, tmp_path)
+    assert result.returncode == 0, result.stdout
+
+
+def test_a_wrong_expectation_fails(tmp_path):
+    # the check is not vacuous: a wrong type and an error mypy no longer reports both fail
+    path = os.path.join(str(tmp_path), 'wrong.py')
+    with open(path, 'w') as f:
+        f.write(textwrap.dedent('''
+            from typing import Optional
+            from typing_extensions import assert_type
+            import rom
+
+            class Wrong(rom.Model):
+                email = rom.Text(required=True)
+                age = rom.Integer()
+
+            def check(w: Wrong) -> None:
+                assert_type(w.email, Optional[str])
+                w.age = 3  # type: ignore[assignment]
+        '''))
+    result = run_mypy(path, tmp_path)
+    assert result.returncode == 1, result.stdout
+    assert 'wrong.py:11: error: Expression is of type "str"' in result.stdout, result.stdout
+    assert 'wrong.py:12: error: Unused "type: ignore" comment' in result.stdout, result.stdout
