@@ -12,7 +12,9 @@ Nothing here is a mock: every command goes to a real Redis server.
 * :func:`counting_client` builds a ``redis.Redis`` whose connections count what they send;
   :func:`roundtrips` measures round trips and commands issued during a ``with`` block.
 * :func:`reset_rom_state` gives a test a clean slate: empty database, rom pointed at the
-  client, empty model registry, fresh session.
+  client, fresh session; the model registry is kept unless ``forget_models=True``.
+  :func:`model_registry` / :func:`restore_model_registry` snapshot and restore it.
+* The pytest plugin :mod:`rom.pytest_plugin` wraps these as fixtures (``rom_db``, ...).
 
 Example (pytest)::
 
@@ -44,8 +46,8 @@ import redis
 
 __all__ = [
     'dump_database',
-    'EmbeddedRedis', 'RoundTrips', 'counting_client', 'instrument', 'redis_server_executable',
-    'reset_rom_state', 'roundtrips', 'server_description', 'start_embedded_redis',
+    'EmbeddedRedis', 'RoundTrips', 'counting_client', 'instrument', 'model_registry',
+    'redis_server_executable', 'reset_rom_state', 'restore_model_registry', 'roundtrips', 'server_description', 'start_embedded_redis',
     'stop_shared_server', 'test_server_url',
 ]
 
@@ -427,22 +429,21 @@ def roundtrips(conn: redis.Redis) -> RoundTrips:
 
 # --------------------------------------------------------------------------- rom state
 
-def reset_rom_state(conn: redis.Redis) -> None:
+def reset_rom_state(conn: redis.Redis, forget_models: bool = False) -> None:
     """Give a test a clean slate on ``conn``'s database.
 
-    FLUSHDB (this database only), ``rom.util.CONNECTION = conn``, an empty model registry
-    (only ``'Model'`` stays), no referenced-model bookkeeping, and a fresh session for the
+    FLUSHDB (this database only), ``rom.util.CONNECTION = conn``, and a fresh session for the
     current thread (rolled back, null-session flag cleared, ``rom.util.NULL_SESSION`` off).
+    Registered models stay registered (their relations keep working); ``forget_models=True``
+    also empties the registry (only ``'Model'`` stays) and the referenced-model bookkeeping,
+    for suites that define throwaway models per test.
     """
-    import rom.columns
     import rom.util
 
     conn.flushdb()
     rom.util.CONNECTION = conn
-    models = rom.columns.MODELS
-    for name in [n for n in models if n != 'Model']:
-        del models[name]
-    rom.columns.MODELS_REFERENCED.clear()
+    if forget_models:
+        restore_model_registry(({}, {}))
     rom.util.NULL_SESSION = False
     session = rom.util.session
     session.rollback()
@@ -450,6 +451,32 @@ def reset_rom_state(conn: redis.Redis) -> None:
         del session.null_session
     except AttributeError:
         pass
+
+
+Registry = Tuple[Dict[str, Any], Dict[str, List[Any]]]
+
+
+def model_registry() -> Registry:
+    """A snapshot of the model registry (``MODELS``, ``MODELS_REFERENCED``) to restore later."""
+    import rom.columns
+
+    return (dict(rom.columns.MODELS),
+            {k: list(v) for k, v in rom.columns.MODELS_REFERENCED.items()})
+
+
+def restore_model_registry(snapshot: Registry) -> None:
+    """Put the registry back as :func:`model_registry` saw it: models defined since are
+    forgotten (``'Model'`` itself always stays)."""
+    import rom.columns
+
+    models, referenced = snapshot
+    root = rom.columns.MODELS.get('Model')
+    rom.columns.MODELS.clear()
+    rom.columns.MODELS.update(models)
+    if root is not None:
+        rom.columns.MODELS['Model'] = root
+    rom.columns.MODELS_REFERENCED.clear()
+    rom.columns.MODELS_REFERENCED.update({k: list(v) for k, v in referenced.items()})
 
 
 def dump_database(conn: redis.Redis) -> Dict[bytes, Tuple[bytes, Any]]:

@@ -12,12 +12,16 @@ CHECKS = os.path.join(ROOT, 'tests', 'typing', 'check_models.py')
 
 
 
-def run_mypy(path: str, tmp_path: object) -> subprocess.CompletedProcess:
-    """mypy --strict on ``path`` with no project config, rom found from this checkout."""
+def run_mypy(path: str, tmp_path: object, mypypath: bool = True) -> subprocess.CompletedProcess:
+    """mypy --strict on ``path`` with no project config; rom is found from this checkout
+    (``mypypath``) or only as installed in this environment."""
     config = os.path.join(str(tmp_path), 'mypy.ini')
     with open(config, 'w') as f:
         f.write('[mypy]\n')
-    env = dict(os.environ, MYPYPATH=ROOT)
+    env = dict(os.environ)
+    env.pop('MYPYPATH', None)
+    if mypypath:
+        env['MYPYPATH'] = ROOT
     return subprocess.run(
         [sys.executable, '-m', 'mypy', '--config-file', config, '--strict',
          '--warn-unused-ignores', '--cache-dir', os.path.join(ROOT, '.mypy_cache'),
@@ -52,3 +56,19 @@ def test_a_wrong_expectation_fails(tmp_path):
     assert result.returncode == 1, result.stdout
     assert 'wrong.py:11: error: Expression is of type "str"' in result.stdout, result.stdout
     assert 'wrong.py:12: error: Unused "type: ignore" comment' in result.stdout, result.stdout
+
+
+def test_sample_project_models_pass_mypy_strict(tmp_path):
+    # an application's models with typed relations (tests/sample_project, see test_plugin.py)
+    result = run_mypy(os.path.join(ROOT, 'tests', 'sample_project', 'blog'), tmp_path)
+    assert result.returncode == 0, result.stdout
+
+
+def test_mypy_finds_the_installed_rom(tmp_path):
+    # as installed by tools/run.py (editable, compat mode) or by pip: no stub errors
+    path = os.path.join(str(tmp_path), 'uses_rom.py')
+    with open(path, 'w') as f:
+        f.write('import rom\nfrom typing_extensions import assert_type\n'
+                'assert_type(rom.Model.get(1), "rom.Model | None")\n')
+    result = run_mypy(path, tmp_path, mypypath=False)
+    assert result.returncode == 0, result.stdout
