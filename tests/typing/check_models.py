@@ -22,13 +22,13 @@ class User(rom.Model):
     score = rom.Float(required=True, default=0.0)
     balance = rom.Decimal()
     active = rom.Boolean(required=True, default=True)
-    created = rom.DateTime(required=True, default=datetime.utcnow)
+    created = rom.DateTime(required=True, default=lambda: datetime(2020, 1, 1))
     born = rom.Date()
     wakes = rom.Time()
     token = rom.String()
     prefs = rom.Json()
     safer = rom.SaferDateTime()
-    posts: rom.OneToMany[Post] = rom.OneToMany('Post')
+    posts: rom.OneToMany[Post] = rom.OneToMany('Post', column='author')
 
 
 class Post(rom.Model):
