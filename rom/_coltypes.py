@@ -23,8 +23,13 @@ if TYPE_CHECKING:
 
     from ._typing import ColumnOptions as _Options
 
-#: what reading the column from an entity gives (``Optional[...]`` unless required)
-_G = TypeVar('_G')
+#: what reading the column from an entity gives (``Optional[...]`` unless required); the
+#: default keeps a bare ``Column``/``Text`` annotation or subclass valid under --strict
+if TYPE_CHECKING:
+    from typing_extensions import TypeVar as _TypeVar
+    _G = _TypeVar('_G', default=Any)
+else:
+    _G = TypeVar('_G')
 _C = TypeVar('_C', bound='Column[Any]')
 
 _NUMERIC_SAMPLES = (0, 0.0, _Decimal('0'), datetime(1970, 1, 1), date(1970, 1, 1), time(0, 0, 0))

@@ -7,13 +7,17 @@ entries before it are added or removed. The cursor is an opaque string.
 from __future__ import annotations
 
 import math
-from typing import Any, Generic, List, Optional, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, List, Optional, Tuple, TypeVar
 
 from ._connect import connect, to_text
 from ._scripts import lua
 from .exceptions import QueryError
 
-_T = TypeVar('_T')
+if TYPE_CHECKING:  # the default keeps a bare ``Page`` annotation valid under --strict
+    from typing_extensions import TypeVar as _TypeVar
+    _T = _TypeVar('_T', default=Any)
+else:
+    _T = TypeVar('_T')
 
 
 class Page(Generic[_T]):

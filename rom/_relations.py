@@ -1,7 +1,7 @@
 """Relation columns (ManyToOne, OneToOne, ForeignModel, OneToMany) and ``UnsafeColumn``."""
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, TypeVar, overload
 
 from ._coltypes import Column, _Column
 from ._connect import connect
@@ -11,7 +11,11 @@ from ._session import session
 from .exceptions import ColumnError, InvalidColumnValue, InvalidOperation, ORMError
 
 #: the related model (``Any`` unless the attribute is annotated, e.g. ``ManyToOne[User]``)
-_G = TypeVar('_G')
+if TYPE_CHECKING:
+    from typing_extensions import TypeVar as _TypeVar
+    _G = _TypeVar('_G', default=Any)
+else:
+    _G = TypeVar('_G')
 _C = TypeVar('_C', bound=Column[Any])
 
 _RESERVED_UNSAFE_NAMES = ('idx', 'uidx', 'pre', 'suf', 'geo')

@@ -15,7 +15,8 @@ from typing import (TYPE_CHECKING, Any, Dict, Generic, Iterator, List, Optional,
 from . import _session
 from ._connect import connect, to_text
 from ._helpers import dt2ts, t2ts
-from ._keyset import Page, keyset_page
+from ._keyset import Page as Page  # re-exported: the result type of Query.page()
+from ._keyset import keyset_page
 from ._keygen import LOWERCASE_QUERY_KEYGENS
 from ._query_match import _ts
 from ._records import Geofilter, Pattern, Prefix, Suffix
@@ -41,7 +42,11 @@ _STRING_SORT_KEYGENS = ['SIMPLE', 'SIMPLE_CI', 'CASE_INSENSITIVE']
 _NO_LIMIT = 2 ** 64
 _FIELDS = ('model', 'filters', 'order_by', 'limit', 'select')
 #: the model a query returns entities of
-_M = TypeVar('_M', bound='Model')
+if TYPE_CHECKING:  # the default keeps a bare ``Query`` annotation valid under --strict
+    from typing_extensions import TypeVar as _TypeVar
+    _M = _TypeVar('_M', bound='Model', default=Any)
+else:
+    _M = TypeVar('_M', bound='Model')
 
 
 def _endpoint(value: Any) -> Any:

@@ -108,3 +108,17 @@ def reads() -> None:
 
 def columns_refuse_unknown_options() -> None:
     rom.Integer(indx=True)  # type: ignore[call-overload]
+
+
+class Upper(rom.Column):  # a custom column type: bare generic names stay valid (--strict)
+    _allowed = str
+
+
+class WithCustom(rom.Model):
+    shout = Upper()
+
+
+def bare_annotations(query: rom.Query, page: rom.query.Page, column: rom.Column,
+                     text: rom.Text, entity: WithCustom) -> None:
+    assert_type(entity.shout, Any)
+    assert_type(query.all(), List[Any])
