@@ -44,25 +44,38 @@ def test_exists(items, roundtrips, conn):
     assert items.query.filter(tag='nothing').exists() is False
     assert items.query.filter(n=(3, 5)).exists() is True
     assert items.query.filter(n=(1000, None)).exists() is False
+    assert items.query.filter(n=(3, 5), tag='odd').exists() is True
+    assert items.query.filter(n=(0, 0), group=5).exists() is False
     assert items.query.order_by('n').exists() is True
     assert items.query.exists() is True
-    assert items.query.filter(tag='odd').limit(100, 5).exists() is False
-    with roundtrips(conn) as rt:
-        assert items.query.filter(n=(3, 5)).exists()
-    assert rt.count == 2 and rt.commands[-1] == 'EXISTS'  # one id, then the row's existence
+    assert items.query.filter(tag='odd').limit(14, 5).exists() is True  # 15 odd ones
+    assert items.query.filter(tag='odd').limit(15, 5).exists() is False
+    assert items.query.filter(tag='odd')[14:].exists() is True
+    assert items.query.filter(tag='odd').select('label').exists() is True
+    for query in (items.query.filter(tag='odd'), items.query.filter(n=(3, 5))):
+        with roundtrips(conn) as rt:
+            assert query.exists()
+        assert rt.count == 1  # one index call, no row read
 
 
 def test_exists_on_empty_model(Item):
     assert Item.query.exists() is False
     assert Item.query.filter(tag='odd').exists() is False
+    assert Item.query.order_by('n').exists() is False
 
 
-def test_exists_ignores_dangling_index_entries(items, conn):
+def test_exists_answers_from_the_indexes_like_count(items, conn):
     only = items.query.filter(n=(0, 0), tag='odd')  # i in 0..2, odd i: id 2 only
     assert [e.id for e in only.all()] == [2] and only.exists()
-    conn.delete('Item:2')  # deleted by hand: the indexes still name it
-    assert only.exists() is False
-    assert only.first() is None
+    conn.delete('Item:2')  # deleted by hand: the indexes still name it (see check --fix)
+    assert only.count() == 1 and only.exists() is True
+    assert only.first() is None and only.all() == []
+    three_odd = items.query.filter(n=(3, 3), tag='odd')  # i in 3..5, odd i: ids 4 and 6
+    assert sorted(e.id for e in three_odd.all()) == [4, 6]
+    items.get(4).delete()  # deleted through rom: gone from the indexes too
+    assert three_odd.exists() is True
+    items.get(6).delete()
+    assert three_odd.exists() is False
 
 
 # -- bool(query) stays rom 1.1.2's ----------------------------------------------------------
