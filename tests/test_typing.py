@@ -72,3 +72,13 @@ def test_mypy_finds_the_installed_rom(tmp_path):
                 'assert_type(rom.Model.get(1), "rom.Model | None")\n')
     result = run_mypy(path, tmp_path, mypypath=False)
     assert result.returncode == 0, result.stdout
+
+
+def test_rom_itself_passes_mypy():
+    # the project's own configuration ([tool.mypy] in pyproject.toml), as `tox -e type` runs it
+    result = subprocess.run(
+        [sys.executable, '-m', 'mypy', '--no-error-summary', '--cache-dir',
+         os.path.join(ROOT, '.mypy_cache'), 'rom'],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, cwd=ROOT,
+        timeout=600)
+    assert result.returncode == 0, result.stdout
