@@ -12,8 +12,9 @@ affected.
 ``rom_db``
     Per test: flushes the test database, points rom at it (``rom.util.CONNECTION``) and
     starts with a fresh session; afterwards rolls the session back, restores the previous
-    connection and forgets models defined *during* the test. Models defined at import time
-    (your application's models, with their relations) stay registered. Yields the
+    connection and forgets models declared *inside* the test (or its fixtures). Models
+    defined at a module's top level (your application's models, with their relations)
+    stay registered, even when their module is first imported during a test. Yields the
     ``redis.Redis`` client.
 ``rom_roundtrips``
     ``with rom_roundtrips() as rt: ...`` counts the round trips (``rt.count``) and commands
@@ -62,7 +63,7 @@ def rom_db(_rom_client: redis.Redis) -> Iterator[redis.Redis]:
         try:
             rom.util.session.rollback()
         finally:
-            restore_model_registry(registry)
+            restore_model_registry(registry, keep_module_level=True)
             rom.util.CONNECTION = previous
 
 

@@ -464,19 +464,32 @@ def model_registry() -> Registry:
             {k: list(v) for k, v in rom.columns.MODELS_REFERENCED.items()})
 
 
-def restore_model_registry(snapshot: Registry) -> None:
+def restore_model_registry(snapshot: Registry, keep_module_level: bool = False) -> None:
     """Put the registry back as :func:`model_registry` saw it: models defined since are
-    forgotten (``'Model'`` itself always stays)."""
+    forgotten (``'Model'`` itself always stays). With ``keep_module_level``, models defined
+    since at a module's top level (a module first imported meanwhile) stay registered; only
+    models declared inside functions (``<locals>`` in their ``__qualname__``) are forgotten.
+    """
     import rom.columns
 
     models, referenced = snapshot
-    root = rom.columns.MODELS.get('Model')
-    rom.columns.MODELS.clear()
-    rom.columns.MODELS.update(models)
+    current = rom.columns.MODELS
+    kept = {name: cls for name, cls in current.items() if name not in models and
+            keep_module_level and '<locals>' not in getattr(cls, '__qualname__', '<locals>')}
+    kept_namespaces = {cls._namespace for cls in kept.values()}
+    refs = {k: list(v) for k, v in referenced.items()}
+    for target, entries in rom.columns.MODELS_REFERENCED.items():
+        for entry in entries:
+            if entry[0] in kept_namespaces and entry not in refs.get(target, ()):
+                refs.setdefault(target, []).append(entry)
+    root = current.get('Model')
+    current.clear()
+    current.update(models)
+    current.update(kept)
     if root is not None:
-        rom.columns.MODELS['Model'] = root
+        current['Model'] = root
     rom.columns.MODELS_REFERENCED.clear()
-    rom.columns.MODELS_REFERENCED.update({k: list(v) for k, v in referenced.items()})
+    rom.columns.MODELS_REFERENCED.update(refs)
 
 
 def dump_database(conn: redis.Redis) -> Dict[bytes, Tuple[bytes, Any]]:

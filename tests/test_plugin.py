@@ -31,13 +31,13 @@ def run_sample(*args: str, url: str = '') -> subprocess.CompletedProcess:
 def test_sample_project_passes_on_an_embedded_server():
     result = run_sample()
     assert result.returncode == 0, result.stdout
-    assert '8 passed' in result.stdout, result.stdout
+    assert '10 passed' in result.stdout, result.stdout
 
 
 def test_sample_project_passes_on_the_server_in_rom_test_redis_url(redis_url):
     result = run_sample(url=redis_url)
     assert result.returncode == 0, result.stdout
-    assert '8 passed' in result.stdout, result.stdout
+    assert '10 passed' in result.stdout, result.stdout
 
 
 def test_the_entry_point_provides_the_fixtures():
@@ -104,3 +104,25 @@ def test_model_registry_snapshot_and_restore():
     with pytest.raises(rom.ORMError):
         class Kept(rom.Model):  # noqa: F811 - still registered
             pass
+
+
+def test_restore_keeping_module_level_models(tmp_path, monkeypatch):
+    snapshot = model_registry()
+    (tmp_path / 'late_models.py').write_text(
+        'import rom\n'
+        'class LateTarget(rom.Model):\n'
+        '    pass\n'
+        'class LateRef(rom.Model):\n'
+        "    ref = rom.ManyToOne('LateTarget', on_delete='cascade')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import late_models  # noqa: F401 - registers two module-level models
+
+    class Local(rom.Model):
+        ref = rom.ManyToOne('LateTarget', on_delete='no action')
+    try:
+        restore_model_registry(snapshot, keep_module_level=True)
+        assert rom.columns.MODELS['LateRef'] is late_models.LateRef
+        assert 'Local' not in rom.columns.MODELS
+        assert rom.columns.MODELS_REFERENCED['LateTarget'] == [('LateRef', 'ref', 'cascade')]
+    finally:
+        sys.modules.pop('late_models', None)

@@ -50,6 +50,22 @@ def test_scratch_can_be_defined_again(rom_db):
     assert 'Scratch' in rom.columns.MODELS
 
 
+def test_a_module_first_imported_inside_a_test(rom_db):
+    from blog.tags import Tag  # first import: its module-level model is registered now
+    post = publish(User(email='t@example.com'), 'tagged', 2)
+    Tag(post=post, name='redis').save()
+    assert [t.post.title for t in Tag.query.filter(name='redis')] == ['tagged']
+
+
+def test_its_models_stay_registered_afterwards(rom_db):
+    from blog.tags import Tag  # cached module: the class is not declared again
+    assert rom.columns.MODELS['Tag'] is Tag
+    post = publish(User(email='u@example.com'), 'cascade', 3)
+    Tag(post=post, name='x').save()
+    post.delete()  # the cascade finds Tag through the registry's references
+    assert Tag.query.filter(name='x').count() == 0
+
+
 def test_session_is_rolled_back_between_tests(rom_db):
     assert not rom.util.session.known and not rom.util.session.wknown
 
