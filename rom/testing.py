@@ -251,7 +251,8 @@ def server_description(url: str) -> str:
     """``'Redis 6.2.14 at <url>'`` for a test report header."""
     client = redis.Redis.from_url(url, socket_timeout=5)
     try:
-        version = client.info('server').get('redis_version', '?')
+        info: Any = client.info('server')  # typed as possibly awaitable by some redis-py
+        version = info.get('redis_version', '?')
     finally:
         client.close()
     return 'Redis %s at %s' % (version, url)
@@ -500,7 +501,7 @@ def dump_database(conn: redis.Redis) -> Dict[bytes, Tuple[bytes, Any]]:
     """
     out: Dict[bytes, Tuple[bytes, Any]] = {}
     for key in conn.scan_iter('*'):
-        kind = conn.type(key)
+        kind: Any = conn.type(key)
         kind = kind.encode() if isinstance(kind, str) else kind
         value: Any
         if kind == b'string':
