@@ -6,7 +6,7 @@ entries before it are added or removed. The cursor is an opaque string.
 """
 from __future__ import annotations
 
-import math
+import re
 from typing import TYPE_CHECKING, Any, Generic, List, Optional, Tuple, TypeVar
 
 from ._connect import connect, to_text
@@ -39,15 +39,18 @@ class Page(Generic[_T]):
         return '<Page of %d next=%r>' % (len(self.items), self.next)
 
 
+# a score as Redis writes it (or could read it back) and an id: '<score>:<digits>'
+_CURSOR = re.compile(r'(?:[-+]?(?:\d{1,30}(?:\.\d{0,30})?|\.\d{1,30})(?:[eE][-+]?\d{1,4})?'
+                     r'|[-+]?inf):\d{1,20}')
+
+
 def parse_cursor(cursor: str) -> Tuple[str, str]:
     """``(score, member)`` of a cursor made by :func:`keyset_page`; QueryError when malformed."""
-    score, _, member = cursor.rpartition(':') if isinstance(cursor, str) else ('', '', '')
-    try:
-        valid = member.isdigit() and member.isascii() and not math.isnan(float(score))
-    except ValueError:
-        valid = False
-    if not valid:
-        raise QueryError('page(): %r is not a cursor returned by page()' % (cursor,))
+    if not isinstance(cursor, str) or not _CURSOR.fullmatch(cursor) or not cursor.isascii():
+        text = repr(cursor)
+        raise QueryError('page(): %s is not a cursor returned by page()'
+                         % (text if len(text) <= 60 else text[:57] + '...',))
+    score, _, member = cursor.rpartition(':')
     return score, member
 
 

@@ -217,9 +217,25 @@ def test_page_refuses_bad_use(items):
     for size in (0, -1, 1.5, True, '3'):
         with pytest.raises(QueryError):
             items.query.order_by('n').page(size)
-    for cursor in ('', 'x', '1:', ':3', 'nan:3', '1:a', '1.5:3:', 3, '1:\u0663'):
-        with pytest.raises(QueryError):
+    for cursor in ('', 'x', '1:', ':3', 'nan:3', '1:a', '1.5:3:', 3, '1:\u0663', '1_0:3',
+                   ' 1:3', '0x10:3', '1' * 5000 + ':3', '1:' + '2' * 21, '\u0661:3'):
+        with pytest.raises(QueryError) as error:
             items.query.order_by('n').page(3, after=cursor)
+        assert len(str(error.value)) < 120
+
+
+@pytest.mark.parametrize('order', ['n', '-n'])
+def test_odd_but_valid_cursors(items, order):
+    # any score Redis can read: before everything, after everything, or in between
+    query = items.query.order_by(order)
+    everything = ordered_ids(query)
+    low, high = ('-inf:0', 'inf:0') if order == 'n' else ('inf:0', '-inf:0')
+    assert [e.id for e in query.page(50, after=low).items] == everything
+    assert query.page(50, after=high).items == []
+    assert [e.id for e in query.page(50, after='1e400:0').items] == \
+        ([] if order == 'n' else everything)
+    middle = [e.id for e in query.page(50, after='+4.5:0').items]  # between n=3 and n=6
+    assert middle == [e.id for e in query.all() if (e.n > 4.5 if order == 'n' else e.n < 4.5)]
 
 
 def test_page_is_empty_on_no_results(Item):
