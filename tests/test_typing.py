@@ -12,12 +12,13 @@ CHECKS = os.path.join(ROOT, 'tests', 'typing', 'check_models.py')
 
 
 
-def run_mypy(path: str, tmp_path: object, mypypath: bool = True) -> subprocess.CompletedProcess:
+def run_mypy(path: str, tmp_path: object, mypypath: bool = True,
+             config_text: str = '[mypy]\n') -> subprocess.CompletedProcess:
     """mypy --strict on ``path`` with no project config; rom is found from this checkout
     (``mypypath``) or only as installed in this environment."""
     config = os.path.join(str(tmp_path), 'mypy.ini')
     with open(config, 'w') as f:
-        f.write('[mypy]\n')
+        f.write(config_text)
     env = dict(os.environ)
     env.pop('MYPYPATH', None)
     if mypypath:
@@ -82,3 +83,12 @@ def test_rom_itself_passes_mypy():
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, cwd=ROOT,
         timeout=600)
     assert result.returncode == 0, result.stdout
+
+
+def test_constructor_keywords_with_the_mypy_plugin(tmp_path):
+    path = os.path.join(ROOT, 'tests', 'typing', 'check_constructors.py')
+    result = run_mypy(path, tmp_path, config_text='[mypy]\nplugins = rom.mypy_plugin\n')
+    assert result.returncode == 0, result.stdout
+    # without the plugin the constructors take any keyword: the expected errors disappear
+    result = run_mypy(path, tmp_path)
+    assert result.returncode == 1 and 'Unused "type: ignore" comment' in result.stdout
