@@ -19,14 +19,13 @@ from ._session import session
 from .exceptions import (ColumnError, InvalidColumnValue, InvalidOperation, MissingColumn)
 
 if TYPE_CHECKING:
-    from typing_extensions import Literal, Unpack
+    from typing_extensions import Literal
+    from typing_extensions import TypeVar as _TypeVar
+    from typing_extensions import Unpack
 
     from ._typing import ColumnOptions as _Options
-
-#: what reading the column from an entity gives (``Optional[...]`` unless required); the
-#: default keeps a bare ``Column``/``Text`` annotation or subclass valid under --strict
-if TYPE_CHECKING:
-    from typing_extensions import TypeVar as _TypeVar
+    # what reading the column gives (Optional[...] unless required); the default keeps a
+    # bare ``Column``/``Text`` annotation or subclass valid under --strict
     _G = _TypeVar('_G', default=Any)
 else:
     _G = TypeVar('_G')
