@@ -7,7 +7,7 @@ entries before it are added or removed. The cursor is an opaque string.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Generic, List, Optional, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Iterator, List, Optional, Tuple, TypeVar
 
 from ._connect import connect, to_text
 from ._scripts import lua
@@ -29,7 +29,7 @@ class Page(Generic[_T]):
         self.items = items
         self.next = next
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[_T]:
         return iter(self.items)
 
     def __len__(self) -> int:

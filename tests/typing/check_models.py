@@ -102,6 +102,8 @@ def reads() -> None:
     page = query.page(20)
     assert_type(page.items, List[User])
     assert_type(page.next, Optional[str])
+    for item in page:
+        assert_type(item, User)
     assert_type(User(email='x').copy(), User)
     assert_type(User(email='x').update(name='y'), User)
 
