@@ -87,17 +87,17 @@ def create_venv(path):
                  'On Debian/Ubuntu install the venv module: apt-get install python3-venv'
                  % (sys.executable, exc))
     py = venv_python(path)
-    # Editable installs from pyproject.toml (PEP 660) need pip >= 21.3.
+    # Editable installs from pyproject.toml (PEP 660) need pip >= 21.3, --config-settings 22.1.
     out = subprocess.run([py, '-m', 'pip', '--version'], stdout=subprocess.PIPE,
                          universal_newlines=True).stdout.split()
     try:
         version = tuple(int(p) for p in out[1].split('.')[:2])
     except (IndexError, ValueError):
         version = (0, 0)
-    if version < (21, 3):
+    if version < (22, 1):
         say('upgrading pip %s' % '.'.join(map(str, version)))
         if run([py, '-m', 'pip', 'install', '--disable-pip-version-check', '-q',
-                '--upgrade', 'pip>=21.3']):
+                '--upgrade', 'pip>=22.1']):
             sys.exit('[tools/run.py] could not upgrade pip in the virtual environment')
 
 
