@@ -23,6 +23,8 @@ def connect(obj: Any) -> Any:
 def decodes_responses(conn: Any) -> bool:
     """True when the client already returns ``str`` replies (``decode_responses=True``)."""
     pool = getattr(conn, 'connection_pool', None)
+    if pool is None:  # redis.cluster.RedisCluster: its nodes' connection settings
+        pool = getattr(conn, 'nodes_manager', None)
     kwargs = getattr(pool, 'connection_kwargs', None)
     return isinstance(kwargs, dict) and bool(kwargs.get('decode_responses'))
 

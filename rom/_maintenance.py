@@ -19,6 +19,7 @@ from typing import (Any, Callable, Generator, Iterable, Iterator, List, Optional
 
 from redis.exceptions import ResponseError
 
+from ._cluster import is_cluster_client
 from ._connect import connect, to_text
 from ._scripts import lua
 from ._session import session
@@ -65,13 +66,21 @@ def _counter(conn: Any, model: Any) -> int:
 
 
 def _scan_pages(conn: Any, match: str, count: int) -> Iterator[List[Any]]:
-    """Every SCAN page (possibly empty) from cursor 0 until the cursor returns to 0."""
-    cursor = 0
-    while True:
-        cursor, keys = conn.scan(cursor, match=match, count=count)
-        yield list(keys)
-        if int(cursor) == 0:
-            return
+    """Every SCAN page (possibly empty) from cursor 0 until the cursor returns to 0.
+
+    On a Redis Cluster client, every master is scanned in turn (each with its own cursor).
+    """
+    nodes = conn.get_primaries() if is_cluster_client(conn) else [None]
+    for node in nodes:
+        extra = {} if node is None else {'target_nodes': node}
+        cursor = 0
+        while True:
+            cursor, keys = conn.scan(cursor, match=match, count=count, **extra)
+            if isinstance(cursor, dict):  # a cluster client keys cursors by node name
+                cursor = next(iter(cursor.values()))
+            yield list(keys)
+            if int(cursor) == 0:
+                break
 
 
 # --------------------------------------------------------------------------- row ids
@@ -198,7 +207,7 @@ def clean_old_index(model: Any, block_size: int = 100, **kwargs: Any
         orphans = [i for n, i in enumerate(ids)
                    if not replies[2 * n] and replies[2 * n + 1]]
         if orphans:
-            lua('clean_legacy')(conn, (), [ns] + orphans)
+            lua('clean_legacy')(conn, (), [ns] + orphans, route=legacy)
         yield min(start + block_size, total - 1), total
     yield total, total
 
@@ -210,7 +219,7 @@ def _clean_hscan(conn: Any, model: Any, ns: str, legacy: str, block_size: int
     def legacy_page(cursor: Any) -> Any:
         cursor, missing = lua('hscan_missing_rows')(conn, [legacy], [cursor, block_size, ns])
         if missing:
-            lua('clean_legacy')(conn, (), [ns] + list(missing))
+            lua('clean_legacy')(conn, (), [ns] + list(missing), route=legacy)
         return cursor
 
     done, total = yield from _cursor_pages(legacy_page, block_size, 0, total)
@@ -275,7 +284,7 @@ def clean_unsafe_cols(*models: Any, block_size: int = 1000) -> Tuple[int, int]:
                 if candidate is not None:
                     args.extend(candidate)
             if args:
-                deleted += int(lua('clean_unsafe')(conn, (), args))
+                deleted += int(lua('clean_unsafe')(conn, (), args, route=prefix))
     return examined, deleted
 
 

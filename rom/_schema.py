@@ -2,13 +2,14 @@
 
 It fills the class attributes other modules read (``_namespace``, ``_columns``, ``_pkey``,
 ``_index``, ``_unique``, ``_cunique``, ``_prefix``, ``_suffix``, ``_geo``, ``_gindex``,
-``_no_fk``) and registers the model in ``MODELS`` / ``MODELS_REFERENCED``.
+``_no_fk``, ``_cluster_tag``) and registers the model in ``MODELS`` / ``MODELS_REFERENCED``.
 """
 from __future__ import annotations
 
 from collections import OrderedDict
 from typing import Any, Dict, List, Set, Tuple
 
+from ._cluster import check_cluster_relations, cluster_namespace
 from ._coltypes import Column, PrimaryKey
 from ._records import GeoIndex
 from ._registry import MODELS, MODELS_REFERENCED, EntityMeta
@@ -30,7 +31,8 @@ class _ModelMetaclass(EntityMeta):
         if namespace and not isinstance(namespace, str):
             raise ORMError('%s._namespace must be a string, not %s'
                            % (name, type(namespace).__name__))
-        namespace = namespace or name
+        wants_cluster = body.get('_cluster', any(getattr(b, '_cluster', False) for b in bases))
+        namespace, cluster_tag = cluster_namespace(name, namespace, wants_cluster and not is_root)
         if not is_root and (name in MODELS or namespace in MODELS):
             raise ORMError('cannot define model %s (namespace %r): a model with that name or '
                            'namespace already exists' % (name, namespace))
@@ -97,13 +99,16 @@ class _ModelMetaclass(EntityMeta):
             merged[flag] = flags[flag]
         merged['_cunique'] = cunique
         merged['_geo'] = geo
-        merged['_gindex'] = GeneralIndex(namespace)
+        merged['_gindex'] = GeneralIndex(namespace, cluster_tag is not None)
         merged['_no_fk'] = not any(isinstance(c, ManyToOne) for c in columns.values())
         wants_deferred = merged.get('_defer_ids', any(getattr(b, '_defer_ids', False)
                                                       for b in bases))
         merged['_defer_id'] = bool(wants_deferred) and _can_defer_id(columns, pkey, geo)
         merged['_is_root_model'] = is_root
+        merged['_cluster_tag'] = cluster_tag
         cls = super().__new__(mcs, name, bases, merged)
+        if not is_root:
+            check_cluster_relations(cls, MODELS, MODELS_REFERENCED)
         for attr, col in columns.items():
             if isinstance(col, ManyToOne):
                 MODELS_REFERENCED.setdefault(col._ftable, []).append(

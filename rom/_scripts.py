@@ -14,6 +14,8 @@ from typing import Any, Callable, Dict, Sequence, Union
 from redis.client import Pipeline
 from redis.exceptions import ResponseError
 
+from ._cluster import is_cluster_pipeline, route_keys
+
 NO_SCRIPT_MESSAGES = ['NOSCRIPT', 'No matching script.']
 _SCRIPT_DIR = os.path.join(os.path.dirname(__file__), 'scripts')
 
@@ -27,16 +29,20 @@ def _is_no_script(err: ResponseError) -> bool:
 
 
 def _script_load(script: Union[str, bytes]) -> ScriptCall:
-    """Wrap a Lua source; returns ``call(conn, keys=[], args=[], force_eval=False)``."""
+    """Wrap a Lua source; returns ``call(conn, keys=[], args=[], force_eval=False, route=None)``.
+
+    ``route`` is a key of the slot a keyless script works on: a Redis Cluster client gets it
+    as the only key (to route the call); other clients never see it.
+    """
     source = script.encode('utf-8') if isinstance(script, str) else script
     sha = hashlib.sha1(source).hexdigest()
     sent = [False]
 
     def call(conn: Any, keys: Sequence[Any] = (), args: Sequence[Any] = (),
-             force_eval: bool = False) -> Any:
-        keys = tuple(keys)
+             force_eval: bool = False, route: Any = None) -> Any:
+        keys = tuple(route_keys(conn, keys, route))
         args = tuple(args)
-        if isinstance(conn, Pipeline):
+        if isinstance(conn, Pipeline) or is_cluster_pipeline(conn):
             # EVAL, not EVALSHA: a queued EVALSHA fails at EXEC on a server that has not cached
             # the script (SCRIPT FLUSH, restart, failover), after the other commands ran.
             conn.execute_command('EVAL', source, len(keys), *keys, *args)

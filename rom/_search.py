@@ -13,6 +13,7 @@ from collections import namedtuple
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from . import _session
+from ._cluster import is_cluster_client, is_cluster_pipeline
 from ._connect import connect, to_text
 from ._helpers import _prefix_score, _to_score
 from ._query_match import (MAX_PREFIX_SCORE, _find_prefix, _literal_prefix,
@@ -90,19 +91,24 @@ def _scan_call(conn: Any, scan: '_Scan', mode: str, k: int = 0) -> Any:
     start, end = _start_end(scan.literal)
     if not scan.literal:
         end = 'inf'
-    return lua('prefix_scan')(conn, ['', '', scan.index],
+    # the first two keys are unused in these modes; on a cluster every key must share a slot
+    unused = scan.index if is_cluster_client(conn) else ''
+    return lua('prefix_scan')(conn, [unused, unused, scan.index],
                               [start, end, scan.literal, scan.pattern or '', '1', mode, k])
 
 
 def _is_pipeline(conn: Any) -> bool:
-    return hasattr(conn, 'command_stack')
+    return hasattr(conn, 'command_stack') or is_cluster_pipeline(conn)
 
 
 class GeneralIndex:
     """Per-model search engine bound to a namespace (``Model._gindex``)."""
 
-    def __init__(self, namespace: str) -> None:
+    def __init__(self, namespace: str, cluster: bool = False) -> None:
         self.namespace = namespace
+        # bare temporary keys (OR unions, geo results): '<uuid>' as in rom 1.1.2, or
+        # '<ns>:<uuid>' for a cluster model (same hash slot as its other keys)
+        self._temp_prefix = namespace + ':' if cluster else ''
 
     def __repr__(self) -> str:
         return 'GeneralIndex(%r)' % (self.namespace,)
@@ -179,7 +185,7 @@ class GeneralIndex:
                                          'WEIGHTS', *([0] * len(step.keys)))
                     state['first'] = False
                 else:
-                    union = str(uuid.uuid4())
+                    union = '%s%s' % (self._temp_prefix, uuid.uuid4())
                     pipe.execute_command('ZUNIONSTORE', union, len(step.keys), *step.keys,
                                          'WEIGHTS', *([0] * len(step.keys)))
                     intersect(temp, union, 0, 0)
@@ -202,7 +208,7 @@ class GeneralIndex:
                 redis_prefix_lua(pipe, temp, step.index, step.literal, first, step.pattern)
                 state['first'] = False
             else:
-                dest = temp if first else str(uuid.uuid4())
+                dest = temp if first else '%s%s' % (self._temp_prefix, uuid.uuid4())
                 cmd: List[Any] = ['GEORADIUS', step.key, repr(step.lon), repr(step.lat),
                                   step.radius, step.measure]
                 if step.count and step.count >= 0:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import MutableMapping
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Set, ValuesView
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Set, Tuple, ValuesView
 
 from ._connect import connect, util_module
 from ._registry import MODELS_REFERENCED, is_entity
@@ -234,8 +234,8 @@ class Session(threading.local):
                 raise ORMError(
                     'cannot delete %s entities in bulk: the model takes part in foreign-key '
                     'relationships; delete them one by one' % (cls._namespace,))
-        by_client: Dict[int, List[Any]] = {}
-        clients: Dict[int, Any] = {}
+        by_client: Dict[Tuple[int, Optional[str]], List[Any]] = {}
+        clients: Dict[Tuple[int, Optional[str]], Any] = {}
         for obj in selected:
             if not obj._deleted:
                 obj._before_delete()
@@ -243,8 +243,9 @@ class Session(threading.local):
             obj._modified = True
             obj._deleted = True
             conn = connect(obj)
-            clients[id(conn)] = conn
-            by_client.setdefault(id(conn), []).append(obj)
+            group = (id(conn), type(obj)._cluster_tag)  # a cluster: one transaction per slot
+            clients[group] = conn
+            by_client.setdefault(group, []).append(obj)
         pipes = []
         for key, entities in by_client.items():
             pipe = clients[key].pipeline(True)

@@ -20,6 +20,7 @@ from ._helpers import _encode_unique_constraint, _prefix_score
 from ._keygen import SORT_KEYGEN_NAMES
 from ._registry import PENDING_ID, is_entity
 from ._relations import UnsafeColumn
+from ._cluster import is_cluster_pipeline
 from ._scripts import lua
 from ._session import session
 from .exceptions import (ColumnError, DataRaceError, EntityDeletedError, InvalidColumnValue,
@@ -451,8 +452,8 @@ def run_plans(conn: Any, plans: Sequence[WritePlan]
     args: List[Any] = [len(plans)]
     for plan in plans:
         _plan_args(plan, args)
-    reply = lua('write')(conn, (), args)
-    if isinstance(conn, Pipeline):
+    reply = lua('write')(conn, (), args, route=plans[0].namespace + ':' if plans else None)
+    if isinstance(conn, Pipeline) or is_cluster_pipeline(conn):
         return len(plans), None, []
     applied = int(reply[0])
     kind = to_text(reply[1])
@@ -481,6 +482,7 @@ def save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool = 
     batch: List[Tuple[Any, WritePlan, bool]] = []
     queued: Set[int] = set()
     batch_conn: Any = None
+    batch_tag: Optional[str] = None
 
     def flush() -> None:
         nonlocal total, batch, batch_conn
@@ -542,9 +544,10 @@ def save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool = 
         except BaseException:
             flush()
             raise
-        if batch and (conn is not batch_conn or len(batch) >= _MAX_BLOCKS_PER_CALL):
-            flush()
-        batch_conn = conn
+        if batch and (conn is not batch_conn or len(batch) >= _MAX_BLOCKS_PER_CALL
+                      or type(entity)._cluster_tag != batch_tag):
+            flush()  # one script call per client and (on a cluster) per hash slot
+        batch_conn, batch_tag = conn, type(entity)._cluster_tag
         batch.append((entity, plan, was_new))
         queued.add(id(entity))
     flush()

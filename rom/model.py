@@ -466,7 +466,7 @@ class Model(metaclass=_ModelMetaclass):
             fields = cls._row_fields(conn)
             reply = lua('get_range')(conn, (), [
                 key, cls._namespace, lo, hi,
-                limit[0] if limit else 0, limit[1] if limit else ''] + fields)
+                limit[0] if limit else 0, limit[1] if limit else ''] + fields, route=key)
             return cls._entities_from_reply(reply, fields[0] != 0)
         query = cls.query.filter(**{attr: value})
         if limit:
@@ -491,8 +491,9 @@ class Model(metaclass=_ModelMetaclass):
         # one round trip: the unique hash lookups and the rows (identity map still wins)
         conn = connect(cls)
         fields = cls._row_fields(conn)
-        reply = lua('get_unique')(conn, (), ['%s:%s:uidx' % (cls._namespace, attr),
-                                            cls._namespace] + fields + lookups)
+        ukey = '%s:%s:uidx' % (cls._namespace, attr)
+        reply = lua('get_unique')(conn, (), [ukey, cls._namespace] + fields + lookups,
+                                  route=ukey)
         found = cls._entities_from_reply(reply, fields[0] != 0)
         if isinstance(value, list):
             return found

@@ -1,0 +1,116 @@
+"""Redis Cluster support: cluster-mode models (one hash tag per model) and client detection.
+
+A model declared with ``_cluster = True`` keeps every key it uses in one hash slot: its
+namespace carries a Redis hash tag (``{...}``) in its first ``:``-separated segment, and
+every key rom derives for it (rows, indexes, unique hashes, the id counter, temporary query
+keys, cached results, ``EntityLock`` keys) starts with that namespace, or with its first
+segment. Without ``_namespace`` the namespace of a cluster model is ``'{<ClassName>}'``.
+Models without ``_cluster`` keep rom 1.1.2's keys exactly.
+
+Relations between models run in one script call or transaction, so a cluster model may
+only be related (``ManyToOne``/``OneToMany``) to cluster models with the same hash tag;
+this is checked when the second of the two models is declared.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence, Tuple
+
+from .exceptions import ORMError
+
+try:  # redis-py >= 4.1
+    from redis.cluster import ClusterPipeline, RedisCluster
+except ImportError:  # pragma: no cover - rom requires redis >= 4.5.5
+    ClusterPipeline = RedisCluster = ()  # type: ignore[assignment,misc]
+
+__all__ = ['cluster_namespace', 'hash_tag', 'is_cluster_client', 'is_cluster_pipeline',
+           'check_cluster_relations', 'route_keys', 'temp_key_prefix']
+
+
+def hash_tag(key: str) -> Optional[str]:
+    """The part of ``key`` Redis Cluster hashes when it is not the whole key, else None.
+
+    Redis's rule: the text between the first ``{`` and the first ``}`` after it, when that
+    text is not empty.
+    """
+    start = key.find('{')
+    if start < 0:
+        return None
+    end = key.find('}', start + 1)
+    if end < 0 or end == start + 1:
+        return None
+    return key[start + 1:end]
+
+
+def cluster_namespace(name: str, declared: Optional[str], cluster: Any
+                      ) -> Tuple[str, Optional[str]]:
+    """``(namespace, tag)`` for a model declaration; tag is None for a non-cluster model.
+
+    Raises ``ORMError`` when a cluster model's namespace has no usable hash tag in its first
+    segment (some keys, e.g. prefix-scan scratch keys, start with the first segment only).
+    """
+    if not cluster:
+        return declared or name, None
+    namespace = declared or '{%s}' % (name,)
+    first = namespace.partition(':')[0]
+    tag = hash_tag(first)
+    if tag is None or hash_tag(namespace) != tag:
+        raise ORMError(
+            '%s: a model with _cluster = True needs a Redis hash tag in the first segment of '
+            'its namespace (e.g. _namespace = "{app}:%s" or no _namespace, which gives '
+            '"{%s}"), so that all its keys share one hash slot; got %r'
+            % (name, name, name, namespace))
+    return namespace, tag
+
+
+def _tag_of(model: Any) -> Optional[str]:
+    return getattr(model, '_cluster_tag', None)
+
+
+def check_cluster_relations(model: Any, models: Any, referenced: Any) -> None:
+    """Refuse relations between a cluster model and a model with another (or no) hash tag.
+
+    ``models`` is the registry, ``referenced`` maps a target name to its
+    ``(namespace, attr, on_delete)`` references. Checks both directions for ``model``.
+    """
+    pairs = []
+    for attr, col in model._columns.items():
+        target = models.get(getattr(col, '_ftable', None) or '')
+        if target is not None and target is not model:
+            pairs.append((model, attr, target))
+    for key in {model.__name__, model._namespace}:
+        for namespace, attr, _ in referenced.get(key, ()):
+            source = models.get(namespace)
+            if source is not None and source is not model:
+                pairs.append((source, attr, model))
+    for source, attr, target in pairs:
+        a, b = _tag_of(source), _tag_of(target)
+        if (a is not None or b is not None) and a != b:
+            raise ORMError(
+                '%s.%s relates %s (hash tag %r) and %s (hash tag %r): on Redis Cluster, '
+                'related models must be cluster models sharing one hash tag, e.g. '
+                '_namespace = "{app}:%s" and "{app}:%s"'
+                % (source.__name__, attr, source.__name__, a, target.__name__, b,
+                   source.__name__, target.__name__))
+
+
+def is_cluster_client(conn: Any) -> bool:
+    """True for a ``redis.cluster.RedisCluster`` client or one of its pipelines."""
+    return bool(RedisCluster) and isinstance(conn, RedisCluster)
+
+
+def is_cluster_pipeline(conn: Any) -> bool:
+    """True for a ``redis.cluster.ClusterPipeline``."""
+    return bool(ClusterPipeline) and isinstance(conn, ClusterPipeline)
+
+
+def route_keys(conn: Any, keys: Sequence[Any], route: Any) -> Sequence[Any]:
+    """Keys to send with a script call: ``keys``, or ``(route,)`` when a script that names
+    no key goes to a cluster (the client routes a call by its keys' slot)."""
+    if not keys and route and is_cluster_client(conn):
+        return (route,)
+    return keys
+
+
+def temp_key_prefix(model_namespace: str, cluster_tag: Optional[str]) -> str:
+    """Prefix of a bare temporary key: ``''`` (rom 1.1.2) or ``'<ns>:'`` for cluster models."""
+    return model_namespace + ':' if cluster_tag is not None else ''
