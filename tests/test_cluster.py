@@ -1,0 +1,343 @@
+"""Redis Cluster: cluster-mode models on a real local cluster (rom.testing.LocalCluster).
+
+Every test here runs against real ``redis-server`` processes in cluster mode through
+``redis.cluster.RedisCluster``; nothing is mocked. Marked ``cluster`` (``-m cluster``).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Iterator
+
+import pytest
+import redis
+
+import rom
+import rom.util
+from rom import util
+from rom._audit import audit_model
+from rom._cluster import hash_tag
+from rom.exceptions import ORMError, RestrictError, UniqueKeyViolation
+from rom.testing import LocalCluster, start_local_cluster
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture(scope='module')
+def cluster() -> Iterator[LocalCluster]:
+    local = start_local_cluster(masters=3)
+    try:
+        yield local
+    finally:
+        local.stop()
+
+
+@pytest.fixture
+def cconn(cluster: LocalCluster) -> Iterator[Any]:
+    """A RedisCluster client rom uses in this test; every master emptied first."""
+    cluster.flushall()
+    client = cluster.client()
+    rom.util.CONNECTION = client
+    util.session.rollback()
+    yield client
+    util.session.rollback()
+    client.close()
+
+
+def all_keys(client: Any) -> list:
+    return sorted(client.scan_iter('*'))
+
+
+def slots(client: Any) -> set:
+    return {client.keyslot(key) for key in all_keys(client)}
+
+
+# --------------------------------------------------------------------------- harness
+
+def test_harness_starts_a_real_cluster(cluster: LocalCluster) -> None:
+    assert len(cluster.master_nodes()) == 3
+    info = cluster.nodes[0].client().execute_command('CLUSTER INFO')
+    text = info if isinstance(info, dict) else info.decode()
+    assert 'cluster_state' in text and (
+        text['cluster_state'] == 'ok' if isinstance(text, dict) else 'cluster_state:ok' in text)
+    client = cluster.client()
+    try:
+        # keys in different slots land on different masters and all read back
+        for i in range(30):
+            client.set('k%d' % i, i)
+        assert [int(client.get('k%d' % i)) for i in range(30)] == list(range(30))
+        owners = {client.get_node_from_key('k%d' % i).name for i in range(30)}
+        assert len(owners) == 3
+    finally:
+        client.flushall()
+        client.close()
+
+
+def test_harness_with_replicas_and_stop() -> None:
+    local = start_local_cluster(masters=3, replicas=1)
+    try:
+        assert len(local.nodes) == 6
+        assert len(local.master_nodes()) == 3
+        ports = [node.port for node in local.nodes]
+    finally:
+        local.stop()
+    assert not any(node.running for node in local.nodes)
+    for port in ports:
+        with pytest.raises(redis.ConnectionError):
+            redis.Redis(port=port, socket_connect_timeout=0.5).ping()
+
+
+# --------------------------------------------------------------------------- declaration
+
+def test_hash_tag_follows_redis_rules() -> None:
+    assert hash_tag('{app}:User') == 'app'
+    assert hash_tag('x{app}y:{b}') == 'app'
+    assert hash_tag('{}:x') is None
+    assert hash_tag('{}{x}') is None  # the first '{' decides, its '}' closes an empty tag
+    assert hash_tag('User') is None and hash_tag('{open') is None
+
+
+def test_cluster_model_gets_a_tagged_namespace() -> None:
+    class Plain(rom.Model):
+        x = rom.Integer()
+
+    class Tagged(rom.Model):
+        _cluster = True
+        x = rom.Integer()
+
+    class Named(rom.Model):
+        _cluster = True
+        _namespace = '{app}:named'
+        x = rom.Integer()
+
+    assert Plain._namespace == 'Plain' and Plain._cluster_tag is None
+    assert Tagged._namespace == '{Tagged}' and Tagged._cluster_tag == 'Tagged'
+    assert Named._cluster_tag == 'app'
+
+
+@pytest.mark.parametrize('namespace', ['app:User', 'app:{User}', '{}:User', 'app{', 'a:{b}'])
+def test_cluster_namespace_without_usable_tag_is_refused(namespace: str) -> None:
+    with pytest.raises(ORMError, match='hash tag'):
+        class Bad(rom.Model):
+            _cluster = True
+            _namespace = namespace
+    assert 'Bad' not in rom.columns.MODELS
+
+
+def test_related_models_must_share_the_tag() -> None:
+    class Owner(rom.Model):
+        _cluster = True
+        items = rom.OneToMany('Item')
+
+    with pytest.raises(ORMError, match='related models'):
+        class Item(rom.Model):
+            _cluster = True
+            owner = rom.ManyToOne('Owner', on_delete='no action')
+    assert 'Item' not in rom.columns.MODELS
+
+    class Thing(rom.Model):  # the target defined after the reference: checked then
+        _cluster = True
+        _namespace = '{a}:Thing'
+        ref = rom.ManyToOne('Later', on_delete='no action')
+
+    with pytest.raises(ORMError, match='related models'):
+        class Later(rom.Model):
+            x = rom.Integer()
+
+
+# --------------------------------------------------------------------------- behaviour
+
+def _models() -> Any:
+    class User(rom.Model):
+        _cluster = True
+        _namespace = '{app}:User'
+        name = rom.Text(index=True, keygen=rom.FULL_TEXT, prefix=True, suffix=True)
+        email = rom.Text(unique=True)
+        age = rom.Integer(index=True)
+        score = rom.Float(default=0.0)
+        posts = rom.OneToMany('Post', 'user')
+        geo_index = [rom.GeoIndex('loc', lambda data: {
+            'lon': data['age'] / 10.0, 'lat': 1.0})]
+
+    class Post(rom.Model):
+        _cluster = True
+        _namespace = '{app}:Post'
+        user = rom.ManyToOne('User', on_delete='cascade')
+        title = rom.Text(index=True, keygen=rom.SIMPLE)
+
+    class Note(rom.Model):  # another slot
+        _cluster = True
+        text = rom.Text(index=True, keygen=rom.IDENTITY)
+
+    return User, Post, Note
+
+
+def test_crud_queries_and_keys_stay_in_one_slot(cconn: Any) -> None:
+    User, Post, Note = _models()
+    for i in range(12):
+        user = User(name='bob %d' % i, email='b%d@x' % i, age=i)
+        user.save()
+        Post(user=user, title='t%02d' % i).save()
+    Note(text='hello').save()
+    assert User.get_by(email='b3@x').age == 3
+    assert [u.age for u in User.get_by(age=(2, 4))] == [2, 3, 4]
+    assert User.query.filter(age=(3, 7)).count() == 5
+    assert [u.age for u in User.query.filter(name='bob').order_by('-age').limit(0, 3)] == \
+        [11, 10, 9]
+    assert User.query.startswith(name='bo').count() == 12
+    assert User.query.endswith(name='ob').count() == 12
+    assert User.query.like(name='b?b*').count() == 12
+    # OR filter: a temporary union key, then an intersection, in one transaction
+    assert User.query.filter(age=(0, 20)).filter(name=['1', '5']).count() == 2
+    assert sorted(u.age for u in User.query.filter(name='bob').near(
+        'loc', 0.1, 1.0, 15, 'km').all()) == [0, 1, 2]
+    assert User.query.filter(age=(0, 1)).select('age').all() == [{'age': 0}, {'age': 1}]
+    key = User.query.filter(name='bob').cached_result(30)
+    assert cconn.zcard(key) == 12
+    assert len(list(User.query.filter(name='bob').iter_result(pagesize=5))) == 12
+    assert [p.title for p in User.get_by(email='b1@x').posts] == ['t01']
+    with pytest.raises(UniqueKeyViolation):
+        User(name='dup', email='b1@x', age=50).save()
+    user_slot = cconn.keyslot('{app}')
+    assert slots(cconn) == {user_slot, cconn.keyslot('{Note}')}
+    assert not any(k.startswith(b'{app}:') and cconn.keyslot(k) != user_slot
+                   for k in all_keys(cconn))
+
+
+def test_cascade_and_restrict_on_cluster(cconn: Any) -> None:
+    User, Post, _ = _models()
+
+    class Tag(rom.Model):
+        _cluster = True
+        _namespace = '{app}:Tag'
+        post = rom.ManyToOne('Post', on_delete='restrict')
+
+    user = User(name='a', email='a@x', age=1)
+    user.save()
+    post = Post(user=user, title='p')
+    post.save()
+    tag = Tag(post=post)
+    tag.save()
+    with pytest.raises(RestrictError):
+        post.delete()
+    tag.delete()
+    user.delete()
+    util.session.rollback()
+    assert Post.get(post.id) is None and User.get(user.id) is None
+    assert Post.query.filter(title='p').count() == 0
+
+
+def test_session_commit_and_delete_across_slots(cconn: Any) -> None:
+    User, Post, Note = _models()
+    entities = []
+    for i in range(5):
+        entities.append(User(name='u', email='u%d@x' % i, age=i))
+        entities.append(Note(text='n%d' % i))
+    util.session.commit()
+    assert User.query.filter(name='u').count() == 5
+    assert Note.query.filter(text='n3').count() == 1
+    notes = Note.query.filter(text=['n1', 'n2']).all()
+    util.session.delete(notes + [Note.get_by(text='n4')])
+    assert sorted(n.text for n in Note.query.all()) == ['n0', 'n3']
+
+
+def test_query_delete_lock_and_maintenance(cconn: Any) -> None:
+    User, Post, Note = _models()
+    for i in range(30):
+        Note(text='n%d' % (i % 3)).save()
+    Note.query.filter(text='n1').delete()
+    assert Note.query.filter(text='n1').count() == 0
+    assert Note.query.filter(text='n2').count() == 10
+    note = Note.get_by(text='n2')[0]
+    with util.EntityLock(note, 5, 5):
+        assert cconn.keyslot('lock:%s' % note._pk) == cconn.keyslot('{Note}')
+        assert cconn.exists('lock:%s' % note._pk)
+    # remove an index entry behind rom's back: refresh_indices rebuilds it
+    cconn.srem('{Note}:text:n2:idx', str(note.id))
+    assert Note.query.filter(text='n2').count() == 9
+    for _ in util.refresh_indices(Note, block_size=7):
+        pass
+    assert Note.query.filter(text='n2').count() == 10
+    for _ in util.clean_old_index(Note):
+        pass
+    assert Note.query.filter(text='n0').count() == 10
+    assert audit_model(Note, block_size=10).ok
+    cconn.srem('{Note}:text:n0:idx', str(Note.get_by(text='n0')[0].id))
+    assert audit_model(Note, block_size=10).counts == {'missing-entry': 1}
+
+
+def test_scripts_recover_from_script_flush(cconn: Any, cluster: LocalCluster) -> None:
+    User, _, Note = _models()
+    Note(text='a').save()
+    for node in cluster.master_nodes():
+        node.client().script_flush()
+    Note(text='b').save()  # EVALSHA gets NOSCRIPT on that node and falls back to EVAL
+    assert sorted(n.text for n in Note.query.all()) == ['a', 'b']
+
+
+def test_default_models_keep_rom_keys(conn: Any) -> None:
+    class Plain(rom.Model):
+        name = rom.Text(index=True, keygen=rom.IDENTITY)
+
+    Plain(name='x').save()
+    assert sorted(conn.keys('*')) == [b'Plain:1', b'Plain:id:', b'Plain:name:x:idx']
+
+
+# --------------------------------------------------------------------------- failover
+
+def test_failover_keeps_indexes_consistent() -> None:
+    local = start_local_cluster(masters=3, replicas=1, node_timeout_ms=1000)
+    try:
+        client = local.client()
+        rom.util.CONNECTION = client
+        util.session.rollback()
+
+        class Acct(rom.Model):
+            _cluster = True
+            name = rom.Text(unique=True)
+            n = rom.Integer(index=True)
+
+        owner = client.get_node_from_key('{Acct}')
+        victim = next(node for node in local.nodes if node.port == owner.port)
+        errors: list = []
+        saved: list = []
+        stop = threading.Event()
+
+        def writer() -> None:
+            i = 0
+            while not stop.is_set():
+                i += 1
+                try:
+                    Acct(name='w%d' % i, n=i).save()
+                    saved.append(i)
+                except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:
+                    errors.append(exc)
+                    time.sleep(0.05)
+                util.session.rollback()
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        time.sleep(0.5)
+        before = len(saved)
+        victim.kill()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(saved) < before + 50:
+            time.sleep(0.2)
+        stop.set()
+        thread.join(30)
+        assert len(saved) >= before + 50, 'writes did not resume after the failover'
+        local.wait_state_ok(30)
+        # every existing row is indexed exactly once, and no entry points at a missing row
+        ids = {int(k.split(b':')[1]) for k in client.scan_iter('{Acct}:*')
+               if k.split(b':')[1].isdigit()}
+        indexed = {int(m) for m in client.zrange('{Acct}:n:idx', 0, -1)}
+        assert indexed == ids
+        uniques = client.hgetall('{Acct}:name:uidx')
+        assert {int(v) for v in uniques.values()} == ids
+        assert len(uniques) == len(ids)
+        for row in ids:
+            assert Acct.get(row).name in {k.decode() for k in uniques}
+        report = audit_model(Acct, block_size=50)
+        assert report.ok, report.summary()
+    finally:
+        local.stop()
