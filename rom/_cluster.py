@@ -114,3 +114,27 @@ def route_keys(conn: Any, keys: Sequence[Any], route: Any) -> Sequence[Any]:
 def temp_key_prefix(model_namespace: str, cluster_tag: Optional[str]) -> str:
     """Prefix of a bare temporary key: ``''`` (rom 1.1.2) or ``'<ns>:'`` for cluster models."""
     return model_namespace + ':' if cluster_tag is not None else ''
+
+
+class PendingClusterClient:
+    """``rom.util.CONNECTION`` before first use when ``ROM_REDIS_CLUSTER`` is set.
+
+    A ``RedisCluster`` contacts the cluster when it is built; this placeholder defers that
+    from ``import rom`` to the first call of ``rom.util.get_connection()``, which replaces
+    ``rom.util.CONNECTION`` with ``redis.cluster.RedisCluster.from_url(url)``.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def connect(self) -> Any:
+        """The real cluster client."""
+        return RedisCluster.from_url(self.url)
+
+    def __repr__(self) -> str:
+        return '<PendingClusterClient %s (connects on first use)>' % (self.url,)
+
+
+def cluster_requested(value: Optional[str]) -> bool:
+    """Whether an environment value such as ``ROM_REDIS_CLUSTER`` says yes."""
+    return (value or '').strip().lower() not in ('', '0', 'false', 'no', 'off')

@@ -97,6 +97,16 @@ def _scan_call(conn: Any, scan: '_Scan', mode: str, k: int = 0) -> Any:
                               [start, end, scan.literal, scan.pattern or '', '1', mode, k])
 
 
+def _keyed(pipe: Any, keys: Sequence[Any], *command: Any) -> None:
+    """Queue ``command`` (which names ``keys``) on ``pipe``. On a Redis Cluster pipeline it
+    goes through ``keyed_command.lua``, so the client routes it without a COMMAND GETKEYS
+    round trip; elsewhere it is sent as is."""
+    if is_cluster_pipeline(pipe):
+        lua('keyed_command')(pipe, keys, command)
+    else:
+        pipe.execute_command(*command)
+
+
 def _is_pipeline(conn: Any) -> bool:
     return hasattr(conn, 'command_stack') or is_cluster_pipeline(conn)
 
@@ -169,10 +179,10 @@ class GeneralIndex:
 
         def intersect(dest: str, key: str, w_dest: Any = 0, w_key: Any = 0) -> None:
             if state['first']:
-                pipe.execute_command('ZUNIONSTORE', dest, 1, key, 'WEIGHTS', w_key)
+                _keyed(pipe, (dest, key), 'ZUNIONSTORE', dest, 1, key, 'WEIGHTS', w_key)
             else:
-                pipe.execute_command('ZINTERSTORE', dest, 2, dest, key, 'WEIGHTS',
-                                     w_dest, w_key)
+                _keyed(pipe, (dest, key), 'ZINTERSTORE', dest, 2, dest, key, 'WEIGHTS',
+                       w_dest, w_key)
             state['first'] = False
 
         for step in steps:
@@ -181,13 +191,13 @@ class GeneralIndex:
                 if len(step.keys) == 1:
                     intersect(temp, step.keys[0], 0, 0)
                 elif first:
-                    pipe.execute_command('ZUNIONSTORE', temp, len(step.keys), *step.keys,
-                                         'WEIGHTS', *([0] * len(step.keys)))
+                    _keyed(pipe, (temp,) + tuple(step.keys), 'ZUNIONSTORE', temp,
+                           len(step.keys), *step.keys, 'WEIGHTS', *([0] * len(step.keys)))
                     state['first'] = False
                 else:
                     union = '%s%s' % (self._temp_prefix, uuid.uuid4())
-                    pipe.execute_command('ZUNIONSTORE', union, len(step.keys), *step.keys,
-                                         'WEIGHTS', *([0] * len(step.keys)))
+                    _keyed(pipe, (union,) + tuple(step.keys), 'ZUNIONSTORE', union,
+                           len(step.keys), *step.keys, 'WEIGHTS', *([0] * len(step.keys)))
                     intersect(temp, union, 0, 0)
                     pipe.execute_command('DEL', union)
             elif isinstance(step, _Range):
@@ -213,9 +223,9 @@ class GeneralIndex:
                                   step.radius, step.measure]
                 if step.count and step.count >= 0:
                     cmd += ['COUNT', step.count]
-                pipe.execute_command(*cmd, 'STOREDIST', dest)
+                _keyed(pipe, (step.key, dest), *cmd, 'STOREDIST', dest)
                 if not first:
-                    pipe.execute_command('ZINTERSTORE', temp, 2, temp, dest, 'WEIGHTS', 0, 1)
+                    _keyed(pipe, (temp, dest), 'ZINTERSTORE', temp, 2, temp, dest, 'WEIGHTS', 0, 1)
                     pipe.execute_command('DEL', dest)
                 state['first'] = False
         return pipe, intersect, temp

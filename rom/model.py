@@ -521,6 +521,10 @@ class Model(metaclass=_ModelMetaclass):
         conn = self._connection
         if not (conn is other._connection is txn_model._connection):
             raise ValueError('transfer(): the three entities need one shared connection')
+        tags = {type(e)._cluster_tag for e in entities}
+        if len(tags) > 1 and tags != {None}:
+            raise ValueError('transfer(): on Redis Cluster the three entities need models with '
+                             'one hash tag (one slot); got %s' % (sorted(map(str, tags)),))
         if any(e._modified or e._new or e._deleted for e in entities):
             raise ValueError('transfer(): the entities must be unmodified, saved and not deleted; '
                              'save or refresh them first')

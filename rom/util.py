@@ -11,6 +11,7 @@ from typing import Any
 
 import redis
 
+from ._cluster import PendingClusterClient, cluster_requested
 from ._helpers import (ClassProperty, _bigint_to_float, _encode_unique_constraint, _epoch,
                        _epochd, _prefix_score, _random_hex, _to_score, dt2ts, t2ts, ts2dt, ts2t)
 from ._keygen import (CASE_INSENSITIVE, FULL_TEXT, IDENTITY, IDENTITY_CI, IDENTITY_STRING,
@@ -27,7 +28,7 @@ from ._session import Session, session
 __all__ = [
     'CASE_INSENSITIVE', 'CONNECTION', 'ClassProperty', 'EntityLock', 'FULL_TEXT', 'IDENTITY',
     'IDENTITY_CI', 'IDENTITY_STRING', 'IDENTITY_STRING_CI', 'Lock', 'NO_SCRIPT_MESSAGES',
-    'NULL_SESSION', 'REDIS_URI', 'SIMPLE', 'SIMPLE_CI', 'STRING_INDEX_KEYGENS',
+    'NULL_SESSION', 'REDIS_CLUSTER', 'REDIS_URI', 'SIMPLE', 'SIMPLE_CI', 'STRING_INDEX_KEYGENS',
     'STRING_INDEX_KEYGENS_STR', 'STRING_SORT_KEYGENS', 'STRING_SORT_KEYGENS_STR', 'Session',
     'clean_old_index', 'clean_unsafe_cols', 'get_connection', 'refresh_all_indexes',
     'refresh_indices', 'session', 'set_connection_settings', 'show_progress',
@@ -36,8 +37,12 @@ __all__ = [
 
 #: the default server, from the environment variable ``ROM_REDIS_URI``
 REDIS_URI: str = os.environ.get('ROM_REDIS_URI', 'redis://localhost:6379/0')
-#: the default client (connects lazily; reassign it to redirect every model without ``_conn``)
-CONNECTION: Any = redis.Redis.from_url(REDIS_URI)
+#: ``ROM_REDIS_CLUSTER=1`` in the environment: ``ROM_REDIS_URI`` names a node of a Redis Cluster
+REDIS_CLUSTER: bool = cluster_requested(os.environ.get('ROM_REDIS_CLUSTER'))
+#: the default client (connects lazily; reassign it to redirect every model without ``_conn``);
+#: with ``REDIS_CLUSTER`` a placeholder that ``get_connection()`` turns into a ``RedisCluster``
+CONNECTION: Any = (PendingClusterClient(REDIS_URI) if REDIS_CLUSTER
+                   else redis.Redis.from_url(REDIS_URI))
 #: when True, sessions track nothing (``session.null_session`` may override it per thread)
 NULL_SESSION: bool = False
 
@@ -50,6 +55,9 @@ def set_connection_settings(*args: Any, **kwargs: Any) -> None:
 
 def get_connection() -> Any:
     """The current default client (``CONNECTION``); may be monkey-patched."""
+    global CONNECTION
+    if isinstance(CONNECTION, PendingClusterClient):
+        CONNECTION = CONNECTION.connect()
     return CONNECTION
 
 

@@ -18,7 +18,7 @@ from rom import util
 from rom._audit import audit_model
 from rom._cluster import hash_tag
 from rom.exceptions import ORMError, RestrictError, UniqueKeyViolation
-from rom.testing import LocalCluster, start_local_cluster
+from rom.testing import LocalCluster, instrument, start_local_cluster
 
 pytestmark = pytest.mark.cluster
 
@@ -341,3 +341,129 @@ def test_failover_keeps_indexes_consistent() -> None:
         assert report.ok, report.summary()
     finally:
         local.stop()
+
+
+def test_transfer_on_cluster(cconn: Any) -> None:
+    class Wallet(rom.Model):
+        _cluster = True
+        _namespace = '{bank}:Wallet'
+        balance = rom.Integer(index=True)
+
+    class Txn(rom.Model):
+        _cluster = True
+        _namespace = '{bank}:Txn'
+        done = rom.Boolean(default=False)
+
+    class Elsewhere(rom.Model):
+        _cluster = True
+        done = rom.Boolean(default=False)
+
+    a, b, txn = Wallet(balance=10), Wallet(balance=0), Txn()
+    util.session.commit()
+    a.transfer(b, 'balance', 4, txn, 'done')
+    assert (Wallet.get(a.id).balance, Wallet.get(b.id).balance) == (6, 4)
+    assert [w.id for w in Wallet.query.filter(balance=(4, 4))] == [b.id]
+    other = Elsewhere()
+    other.save()
+    with pytest.raises(ValueError, match='one hash tag'):
+        a.transfer(b, 'balance', 1, other, 'done')
+    assert (Wallet.get(a.id).balance, Wallet.get(b.id).balance) == (6, 4)
+
+
+def test_decoding_cluster_client(cluster: LocalCluster) -> None:
+    cluster.flushall()
+    client = cluster.client(decode_responses=True)
+    rom.util.CONNECTION = client
+    try:
+        class Word(rom.Model):
+            _cluster = True
+            text = rom.Text(index=True, keygen=rom.IDENTITY, unique=True)
+
+        Word(text='caf\xe9').save()
+        util.session.rollback()
+        assert Word.get_by(text='caf\xe9').text == 'caf\xe9'
+        assert Word.query.filter(text='caf\xe9').count() == 1
+    finally:
+        util.session.rollback()
+        client.close()
+
+
+def test_cluster_from_the_environment(cluster: LocalCluster, tmp_path: Any) -> None:
+    import os
+    import subprocess
+    import sys
+    cluster.flushall()
+    script = tmp_path / 'app.py'
+    script.write_text(
+        'import rom, rom.util\n'
+        'from redis.cluster import RedisCluster\n'
+        'assert not isinstance(rom.util.CONNECTION, RedisCluster)  # no I/O at import\n'
+        'class Env(rom.Model):\n'
+        '    _cluster = True\n'
+        '    name = rom.Text(index=True, keygen=rom.IDENTITY)\n'
+        'Env(name="x").save()\n'
+        'assert isinstance(rom.util.CONNECTION, RedisCluster)\n'
+        'print(Env.query.filter(name="x").count())\n')
+    env = dict(os.environ, ROM_REDIS_URI=cluster.url, ROM_REDIS_CLUSTER='1')
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == '1'
+    assert cluster.client().exists('{Env}:1')
+
+
+def _ops(model: Any, k: int) -> dict:
+    """Operations on a model with ``name`` (unique), ``n`` and ``tag`` (indexes); ``k``
+    picks other entities each pass."""
+    return {
+        'save new': lambda: model(name='new%d' % k, n=99, tag='t').save(),
+        'get': lambda: model.get(k),
+        'get_by unique': lambda: model.get_by(name='x%d' % k),
+        'count filtered': lambda: model.query.filter(n=(2, 8)).count(),
+        'order+limit': lambda: model.query.filter(n=(0, 50)).order_by('-n').limit(0, 5).all(),
+        'two filters': lambda: model.query.filter(n=(0, 50)).filter(tag='t').all(),
+        'delete': lambda: model.get(k + 4).delete(),
+    }
+
+
+def _measure(counted: Any, model: Any) -> dict:
+    """Round trips and commands per operation (second pass: scripts already cached)."""
+    from rom.testing import roundtrips
+    for i in range(10):
+        model(name='x%d' % i, n=i, tag='t').save()
+    out = {}
+    for k in (1, 2):
+        for name, op in _ops(model, k).items():
+            util.session.rollback()
+            with roundtrips(counted) as rt:
+                op()
+            out[name] = (rt.count, rt.commands)
+    return out
+
+
+def test_roundtrips_match_one_server(cconn: Any, conn: Any) -> None:
+    """Each operation takes as many round trips on the cluster as on one server."""
+    def declare(cluster: bool) -> Any:
+        body = {'name': rom.Text(unique=True), 'n': rom.Integer(index=True),
+                'tag': rom.Text(index=True, keygen=rom.IDENTITY)}
+        if cluster:
+            body['_cluster'] = True
+        return type('Rt%s' % ('C' if cluster else 'S'), (rom.Model,), body)
+
+    clustered = declare(True)
+    # the node serving the model's slot: its pool counts what the cluster client sends it
+    node = cconn.get_node_from_key('{RtC}')
+    counted = instrument(node.redis_connection)
+    counted.connection_pool.reset()  # drop connections made before the counting class
+    on_cluster = _measure(counted, clustered)
+    rom.util.CONNECTION = conn
+    single = _measure(conn, declare(False))
+    assert {op: rt for op, (rt, _) in on_cluster.items()} == \
+        {op: rt for op, (rt, _) in single.items()}, (on_cluster, single)
+    for op in single:
+        if op == 'two filters':  # ZUNIONSTORE/ZINTERSTORE go as EVAL of keyed_command.lua
+            assert len(on_cluster[op][1]) == len(single[op][1])
+            assert 'COMMAND' not in on_cluster[op][1]
+        else:
+            assert on_cluster[op] == single[op]
+    assert all(count >= 1 for count, _ in single.values())
