@@ -60,6 +60,7 @@ class Model(metaclass=_ModelMetaclass):
     _geo: Dict[str, Any]
     _gindex: Any
     _no_fk: bool
+    _cluster_tag: Optional[str]  # Redis Cluster hash tag of a ``_cluster = True`` model
     if TYPE_CHECKING:
         #: the automatic primary key (models declaring their own PrimaryKey name it)
         id: int
