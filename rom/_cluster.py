@@ -4,7 +4,8 @@ A model declared with ``_cluster = True`` keeps every key it uses in one hash sl
 namespace carries a Redis hash tag (``{...}``) in its first ``:``-separated segment, and
 every key rom derives for it (rows, indexes, unique hashes, the id counter, temporary query
 keys, cached results, ``EntityLock`` keys) starts with that namespace, or with its first
-segment. Without ``_namespace`` the namespace of a cluster model is ``'{<ClassName>}'``.
+segment. Without ``_namespace`` the namespace of a cluster model is ``'{<ClassName>}'``, or
+``'{<tag>}:<ClassName>'`` with ``_cluster = '<tag>'`` (handy for a group of related models).
 Models without ``_cluster`` keep rom 1.1.2's keys exactly.
 
 Relations between models run in one script call or transaction, so a cluster model may
@@ -50,6 +51,13 @@ def cluster_namespace(name: str, declared: Optional[str], cluster: Any
     """
     if not cluster:
         return declared or name, None
+    if isinstance(cluster, str) and not declared:
+        if '{' in cluster or '}' in cluster:
+            raise ORMError('%s._cluster: a tag name without braces, got %r' % (name, cluster))
+        declared = '{%s}:%s' % (cluster, name)
+    elif cluster is not True and not isinstance(cluster, str):
+        raise ORMError('%s._cluster must be True or a hash tag name (str), not %r'
+                       % (name, cluster))
     namespace = declared or '{%s}' % (name,)
     first = namespace.partition(':')[0]
     tag = hash_tag(first)

@@ -31,8 +31,10 @@ class _ModelMetaclass(EntityMeta):
         if namespace and not isinstance(namespace, str):
             raise ORMError('%s._namespace must be a string, not %s'
                            % (name, type(namespace).__name__))
-        wants_cluster = body.get('_cluster', any(getattr(b, '_cluster', False) for b in bases))
-        namespace, cluster_tag = cluster_namespace(name, namespace, wants_cluster and not is_root)
+        wants_cluster = body.get('_cluster', next(
+            (b._cluster for b in bases if getattr(b, '_cluster', False)), False))
+        namespace, cluster_tag = cluster_namespace(name, namespace,
+                                                   False if is_root else wants_cluster)
         if not is_root and (name in MODELS or namespace in MODELS):
             raise ORMError('cannot define model %s (namespace %r): a model with that name or '
                            'namespace already exists' % (name, namespace))

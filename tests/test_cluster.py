@@ -114,6 +114,19 @@ def test_cluster_model_gets_a_tagged_namespace() -> None:
     assert Tagged._namespace == '{Tagged}' and Tagged._cluster_tag == 'Tagged'
     assert Named._cluster_tag == 'app'
 
+    class Grouped(rom.Model):
+        _cluster = 'shop'
+        x = rom.Integer()
+
+    class Sub(Grouped):  # the setting is inherited
+        y = rom.Integer()
+
+    assert (Grouped._namespace, Sub._namespace) == ('{shop}:Grouped', '{shop}:Sub')
+    assert Sub._cluster_tag == 'shop'
+    for bad in ('{x}', 1):
+        with pytest.raises(ORMError, match='_cluster'):
+            type('Bad%s' % type(bad).__name__, (rom.Model,), {'_cluster': bad})
+
 
 @pytest.mark.parametrize('namespace', ['app:User', 'app:{User}', '{}:User', 'app{', 'a:{b}'])
 def test_cluster_namespace_without_usable_tag_is_refused(namespace: str) -> None:
