@@ -480,3 +480,40 @@ def test_roundtrips_match_one_server(cconn: Any, conn: Any) -> None:
         else:
             assert on_cluster[op] == single[op]
     assert all(count >= 1 for count, _ in single.values())
+
+
+def test_concurrent_processes_on_cluster(cluster: LocalCluster) -> None:
+    """Several processes race for the same unique values on the cluster: zero findings."""
+    import multiprocessing
+
+    import cluster_workers as cw
+    cluster.flushall()
+    rom.util.CONNECTION = cluster.client()
+    m = cw.define_models()
+    ctx = multiprocessing.get_context('spawn')
+    queue = ctx.Queue()
+    procs = 3
+    children = [ctx.Process(target=cw.worker, args=(cluster.url, 100 + i, 250, queue))
+                for i in range(procs)]
+    for child in children:
+        child.start()
+    results = [queue.get(timeout=240) for _ in range(procs)]
+    for child in children:
+        child.join(30)
+    assert not [r['fatal'] for r in results if 'fatal' in r]
+    unexpected = [u for r in results for u in r['unexpected']]
+    assert not unexpected, unexpected[0]
+    errors: dict = {}
+    for r in results:
+        for kind, count in r['errors'].items():
+            errors[kind] = errors.get(kind, 0) + count
+    assert errors.get('UniqueKeyViolation', 0) > 0  # the processes really raced
+    for model in m.all:
+        report = audit_model(model, block_size=50)
+        assert report.ok, report.summary()
+    emails = [u.email for u in m.User.query.all()]
+    codes = [n.code for n in m.Note.query.all()]
+    assert emails and codes
+    assert len(emails) == len(set(emails)) and len(codes) == len(set(codes))
+    print('\ncluster/concurrency: %d processes x 250 ops; allowed errors %s; %d users, %d notes'
+          % (procs, errors, len(emails), len(codes)))
