@@ -275,3 +275,26 @@ def start_local_cluster(masters: int = 3, replicas: int = 0, executable: Optiona
     return LocalCluster(masters=masters, replicas=replicas, executable=executable,
                         timeout=timeout, node_timeout_ms=node_timeout_ms)
 
+
+
+def instrument_cluster(conn: Any, counter: Any, counting_class: Any) -> Any:
+    """Make every node pool of a ``RedisCluster`` count into one shared ``counter``.
+
+    Used by :func:`rom.testing.instrument`; connections opened before are dropped so that
+    later commands go through counting connections. Nodes discovered later (after a
+    failover) are instrumented on the next call.
+    """
+    shared = getattr(conn, '_rom_counter', None)
+    if shared is None:
+        shared = conn._rom_counter = counter
+    for node in conn.get_nodes():
+        client = node.redis_connection
+        if client is None:
+            continue
+        pool = client.connection_pool
+        if getattr(pool, '_rom_counter', None) is not shared:
+            base = counting_class(pool.connection_class)
+            pool.connection_class = type(base.__name__, (base,), {'_rom_counter': shared})
+            pool._rom_counter = shared
+            pool.reset()
+    return conn

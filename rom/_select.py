@@ -59,7 +59,7 @@ def _get_column_data(conn: Any, model: Any, columns: Sequence[str],
     else:
         keys = ()
         args.extend(ids or ())
-    reply = lua('select_rows')(conn, keys, args, force_eval=pipeline)
+    reply = lua('select_rows')(conn, keys, args, force_eval=pipeline, route=args[0])
     if pipeline:
         return reply
     return _split_reply(reply)

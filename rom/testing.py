@@ -354,6 +354,9 @@ def instrument(conn: redis.Redis) -> redis.Redis:
     Existing idle connections of the pool are closed so that every later command goes
     through a counting connection.
     """
+    if not hasattr(conn, 'connection_pool'):  # redis.cluster.RedisCluster: every node
+        from ._cluster_harness import instrument_cluster
+        return instrument_cluster(conn, _Counter(), _counting_class)
     pool = conn.connection_pool
     if getattr(pool, '_rom_counter', None) is None:
         counter = _Counter()
@@ -425,7 +428,8 @@ def roundtrips(conn: redis.Redis) -> RoundTrips:
     :func:`counting_client` already are.
     """
     instrument(conn)
-    return RoundTrips(conn.connection_pool._rom_counter)  # type: ignore[attr-defined]
+    pool = getattr(conn, 'connection_pool', conn)  # a cluster client holds the counter
+    return RoundTrips(pool._rom_counter)
 
 
 # --------------------------------------------------------------------------- rom state

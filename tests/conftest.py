@@ -32,12 +32,13 @@ Fixtures:
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator
+import os
+from typing import Any, Callable, Iterator
 
 import pytest
 import redis
 
-from rom.testing import RoundTrips, counting_client, reset_rom_state
+from rom.testing import RoundTrips, counting_client, instrument, reset_rom_state
 from rom.testing import roundtrips as _roundtrips
 from rom.testing import server_description, stop_shared_server, test_server_url
 
@@ -60,11 +61,32 @@ def redis_url() -> Iterator[str]:
         stop_shared_server()  # embedded only; also stopped at exit if never reached
 
 
+# ROM_TEST_CLUSTER=1: ``conn`` is a RedisCluster on a local 3-master cluster and every model
+# is declared in cluster mode (``rom.Model._cluster = 'rom'``: namespaces ``{rom}:<Name>``).
+# Run it on the tests marked ``cluster_ok`` (see pytest_collection_modifyitems).
+CLUSTER_RUN = os.environ.get('ROM_TEST_CLUSTER', '') not in ('', '0')
+_CLUSTER: list = []
+
+
+def _test_cluster() -> Any:
+    if not _CLUSTER:
+        from rom.testing import start_local_cluster
+        _CLUSTER.append(start_local_cluster(masters=3))
+    return _CLUSTER[0]
+
+
 @pytest.fixture(scope='session')
 def _session_conn(redis_url: str) -> Iterator[redis.Redis]:
-    client = counting_client(redis_url)
+    if CLUSTER_RUN:
+        import rom
+        rom.Model._cluster = 'rom'  # type: ignore[attr-defined]
+        client: Any = instrument(_test_cluster().client())
+    else:
+        client = counting_client(redis_url)
     yield client
     client.close()
+    if _CLUSTER:
+        _CLUSTER.pop().stop()
 
 
 @pytest.fixture(autouse=True)
@@ -88,7 +110,10 @@ def conn(_session_conn: redis.Redis) -> redis.Redis:
 @pytest.fixture
 def decoding_conn(redis_url: str) -> Iterator[redis.Redis]:
     """A ``decode_responses=True`` client on the test database."""
-    client = counting_client(redis_url, decode_responses=True)
+    if CLUSTER_RUN:
+        client: Any = instrument(_test_cluster().client(decode_responses=True))
+    else:
+        client = counting_client(redis_url, decode_responses=True)
     yield client
     client.close()
 
