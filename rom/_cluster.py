@@ -111,6 +111,11 @@ def is_cluster_pipeline(conn: Any) -> bool:
     return bool(ClusterPipeline) and isinstance(conn, ClusterPipeline)
 
 
+def node_name(conn: Any, key: Any) -> str:
+    """``'host:port'`` of the master a cluster client sends ``key``'s commands to now."""
+    return str(conn.get_node_from_key(key).name)
+
+
 def route_keys(conn: Any, keys: Sequence[Any], route: Any) -> Sequence[Any]:
     """Keys to send with a script call: ``keys``, or ``(route,)`` when a script that names
     no key goes to a cluster (the client routes a call by its keys' slot)."""

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Any, Callable, Dict, Sequence, Union
+from typing import Any, Callable, Dict, Sequence, Set, Union
 
 from redis.client import Pipeline
 from redis.exceptions import ResponseError
 
-from ._cluster import is_cluster_pipeline, route_keys
+from ._cluster import is_cluster_client, is_cluster_pipeline, node_name, route_keys
 
 NO_SCRIPT_MESSAGES = ['NOSCRIPT', 'No matching script.']
 _SCRIPT_DIR = os.path.join(os.path.dirname(__file__), 'scripts')
@@ -37,6 +37,7 @@ def _script_load(script: Union[str, bytes]) -> ScriptCall:
     source = script.encode('utf-8') if isinstance(script, str) else script
     sha = hashlib.sha1(source).hexdigest()
     sent = [False]
+    sent_nodes: Set[str] = set()  # on a cluster: the nodes this process sent the source to
 
     def call(conn: Any, keys: Sequence[Any] = (), args: Sequence[Any] = (),
              force_eval: bool = False, route: Any = None) -> Any:
@@ -47,7 +48,12 @@ def _script_load(script: Union[str, bytes]) -> ScriptCall:
             # the script (SCRIPT FLUSH, restart, failover), after the other commands ran.
             conn.execute_command('EVAL', source, len(keys), *keys, *args)
             return conn
-        if force_eval or not sent[0]:
+        first = not sent[0]
+        if keys and is_cluster_client(conn):  # each node caches scripts on its own
+            node = node_name(conn, keys[0])
+            first = node not in sent_nodes
+            sent_nodes.add(node)
+        if force_eval or first:
             sent[0] = True
             return conn.execute_command('EVAL', source, len(keys), *keys, *args)
         try:

@@ -75,6 +75,32 @@ def _test_cluster() -> Any:
     return _CLUSTER[0]
 
 
+# the behaviour tests of the cluster run (tests/test_cluster.py always runs)
+CLUSTER_FILES = (
+    'test_cluster.py', 'test_model.py', 'test_session.py', 'test_columns.py',
+    'test_query_builder.py', 'test_query_conveniences.py', 'test_query_results.py',
+    'test_query_text.py', 'test_query_edge.py', 'test_query_fastpath.py',
+    'test_index_properties.py', 'test_lock.py', 'test_keygen.py', 'test_write_paths.py',
+    'test_reliability_stateful.py',
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
+    """In the cluster run, keep CLUSTER_FILES minus tests/cluster_deselect.txt."""
+    if not CLUSTER_RUN:
+        return
+    listed = os.path.join(os.path.dirname(__file__), 'cluster_deselect.txt')
+    with open(listed) as handle:
+        excluded = {line.strip() for line in handle if line.strip() and line[0] != '#'}
+    keep, drop = [], []
+    for item in items:
+        name = os.path.basename(str(item.fspath))
+        (keep if name in CLUSTER_FILES and item.nodeid not in excluded else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 @pytest.fixture(scope='session')
 def _session_conn(redis_url: str) -> Iterator[redis.Redis]:
     if CLUSTER_RUN:

@@ -18,7 +18,7 @@ from rom import util
 from rom._audit import audit_model
 from rom._cluster import hash_tag
 from rom.exceptions import ORMError, RestrictError, UniqueKeyViolation
-from rom.testing import LocalCluster, instrument, start_local_cluster
+from rom.testing import LocalCluster, counting_client, instrument, start_local_cluster
 
 pytestmark = pytest.mark.cluster
 
@@ -97,7 +97,13 @@ def test_hash_tag_follows_redis_rules() -> None:
     assert hash_tag('User') is None and hash_tag('{open') is None
 
 
-def test_cluster_model_gets_a_tagged_namespace() -> None:
+@pytest.fixture
+def no_default_tag(monkeypatch: Any) -> None:
+    """Models without ``_cluster`` are plain ones, also in the ROM_TEST_CLUSTER run."""
+    monkeypatch.setattr(rom.Model, '_cluster', False, raising=False)
+
+
+def test_cluster_model_gets_a_tagged_namespace(no_default_tag: None) -> None:
     class Plain(rom.Model):
         x = rom.Integer()
 
@@ -288,12 +294,18 @@ def test_scripts_recover_from_script_flush(cconn: Any, cluster: LocalCluster) ->
     assert sorted(n.text for n in Note.query.all()) == ['a', 'b']
 
 
-def test_default_models_keep_rom_keys(conn: Any) -> None:
+def test_default_models_keep_rom_keys(no_default_tag: None, redis_url: str) -> None:
+    single = redis.Redis.from_url(redis_url)  # a single server, also in the cluster run
+    single.flushdb()
+
     class Plain(rom.Model):
+        _conn = single
         name = rom.Text(index=True, keygen=rom.IDENTITY)
 
     Plain(name='x').save()
-    assert sorted(conn.keys('*')) == [b'Plain:1', b'Plain:id:', b'Plain:name:x:idx']
+    assert sorted(single.keys('*')) == [b'Plain:1', b'Plain:id:', b'Plain:name:x:idx']
+    single.flushdb()
+    single.close()
 
 
 # --------------------------------------------------------------------------- failover
@@ -459,7 +471,7 @@ def _measure(clients: list, model: Any) -> dict:
     return out
 
 
-def test_roundtrips_match_one_server(cconn: Any, conn: Any) -> None:
+def test_roundtrips_match_one_server(cconn: Any, redis_url: str, no_default_tag: None) -> None:
     """Each operation takes as many round trips on the cluster as on one server."""
     def declare(cluster: bool) -> Any:
         body = {'name': rom.Text(unique=True), 'n': rom.Integer(index=True),
@@ -474,8 +486,12 @@ def test_roundtrips_match_one_server(cconn: Any, conn: Any) -> None:
         counted.append(instrument(node.redis_connection))
         node.redis_connection.connection_pool.reset()  # drop connections made before
     on_cluster = _measure(counted, clustered)
+    conn = counting_client(redis_url)  # a single server, also in the ROM_TEST_CLUSTER run
+    conn.flushdb()
     rom.util.CONNECTION = conn
     single = _measure([conn], declare(False))
+    conn.flushdb()
+    conn.close()
     assert {op: rt for op, (rt, _) in on_cluster.items()} == \
         {op: rt for op, (rt, _) in single.items()}, (on_cluster, single)
     for op in single:
