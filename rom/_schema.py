@@ -32,7 +32,7 @@ class _ModelMetaclass(EntityMeta):
             raise ORMError('%s._namespace must be a string, not %s'
                            % (name, type(namespace).__name__))
         wants_cluster = body.get('_cluster', next(
-            (b._cluster for b in bases if getattr(b, '_cluster', False)), False))
+            (getattr(b, '_cluster') for b in bases if getattr(b, '_cluster', False)), False))
         namespace, cluster_tag = cluster_namespace(name, namespace,
                                                    False if is_root else wants_cluster)
         if not is_root and (name in MODELS or namespace in MODELS):

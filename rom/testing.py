@@ -428,7 +428,7 @@ def roundtrips(conn: redis.Redis) -> RoundTrips:
     :func:`counting_client` already are.
     """
     instrument(conn)
-    pool = getattr(conn, 'connection_pool', conn)  # a cluster client holds the counter
+    pool: Any = getattr(conn, 'connection_pool', conn)  # a cluster client holds the counter
     return RoundTrips(pool._rom_counter)
 
 
