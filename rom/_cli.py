@@ -21,6 +21,7 @@ import redis
 
 from . import util
 from ._audit import KINDS, audit_model
+from ._cluster import PendingClusterClient
 from ._maintenance import ProgressLine, clean_old_index, clean_unsafe_cols, refresh_indices
 from ._registry import EntityMeta
 
@@ -266,7 +267,8 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
         return EXIT_USAGE
     if args.url:
         try:
-            util.CONNECTION = redis.Redis.from_url(args.url)
+            util.CONNECTION = (PendingClusterClient(args.url) if util.REDIS_CLUSTER
+                               else redis.Redis.from_url(args.url))  # ROM_REDIS_CLUSTER=1
         except ValueError as exc:
             print('%s: error: invalid --url %r: %s' % (parser.prog, args.url, exc), file=stderr)
             return EXIT_USAGE

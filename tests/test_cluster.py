@@ -538,3 +538,38 @@ def test_concurrent_processes_on_cluster(cluster: LocalCluster) -> None:
     assert len(emails) == len(set(emails)) and len(codes) == len(set(codes))
     print('\ncluster/concurrency: %d processes x 250 ops; allowed errors %s; %d users, %d notes'
           % (procs, errors, len(emails), len(codes)))
+
+
+def test_cli_jobs_on_cluster(cluster: LocalCluster) -> None:
+    """``python -m rom check / reindex`` with ROM_REDIS_CLUSTER=1 walk the cluster."""
+    import os
+    import subprocess
+    import sys
+    cluster.flushall()
+    client = cluster.client()
+    rom.util.CONNECTION = client
+    import cluster_cli_models as models
+    try:
+        for i in range(30):
+            models.CluItem(name='i%d' % i, n=i).save()
+        util.session.rollback()
+        client.srem('{cli}:CluItem:name:i3:idx', '4')  # damage one index entry
+        here = os.path.dirname(os.path.abspath(__file__))
+        env = dict(os.environ, ROM_REDIS_CLUSTER='1',
+                   PYTHONPATH=os.pathsep.join([here, os.path.dirname(here)]))
+
+        def run(*argv: str) -> Any:
+            return subprocess.run([sys.executable, '-m', 'rom', *argv, '--url', cluster.url],
+                                  env=env, capture_output=True, text=True, timeout=120)
+
+        found = run('check', 'cluster_cli_models:CluItem')
+        assert found.returncode != 0 and 'missing' in found.stdout + found.stderr, found
+        fixed = run('reindex', 'cluster_cli_models:CluItem')
+        assert fixed.returncode == 0, fixed.stderr
+        clean = run('check', 'cluster_cli_models:CluItem')
+        assert clean.returncode == 0, clean.stdout + clean.stderr
+        assert models.CluItem.get_by(name='i3').n == 3
+        assert models.CluItem.query.filter(name='i3').count() == 1
+    finally:
+        sys.modules.pop('cluster_cli_models', None)
+        client.close()
