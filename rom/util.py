@@ -28,7 +28,7 @@ from ._session import Session, session
 __all__ = [
     'CASE_INSENSITIVE', 'CONNECTION', 'ClassProperty', 'EntityLock', 'FULL_TEXT', 'IDENTITY',
     'IDENTITY_CI', 'IDENTITY_STRING', 'IDENTITY_STRING_CI', 'Lock', 'NO_SCRIPT_MESSAGES',
-    'NULL_SESSION', 'REDIS_CLUSTER', 'REDIS_URI', 'SIMPLE', 'SIMPLE_CI', 'STRING_INDEX_KEYGENS',
+    'NULL_SESSION', 'REDIS_URI', 'SIMPLE', 'SIMPLE_CI', 'STRING_INDEX_KEYGENS',
     'STRING_INDEX_KEYGENS_STR', 'STRING_SORT_KEYGENS', 'STRING_SORT_KEYGENS_STR', 'Session',
     'clean_old_index', 'clean_unsafe_cols', 'get_connection', 'refresh_all_indexes',
     'refresh_indices', 'session', 'set_connection_settings', 'show_progress',

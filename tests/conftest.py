@@ -63,7 +63,7 @@ def redis_url() -> Iterator[str]:
 
 # ROM_TEST_CLUSTER=1: ``conn`` is a RedisCluster on a local 3-master cluster and every model
 # is declared in cluster mode (``rom.Model._cluster = 'rom'``: namespaces ``{rom}:<Name>``).
-# Run it on the tests marked ``cluster_ok`` (see pytest_collection_modifyitems).
+# It runs the files in CLUSTER_FILES minus tests/cluster_deselect.txt (see below).
 CLUSTER_RUN = os.environ.get('ROM_TEST_CLUSTER', '') not in ('', '0')
 _CLUSTER: list = []
 
