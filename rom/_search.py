@@ -101,6 +101,10 @@ def _is_pipeline(conn: Any) -> bool:
 class GeneralIndex:
     """Per-model search engine bound to a namespace (``Model._gindex``)."""
 
+    #: models with ``_ttl``: their expiry set (set by rom._ttl.check_model); queries then
+    #: drop expired ids from their working set and take no fast path
+    expiry_key: Optional[str] = None
+
     def __init__(self, namespace: str) -> None:
         self.namespace = namespace
 
@@ -222,7 +226,13 @@ class GeneralIndex:
             desc = order_by.startswith('-')
             column = order_by.lstrip('-')
             intersect(temp, '%s:%s:idx' % (self.namespace, column), 0, -1 if desc else 1)
+        self.drop_expired(pipe, temp)
         return pipe, temp
+
+    def drop_expired(self, pipe: Any, temp: str) -> None:
+        """Models with ``_ttl``: queue the removal of expired ids from a working set."""
+        if self.expiry_key is not None:
+            lua('expire_filter')(pipe, [temp, self.expiry_key], force_eval=True)
 
     def _direct(self, filters: Sequence[Any], order_by: Optional[str]) -> Optional[_Direct]:
         """The index to read pages from directly, when the result order allows it.
@@ -256,7 +266,7 @@ class GeneralIndex:
         ``order_by`` qualifies for small windows: the scan then keeps only the
         ``offset + count`` smallest ids (the general path's order) instead of storing all.
         """
-        if offset < 0:
+        if offset < 0 or self.expiry_key is not None:
             return None
         plan = self._direct(filters, order_by)
         if plan is not None or order_by:
@@ -301,6 +311,8 @@ class GeneralIndex:
     def count(self, conn: Any, filters: Sequence[Any]) -> int:
         """The number of ids matching ``filters``."""
         real = [f for f in filters if not (isinstance(f, list) and not f)]
+        if self.expiry_key is not None:
+            real = []  # models with ``_ttl``: count the working set without expired ids
         if len(real) == 1 and isinstance(real[0], (Prefix, Suffix, Pattern)):
             return int(_scan_call(conn, self._compile(real)[0], 'count'))
         if len(real) == 1 and isinstance(real[0], str):
@@ -311,6 +323,7 @@ class GeneralIndex:
             if plan is not None:
                 return int(conn.zcount(plan.key, plan.lo, plan.hi))
         pipe, _intersect, temp = self._prepare(conn, filters)
+        self.drop_expired(pipe, temp)
         pipe.zcard(temp)
         pipe.delete(temp)
         return int(pipe.execute()[-2])

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterator, List, Sequence, Set, Tuple, Union
 
-from . import _search
+from . import _expiry, _search
 from ._coltypes import IndexOnly
 from ._compat import _zrange_limit_iterator, redis_writer_lua
 from ._connect import connect, decodes_responses
@@ -18,9 +18,10 @@ from ._on_delete import _plan_on_delete
 from ._registry import PENDING_ID, SKIP_ON_DELETE
 from ._relations import UnsafeColumn, _Unresolved
 from ._schema import _ModelMetaclass
+from ._ttl import expire_at_op, expire_in_op, request_expiry, require_expiry
 from ._scripts import lua
 from ._session import session
-from ._write import AttrDict, plan_write, run_plans, save_entities
+from ._write import AttrDict, StillAlive, plan_write, run_plans, save_entities
 from .exceptions import (DataRaceError, EntityDeletedError, InvalidColumnValue,
                          InvalidOperation, QueryError)
 from .query import NUMERIC_TYPES, Query
@@ -53,6 +54,12 @@ class Model(metaclass=_ModelMetaclass):
     _suffix: Set[str]
     _geo: Dict[str, Any]
     _no_fk: bool
+    #: expiry (rom._ttl): None = entities never expire; 0 = they may, without a default
+    #: lifetime; seconds = the default lifetime of new entities
+    _ttl: Any = None
+    #: with a positive ``_ttl``: every save restarts a running expiry at ``_ttl``
+    _ttl_renew: bool = False
+    _ttl_ms: int = 0
 
     def __init__(self, **kwargs: Any) -> None:
         loading = kwargs.pop('_loading', False)
@@ -123,6 +130,8 @@ class Model(metaclass=_ModelMetaclass):
                     continue  # the row is gone (deleted behind the index's back)
                 entity = cls._from_script_row(row, by_values)
             found.append(entity)
+        if cls._ttl is not None:  # expired entities are gone
+            found = [e for e in _expiry.visible(cls, found) if e is not None]
         return found
 
     @classmethod
@@ -266,6 +275,28 @@ class Model(metaclass=_ModelMetaclass):
     def _after_delete(self) -> None:
         pass
 
+    # --- expiry (models with ``_ttl`` only; rom._ttl, rom._expiry) ----------------------------
+    def expire_in(self, seconds: Any) -> None:
+        """Make the entity expire ``seconds`` after its next save (server clock)."""
+        request_expiry(self, expire_in_op(seconds))
+
+    def expire_at(self, when: Any) -> None:
+        """Make the entity expire at ``when`` (Unix timestamp or datetime; naive is UTC),
+        from its next save on."""
+        request_expiry(self, expire_at_op(when))
+
+    def persist(self) -> None:
+        """Remove the entity's expiry at its next save."""
+        request_expiry(self, ('persist', ''))
+
+    def ttl(self) -> Any:
+        """Seconds until the stored entity expires (server clock; 0.0 once it has), or None
+        when it has no expiry or is not stored. Pending requests are not counted."""
+        require_expiry(self)
+        if self._new or self._id_pending or self._deleted:
+            return None
+        return _expiry.ttl_of(type(self), self._data[self._pkey])
+
     # --- data access --------------------------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:
         """A shallow copy of the entity's column values (references as entities)."""
@@ -316,14 +347,18 @@ class Model(metaclass=_ModelMetaclass):
         """Queue the delete writes of entities (no hooks, no on_delete) as one script call."""
         run_plans(conn, [plan_write(type(e), e._last, {}, delete=True) for e in entities])
 
-    def delete(self, **kwargs: Any) -> None:
+    def delete(self, **kwargs: Any) -> Any:
         """Delete the entity (with on_delete processing and hooks)."""
         skip = kwargs.get('skip_on_delete_i_really_mean_it') is SKIP_ON_DELETE
         conn = kwargs.get('_conn')
+        # removal of an expired entity by rom._expiry: on_delete applies, hooks do not, and
+        # nothing is written unless it is still expired (returns whether it was removed)
+        expired = kwargs.get('_rom_expired', False)
         cascaded: List[Any] = []
         to_save: List[Any] = []
         if not skip:
-            self._before_delete()
+            if not expired:
+                self._before_delete()
             cascaded, to_save = _plan_on_delete(self)
         session.forget(self)
         conn = conn if conn is not None else connect(self)
@@ -332,8 +367,12 @@ class Model(metaclass=_ModelMetaclass):
         # one script call (atomic together); others follow one by one.
         together = [self] + [d for d in cascaded if connect(d) is connect(self)]
         plans = [plan_write(type(d), d._last, {}, delete=True) for d in together]
+        if expired:
+            plans[0] = plans[0]._replace(expiry=('due', ''))
         done, failure, _ = run_plans(conn, plans)
         if failure is not None:
+            if expired and isinstance(failure, StillAlive):
+                return False
             raise failure
         for doomed in together:
             session.forget(doomed)
@@ -344,8 +383,9 @@ class Model(metaclass=_ModelMetaclass):
                 doomed.delete(skip_on_delete_i_really_mean_it=SKIP_ON_DELETE)
         if to_save:
             save_entities(to_save, False, False, False)
-        if not skip:
+        if not skip and not expired:
             self._after_delete()
+        return True if expired else None
 
     def refresh(self, force: bool = False) -> None:
         """Reload the entity from Redis, discarding local changes (``force`` for modified ones)."""
@@ -358,6 +398,8 @@ class Model(metaclass=_ModelMetaclass):
             raise InvalidOperation('%s: a new entity cannot be refreshed' % (self._pk,))
         conn = connect(self)
         row = _decode_row(conn, conn.hgetall(self._pk))
+        if type(self)._ttl is not None and not _expiry.visible(type(self), [self])[0]:
+            row = {}  # an expired entity reads as a deleted one
         self.__init__(_loading=True, **row)  # type: ignore[misc]
 
     # --- reads --------------------------------------------------------------------------------
@@ -372,6 +414,8 @@ class Model(metaclass=_ModelMetaclass):
                 row = connect(cls).hgetall(pk)
                 if row:
                     obj = cls._from_stored(row)
+            if cls._ttl is not None and obj is not None:  # expired entities are gone
+                obj = _expiry.visible(cls, [obj])[0]
             return obj
         return [obj for obj in cls._fetch(ids) if obj is not None]
 
@@ -405,6 +449,8 @@ class Model(metaclass=_ModelMetaclass):
             for position, row in zip(missing, rows):
                 if row:  # None (HMGET values) or [] (whole rows) for a missing row
                     result[position] = cls._from_script_row(row, fields[0] != 0, track)
+        if cls._ttl is not None:  # expired entities are gone
+            result = _expiry.visible(cls, result)
         return result
 
     @classmethod

@@ -13,6 +13,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from . import _session
 from ._connect import connect, to_text
+from ._expiry import visible_ids
 from ._helpers import dt2ts, t2ts
 from ._keygen import LOWERCASE_QUERY_KEYGENS
 from ._query_match import _ts
@@ -369,6 +370,7 @@ class Query:
             size = min(budget, pagesize)
             pipe.expire(temp, timeout)
             if select is not None:
+                gindex.drop_expired(pipe, temp)  # models with ``_ttl``
                 _get_column_data(pipe, model, select[0], key=temp, start=rank,
                                  stop=rank + size - 1, pipeline=True)
                 read, rows = _split_reply(pipe.execute()[-1])
@@ -394,6 +396,8 @@ class Query:
         if not ids:
             return ()
         if self._select is not None:
+            if self._model._ttl is not None:  # expired entities are gone
+                ids = visible_ids(self._model, ids)
             rows = _get_column_data(conn, self._model, self._select[0], ids=ids)[1]
             return _select_generator(self._model, self._select, rows)
         return self._entities(ids)

@@ -1,0 +1,298 @@
+"""Expiring entities: visibility checks, removal of expired entities, the job and the reaper.
+
+Only models that declare ``_ttl`` reach this module (see ``rom._ttl`` for declarations and
+requests). An entity is invisible to every read from its expiry time on, by the Redis
+server's clock: reads check the ids they return (``expire_live.lua``) and queries drop
+expired ids from their working set (``expire_filter.lua``). Removal goes through the
+ordinary atomic writer (``write.lua`` deletes with the ``'due'`` op, which writes nothing
+unless the entity is still expired), with ``on_delete`` policies applied, by
+
+* :func:`after_write`: a small, throttled sweep after the saves of a model;
+* :class:`ExpiryJob`: everything due, in blocks, with progress (``python -m rom expire``);
+* :class:`Reaper`: a background thread running the job periodically.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import warnings
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+from ._connect import connect, to_text
+from ._on_delete import _references_to
+from ._registry import MODELS
+from ._scripts import lua
+from ._session import session
+from ._ttl import EXPIRY_FIELD, expiry_key
+from ._write import StillAlive, WritePlan, plan_write, run_plans
+from .exceptions import RestrictError
+
+#: how many due entities a write of a model removes at most (Redis' active expiry style)
+WRITE_SWEEP = 10
+#: the longest a model's writes go without looking for due entities (seconds)
+WRITE_SWEEP_INTERVAL = 1.0
+_DUE: Tuple[str, str] = ('due', '')
+
+
+# --------------------------------------------------------------------------- visibility
+def _states(model: Any, ids: Sequence[Any]) -> Tuple[int, List[Optional[int]]]:
+    """Server time (ms) and, per id: None when visible without expiry, its expiry time (ms),
+    or -1 when the row does not exist."""
+    reply = lua('expire_live')(connect(model), [expiry_key(model._namespace)],
+                               [model._namespace + ':'] + [str(i) for i in ids])
+    now = int(reply[0])
+    states: List[Optional[int]] = []
+    for raw in reply[1:]:
+        text = to_text(raw)
+        states.append(-1 if text == '' else None if text == '-' else int(float(text)))
+    return now, states
+
+
+def visible(model: Any, entities: List[Any]) -> List[Any]:
+    """``entities`` with every stored one that is expired (or gone) replaced by None; those
+    are forgotten by the session. Unsaved entities (and None) are kept as they are."""
+    checked = [position for position, e in enumerate(entities)
+               if e is not None and not e._new and not e._id_pending]
+    if not checked:
+        return entities
+    now, states = _states(model, [entities[p]._data[model._pkey] for p in checked])
+    result = list(entities)
+    for position, state in zip(checked, states):
+        if state is not None and (state < 0 or state <= now):
+            session.forget(result[position])
+            result[position] = None
+    return result
+
+
+def visible_ids(model: Any, ids: Sequence[Any]) -> List[Any]:
+    """The ids (in order) whose rows exist and have not expired."""
+    if not ids:
+        return list(ids)
+    now, states = _states(model, [to_text(i) for i in ids])
+    return [i for i, state in zip(ids, states)
+            if state is None or (state >= 0 and state > now)]
+
+
+def ttl_of(model: Any, ident: Any) -> Optional[float]:
+    """Seconds until entity ``ident`` expires (0.0 once it has), None without expiry/row."""
+    now, (state,) = _states(model, [ident])
+    if state is None or state < 0:
+        return None
+    return max(state - now, 0) / 1000.0
+
+
+# --------------------------------------------------------------------------- removal
+class SweepResult:
+    """What one :func:`sweep` call did."""
+
+    __slots__ = ('removed', 'blocked', 'seen', 'due', 'wait')
+
+    def __init__(self, removed: int, blocked: int, seen: int, due: int,
+                 wait: Optional[float]) -> None:
+        self.removed = removed  #: entities removed (cascaded ones not counted)
+        self.blocked = blocked  #: expired entities an on_delete='restrict' policy keeps
+        self.seen = seen        #: due ids looked at
+        self.due = due          #: due ids when the call started
+        self.wait = wait        #: seconds until the next id falls due (None: none left)
+
+    def __repr__(self) -> str:
+        return ('SweepResult(removed=%d, blocked=%d, seen=%d, due=%d, wait=%r)'
+                % (self.removed, self.blocked, self.seen, self.due, self.wait))
+
+
+def _decoded(row: Any) -> Dict[str, str]:
+    pairs = zip(row[::2], row[1::2])
+    return {to_text(k): to_text(v) for k, v in pairs}
+
+
+def _has_policies(model: Any) -> bool:
+    return any(action != 'no action' for _ns, _attr, action in _references_to(model))
+
+
+def _remove_plain(model: Any, conn: Any, rows: List[Tuple[str, Dict[str, str]]]) -> int:
+    """Remove due entities of a model no on_delete policy refers to, in one script call
+    (again without the renewed one, if any)."""
+    plans: List[WritePlan] = []
+    for ident, row in rows:
+        old = dict(row)
+        old[model._pkey] = ident
+        plans.append(plan_write(model, old, {}, delete=True)._replace(expiry=_DUE))
+    removed = 0
+    while plans:
+        done, failure, _ = run_plans(conn, plans)
+        removed += done
+        if failure is None:
+            break
+        if not isinstance(failure, StillAlive):
+            raise failure
+        plans = plans[done + 1:]
+    return removed
+
+
+def _remove_with_policies(model: Any, rows: List[Tuple[str, Dict[str, str]]]
+                          ) -> Tuple[int, int]:
+    """Remove due entities one by one, applying on_delete policies like ``delete()``."""
+    removed = blocked = 0
+    for ident, row in rows:
+        data = dict(row)
+        data[model._pkey] = ident
+        entity = model._from_stored(data, False, track=False)
+        try:
+            if entity.delete(_rom_expired=True):
+                removed += 1
+        except RestrictError:
+            blocked += 1
+    return removed, blocked
+
+
+def sweep(model: Any, limit: int = 100, offset: int = 0) -> SweepResult:
+    """Remove up to ``limit`` expired entities of ``model`` (skipping the first ``offset``
+    due ids), each atomically with its index entries, unique claims and bookkeeping."""
+    conn = connect(model)
+    ns = model._namespace
+    reply = lua('expire_due')(conn, [expiry_key(ns)], [ns + ':', max(offset, 0), limit])
+    now, due, later = int(reply[0]), int(reply[1]), to_text(reply[2])
+    rows = [(to_text(reply[i]), _decoded(reply[i + 1])) for i in range(3, len(reply), 2)]
+    for ident, _row in rows:
+        held = session.get('%s:%s' % (ns, ident))
+        if held is not None:
+            session.forget(held)
+    if _has_policies(model):
+        removed, blocked = _remove_with_policies(model, rows)
+    else:
+        removed, blocked = _remove_plain(model, conn, rows), 0
+    wait = None
+    if due > len(rows):
+        wait = 0.0
+    elif later:
+        wait = max(int(float(later)) - now, 0) / 1000.0
+    return SweepResult(removed, blocked, len(rows), due, wait)
+
+
+# --------------------------------------------------------------------------- after writes
+_local = threading.local()
+_next_check: Dict[str, float] = {}
+
+
+def after_write(plans: Iterable[WritePlan]) -> None:
+    """After saves of models with ``_ttl``: remove a few due entities of those models, at
+    most every ``WRITE_SWEEP_INTERVAL`` seconds per model unless one is known to be due."""
+    if getattr(_local, 'busy', False):
+        return  # the sweep's own writes (on_delete saves) do not sweep again
+    clock = time.monotonic()
+    wall = time.time()
+    namespaces = []
+    for plan in plans:
+        ns = plan.namespace
+        if ns not in namespaces:
+            namespaces.append(ns)
+        op, ms = plan.expiry or ('', '')
+        op = op.lstrip('!')
+        soon = None
+        if op in ('in', 'renew'):
+            soon = clock + int(ms) / 1000.0
+        elif op == 'at':
+            soon = clock + max(int(ms) / 1000.0 - wall, 0.0)
+        if soon is not None:
+            _next_check[ns] = min(_next_check.get(ns, soon), soon)
+    _local.busy = True
+    try:
+        for ns in namespaces:
+            if clock < _next_check.get(ns, 0.0):
+                continue
+            result = sweep(MODELS[ns], WRITE_SWEEP)
+            wait = WRITE_SWEEP_INTERVAL if result.wait is None else result.wait
+            _next_check[ns] = time.monotonic() + min(wait, WRITE_SWEEP_INTERVAL)
+    except Exception as exc:  # the saves succeeded; the cleanup is retried by later writes
+        warnings.warn('rom: removing expired entities after a save failed: %s: %s'
+                      % (type(exc).__name__, exc), RuntimeWarning, stacklevel=4)
+    finally:
+        _local.busy = False
+
+
+# --------------------------------------------------------------------------- job, reaper
+class ExpiryJob:
+    """Remove every due entity of a model in blocks; iterate for ``(done, total)`` progress.
+
+    ``removed`` and ``blocked`` (kept by ``on_delete='restrict'``) are set as it runs.
+    """
+
+    def __init__(self, model: Any, block_size: int = 100) -> None:
+        if getattr(model, '_ttl', None) is None:
+            raise ValueError('model %s does not declare _ttl' % (model.__name__,))
+        self.model = model
+        self.block_size = block_size
+        self.removed = 0
+        self.blocked = 0
+
+    def __iter__(self) -> Iterator[Tuple[int, int]]:
+        total: Optional[int] = None
+        while True:
+            result = sweep(self.model, self.block_size, self.blocked)
+            if total is None:
+                total = result.due
+            self.removed += result.removed
+            self.blocked += result.blocked
+            done = self.removed + self.blocked
+            total = max(total, done)
+            yield done, total
+            if not result.seen:
+                return
+
+
+def expiring_models() -> List[Any]:
+    """Every registered model that declares ``_ttl`` (each once)."""
+    found: List[Any] = []
+    for model in MODELS.values():
+        if getattr(model, '_ttl', None) is not None and model not in found \
+                and not getattr(model, '_is_root_model', False):
+            found.append(model)
+    return found
+
+
+class Reaper(threading.Thread):
+    """A daemon thread removing expired entities every ``interval`` seconds.
+
+    ``models``: the models to sweep (default: every model declaring ``_ttl`` at each
+    round). Errors are reported as warnings and the next round tries again. ``stop()``
+    ends the thread (and waits for it).
+    """
+
+    def __init__(self, models: Optional[Sequence[Any]] = None, interval: float = 1.0,
+                 block_size: int = 100) -> None:
+        super().__init__(name='rom-expiry-reaper', daemon=True)
+        if not interval > 0:
+            raise ValueError('Reaper interval must be positive, got %r' % (interval,))
+        self.models = list(models) if models is not None else None
+        self.interval = interval
+        self.block_size = block_size
+        self.removed = 0
+        self.rounds = 0
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                for model in (self.models if self.models is not None else expiring_models()):
+                    job = ExpiryJob(model, self.block_size)
+                    for _ in job:
+                        if self._stopping.is_set():
+                            break
+                    self.removed += job.removed
+            except Exception as exc:
+                warnings.warn('rom expiry reaper: %s: %s' % (type(exc).__name__, exc),
+                              RuntimeWarning)
+            finally:
+                session.rollback()
+            self.rounds += 1
+            self._stopping.wait(self.interval)
+
+    def stop(self, timeout: Optional[float] = None) -> None:
+        """Ask the thread to stop and wait for it (up to ``timeout`` seconds)."""
+        self._stopping.set()
+        if self.is_alive():
+            self.join(timeout)
+
+
+__all__ = ['EXPIRY_FIELD', 'ExpiryJob', 'Reaper', 'SweepResult', 'after_write',
+           'expiring_models', 'sweep', 'ttl_of', 'visible', 'visible_ids']
