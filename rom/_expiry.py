@@ -194,7 +194,7 @@ def after_write(plans: Iterable[WritePlan]) -> None:
         elif op == 'at':
             soon = clock + max(int(ms) / 1000.0 - wall, 0.0)
         if soon is not None:
-            _next_check[ns] = min(_next_check.get(ns, soon), soon)
+            _next_check[ns] = min(_next_check.get(ns, 0.0), soon)
     _local.busy = True
     try:
         for ns in namespaces:

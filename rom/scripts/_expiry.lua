@@ -23,6 +23,12 @@ local function expiry_text(ms)
     return string.format('%.0f', ms)
 end
 
+-- Whether entity `id` of namespace `ns` has an expiry time that has passed.
+local function expiry_due(ns, id)
+    local score = redis.call('ZSCORE', ns .. ':-expiry-', id)
+    return score ~= false and score ~= nil and tonumber(score) <= expiry_now()
+end
+
 -- Before a block is written: nil to go on, or a failure status.
 -- 'expired': a save of an entity whose expiry time has passed (it is gone for readers);
 -- 'alive': a removal by the expiry sweep ('due') of an entity that is no longer due.
@@ -31,8 +37,7 @@ local function expiry_check(ns, id, op, is_delete, fresh)
     if fresh then
         return nil
     end
-    local score = redis.call('ZSCORE', ns .. ':-expiry-', id)
-    local due = score and tonumber(score) <= expiry_now()
+    local due = expiry_due(ns, id)
     if op == 'due' then
         if not due then
             return 'alive'

@@ -242,7 +242,9 @@ for block = 1, blocks do
             claims[i] = {name, value}  -- value: 's' single, 'c' composite, 'k' keygen-derived
         else
             local owner = redis.call('HGET', ns .. ':' .. name .. ':uidx', value)
-            if owner and owner ~= id then
+            -- (models with `_ttl`: an expired owner's claim is taken over; its removal
+            -- later releases only the fields that still map to it)
+            if owner and owner ~= id and not (ttl_op and expiry_due(ns, owner)) then
                 return result(block - 1, 'unique', {name})
             end
             claims[i] = {name, value, owner == id}
