@@ -167,7 +167,7 @@ def _cmd_expire(models: List[Any], args: argparse.Namespace, out: _Reporter) -> 
     """Remove the expired entities of models with ``_ttl`` (rom._expiry.ExpiryJob)."""
     without = [m._namespace for m in models if getattr(m, '_ttl', None) is None]
     if without:
-        raise UsageError('model(s) %s: no _ttl declared, nothing expires (the model does not declare _ttl)'
+        raise UsageError('%s: the model does not declare _ttl, so nothing of it expires'
                          % (', '.join(without),))
     for model in models:
         start = time.time()
