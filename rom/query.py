@@ -274,6 +274,9 @@ class Query:
         if self._filters or self._order_by:
             return self._iter_filtered(timeout, pagesize)
         if getattr(self._model._columns[self._model._pkey], '_index', False):
+            if self._model._ttl is not None:  # the pk index holds expired ids too
+                return self.replace(order_by=self._model._pkey)._iter_filtered(timeout,
+                                                                                pagesize)
             return self._iter_pk_index(pagesize)
         return self._iter_probe(pagesize)
 

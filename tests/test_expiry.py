@@ -259,6 +259,21 @@ def test_every_read_path_hides_expired_entities(conn, in_session):
             gone.refresh(force=True)
 
 
+def test_unfiltered_iteration_over_an_indexed_pk_skips_expired_entities(conn):
+    class Keyed(rom.Model):
+        _ttl = 0
+        id = rom.PrimaryKey(index=True)
+        n = rom.Integer()
+    first, second, third = Keyed(n=1), Keyed(n=2), Keyed(n=3)
+    first.expire_in(TTL)
+    util.session.commit()
+    time.sleep(PAST)
+    fresh()
+    assert [k.n for k in Keyed.query.limit(0, 1)] == [2]
+    assert [k.n for k in Keyed.query.limit(1, 5)] == [3]
+    assert Keyed.query.first().n == 2
+
+
 def test_unfiltered_count_stays_an_upper_bound(conn):
     Doc = make_doc()
     _expired_and_live(Doc)
