@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 import time
 import warnings
+import weakref
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from ._connect import connect, to_text
@@ -171,7 +172,8 @@ def sweep(model: Any, limit: int = 100, offset: int = 0) -> SweepResult:
 
 # --------------------------------------------------------------------------- after writes
 _local = threading.local()
-_next_check: Dict[str, float] = {}
+#: per model class: the monotonic time its writes next look for due entities
+_next_check: 'weakref.WeakKeyDictionary[Any, float]' = weakref.WeakKeyDictionary()
 
 
 def after_write(plans: Iterable[WritePlan]) -> None:
@@ -181,11 +183,13 @@ def after_write(plans: Iterable[WritePlan]) -> None:
         return  # the sweep's own writes (on_delete saves) do not sweep again
     clock = time.monotonic()
     wall = time.time()
-    namespaces = []
+    models: List[Any] = []
     for plan in plans:
-        ns = plan.namespace
-        if ns not in namespaces:
-            namespaces.append(ns)
+        model = MODELS.get(plan.namespace)
+        if model is None:
+            continue
+        if model not in models:
+            models.append(model)
         op, ms = plan.expiry or ('', '')
         op = op.lstrip('!')
         soon = None
@@ -194,15 +198,15 @@ def after_write(plans: Iterable[WritePlan]) -> None:
         elif op == 'at':
             soon = clock + max(int(ms) / 1000.0 - wall, 0.0)
         if soon is not None:
-            _next_check[ns] = min(_next_check.get(ns, 0.0), soon)
+            _next_check[model] = min(_next_check.get(model, 0.0), soon)
     _local.busy = True
     try:
-        for ns in namespaces:
-            if clock < _next_check.get(ns, 0.0):
+        for model in models:
+            if clock < _next_check.get(model, 0.0):
                 continue
-            result = sweep(MODELS[ns], WRITE_SWEEP)
+            result = sweep(model, WRITE_SWEEP)
             wait = WRITE_SWEEP_INTERVAL if result.wait is None else result.wait
-            _next_check[ns] = time.monotonic() + min(wait, WRITE_SWEEP_INTERVAL)
+            _next_check[model] = time.monotonic() + min(wait, WRITE_SWEEP_INTERVAL)
     except Exception as exc:  # the saves succeeded; the cleanup is retried by later writes
         warnings.warn('rom: removing expired entities after a save failed: %s: %s'
                       % (type(exc).__name__, exc), RuntimeWarning, stacklevel=4)

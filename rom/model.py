@@ -543,6 +543,9 @@ class Model(metaclass=_ModelMetaclass):
         if any(e._modified or e._new or e._deleted for e in entities):
             raise ValueError('transfer(): the entities must be unmodified, saved and not deleted; '
                              'save or refresh them first')
+        if any(type(e)._ttl is not None and _expiry.visible(type(e), [e])[0] is None
+               for e in entities):  # models with ``_ttl``
+            raise ValueError('transfer(): an entity has expired')
         if value <= 0:
             raise ValueError('transfer(): the value must be positive, got %r' % (value,))
         if decimal_places < 0:

@@ -309,6 +309,22 @@ def test_a_save_of_an_expired_entity_fails_and_force_recreates_it(conn):
     assert [d.id for d in Doc.query.filter(n=7).all()] == [gone.id]
 
 
+def test_transfer_refuses_expired_entities(conn):
+    class Wallet(rom.Model):
+        _ttl = 0
+        balance = rom.Integer()
+
+    class Txn(rom.Model):
+        done = rom.Integer()
+    a, b, txn = Wallet(balance=10), Wallet(balance=0), Txn(done=0)
+    b.expire_in(TTL)
+    util.session.commit()
+    time.sleep(PAST)
+    with pytest.raises(ValueError, match='expired'):
+        a.transfer(b, 'balance', 5, txn, 'done')
+    assert conn.hget('Wallet:1', 'balance') == b'10'
+
+
 # --------------------------------------------------------------------------- removal
 def test_removal_leaves_exactly_the_database_without_the_entity(conn):
     Doc = make_doc()
@@ -547,7 +563,7 @@ def test_audit_understands_expiry(conn):
     Doc = make_doc()
     live, gone = _expired_and_live(Doc)
     assert audit_model(Doc).ok, audit_model(Doc).findings     # expired, not removed yet
-    _expiry._next_check['Doc'] = time.monotonic() + 60          # no cleanup by writes
+    _expiry._next_check[Doc] = time.monotonic() + 60          # no cleanup by writes
     later = Doc(name='later', email='later@x')
     later.expire_in(60)
     Doc(name='again', email='gone@x').save()          # takes the expired claim over
