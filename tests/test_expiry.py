@@ -15,6 +15,7 @@ import pytest
 import rom
 from rom import _expiry, util
 from rom._audit import audit_model
+from rom.testing import dump_database
 from rom.exceptions import (EntityDeletedError, InvalidOperation, ORMError, RestrictError,
                             UniqueKeyViolation)
 
@@ -40,23 +41,6 @@ def make_doc(ttl=0, renew=False, name='Doc'):
         unique_together=[('n', 'name')],
     )
     return type(name, (rom.Model,), body)
-
-
-def dump(conn):
-    """Every key of the test database with its type and content."""
-    out = {}
-    for key in conn.keys('*'):
-        kind = conn.type(key)
-        if kind == b'hash':
-            value = conn.hgetall(key)
-        elif kind == b'zset':
-            value = conn.zrange(key, 0, -1, withscores=True)
-        elif kind == b'set':
-            value = conn.smembers(key)
-        else:
-            value = conn.get(key)
-        out[key] = (kind, value)
-    return out
 
 
 def fresh():
@@ -330,7 +314,7 @@ def test_removal_leaves_exactly_the_database_without_the_entity(conn):
     Doc = make_doc()
     live = Doc(name='alpha beta', email='live@x', n=1, lon=10.0, lat=20.0)
     live.save()
-    before = dump(conn)
+    before = dump_database(conn)
     gone = Doc(name='alpha gamma', email='gone@x', n=2, lon=11.0, lat=21.0)
     gone.expire_in(TTL)
     gone.save()
@@ -339,7 +323,7 @@ def test_removal_leaves_exactly_the_database_without_the_entity(conn):
     time.sleep(PAST)
     result = _expiry.sweep(Doc)
     assert (result.removed, result.blocked, result.seen) == (1, 0, 1)
-    after = dump(conn)
+    after = dump_database(conn)
     assert after.pop(b'Doc:id:') == (b'string', b'2')
     assert before.pop(b'Doc:id:') == (b'string', b'1')
     assert after == before
@@ -395,10 +379,10 @@ def test_sweep_writes_nothing_for_an_entity_that_is_no_longer_due(conn):
     doc = Doc(name='a', email='a@x')
     doc.expire_in(60)
     doc.save()
-    before = dump(conn)
+    before = dump_database(conn)
     removed = _expiry._remove_plain(Doc, conn, [(str(doc.id), {'name': 'a', 'email': 'a@x'})])
     assert removed == 0
-    assert dump(conn) == before
+    assert dump_database(conn) == before
 
 
 def test_sweep_continues_after_a_renewed_entity(conn):
@@ -413,10 +397,12 @@ def test_sweep_continues_after_a_renewed_entity(conn):
     assert sorted(conn.keys('Doc:[0-9]')) == [b'Doc:2']
 
 
+def _parent_model():
+    return type('Parent', (rom.Model,), {'_ttl': TTL, 'name': rom.Text()})
+
+
 def test_cascade_and_set_null_apply_on_expiry(conn):
-    class Parent(rom.Model):
-        _ttl = TTL
-        name = rom.Text()
+    Parent = _parent_model()
 
     class Child(rom.Model):
         parent = rom.ManyToOne('Parent', on_delete='cascade')
@@ -436,9 +422,7 @@ def test_cascade_and_set_null_apply_on_expiry(conn):
 
 
 def test_restrict_keeps_an_expired_entity_until_its_referrers_go(conn):
-    class Parent(rom.Model):
-        _ttl = TTL
-        name = rom.Text()
+    Parent = _parent_model()
 
     class Child(rom.Model):
         parent = rom.ManyToOne('Parent', on_delete='restrict')
