@@ -101,9 +101,14 @@ class SweepResult:
                 % (self.removed, self.blocked, self.seen, self.due, self.wait))
 
 
+def _text(value: Any) -> str:
+    return value.decode('utf-8', 'replace') if isinstance(value, bytes) else value
+
+
 def _decoded(row: Any) -> Dict[str, str]:
-    pairs = zip(row[::2], row[1::2])
-    return {to_text(k): to_text(v) for k, v in pairs}
+    """A flat HGETALL reply as text (a damaged row still decodes: its removal then releases
+    the unique values the row really holds, as for a stale handle)."""
+    return {_text(k): _text(v) for k, v in zip(row[::2], row[1::2])}
 
 
 def _has_policies(model: Any) -> bool:
@@ -137,7 +142,10 @@ def _remove_with_policies(model: Any, rows: List[Tuple[str, Dict[str, str]]]
     for ident, row in rows:
         data = dict(row)
         data[model._pkey] = ident
-        entity = model._from_stored(data, False, track=False)
+        try:
+            entity = model._from_stored(data, False, track=False)
+        except Exception:  # an unloadable row: the policies only need the id
+            entity = model._from_stored({model._pkey: ident}, False, track=False)
         try:
             if entity.delete(_rom_expired=True):
                 removed += 1

@@ -290,6 +290,7 @@ def test_a_save_of_an_expired_entity_fails_and_force_recreates_it(conn):
     gone.save(force=True)
     assert Doc.get(gone.id).n == 7
     assert gone.ttl() is None
+    assert conn.hget('Doc:2', '-expire-at-') is None
     assert [d.id for d in Doc.query.filter(n=7).all()] == [gone.id]
 
 
@@ -307,6 +308,42 @@ def test_transfer_refuses_expired_entities(conn):
     with pytest.raises(ValueError, match='expired'):
         a.transfer(b, 'balance', 5, txn, 'done')
     assert conn.hget('Wallet:1', 'balance') == b'10'
+
+
+def test_deferred_ids_and_expiry(conn):
+    class Deferred(rom.Model):
+        _defer_ids = True
+        _ttl = 60
+        name = rom.Text(unique=True)
+    first = Deferred(name='a')
+    second = Deferred(name='b')
+    second.expire_in(TTL)
+    util.session.commit()
+    assert 59 < first.ttl() <= 60
+    time.sleep(PAST)
+    assert [d.name for d in Deferred.get([first.id, second.id])] == ['a']
+
+
+@pytest.mark.parametrize('policies', [False, True])
+def test_removal_of_damaged_rows(conn, policies):
+    Doc = make_doc()
+    if policies:
+        type('Ref', (rom.Model,), {'doc': rom.ManyToOne('Doc', on_delete='cascade')})
+    for name in ('a', 'b'):
+        Doc(name=name, email=name + '@x').expire_in(TTL)
+    util.session.commit()
+    conn.hset('Doc:1', 'lon', b'\xff\xfe')          # not UTF-8: the row cannot be loaded
+    conn.hset('Doc:1', 'n', 'not a number')
+    conn.delete('Doc:2')                            # deleted behind rom's back
+    time.sleep(PAST)
+    assert _expiry.sweep(Doc).removed == 2
+    assert not conn.exists('Doc:1', 'Doc:-expiry-')
+    # the damaged row is gone with everything it claimed (its bookkeeping was readable);
+    # the entries of the row deleted behind rom's back are orphans for `check` to report
+    assert conn.hgetall('Doc:email:uidx') == {b'b@x': b'2'}
+    assert sorted(conn.keys('Doc:name:*')) == [b'Doc:name:b:idx', b'Doc:name:pre',
+                                               b'Doc:name:suf']
+    assert conn.zrange('Doc:name:pre', 0, -1) == [b'b\x002']
 
 
 # --------------------------------------------------------------------------- removal

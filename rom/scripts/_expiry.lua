@@ -47,6 +47,7 @@ local function expiry_check(ns, id, op, is_delete, fresh)
             return 'expired'
         end
         redis.call('ZREM', ns .. ':-expiry-', id)
+        redis.call('HDEL', ns .. ':' .. id, '-expire-at-')
     end
     return nil
 end
