@@ -357,6 +357,8 @@ class Query:
             if plan is not None:
                 while budget > 0:
                     ids = gindex._page(conn, plan, rank, budget)
+                    if ids is None:  # models with ``_ttl``: some are due, general path
+                        break
                     if not ids:
                         return
                     rank += len(ids)
@@ -366,7 +368,8 @@ class Query:
                         budget -= 1
                     if len(ids) < asked:
                         return
-                return
+                else:
+                    return
         select = self._select
         pipe, temp = gindex._build(conn, self._filters, self._order_by)
         while budget > 0:

@@ -258,6 +258,36 @@ def test_unfiltered_iteration_over_an_indexed_pk_skips_expired_entities(conn):
     assert Keyed.query.first().n == 2
 
 
+def test_fast_paths_apply_while_nothing_is_due(conn):
+    from rom.testing import roundtrips
+    Doc = make_doc()
+    for i in range(5):
+        doc = Doc(name='alpha n%d' % i, n=i)
+        doc.expire_in(60)
+    util.session.commit()
+    fresh()
+    queries = [
+        (lambda: [d.n for d in Doc.query.order_by('-n').limit(1, 2)], [3, 2]),
+        (lambda: [d.n for d in Doc.query.filter(n=(1, 3)).limit(0, 2)], [1, 2]),
+        (lambda: [d.n for d in Doc.query.startswith(name='alp').limit(0, 2)], [0, 1]),
+        (lambda: Doc.query.filter(name='alpha').count(), 5),
+        (lambda: Doc.query.filter(n=(1, 3)).count(), 3),
+        (lambda: Doc.query.startswith(name='alp').count(), 5),
+    ]
+    for query, expected in queries:
+        with roundtrips(conn) as rt:
+            assert query() == expected
+        assert 'ZUNIONSTORE' not in rt.commands and 'ZINTERSTORE' not in rt.commands
+        assert rt.commands[:2] == ['MULTI', 'EVAL'], rt.commands   # due count + fast path
+    conn.zadd('Doc:-expiry-', {'1': 1})    # now one is due: the general path drops it
+    for query, expected in [(lambda: Doc.query.filter(name='alpha').count(), 4),
+                            (lambda: [d.n for d in Doc.query.order_by('n').limit(0, 2)],
+                             [1, 2])]:
+        with roundtrips(conn) as rt:
+            assert query() == expected
+        assert 'ZUNIONSTORE' in rt.commands
+
+
 def test_unfiltered_count_stays_an_upper_bound(conn):
     Doc = make_doc()
     _expired_and_live(Doc)
