@@ -36,17 +36,53 @@ _DUE: Tuple[str, str] = ('due', '')
 
 
 # --------------------------------------------------------------------------- visibility
-def _states(model: Any, ids: Sequence[Any]) -> Tuple[int, List[Optional[int]]]:
+def _states(model: Any, ids: Sequence[Any], client: Any = None) -> Any:
     """Server time (ms) and, per id: None when visible without expiry, its expiry time (ms),
-    or -1 when the row does not exist."""
-    reply = lua('expire_live')(connect(model), [expiry_key(model._namespace)],
+    or -1 when the row does not exist. With a pipeline ``client``: queued, parse the reply
+    with :func:`_parse_states`."""
+    reply = lua('expire_live')(client if client is not None else connect(model),
+                               [expiry_key(model._namespace)],
                                [model._namespace + ':'] + [str(i) for i in ids])
+    return reply if client is not None else _parse_states(reply)
+
+
+def _parse_states(reply: Any) -> Tuple[int, List[Optional[int]]]:
     now = int(reply[0])
     states: List[Optional[int]] = []
     for raw in reply[1:]:
         text = to_text(raw)
         states.append(-1 if text == '' else None if text == '-' else int(float(text)))
     return now, states
+
+
+def _gone(state: Optional[int], now: int) -> bool:
+    return state is not None and (state < 0 or state <= now)
+
+
+def fetch_visible(model: Any, pks: List[str], result: List[Any], missing: List[int],
+                  track: bool) -> List[Any]:
+    """``Model._fetch`` for models with ``_ttl``: the rows the session lacks and the expiry
+    state of every stored entity in one transaction; expired (or gone) ones become None."""
+    conn = connect(model)
+    fields = model._row_fields(conn)
+    checked = [position for position, obj in enumerate(result)
+               if obj is None or not (obj._new or obj._id_pending)]
+    pipe = conn.pipeline(True)
+    if missing:
+        lua('get_rows')(pipe, [pks[position] for position in missing], fields)
+    _states(model, [pks[position].rpartition(':')[2] for position in checked], pipe)
+    replies = pipe.execute()
+    rows = dict(zip(missing, replies[0])) if missing else {}
+    now, states = _parse_states(replies[-1])
+    result = list(result)
+    for position, state in zip(checked, states):
+        if _gone(state, now):
+            if result[position] is not None:
+                session.forget(result[position])
+            result[position] = None
+        elif rows.get(position):
+            result[position] = model._from_script_row(rows[position], fields[0] != 0, track)
+    return result
 
 
 def visible(model: Any, entities: List[Any]) -> List[Any]:
@@ -59,7 +95,7 @@ def visible(model: Any, entities: List[Any]) -> List[Any]:
     now, states = _states(model, [entities[p]._data[model._pkey] for p in checked])
     result = list(entities)
     for position, state in zip(checked, states):
-        if state is not None and (state < 0 or state <= now):
+        if _gone(state, now):
             session.forget(result[position])
             result[position] = None
     return result
@@ -70,8 +106,7 @@ def visible_ids(model: Any, ids: Sequence[Any]) -> List[Any]:
     if not ids:
         return list(ids)
     now, states = _states(model, [to_text(i) for i in ids])
-    return [i for i, state in zip(ids, states)
-            if state is None or (state >= 0 and state > now)]
+    return [i for i, state in zip(ids, states) if not _gone(state, now)]
 
 
 def ttl_of(model: Any, ident: Any) -> Optional[float]:

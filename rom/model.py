@@ -408,14 +408,14 @@ class Model(metaclass=_ModelMetaclass):
         """One entity (or None) for one id; a list of the existing entities for a list of ids."""
         ns = cls._namespace
         if not isinstance(ids, (list, tuple, set, frozenset)):
+            if cls._ttl is not None:  # (one call: the row and whether it has expired)
+                return cls._fetch([ids])[0]
             pk = '%s:%s' % (ns, int(ids))
             obj = session.get(pk)
             if obj is None:
                 row = connect(cls).hgetall(pk)
                 if row:
                     obj = cls._from_stored(row)
-            if cls._ttl is not None and obj is not None:  # expired entities are gone
-                obj = _expiry.visible(cls, [obj])[0]
             return obj
         return [obj for obj in cls._fetch(ids) if obj is not None]
 
@@ -436,6 +436,8 @@ class Model(metaclass=_ModelMetaclass):
                 if obj is not None and known.get(pk) is not obj:
                     session.wknown.pop(pk, None)
         missing = [position for position, obj in enumerate(result) if obj is None]
+        if cls._ttl is not None:  # expired entities are gone: rows and expiry in one call
+            return _expiry.fetch_visible(cls, pks, result, missing, track)
         if len(missing) == 1:
             conn = connect(cls)
             row = conn.hgetall(pks[missing[0]])
@@ -449,8 +451,6 @@ class Model(metaclass=_ModelMetaclass):
             for position, row in zip(missing, rows):
                 if row:  # None (HMGET values) or [] (whole rows) for a missing row
                     result[position] = cls._from_script_row(row, fields[0] != 0, track)
-        if cls._ttl is not None:  # expired entities are gone
-            result = _expiry.visible(cls, result)
         return result
 
     @classmethod
