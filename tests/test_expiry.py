@@ -288,6 +288,18 @@ def test_fast_paths_apply_while_nothing_is_due(conn):
         assert 'ZUNIONSTORE' in rt.commands
 
 
+def test_query_delete_deletes_live_entities_only(conn):
+    Doc = make_doc()
+    live, gone = _expired_and_live(Doc)
+    _expiry._next_check[Doc] = time.monotonic() + 60     # no cleanup by writes
+    Doc.query.filter(name='alpha').delete()
+    assert not conn.exists('Doc:%d' % live.id)
+    assert conn.exists('Doc:%d' % gone.id)               # left to the expiry removal
+    assert _expiry.sweep(Doc).removed == 1
+    # (and the query's working set, kept for its timeout)
+    assert [k for k in conn.keys('*') if conn.ttl(k) == -1] == [b'Doc:id:']
+
+
 def test_unfiltered_count_stays_an_upper_bound(conn):
     Doc = make_doc()
     _expired_and_live(Doc)
@@ -607,6 +619,30 @@ def test_cli_expire(conn, redis_url):
     assert result.returncode == 2 and 'does not declare _ttl' in result.stderr
     result = _cli('check', 'expiry_models:ExpToken', url=redis_url)
     assert result.returncode == 0, result.stdout
+
+
+def test_cli_expire_in_process_shows_progress_on_a_terminal(conn):
+    import io
+    from rom import _cli
+
+    class TtyStream(io.StringIO):
+        def isatty(self):
+            return True
+    Doc = make_doc(ttl=TTL)
+    for i in range(3):
+        Doc(name='n%d' % i)
+    util.session.commit()
+    time.sleep(PAST)
+    sys.modules['expiry_inline'] = type(sys)('expiry_inline')
+    sys.modules['expiry_inline'].Doc = Doc
+    out, err = io.StringIO(), TtyStream()
+    try:
+        code = _cli.main(['expire', 'expiry_inline:Doc', '--block-size', '2'], out, err)
+    finally:
+        del sys.modules['expiry_inline']
+    assert code == 0
+    assert 'Doc: 3 expired entities removed' in out.getvalue()
+    assert 'expire Doc' in err.getvalue() and '3/3' in err.getvalue()
 
 
 # --------------------------------------------------------------------------- audit
