@@ -17,6 +17,7 @@ import threading
 import time
 import warnings
 import weakref
+from decimal import Decimal
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from ._connect import connect, to_text
@@ -24,8 +25,8 @@ from ._on_delete import _references_to
 from ._registry import MODELS
 from ._scripts import lua
 from ._session import session
-from ._ttl import EXPIRY_FIELD, expiry_key
-from ._write import StillAlive, WritePlan, plan_write, run_plans
+from ._ttl import EXPIRY_FIELD, StillAlive, expiry_key
+from ._write import WritePlan, plan_write, run_plans
 from .exceptions import RestrictError
 
 #: how many due entities a write of a model removes at most (Redis' active expiry style)
@@ -47,12 +48,17 @@ def _states(model: Any, ids: Sequence[Any], client: Any = None) -> Any:
 
 
 def _parse_states(reply: Any) -> Tuple[int, List[Optional[int]]]:
-    now = int(reply[0])
+    now = _ms(to_text(reply[0]))
     states: List[Optional[int]] = []
     for raw in reply[1:]:
         text = to_text(raw)
-        states.append(-1 if text == '' else None if text == '-' else int(float(text)))
+        states.append(-1 if text == '' else None if text == '-' else _ms(text))
     return now, states
+
+
+def _ms(text: str) -> int:
+    """A score or TIME-derived text (an integral number of ms) as an exact int."""
+    return int(Decimal(text))
 
 
 def _gone(state: Optional[int], now: int) -> bool:
@@ -195,7 +201,7 @@ def sweep(model: Any, limit: int = 100, offset: int = 0) -> SweepResult:
     conn = connect(model)
     ns = model._namespace
     reply = lua('expire_due')(conn, [expiry_key(ns)], [ns + ':', max(offset, 0), limit])
-    now, due, later = int(reply[0]), int(reply[1]), to_text(reply[2])
+    now, due, later = _ms(to_text(reply[0])), int(reply[1]), to_text(reply[2])
     rows = [(to_text(reply[i]), _decoded(reply[i + 1])) for i in range(3, len(reply), 2)]
     for ident, _row in rows:
         held = session.get('%s:%s' % (ns, ident))
@@ -209,7 +215,7 @@ def sweep(model: Any, limit: int = 100, offset: int = 0) -> SweepResult:
     if due > len(rows):
         wait = 0.0
     elif later:
-        wait = max(int(float(later)) - now, 0) / 1000.0
+        wait = max(_ms(later) - now, 0) / 1000.0
     return SweepResult(removed, blocked, len(rows), due, wait)
 
 

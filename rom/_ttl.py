@@ -14,7 +14,7 @@ from decimal import ROUND_CEILING, Decimal
 from typing import Any, Optional, Tuple
 
 from ._session import session
-from .exceptions import InvalidOperation, ORMError
+from .exceptions import DataRaceError, EntityDeletedError, InvalidOperation, ORMError
 
 #: the row field holding a row's expiry time (ms since the epoch, server clock)
 EXPIRY_FIELD = '-expire-at-'
@@ -125,3 +125,16 @@ def write_op(entity: Any, was_new: bool, force: bool) -> Optional[ExpiryOp]:
     if force:
         op = ('!' + op[0], op[1])
     return op
+
+
+class StillAlive(DataRaceError):
+    """The expiry sweep found an entity renewed or persisted since it was read as due."""
+
+
+def expiry_failure(kind: str, ns: str, id_text: str) -> Exception:
+    """The exception of a write script failure 'expired' (a save of an expired entity) or
+    'alive' (a removal of an entity that is no longer due)."""
+    if kind == 'expired':
+        return EntityDeletedError('entity %s:%s has expired; use save(force=True) to recreate '
+                                  'it' % (ns, id_text), ns, id_text)
+    return StillAlive('%s:%s is no longer due to expire' % (ns, id_text), ns, id_text)

@@ -22,7 +22,7 @@ from ._registry import PENDING_ID, is_entity
 from ._relations import UnsafeColumn
 from ._scripts import lua
 from ._session import session
-from ._ttl import KEEP, write_op
+from ._ttl import KEEP, expiry_failure, write_op
 from .exceptions import (ColumnError, DataRaceError, EntityDeletedError, InvalidColumnValue,
                          ORMError, UniqueKeyViolation)
 
@@ -426,10 +426,6 @@ def _plan_args(plan: WritePlan, out: List[Any]) -> None:
             out += triple
 
 
-class StillAlive(DataRaceError):
-    """The expiry sweep found an entity renewed or persisted since it was read as due."""
-
-
 def _failure(plan: WritePlan, kind: str, details: Sequence[Any], new_id: Optional[int]
              ) -> Exception:
     ns, id_text = plan.namespace, (plan.id or str(new_id))
@@ -439,11 +435,8 @@ def _failure(plan: WritePlan, kind: str, details: Sequence[Any], new_id: Optiona
         return UniqueKeyViolation(
             'value %r is already taken in unique index %s:%s:uidx (saving %s:%s)'
             % (value, ns, name, ns, id_text), ns, id_text)
-    if kind == 'expired':
-        return EntityDeletedError('entity %s:%s has expired; use save(force=True) to recreate it'
-                                  % (ns, id_text), ns, id_text)
-    if kind == 'alive':
-        return StillAlive('%s:%s is no longer due to expire' % (ns, id_text), ns, id_text)
+    if kind in ('expired', 'alive'):  # models with ``_ttl``
+        return expiry_failure(kind, ns, id_text)
     fields = [to_text(f) for f in details]
     pkey = plan.race[0][0] if plan.race else None
     if pkey in fields:

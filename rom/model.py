@@ -18,10 +18,11 @@ from ._on_delete import _plan_on_delete
 from ._registry import PENDING_ID, SKIP_ON_DELETE
 from ._relations import UnsafeColumn, _Unresolved
 from ._schema import _ModelMetaclass
-from ._ttl import expire_at_op, expire_in_op, request_expiry, require_expiry
+from ._ttl import (StillAlive, expire_at_op, expire_in_op, request_expiry,
+                   require_expiry)
 from ._scripts import lua
 from ._session import session
-from ._write import AttrDict, StillAlive, plan_write, run_plans, save_entities
+from ._write import AttrDict, plan_write, run_plans, save_entities
 from .exceptions import (DataRaceError, EntityDeletedError, InvalidColumnValue,
                          InvalidOperation, QueryError)
 from .query import NUMERIC_TYPES, Query
