@@ -254,7 +254,9 @@ def after_write(plans: Iterable[WritePlan]) -> None:
             if clock < _next_check.get(model, 0.0):
                 continue
             result = sweep(model, WRITE_SWEEP)
-            wait = WRITE_SWEEP_INTERVAL if result.wait is None else result.wait
+            wait = result.wait
+            if wait is None or (result.seen and not result.removed):
+                wait = WRITE_SWEEP_INTERVAL  # (e.g. all kept by restrict: do not retry at once)
             _next_check[model] = time.monotonic() + min(wait, WRITE_SWEEP_INTERVAL)
     except Exception as exc:  # the saves succeeded; the cleanup is retried by later writes
         warnings.warn('rom: removing expired entities after a save failed: %s: %s'

@@ -518,6 +518,29 @@ def test_restrict_keeps_an_expired_entity_until_its_referrers_go(conn):
     assert not conn.exists('Parent:%d' % parent.id)
 
 
+def test_writes_back_off_when_restrict_keeps_every_due_entity(conn):
+    from rom.testing import roundtrips
+
+    class Parent(rom.Model):
+        _ttl = 60
+        name = rom.Text()
+
+    class Child(rom.Model):
+        parent = rom.ManyToOne('Parent', on_delete='restrict')
+    for _ in range(_expiry.WRITE_SWEEP + 2):
+        Child(parent=Parent(name='p'))
+    util.session.commit()
+    for i in range(1, _expiry.WRITE_SWEEP + 3):  # all due now
+        conn.zadd('Parent:-expiry-', {str(i): 1})
+        conn.hset('Parent:%d' % i, '-expire-at-', 1)
+    _expiry._next_check.clear()
+    Parent(name='q').save()               # sweeps: all kept
+    with roundtrips(conn) as rt:
+        Parent(name='r').save()           # no second sweep within WRITE_SWEEP_INTERVAL
+    assert rt.count == 2                  # INCRBY, EVALSHA
+    assert conn.zcard('Parent:-expiry-') == _expiry.WRITE_SWEEP + 4
+
+
 def test_removal_runs_no_delete_hooks(conn):
     calls = []
 
