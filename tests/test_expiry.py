@@ -443,11 +443,13 @@ def test_writes_remove_due_entities(conn):
 
 
 def test_write_cleanup_is_bounded(conn):
-    Doc = make_doc(ttl=TTL)
+    Doc = make_doc(ttl=60)
     for i in range(_expiry.WRITE_SWEEP + 5):
         Doc(name='x%d' % i)
     util.session.commit()
-    time.sleep(PAST)
+    for i in range(1, _expiry.WRITE_SWEEP + 6):      # all due now
+        conn.zadd('Doc:-expiry-', {str(i): 1})
+        conn.hset('Doc:%d' % i, '-expire-at-', 1)
     _expiry._next_check.clear()
     Doc(name='y').save()
     assert conn.zcard('Doc:-expiry-') == 6   # 10 of the 15 due ones removed, plus the new one
@@ -477,7 +479,15 @@ def test_sweep_continues_after_a_renewed_entity(conn):
 
 
 def _parent_model():
-    return type('Parent', (rom.Model,), {'_ttl': TTL, 'name': rom.Text()})
+    return type('Parent', (rom.Model,), {'_ttl': 0, 'name': rom.Text()})
+
+
+def _expire_soon(entity):
+    """Expire ``entity`` TTL after now (its referrers are saved: a slow commit cannot let it
+    expire before them)."""
+    entity.expire_in(TTL)
+    entity.save()
+    time.sleep(PAST)
 
 
 def test_cascade_and_set_null_apply_on_expiry(conn):
@@ -491,7 +501,7 @@ def test_cascade_and_set_null_apply_on_expiry(conn):
     parent = Parent(name='p')
     child, watcher = Child(parent=parent), Watcher(parent=parent)
     util.session.commit()
-    time.sleep(PAST)
+    _expire_soon(parent)
     result = _expiry.sweep(Parent)
     assert result.removed == 1
     fresh()
@@ -508,7 +518,7 @@ def test_restrict_keeps_an_expired_entity_until_its_referrers_go(conn):
     parent = Parent(name='p')
     child = Child(parent=parent)
     util.session.commit()
-    time.sleep(PAST)
+    _expire_soon(parent)
     job = _expiry.ExpiryJob(Parent)
     assert list(job)[-1] == (1, 1)
     assert (job.removed, job.blocked) == (0, 1)
