@@ -92,7 +92,10 @@ def request_expiry(entity: Any, op: ExpiryOp) -> None:
 
 
 def expire_in_op(seconds: Any) -> ExpiryOp:
-    """The op of ``expire_in(seconds)``."""
+    """The op of ``expire_in(seconds)`` (a number of seconds or a ``timedelta``)."""
+    if isinstance(seconds, datetime.timedelta):
+        seconds = (Decimal(seconds.days * 86400 + seconds.seconds)
+                   + Decimal(seconds.microseconds) / 1000000)
     return ('in', str(_ms(_seconds(seconds, 'expire_in() seconds'))))
 
 

@@ -278,7 +278,8 @@ class Model(metaclass=_ModelMetaclass):
 
     # --- expiry (models with ``_ttl`` only; rom._ttl, rom._expiry) ----------------------------
     def expire_in(self, seconds: Any) -> None:
-        """Make the entity expire ``seconds`` after its next save (server clock)."""
+        """Make the entity expire ``seconds`` (a number or a ``timedelta``) after its next
+        save (server clock)."""
         request_expiry(self, expire_in_op(seconds))
 
     def expire_at(self, when: Any) -> None:

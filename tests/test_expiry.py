@@ -117,6 +117,28 @@ def test_expire_in_ttl_and_persist(conn):
     assert conn.hget('Doc:1', '-expire-at-') is None
 
 
+def test_expire_in_takes_a_timedelta(conn):
+    Doc = make_doc()
+    doc = Doc(name='a')
+    doc.expire_in(datetime.timedelta(minutes=2, microseconds=1500))
+    with pytest.raises(ValueError):
+        doc.expire_in(datetime.timedelta(seconds=-1))
+    doc.save()
+    assert 119 < doc.ttl() <= 120.002
+
+
+def test_columns_named_like_the_expiry_methods_keep_working(conn):
+    class Legacy(rom.Model):        # a rom 1.1.2 model: its columns shadow the methods
+        ttl = rom.Integer(index=True)
+        persist = rom.Boolean()
+    entity = Legacy(ttl=5, persist=True)
+    entity.save()
+    fresh()
+    loaded = Legacy.get(entity.id)
+    assert (loaded.ttl, loaded.persist) == (5, True)
+    assert [e.id for e in Legacy.query.filter(ttl=5)] == [entity.id]
+
+
 def test_expire_at_timestamp_and_datetimes(conn):
     Doc = make_doc()
     doc = Doc(name='a')
