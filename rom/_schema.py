@@ -105,11 +105,11 @@ class _ModelMetaclass(EntityMeta):
         merged['_defer_id'] = bool(wants_deferred) and _can_defer_id(columns, pkey, geo)
         merged['_is_root_model'] = is_root
         cls = super().__new__(mcs, name, bases, merged)
+        check_model(cls)  # expiry declarations (_ttl, _ttl_renew)
         for attr, col in columns.items():
             if isinstance(col, ManyToOne):
                 MODELS_REFERENCED.setdefault(col._ftable, []).append(
                     (namespace, attr, col._on_delete))
-        check_model(cls)  # expiry declarations (_ttl, _ttl_renew)
         MODELS[namespace] = MODELS[name] = cls
         return cls
 

@@ -102,7 +102,8 @@ class GeneralIndex:
     """Per-model search engine bound to a namespace (``Model._gindex``)."""
 
     #: models with ``_ttl``: their expiry set (set by rom._ttl.check_model); queries then
-    #: drop expired ids from their working set and take no fast path
+    #: drop expired ids from their working set, and take a fast path only when the same
+    #: transaction finds no entity of the model due
     expiry_key: Optional[str] = None
 
     def __init__(self, namespace: str) -> None:

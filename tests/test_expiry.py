@@ -51,8 +51,11 @@ def fresh():
 # --------------------------------------------------------------------------- declarations
 @pytest.mark.parametrize('ttl', [-1, float('nan'), float('inf'), True, '10', 10 ** 20])
 def test_bad_model_ttl_is_refused(ttl):
+    from rom._registry import MODELS, MODELS_REFERENCED
     with pytest.raises(ORMError, match='_ttl'):
-        type('Bad', (rom.Model,), {'_ttl': ttl, 'n': rom.Integer()})
+        type('Bad', (rom.Model,), {'_ttl': ttl, 'n': rom.Integer(),
+                                   'ref': rom.ManyToOne('Other', on_delete='cascade')})
+    assert 'Bad' not in MODELS and 'Other' not in MODELS_REFERENCED  # nothing registered
 
 
 def test_renew_needs_a_positive_ttl():
