@@ -457,6 +457,8 @@ def run_plans(conn: Any, plans: Sequence[WritePlan]
     is returned unchecked.
     """
     args: List[Any] = [len(plans)]
+    if any(plan.expiry is not None for plan in plans):  # models with ``_ttl``: see write.lua
+        args[0] = -len(plans)
     for plan in plans:
         _plan_args(plan, args)
     reply = lua('write')(conn, (), args)

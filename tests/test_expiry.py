@@ -82,6 +82,20 @@ def test_models_without_ttl_refuse_expiry_and_keep_their_layout(conn):
     assert sorted(conn.hgetall('Plain:1')) == [b'-index-data-', b'email', b'id', b'n']
 
 
+def test_write_arguments_of_models_without_ttl_are_unchanged(conn):
+    from rom._write import _plan_args, plan_write
+
+    class Plain(rom.Model):
+        n = rom.Integer()
+    Timed = type('Timed', (rom.Model,), {'_ttl': 0, 'n': rom.Integer()})
+    out = []
+    _plan_args(plan_write(Plain, {}, {'id': 1, 'n': 2}, is_new=True, fresh=True), out)
+    assert out[:6] == ['Plain', '1', 'id', '0', '1', 0]           # no expiry arguments
+    out = []
+    _plan_args(plan_write(Timed, {}, {'id': 1, 'n': 2}, is_new=True, fresh=True), out)
+    assert out[:8] == ['Timed', '1', 'id', '0e', '1', '', '', 0]  # flag, op, ms
+
+
 @pytest.mark.parametrize('bad, error', [
     (-1, ValueError), (float('nan'), ValueError), (float('inf'), ValueError),
     (Decimal('NaN'), ValueError), (True, TypeError), ('5', TypeError), (None, TypeError),

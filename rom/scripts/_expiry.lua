@@ -3,9 +3,12 @@
 -- flag argument carries an expiry op (see write.lua); other blocks never call them.
 -- Storage: sorted set <ns>:-expiry- (member id, score = expiry time in ms since the epoch,
 -- by the Redis server's clock) and the row field -expire-at- holding the same integer.
--- TIME is read before a write, which needs effect replication (the default from Redis 5).
-if redis.replicate_commands then
-    redis.replicate_commands()
+-- TIME is read before a write, which needs effect replication (the default from Redis 5):
+-- write.lua calls expiry_effects() first when a call carries expiry ops.
+local function expiry_effects()
+    if redis.replicate_commands then
+        redis.replicate_commands()
+    end
 end
 
 local expiry_clock = nil

@@ -1,7 +1,8 @@
 -- include: _expiry.lua
 -- rom's atomic writer: saves or deletes a batch of entities, in order, one at a time.
 -- KEYS: none (every key name is derived from the namespace and id, like rom 1.1.2).
--- ARGV[1]: number of entity blocks; then per entity:
+-- ARGV[1]: number of entity blocks (negated when a block carries an expiry op); then per
+-- entity:
 --   ns, id ('' = allocate it with INCR <ns>:<pk>: and write the pk field), pk field name,
 --   is_delete ('1' | '0'), fresh ('1' for a new entity: skip reading old bookkeeping),
 --   [models with `_ttl` only: is_delete is '1e' | '0e' and fresh is followed by the expiry
@@ -166,6 +167,10 @@ local function hmget_chunked(key, fields)
 end
 
 local blocks = tonumber(ARGV[1])
+if blocks < 0 then  -- some blocks carry expiry ops (models with `_ttl`): see _expiry.lua
+    blocks = -blocks
+    expiry_effects()
+end
 local allocated = {}
 local function result(applied, status, details)
     local out = {applied, status, #details}
