@@ -478,7 +478,7 @@ class Model(metaclass=_ModelMetaclass):
             raise QueryError('%s.%s has no index to look up by' % (cls._namespace, plain))
         if isinstance(value, NUMERIC_TYPES) and not isinstance(value, bool):
             value = (value, value)
-        if isinstance(value, tuple):
+        if isinstance(value, tuple) and cls._ttl is None:  # (with _ttl: _limit skips expired)
             col = cls._columns[attr]
             lo = '-inf' if value[0] is None else col._to_redis(value[0])
             hi = 'inf' if value[1] is None else col._to_redis(value[1])

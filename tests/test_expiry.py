@@ -339,6 +339,19 @@ def test_query_delete_deletes_live_entities_only(conn):
     assert [k for k in conn.keys('*') if conn.ttl(k) == -1] == [b'Doc:id:']
 
 
+def test_get_by_range_with_a_limit_skips_expired_entities(conn):
+    Doc = make_doc()
+    docs = [Doc(name='d%d' % i, n=i) for i in range(4)]
+    util.session.commit()
+    docs[0].expire_in(TTL)
+    docs[0].save()
+    time.sleep(PAST)
+    fresh()
+    assert [d.n for d in Doc.get_by(n=(0, 10), _limit=(0, 2))] == [1, 2]
+    assert [d.n for d in Doc.get_by(n=(0, 10), _limit=(1, 5))] == [2, 3]
+    assert [d.n for d in Doc.get_by(n=0)] == []
+
+
 def test_unfiltered_count_stays_an_upper_bound(conn):
     Doc = make_doc()
     _expired_and_live(Doc)
