@@ -65,6 +65,26 @@ def _gone(state: Optional[int], now: int) -> bool:
     return state is not None and (state < 0 or state <= now)
 
 
+def unique_visible(model: Any, conn: Any, args: List[Any], lookups: List[Any]) -> List[Any]:
+    """``get_unique.lua``'s reply for ``args`` without the expired (or gone) entities; the
+    expiry states of the same lookups are read in the same transaction."""
+    pipe = conn.pipeline(True)
+    lua('get_unique')(pipe, (), args)
+    lua('expire_live')(pipe, [expiry_key(model._namespace), args[0]],
+                       [model._namespace + ':'] + list(lookups))
+    reply, states = pipe.execute()
+    now, gone = _parse_states(states)
+    kept: List[Any] = []
+    for position, state in enumerate(gone):
+        if _gone(state, now):
+            held = session.get('%s:%s' % (model._namespace, to_text(reply[2 * position])))
+            if held is not None:
+                session.forget(held)
+        else:
+            kept += reply[2 * position:2 * position + 2]
+    return kept
+
+
 def fetch_visible(model: Any, pks: List[str], result: List[Any], missing: List[int],
                   track: bool) -> List[Any]:
     """``Model._fetch`` for models with ``_ttl``: the rows the session lacks and the expiry

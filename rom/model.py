@@ -131,8 +131,6 @@ class Model(metaclass=_ModelMetaclass):
                     continue  # the row is gone (deleted behind the index's back)
                 entity = cls._from_script_row(row, by_values)
             found.append(entity)
-        if cls._ttl is not None:  # expired entities are gone
-            found = [e for e in _expiry.visible(cls, found) if e is not None]
         return found
 
     @classmethod
@@ -513,8 +511,11 @@ class Model(metaclass=_ModelMetaclass):
         # one round trip: the unique hash lookups and the rows (identity map still wins)
         conn = connect(cls)
         fields = cls._row_fields(conn)
-        reply = lua('get_unique')(conn, (), ['%s:%s:uidx' % (cls._namespace, attr),
-                                            cls._namespace] + fields + lookups)
+        args = ['%s:%s:uidx' % (cls._namespace, attr), cls._namespace] + fields + lookups
+        if cls._ttl is None:
+            reply = lua('get_unique')(conn, (), args)
+        else:  # with the expiry state of the ids found, in one transaction
+            reply = _expiry.unique_visible(cls, conn, args, lookups)
         found = cls._entities_from_reply(reply, fields[0] != 0)
         if isinstance(value, list):
             return found
