@@ -127,6 +127,12 @@ def visible(model: Any, entities: List[Any]) -> List[Any]:
     return result
 
 
+def refuse_expired(entities: Sequence[Any]) -> None:
+    """ValueError when one of the entities (of models with ``_ttl``) has expired."""
+    if any(type(e)._ttl is not None and visible(type(e), [e])[0] is None for e in entities):
+        raise ValueError('transfer(): an entity has expired')
+
+
 def visible_ids(model: Any, ids: Sequence[Any]) -> List[Any]:
     """The ids (in order) whose rows exist and have not expired."""
     if not ids:

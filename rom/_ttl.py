@@ -141,3 +141,31 @@ def expiry_failure(kind: str, ns: str, id_text: str) -> Exception:
         return EntityDeletedError('entity %s:%s has expired; use save(force=True) to recreate '
                                   'it' % (ns, id_text), ns, id_text)
     return StillAlive('%s:%s is no longer due to expire' % (ns, id_text), ns, id_text)
+
+
+# --- the entity methods (``Model.expire_in`` ...: assigned in rom.model) -----------------------
+def expire_in(self: Any, seconds: Any) -> None:
+    """Make the entity expire ``seconds`` (a number or a ``timedelta``) after its next save
+    (by the server's clock)."""
+    request_expiry(self, expire_in_op(seconds))
+
+
+def expire_at(self: Any, when: Any) -> None:
+    """Make the entity expire at ``when`` (a Unix timestamp, or a datetime; naive means UTC),
+    from its next save on."""
+    request_expiry(self, expire_at_op(when))
+
+
+def persist(self: Any) -> None:
+    """Remove the entity's expiry at its next save."""
+    request_expiry(self, ('persist', ''))
+
+
+def ttl(self: Any) -> Optional[float]:
+    """Seconds until the stored entity expires (server clock; 0.0 once it has), or None when
+    it has no expiry or is not stored. Pending requests are not counted."""
+    require_expiry(self)
+    if self._new or self._id_pending or self._deleted:
+        return None
+    from ._expiry import ttl_of  # (rom._expiry imports this module)
+    return ttl_of(type(self), self._data[self._pkey])

@@ -5,9 +5,11 @@ Declarations are checked by ``rom._schema._ModelMetaclass``; writes are planned 
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, List, Sequence, Set, Tuple, Union
+from typing import (TYPE_CHECKING, Any, Dict, FrozenSet, Iterator, List, Optional, Sequence, Set,
+                    Tuple, Type, TypeVar, Union, overload)
 
 from . import _expiry, _search
+from . import _ttl as _requests
 from ._coltypes import IndexOnly
 from ._compat import _zrange_limit_iterator, redis_writer_lua
 from ._connect import connect, decodes_responses
@@ -18,8 +20,7 @@ from ._on_delete import _plan_on_delete
 from ._registry import PENDING_ID, SKIP_ON_DELETE
 from ._relations import UnsafeColumn, _Unresolved
 from ._schema import _ModelMetaclass
-from ._ttl import (StillAlive, expire_at_op, expire_in_op, request_expiry,
-                   require_expiry)
+from ._ttl import StillAlive
 from ._scripts import lua
 from ._session import session
 from ._write import AttrDict, plan_write, run_plans, save_entities
@@ -27,11 +28,16 @@ from .exceptions import (DataRaceError, EntityDeletedError, InvalidColumnValue,
                          InvalidOperation, QueryError)
 from .query import NUMERIC_TYPES, Query
 
+if TYPE_CHECKING:
+    from ._typing import QueryProperty
+
 __all__ = ['Model', 'redis_writer_lua']
 # importable from rom.model, as in rom 1.1.2
 _PUBLIC_HELPERS = (AttrDict, SKIP_ON_DELETE, _zrange_limit_iterator)
 
 _STRING_SORT_KEYGENS = list(SORT_KEYGEN_NAMES)
+_M = TypeVar('_M', bound='Model')
+_Ids = Union[List[Any], Tuple[Any, ...], Set[Any], FrozenSet[Any]]
 
 
 def _decode_row(conn: Any, row: Dict[Any, Any]) -> Dict[str, Any]:
@@ -54,13 +60,15 @@ class Model(metaclass=_ModelMetaclass):
     _prefix: Set[str]
     _suffix: Set[str]
     _geo: Dict[str, Any]
+    _gindex: Any
     _no_fk: bool
-    #: expiry (rom._ttl): None = entities never expire; 0 = they may, without a default
-    #: lifetime; seconds = the default lifetime of new entities
-    _ttl: Any = None
-    #: with a positive ``_ttl``: every save restarts a running expiry at ``_ttl``
-    _ttl_renew: bool = False
+    _ttl: Any = None  # expiry (rom._ttl): None never; 0 may; seconds: new entities' lifetime
+    _ttl_renew: bool = False  # with a positive _ttl: saves restart a running expiry
     _ttl_ms: int = 0
+    if TYPE_CHECKING:
+        #: the automatic primary key (models declaring their own PrimaryKey name it)
+        id: int
+        query: QueryProperty
 
     def __init__(self, **kwargs: Any) -> None:
         loading = kwargs.pop('_loading', False)
@@ -250,10 +258,11 @@ class Model(metaclass=_ModelMetaclass):
     def _connection(cls) -> Any:
         return connect(cls)
 
-    @ClassProperty
-    def query(cls) -> Query:
-        """A new ``Query`` over this model."""
-        return Query(cls)
+    if not TYPE_CHECKING:
+        @ClassProperty
+        def query(cls) -> Query:
+            """A new ``Query`` over this model."""
+            return Query(cls)
 
     # --- hooks --------------------------------------------------------------------------------
     def _before_insert(self) -> None:
@@ -274,28 +283,11 @@ class Model(metaclass=_ModelMetaclass):
     def _after_delete(self) -> None:
         pass
 
-    # --- expiry (models with ``_ttl`` only; rom._ttl, rom._expiry) ----------------------------
-    def expire_in(self, seconds: Any) -> None:
-        """Make the entity expire ``seconds`` (a number or a ``timedelta``) after its next
-        save (server clock)."""
-        request_expiry(self, expire_in_op(seconds))
-
-    def expire_at(self, when: Any) -> None:
-        """Make the entity expire at ``when`` (Unix timestamp or datetime; naive is UTC),
-        from its next save on."""
-        request_expiry(self, expire_at_op(when))
-
-    def persist(self) -> None:
-        """Remove the entity's expiry at its next save."""
-        request_expiry(self, ('persist', ''))
-
-    def ttl(self) -> Any:
-        """Seconds until the stored entity expires (server clock; 0.0 once it has), or None
-        when it has no expiry or is not stored. Pending requests are not counted."""
-        require_expiry(self)
-        if self._new or self._id_pending or self._deleted:
-            return None
-        return _expiry.ttl_of(type(self), self._data[self._pkey])
+    # --- expiry (models with ``_ttl`` only) ---------------------------------------------------
+    expire_in = _requests.expire_in
+    expire_at = _requests.expire_at
+    persist = _requests.persist
+    ttl = _requests.ttl
 
     # --- data access --------------------------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:
@@ -305,7 +297,7 @@ class Model(metaclass=_ModelMetaclass):
             data[self._pkey] = self._allocate_id()
         return data
 
-    def update(self, *args: Any, **kwargs: Any) -> 'Model':
+    def update(self: _M, *args: Any, **kwargs: Any) -> _M:
         """Assign positional values to the columns in order, then keyword values by name."""
         for attr, value in zip(self._columns, args):
             setattr(self, attr, value)
@@ -313,7 +305,7 @@ class Model(metaclass=_ModelMetaclass):
             setattr(self, attr, value)
         return self
 
-    def copy(self) -> 'Model':
+    def copy(self: _M) -> _M:
         """A new, unsaved entity with the same values and a new id."""
         data = self.to_dict()
         data.pop(self._pkey, None)
@@ -351,8 +343,7 @@ class Model(metaclass=_ModelMetaclass):
         """Delete the entity (with on_delete processing and hooks)."""
         skip = kwargs.get('skip_on_delete_i_really_mean_it') is SKIP_ON_DELETE
         conn = kwargs.get('_conn')
-        # removal of an expired entity by rom._expiry: on_delete applies, hooks do not, and
-        # nothing is written unless it is still expired (returns whether it was removed)
+        # removal by rom._expiry: on_delete applies, no hooks; returns whether it was removed
         expired = kwargs.get('_rom_expired', False)
         cascaded: List[Any] = []
         to_save: List[Any] = []
@@ -403,6 +394,13 @@ class Model(metaclass=_ModelMetaclass):
         self.__init__(_loading=True, **row)  # type: ignore[misc]
 
     # --- reads --------------------------------------------------------------------------------
+    @overload
+    @classmethod
+    def get(cls: Type[_M], ids: _Ids) -> List[_M]: ...
+    @overload
+    @classmethod
+    def get(cls: Type[_M], ids: Union[int, str, bytes]) -> Optional[_M]: ...
+
     @classmethod
     def get(cls, ids: Any) -> Any:
         """One entity (or None) for one id; a list of the existing entities for a list of ids."""
@@ -452,6 +450,13 @@ class Model(metaclass=_ModelMetaclass):
                 if row:  # None (HMGET values) or [] (whole rows) for a missing row
                     result[position] = cls._from_script_row(row, fields[0] != 0, track)
         return result
+
+    @overload
+    @classmethod
+    def get_by(cls: Type[_M], **kwargs: Union[List[Any], Tuple[Any, ...]]) -> List[_M]: ...
+    @overload
+    @classmethod
+    def get_by(cls: Type[_M], **kwargs: Any) -> Union[_M, List[_M], None]: ...
 
     @classmethod
     def get_by(cls, **kwargs: Any) -> Any:
@@ -546,9 +551,7 @@ class Model(metaclass=_ModelMetaclass):
         if any(e._modified or e._new or e._deleted for e in entities):
             raise ValueError('transfer(): the entities must be unmodified, saved and not deleted; '
                              'save or refresh them first')
-        if any(type(e)._ttl is not None and _expiry.visible(type(e), [e])[0] is None
-               for e in entities):  # models with ``_ttl``
-            raise ValueError('transfer(): an entity has expired')
+        _expiry.refuse_expired(entities)  # models with ``_ttl``
         if value <= 0:
             raise ValueError('transfer(): the value must be positive, got %r' % (value,))
         if decimal_places < 0:
