@@ -352,6 +352,28 @@ def test_get_by_range_with_a_limit_skips_expired_entities(conn):
     assert [d.n for d in Doc.get_by(n=0)] == []
 
 
+@pytest.mark.parametrize('column', ['n', '-n'])
+def test_keyset_pages_skip_expired_entities(conn, column):
+    Doc = make_doc()
+    docs = [Doc(name='d%d' % i, n=i) for i in range(6)]
+    util.session.commit()
+    _expiry._next_check[Doc] = time.monotonic() + 60     # no cleanup by writes
+    for doc in docs[1::2]:
+        doc.expire_in(TTL)
+        doc.save()
+    time.sleep(PAST)
+    fresh()
+    query = Doc.query.order_by(column)
+    first = query.page(2)
+    second = query.page(2, first.next)
+    assert [d.n for d in list(first) + list(second)] == sorted([0, 2, 4],
+                                                              reverse=column == '-n')
+    assert len(first) == 2 and query.filter(n=(0, 10)).exists()
+    assert query.filter(n=(1, 1)).exists() is False
+    assert [d.n for d in query.filter(n=(0, 10))[1:3]] == sorted([0, 2, 4],
+                                                                reverse=column == '-n')[1:3]
+
+
 def test_unfiltered_count_stays_an_upper_bound(conn):
     Doc = make_doc()
     _expired_and_live(Doc)
