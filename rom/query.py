@@ -15,7 +15,7 @@ from . import _session
 from ._connect import connect, to_text
 from ._helpers import dt2ts, t2ts
 from ._keygen import LOWERCASE_QUERY_KEYGENS
-from ._query_match import _ts
+from ._query_match import _normalise_pattern, _ts
 from ._records import Geofilter, Pattern, Prefix, Suffix
 from ._registry import MODELS_REFERENCED
 from ._relations import ManyToOne, OneToOne
@@ -152,6 +152,7 @@ class Query:
                 if not isinstance(value, str):
                     raise QueryError('like(): the pattern for %s must be a string, got %r'
                                      % (name, value))
+                _normalise_pattern(value)  # QueryError now for an oversized pattern
                 filters.append(Pattern(name, value))
                 continue
             if not isinstance(value, _LT):

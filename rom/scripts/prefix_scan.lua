@@ -1,5 +1,5 @@
 -- prefix_scan.lua: ids of a prefix/suffix index ('token \0 id' members) whose token starts
--- with a literal prefix and, in pattern mode, matches a Lua pattern; union (first filter)
+-- with a literal prefix and, in pattern mode, matches a like() pattern; union (first filter)
 -- or intersect them into the query's working set.
 -- KEYS[1]  dest: the working set (a sorted set of ids)
 -- KEYS[2]  scratch key (created and deleted in this call; used when intersecting)
@@ -8,7 +8,10 @@
 -- ARGV[2]  end: score above every token starting with the prefix, or 'inf' for an empty
 --          prefix (the scan then runs to the end of the index)
 -- ARGV[3]  the literal prefix bytes (may be empty)
--- ARGV[4]  the Lua pattern matched against whole members ('' in prefix mode)
+-- ARGV[4]  the like() pattern ('?' zero or one byte, '*' any bytes, '+' one or more, '!'
+--          exactly one, anything else literal) matched against the start of each token
+--          ('' in prefix mode). Never used as a Lua pattern: the matcher below takes
+--          O(token length x pattern length) steps for any pattern (no backtracking).
 -- ARGV[5]  '1' when this is the first filter (ids are added to dest with score 0), else '0'
 --          (dest becomes its intersection with the matches, scores 0)
 -- ARGV[6]  optional mode: 'store' (default, as above), 'count' (write nothing, return the
@@ -34,6 +37,117 @@ local function less(a, b)
         end
     end
     return #a < #b
+end
+
+-- the pattern as items: literal strings and gaps {min, max} (max nil: unbounded); a
+-- literal is 'greedy' when no other literal follows it before an unbounded gap or the end,
+-- so that only its earliest match can matter
+local items = {}
+do
+    local i, n = 1, #pat
+    while i <= n do
+        local j = string.find(pat, '[%?%*%+!]', i)
+        if j == i then
+            local least, most = 0, 0
+            while i <= n do
+                local c = string.sub(pat, i, i)
+                if c == '!' then
+                    least, most = least + 1, most and most + 1
+                elseif c == '?' then
+                    most = most and most + 1
+                elseif c == '+' then
+                    least, most = least + 1, nil
+                elseif c == '*' then
+                    most = nil
+                else
+                    break
+                end
+                i = i + 1
+            end
+            items[#items + 1] = {gap = true, least = least, most = most}
+        else
+            local e = (j or n + 1) - 1
+            items[#items + 1] = {gap = false, s = string.sub(pat, i, e)}
+            i = e + 1
+        end
+    end
+    local greedy = true
+    for q = #items, 1, -1 do
+        local it = items[q]
+        if it.gap then
+            if it.most == nil then
+                greedy = true
+            end
+        else
+            it.greedy = greedy
+            greedy = false
+        end
+    end
+end
+
+-- does the pattern match the start of tok? Tracks the set of byte offsets the pattern so
+-- far can end at: either every offset from 'from' on, or the sorted list 'set'.
+local function matches(tok)
+    local n = #tok
+    local from = nil
+    local set = {0}
+    for _, it in ipairs(items) do
+        local out = {}
+        if it.gap then
+            local lo = from or set[1]
+            if it.most == nil or from then
+                from = lo + it.least
+                if from > n then
+                    return false
+                end
+                out = nil
+            else
+                local last = -1
+                for _, p in ipairs(set) do
+                    local b = math.min(p + it.most, n)
+                    for q = math.max(p + it.least, last + 1), b do
+                        out[#out + 1] = q
+                    end
+                    if b > last then
+                        last = b
+                    end
+                end
+            end
+        else
+            local s, len = it.s, #it.s
+            if from then
+                local init = from + 1
+                while true do
+                    local a = string.find(tok, s, init, true)
+                    if not a then
+                        break
+                    end
+                    out[#out + 1] = a - 1 + len
+                    if it.greedy then
+                        break
+                    end
+                    init = a + 1
+                end
+                from = nil
+            else
+                for _, p in ipairs(set) do
+                    if string.sub(tok, p + 1, p + len) == s then
+                        out[#out + 1] = p + len
+                        if it.greedy then
+                            break
+                        end
+                    end
+                end
+            end
+        end
+        if out then
+            if #out == 0 then
+                return false
+            end
+            set = out
+        end
+    end
+    return true
 end
 
 -- first rank: the first member >= (start, lit .. '\0')
@@ -111,7 +225,7 @@ while i < hi and not done do
         if token then
             local head = string.sub(token, 1, plen)
             if head == lit then
-                if pat == '' or string.find(m, pat) then
+                if pat == '' or matches(token) then
                     collect(id)
                 end
             elseif less(lit, head) then
