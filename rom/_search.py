@@ -12,6 +12,8 @@ import uuid
 from collections import namedtuple
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
+from redis.exceptions import ResponseError
+
 from . import _session
 from ._connect import connect, to_text
 from ._helpers import _prefix_score, _to_score
@@ -91,15 +93,34 @@ def _scan_args(scan: '_Scan') -> List[Any]:
 
 
 def _prefix_scan(conn: Any, dest: str, scan: '_Scan', is_first: bool) -> Any:
-    """Run ``prefix_scan.lua`` in 'store' mode for one scan step."""
-    return lua('prefix_scan')(
+    """Run (or queue, on a pipeline) ``prefix_scan.lua`` in 'store' mode for one scan step."""
+    return _guard(lambda: lua('prefix_scan')(
         conn, [dest, _scratch_key(scan.index), scan.index],
-        _scan_args(scan) + ['1' if is_first else '0'], force_eval=_is_pipeline(conn))
+        _scan_args(scan) + ['1' if is_first else '0'], force_eval=_is_pipeline(conn)))
 
 
 def _scan_call(conn: Any, scan: '_Scan', mode: str, k: int = 0) -> Any:
     """Run ``prefix_scan.lua`` read-only: ``mode`` 'count' or 'top' (``k`` smallest ids)."""
-    return lua('prefix_scan')(conn, ['', '', scan.index], _scan_args(scan) + ['1', mode, k])
+    return _guard(lambda: lua('prefix_scan')(conn, ['', '', scan.index],
+                                             _scan_args(scan) + ['1', mode, k]))
+
+
+def execute_guarded(pipe: Any) -> List[Any]:
+    """``pipe.execute()`` for a pipeline holding query scans (QueryError when a like()
+    pattern ran out of matching budget; any temporary key still gets its DEL or TTL)."""
+    return _guard(pipe.execute)
+
+
+def _guard(call: Callable[[], Any]) -> Any:
+    """``call()``, turning the scan script's out-of-budget error into QueryError."""
+    try:
+        return call()
+    except ResponseError as exc:
+        if 'ROM_LIKE_TOO_COSTLY' in str(exc):
+            raise QueryError('like(): this pattern needs too much matching work on this index '
+                             '(the scan script\'s budget, see docs/guarantees); use fewer '
+                             '"?" wildcards or a longer literal start') from None
+        raise
 
 
 def _pattern_scan(index: str, pattern: str) -> '_Scan':
@@ -305,13 +326,13 @@ class GeneralIndex:
         pipe, temp = self._build(conn, filters, order_by)
         if timeout is not None:
             pipe.expire(temp, timeout)
-            pipe.execute()
+            execute_guarded(pipe)
             return temp
         offset = offset or 0
         end = offset + count - 1 if count and count > 0 else -1
         pipe.zrange(temp, offset, end)
         pipe.delete(temp)
-        return pipe.execute()[-2]
+        return execute_guarded(pipe)[-2]
 
     def count(self, conn: Any, filters: Sequence[Any]) -> int:
         """The number of ids matching ``filters``."""
@@ -328,7 +349,7 @@ class GeneralIndex:
         pipe, _intersect, temp = self._prepare(conn, filters)
         pipe.zcard(temp)
         pipe.delete(temp)
-        return int(pipe.execute()[-2])
+        return int(execute_guarded(pipe)[-2])
 
 
 # -- does_not_startwith / does_not_endwith -------------------------------------------------

@@ -17,6 +17,7 @@ from ._helpers import dt2ts, t2ts
 from ._keygen import LOWERCASE_QUERY_KEYGENS
 from ._query_match import _normalise_pattern, _ts
 from ._records import Geofilter, Pattern, Prefix, Suffix
+from ._search import execute_guarded
 from ._registry import MODELS_REFERENCED
 from ._relations import ManyToOne, OneToOne
 from ._select import (_dict_data_factory, _get_column_data, _json_loads,  # noqa: F401
@@ -304,7 +305,7 @@ class Query:
             _get_column_data(pipe, model, self._select[0], key=temp, start=offset,
                              stop=offset, pipeline=True)
             pipe.delete(temp)
-            rows = _split_reply(pipe.execute()[-2])[1]
+            rows = _split_reply(execute_guarded(pipe)[-2])[1]
             for row in _select_generator(model, self._select, rows):
                 return row
             return None
@@ -372,11 +373,11 @@ class Query:
             if select is not None:
                 _get_column_data(pipe, model, select[0], key=temp, start=rank,
                                  stop=rank + size - 1, pipeline=True)
-                read, rows = _split_reply(pipe.execute()[-1])
+                read, rows = _split_reply(execute_guarded(pipe)[-1])
                 items: Any = _select_generator(model, select, rows)
             else:
                 pipe.zrange(temp, rank, rank + size - 1)
-                ids = pipe.execute()[-1]
+                ids = execute_guarded(pipe)[-1]
                 read = len(ids)
                 items = self._entities(ids) if ids else ()
             if not read:

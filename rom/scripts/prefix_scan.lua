@@ -11,7 +11,10 @@
 -- ARGV[4]  the like() pattern ('?' zero or one byte, '*' any bytes, '+' one or more, '!'
 --          exactly one, anything else literal) matched against the start of each token
 --          ('' in prefix mode). Never used as a Lua pattern: the matcher below takes
---          O(token length x pattern length) steps for any pattern (no backtracking).
+--          O(token length x pattern length) steps for any pattern (no backtracking), and
+--          a call may spend at most BUDGET + PER_ITEM x (pattern items + token bytes) steps
+--          per token matched (an item: a literal run or a wildcard run), so its work is
+--          linear in the index data it scans, whatever the pattern.
 -- ARGV[5]  '1' when this is the first filter (ids are added to dest with score 0), else '0'
 --          (dest becomes its intersection with the matches, scores 0)
 -- ARGV[6]  optional mode: 'store' (default, as above), 'count' (write nothing, return the
@@ -20,7 +23,8 @@
 --          general path's result for a lone prefix/suffix/pattern filter)
 -- ARGV[7]  k for 'top'
 -- Returns  store: the number of distinct matching ids (first) or the size of the
---          intersection; count: that number; top: the list of ids.
+--          intersection; count: that number; top: the list of ids. An error reply starting
+--          with 'ROM_LIKE_TOO_COSTLY' (nothing written) when the matcher's budget runs out.
 -- Read-only on the index; compares bytes explicitly (Lua's '<' uses the server locale).
 local dest, tkey, index = KEYS[1], KEYS[2], KEYS[3]
 local start, stop, lit, pat = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
@@ -85,13 +89,22 @@ do
     end
 end
 
--- does the pattern match the start of tok? Tracks the set of byte offsets the pattern so
+-- matcher work allowed per call, in offsets examined over all tokens (each well under 1 us):
+-- patterns keeping few offsets alive (any sensible one) never get near it
+local BUDGET, PER_ITEM = 100000, 8
+local steps, limit = 0, BUDGET
+
+-- does the pattern match the start of tok? (nil: the budget ran out) Tracks the set of byte offsets the pattern so
 -- far can end at: either every offset from 'from' on, or the sorted list 'set'.
 local function matches(tok)
     local n = #tok
     local from = nil
     local set = {0}
+    limit = limit + PER_ITEM * (#items + n)
     for _, it in ipairs(items) do
+        if steps > limit then
+            return nil
+        end
         local out = {}
         if it.gap then
             local lo = from or set[1]
@@ -127,6 +140,7 @@ local function matches(tok)
                         break
                     end
                     init = a + 1
+                    steps = steps + 1
                 end
                 from = nil
             else
@@ -144,6 +158,7 @@ local function matches(tok)
             if #out == 0 then
                 return false
             end
+            steps = steps + #set + #out
             set = out
         end
     end
@@ -225,7 +240,11 @@ while i < hi and not done do
         if token then
             local head = string.sub(token, 1, plen)
             if head == lit then
-                if pat == '' or matches(token) then
+                local ok = pat == '' or matches(token)
+                if ok == nil then
+                    return redis.error_reply('ROM_LIKE_TOO_COSTLY the like() pattern needs more '
+                                             .. 'than ' .. limit .. ' matching steps here')
+                elseif ok then
                     collect(id)
                 end
             elseif less(lit, head) then
