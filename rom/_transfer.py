@@ -101,6 +101,12 @@ def transfer(self: Any, other: Any, attr: str, value: Any, txn_model: Any, txn_a
     if _kind(other, attr) != kind:
         raise InvalidOperation('transfer(): %s.%s and %s.%s are not the same kind of column'
                                % (type(self).__name__, attr, type(other).__name__, attr))
+    if self._pk == other._pk:
+        raise InvalidOperation('transfer(): the source and destination are the same row %s'
+                               % (self._pk,))
+    if txn_attr == attr and txn_model._pk in (self._pk, other._pk):
+        raise InvalidOperation('transfer(): the transaction flag %s.%s is the amount column'
+                               % (txn_model._pk, txn_attr))
     if txn_attr == type(txn_model)._pkey:
         raise InvalidOperation('transfer(): %s.%s is the primary key'
                                % (type(txn_model).__name__, txn_attr))

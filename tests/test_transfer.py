@@ -129,6 +129,16 @@ def test_primary_key_and_non_numeric_columns_are_refused(models, conn, attr, txn
     assert dump_database(conn) == before
 
 
+def test_same_row_as_source_and_destination_or_flag_is_refused(models, conn):
+    src, dst, txn = make(models, src={'n': 10}, dst={'n': 1})
+    before = dump_database(conn)
+    with pytest.raises(InvalidOperation, match='same row'):
+        src.transfer(src, 'n', 1, txn, 'done')        # rom 1.1.2 created money here
+    with pytest.raises(InvalidOperation, match='flag'):
+        src.transfer(dst, 'n', 1, dst, 'n')
+    assert dump_database(conn) == before
+
+
 @pytest.mark.parametrize('stored', [b'1e+18', b'nan', b'abc', b'1.5', b' 1', b'0x10', b''])
 def test_corrupt_stored_balances_are_refused(models, conn, stored):
     src, dst, txn = make(models, src={'n': 10}, dst={'n': 1})
