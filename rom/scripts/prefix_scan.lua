@@ -1,3 +1,4 @@
+-- include: _like_match.lua
 -- prefix_scan.lua: ids of a prefix/suffix index ('token \0 id' members) whose token starts
 -- with a literal prefix and, in pattern mode, matches a like() pattern; union (first filter)
 -- or intersect them into the query's working set.
@@ -10,11 +11,8 @@
 -- ARGV[3]  the literal prefix bytes (may be empty)
 -- ARGV[4]  the like() pattern ('?' zero or one byte, '*' any bytes, '+' one or more, '!'
 --          exactly one, anything else literal) matched against the start of each token
---          ('' in prefix mode). Never used as a Lua pattern: the matcher below takes
---          O(token length x pattern length) steps for any pattern (no backtracking), and
---          a call may spend at most BUDGET + PER_ITEM x (pattern items + token bytes) steps
---          per token matched (an item: a literal run or a wildcard run), so its work is
---          linear in the index data it scans, whatever the pattern.
+--          ('' in prefix mode), by like_matcher (_like_match.lua): never a Lua pattern,
+--          bounded work per token and per call, linear in the index data scanned.
 -- ARGV[5]  '1' when this is the first filter (ids are added to dest with score 0), else '0'
 --          (dest becomes its intersection with the matches, scores 0)
 -- ARGV[6]  optional mode: 'store' (default, as above), 'count' (write nothing, return the
@@ -43,127 +41,7 @@ local function less(a, b)
     return #a < #b
 end
 
--- the pattern as items: literal strings and gaps {min, max} (max nil: unbounded); a
--- literal is 'greedy' when no other literal follows it before an unbounded gap or the end,
--- so that only its earliest match can matter
-local items = {}
-do
-    local i, n = 1, #pat
-    while i <= n do
-        local j = string.find(pat, '[%?%*%+!]', i)
-        if j == i then
-            local least, most = 0, 0
-            while i <= n do
-                local c = string.sub(pat, i, i)
-                if c == '!' then
-                    least, most = least + 1, most and most + 1
-                elseif c == '?' then
-                    most = most and most + 1
-                elseif c == '+' then
-                    least, most = least + 1, nil
-                elseif c == '*' then
-                    most = nil
-                else
-                    break
-                end
-                i = i + 1
-            end
-            items[#items + 1] = {gap = true, least = least, most = most}
-        else
-            local e = (j or n + 1) - 1
-            items[#items + 1] = {gap = false, s = string.sub(pat, i, e)}
-            i = e + 1
-        end
-    end
-    local greedy = true
-    for q = #items, 1, -1 do
-        local it = items[q]
-        if it.gap then
-            if it.most == nil then
-                greedy = true
-            end
-        else
-            it.greedy = greedy
-            greedy = false
-        end
-    end
-end
-
--- matcher work allowed per call, in offsets examined over all tokens (each well under 1 us):
--- patterns keeping few offsets alive (any sensible one) never get near it
-local BUDGET, PER_ITEM = 100000, 8
-local steps, limit = 0, BUDGET
-
--- does the pattern match the start of tok? (nil: the budget ran out) Tracks the set of byte offsets the pattern so
--- far can end at: either every offset from 'from' on, or the sorted list 'set'.
-local function matches(tok)
-    local n = #tok
-    local from = nil
-    local set = {0}
-    limit = limit + PER_ITEM * (#items + n)
-    for _, it in ipairs(items) do
-        if steps > limit then
-            return nil
-        end
-        local out = {}
-        if it.gap then
-            local lo = from or set[1]
-            if it.most == nil or from then
-                from = lo + it.least
-                if from > n then
-                    return false
-                end
-                out = nil
-            else
-                local last = -1
-                for _, p in ipairs(set) do
-                    local b = math.min(p + it.most, n)
-                    for q = math.max(p + it.least, last + 1), b do
-                        out[#out + 1] = q
-                    end
-                    if b > last then
-                        last = b
-                    end
-                end
-            end
-        else
-            local s, len = it.s, #it.s
-            if from then
-                local init = from + 1
-                while true do
-                    local a = string.find(tok, s, init, true)
-                    if not a then
-                        break
-                    end
-                    out[#out + 1] = a - 1 + len
-                    if it.greedy then
-                        break
-                    end
-                    init = a + 1
-                    steps = steps + 1
-                end
-                from = nil
-            else
-                for _, p in ipairs(set) do
-                    if string.sub(tok, p + 1, p + len) == s then
-                        out[#out + 1] = p + len
-                        if it.greedy then
-                            break
-                        end
-                    end
-                end
-            end
-        end
-        if out then
-            if #out == 0 then
-                return false
-            end
-            steps = steps + #set + #out
-            set = out
-        end
-    end
-    return true
-end
+local matches, limit = like_matcher(pat)
 
 -- first rank: the first member >= (start, lit .. '\0')
 local lo = redis.call('ZCOUNT', index, '-inf', '(' .. start)
@@ -243,7 +121,7 @@ while i < hi and not done do
                 local ok = pat == '' or matches(token)
                 if ok == nil then
                     return redis.error_reply('ROM_LIKE_TOO_COSTLY the like() pattern needs more '
-                                             .. 'than ' .. limit .. ' matching steps here')
+                                             .. 'than ' .. limit() .. ' matching steps here')
                 elseif ok then
                     collect(id)
                 end
