@@ -488,7 +488,11 @@ class Model(metaclass=_ModelMetaclass):
         """Atomically move ``value`` of numeric column ``attr`` from self to ``other``.
 
         ``txn_model.<txn_attr>`` is set to 1 so the same transfer cannot run twice.
-        Raises ``ValueError`` when the transfer cannot be made.
+        Integer and Decimal amounts are exact. Raises ``ValueError`` when the transfer cannot
+        be made (not enough balance, already made, value not positive),
+        ``InvalidColumnValue`` for an amount or stored balance not of the column's kind and
+        ``InvalidOperation`` for the primary key or a non-numeric column; nothing is written
+        then.
         """
         _transfer.transfer(self, other, attr, value, txn_model, txn_attr, decimal_places,
                            refresh_entities, refresh_index)

@@ -174,7 +174,10 @@ class Query:
         return self._text_filter('endswith', kwargs)
 
     def like(self, **kwargs: Any) -> 'Query':
-        """Keep entities having a token matching a pattern (``? * + !`` wildcards, bytes-wise)."""
+        """Keep entities having a token matching a pattern (``? * + !`` wildcards, bytes-wise).
+
+        Patterns over ``rom.index.MAX_PATTERN_BYTES`` (1024) UTF-8 bytes raise QueryError.
+        """
         return self._text_filter('like', kwargs)
 
     def near(self, name: str, lon: Any, lat: Any, distance: Any, measure: str,
