@@ -245,6 +245,18 @@ def test_normalised_pattern_matches_the_same_tokens(pattern, token):
     assert _lua_to_like(_pattern_to_lua_pattern(pattern)) == pattern
 
 
+@pytest.mark.parametrize('pattern', ['a!.b', '*.!%', '*\0!x', '.!', '*%!^$', '!!\xe9',
+                                     '*a.c!', '+.+', '*(!)', '*[!]', 'a!.b*c!d', '*-!-'])
+def test_blocks_of_literals_and_single_wildcards(conn, pattern):
+    """Patterns without '?' take the block path (string.find): special bytes stay literal."""
+    tokens = [b'a..b', b'axxb', b'a.xb', b'x.y%', b'.%', b'q\0yx', b'\0\0x', b'.z', b'%^$',
+              b'ab\xc3\xa9', b'a.c.', b'abc.', b'...', b'(x)', b'[y]', b'-x-', b'a.b.c.d',
+              b'a..bxxcyd', b'x(y)']
+    want = stored(conn, pattern, tokens)
+    assert GeneralIndex('M').search(conn, [Pattern('t', pattern)], None) == want
+    assert want or pattern in ('*%!^$', '!!\xe9')
+
+
 def stored(conn, pattern, tokens):
     """Index ``tokens`` as ids 1.. in 'M:t:pre'; the ids ``pattern`` should find (bytes)."""
     conn.delete('M:t:pre')

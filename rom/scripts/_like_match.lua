@@ -131,5 +131,71 @@ local function like_matcher(pat)
         return true
     end
 
+    -- without '?' (no gap of variable but bounded length) the pattern is a list of
+    -- fixed-length blocks (literal bytes and '!') separated by unbounded gaps; then the
+    -- earliest match of each block is the best one, and a block is found by string.find
+    -- as a plain string or as a Lua pattern made only of escaped bytes and '.', which has
+    -- no quantifier, so it cannot backtrack: O(token bytes x block bytes), in C
+    local function escape(c)
+        if c == '\0' then
+            return '%z'
+        end
+        return '%' .. c
+    end
+    local blocks = {{parts = {}, len = 0, plain = true, least = 0}}
+    for _, it in ipairs(items) do
+        local block = blocks[#blocks]
+        if it.gap and it.most == nil then
+            blocks[#blocks + 1] = {parts = {}, len = 0, plain = true, least = it.least}
+        elseif it.gap and it.most ~= it.least then
+            blocks = nil
+            break
+        elseif it.gap then
+            block.parts[#block.parts + 1] = {string.rep('.', it.least)}
+            block.len, block.plain = block.len + it.least, false
+        else
+            block.parts[#block.parts + 1] = {string.gsub(it.s, '%W', escape), it.s}
+            block.len = block.len + #it.s
+        end
+    end
+    if blocks then
+        for _, block in ipairs(blocks) do
+            local text = {}
+            for q, part in ipairs(block.parts) do
+                -- plain blocks hold only literals: their raw bytes; else the Lua pattern
+                text[q] = block.plain and part[2] or part[1]
+            end
+            block.text = table.concat(text)
+        end
+        local function simple(tok)
+            local n = #tok
+            local pos = 0   -- bytes matched so far
+            for q, block in ipairs(blocks) do
+                pos = pos + block.least
+                if pos + block.len > n then
+                    return false
+                end
+                if block.len > 0 then
+                    local at
+                    if q == 1 then
+                        if block.plain then
+                            at = string.sub(tok, 1, block.len) == block.text and 1
+                        else
+                            at = string.find(tok, '^' .. block.text)
+                        end
+                    else
+                        at = string.find(tok, block.text, pos + 1, block.plain)
+                    end
+                    if not at then
+                        return false
+                    end
+                    pos = at - 1 + block.len
+                end
+            end
+            return true
+        end
+        return simple, function() return limit end
+    end
+
     return matches, function() return limit end
 end
