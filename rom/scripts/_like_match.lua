@@ -56,7 +56,7 @@ local function like_matcher(pat)
 
     -- matcher work allowed per call, in offsets examined over all tokens (each well under 1 us):
     -- patterns keeping few offsets alive (any sensible one) never get near it
-    local BUDGET, PER_ITEM = 100000, 8
+    local BUDGET, PER_ITEM = 20000, 8
     local steps, limit = 0, BUDGET
 
     -- does the pattern match the start of tok? (nil: the budget ran out) Tracks the set of
