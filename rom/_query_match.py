@@ -108,6 +108,8 @@ def _lua_to_like(lua_pattern: str) -> str:
     as Lua patterns; anything else raises ``QueryError``.
     """
     head, tail = '^', '.*%z%d+'
+    if len(lua_pattern) > 2 * MAX_PATTERN_BYTES + len(head + tail):
+        raise QueryError('like() patterns are limited to %d bytes' % (MAX_PATTERN_BYTES,))
     if not (lua_pattern.startswith(head) and lua_pattern.endswith(tail)):
         raise QueryError('not a translated like() pattern: %r' % (lua_pattern,))
     body = lua_pattern[len(head):len(lua_pattern) - len(tail)]

@@ -217,6 +217,8 @@ def test_redis_prefix_lua_never_runs_a_raw_lua_pattern(conn):
     for lua_pattern in ['(a*)*b', '^' + '.-' * 50 + 'b', '^%b()', '^a.*%z%d+$', 'x']:
         with pytest.raises(QueryError):
             redis_prefix_lua(conn, 'dest', 'M:t:pre', '', True, lua_pattern)
+    with pytest.raises(QueryError, match='limited to 1024 bytes'):
+        redis_prefix_lua(conn, 'dest', 'M:t:pre', '', True, _pattern_to_lua_pattern('*' * 10 ** 6))
     evil = _pattern_to_lua_pattern('*' * 1000 + 'b')
     assert _lua_to_like(evil) == '*' * 1000 + 'b'
     t0 = time.perf_counter()
