@@ -110,8 +110,15 @@ local function like_matcher(pat)
                     end
                     from = nil
                 else
+                    local byte = len == 1 and string.byte(s)
                     for _, p in ipairs(set) do
-                        if string.sub(tok, p + 1, p + len) == s then
+                        local hit
+                        if byte then   -- one byte: no substring to build
+                            hit = string.byte(tok, p + 1) == byte
+                        else
+                            hit = string.sub(tok, p + 1, p + len) == s
+                        end
+                        if hit then
                             out[#out + 1] = p + len
                             if it.greedy then
                                 break
