@@ -307,6 +307,24 @@ def test_work_budget_refuses_without_writing(conn):
     assert g.count(conn, [Pattern('t', 'a?' * 20 + 'a')]) == 3
 
 
+def test_work_budget_through_the_query_api(conn):
+    class Doc(rom.Model):
+        body = rom.Text(index=True, keygen=rom.SIMPLE, prefix=True)
+        n = rom.Integer(index=True)
+    for i in range(3):
+        Doc(body='a' * 3000, n=i).save()
+    before = sorted(conn.keys('*'))
+    query = Doc.query.like(body='a?' * 400 + 'b')
+    for call in (query.all, query.count, query.exists, query.first,
+                 lambda: query.order_by('n').page(2), lambda: query.order_by('n').all(),
+                 lambda: query.select('n').first(), lambda: list(query.limit(0, 2))):
+        with pytest.raises(QueryError, match='too much matching work'):
+            call()
+        rom.util.session.rollback()
+    assert sorted(conn.keys('*')) == before
+    assert Doc.query.like(body='a?' * 20 + 'a').order_by('n').page(2).items[0].n == 0
+
+
 # long, repetitive tokens and wildcard-heavy patterns: the classic backtracking traps
 trap_patterns_ = st.lists(st.sampled_from(['a', 'b', '?', '*', '+', '!', 'a?', '*a', '??']),
                           max_size=60).map(''.join)
