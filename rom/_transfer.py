@@ -51,6 +51,8 @@ def _amount(value: Any, kind: str, where: str) -> Any:
     elif kind == 'int' and not isinstance(value, int):
         if value != int(value):
             bad = 'must be a whole number for an Integer column'
+        elif isinstance(value, float) and abs(value) > 2 ** 53:
+            bad = 'is a float beyond 2**53 (not exact; pass an int) for an Integer column'
         else:
             value = int(value)
     elif kind == 'float':

@@ -109,6 +109,7 @@ def test_float_columns_keep_double_arithmetic(models, conn):
     ('n', Decimal('NaN')), ('n', Decimal('sNaN')), ('n', Decimal('-Infinity')), ('n', True),
     ('n', '5'), ('n', None), ('d', float('nan')), ('d', Decimal('Infinity')),
     ('d', Decimal('1E+5000')), ('f', float('-inf')), ('f', Decimal('sNaN')), ('n', 2 ** 13000),
+    ('n', 5.017259741621798e+16),
 ])
 def test_bad_amounts_raise_and_write_nothing(models, conn, column, amount):
     src, dst, txn = make(models, src={'n': 10, 'd': Decimal(10), 'f': 10.0})
