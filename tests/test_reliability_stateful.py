@@ -271,16 +271,20 @@ def _run_machine(model, examples=EXAMPLES):
     run_state_machine_as_test(Machine, settings=Machine.TestCase.settings)
 
 
-def test_operations_and_queries_match_an_oracle(conn):
-    class SItem(rom.Model):
-        n = rom.Integer(index=True)
-        f = rom.Float(index=True)
-        b = rom.Boolean(index=True)
-        words = rom.Text(index=True, keygen=rom.FULL_TEXT)
-        name = rom.Text(index=True, keygen=rom.SIMPLE, prefix=True, suffix=True)
-        tag = rom.Text(unique=True)
+def _sitem(**extra):
+    """The model the machine runs on (``extra``: more class attributes, e.g. ``_ttl``)."""
+    return type('SItem', (rom.Model,), dict(
+        extra,
+        n=rom.Integer(index=True),
+        f=rom.Float(index=True),
+        b=rom.Boolean(index=True),
+        words=rom.Text(index=True, keygen=rom.FULL_TEXT),
+        name=rom.Text(index=True, keygen=rom.SIMPLE, prefix=True, suffix=True),
+        tag=rom.Text(unique=True)))
 
-    _run_machine(SItem)
+
+def test_operations_and_queries_match_an_oracle(conn):
+    _run_machine(_sitem())
     print('\nreliability/stateful: %(examples)d examples, %(steps)d steps, %(queries)d '
           'checked queries' % STATS)
     assert STATS['queries'] > 0
@@ -289,13 +293,4 @@ def test_operations_and_queries_match_an_oracle(conn):
 def test_a_model_with_ttl_matches_the_same_oracle(conn):
     """Models with ``_ttl`` (here every entity expires in an hour, so none during the run)
     answer every query like any model: the expiry checks take nothing away."""
-    class SItem(rom.Model):
-        _ttl = 3600
-        n = rom.Integer(index=True)
-        f = rom.Float(index=True)
-        b = rom.Boolean(index=True)
-        words = rom.Text(index=True, keygen=rom.FULL_TEXT)
-        name = rom.Text(index=True, keygen=rom.SIMPLE, prefix=True, suffix=True)
-        tag = rom.Text(unique=True)
-
-    _run_machine(SItem, max(EXAMPLES // 3, 1))
+    _run_machine(_sitem(_ttl=3600), max(EXAMPLES // 3, 1))
