@@ -15,6 +15,7 @@ from ._records import GeoIndex
 from ._registry import MODELS, MODELS_REFERENCED, EntityMeta
 from ._relations import ManyToOne, OneToMany, UnsafeColumn
 from ._search import GeneralIndex
+from ._ttl import check_model
 from .exceptions import ColumnError, ORMError
 
 _CLASS_FLAGS = ('_required', '_index', '_prefix', '_suffix', '_unique')
@@ -111,6 +112,7 @@ class _ModelMetaclass(EntityMeta):
         cls = super().__new__(mcs, name, bases, merged)
         if not is_root:
             check_cluster_relations(cls, MODELS, MODELS_REFERENCED)
+        check_model(cls)  # expiry declarations (_ttl, _ttl_renew)
         for attr, col in columns.items():
             if isinstance(col, ManyToOne):
                 MODELS_REFERENCED.setdefault(col._ftable, []).append(
