@@ -573,3 +573,25 @@ def test_cli_jobs_on_cluster(cluster: LocalCluster) -> None:
     finally:
         sys.modules.pop('cluster_cli_models', None)
         client.close()
+
+
+def test_expiring_models_on_cluster(cconn: Any) -> None:
+    """Models with ``_ttl`` keep their expiry set in the model's slot; expired entities
+    vanish from get, get_by and queries."""
+    class Token(rom.Model):
+        _cluster = True
+        _ttl = 3600
+        value = rom.Text(unique=True)
+        user = rom.Integer(index=True)
+
+    live, dead = Token(value='a', user=1), Token(value='b', user=1)
+    util.session.commit()
+    assert 3599 < live.ttl() <= 3600
+    dead.expire_at(0)  # in the past: expires at once
+    dead.save()
+    util.session.rollback()
+    assert Token.get_by(value='a').id == live.id and Token.get_by(value='b') is None
+    assert [t.id for t in Token.query.filter(user=1).all()] == [live.id]
+    assert Token.get(dead.id) is None
+    assert slots(cconn) == {cconn.keyslot('{Token}')}
+    assert cconn.exists('{Token}:-expiry-')
