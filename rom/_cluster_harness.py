@@ -13,7 +13,6 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -28,14 +27,6 @@ __all__ = ['LocalCluster', 'start_local_cluster']
 
 SLOTS = 16384
 _PORT_LOCK = threading.Lock()
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    try:
-        import ctypes
-        ctypes.CDLL(None).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
 
 
 def _port_free(port: int) -> bool:
@@ -74,6 +65,7 @@ class ClusterNode:
                 'cluster-node-timeout %d' % node_timeout_ms,
                 'save ""', 'appendonly no', 'daemonize no', 'logfile %s' % self.log_path, '',
             ]))
+        from .testing import _die_with_parent  # (imported here: rom.testing imports us)
         self.process: Optional[subprocess.Popen[bytes]] = subprocess.Popen(
             [executable, conf], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, close_fds=True,
