@@ -257,8 +257,9 @@ def _run_machine(model, examples=EXAMPLES):
         @invariant()
         def rows_match(self):
             STATS['steps'] += 1
-            stored = {int(k.split(b':')[1]) for k in util.CONNECTION.keys('SItem:*')
-                      if k.count(b':') == 1 and k.split(b':')[1].isdigit()}
+            prefix = (model._namespace + ':').encode()  # 'SItem:' ('{rom}:SItem:' on a cluster)
+            stored = {int(k[len(prefix):]) for k in util.CONNECTION.scan_iter(prefix + b'*')
+                      if k[len(prefix):].isdigit()}
             assert stored == set(self.saved)
 
         def teardown(self):
