@@ -120,6 +120,11 @@ def route_keys(conn: Any, keys: Sequence[Any], route: Any) -> Sequence[Any]:
     """Keys to send with a script call: ``keys``, or ``(route,)`` when a script that names
     no key goes to a cluster (the client routes a call by its keys' slot)."""
     if not keys and route and is_cluster_client(conn):
+        text = route.decode('latin-1') if isinstance(route, bytes) else str(route)
+        if hash_tag(text) is None:
+            raise ORMError('%r is not a key of a cluster-mode model: on Redis Cluster, declare '
+                           'the model with _cluster = True (see the "Running on Redis Cluster" '
+                           'guide)' % (text,))
         return (route,)
     return keys
 

@@ -595,3 +595,15 @@ def test_expiring_models_on_cluster(cconn: Any) -> None:
     assert Token.get(dead.id) is None
     assert slots(cconn) == {cconn.keyslot('{Token}')}
     assert cconn.exists('{Token}:-expiry-')
+
+
+def test_plain_model_on_cluster_client_is_a_clear_error(cconn: Any,
+                                                        no_default_tag: None) -> None:
+    class Loose(rom.Model):
+        name = rom.Text(unique=True)
+
+    with pytest.raises(ORMError, match='_cluster = True'):
+        Loose(name='x').save()
+    with pytest.raises(ORMError, match='_cluster = True'):
+        Loose.get_by(name='x')
+    assert not any(k.startswith(b'Loose:') and k != b'Loose:id:' for k in all_keys(cconn))
