@@ -13,6 +13,7 @@ from typing import Any, Callable, Optional, Tuple
 
 from ._connect import connect
 from ._helpers import dt2ts, t2ts, ts2dt, ts2t
+from ._ids import take_id
 from ._keygen import FULL_TEXT, STRING_INDEX_KEYGENS_STR, _boolean_keygen, _numeric_keygen
 from ._registry import NULL, PENDING_ID
 from ._session import session
@@ -428,7 +429,7 @@ class PrimaryKey(Column):
                 # allocated when first read, or inside the first save's script (one round trip)
                 obj._data[attr] = PENDING_ID
                 return
-            value = connect(obj).incr('%s:%s:' % (model, attr))
+            value = take_id(type(obj), connect(obj))
         obj._data[attr] = value
 
     def __get__(self, obj: Any, cls: Optional[type] = None) -> Any:

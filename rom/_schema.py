@@ -31,6 +31,10 @@ class _ModelMetaclass(EntityMeta):
             raise ORMError('%s._namespace must be a string, not %s'
                            % (name, type(namespace).__name__))
         namespace = namespace or name
+        block = body.get('_ids_per_block')
+        if block is not None and (type(block) is not int or block < 1):
+            raise ORMError('%s._ids_per_block must be None (adaptive) or a positive integer, '
+                           'not %r' % (name, block))
         if not is_root and (name in MODELS or namespace in MODELS):
             raise ORMError('cannot define model %s (namespace %r): a model with that name or '
                            'namespace already exists' % (name, namespace))

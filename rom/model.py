@@ -12,6 +12,7 @@ from ._coltypes import IndexOnly
 from ._compat import _zrange_limit_iterator, redis_writer_lua
 from ._connect import connect, decodes_responses
 from ._helpers import ClassProperty
+from ._ids import take_id
 from ._keygen import SORT_KEYGEN_NAMES
 from ._loader import field_names, load_row, mapping_builder, row_builder
 from ._on_delete import _plan_on_delete
@@ -218,7 +219,7 @@ class Model(metaclass=_ModelMetaclass):
         if not self._id_pending:
             return self._data[self._pkey]
         old_key = self._session_key
-        value = connect(self).incr('%s:%s:' % (self._namespace, self._pkey))
+        value = take_id(type(self), connect(self))
         if rekey:
             self._set_allocated_id(value, old_key)
         else:  # the caller re-keys session.known itself
@@ -304,11 +305,9 @@ class Model(metaclass=_ModelMetaclass):
                        delete: bool = False, is_new: bool = False,
                        _conn: Any = None) -> Tuple[int, Dict[str, Any]]:
         plan = plan_write(cls, old, new, full, delete, is_new)
-        done, failure, ids = run_plans(_conn if _conn is not None else connect(cls), [plan])
+        done, failure = run_plans(_conn if _conn is not None else connect(cls), [plan])
         if failure is not None:
             raise failure
-        if ids and ids[0]:
-            plan.stored[cls._pkey] = str(ids[0])
         return plan.changes, plan.stored
 
     @staticmethod
@@ -332,7 +331,7 @@ class Model(metaclass=_ModelMetaclass):
         # one script call (atomic together); others follow one by one.
         together = [self] + [d for d in cascaded if connect(d) is connect(self)]
         plans = [plan_write(type(d), d._last, {}, delete=True) for d in together]
-        done, failure, _ = run_plans(conn, plans)
+        done, failure = run_plans(conn, plans)
         if failure is not None:
             raise failure
         for doomed in together:

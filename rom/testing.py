@@ -430,14 +430,17 @@ def roundtrips(conn: redis.Redis) -> RoundTrips:
 def reset_rom_state(conn: redis.Redis) -> None:
     """Give a test a clean slate on ``conn``'s database.
 
-    FLUSHDB (this database only), ``rom.util.CONNECTION = conn``, an empty model registry
-    (only ``'Model'`` stays), no referenced-model bookkeeping, and a fresh session for the
-    current thread (rolled back, null-session flag cleared, ``rom.util.NULL_SESSION`` off).
+    FLUSHDB (this database only), no held blocks of ids (the counters restart),
+    ``rom.util.CONNECTION = conn``, an empty model registry (only ``'Model'`` stays), no
+    referenced-model bookkeeping, and a fresh session for the current thread (rolled back,
+    null-session flag cleared, ``rom.util.NULL_SESSION`` off).
     """
     import rom.columns
     import rom.util
+    from rom._ids import forget_blocks
 
     conn.flushdb()
+    forget_blocks()
     rom.util.CONNECTION = conn
     models = rom.columns.MODELS
     for name in [n for n in models if n != 'Model']:
