@@ -18,7 +18,7 @@ from redis.client import Pipeline
 from ._connect import connect, to_text
 from ._helpers import _encode_unique_constraint, _prefix_score
 from ._ids import take_ids
-from ._keygen import SORT_KEYGEN_NAMES
+from ._keygen import SORT_KEYGEN_NAMES, _numeric_keygen
 from ._registry import PENDING_ID, is_entity
 from ._relations import UnsafeColumn
 from ._scripts import lua
@@ -141,8 +141,8 @@ def _as_member(raw: Any) -> str:
 
 
 def _add_keygen_result(entries: IndexEntries, ns: str, col: Any, attr: str, result: Any,
-                       value: Any) -> None:
-    if not result:
+                       value: Any, sort_only: bool = False) -> None:
+    if not (result or sort_only):
         return
     if isinstance(result, (list, tuple, set, frozenset)):
         for token in result:
@@ -211,25 +211,80 @@ def _geo_points(model: Any, data: Dict[str, Any]) -> List[Tuple[str, str, str]]:
     return points
 
 
-def compute_index_entries(model: Any, data: Dict[str, Any], id_text: str = '') -> IndexEntries:
-    """Every index entry (set, scored, prefix, suffix, geo) a save of ``data`` writes."""
-    entries = _empty_entries()
-    ns = model._namespace
+_GENERIC, _NUMERIC, _SORT_ONLY = 0, 1, 2
+
+
+def _indexed_columns(model: Any) -> List[Tuple[str, Any, int]]:
+    """(attr, column, kind) of the columns with index entries: ``_NUMERIC`` for rom's numeric
+    keygen on an indexed column (the score is the value), ``_SORT_ONLY`` for a sortable
+    string keygen that only feeds prefix/suffix entries (its score is unused)."""
+    indexed = []
     for attr, col in model._columns.items():
         if isinstance(col, UnsafeColumn) or not col._keygen:
             continue
         if not (col._index or col._prefix or col._suffix):
             continue
+        kind = _GENERIC
+        keygen = col._keygen
+        if getattr(keygen, '_rom_own_column_only', False):
+            wrapped = getattr(keygen, '__wrapped__', None)
+            if wrapped is _numeric_keygen and col._index and not (col._prefix or col._suffix):
+                kind = _NUMERIC
+            elif (not col._index and getattr(keygen, '__name__', None) in SORT_KEYGEN_NAMES
+                  and wrapped is not None and wrapped.__name__ == keygen.__name__
+                  and wrapped.__module__ == 'rom._keygen'):
+                kind = _SORT_ONLY
+        indexed.append((attr, col, kind))
+    return indexed
+
+
+def _numeric_score(value: Any) -> Optional[str]:
+    """The score of rom's numeric keygen for ``value``, validated; None when Redis would
+    refuse it (or when the generic path must decide)."""
+    kind = type(value)
+    if kind is float:
+        return None if value != value else repr(value)
+    if kind is int:
+        try:
+            float(value)
+        except OverflowError:
+            return None
+        return str(value)
+    if kind is bool:
+        return '1' if value else '0'
+    return None
+
+
+def compute_index_entries(model: Any, data: Dict[str, Any], id_text: str = '') -> IndexEntries:
+    """Every index entry (set, scored, prefix, suffix, geo) a save of ``data`` writes."""
+    entries = _empty_entries()
+    ns = model._namespace
+    layout = _layout(model)
+    scores = entries.scores
+    checked: Set[str] = set()
+    for attr, col, kind in layout.indexed:
         value = data.get(attr)
         if value is None and col._allowed:
             continue
+        if kind == _NUMERIC:
+            text = _numeric_score(value)
+            if text is not None:
+                scores[attr] = text
+                checked.add(attr)
+                continue
+        elif kind == _SORT_ONLY:
+            if value:  # the keygen gives nothing for an empty value
+                _add_keygen_result(entries, ns, col, attr, {}, value, True)
+            continue
         _add_keygen_result(entries, ns, col, attr, col._keygen(attr, data), value)
-    for key, score in list(entries.scores.items()):
+    for key, score in list(scores.items()):
+        if key in checked:
+            continue
         text = _score_text(score)
         if text is None:
             raise InvalidColumnValue('%s.%s: index score %r is not a number Redis can store'
                                      % (ns, key, score))
-        entries.scores[key] = text
+        scores[key] = text
     if model._geo:
         entries.geo.extend(_geo_points(model, data))
     return entries
@@ -273,6 +328,7 @@ class _Layout(NamedTuple):
     groups: List[Tuple[Tuple[str, ...], str]]  # unique_together columns, index name
     delete_claims: List[Tuple[str, str]]
     current: List[Tuple[str, str]]  # forced saves: unique indexes read from the row
+    indexed: List[Tuple[str, Any, int]]  # see _indexed_columns
 
 
 def _layout(model: Any) -> _Layout:
@@ -299,7 +355,8 @@ def _layout(model: Any) -> _Layout:
     groups = [(tuple(group), ':'.join(group)) for group in model._cunique]
     delete_claims += [(name, 'c') for _, name in groups]
     current += [(name, 'c') for _, name in groups]
-    layout = _Layout(columns, unsafe, guarded is True, groups, delete_claims, current)
+    layout = _Layout(columns, unsafe, guarded is True, groups, delete_claims, current,
+                     _indexed_columns(model))
     setattr(model, '_rom_write_layout', layout)
     return layout
 
