@@ -276,9 +276,10 @@ class Timed:
     """Answers of a run plus the seconds of its timed part (setup such as loading the
     entities to update or delete excluded)."""
 
-    def __init__(self, answers: Any, seconds: float) -> None:
+    def __init__(self, answers: Any, seconds: float, cpu: Optional[float] = None) -> None:
         self.answers = answers
         self.seconds = seconds
+        self.cpu = cpu  # client CPU seconds of the timed part
 
 
 def _answers(result: Any) -> Any:
@@ -291,6 +292,7 @@ class Side:
     def __init__(self) -> None:
         self.ops = 0
         self.seconds = 0.0
+        self.cpu = 0.0  # client CPU seconds (process time) of the timed runs
         self.roundtrips = 0.0
         self.commands = 0.0
         self.sent: Dict[str, float] = {}
@@ -307,6 +309,7 @@ class Side:
             'ops': self.ops, 'seconds': round(self.seconds, 4),
             'ops_per_s': round(self.ops_per_s, 1),
             'us_per_op': round(1e6 / self.ops_per_s, 1) if self.ops_per_s else None,
+            'client_cpu_us_per_op': round(1e6 * self.cpu / self.ops, 1) if self.ops else None,
             'roundtrips_per_op': round(self.roundtrips, 4),
             'commands_sent_per_op': round(self.commands, 3),
             'commands_sent': {k: round(v, 2) for k, v in sorted(self.sent.items())},
@@ -380,13 +383,18 @@ class Bench:
             acc['rt'] = testing.roundtrips(acc['conn']).__enter__()
 
     def _timed_run(self, name: str, label: str, fn: Callable[[List[Any], Any], Any],
-                   ops: List[Any]) -> Tuple[float, Any]:
+                   ops: List[Any]) -> Tuple[float, Any, float]:
+        """(wall seconds, answers, client CPU seconds) of one timed run."""
         self.use(self.fast)
         rom.util.session.rollback()
+        c0 = time.process_time()
         elapsed, answers = self.timed(name, label, lambda: fn(ops, self.fast))
+        cpu = time.process_time() - c0
         if isinstance(answers, Timed):
+            if answers.cpu is not None:
+                cpu = answers.cpu
             elapsed, answers = answers.seconds, answers.answers
-        return elapsed, answers
+        return elapsed, answers, cpu
 
     def timed(self, name: str, label: str, fn: Callable[[], Any]) -> Tuple[float, Any]:
         gc.collect()
@@ -517,16 +525,17 @@ class Bench:
             for start in range(0, len(rest), size):
                 part = rest[start:start + size]
                 for label in ('rom', 'floor'):
-                    elapsed, answers = self._timed_run(name, label, fns[label], part)
+                    elapsed, answers, cpu = self._timed_run(name, label, fns[label], part)
                     try:
                         check(label, part, answers)
                     except AssertionError as err:
                         errors.append('%s: %s' % (label, err))
                     sides[label].seconds += elapsed
+                    sides[label].cpu += cpu
                     sides[label].ops += len(part)
         for rep in range(0 if mutating else reps):
             for label in ('rom', 'floor'):
-                elapsed, answers = self._timed_run(name, label, fns[label], rest)
+                elapsed, answers, cpu = self._timed_run(name, label, fns[label], rest)
                 if rep == 0:
                     try:
                         check(label, rest, answers)
@@ -535,6 +544,7 @@ class Bench:
                 side = sides[label]
                 if side.seconds == 0 or elapsed < side.seconds:
                     side.seconds = elapsed
+                    side.cpu = cpu
                     side.ops = len(rest)
         rom.util.session.rollback()
         self.use(self.fast)
@@ -565,6 +575,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('--flush', action='store_true', help='FLUSHDB the database first')
     parser.add_argument('--profile', default=None, metavar='DIR',
                         help="cProfile rom's timed runs into DIR (slows them down)")
+    parser.add_argument('--reference', default=None, metavar='FILE',
+                        help='earlier results to compare the ratios with (default: '
+                        'benchmarks/reference-embedded.json for the embedded server, else '
+                        'benchmarks/reference-redis7.json); "none" to skip')
     args = parser.parse_args(argv)
     if args.smoke:
         args.users = min(args.users, 50)
@@ -1089,15 +1103,15 @@ def run_all(bench: Bench) -> int:
     def rom_update(batch: List[Tuple[int, int, float]], conn: Any) -> Timed:
         entities = {e.id: e for e in User.get([op[0] for op in batch])}
         bench.mark()
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         for i, age, score in batch:
             e = entities[i]
             e.age = age
             e.score = score
             e.save()
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         reset()
-        return Timed([op[0] for op in batch], seconds)
+        return Timed([op[0] for op in batch], seconds, cpu)
 
     def floor_update(batch: List[Tuple[int, int, float]], conn: Any) -> Timed:
         t0 = time.perf_counter()
@@ -1136,23 +1150,23 @@ def run_all(bench: Bench) -> int:
     def rom_delete(batch: List[int], conn: Any) -> Timed:
         entities = User.get(batch)
         bench.mark()
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         for e in entities:
             e.delete()
-        seconds = time.perf_counter() - t0
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
         reset()
-        return Timed(batch, seconds)
+        return Timed(batch, seconds, cpu)
 
     def floor_delete(batch: List[int], conn: Any) -> Timed:
         rows = load_rows(conn, batch)  # the loaded entities, like rom's
         bench.mark()
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         for i, row in zip(batch, rows):
             found = conn.zrangebyscore(FL_P + ':user:idx', i, i)
             p = conn.pipeline(False)
             floor_delete_user(p, model[i], found)
             p.execute()
-        return Timed(batch, time.perf_counter() - t0)
+        return Timed(batch, time.perf_counter() - t0, time.process_time() - c0)
 
     def check_delete(label: str, batch: List[int], answers: Any) -> None:
         ns, pns = (NS_U, NS_P) if label == 'rom' else (FL_U, FL_P)
@@ -1179,6 +1193,7 @@ def run_all(bench: Bench) -> int:
 
     # ------------------------------------------------------------------ verdicts & report
     verdicts(bench.results)
+    compare_with_reference(bench.results, args.reference, embedded=not args.url)
     meta = machine_info(bench, info_server)
     meta['elapsed_s'] = round(time.time() - started, 1)
     report = {'meta': meta, 'workloads': bench.results, 'memory': memory, 'notes': bench.notes}
@@ -1194,6 +1209,28 @@ def run_all(bench: Bench) -> int:
 RATIO_TARGETS = {'bulk_insert': 0.8, 'bulk_insert_deferred': 0.8, 'get_one': 0.8, 'get_100': 0.8,
                  'get_by_unique': 1.0, 'update_two_indexed': 0.6, 'delete_cascade': 0.7,
                  'range_order_limit': 0.75, 'endswith': 0.6}
+
+
+def compare_with_reference(results: Dict[str, Dict[str, Any]], path: Optional[str],
+                           embedded: bool) -> None:
+    """Record each workload's ratio in the reference results (``reference_ratio``); a ratio
+    more than 10 % below it is noted (``slower_than_reference``: machines are noisy, so it
+    is a prompt to re-run, not a verdict)."""
+    if path == 'none':
+        return
+    if path is None:
+        path = os.path.join(HERE, 'reference-%s.json' % ('embedded' if embedded else 'redis7'))
+    try:
+        with open(path) as f:
+            reference = json.load(f)['workloads']
+    except (OSError, ValueError, KeyError):
+        return
+    for name, w in results.items():
+        old = reference.get(name, {}).get('ratio')
+        if old is None:
+            continue
+        w['reference_ratio'] = old
+        w['slower_than_reference'] = w['ratio'] < 0.9 * old
 
 
 def verdicts(results: Dict[str, Dict[str, Any]]) -> None:
@@ -1281,19 +1318,25 @@ def print_table(report: Dict[str, Any]) -> None:
     print('rom benchmark: %d users, Redis %s (%s), Python %s, redis-py %s, hiredis %s'
           % (meta['users'], meta['redis_version'], meta['server'], meta['python'],
              meta['redis_py'], meta['hiredis']))
-    head = ('%-19s %10s %10s %6s %5s %5s %7s %7s %7s %7s  %s'
-            % ('workload', 'rom op/s', 'floor op/s', 'ratio', 'rt', 'rt fl', 'cmd', 'cmd fl',
-               'srv us', 'srv fl', 'target'))
+    head = ('%-19s %10s %10s %6s %6s %5s %5s %7s %7s %7s %7s %7s %7s  %s'
+            % ('workload', 'rom op/s', 'floor op/s', 'ratio', 'ref', 'rt', 'rt fl', 'cmd',
+               'cmd fl', 'srv us', 'srv fl', 'cpu us', 'cpu fl', 'target'))
     print(head)
     print('-' * len(head))
     for name, w in report['workloads'].items():
         r, f = w['rom'], w['floor']
         mark = 'MET' if w['met'] else 'MISSED: ' + '; '.join(w['missed_because'])
-        print('%-19s %10.0f %10.0f %6.2f %5.3g %5.3g %7.1f %7.1f %7.1f %7.1f  %s [%s]'
-              % (name, r['ops_per_s'], f['ops_per_s'], w['ratio'], r['roundtrips_per_op'],
+        if w.get('slower_than_reference'):
+            mark += '; below the reference ratio'
+        ref = w.get('reference_ratio')
+        print('%-19s %10.0f %10.0f %6.2f %6s %5.3g %5.3g %7.1f %7.1f %7.1f %7.1f %7.1f %7.1f  '
+              '%s [%s]'
+              % (name, r['ops_per_s'], f['ops_per_s'], w['ratio'],
+                 '-' if ref is None else '%.2f' % ref, r['roundtrips_per_op'],
                  f['roundtrips_per_op'], r['server_commands_per_op'] or 0,
                  f['server_commands_per_op'] or 0, r['server_usec_per_op'] or 0,
-                 f['server_usec_per_op'] or 0, w['target'], mark))
+                 f['server_usec_per_op'] or 0, r['client_cpu_us_per_op'] or 0,
+                 f['client_cpu_us_per_op'] or 0, w['target'], mark))
     m = report['memory']
     print('memory: rom %.0f B/user, floor %.0f B/user (ratio %.3f); rom %.0f B/post, floor '
           '%.0f B/post (ratio %.3f); -index-data- %.0f B/user; used_memory delta rom %.0f, '
@@ -1302,8 +1345,9 @@ def print_table(report: Dict[str, Any]) -> None:
              m['rom_bytes_per_post'], m['floor_bytes_per_post'], m['ratio_posts'] or 0,
              m['index_data_field_bytes_per_user'], m['used_memory_delta_per_user_rom'],
              m['used_memory_delta_per_user_floor'], 'MET' if m['met'] else 'MISSED'))
-    print('columns: rt = round trips/op; cmd = commands the server executed/op (Lua-internal '
-          'included, INFO commandstats); srv us = server CPU us/op')
+    print('columns: ref = ratio in the reference results; rt = round trips/op; cmd = commands '
+          'the server executed/op (Lua-internal included, INFO commandstats); srv us = server '
+          'CPU us/op; cpu us = client CPU us/op (process time of the timed runs)')
     for note in report['notes']:
         print('note:', note)
     print('elapsed: %.1f s' % meta['elapsed_s'])

@@ -419,7 +419,7 @@ def plan_write(model: Any, old: Dict[str, Any], new: Dict[str, Any], full: bool 
             continue
         changes += 1
         if new_s is None:
-            if old_s is not None:
+            if old_s is not None and not delete:  # a delete removes the whole row
                 hdel.append(attr)
         else:
             hset.append((attr, new_s))
@@ -481,8 +481,12 @@ def _plan_unique(col: Any, attr: str, old: Dict[str, Any], new: Dict[str, Any], 
 
 
 # --- execution -------------------------------------------------------------------------------
-#: most arguments one script call may carry (Redis < 7 refuses more than 1,048,576 per command)
-MAX_ARGS_PER_CALL = 1_000_000
+#: most items (arguments) one write script call carries: Redis < 7 refuses more than 1,048,576
+#: arguments per command, and a smaller call keeps the server's time in one script short
+MAX_ARGS_PER_CALL = 100_000
+#: item types sent as one JSON argument (anything else, e.g. bytes from a custom column, is
+#: sent as separate arguments, encoded by redis-py)
+_JSON_SAFE = frozenset([str, int])
 
 
 def plan_args(plan: WritePlan) -> List[Any]:
@@ -546,6 +550,9 @@ def run_plans(conn: Any, plans: Sequence[WritePlan],
     args: List[Any] = [len(plans)]
     for block in (blocks if blocks is not None else [plan_args(plan) for plan in plans]):
         args += block
+    if {type(item) for item in args} <= _JSON_SAFE:
+        # one JSON argument: redis-py encodes each argument in Python, JSON does it in C
+        args = [json.dumps(args, ensure_ascii=False, separators=(',', ':'))]
     reply = lua('write')(conn, (), args)
     if isinstance(conn, Pipeline):
         return len(plans), None

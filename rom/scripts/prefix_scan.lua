@@ -100,11 +100,23 @@ end
 local page = 100
 local i = lo
 local done = false
+-- a literal prefix of at most 7 bytes is exactly what the scores encode: every member of
+-- the ranks lo .. hi - 1 starts with it, only the id needs to be read
+local every = pat == '' and plen <= 7
 while i < hi and not done do
     local j = math.min(i + page, hi) - 1
     local members = redis.call('ZRANGE', index, i, j)
     if #members == 0 then
         break
+    end
+    if every then
+        for _, m in ipairs(members) do
+            local id = string.match(m, '%z([^%z]*)$')
+            if id then
+                collect(id)
+            end
+        end
+        members = {}
     end
     for _, m in ipairs(members) do
         local token, id = string.match(m, '^(.*)%z([^%z]*)$')
