@@ -62,7 +62,7 @@ class WritePlan(NamedTuple):
     id: str
     pkey: str
     is_delete: bool
-    mode: str  # 'n' a new entity (nothing old to read or remove), 's' a save, 'd' a delete
+    mode: str  # 'n' new entity, 's' save (every entry), 'u' update (changed ones), 'd' delete
     race: List[Tuple[str, str]]
     absent: List[str]  # fields that must still be absent (race check, like ``race``)
     claims: List[Tuple[str, str]]
@@ -329,6 +329,8 @@ class _Layout(NamedTuple):
     delete_claims: List[Tuple[str, str]]
     current: List[Tuple[str, str]]  # forced saves: unique indexes read from the row
     indexed: List[Tuple[str, Any, int]]  # see _indexed_columns
+    entry_columns: Set[str]  # columns with index entries
+    numeric: List[str]  # their _NUMERIC ones (no geo, no whole-entity keygens in the model)
 
 
 def _layout(model: Any) -> _Layout:
@@ -355,8 +357,10 @@ def _layout(model: Any) -> _Layout:
     groups = [(tuple(group), ':'.join(group)) for group in model._cunique]
     delete_claims += [(name, 'c') for _, name in groups]
     current += [(name, 'c') for _, name in groups]
+    indexed = _indexed_columns(model)
+    numeric = [] if guarded is True else [attr for attr, _, kind in indexed if kind == _NUMERIC]
     layout = _Layout(columns, unsafe, guarded is True, groups, delete_claims, current,
-                     _indexed_columns(model))
+                     indexed, {attr for attr, _, _ in indexed}, numeric)
     setattr(model, '_rom_write_layout', layout)
     return layout
 
@@ -371,12 +375,24 @@ def _unique_text(value: Any) -> str:
     return value.decode('latin-1') if isinstance(value, bytes) else str(value)
 
 
+def _scores_only(layout: '_Layout', changed: Set[str], old: Dict[str, Any],
+                 stored: Dict[str, str]) -> bool:
+    """Whether every changed column with index entries is a numeric index holding a value
+    before and after (its entry keeps its name, only its score changes)."""
+    for attr in changed:
+        if attr in layout.entry_columns:
+            if attr not in layout.numeric or old.get(attr) is None or attr not in stored:
+                return False
+    return True
+
+
 def plan_write(model: Any, old: Dict[str, Any], new: Dict[str, Any], full: bool = False,
                delete: bool = False, is_new: bool = False, fresh: bool = False,
-               force: bool = False) -> WritePlan:
+               force: bool = False, incremental: bool = True) -> WritePlan:
     """Compute what a save (or delete) writes; no I/O except saving new referenced entities.
 
-    The entity's id must be known (a pending id is taken before planning).
+    The entity's id must be known (a pending id is taken before planning). ``incremental``:
+    an update may write only what it changes (mode 'u'); False plans every entry.
     """
     ns = model._namespace
     pkey = model._pkey
@@ -392,6 +408,7 @@ def plan_write(model: Any, old: Dict[str, Any], new: Dict[str, Any], full: bool 
     hdel: List[str] = []
     hset: List[Tuple[str, str]] = []
     stored: Dict[str, str] = {}
+    changed: Set[str] = set()
     changes = 0
     for attr, col, unique, guarded, virtual in layout.columns:
         old_s = None if is_new else old.get(attr)
@@ -402,7 +419,7 @@ def plan_write(model: Any, old: Dict[str, Any], new: Dict[str, Any], full: bool 
         if new_v is None:
             unchanged = old_s is None
         else:
-            unchanged = old_s is not None and col._equal(old_s, new_v, new_s)
+            unchanged = old_s is not None and (old_s == new_s or col._equal(old_s, new_v, new_s))
         if unique:
             # a new entity releases the unique values it was created with when they changed
             # and still map to its id (an earlier write whose reply was lost claimed them);
@@ -418,6 +435,7 @@ def plan_write(model: Any, old: Dict[str, Any], new: Dict[str, Any], full: bool 
         if unchanged and not full:
             continue
         changes += 1
+        changed.add(attr)
         if new_s is None:
             if old_s is not None and not delete:  # a delete removes the whole row
                 hdel.append(attr)
@@ -445,6 +463,21 @@ def plan_write(model: Any, old: Dict[str, Any], new: Dict[str, Any], full: bool 
         claims = layout.delete_claims
         entries = _empty_entries()
         mode = 'd'
+    elif incremental and changes and not (is_new or full or force or layout.guarded_all) \
+            and _scores_only(layout, changed, old, stored):
+        # an update changing only numeric index values: the entry names (and so the row's
+        # bookkeeping) stay as they are and only the changed scores are written; the script
+        # checks that the row's bookkeeping lists them, else asks for a full plan
+        mode = 'u'
+        entries = _empty_entries()
+        for attr in layout.numeric:
+            if attr in changed:
+                text = _numeric_score(new[attr])
+                if text is None:
+                    text = compute_index_entries(model, {attr: new[attr]}).scores[attr]
+                entries.scores[attr] = text
+        groups = {name for group, name in layout.groups if not changed.isdisjoint(group)}
+        claims = [claim for claim in claims if claim[0] in changed or claim[0] in groups]
     else:
         entries = compute_index_entries(model, new, id_text)
         mode = 'n' if fresh else 's'
@@ -521,8 +554,15 @@ def plan_args(plan: WritePlan) -> List[Any]:
     return out
 
 
+class _Replan(Exception):
+    """The script found a row whose bookkeeping an incremental update cannot trust: the
+    update is planned again in full (nothing of it was written)."""
+
+
 def _failure(plan: WritePlan, kind: str, details: Sequence[Any]) -> Exception:
     ns, id_text = plan.namespace, plan.id
+    if kind == 'replan':
+        return _Replan()
     if kind == 'unique':
         name = to_text(details[0])
         value = dict(plan.claims).get(name)
@@ -614,16 +654,25 @@ def save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool = 
             # a write that may have reached the server: a later save must not assume that
             # nothing was written (its reply can be lost after the script ran)
             entity._write_sent = True
-        done, failure = run_plans(conn, [plan for _, plan, _ in pending], pending_blocks)
-        for entity, plan, was_new in pending[:done]:
-            entity._last = plan.stored
-            entity._new = entity._modified = entity._deleted = False
-            total += plan.changes
-        for entity, _, was_new in pending[:done]:
-            if was_new:
-                entity._after_insert()
-            else:
-                entity._after_update()
+        while True:
+            done, failure = run_plans(conn, [plan for _, plan, _ in pending], pending_blocks)
+            for entity, plan, was_new in pending[:done]:
+                entity._last = plan.stored
+                entity._new = entity._modified = entity._deleted = False
+                total += plan.changes
+            for entity, _, was_new in pending[:done]:
+                if was_new:
+                    entity._after_insert()
+                else:
+                    entity._after_update()
+            if not isinstance(failure, _Replan):
+                break
+            # an incremental update the script could not trust: plan it in full, go on
+            entity, plan, was_new = pending[done]
+            again = plan_write(type(entity), entity._last, entity._save_data(),
+                               incremental=False)
+            pending = [(entity, again, was_new)] + pending[done + 1:]
+            pending_blocks = [plan_args(again)] + pending_blocks[done + 1:]
         if failure is not None:
             raise failure
 

@@ -304,7 +304,7 @@ class Model(metaclass=_ModelMetaclass):
     def _apply_changes(cls, old: Dict[str, Any], new: Dict[str, Any], full: bool = False,
                        delete: bool = False, is_new: bool = False,
                        _conn: Any = None) -> Tuple[int, Dict[str, Any]]:
-        plan = plan_write(cls, old, new, full, delete, is_new)
+        plan = plan_write(cls, old, new, full, delete, is_new, incremental=False)
         done, failure = run_plans(_conn if _conn is not None else connect(cls), [plan])
         if failure is not None:
             raise failure

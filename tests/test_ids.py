@@ -17,6 +17,12 @@ from rom import _ids, session
 from rom.exceptions import ORMError
 
 
+@pytest.fixture(autouse=True)
+def _fast_enough(monkeypatch):
+    # every block counts as used up quickly, however loaded the machine running the tests
+    monkeypatch.setattr(_ids, 'REFILL_SECONDS', 3600.0)
+
+
 @pytest.fixture
 def Item():
     class Item(rom.Model):

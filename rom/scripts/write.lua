@@ -6,7 +6,11 @@
 -- Items: number of entity blocks; then per entity:
 --   ns, id (always given: ids are reserved by the client before the call, so replaying a
 --   call whose reply was lost writes the same rows again instead of new ones),
---   mode: 'n' a new entity (nothing old to read or remove), 's' a save, 'd' a delete,
+--   mode: 'n' a new entity (nothing old to read or remove), 's' a save, 'd' a delete, or
+--     'u' an update that changes only scores: the entries below are just the changed
+--     scores (the entry names, and so the bookkeeping, stay); when the row's bookkeeping
+--     does not list them all (or legacy bookkeeping exists) nothing of the block is written
+--     and the call returns status 'replan' (the caller sends a full plan),
 --   n_race,    n x (field, expected stored value)       -- data-race check (updates only)
 --   n_absent,  n x field                                 -- fields that must still be absent
 --   n_claim,   n x (unique index name, value)            -- unique values to claim
@@ -27,7 +31,8 @@
 --   n_geo,     n x (geo index name, lon, lat)            -- <ns>:<name>:geo members
 -- Returns {applied, status, n, detail x n}: `applied` blocks were written; status is 'ok',
 -- or on the first failure (nothing of that block is written, later blocks are not
--- attempted) 'race' with the changed fields as details, or 'unique' with the index name.
+-- attempted) 'race' with the changed fields as details, 'unique' with the index name, or
+-- 'replan' (mode 'u', see above).
 -- A race check that finds the row exactly as this block leaves it (a replay of a call
 -- whose reply was lost, e.g. by a client that retries) is not a race: the block is
 -- written again, which changes nothing.
@@ -337,6 +342,32 @@ for block = 1, blocks do
         end
     end
 
+    local old_index_data = nil
+    if not fresh and not is_delete then
+        old_index_data = redis.call('HGET', row, '-index-data-')
+    end
+    if mode == 'u' then
+        local listed = false
+        if old_index_data and not has_legacy(ns) then
+            local ok, data = pcall(cjson.decode, old_index_data)
+            if ok and type(data) == 'table' and type(data[2]) == 'table' then
+                local names = {}
+                for _, name in ipairs(data[2]) do
+                    names[name] = true
+                end
+                listed = true
+                for _, name in ipairs(scored) do
+                    if not names[name] then
+                        listed = false
+                    end
+                end
+            end
+        end
+        if not listed then
+            return result(block - 1, 'replan', {})
+        end
+    end
+
     if is_delete then
         if #changed > 0 then
             -- the unique values changed since they were read: release the current ones
@@ -410,14 +441,18 @@ for block = 1, blocks do
         for i, triple in ipairs(suffix) do
             recorded_suf[i] = {triple[1], triple[2]}
         end
-        local index_data = cjson.encode({keys, scored, recorded_pre, recorded_suf, geo})
-        local old_index_data = nil
-        if not fresh then
-            old_index_data = redis.call('HGET', row, '-index-data-')
+        local index_data = old_index_data
+        if mode ~= 'u' then
+            index_data = cjson.encode({keys, scored, recorded_pre, recorded_suf, geo})
         end
-        do
-            -- every save rewrites all entries of the row (which repairs a damaged index);
-            -- with the same bookkeeping as before there is nothing old to remove
+        if mode == 'u' then
+            -- only scores change: the bookkeeping already lists every entry
+            for i, name in ipairs(scored) do
+                queue('ZADD', ns .. ':' .. name .. ':idx', scores[i], id)
+            end
+        else
+            -- rewrite all entries of the row (which repairs a damaged index); with the same
+            -- bookkeeping as before there is nothing old to remove
             local legacy = false
             if not fresh and (old_index_data ~= index_data or has_legacy(ns)) then
                 local new = {set = {}, scored = {}, pre = {}, suf = {}, geo = geo_seen}
