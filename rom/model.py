@@ -401,9 +401,27 @@ class Model(metaclass=_ModelMetaclass):
             fields = cls._row_fields(conn)
             # one atomic call for every row the session lacks
             rows = lua('get_rows')(conn, [pks[position] for position in missing], fields)
+            if fields[0] == 0:
+                for position, row in zip(missing, rows):
+                    if row:  # [] for a missing row
+                        result[position] = cls._from_script_row(row, False, track)
+                return result
+            # the compiled builder, inlined: this loop is most of the time of a large get
+            build = row_builder(cls)
+            add = session._add_loaded
+            pkey = cls._pkey
             for position, row in zip(missing, rows):
-                if row:  # None (HMGET values) or [] (whole rows) for a missing row
-                    result[position] = cls._from_script_row(row, fields[0] != 0, track)
+                if not row:  # None for a missing row
+                    continue
+                try:
+                    obj = build(cls, row)
+                except (ValueError, TypeError, ArithmeticError, OSError):
+                    obj = None
+                if obj is None:  # defaults, checks or a bad value: the full path
+                    obj = cls._from_values(row, track)
+                elif track:
+                    add(obj, '%s:%s' % (ns, obj._data[pkey]))
+                result[position] = obj
         return result
 
     @classmethod
