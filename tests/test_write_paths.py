@@ -5,6 +5,7 @@ import pytest
 
 import rom
 from rom import session
+from rom._ids import forget_blocks
 from rom.testing import dump_database, start_embedded_redis
 
 
@@ -20,6 +21,7 @@ def private_server():
 def private(private_server):
     client = private_server.client()
     client.flushdb()
+    forget_blocks()  # the id counters restart: held blocks of ids are stale
     client.config_resetstat()
     yield client
     client.close()
