@@ -107,7 +107,7 @@ def define_models() -> Tuple[Any, Any]:
 
 def define_deferred_model() -> Any:
     """``User``'s columns (no ``posts``: nothing references it) on a model that opts in to
-    ids allocated inside the first save's script (``_defer_ids = True``)."""
+    ids taken when first read or just before the first save (``_defer_ids = True``)."""
 
     class UserD(rom.Model):
         _defer_ids = True
@@ -675,8 +675,9 @@ def run_all(bench: Bench) -> int:
                 mem_box[label] += used_memory() - before
         return wrapper
 
-    # The default model allocates the id when the entity is constructed (INCR, rom 1.1.2
-    # behaviour), then saves: two round trips per new user, against the same one-pipeline floor.
+    # The default model takes the id when the entity is constructed, from the block of ids the
+    # process holds (one INCRBY per block), then saves: one round trip per new user once a
+    # block is held, against the same one-pipeline floor.
     bench.run('insert_one', 'ratio >= 0.8; 1 round trip per save besides the id reservations '
               '(one INCRBY per block of ids)',
               measured('rom', rom_insert_one), measured('floor', floor_insert_one),
@@ -728,7 +729,8 @@ def run_all(bench: Bench) -> int:
     rom_mem_users, floor_mem_users = mem_box['rom'], mem_box['floor']
 
     # the same bulk insert on the _defer_ids model (second half of the users, after the first
-    # half inserted one by one above): ids are allocated by the commit's script calls
+    # half inserted one by one above): the commit takes the ids from the block before its
+    # script calls
     def rom_bulk_deferred(batch: List[Dict[str, Any]], conn: Any) -> List[int]:
         entities = [UserD(**rom_kwargs(u)) for u in batch]
         rom.util.session.commit()

@@ -426,7 +426,7 @@ class PrimaryKey(Column):
         if value is None:
             obj._modified = True
             if getattr(type(obj), '_defer_id', False):
-                # allocated when first read, or inside the first save's script (one round trip)
+                # taken (from the process's block of ids) when first read or before the first save
                 obj._data[attr] = PENDING_ID
                 return
             value = take_id(type(obj), connect(obj))
