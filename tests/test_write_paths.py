@@ -251,3 +251,20 @@ def test_race_check_by_one_hmget_still_detects_changes(private):
     with pytest.raises(rom.exceptions.DataRaceError) as info:
         e.save()
     assert 'a' in str(info.value) and conn.hget('Race:1', 'b') == b'x'
+
+
+def test_a_commit_replans_only_the_update_the_script_refused(private):
+    conn = private
+
+    class Upd3(rom.Model):
+        _conn = private
+        n = rom.Integer(index=True)
+
+    a, b, c = Upd3(n=1), Upd3(n=2), Upd3(n=3)
+    session.commit()
+    conn.hset(b._pk, '-index-data-', '{}')   # b's bookkeeping lost: its update is replanned
+    a.n, b.n, c.n = 10, 20, 30
+    assert session.commit() == 3
+    assert [conn.zscore('Upd3:n:idx', str(e.id)) for e in (a, b, c)] == [10, 20, 30]
+    assert conn.hget(b._pk, '-index-data-') == b'[{},["n"],{},{},{}]'
+    assert not any(e._modified for e in (a, b, c))

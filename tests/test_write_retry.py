@@ -241,3 +241,19 @@ def test_without_retries_the_lost_reply_raises_and_a_resave_writes_once(proxy, c
         util.CONNECTION = conn
         client.close()
     assert len(_rows(conn, 'Hit')) == 2 and conn.hlen('Hit:path:uidx') == 2
+
+
+def test_replayed_update_of_numeric_values_is_not_a_race(proxy, retrying, conn):
+    class Acc(rom.Model):
+        n = rom.Integer(index=True)
+        f = rom.Float(index=True)
+        tag = rom.Text(index=True, keygen=rom.IDENTITY)
+
+    acc = Acc(n=1, f=0.5, tag='t')
+    acc.save()
+    acc.n, acc.f = 2, 1.5      # only numeric index values: the incremental update
+    proxy.arm()
+    assert acc.save() == 2
+    assert proxy.dropped == 1
+    assert conn.zscore('Acc:n:idx', '1') == 2 and conn.zscore('Acc:f:idx', '1') == 1.5
+    assert conn.hget('Acc:1', 'n') == b'2' and conn.smembers('Acc:tag:t:idx') == {b'1'}
