@@ -23,6 +23,7 @@ from ._registry import PENDING_ID, is_entity
 from ._relations import UnsafeColumn
 from ._scripts import lua
 from ._session import session
+from ._ttl import KEEP, expiry_failure, write_op
 from .exceptions import (ColumnError, DataRaceError, EntityDeletedError, InvalidColumnValue,
                          ORMError, UniqueKeyViolation)
 
@@ -74,6 +75,7 @@ class WritePlan(NamedTuple):
     entries: IndexEntries
     changes: int
     stored: Dict[str, str]
+    expiry: Optional[Tuple[str, str]] = None  # models with ``_ttl`` only (rom._ttl)
 
 
 def _empty_entries() -> IndexEntries:
@@ -484,7 +486,8 @@ def plan_write(model: Any, old: Dict[str, Any], new: Dict[str, Any], full: bool 
     current = layout.current if force and not delete else []
     unsafe = [ns + ':' + id_text + ':' + attr for attr in layout.unsafe] if delete else []
     return WritePlan(ns, id_text, pkey, delete, mode, race, absent, claims, releases, current,
-                     hdel, hset, unsafe, entries, changes, stored)
+                     hdel, hset, unsafe, entries, changes, stored,
+                     None if model._ttl is None else KEEP)
 
 
 def _plan_unique(col: Any, attr: str, old: Dict[str, Any], new: Dict[str, Any], old_s: Any,
@@ -524,7 +527,12 @@ _JSON_SAFE = frozenset([str, int])
 
 def plan_args(plan: WritePlan) -> List[Any]:
     """The plan as ``write.lua`` arguments (one entity block)."""
-    out: List[Any] = [plan.namespace, plan.id, plan.mode, len(plan.race)]
+    out: List[Any] = [plan.namespace, plan.id]
+    if plan.expiry is None:
+        out.append(plan.mode)
+    else:  # models with ``_ttl`` only
+        out += (plan.mode + 'e', str(plan.expiry[0]), str(plan.expiry[1]))
+    out.append(len(plan.race))
     for pair in plan.race:
         out += pair
     out.append(len(plan.absent))
@@ -563,6 +571,8 @@ def _failure(plan: WritePlan, kind: str, details: Sequence[Any]) -> Exception:
     ns, id_text = plan.namespace, plan.id
     if kind == 'replan':
         return _Replan()
+    if kind in ('expired', 'alive'):  # models with ``_ttl``
+        return expiry_failure(kind, ns, id_text)
     if kind == 'unique':
         name = to_text(details[0])
         value = dict(plan.claims).get(name)
@@ -588,6 +598,8 @@ def run_plans(conn: Any, plans: Sequence[WritePlan],
     ``(len(plans), None)`` is returned unchecked.
     """
     args: List[Any] = [len(plans)]
+    if any(plan.expiry is not None for plan in plans):  # models with ``_ttl``: see write.lua
+        args[0] = -len(plans)
     for block in (blocks if blocks is not None else [plan_args(plan) for plan in plans]):
         args += block
     if {type(item) for item in args} <= _JSON_SAFE:
@@ -656,21 +668,28 @@ def save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool = 
             entity._write_sent = True
         while True:
             done, failure = run_plans(conn, [plan for _, plan, _ in pending], pending_blocks)
+            expiring: List[WritePlan] = []
             for entity, plan, was_new in pending[:done]:
                 entity._last = plan.stored
                 entity._new = entity._modified = entity._deleted = False
                 total += plan.changes
+                if plan.expiry is not None:  # models with ``_ttl``: the request was written
+                    entity.__dict__.pop('_rom_expiry', None)
+                    expiring.append(plan)
             for entity, _, was_new in pending[:done]:
                 if was_new:
                     entity._after_insert()
                 else:
                     entity._after_update()
+            if expiring:  # models with ``_ttl``: a little expiry cleanup after their writes
+                from ._expiry import after_write
+                after_write(expiring)
             if not isinstance(failure, _Replan):
                 break
             # an incremental update the script could not trust: plan it in full, go on
             entity, plan, was_new = pending[done]
             again = plan_write(type(entity), entity._last, entity._save_data(),
-                               incremental=False)
+                               incremental=False)._replace(expiry=plan.expiry)
             pending = [(entity, again, was_new)] + pending[done + 1:]
             pending_blocks = [plan_args(again)] + pending_blocks[done + 1:]
         if failure is not None:
@@ -699,6 +718,8 @@ def save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool = 
                               fresh=was_new and not force and not entity.__dict__.get(
                                   '_write_sent', False),
                               force=force)
+            if plan.expiry is not None:  # models with ``_ttl``
+                plan = plan._replace(expiry=write_op(entity, was_new, force))
             conn = connect(entity)
         except BaseException:
             flush()

@@ -1,9 +1,11 @@
+-- include: _expiry.lua
 -- rom's atomic writer: saves or deletes a batch of entities, in order, one at a time.
 -- KEYS: none (every key name is derived from the namespace and id, like rom 1.1.2).
 -- ARGV: either the items below as separate arguments, or ARGV[1] alone holding them all as
 -- one JSON array (texts, and numbers for the counts): one argument is much cheaper for the
 -- client to send than dozens.
--- Items: number of entity blocks; then per entity:
+-- Items: number of entity blocks (negated when a block carries an expiry op); then per
+-- entity:
 --   ns, id (always given: ids are reserved by the client before the call, so replaying a
 --   call whose reply was lost writes the same rows again instead of new ones),
 --   mode: 'n' a new entity (nothing old to read or remove), 's' a save, 'd' a delete, or
@@ -11,6 +13,8 @@
 --     scores (the entry names, and so the bookkeeping, stay); when the row's bookkeeping
 --     does not list them all (or legacy bookkeeping exists) nothing of the block is written
 --     and the call returns status 'replan' (the caller sends a full plan),
+--   [models with `_ttl` only: the mode is followed by 'e', then come the expiry op and its
+--   ms argument, see _expiry.lua]
 --   n_race,    n x (field, expected stored value)       -- data-race check (updates only)
 --   n_absent,  n x field                                 -- fields that must still be absent
 --   n_claim,   n x (unique index name, value)            -- unique values to claim
@@ -32,7 +36,7 @@
 -- Returns {applied, status, n, detail x n}: `applied` blocks were written; status is 'ok',
 -- or on the first failure (nothing of that block is written, later blocks are not
 -- attempted) 'race' with the changed fields as details, 'unique' with the index name, or
--- 'replan' (mode 'u', see above).
+-- 'replan' (mode 'u', see above), or (models with `_ttl`) 'expired' / 'alive'.
 -- A race check that finds the row exactly as this block leaves it (a replay of a call
 -- whose reply was lost, e.g. by a client that retries) is not a race: the block is
 -- written again, which changes nothing.
@@ -241,11 +245,22 @@ local function result(applied, status, details)
 end
 
 local blocks = tonumber(items[1])
+if blocks < 0 then  -- some blocks carry expiry ops (models with `_ttl`): see _expiry.lua
+    blocks = -blocks
+    expiry_effects()
+end
 local seen = {}
 for block = 1, blocks do
     local ns = arg()
     local id = arg()
     local mode = arg()
+    -- expiry: models with `_ttl` only ------------------------------------------------------
+    local ttl_op, ttl_ms = nil, nil
+    if #mode > 1 then
+        ttl_op, ttl_ms = arg(), arg()
+        mode = mode:sub(1, 1)
+    end
+    -- ---------------------------------------------------------------------------------------
     local is_delete = mode == 'd'
     local fresh = mode == 'n'
     local row = ns .. ':' .. id
@@ -253,6 +268,14 @@ for block = 1, blocks do
         send_grouped()  -- an earlier block's entries for this row go first
     end
     seen[row] = true
+    -- expiry: models with `_ttl` only ------------------------------------------------------
+    if ttl_op then
+        local status = expiry_check(ns, id, ttl_op, is_delete, fresh)
+        if status then
+            return result(block - 1, status, {})
+        end
+    end
+    -- ---------------------------------------------------------------------------------------
 
     -- read the whole block
     local checked, expected = {}, {}
@@ -379,7 +402,9 @@ for block = 1, blocks do
         local owned = {}
         for i, claim in ipairs(claims) do
             local owner = redis.call('HGET', ns .. ':' .. claim[1] .. ':uidx', claim[2])
-            if owner and owner ~= id then
+            -- (models with `_ttl`: an expired owner's claim is taken over; its removal
+            -- later releases only the fields that still map to it)
+            if owner and owner ~= id and not (ttl_op and expiry_due(ns, owner)) then
                 return result(block - 1, 'unique', {claim[1]})
             end
             owned[i] = owner == id
@@ -497,5 +522,10 @@ for block = 1, blocks do
             call_chunked('HMSET', row, pairs_)
         end
     end
+    -- expiry: models with `_ttl` only ------------------------------------------------------
+    if ttl_op then
+        expiry_apply(ns, id, row, ttl_op, ttl_ms, is_delete)
+    end
+    -- ---------------------------------------------------------------------------------------
 end
 return result(blocks, 'ok', {})
