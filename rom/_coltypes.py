@@ -7,16 +7,21 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from datetime import date, datetime, time
 from decimal import Decimal as _Decimal
 from typing import Any, Callable, Optional, Tuple
 
 from ._connect import connect
-from ._helpers import dt2ts, t2ts, ts2dt, ts2t
+from ._helpers import dt2ts, t2ts, ts2dt, ts2t, utc_naive
 from ._keygen import FULL_TEXT, STRING_INDEX_KEYGENS_STR, _boolean_keygen, _numeric_keygen
 from ._registry import NULL, PENDING_ID
 from ._session import session
-from .exceptions import (ColumnError, InvalidColumnValue, InvalidOperation, MissingColumn)
+from .exceptions import (ColumnError, InvalidColumnValue, InvalidOperation, MissingColumn,
+                         _conversion_error)
+
+#: errors a conversion may raise for a bad value (turned into InvalidColumnValue)
+_CONVERSION_ERRORS = (ValueError, TypeError, OverflowError, OSError)
 
 _NUMERIC_SAMPLES = (0, 0.0, _Decimal('0'), datetime(1970, 1, 1), date(1970, 1, 1), time(0, 0, 0))
 
@@ -43,6 +48,17 @@ def _is_integer(allowed: Any) -> bool:
 
 def _type_names(allowed: Any) -> str:
     return ', '.join(t.__name__ for t in _as_tuple(allowed))
+
+
+def _check_keygen(column: str, option: str, keygen: Any) -> None:
+    """Refuse a keygen that is not callable (e.g. the name ``'FULL_TEXT'`` given as a str)."""
+    if keygen is None or callable(keygen):
+        return
+    hint = ''
+    if isinstance(keygen, str):
+        hint = ' (pass the function itself, e.g. %s=rom.%s, not its name)' % (option, keygen)
+    raise ColumnError('%s column: %s must be a callable, not %r%s'
+                      % (column, option, keygen, hint))
 
 
 def _wrap_keygen(keygen: Callable[[Any], Any]) -> Callable[[str, dict], Any]:
@@ -94,6 +110,8 @@ class Column(_Column):
 
     def _choose_keygen(self, keygen: Any, keygen2: Any) -> Any:
         name = type(self).__name__
+        _check_keygen(name, 'keygen', keygen)
+        _check_keygen(name, 'keygen2', keygen2)
         if (keygen or keygen2) and not (self._index or self._prefix or self._suffix or self._unique):
             raise ColumnError('%s column: a keygen needs at least one of index, prefix, suffix '
                               'or unique to be set' % (name,))
@@ -146,7 +164,7 @@ class Column(_Column):
         if value is not None and self._allowed and not isinstance(value, self._allowed):
             try:
                 value = self._convert_assigned(value)
-            except (ValueError, TypeError):
+            except _CONVERSION_ERRORS:
                 raise InvalidColumnValue(
                     'cannot assign %r to %s.%s: expected %s' % (
                         value, obj._namespace, self._attr, _type_names(self._allowed)))
@@ -160,6 +178,7 @@ class Column(_Column):
             except AttributeError:
                 pass
             return
+        value = self._prepare(value, obj)
         self._validate(value, obj)
         obj._data[self._attr] = value
         obj._modified = True
@@ -191,6 +210,7 @@ class Column(_Column):
         else:
             value = self._coerce(value)
         if not loading:
+            value = self._prepare(value, obj)
             self._validate(value, obj)
         obj._data[attr] = value
 
@@ -200,9 +220,19 @@ class Column(_Column):
         if self._allowed and not isinstance(value, self._allowed):
             try:
                 return self._from_redis(value)
-            except (ValueError, TypeError) as err:
-                raise InvalidColumnValue(*err.args)
+            except _CONVERSION_ERRORS as err:
+                # the original args are kept (compat); the message names the column
+                raise _conversion_error(self._label(), value, _type_names(self._allowed),
+                                        err) from err
         return value
+
+    def _prepare(self, value: Any, obj: Any) -> Any:
+        """Normalise a value of an allowed type before validation (identity by default)."""
+        return value
+
+    def _refuse(self, obj: Any, value: Any, why: str) -> InvalidColumnValue:
+        ns = obj._namespace if obj is not None else self._model
+        return InvalidColumnValue('%s.%s: cannot store %.200r: %s' % (ns, self._attr, value, why))
 
     def _convert_assigned(self, value: Any) -> Any:
         return self._from_redis(value)
@@ -242,9 +272,21 @@ def _bool_number(value: Any) -> Optional[str]:
 
 
 class Integer(Column):
-    """An integer (any size). Stored as decimal text."""
+    """An integer (any size). Stored as decimal text.
+
+    Floats and Decimals are converted only when they hold a whole number (``4.0`` -> 4);
+    ``4.7``, infinities and NaN are refused with ``InvalidColumnValue``.
+    """
 
     _allowed = int
+
+    def _from_redis(self, value: Any) -> int:
+        if isinstance(value, (float, _Decimal)):
+            if not value.is_finite() if isinstance(value, _Decimal) else not math.isfinite(value):
+                raise ValueError('%r is not a finite number' % (value,))
+            if value != int(value):
+                raise ValueError('%r is not a whole number (no silent truncation)' % (value,))
+        return int(value)
 
     def _to_redis(self, value: Any) -> str:
         return _bool_number(value) or str(value)
@@ -267,23 +309,53 @@ class Float(Column):
 
     _allowed = (float, int)
 
+    def _validate(self, value: Any, obj: Any = None) -> None:
+        Column._validate(self, value, obj)
+        if isinstance(value, int):
+            try:
+                float(value)
+            except OverflowError:
+                raise self._refuse(obj, value, 'the integer is outside the range of a float')
+
     def _to_redis(self, value: Any) -> str:
         return _bool_number(value) or repr(value)
 
 
 class Decimal(Column):
-    """A ``decimal.Decimal``. Stored as ``str(value)``."""
+    """A ``decimal.Decimal``. Stored as ``str(value)``; a signaling NaN is refused."""
 
     _allowed = _Decimal
+
+    def _validate(self, value: Any, obj: Any = None) -> None:
+        Column._validate(self, value, obj)
+        if isinstance(value, _Decimal) and value.is_snan():
+            raise self._refuse(obj, value, 'a signaling NaN cannot be stored')
 
     def _to_redis(self, value: Any) -> str:
         return str(value)
 
 
+def _utc_datetime(col: Column, value: Any, obj: Any) -> Any:
+    """An aware datetime as naive UTC; refuses instants outside ``datetime``'s range."""
+    if isinstance(value, datetime) and value.utcoffset() is not None:
+        try:
+            return utc_naive(value)
+        except OverflowError:
+            raise col._refuse(obj, value, 'the instant in UTC is outside the datetime range')
+    return value
+
+
 class DateTime(Column):
-    """A naive (UTC) ``datetime``. Stored as seconds since the epoch."""
+    """A ``datetime`` stored as seconds since the epoch (naive values are taken as UTC).
+
+    A timezone-aware value is converted to the same instant as a naive UTC datetime when
+    assigned, so the entity (and every later load) holds the naive UTC value.
+    """
 
     _allowed = datetime
+
+    def _prepare(self, value: Any, obj: Any) -> Any:
+        return _utc_datetime(self, value, obj)
 
     def _from_redis(self, value: Any) -> datetime:
         return ts2dt(float(value))
@@ -322,6 +394,9 @@ class Date(Column):
     """A ``date`` (datetimes are accepted). Stored as seconds since the epoch."""
 
     _allowed = date
+
+    def _prepare(self, value: Any, obj: Any) -> Any:
+        return _utc_datetime(self, value, obj)
 
     def _from_redis(self, value: Any) -> date:
         return ts2dt(float(value)).date()
@@ -372,9 +447,17 @@ class String(Column):
 
 
 class Text(Column):
-    """Unicode text (bytes are decoded as UTF-8). Stored as UTF-8."""
+    """Unicode text (bytes are decoded as UTF-8). Stored as UTF-8; lone surrogates are refused."""
 
     _allowed = str
+
+    def _validate(self, value: Any, obj: Any = None) -> None:
+        Column._validate(self, value, obj)
+        if isinstance(value, str):
+            try:
+                value.encode('utf-8')
+            except UnicodeEncodeError as err:
+                raise self._refuse(obj, value, 'it has no UTF-8 form (%s)' % (err.reason,))
 
     def _from_redis(self, value: Any) -> Any:
         if isinstance(value, bytes):
@@ -458,6 +541,7 @@ class IndexOnly(Column):
                  prefix: bool = False, suffix: bool = False,
                  keygen2: Optional[Callable[[str, dict], Any]] = None,
                  index: bool = False, unique: bool = False) -> None:
+        _check_keygen('IndexOnly', 'keygen', keygen)
         if column and keygen:
             source, func = column, keygen
             keygen2 = lambda attr, data: func(data.get(source))  # noqa: E731 (name '<lambda>')

@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 
 from . import _session
 from ._connect import connect, to_text
-from ._helpers import _prefix_score, _to_score
+from ._helpers import MAX_RANK, _prefix_score, _to_score
 from ._query_match import (MAX_PREFIX_SCORE, _find_prefix, _literal_prefix,
                            _pattern_to_lua_pattern, _start_end)
 from ._records import Geofilter, Pattern, Prefix, Suffix
@@ -293,7 +293,7 @@ class GeneralIndex:
             pipe.execute()
             return temp
         offset = offset or 0
-        end = offset + count - 1 if count and count > 0 else -1
+        end = min(offset + count - 1, MAX_RANK) if count and count > 0 else -1
         pipe.zrange(temp, offset, end)
         pipe.delete(temp)
         return pipe.execute()[-2]

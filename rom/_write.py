@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import warnings
 from decimal import Decimal
 from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Set, Tuple
@@ -16,7 +15,7 @@ from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Se
 from redis.client import Pipeline
 
 from ._connect import connect, to_text
-from ._helpers import _encode_unique_constraint, _prefix_score
+from ._helpers import _encode_unique_constraint, _prefix_score, score_text, token_text
 from ._keygen import SORT_KEYGEN_NAMES
 from ._registry import PENDING_ID, is_entity
 from ._relations import UnsafeColumn
@@ -25,8 +24,6 @@ from ._session import session
 from .exceptions import (ColumnError, DataRaceError, EntityDeletedError, InvalidColumnValue,
                          ORMError, UniqueKeyViolation)
 
-_DOUBLE_TEXT = re.compile(r'[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf|infinity)\Z',
-                          re.IGNORECASE)
 _GEO_LAT_LIMIT = 85.05112878
 _MAX_BLOCKS_PER_CALL = 500
 
@@ -79,38 +76,6 @@ def _empty_entries() -> IndexEntries:
 
 
 # --- validation (models spec §6.6) ------------------------------------------------------------
-def _score_text(value: Any) -> Optional[str]:
-    """The score as text Redis accepts, or None when Redis would reject it."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int):
-        try:
-            float(value)
-        except OverflowError:
-            return None
-        return str(value)
-    if isinstance(value, float):
-        return None if math.isnan(value) else repr(value)
-    if isinstance(value, Decimal):
-        if value.is_nan():
-            return None
-        text = str(value)
-    elif isinstance(value, bytes):
-        text = value.decode('latin-1')
-    elif isinstance(value, str):
-        text = value
-    else:
-        return None
-    if not _DOUBLE_TEXT.match(text):
-        return None
-    number = float(text)
-    if math.isinf(number) and 'inf' not in text.lower():
-        return None  # overflow
-    if number == 0 and re.search(r'[1-9]', text.split('e')[0].split('E')[0]):
-        return None  # underflow to zero
-    return text
-
-
 def _coordinate(value: Any) -> Optional[float]:
     if isinstance(value, bool):
         return None
@@ -120,7 +85,7 @@ def _coordinate(value: Any) -> Optional[float]:
         except (OverflowError, ValueError):
             return None
     elif isinstance(value, (str, bytes)):
-        text = _score_text(value)
+        text = score_text(value)
         if text is None:
             return None
         number = float(text)
@@ -130,8 +95,7 @@ def _coordinate(value: Any) -> Optional[float]:
 
 
 # --- index entries (models spec §2.4, query spec §2.3) -----------------------------------------
-def _ts(token: Any) -> str:
-    return token if isinstance(token, str) else token.decode('utf-8')
+_ts = token_text
 
 
 def _as_member(raw: Any) -> str:
@@ -221,9 +185,14 @@ def compute_index_entries(model: Any, data: Dict[str, Any], id_text: str = '') -
         value = data.get(attr)
         if value is None and col._allowed:
             continue
-        _add_keygen_result(entries, ns, col, attr, col._keygen(attr, data), value)
+        try:
+            result = col._keygen(attr, data)
+        except UnicodeError as err:  # e.g. IDENTITY_STRING of text above U+00FF
+            raise InvalidColumnValue('%s.%s: the keygen %s cannot index %.200r (%s)' % (
+                ns, attr, getattr(col._keygen, '__name__', '?'), value, err)) from err
+        _add_keygen_result(entries, ns, col, attr, result, value)
     for key, score in list(entries.scores.items()):
-        text = _score_text(score)
+        text = score_text(score)
         if text is None:
             raise InvalidColumnValue('%s.%s: index score %r is not a number Redis can store'
                                      % (ns, key, score))
@@ -280,7 +249,8 @@ def plan_write(model: Any, old: Dict[str, Any], new: Dict[str, Any], full: bool 
     pkey = model._pkey
     pk_value = old.get(pkey) or new.get(pkey)
     if not pk_value:
-        raise ColumnError('%s: the primary key value is missing (was the entity saved?)' % (ns,))
+        raise ColumnError('%s: the primary key value is missing (an entity that was never '
+                          'saved cannot be deleted)' % (ns,))
     pending = pk_value is PENDING_ID
     id_text = '' if pending else str(pk_value)
     race: List[Tuple[str, str]] = []
@@ -494,6 +464,10 @@ def save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool = 
             # nothing was written (its reply can be lost after the script ran)
             entity._write_sent = True
         done, failure, ids = run_plans(conn, [plan for _, plan, _ in pending])
+        if isinstance(failure, EntityDeletedError) and pending[done][0]._deleted:
+            failure = EntityDeletedError(
+                'entity %s:%s was deleted by its own delete(); use save(force=True) to '
+                'recreate it' % failure.args[1:], *failure.args[1:])
         rekeys: List[Tuple[Any, str]] = []
         if failure is not None and len(ids) > done and ids[done] is not None:
             failed = pending[done][0]  # keeps the id its failed save allocated

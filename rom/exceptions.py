@@ -12,11 +12,21 @@ class ORMError(Exception):
     """Base class of every error raised by rom."""
 
 
+def _message_first(self: Exception) -> str:
+    """``str()`` of an error whose ``args`` are ``(message, namespace, id)``: the message."""
+    args = self.args
+    if len(args) > 1 and isinstance(args[0], str):
+        return args[0]
+    return Exception.__str__(self)
+
+
 class UniqueKeyViolation(ORMError):
     """A save would store a unique value already held by another entity.
 
-    ``args`` is ``(message, namespace, id)``.
+    ``args`` is ``(message, namespace, id)``; ``str()`` is the message.
     """
+
+    __str__ = _message_first
 
 
 class InvalidOperation(ORMError):
@@ -34,15 +44,21 @@ class RestrictError(InvalidOperation):
 class DataRaceError(InvalidOperation):
     """Another writer changed the columns this save was about to write.
 
-    ``args`` is ``(message, namespace, id)`` (one argument for a held lock).
+    ``args`` is ``(message, namespace, id)`` (one argument for a held lock); ``str()`` is
+    the message.
     """
+
+    __str__ = _message_first
 
 
 class EntityDeletedError(InvalidOperation):
-    """The entity's row was deleted by another writer before this save.
+    """The entity's row was deleted (by another writer, or by this process) before this save.
 
-    ``args`` is ``(message, namespace, id)``. Use ``save(force=True)`` to recreate it.
+    ``args`` is ``(message, namespace, id)``; ``str()`` is the message. Use
+    ``save(force=True)`` to recreate it.
     """
+
+    __str__ = _message_first
 
 
 class ColumnError(ORMError):
@@ -54,7 +70,24 @@ class MissingColumn(ColumnError):
 
 
 class InvalidColumnValue(ColumnError):
-    """A value has the wrong type or cannot be stored."""
+    """A value has the wrong type or cannot be stored.
+
+    A conversion error raised while an entity is constructed keeps the original error's
+    ``args`` (compatibility) while ``str()`` names the column and the value.
+    """
+
+    def __str__(self) -> str:
+        message = self.__dict__.get('_rom_message')
+        return message if message is not None else ColumnError.__str__(self)
+
+
+def _conversion_error(label: str, value: object, expected: str,
+                      error: BaseException) -> InvalidColumnValue:
+    """``InvalidColumnValue`` with ``error``'s args whose message names column ``label``."""
+    exc = InvalidColumnValue(*error.args)
+    exc.__dict__['_rom_message'] = '%s: cannot convert %.200r to %s (%s)' % (
+        label, value, expected, error)
+    return exc
 
 
 class BulkError(ORMError):

@@ -16,12 +16,12 @@ from ._keygen import SORT_KEYGEN_NAMES
 from ._loader import field_names, load_row, mapping_builder, row_builder
 from ._on_delete import _plan_on_delete
 from ._registry import PENDING_ID, SKIP_ON_DELETE
-from ._relations import UnsafeColumn, _Unresolved
+from ._relations import ForeignModel, UnsafeColumn, _Related, _Unresolved
 from ._schema import _ModelMetaclass
 from ._scripts import lua
 from ._session import session
 from ._write import AttrDict, plan_write, run_plans, save_entities
-from .exceptions import (DataRaceError, EntityDeletedError, InvalidColumnValue,
+from .exceptions import (ColumnError, DataRaceError, EntityDeletedError, InvalidColumnValue,
                          InvalidOperation, QueryError)
 from .query import NUMERIC_TYPES, Query
 
@@ -36,6 +36,10 @@ def _decode_row(conn: Any, row: Dict[Any, Any]) -> Dict[str, Any]:
     if decodes_responses(conn):
         return row
     return {k.decode('utf-8'): v.decode('utf-8') for k, v in row.items()}
+
+
+def _shown_in_repr(col: Any) -> bool:
+    return not isinstance(col, (_Related, ForeignModel, IndexOnly, UnsafeColumn))
 
 
 class Model(metaclass=_ModelMetaclass):
@@ -90,6 +94,21 @@ class Model(metaclass=_ModelMetaclass):
         self._init = True
         if not bypass:
             session.add(self)
+
+    def __repr__(self) -> str:
+        """``<Model id=3 col='value' ...>``: the id and the first two other column values set
+        (long values shortened; no I/O, an id not allocated yet shows as ``?``)."""
+        pk = self._data.get(self._pkey)
+        parts = ['%s=%s' % (self._pkey, '?' if pk is None or pk is PENDING_ID else pk)]
+        for attr, col in self._columns.items():
+            if len(parts) > 2:
+                break
+            value = self._data.get(attr)
+            if attr == self._pkey or value is None or not _shown_in_repr(col):
+                continue
+            text = repr(value)
+            parts.append('%s=%s' % (attr, text if len(text) <= 40 else text[:37] + '...'))
+        return '<%s %s>' % (type(self).__name__, ' '.join(parts))
 
     def _load(self, row: Dict[Any, Any], by_bytes: bool = False) -> None:
         """Initialise from a stored row; no validation, defaults apply.
@@ -318,6 +337,9 @@ class Model(metaclass=_ModelMetaclass):
 
     def delete(self, **kwargs: Any) -> None:
         """Delete the entity (with on_delete processing and hooks)."""
+        if not self._last.get(self._pkey):
+            raise ColumnError('cannot delete %r: it has never been saved, so there is nothing '
+                              'to delete (forget it with session.forget() instead)' % (self,))
         skip = kwargs.get('skip_on_delete_i_really_mean_it') is SKIP_ON_DELETE
         conn = kwargs.get('_conn')
         cascaded: List[Any] = []

@@ -13,7 +13,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from . import _session
 from ._connect import connect, to_text
-from ._helpers import dt2ts, t2ts
+from ._helpers import MAX_RANK, dt2ts, score_text, t2ts
 from ._keygen import LOWERCASE_QUERY_KEYGENS
 from ._query_match import _ts
 from ._records import Geofilter, Pattern, Prefix, Suffix
@@ -34,6 +34,8 @@ ALLOWED_DIST = ('m', 'km', 'mi', 'ft')
 _LT = (str, bytes)
 _STRING_SORT_KEYGENS = ['SIMPLE', 'SIMPLE_CI', 'CASE_INSENSITIVE']
 _NO_LIMIT = 2 ** 64
+#: keygens whose index is one sorted set scored by the value (numbers, times, references)
+_NUMERIC_KEYGENS = ('_numeric_keygen', '_many_to_one_keygen')
 _FIELDS = ('model', 'filters', 'order_by', 'limit', 'select')
 
 
@@ -48,6 +50,22 @@ def _endpoint(value: Any) -> Any:
 def _keygen_name(column: Any) -> Optional[str]:
     keygen = getattr(column, '_keygen', None)
     return getattr(keygen, '__name__', None) if keygen is not None else None
+
+
+def _bound(model: Any, name: str, value: Any) -> Any:
+    """A range endpoint Redis can compare with: None, a number or numeric text (QueryError
+    for NaN, text that is not a number and values outside the double range)."""
+    value = _endpoint(value)
+    if value is None:
+        return None
+    text = value
+    if isinstance(value, (str, bytes)):
+        text = value.decode('latin-1') if isinstance(value, bytes) else value
+        text = text[1:] if text.startswith('(') else text  # exclusive endpoint (compat)
+    if isinstance(value, bool) or score_text(text) is None:
+        raise QueryError('filter(): %r is not a number usable as a range endpoint of %s.%s'
+                         % (value, model.__name__, name))
+    return value
 
 
 class Query:
@@ -113,7 +131,12 @@ class Query:
         for name, value in kwargs.items():
             original = value
             value = self._check('filter', name, value)
-            if isinstance(value, str):
+            if isinstance(original, (str, bytes)) and ':' not in name and \
+                    _keygen_name(self._model._columns[name]) in _NUMERIC_KEYGENS:
+                # a numeric string on a numeric index means equality (values from web forms)
+                number = _bound(self._model, name, original)
+                filters.append((name, number, number))
+            elif isinstance(value, str):
                 filters.append('%s:%s' % (name, value))
             elif isinstance(value, bytes):
                 filters.append('%s:%s' % (name, value.decode('latin-1')))
@@ -124,12 +147,14 @@ class Query:
                                      'columns, not on %s.%s' % (self._model.__name__, name))
                 filters.append((name, None, None))
             elif isinstance(value, NUMERIC_TYPES):
-                filters.append((name, _endpoint(value), _endpoint(value)))
+                number = _bound(self._model, name, value)
+                filters.append((name, number, number))
             elif isinstance(value, tuple):
                 if len(value) != 2:
                     raise QueryError('filter(): a range on %s needs exactly two endpoints '
                                      '(low, high), got %r' % (name, value))
-                filters.append((name, _endpoint(value[0]), _endpoint(value[1])))
+                filters.append((name, _bound(self._model, name, value[0]),
+                                _bound(self._model, name, value[1])))
             elif isinstance(value, list) and value:
                 bad = [v for v in value if not isinstance(v, _LT)]
                 if bad:
@@ -188,9 +213,15 @@ class Query:
         return self.replace(filters=self._filters + (flt,))
 
     def order_by(self, column: str) -> 'Query':
-        """Order by a scored index (``'-col'`` for descending); replaces an earlier order."""
+        """Order by a scored index (``'-col'`` for descending); replaces an earlier order.
+
+        A column without an index raises ``QueryError``.
+        """
         self._check('order_by', column)
         col = self._model._columns[column.lstrip('-').partition(':')[0]]
+        if not getattr(col, '_index', False):
+            raise QueryError('order_by(%r): column %s.%s has no index to sort by (declare it '
+                             'with index=True)' % (column, self._model.__name__, col._attr))
         if type(col).__name__ in ('String', 'Text', 'Json') and \
                 _keygen_name(col) not in _STRING_SORT_KEYGENS:
             warnings.warn('order_by(%r): sorting on a non-numeric column gives meaningful '
@@ -199,7 +230,17 @@ class Query:
         return self.replace(order_by=column)
 
     def limit(self, offset: int, count: int) -> 'Query':
-        """Return ``count`` results starting at ``offset`` (replaces an earlier limit)."""
+        """Return ``count`` results starting at ``offset`` (replaces an earlier limit).
+
+        ``offset`` and ``count`` must be integers (or None); ``offset`` must lie within
+        +-(2**63 - 1), the ranks Redis supports (``QueryError`` otherwise).
+        """
+        for what, value in (('offset', offset), ('count', count)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                raise QueryError('limit(): %s must be an integer, not %r' % (what, value))
+        if offset is not None and abs(offset) > MAX_RANK:
+            raise QueryError('limit(): offset %d is outside the ranks Redis supports (+-%d)'
+                             % (offset, MAX_RANK))
         return self.replace(limit=(offset, count))
 
     def select(self, *column_names: Any, **kwargs: Any) -> 'Query':
@@ -370,11 +411,11 @@ class Query:
             pipe.expire(temp, timeout)
             if select is not None:
                 _get_column_data(pipe, model, select[0], key=temp, start=rank,
-                                 stop=rank + size - 1, pipeline=True)
+                                 stop=min(rank + size - 1, MAX_RANK), pipeline=True)
                 read, rows = _split_reply(pipe.execute()[-1])
                 items: Any = _select_generator(model, select, rows)
             else:
-                pipe.zrange(temp, rank, rank + size - 1)
+                pipe.zrange(temp, rank, min(rank + size - 1, MAX_RANK))
                 ids = pipe.execute()[-1]
                 read = len(ids)
                 items = self._entities(ids) if ids else ()
@@ -406,7 +447,7 @@ class Query:
         conn = connect(model)
         key = '%s:%s:idx' % (model._namespace, model._pkey)
         size = min(budget, pagesize)
-        ids = conn.zrange(key, max(offset, 0), max(offset, 0) + size - 1)
+        ids = conn.zrange(key, max(offset, 0), min(max(offset, 0) + size - 1, MAX_RANK))
         while ids:
             for item in self._page_items(conn, ids):
                 yield item

@@ -192,7 +192,9 @@ def test_ts2dt_fast_form_matches_fromtimestamp():
     for value in values:
         assert ts2dt(value) == datetime.datetime.fromtimestamp(value, timezone.utc).replace(
             tzinfo=None), value
-    for value in (253402300800.0, -62135596801.0, float('nan'), float('inf')):
+    # issue 12: what datetime.max stores (its float rounds up to year 10000) loads as max
+    assert ts2dt(253402300800.0) == datetime.datetime.max
+    for value in (253402300800.0001, -62135596801.0, float('nan'), float('inf')):
         with pytest.raises((ValueError, OverflowError, OSError)):
             ts2dt(value)
 
