@@ -22,7 +22,7 @@ from ._relations import UnsafeColumn
 from ._scripts import lua
 from ._session import session
 from .exceptions import (ColumnError, DataRaceError, EntityDeletedError, InvalidColumnValue,
-                         ORMError, UniqueKeyViolation)
+                         ORMError, UniqueKeyViolation, _unstorable)
 
 _GEO_LAT_LIMIT = 85.05112878
 _MAX_BLOCKS_PER_CALL = 500
@@ -241,6 +241,16 @@ def _unique_text(value: Any) -> str:
     return value.decode('latin-1') if isinstance(value, bytes) else str(value)
 
 
+def storage_text(ns: str, attr: str, col: Any, value: Any) -> Any:
+    """``col._to_redis(value)``; a value that cannot be stored raises InvalidColumnValue
+    (also a TypeError/ValueError like the conversion's own error, for compatibility)."""
+    try:
+        return col._to_redis(value)
+    except (TypeError, ValueError, OverflowError) as err:  # e.g. a set inside a Json value
+        raise _unstorable('%s.%s: cannot store %.200r (%s)' % (ns, attr, value, err), err
+                          ) from err
+
+
 def plan_write(model: Any, old: Dict[str, Any], new: Dict[str, Any], full: bool = False,
                delete: bool = False, is_new: bool = False, fresh: bool = False,
                force: bool = False) -> WritePlan:
@@ -273,7 +283,7 @@ def plan_write(model: Any, old: Dict[str, Any], new: Dict[str, Any], full: bool 
         if new_v is PENDING_ID:
             changes += 1  # the script allocates the id and writes the pk field
             continue
-        new_s = col._to_redis(new_v) if new_v is not None else None
+        new_s = storage_text(ns, attr, col, new_v) if new_v is not None else None
         if new_s is not None:
             stored[attr] = new_s
         if col._unique:

@@ -90,6 +90,24 @@ def _conversion_error(label: str, value: object, expected: str,
     return exc
 
 
+class _InvalidColumnTypeError(InvalidColumnValue, TypeError):
+    """An ``InvalidColumnValue`` that is also the ``TypeError`` rom 1.1.2 raised."""
+
+
+class _InvalidColumnValueError(InvalidColumnValue, ValueError):
+    """An ``InvalidColumnValue`` that is also the ``ValueError`` rom 1.1.2 raised."""
+
+
+def _unstorable(message: str, error: BaseException) -> InvalidColumnValue:
+    """``InvalidColumnValue(message)`` that is also an instance of ``error``'s base type
+    (``TypeError`` or ``ValueError``), so handlers written for rom 1.1.2 still catch it."""
+    if isinstance(error, TypeError):
+        return _InvalidColumnTypeError(message)
+    if isinstance(error, ValueError):
+        return _InvalidColumnValueError(message)
+    return InvalidColumnValue(message)
+
+
 class BulkError(ORMError):
     """Reserved for bulk operations (never raised, kept for compatibility)."""
 
