@@ -58,10 +58,11 @@ def _bound(model: Any, name: str, value: Any) -> Any:
     value = _endpoint(value)
     if value is None:
         return None
-    text = value
     if isinstance(value, (str, bytes)):
-        text = value.decode('latin-1') if isinstance(value, bytes) else value
-        text = text[1:] if text.startswith('(') else text  # exclusive endpoint (compat)
+        value = value.decode('latin-1') if isinstance(value, bytes) else value
+        text = value[1:] if value.startswith('(') else value  # exclusive endpoint (compat)
+    else:
+        text = value
     if isinstance(value, bool) or score_text(text) is None:
         raise QueryError('filter(): %r is not a number usable as a range endpoint of %s.%s'
                          % (value, model.__name__, name))
