@@ -13,7 +13,7 @@ from decimal import Decimal as _Decimal
 from typing import Any, Callable, Optional, Tuple
 
 from ._connect import connect
-from ._helpers import dt2ts, t2ts, ts2dt, ts2t, utc_naive
+from ._helpers import dt2ts, short_repr, t2ts, ts2dt, ts2t, utc_naive
 from ._keygen import FULL_TEXT, STRING_INDEX_KEYGENS_STR, _boolean_keygen, _numeric_keygen
 from ._registry import NULL, PENDING_ID
 from ._session import session
@@ -166,8 +166,8 @@ class Column(_Column):
                 value = self._convert_assigned(value)
             except _CONVERSION_ERRORS:
                 raise InvalidColumnValue(
-                    'cannot assign %r to %s.%s: expected %s' % (
-                        value, obj._namespace, self._attr, _type_names(self._allowed)))
+                    'cannot assign %s to %s.%s: expected %s' % (
+                        short_repr(value), obj._namespace, self._attr, _type_names(self._allowed)))
         self._store(obj, value)
 
     def _store(self, obj: Any, value: Any) -> None:
@@ -232,7 +232,8 @@ class Column(_Column):
 
     def _refuse(self, obj: Any, value: Any, why: str) -> InvalidColumnValue:
         ns = obj._namespace if obj is not None else self._model
-        return InvalidColumnValue('%s.%s: cannot store %.200r: %s' % (ns, self._attr, value, why))
+        return InvalidColumnValue('%s.%s: cannot store %s: %s'
+                                  % (ns, self._attr, short_repr(value), why))
 
     def _convert_assigned(self, value: Any) -> Any:
         return self._from_redis(value)
@@ -368,8 +369,8 @@ class SaferDateTime(DateTime):
     """Like ``DateTime`` but only real ``datetime`` objects may be assigned."""
 
     def _reject(self, value: Any, ns: Any) -> InvalidColumnValue:
-        return InvalidColumnValue('%s.%s: %r is not a datetime; a datetime is required'
-                                  % (ns, self._attr, value))
+        return InvalidColumnValue('%s.%s: %s is not a datetime; a datetime is required'
+                                  % (ns, self._attr, short_repr(value)))
 
     def __set__(self, obj: Any, value: Any) -> None:
         if not isinstance(value, datetime):

@@ -191,6 +191,16 @@ def _encode_unique_constraint(data: Iterable[Any]) -> str:
     return b'\0'.join(parts).decode('latin-1')
 
 
+def short_repr(value: Any, limit: int = 200) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for messages; never raises (the repr of
+    an int over 4300 digits does)."""
+    try:
+        text = repr(value)
+    except Exception:
+        text = '<%s object>' % (type(value).__name__,)
+    return text if len(text) <= limit else text[:limit - 3] + '...'
+
+
 def token_text(token: Union[str, bytes]) -> str:
     """An index token as key text: a str as is; bytes decoded as UTF-8 when they are valid
     UTF-8 (rom 1.1.2's rule), otherwise as latin-1 like every other bytes value."""

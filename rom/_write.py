@@ -15,7 +15,8 @@ from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Se
 from redis.client import Pipeline
 
 from ._connect import connect, to_text
-from ._helpers import _encode_unique_constraint, _prefix_score, score_text, token_text
+from ._helpers import (_encode_unique_constraint, _prefix_score, score_text, short_repr,
+                       token_text)
 from ._keygen import SORT_KEYGEN_NAMES
 from ._registry import PENDING_ID, is_entity
 from ._relations import UnsafeColumn
@@ -188,14 +189,15 @@ def compute_index_entries(model: Any, data: Dict[str, Any], id_text: str = '') -
         try:
             result = col._keygen(attr, data)
         except UnicodeError as err:  # e.g. IDENTITY_STRING of text above U+00FF
-            raise InvalidColumnValue('%s.%s: the keygen %s cannot index %.200r (%s)' % (
-                ns, attr, getattr(col._keygen, '__name__', '?'), value, err)) from err
+            raise InvalidColumnValue('%s.%s: the keygen %s cannot index %s (%s)' % (
+                ns, attr, getattr(col._keygen, '__name__', '?'), short_repr(value), err)
+            ) from err
         _add_keygen_result(entries, ns, col, attr, result, value)
     for key, score in list(entries.scores.items()):
         text = score_text(score)
         if text is None:
-            raise InvalidColumnValue('%s.%s: index score %r is not a number Redis can store'
-                                     % (ns, key, score))
+            raise InvalidColumnValue('%s.%s: index score %s is not a number Redis can store'
+                                     % (ns, key, short_repr(score)))
         entries.scores[key] = text
     if model._geo:
         entries.geo.extend(_geo_points(model, data))
@@ -247,8 +249,8 @@ def storage_text(ns: str, attr: str, col: Any, value: Any) -> Any:
     try:
         return col._to_redis(value)
     except (TypeError, ValueError, OverflowError) as err:  # e.g. a set inside a Json value
-        raise _unstorable('%s.%s: cannot store %.200r (%s)' % (ns, attr, value, err), err
-                          ) from err
+        raise _unstorable('%s.%s: cannot store %s (%s)' % (ns, attr, short_repr(value), err),
+                          err) from err
 
 
 def plan_write(model: Any, old: Dict[str, Any], new: Dict[str, Any], full: bool = False,

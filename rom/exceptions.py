@@ -1,6 +1,8 @@
 """The exception hierarchy of rom (same classes and bases as rom 1.1.2)."""
 from __future__ import annotations
 
+from ._helpers import short_repr
+
 __all__ = [
     'BulkError', 'ColumnError', 'DataRaceError', 'EntityDeletedError',
     'InvalidColumnValue', 'InvalidOperation', 'MissingColumn', 'ORMError',
@@ -85,8 +87,8 @@ def _conversion_error(label: str, value: object, expected: str,
                       error: BaseException) -> InvalidColumnValue:
     """``InvalidColumnValue`` with ``error``'s args whose message names column ``label``."""
     exc = InvalidColumnValue(*error.args)
-    exc.__dict__['_rom_message'] = '%s: cannot convert %.200r to %s (%s)' % (
-        label, value, expected, error)
+    exc.__dict__['_rom_message'] = '%s: cannot convert %s to %s (%s)' % (
+        label, short_repr(value), expected, error)
     return exc
 
 

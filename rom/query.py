@@ -13,7 +13,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from . import _session
 from ._connect import connect, to_text
-from ._helpers import MAX_RANK, dt2ts, score_text, t2ts
+from ._helpers import MAX_RANK, dt2ts, score_text, short_repr, t2ts
 from ._keygen import LOWERCASE_QUERY_KEYGENS
 from ._query_match import _ts
 from ._records import Geofilter, Pattern, Prefix, Suffix
@@ -64,8 +64,8 @@ def _bound(model: Any, name: str, value: Any) -> Any:
     else:
         text = value
     if isinstance(value, bool) or score_text(text) is None:
-        raise QueryError('filter(): %r is not a number usable as a range endpoint of %s.%s'
-                         % (value, model.__name__, name))
+        raise QueryError('filter(): %s is not a number usable as a range endpoint of %s.%s'
+                         % (short_repr(value), model.__name__, name))
     return value
 
 
@@ -163,9 +163,9 @@ class Query:
                                      'got %r' % (name, bad[0]))
                 filters.append(['%s:%s' % (name, _ts(v)) for v in value])
             else:
-                raise QueryError('filter(): unsupported value %r for %s.%s (use a string, a '
+                raise QueryError('filter(): unsupported value %s for %s.%s (use a string, a '
                                  'number, a (low, high) tuple or a non-empty list of strings)'
-                                 % (original, self._model.__name__, name))
+                                 % (short_repr(original), self._model.__name__, name))
         return self.replace(filters=tuple(filters))
 
     def _text_filter(self, clause: str, kwargs: Dict[str, Any]) -> 'Query':
