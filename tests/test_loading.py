@@ -266,8 +266,9 @@ def test_get_by_paths_with_custom_init(conn):
 
 def test_reading_scripts_share_one_row_reader():
     from rom import _scripts
-    shared = open(os.path.join(os.path.dirname(_scripts.__file__), 'scripts',
-                               '_read_row.lua'), 'rb').read()
+    with open(os.path.join(os.path.dirname(_scripts.__file__), 'scripts', '_read_row.lua'),
+              'rb') as handle:
+        shared = handle.read()
     for name in ('get_rows', 'get_unique', 'get_range'):
         source = _scripts.lua(name).script
         assert source.startswith(shared)               # included once, before the script
