@@ -52,6 +52,16 @@ def _keygen_name(column: Any) -> Optional[str]:
     return getattr(keygen, '__name__', None) if keygen is not None else None
 
 
+def _utf8(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode('utf-8')
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _bound(model: Any, name: str, value: Any) -> Any:
     """A range endpoint Redis can compare with: None, a number or numeric text (QueryError
     for NaN, text that is not a number and values outside the double range)."""
@@ -119,6 +129,10 @@ class Query:
             return None
         if isinstance(value, bool):
             return str(value)
+        for item in (value if isinstance(value, list) else [value]):
+            if isinstance(item, str) and not _utf8(item):
+                raise QueryError('%s(): the value %s for %s.%s has no UTF-8 form (a lone '
+                                 'surrogate)' % (clause, short_repr(item), model.__name__, attr))
         if _keygen_name(column) in LOWERCASE_QUERY_KEYGENS:
             if isinstance(value, _LT):
                 return value.lower()

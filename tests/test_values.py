@@ -109,6 +109,17 @@ def test_lone_surrogate_is_refused_naming_the_column_before_any_write(conn):
     assert good.body == 'ok'
 
 
+def test_lone_surrogate_in_a_query_value_raises_query_error(conn):
+    class Doc(rom.Model):
+        title = rom.Text(index=True, prefix=True, suffix=True, keygen=rom.FULL_TEXT)
+
+    for build in (lambda q: q.filter(title='a\ud800'), lambda q: q.filter(title=['ok', '\udfff']),
+                  lambda q: q.startswith(title='\ud800'), lambda q: q.endswith(title='\ud800'),
+                  lambda q: q.like(title='*\ud800')):
+        with pytest.raises(QueryError, match=r'Doc\.title'):
+            build(Doc.query)
+
+
 # --- untyped errors become typed ones (issue 12) ---------------------------------------------
 @pytest.fixture
 def Num(conn):
