@@ -454,7 +454,7 @@ class Text(Column):
 
     def _validate(self, value: Any, obj: Any = None) -> None:
         Column._validate(self, value, obj)
-        if isinstance(value, str):
+        if isinstance(value, str) and not value.isascii():
             try:
                 value.encode('utf-8')
             except UnicodeEncodeError as err:

@@ -23,7 +23,7 @@ from ._session import session
 from ._write import AttrDict, plan_write, run_plans, save_entities, storage_text
 from .exceptions import (ColumnError, DataRaceError, EntityDeletedError, InvalidColumnValue,
                          InvalidOperation, QueryError)
-from .query import NUMERIC_TYPES, Query
+from .query import NUMERIC_TYPES, Query, _bound
 
 __all__ = ['Model', 'redis_writer_lua']
 # importable from rom.model, as in rom 1.1.2
@@ -455,6 +455,8 @@ class Model(metaclass=_ModelMetaclass):
             value = (value, value)
         if isinstance(value, tuple):
             col = cls._columns[attr]
+            for end in value:  # QueryError for NaN and text that is not a number
+                _bound(cls, attr, end, 'get_by')
             lo = '-inf' if value[0] is None else col._to_redis(value[0])
             hi = 'inf' if value[1] is None else col._to_redis(value[1])
             conn = connect(cls)

@@ -62,7 +62,7 @@ def _utf8(text: str) -> bool:
     return True
 
 
-def _bound(model: Any, name: str, value: Any) -> Any:
+def _bound(model: Any, name: str, value: Any, clause: str = 'filter') -> Any:
     """A range endpoint Redis can compare with: None, a number or numeric text (QueryError
     for NaN, text that is not a number and values outside the double range)."""
     value = _endpoint(value)
@@ -74,8 +74,8 @@ def _bound(model: Any, name: str, value: Any) -> Any:
     else:
         text = value
     if isinstance(value, bool) or score_text(text) is None:
-        raise QueryError('filter(): %s is not a number usable as a range endpoint of %s.%s'
-                         % (short_repr(value), model.__name__, name))
+        raise QueryError('%s(): %s is not a number usable as a range endpoint of %s.%s'
+                         % (clause, short_repr(value), model.__name__, name))
     return value
 
 

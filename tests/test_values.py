@@ -147,6 +147,18 @@ def test_filter_with_an_unusable_number_raises_query_error(Num, value):
         Num.query.filter(n=value)
 
 
+@pytest.mark.parametrize('value', [float('nan'), (1, float('nan')), ('x', 5), (None, 'nan'),
+                                   decimal.Decimal('NaN')])
+def test_get_by_with_an_unusable_number_raises_query_error(Num, value):
+    with pytest.raises(QueryError, match=r'Num\.n'):
+        Num.get_by(n=value)
+
+
+def test_get_by_numeric_string_on_a_numeric_index(Num):
+    assert [e.n for e in Num.get_by(n='3')] == [3]
+    assert [e.n for e in Num.get_by(n=('2', '3'))] == [2, 3]
+
+
 def test_limit_outside_redis_ranks_raises_query_error(Num):
     for offset in (2 ** 63, -2 ** 63, 10 ** 30):
         with pytest.raises(QueryError, match='offset'):
