@@ -164,10 +164,11 @@ class Column(_Column):
         if value is not None and self._allowed and not isinstance(value, self._allowed):
             try:
                 value = self._convert_assigned(value)
-            except _CONVERSION_ERRORS:
+            except _CONVERSION_ERRORS as err:
                 raise InvalidColumnValue(
-                    'cannot assign %s to %s.%s: expected %s' % (
-                        short_repr(value), obj._namespace, self._attr, _type_names(self._allowed)))
+                    'cannot assign %s to %s.%s: expected %s (%s)' % (
+                        short_repr(value), obj._namespace, self._attr,
+                        _type_names(self._allowed), err)) from err
         self._store(obj, value)
 
     def _store(self, obj: Any, value: Any) -> None:
@@ -286,7 +287,7 @@ class Integer(Column):
             if not value.is_finite() if isinstance(value, _Decimal) else not math.isfinite(value):
                 raise ValueError('%r is not a finite number' % (value,))
             if value != int(value):
-                raise ValueError('%r is not a whole number (no silent truncation)' % (value,))
+                raise ValueError('%r is not a whole number' % (value,))
         return int(value)
 
     def _to_redis(self, value: Any) -> str:
@@ -434,11 +435,16 @@ class String(Column):
         Column._init_(self, obj, model, attr, value, loading)
 
     def _coerce(self, value: Any) -> Any:
-        # construction/loading: a str is latin-1 encoded; UnicodeEncodeError (> U+00FF) and
-        # AttributeError (non-str, non-bytes) propagate unwrapped (compat, spec §3.4.6)
-        if isinstance(value, str):
-            return value.encode('latin-1')
-        return Column._coerce(self, value)
+        # construction/loading: a str is latin-1 encoded. rom 1.1.2 let UnicodeEncodeError
+        # (> U+00FF) and AttributeError (non-str, non-bytes) propagate (spec §3.4.6); the
+        # error raised is an InvalidColumnValue naming the column that is also of that type
+        try:
+            if isinstance(value, str):
+                return value.encode('latin-1')
+            return Column._coerce(self, value)
+        except (UnicodeEncodeError, AttributeError) as err:
+            raise _conversion_error(self._label(), value, 'bytes (or latin-1 text)', err
+                                    ) from err
 
     def _convert_assigned(self, value: Any) -> Any:
         return value  # no conversion on assignment: the validation error follows

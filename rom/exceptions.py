@@ -83,10 +83,24 @@ class InvalidColumnValue(ColumnError):
         return message if message is not None else ColumnError.__str__(self)
 
 
+class _InvalidColumnEncodeError(InvalidColumnValue, UnicodeEncodeError):
+    """An ``InvalidColumnValue`` that is also the ``UnicodeEncodeError`` rom 1.1.2 raised."""
+
+
+class _InvalidColumnAttributeError(InvalidColumnValue, AttributeError):
+    """An ``InvalidColumnValue`` that is also the ``AttributeError`` rom 1.1.2 raised."""
+
+
 def _conversion_error(label: str, value: object, expected: str,
                       error: BaseException) -> InvalidColumnValue:
-    """``InvalidColumnValue`` with ``error``'s args whose message names column ``label``."""
-    exc = InvalidColumnValue(*error.args)
+    """``InvalidColumnValue`` with ``error``'s args whose message names column ``label``
+    (also a ``UnicodeEncodeError``/``AttributeError`` when ``error`` is one: compat)."""
+    cls: type = InvalidColumnValue
+    if isinstance(error, UnicodeEncodeError):
+        cls = _InvalidColumnEncodeError
+    elif isinstance(error, AttributeError):
+        cls = _InvalidColumnAttributeError
+    exc = cls(*error.args)
     exc.__dict__['_rom_message'] = '%s: cannot convert %s to %s (%s)' % (
         label, short_repr(value), expected, error)
     return exc

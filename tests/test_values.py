@@ -305,6 +305,19 @@ def test_conversion_errors_at_construction_name_the_column_and_keep_args(conn):
         person.age = 'forty'
 
 
+def test_string_construction_errors_are_typed_and_keep_their_compat_type(conn):
+    class Blob(rom.Model):
+        data = rom.String()
+
+    with pytest.raises(InvalidColumnValue) as info:
+        Blob(data='\u0100')
+    assert isinstance(info.value, UnicodeEncodeError)  # what rom 1.1.2 raised (spec §3.4.6)
+    assert info.value.args[0] == 'latin-1' and str(info.value).startswith('Blob.data:')
+    with pytest.raises(InvalidColumnValue) as info:
+        Blob(data=5)
+    assert isinstance(info.value, AttributeError) and str(info.value).startswith('Blob.data:')
+
+
 def test_entity_repr(conn, roundtrips):
     class User(rom.Model):
         email = rom.Text(unique=True)
