@@ -110,6 +110,8 @@ def _add_keygen_result(entries: IndexEntries, ns: str, col: Any, attr: str, resu
     if isinstance(result, (list, tuple, set, frozenset)):
         for token in result:
             text = _ts(token)
+            if not text.isascii():
+                _need_utf8(ns, attr, text)
             if col._index:
                 entries.keys.append(attr + ':' + text)
             if col._prefix:
@@ -121,6 +123,8 @@ def _add_keygen_result(entries: IndexEntries, ns: str, col: Any, attr: str, resu
     if isinstance(result, dict):
         if col._index:
             for key, score in result.items():
+                if isinstance(key, str) and not key.isascii():
+                    _need_utf8(ns, attr, key)
                 if not key:
                     entries.scores[attr] = score
                 elif score is None or score == '':
@@ -243,6 +247,16 @@ def _unique_text(value: Any) -> str:
     return value.decode('latin-1') if isinstance(value, bytes) else str(value)
 
 
+def _need_utf8(ns: str, attr: str, text: str) -> None:
+    """Refuse an index token or unique value with no UTF-8 form (a lone surrogate from a
+    custom keygen) before anything is sent: redis-py would fail while sending the call."""
+    try:
+        text.encode('utf-8')
+    except UnicodeEncodeError:
+        raise InvalidColumnValue('%s.%s: the index entry %s has no UTF-8 form (a lone '
+                                 'surrogate)' % (ns, attr, short_repr(text)))
+
+
 def storage_text(ns: str, attr: str, col: Any, value: Any) -> Any:
     """``col._to_redis(value)``; a value that cannot be stored raises InvalidColumnValue
     (also a TypeError/ValueError like the conversion's own error, for compatibility)."""
@@ -339,6 +353,9 @@ def plan_write(model: Any, old: Dict[str, Any], new: Dict[str, Any], full: bool 
         entries = _empty_entries()
     else:
         entries = compute_index_entries(model, new, id_text)
+        for attr, value in claims:
+            if not value.isascii():
+                _need_utf8(ns, attr, value)
     return WritePlan(ns, id_text, pkey, delete, fresh and not delete, race, absent, claims,
                      releases, hdel, hset, unsafe, entries, changes, stored)
 

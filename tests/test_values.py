@@ -109,6 +109,23 @@ def test_lone_surrogate_is_refused_naming_the_column_before_any_write(conn):
     assert good.body == 'ok'
 
 
+def test_surrogate_from_a_custom_keygen_fails_that_entity_only(conn):
+    def odd(value):
+        return [value + '\udc00'] if value and value.startswith('bad') else [value]
+
+    class Tag(rom.Model):
+        name = rom.Text(index=True, keygen=odd, unique=True)
+
+    Tag(name='first')
+    Tag(name='bad one')
+    Tag(name='last')
+    with pytest.raises(InvalidColumnValue, match=r'Tag\.name'):
+        util.session.commit()
+    # as documented for commits: the entities before the failing one are written
+    assert conn.hget('Tag:1', 'name') == b'first'
+    assert not conn.exists('Tag:2') and not conn.exists('Tag:3')
+
+
 def test_lone_surrogate_in_a_query_value_raises_query_error(conn):
     class Doc(rom.Model):
         title = rom.Text(index=True, prefix=True, suffix=True, keygen=rom.FULL_TEXT)
