@@ -262,9 +262,22 @@ def storage_text(ns: str, attr: str, col: Any, value: Any) -> Any:
     (also a TypeError/ValueError like the conversion's own error, for compatibility)."""
     try:
         return col._to_redis(value)
-    except (TypeError, ValueError, OverflowError) as err:  # e.g. a set inside a Json value
+    except (TypeError, ValueError, OverflowError, AttributeError) as err:  # a set in a Json
         raise _unstorable('%s.%s: cannot store %s (%s)' % (ns, attr, short_repr(value), err),
                           err) from err
+
+
+def initial_text(ns: str, attr: str, col: Any, raw: Any, converted: Any) -> Any:
+    """The storage text a new entity records for the constructor value ``raw``: as rom
+    1.1.2, the text of the raw value (this saves a new referenced entity); when the raw value
+    has no storage text (``DateTime`` given 86400, ``Time`` given 3600) that of the value the
+    column converted it to, instead of the raw TypeError/AttributeError of rom 1.1.2."""
+    try:
+        return col._to_redis(raw)
+    except (TypeError, ValueError, AttributeError, OverflowError):
+        if converted is None or converted is raw:
+            return storage_text(ns, attr, col, raw)
+        return storage_text(ns, attr, col, converted)
 
 
 def plan_write(model: Any, old: Dict[str, Any], new: Dict[str, Any], full: bool = False,

@@ -121,6 +121,8 @@ def _unstorable(message: str, error: BaseException) -> InvalidColumnValue:
         return _InvalidColumnTypeError(message)
     if isinstance(error, ValueError):
         return _InvalidColumnValueError(message)
+    if isinstance(error, AttributeError):
+        return _InvalidColumnAttributeError(message)
     return InvalidColumnValue(message)
 
 

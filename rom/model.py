@@ -20,7 +20,7 @@ from ._relations import ForeignModel, UnsafeColumn, _Related, _Unresolved
 from ._schema import _ModelMetaclass
 from ._scripts import lua
 from ._session import session
-from ._write import AttrDict, plan_write, run_plans, save_entities, storage_text
+from ._write import AttrDict, initial_text, plan_write, run_plans, save_entities
 from .exceptions import (ColumnError, DataRaceError, EntityDeletedError, InvalidColumnValue,
                          InvalidOperation, QueryError)
 from .query import NUMERIC_TYPES, Query, _bound
@@ -84,8 +84,8 @@ class Model(metaclass=_ModelMetaclass):
                 value = None
             col._init_(self, ns, attr, value, loading)
             if value is not None and not isinstance(col, IndexOnly):
-                self._last[attr] = value if isinstance(value, str) else storage_text(
-                    ns, attr, col, value)
+                self._last[attr] = value if isinstance(value, str) else initial_text(
+                    ns, attr, col, value, self._data.get(attr))
         if not loading and not extra_ok and not bypass and not session.null_session:
             extra = [k for k in kwargs if k not in self._columns]
             if extra:

@@ -4,7 +4,7 @@ with a typed error naming the column before anything is written; errors say what
 from __future__ import annotations
 
 import decimal
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, time, timedelta, timezone
 
 import pytest
 
@@ -333,6 +333,22 @@ def test_string_construction_errors_are_typed_and_keep_their_compat_type(conn):
     with pytest.raises(InvalidColumnValue) as info:
         Blob(data=5)
     assert isinstance(info.value, AttributeError) and str(info.value).startswith('Blob.data:')
+
+
+def test_numbers_for_dates_and_times_at_construction_convert_as_on_assignment(conn):
+    # rom 1.1.2 raised TypeError (DateTime) / AttributeError (Time) here (spec §5.4)
+    class Clock(rom.Model):
+        at = rom.DateTime(index=True)
+        day = rom.Date()
+        t = rom.Time(index=True)
+
+    e = Clock(at=86400, day=86400.0, t=3600)
+    assert (e.at, e.day, e.t) == (datetime(1970, 1, 2), date(1970, 1, 2), time(1))
+    e.save()
+    util.session.rollback()
+    loaded = Clock.get(e.id)
+    assert (loaded.at, loaded.day, loaded.t) == (datetime(1970, 1, 2), date(1970, 1, 2), time(1))
+    assert [c.id for c in Clock.query.filter(t=time(1))] == [e.id]
 
 
 def test_entity_repr(conn, roundtrips):

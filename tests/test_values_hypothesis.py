@@ -123,6 +123,12 @@ def _same(attr, kept, loaded):
         attr in ('i', 'iu') and loaded == kept and isinstance(kept, bool))
 
 
+def _no_silent_change(attr, value, kept):
+    """An Integer converts only numbers it holds exactly (no truncation)."""
+    if attr in ('i', 'iu') and isinstance(value, (int, float, decimal.Decimal)):
+        assert kept == value, (attr, value, kept)
+
+
 def _audit(model, attr, kept):
     if attr == 'dd' and isinstance(kept, datetime.datetime):
         # compat (models §3.3): a Date holding a datetime stores its full timestamp but
@@ -154,6 +160,7 @@ def test_assigned_values_round_trip_or_are_refused_before_any_write(conn, V, att
         util.session.rollback()
         return
     kept = getattr(e, attr)
+    _no_silent_change(attr, value, kept)
     loaded = getattr(_reloaded(V, 1), attr)
     assert _same(attr, kept, loaded), (attr, value, kept, loaded)
     _audit(V, attr, kept)
@@ -175,6 +182,7 @@ def test_constructed_values_round_trip_or_are_refused_before_any_write(conn, V, 
         util.session.rollback()
         return
     kept = getattr(e, attr)
+    _no_silent_change(attr, value, kept)
     loaded = getattr(_reloaded(V, e.id), attr)
     assert _same(attr, kept, loaded), (attr, value, kept, loaded)
     _audit(V, attr, kept)
