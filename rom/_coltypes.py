@@ -13,10 +13,11 @@ from decimal import Decimal as _Decimal
 from typing import Any, Callable, Optional, Tuple
 
 from ._connect import connect
-from ._helpers import dt2ts, short_repr, t2ts, ts2dt, ts2t, utc_naive
+from ._helpers import dt2ts, short_repr, t2ts, ts2dt, ts2t
 from ._keygen import FULL_TEXT, STRING_INDEX_KEYGENS_STR, _boolean_keygen, _numeric_keygen
 from ._registry import NULL, PENDING_ID
 from ._session import session
+from ._values import check_keygen, utc_datetime
 from .exceptions import (ColumnError, InvalidColumnValue, InvalidOperation, MissingColumn,
                          _conversion_error)
 
@@ -48,17 +49,6 @@ def _is_integer(allowed: Any) -> bool:
 
 def _type_names(allowed: Any) -> str:
     return ', '.join(t.__name__ for t in _as_tuple(allowed))
-
-
-def _check_keygen(column: str, option: str, keygen: Any) -> None:
-    """Refuse a keygen that is not callable (e.g. the name ``'FULL_TEXT'`` given as a str)."""
-    if keygen is None or callable(keygen):
-        return
-    hint = ''
-    if isinstance(keygen, str):
-        hint = ' (pass the function itself, e.g. %s=rom.%s, not its name)' % (option, keygen)
-    raise ColumnError('%s column: %s must be a callable, not %r%s'
-                      % (column, option, keygen, hint))
 
 
 def _wrap_keygen(keygen: Callable[[Any], Any]) -> Callable[[str, dict], Any]:
@@ -110,8 +100,8 @@ class Column(_Column):
 
     def _choose_keygen(self, keygen: Any, keygen2: Any) -> Any:
         name = type(self).__name__
-        _check_keygen(name, 'keygen', keygen)
-        _check_keygen(name, 'keygen2', keygen2)
+        check_keygen(name, 'keygen', keygen)
+        check_keygen(name, 'keygen2', keygen2)
         if (keygen or keygen2) and not (self._index or self._prefix or self._suffix or self._unique):
             raise ColumnError('%s column: a keygen needs at least one of index, prefix, suffix '
                               'or unique to be set' % (name,))
@@ -337,16 +327,6 @@ class Decimal(Column):
         return str(value)
 
 
-def _utc_datetime(col: Column, value: Any, obj: Any) -> Any:
-    """An aware datetime as naive UTC; refuses instants outside ``datetime``'s range."""
-    if isinstance(value, datetime) and value.utcoffset() is not None:
-        try:
-            return utc_naive(value)
-        except OverflowError:
-            raise col._refuse(obj, value, 'the instant in UTC is outside the datetime range')
-    return value
-
-
 class DateTime(Column):
     """A ``datetime`` stored as seconds since the epoch (naive values are taken as UTC).
 
@@ -357,7 +337,7 @@ class DateTime(Column):
     _allowed = datetime
 
     def _prepare(self, value: Any, obj: Any) -> Any:
-        return _utc_datetime(self, value, obj)
+        return utc_datetime(self, value, obj)
 
     def _from_redis(self, value: Any) -> datetime:
         return ts2dt(float(value))
@@ -398,7 +378,7 @@ class Date(Column):
     _allowed = date
 
     def _prepare(self, value: Any, obj: Any) -> Any:
-        return _utc_datetime(self, value, obj)
+        return utc_datetime(self, value, obj)
 
     def _from_redis(self, value: Any) -> date:
         return ts2dt(float(value)).date()
@@ -548,7 +528,7 @@ class IndexOnly(Column):
                  prefix: bool = False, suffix: bool = False,
                  keygen2: Optional[Callable[[str, dict], Any]] = None,
                  index: bool = False, unique: bool = False) -> None:
-        _check_keygen('IndexOnly', 'keygen', keygen)
+        check_keygen('IndexOnly', 'keygen', keygen)
         if column and keygen:
             source, func = column, keygen
             keygen2 = lambda attr, data: func(data.get(source))  # noqa: E731 (name '<lambda>')

@@ -21,9 +21,10 @@ from ._keygen import SORT_KEYGEN_NAMES
 from ._registry import PENDING_ID, is_entity
 from ._relations import UnsafeColumn
 from ._scripts import lua
+from ._values import need_utf8, storage_text
 from ._session import session
 from .exceptions import (ColumnError, DataRaceError, EntityDeletedError, InvalidColumnValue,
-                         ORMError, UniqueKeyViolation, _unstorable)
+                         ORMError, UniqueKeyViolation)
 
 _GEO_LAT_LIMIT = 85.05112878
 _MAX_BLOCKS_PER_CALL = 500
@@ -111,7 +112,7 @@ def _add_keygen_result(entries: IndexEntries, ns: str, col: Any, attr: str, resu
         for token in result:
             text = _ts(token)
             if not text.isascii():
-                _need_utf8(ns, attr, text)
+                need_utf8(ns, attr, text)
             if col._index:
                 entries.keys.append(attr + ':' + text)
             if col._prefix:
@@ -124,7 +125,7 @@ def _add_keygen_result(entries: IndexEntries, ns: str, col: Any, attr: str, resu
         if col._index:
             for key, score in result.items():
                 if isinstance(key, str) and not key.isascii():
-                    _need_utf8(ns, attr, key)
+                    need_utf8(ns, attr, key)
                 if not key:
                     entries.scores[attr] = score
                 elif score is None or score == '':
@@ -247,39 +248,6 @@ def _unique_text(value: Any) -> str:
     return value.decode('latin-1') if isinstance(value, bytes) else str(value)
 
 
-def _need_utf8(ns: str, attr: str, text: str) -> None:
-    """Refuse an index token or unique value with no UTF-8 form (a lone surrogate from a
-    custom keygen) before anything is sent: redis-py would fail while sending the call."""
-    try:
-        text.encode('utf-8')
-    except UnicodeEncodeError:
-        raise InvalidColumnValue('%s.%s: the index entry %s has no UTF-8 form (a lone '
-                                 'surrogate)' % (ns, attr, short_repr(text)))
-
-
-def storage_text(ns: str, attr: str, col: Any, value: Any) -> Any:
-    """``col._to_redis(value)``; a value that cannot be stored raises InvalidColumnValue
-    (also a TypeError/ValueError like the conversion's own error, for compatibility)."""
-    try:
-        return col._to_redis(value)
-    except (TypeError, ValueError, OverflowError, AttributeError) as err:  # a set in a Json
-        raise _unstorable('%s.%s: cannot store %s (%s)' % (ns, attr, short_repr(value), err),
-                          err) from err
-
-
-def initial_text(ns: str, attr: str, col: Any, raw: Any, converted: Any) -> Any:
-    """The storage text a new entity records for the constructor value ``raw``: as rom
-    1.1.2, the text of the raw value (this saves a new referenced entity); when the raw value
-    has no storage text (``DateTime`` given 86400, ``Time`` given 3600) that of the value the
-    column converted it to, instead of the raw TypeError/AttributeError of rom 1.1.2."""
-    try:
-        return col._to_redis(raw)
-    except (TypeError, ValueError, AttributeError, OverflowError):
-        if converted is None or converted is raw:
-            return storage_text(ns, attr, col, raw)
-        return storage_text(ns, attr, col, converted)
-
-
 def plan_write(model: Any, old: Dict[str, Any], new: Dict[str, Any], full: bool = False,
                delete: bool = False, is_new: bool = False, fresh: bool = False,
                force: bool = False) -> WritePlan:
@@ -368,7 +336,7 @@ def plan_write(model: Any, old: Dict[str, Any], new: Dict[str, Any], full: bool 
         entries = compute_index_entries(model, new, id_text)
         for attr, value in claims:
             if not value.isascii():
-                _need_utf8(ns, attr, value)
+                need_utf8(ns, attr, value)
     return WritePlan(ns, id_text, pkey, delete, fresh and not delete, race, absent, claims,
                      releases, hdel, hset, unsafe, entries, changes, stored)
 
@@ -395,7 +363,8 @@ def _plan_unique(col: Any, attr: str, old: Dict[str, Any], new: Dict[str, Any], 
         return
     if value:
         claims.append((attr, _unique_text(value)))
-    if old_value and old_value != new_value:
+    if old_value and (not new_value or _unique_text(old_value) != _unique_text(new_value)):
+        # compared as stored text: b'12' recorded at construction and '12' are one value
         releases.append((attr, _unique_text(old_value)))
 
 

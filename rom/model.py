@@ -20,7 +20,8 @@ from ._relations import ForeignModel, UnsafeColumn, _Related, _Unresolved
 from ._schema import _ModelMetaclass
 from ._scripts import lua
 from ._session import session
-from ._write import AttrDict, initial_text, plan_write, run_plans, save_entities
+from ._values import initial_text
+from ._write import AttrDict, plan_write, run_plans, save_entities
 from .exceptions import (ColumnError, DataRaceError, EntityDeletedError, InvalidColumnValue,
                          InvalidOperation, QueryError)
 from .query import NUMERIC_TYPES, Query, _bound

@@ -351,6 +351,20 @@ def test_numbers_for_dates_and_times_at_construction_convert_as_on_assignment(co
     assert [c.id for c in Clock.query.filter(t=time(1))] == [e.id]
 
 
+def test_unique_text_given_as_bytes_at_construction_is_claimed(conn):
+    # found by the hypothesis suite: the constructor recorded b'12' as the value the entity
+    # was created with, and the save released '12' right after claiming it
+    class Code(rom.Model):
+        code = rom.Text(unique=True)
+
+    e = Code(code=b'12')
+    e.save()
+    assert conn.hget('Code:code:uidx', '12') == b'1'
+    assert Code.get_by(code='12') is e
+    with pytest.raises(UniqueKeyViolation):
+        Code(code='12').save()
+
+
 def test_entity_repr(conn, roundtrips):
     class User(rom.Model):
         email = rom.Text(unique=True)
