@@ -274,7 +274,8 @@ class Integer(Column):
 
     def _from_redis(self, value: Any) -> int:
         if isinstance(value, (float, _Decimal)):
-            if not value.is_finite() if isinstance(value, _Decimal) else not math.isfinite(value):
+            finite = value.is_finite() if isinstance(value, _Decimal) else math.isfinite(value)
+            if not finite:
                 raise ValueError('%r is not a finite number' % (value,))
             if value != int(value):
                 raise ValueError('%r is not a whole number' % (value,))

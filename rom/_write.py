@@ -21,8 +21,8 @@ from ._keygen import SORT_KEYGEN_NAMES
 from ._registry import PENDING_ID, is_entity
 from ._relations import UnsafeColumn
 from ._scripts import lua
-from ._values import need_utf8, storage_text
 from ._session import session
+from ._values import need_utf8, storage_text
 from .exceptions import (ColumnError, DataRaceError, EntityDeletedError, InvalidColumnValue,
                          ORMError, UniqueKeyViolation)
 

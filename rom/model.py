@@ -11,7 +11,7 @@ from . import _search
 from ._coltypes import IndexOnly
 from ._compat import _zrange_limit_iterator, redis_writer_lua
 from ._connect import connect, decodes_responses
-from ._helpers import ClassProperty
+from ._helpers import ClassProperty, short_repr
 from ._keygen import SORT_KEYGEN_NAMES
 from ._loader import field_names, load_row, mapping_builder, row_builder
 from ._on_delete import _plan_on_delete
@@ -108,8 +108,7 @@ class Model(metaclass=_ModelMetaclass):
             value = self._data.get(attr)
             if attr == self._pkey or value is None or not _shown_in_repr(col):
                 continue
-            text = repr(value)
-            parts.append('%s=%s' % (attr, text if len(text) <= 40 else text[:37] + '...'))
+            parts.append('%s=%s' % (attr, short_repr(value, 40)))
         return '<%s %s>' % (type(self).__name__, ' '.join(parts))
 
     def _load(self, row: Dict[Any, Any], by_bytes: bool = False) -> None:
