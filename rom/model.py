@@ -11,7 +11,7 @@ from . import _search
 from ._coltypes import IndexOnly
 from ._compat import _zrange_limit_iterator, redis_writer_lua
 from ._connect import connect, decodes_responses
-from ._helpers import ClassProperty, short_repr
+from ._helpers import ClassProperty, _to_score, short_repr
 from ._keygen import SORT_KEYGEN_NAMES
 from ._loader import field_names, load_row, mapping_builder, row_builder
 from ._on_delete import _plan_on_delete
@@ -454,11 +454,9 @@ class Model(metaclass=_ModelMetaclass):
         if isinstance(value, NUMERIC_TYPES) and not isinstance(value, bool):
             value = (value, value)
         if isinstance(value, tuple):
-            col = cls._columns[attr]
-            for end in value:  # QueryError for NaN and text that is not a number
-                _bound(cls, attr, end, 'get_by')
-            lo = '-inf' if value[0] is None else col._to_redis(value[0])
-            hi = 'inf' if value[1] is None else col._to_redis(value[1])
+            # endpoints as score texts; QueryError for NaN and text that is not a number
+            lo, hi = (_to_score(_bound(cls, attr, end, 'get_by')) if end is not None else inf
+                      for end, inf in zip(value, ('-inf', 'inf')))
             conn = connect(cls)
             key = '%s:%s:idx' % (cls._namespace, attr)
             # one round trip: the ids in the range and their rows (identity map still wins)
@@ -479,12 +477,21 @@ class Model(metaclass=_ModelMetaclass):
                              % (cls._namespace, attr))
         col = cls._columns[attr]
         values = value if isinstance(value, list) else [value]
-        lookups = []
+        lookups: List[Any] = []
         for item in values:
             if isinstance(col, IndexOnly):
                 lookups.append(item.decode('latin-1') if isinstance(item, bytes) else str(item))
-            else:
-                lookups.append(col._to_redis(item))
+                continue
+            try:
+                text = col._to_redis(item)
+                if isinstance(text, (int, float)) and not isinstance(text, bool):
+                    text = repr(text)  # what redis-py sends for a number (rom 1.1.2)
+                if not isinstance(text, (str, bytes)):
+                    raise TypeError('not a value the unique index holds')
+                lookups.append(text)
+            except (TypeError, ValueError, AttributeError, OverflowError) as err:
+                raise QueryError('get_by(): %s cannot be looked up in the unique index of %s.%s '
+                                 '(%s)' % (short_repr(item), cls._namespace, attr, err)) from err
         if not lookups:
             return []
         # one round trip: the unique hash lookups and the rows (identity map still wins)

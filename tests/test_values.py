@@ -176,6 +176,22 @@ def test_get_by_numeric_string_on_a_numeric_index(Num):
     assert [e.n for e in Num.get_by(n=('2', '3'))] == [2, 3]
 
 
+def test_get_by_converts_endpoints_and_refuses_unusable_lookups(conn, Num):
+    class Uniq(rom.Model):
+        code = rom.Text(unique=True)
+        blob = rom.String(unique=True)
+
+    Uniq(code='5', blob=b'b').save()
+    assert [e.n for e in Num.get_by(when=(util.dt2ts(datetime(2020, 1, 4)), None))] == [4, 5]
+    assert Num.get_by(word=datetime(2020, 1, 1)) == []  # a token index has no scores
+    assert Uniq.get_by(code=5).code == '5'  # a number is looked up as its text (compat)
+    for bad in ({}, True, None, 10 ** 5000, [object()]):
+        with pytest.raises(QueryError, match=r'Uniq\.code'):
+            Uniq.get_by(code=bad)
+    with pytest.raises(QueryError, match=r'Uniq\.blob'):
+        Uniq.get_by(blob=5)
+
+
 def test_limit_outside_redis_ranks_raises_query_error(Num):
     for offset in (2 ** 63, -2 ** 63, 10 ** 30):
         with pytest.raises(QueryError, match='offset'):

@@ -190,3 +190,34 @@ def test_constructed_values_round_trip_or_are_refused_before_any_write(conn, V, 
     loaded = getattr(_reloaded(V, e.id), attr)
     assert _same(attr, kept, loaded), (attr, value, kept, loaded)
     _audit(V, attr, kept)
+
+
+INDEXED = ['i', 'f', 'd', 'b', 'dt', 'dd', 't', 's', 'tx', 'ti', 'ts', 'jk']
+ranks_ = st.one_of(st.none(), st.integers(), st.sampled_from([2 ** 63 - 1, 2 ** 63, -2 ** 63, 2 ** 64]))
+
+
+@PROPS
+@given(attr=st.sampled_from(INDEXED), value=st.one_of(hostile_, st.tuples(hostile_, hostile_)),
+       offset=ranks_, count=ranks_)
+def test_hostile_query_arguments_run_or_raise_query_error(conn, V, attr, value, offset, count):
+    """filter()/get_by()/limit() with any value: a QueryError from the builder, or a query
+    that runs (no redis-py ResponseError, no untyped Python error) and changes no data
+    (temporary result keys expire on their own)."""
+    conn.flushdb()
+    util.session.rollback()
+    V(i=1, f=1.5, d=decimal.Decimal('2'), b=True, dt=datetime.datetime(2020, 1, 1),
+      tx='hello world', ti='x', ts='abc', s=b'raw', jk={'n': 3}).save()
+    before = dump(conn)
+    try:
+        query = V.query.filter(**{attr: value}).limit(offset, count)
+    except ORMError:
+        query = None
+    if query is not None:
+        query.all()
+        query.count()
+        query.first()
+    try:
+        V.get_by(**{attr: value})
+    except ORMError:
+        pass
+    assert {k: v for k, v in dump(conn).items() if v[1] == -1} == before
