@@ -167,14 +167,14 @@ class Query:
             elif isinstance(value, tuple):
                 if len(value) != 2:
                     raise QueryError('filter(): a range on %s needs exactly two endpoints '
-                                     '(low, high), got %r' % (name, value))
+                                     '(low, high), got %s' % (name, short_repr(value)))
                 filters.append((name, _bound(self._model, name, value[0]),
                                 _bound(self._model, name, value[1])))
             elif isinstance(value, list) and value:
                 bad = [v for v in value if not isinstance(v, _LT)]
                 if bad:
                     raise QueryError('filter(): a list for %s must hold only str/bytes tokens, '
-                                     'got %r' % (name, bad[0]))
+                                     'got %s' % (name, short_repr(bad[0])))
                 filters.append(['%s:%s' % (name, _ts(v)) for v in value])
             else:
                 raise QueryError('filter(): unsupported value %s for %s.%s (use a string, a '
@@ -190,13 +190,13 @@ class Query:
                 if isinstance(value, bytes):
                     raise TypeError('like(): patterns must be str, not bytes (%s)' % (name,))
                 if not isinstance(value, str):
-                    raise QueryError('like(): the pattern for %s must be a string, got %r'
-                                     % (name, value))
+                    raise QueryError('like(): the pattern for %s must be a string, got %s'
+                                     % (name, short_repr(value)))
                 filters.append(Pattern(name, value))
                 continue
             if not isinstance(value, _LT):
-                raise QueryError('%s(): the value for %s must be str or bytes, got %r'
-                                 % (clause, name, value))
+                raise QueryError('%s(): the value for %s must be str or bytes, got %s'
+                                 % (clause, name, short_repr(value)))
             if clause == 'startswith':
                 filters.append(Prefix(name, value))
             else:
@@ -252,7 +252,8 @@ class Query:
         """
         for what, value in (('offset', offset), ('count', count)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-                raise QueryError('limit(): %s must be an integer, not %r' % (what, value))
+                raise QueryError('limit(): %s must be an integer, not %s'
+                                 % (what, short_repr(value)))
         if offset is not None and abs(offset) > MAX_RANK:
             raise QueryError('limit(): offset %d is outside the ranks Redis supports (+-%d)'
                              % (offset, MAX_RANK))

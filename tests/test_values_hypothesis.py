@@ -47,7 +47,7 @@ datetimes_ = st.one_of(
 any_text_ = st.text(st.characters(blacklist_categories=()), max_size=12)  # surrogates too
 numbers_ = st.one_of(
     st.integers(), st.integers(-2 ** 70, 2 ** 70),
-    st.sampled_from([2 ** 53 + 1, 2 ** 63, -2 ** 63 - 1, 10 ** 400, 10 ** 5000, True, False]),
+    st.sampled_from([2 ** 53 + 1, 2 ** 63, -2 ** 63 - 1, 10 ** 400, True, False]),
     st.floats(), st.decimals(),
     st.sampled_from([decimal.Decimal('sNaN'), decimal.Decimal('-Infinity'),
                      decimal.Decimal('1e999999'), decimal.Decimal('-0'), -0.0]))
@@ -145,6 +145,21 @@ def _reloaded(model, id_):
 @PROPS
 @given(attr=st.sampled_from(COLUMNS), value=hostile_)
 def test_assigned_values_round_trip_or_are_refused_before_any_write(conn, V, attr, value):
+    _check_assignment(conn, V, attr, value)
+
+
+# too large for hypothesis to shrink or print (repr of an int over 4300 digits fails)
+HUGE = [10 ** 5000, -10 ** 5000, decimal.Decimal(10) ** 5000]
+
+
+@pytest.mark.parametrize('value', HUGE, ids=['huge', '-huge', 'huge decimal'])
+@pytest.mark.parametrize('attr', COLUMNS)
+def test_huge_numbers_round_trip_or_are_refused_before_any_write(conn, V, attr, value):
+    _check_assignment(conn, V, attr, value)
+    _check_construction(conn, V, attr, value)
+
+
+def _check_assignment(conn, V, attr, value):
     conn.flushdb()  # each example starts from one saved entity (the test's own database)
     util.session.rollback()
     e = V.get(1)
@@ -171,6 +186,10 @@ def test_assigned_values_round_trip_or_are_refused_before_any_write(conn, V, att
 @PROPS
 @given(attr=st.sampled_from(COLUMNS), value=hostile_)
 def test_constructed_values_round_trip_or_are_refused_before_any_write(conn, V, attr, value):
+    _check_construction(conn, V, attr, value)
+
+
+def _check_construction(conn, V, attr, value):
     conn.flushdb()  # each example starts empty (the test's own database)
     util.session.rollback()
     before = dump(conn)
@@ -220,4 +239,10 @@ def test_hostile_query_arguments_run_or_raise_query_error(conn, V, attr, value, 
         V.get_by(**{attr: value})
     except ORMError:
         pass
+    for clause in ('startswith', 'endswith', 'like'):
+        try:
+            matches = getattr(V.query, clause)(tx=value).limit(offset, count)
+        except (ORMError, TypeError):  # TypeError: like() of bytes, endswith(None) (compat)
+            continue
+        matches.all()
     assert {k: v for k, v in dump(conn).items() if v[1] == -1} == before
