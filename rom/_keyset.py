@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic, Iterator, List, Optional, Tuple,
 
 from ._connect import connect, to_text
 from ._scripts import lua
+from ._search import execute_guarded
 from .exceptions import QueryError
 
 if TYPE_CHECKING:  # the default keeps a bare ``Page`` annotation valid under --strict
@@ -67,14 +68,18 @@ def keyset_page(query: Any, count: int, after: Optional[str]) -> Page[Any]:
     conn = connect(model)
     gindex = model._gindex
     plan = gindex._direct(query._filters, query._order_by)
-    if plan is not None:  # straight from the column's index
-        members, last = lua('keyset_page')(conn, [plan.key], [
-            plan.lo, plan.hi, '1' if plan.desc else '0', score, member, count])
+    reply = None
+    if plan is not None:  # straight from the column's index (models with ``_ttl``: while
+        # none of their entities is due, else reply is None)
+        reply = gindex._unless_due(conn, lambda client: lua('keyset_page')(client, [plan.key], [
+            plan.lo, plan.hi, '1' if plan.desc else '0', score, member, count]))
+    if reply is not None:
+        members, last = reply
     else:  # build the result set, page it and drop it in one transaction
         pipe, temp = gindex._build(conn, query._filters, query._order_by)
         lua('keyset_page')(pipe, [temp], ['-inf', 'inf', '0', score, member, count])
         pipe.delete(temp)
-        members, last = pipe.execute()[-2]
+        members, last = execute_guarded(pipe)[-2]
     items = list(query._page_items(conn, members)) if members else []
     cursor = None
     if len(members) == count and last is not None and last is not False:

@@ -12,11 +12,13 @@ import uuid
 from collections import namedtuple
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
+from redis.exceptions import ResponseError
+
 from . import _session
 from ._connect import connect, to_text
 from ._helpers import MAX_RANK, _prefix_score, _to_score
-from ._query_match import (MAX_PREFIX_SCORE, _find_prefix, _literal_prefix,
-                           _pattern_to_lua_pattern, _start_end)
+from ._query_match import (MAX_PREFIX_SCORE, _find_prefix, _literal_prefix, _lua_to_like,
+                           _normalise_pattern, _start_end)
 from ._records import Geofilter, Pattern, Prefix, Suffix
 from ._scripts import lua
 from .exceptions import QueryError
@@ -75,23 +77,58 @@ def _scratch_key(index: str) -> str:
 def redis_prefix_lua(conn: Any, dest: str, index: str, prefix: Union[str, bytes],
                      is_first: bool, pattern: Optional[str] = None) -> Any:
     """Union (``is_first``) or intersect into ``dest`` the ids of ``index`` members whose
-    token starts with ``prefix`` and, when given, matches the translated Lua ``pattern``."""
-    start, end = _start_end(prefix)
-    if not prefix:
+    token starts with ``prefix`` and, when given, matches ``pattern``: a like() pattern
+    translated by ``_pattern_to_lua_pattern`` (compat; it is translated back and matched by
+    rom's bounded matcher, never run as a Lua pattern; other Lua patterns raise QueryError)."""
+    like = None if pattern is None else _normalise_pattern(_lua_to_like(pattern))
+    return _prefix_scan(conn, dest, _Scan(index, prefix, like or None), is_first)
+
+
+def _scan_args(scan: '_Scan') -> List[Any]:
+    """``prefix_scan.lua``'s first four arguments for a scan step."""
+    start, end = _start_end(scan.literal)
+    if not scan.literal:
         end = 'inf'
-    return lua('prefix_scan')(
-        conn, [dest, _scratch_key(index), index],
-        [start, end, prefix, pattern or '', '1' if is_first else '0'],
-        force_eval=_is_pipeline(conn))
+    return [start, end, scan.literal, scan.pattern or '']
+
+
+def _prefix_scan(conn: Any, dest: str, scan: '_Scan', is_first: bool) -> Any:
+    """Run (or queue, on a pipeline) ``prefix_scan.lua`` in 'store' mode for one scan step."""
+    return _guard(lambda: lua('prefix_scan')(
+        conn, [dest, _scratch_key(scan.index), scan.index],
+        _scan_args(scan) + ['1' if is_first else '0'], force_eval=_is_pipeline(conn)))
 
 
 def _scan_call(conn: Any, scan: '_Scan', mode: str, k: int = 0) -> Any:
     """Run ``prefix_scan.lua`` read-only: ``mode`` 'count' or 'top' (``k`` smallest ids)."""
-    start, end = _start_end(scan.literal)
-    if not scan.literal:
-        end = 'inf'
-    return lua('prefix_scan')(conn, ['', '', scan.index],
-                              [start, end, scan.literal, scan.pattern or '', '1', mode, k])
+    return _guard(lambda: lua('prefix_scan')(conn, ['', '', scan.index],
+                                             _scan_args(scan) + ['1', mode, k]))
+
+
+def execute_guarded(pipe: Any) -> List[Any]:
+    """``pipe.execute()`` for a pipeline holding query scans (QueryError when a like()
+    pattern ran out of matching budget; any temporary key still gets its DEL or TTL)."""
+    return _guard(pipe.execute)
+
+
+def _guard(call: Callable[[], Any]) -> Any:
+    """``call()``, turning the scan script's out-of-budget error into QueryError."""
+    try:
+        return call()
+    except ResponseError as exc:
+        if 'ROM_LIKE_TOO_COSTLY' in str(exc):
+            raise QueryError('like(): this pattern needs too much matching work on this index '
+                             '(the scan script\'s budget, see docs/guarantees); use fewer '
+                             '"?" wildcards or a longer literal start') from None
+        raise
+
+
+def _pattern_scan(index: str, pattern: str) -> '_Scan':
+    """The scan step of a like() pattern: its literal start bounds the scan, and the
+    normalised pattern (None when it has no wildcard left) is matched by the script."""
+    like = _normalise_pattern(pattern)
+    literal = _literal_prefix(like)
+    return _Scan(index, literal, like if like != literal else None)
 
 
 def _is_pipeline(conn: Any) -> bool:
@@ -100,6 +137,11 @@ def _is_pipeline(conn: Any) -> bool:
 
 class GeneralIndex:
     """Per-model search engine bound to a namespace (``Model._gindex``)."""
+
+    #: models with ``_ttl``: their expiry set (set by rom._ttl.check_model); queries then
+    #: drop expired ids from their working set, and take a fast path only when the same
+    #: transaction finds no entity of the model due
+    expiry_key: Optional[str] = None
 
     def __init__(self, namespace: str) -> None:
         self.namespace = namespace
@@ -119,8 +161,7 @@ class GeneralIndex:
             elif isinstance(flt, Suffix):
                 steps.append(_Scan('%s:%s:suf' % (ns, flt.attr), flt.suffix, None))
             elif isinstance(flt, Pattern):
-                steps.append(_Scan('%s:%s:pre' % (ns, flt.attr), _literal_prefix(flt.pattern),
-                                   _pattern_to_lua_pattern(flt.pattern)))
+                steps.append(_pattern_scan('%s:%s:pre' % (ns, flt.attr), flt.pattern))
             elif isinstance(flt, list):
                 if flt:
                     steps.append(_Keys(['%s:%s:idx' % (ns, f) for f in flt]))
@@ -199,7 +240,7 @@ class GeneralIndex:
                         pipe.execute_command('ZREMRANGEBYSCORE', temp,
                                              _to_score(step.hi, True), 'inf')
             elif isinstance(step, _Scan):
-                redis_prefix_lua(pipe, temp, step.index, step.literal, first, step.pattern)
+                _prefix_scan(pipe, temp, step, first)
                 state['first'] = False
             else:
                 dest = temp if first else str(uuid.uuid4())
@@ -222,7 +263,13 @@ class GeneralIndex:
             desc = order_by.startswith('-')
             column = order_by.lstrip('-')
             intersect(temp, '%s:%s:idx' % (self.namespace, column), 0, -1 if desc else 1)
+        self.drop_expired(pipe, temp)
         return pipe, temp
+
+    def drop_expired(self, pipe: Any, temp: str) -> None:
+        """Models with ``_ttl``: queue the removal of expired ids from a working set."""
+        if self.expiry_key is not None:
+            lua('expire_filter')(pipe, [temp, self.expiry_key], force_eval=True)
 
     def _direct(self, filters: Sequence[Any], order_by: Optional[str]) -> Optional[_Direct]:
         """The index to read pages from directly, when the result order allows it.
@@ -268,13 +315,32 @@ class GeneralIndex:
             return None
         return self._compile(real)[0]
 
-    def _page(self, conn: Any, plan: Any, offset: int, count: int) -> List[Any]:
-        """Ids at ranks ``offset .. offset+count-1`` of a fast plan (count <= 0: to the end)."""
-        if isinstance(plan, _Scan):
-            ids = _scan_call(conn, plan, 'top', offset + count)
-            return list(ids[offset:])
-        return lua('index_page')(conn, [plan.key], [plan.lo, plan.hi, '1' if plan.desc else '0',
-                                                    offset, count])
+    def _page(self, conn: Any, plan: Any, offset: int, count: int) -> Optional[List[Any]]:
+        """Ids at ranks ``offset .. offset+count-1`` of a fast plan (count <= 0: to the end).
+
+        Models with ``_ttl``: None when an entity of the model is due to be removed (the
+        caller then takes the general path, which drops expired ids).
+        """
+        def call(client: Any) -> Any:
+            if isinstance(plan, _Scan):
+                return _scan_call(client, plan, 'top', offset + count)
+            return lua('index_page')(client, [plan.key], [
+                plan.lo, plan.hi, '1' if plan.desc else '0', offset, count])
+        reply = self._unless_due(conn, call)
+        if reply is None:
+            return None
+        return list(reply[offset:]) if isinstance(plan, _Scan) else reply
+
+    def _unless_due(self, conn: Any, call: Callable[[Any], Any]) -> Any:
+        """``call(conn)``; for models with ``_ttl`` in one transaction after counting the due
+        entities, and None instead of the reply when there are any."""
+        if self.expiry_key is None:
+            return call(conn)
+        pipe = conn.pipeline(True)
+        lua('expire_pending')(pipe, [self.expiry_key])
+        call(pipe)
+        due, reply = execute_guarded(pipe)
+        return None if int(due) else reply
 
     def search(self, conn: Any, filters: Sequence[Any], order_by: Optional[str],
                offset: Optional[int] = None, count: Optional[int] = None,
@@ -286,34 +352,48 @@ class GeneralIndex:
         if timeout is None:
             plan = self._fast(filters, order_by, offset or 0, count)
             if plan is not None:
-                return self._page(conn, plan, offset or 0, count if count and count > 0 else 0)
+                ids = self._page(conn, plan, offset or 0, count if count and count > 0 else 0)
+                if ids is not None:
+                    return ids
         pipe, temp = self._build(conn, filters, order_by)
         if timeout is not None:
             pipe.expire(temp, timeout)
-            pipe.execute()
+            execute_guarded(pipe)
             return temp
         offset = offset or 0
         end = min(offset + count - 1, MAX_RANK) if count and count > 0 else -1
         pipe.zrange(temp, offset, end)
         pipe.delete(temp)
-        return pipe.execute()[-2]
+        return execute_guarded(pipe)[-2]
 
-    def count(self, conn: Any, filters: Sequence[Any]) -> int:
-        """The number of ids matching ``filters``."""
-        real = [f for f in filters if not (isinstance(f, list) and not f)]
+    def _fast_count(self, real: List[Any]) -> Optional[Callable[[Any], Any]]:
+        """``count(client)`` answering without a working set, or None."""
         if len(real) == 1 and isinstance(real[0], (Prefix, Suffix, Pattern)):
-            return int(_scan_call(conn, self._compile(real)[0], 'count'))
+            scan = self._compile(real)[0]
+            return lambda client: _scan_call(client, scan, 'count')
         if len(real) == 1 and isinstance(real[0], str):
-            return int(lua('estimate_work')(conn, ['%s:%s:idx' % (self.namespace, real[0])]))
+            key = '%s:%s:idx' % (self.namespace, real[0])
+            return lambda client: lua('estimate_work')(client, [key])
         if real and type(real[0]) is tuple and len(real[0]) == 3 and (
                 len(real) == 1 or (len(real) == 2 and real[1] == real[0][0])):
             plan = self._direct(real[:1], None)
             if plan is not None:
-                return int(conn.zcount(plan.key, plan.lo, plan.hi))
+                return lambda client: client.zcount(plan.key, plan.lo, plan.hi)
+        return None
+
+    def count(self, conn: Any, filters: Sequence[Any]) -> int:
+        """The number of ids matching ``filters``."""
+        real = [f for f in filters if not (isinstance(f, list) and not f)]
+        fast = self._fast_count(real)
+        if fast is not None:
+            found = self._unless_due(conn, fast)  # (None for models with ``_ttl``: some due)
+            if found is not None:
+                return int(found)
         pipe, _intersect, temp = self._prepare(conn, filters)
+        self.drop_expired(pipe, temp)
         pipe.zcard(temp)
         pipe.delete(temp)
-        return int(pipe.execute()[-2])
+        return int(execute_guarded(pipe)[-2])
 
 
 # -- does_not_startwith / does_not_endwith -------------------------------------------------

@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import (TYPE_CHECKING, Any, Dict, FrozenSet, Iterator, List, Optional, Sequence, Set,
                     Tuple, Type, TypeVar, Union, overload)
 
-from . import _search
+from . import _expiry, _search, _transfer
+from . import _ttl as _requests
 from ._coltypes import IndexOnly
 from ._compat import _zrange_limit_iterator, redis_writer_lua
 from ._connect import connect, decodes_responses
@@ -19,11 +20,13 @@ from ._on_delete import _plan_on_delete
 from ._registry import PENDING_ID, SKIP_ON_DELETE
 from ._relations import ForeignModel, UnsafeColumn, _Related, _Unresolved
 from ._schema import _ModelMetaclass
+from ._ttl import StillAlive
 from ._scripts import lua
 from ._session import session
 from ._values import initial_text
 from ._write import AttrDict, plan_write, run_plans, save_entities
-from .exceptions import (ColumnError, DataRaceError, EntityDeletedError, InvalidColumnValue,
+from .exceptions import (ColumnError, DataRaceError, EntityDeletedError,  # noqa: F401
+                         InvalidColumnValue,
                          InvalidOperation, QueryError)
 from .query import NUMERIC_TYPES, Query, _bound
 
@@ -65,6 +68,9 @@ class Model(metaclass=_ModelMetaclass):
     _geo: Dict[str, Any]
     _gindex: Any
     _no_fk: bool
+    _ttl: Any = None  # expiry (rom._ttl): None never; 0 may; seconds: new entities' lifetime
+    _ttl_renew: bool = False  # with a positive _ttl: saves restart a running expiry
+    _ttl_ms: int = 0
     if TYPE_CHECKING:
         #: the automatic primary key (models declaring their own PrimaryKey name it)
         id: int
@@ -298,6 +304,12 @@ class Model(metaclass=_ModelMetaclass):
     def _after_delete(self) -> None:
         pass
 
+    # --- expiry (models with ``_ttl`` only) ---------------------------------------------------
+    expire_in = _requests.expire_in
+    expire_at = _requests.expire_at
+    persist = _requests.persist
+    ttl = _requests.ttl
+
     # --- data access --------------------------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:
         """A shallow copy of the entity's column values (references as entities)."""
@@ -348,17 +360,20 @@ class Model(metaclass=_ModelMetaclass):
         """Queue the delete writes of entities (no hooks, no on_delete) as one script call."""
         run_plans(conn, [plan_write(type(e), e._last, {}, delete=True) for e in entities])
 
-    def delete(self, **kwargs: Any) -> None:
+    def delete(self, **kwargs: Any) -> Any:
         """Delete the entity (with on_delete processing and hooks)."""
         if not self._last.get(self._pkey):
             raise ColumnError('cannot delete %r: it has never been saved, so there is nothing '
                               'to delete (forget it with session.forget() instead)' % (self,))
         skip = kwargs.get('skip_on_delete_i_really_mean_it') is SKIP_ON_DELETE
         conn = kwargs.get('_conn')
+        # removal by rom._expiry: on_delete applies, no hooks; returns whether it was removed
+        expired = kwargs.get('_rom_expired', False)
         cascaded: List[Any] = []
         to_save: List[Any] = []
         if not skip:
-            self._before_delete()
+            if not expired:
+                self._before_delete()
             cascaded, to_save = _plan_on_delete(self)
         session.forget(self)
         conn = conn if conn is not None else connect(self)
@@ -367,8 +382,12 @@ class Model(metaclass=_ModelMetaclass):
         # one script call (atomic together); others follow one by one.
         together = [self] + [d for d in cascaded if connect(d) is connect(self)]
         plans = [plan_write(type(d), d._last, {}, delete=True) for d in together]
+        if expired:
+            plans[0] = plans[0]._replace(expiry=('due', ''))
         done, failure, _ = run_plans(conn, plans)
         if failure is not None:
+            if expired and isinstance(failure, StillAlive):
+                return False
             raise failure
         for doomed in together:
             session.forget(doomed)
@@ -379,8 +398,9 @@ class Model(metaclass=_ModelMetaclass):
                 doomed.delete(skip_on_delete_i_really_mean_it=SKIP_ON_DELETE)
         if to_save:
             save_entities(to_save, False, False, False)
-        if not skip:
+        if not skip and not expired:
             self._after_delete()
+        return True if expired else None
 
     def refresh(self, force: bool = False) -> None:
         """Reload the entity from Redis, discarding local changes (``force`` for modified ones)."""
@@ -393,6 +413,8 @@ class Model(metaclass=_ModelMetaclass):
             raise InvalidOperation('%s: a new entity cannot be refreshed' % (self._pk,))
         conn = connect(self)
         row = _decode_row(conn, conn.hgetall(self._pk))
+        if type(self)._ttl is not None and not _expiry.visible(type(self), [self])[0]:
+            row = {}  # an expired entity reads as a deleted one
         self.__init__(_loading=True, **row)  # type: ignore[misc]
 
     # --- reads --------------------------------------------------------------------------------
@@ -408,6 +430,8 @@ class Model(metaclass=_ModelMetaclass):
         """One entity (or None) for one id; a list of the existing entities for a list of ids."""
         ns = cls._namespace
         if not isinstance(ids, (list, tuple, set, frozenset)):
+            if cls._ttl is not None:  # (one call: the row and whether it has expired)
+                return cls._fetch([ids])[0]
             pk = '%s:%s' % (ns, int(ids))
             obj = session.get(pk)
             if obj is None:
@@ -434,6 +458,8 @@ class Model(metaclass=_ModelMetaclass):
                 if obj is not None and known.get(pk) is not obj:
                     session.wknown.pop(pk, None)
         missing = [position for position, obj in enumerate(result) if obj is None]
+        if cls._ttl is not None:  # expired entities are gone: rows and expiry in one call
+            return _expiry.fetch_visible(cls, pks, result, missing, track)
         if len(missing) == 1:
             conn = connect(cls)
             row = conn.hgetall(pks[missing[0]])
@@ -479,7 +505,7 @@ class Model(metaclass=_ModelMetaclass):
             raise QueryError('%s.%s has no index to look up by' % (cls._namespace, plain))
         if isinstance(value, NUMERIC_TYPES) and not isinstance(value, bool):
             value = (value, value)
-        if isinstance(value, tuple):
+        if isinstance(value, tuple) and cls._ttl is None:  # (with _ttl: _limit skips expired)
             # endpoints as score texts; QueryError for NaN and text that is not a number
             lo, hi = (_to_score(_bound(cls, attr, end, 'get_by')) if end is not None else inf
                       for end, inf in zip(value, ('-inf', 'inf')))
@@ -523,8 +549,11 @@ class Model(metaclass=_ModelMetaclass):
         # one round trip: the unique hash lookups and the rows (identity map still wins)
         conn = connect(cls)
         fields = cls._row_fields(conn)
-        reply = lua('get_unique')(conn, (), ['%s:%s:uidx' % (cls._namespace, attr),
-                                            cls._namespace] + fields + lookups)
+        args = ['%s:%s:uidx' % (cls._namespace, attr), cls._namespace] + fields + lookups
+        if cls._ttl is None:
+            reply = lua('get_unique')(conn, (), args)
+        else:  # with the expiry state of the ids found, in one transaction
+            reply = _expiry.unique_visible(cls, conn, args, lookups)
         found = cls._entities_from_reply(reply, fields[0] != 0)
         if isinstance(value, list):
             return found
@@ -546,49 +575,11 @@ class Model(metaclass=_ModelMetaclass):
         """Atomically move ``value`` of numeric column ``attr`` from self to ``other``.
 
         ``txn_model.<txn_attr>`` is set to 1 so the same transfer cannot run twice.
-        Raises ``ValueError`` when the transfer cannot be made.
+        Integer and Decimal amounts are exact. Raises ``ValueError`` when the transfer cannot
+        be made (not enough balance, already made, value not positive),
+        ``InvalidColumnValue`` for an amount or stored balance not of the column's kind and
+        ``InvalidOperation`` for the primary key or a non-numeric column; nothing is written
+        then.
         """
-        entities = (self, other, txn_model)
-        conn = self._connection
-        if not (conn is other._connection is txn_model._connection):
-            raise ValueError('transfer(): the three entities need one shared connection')
-        if any(e._modified or e._new or e._deleted for e in entities):
-            raise ValueError('transfer(): the entities must be unmodified, saved and not deleted; '
-                             'save or refresh them first')
-        if value <= 0:
-            raise ValueError('transfer(): the value must be positive, got %r' % (value,))
-        if decimal_places < 0:
-            raise ValueError('transfer(): decimal_places must not be negative')
-        reply = lua('transfer')(conn, (self._pk, other._pk, txn_model._pk),
-                                (attr, txn_attr, repr(value), int(decimal_places)))
-        reply = reply.decode('utf-8') if isinstance(reply, bytes) else reply
-        if reply == 'done':
-            raise ValueError('transfer(): %s.%s shows this transfer was already made'
-                             % (txn_model._pk, txn_attr))
-        if reply == 'balance':
-            raise ValueError('transfer(): %s.%s is less than %r' % (self._pk, attr, value))
-        if refresh_index:
-            for entity in entities:
-                _reindex(entity)
-        elif refresh_entities:
-            for entity in entities:
-                entity.refresh()
-
-
-def _reindex(entity: Model, attempts: int = 20) -> None:
-    """Reload ``entity`` and rewrite its indexes (after a transfer changed its row).
-
-    The transfer has already been made, so a concurrent writer changing the row between
-    the reload and the save must not make the caller believe it failed (nor leave the
-    index stale): reload and save again until the save goes through.
-    """
-    for attempt in range(attempts):
-        entity.refresh(force=True)
-        try:
-            entity.save(True)
-            return
-        except DataRaceError:
-            if attempt == attempts - 1:
-                raise
-        except EntityDeletedError:
-            return  # deleted concurrently: nothing left to index
+        _transfer.transfer(self, other, attr, value, txn_model, txn_attr, decimal_places,
+                           refresh_entities, refresh_index)

@@ -14,12 +14,14 @@ from typing import (TYPE_CHECKING, Any, Dict, Generic, Iterator, List, Optional,
 
 from . import _session
 from ._connect import connect, to_text
+from ._expiry import visible_ids
 from ._helpers import MAX_RANK, dt2ts, score_text, short_repr, t2ts
 from ._keyset import Page as Page  # re-exported: the result type of Query.page()
 from ._keyset import keyset_page
 from ._keygen import LOWERCASE_QUERY_KEYGENS
-from ._query_match import _ts
+from ._query_match import _normalise_pattern, _ts
 from ._records import Geofilter, Pattern, Prefix, Suffix
+from ._search import execute_guarded
 from ._registry import MODELS_REFERENCED
 from ._relations import ManyToOne, OneToOne
 from ._select import (_dict_data_factory, _get_column_data, _json_loads,  # noqa: F401
@@ -204,6 +206,7 @@ class Query(Generic[_M]):
                 if not isinstance(value, str):
                     raise QueryError('like(): the pattern for %s must be a string, got %s'
                                      % (name, short_repr(value)))
+                _normalise_pattern(value)  # QueryError now for an oversized pattern
                 filters.append(Pattern(name, value))
                 continue
             if not isinstance(value, _LT):
@@ -224,7 +227,10 @@ class Query(Generic[_M]):
         return self._text_filter('endswith', kwargs)
 
     def like(self, **kwargs: Any) -> Query[_M]:
-        """Keep entities having a token matching a pattern (``? * + !`` wildcards, bytes-wise)."""
+        """Keep entities having a token matching a pattern (``? * + !`` wildcards, bytes-wise).
+
+        Patterns over ``rom.index.MAX_PATTERN_BYTES`` (1024) UTF-8 bytes raise QueryError.
+        """
         return self._text_filter('like', kwargs)
 
     def near(self, name: str, lon: Any, lat: Any, distance: Any, measure: str,
@@ -342,6 +348,9 @@ class Query(Generic[_M]):
         if self._filters or self._order_by:
             return self._iter_filtered(timeout, pagesize)
         if getattr(self._model._columns[self._model._pkey], '_index', False):
+            if self._model._ttl is not None:  # the pk index holds expired ids too
+                return self.replace(order_by=self._model._pkey)._iter_filtered(timeout,
+                                                                                pagesize)
             return self._iter_pk_index(pagesize)
         return self._iter_probe(pagesize)
 
@@ -372,7 +381,7 @@ class Query(Generic[_M]):
             _get_column_data(pipe, model, self._select[0], key=temp, start=offset,
                              stop=offset, pipeline=True)
             pipe.delete(temp)
-            rows = _split_reply(pipe.execute()[-2])[1]
+            rows = _split_reply(execute_guarded(pipe)[-2])[1]
             for row in _select_generator(model, self._select, rows):
                 return row
             return None
@@ -467,6 +476,8 @@ class Query(Generic[_M]):
             if plan is not None:
                 while budget > 0:
                     ids = gindex._page(conn, plan, rank, budget)
+                    if ids is None:  # models with ``_ttl``: some are due, general path
+                        break
                     if not ids:
                         return
                     rank += len(ids)
@@ -476,20 +487,22 @@ class Query(Generic[_M]):
                         budget -= 1
                     if len(ids) < asked:
                         return
-                return
+                else:
+                    return
         select = self._select
         pipe, temp = gindex._build(conn, self._filters, self._order_by)
         while budget > 0:
             size = min(budget, pagesize)
             pipe.expire(temp, timeout)
             if select is not None:
+                gindex.drop_expired(pipe, temp)  # models with ``_ttl``
                 _get_column_data(pipe, model, select[0], key=temp, start=rank,
                                  stop=min(rank + size - 1, MAX_RANK), pipeline=True)
-                read, rows = _split_reply(pipe.execute()[-1])
+                read, rows = _split_reply(execute_guarded(pipe)[-1])
                 items: Any = _select_generator(model, select, rows)
             else:
                 pipe.zrange(temp, rank, min(rank + size - 1, MAX_RANK))
-                ids = pipe.execute()[-1]
+                ids = execute_guarded(pipe)[-1]
                 read = len(ids)
                 items = self._entities(ids) if ids else ()
             if not read:
@@ -508,6 +521,8 @@ class Query(Generic[_M]):
         if not ids:
             return ()
         if self._select is not None:
+            if self._model._ttl is not None:  # expired entities are gone
+                ids = visible_ids(self._model, ids)
             rows = _get_column_data(conn, self._model, self._select[0], ids=ids)[1]
             return _select_generator(self._model, self._select, rows)
         return self._entities(ids)
