@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, overload
 from ._column import _C, _G, Column, _Column, _type_names  # noqa: F401 (re-exported)
 from ._connect import connect
 from ._helpers import dt2ts, short_repr, t2ts, ts2dt, ts2t
+from ._ids import take_id
 from ._registry import PENDING_ID
 from ._values import check_keygen, utc_datetime
 from .exceptions import InvalidColumnValue, InvalidOperation, _conversion_error
@@ -356,10 +357,10 @@ class PrimaryKey(Column[int]):
         if value is None:
             obj._modified = True
             if getattr(type(obj), '_defer_id', False):
-                # allocated when first read, or inside the first save's script (one round trip)
+                # taken (from the process's block of ids) when first read or before the first save
                 obj._data[attr] = PENDING_ID
                 return
-            value = connect(obj).incr('%s:%s:' % (model, attr))
+            value = take_id(type(obj), connect(obj))
         obj._data[attr] = value
 
     @overload
