@@ -16,17 +16,18 @@ A healthy database gives zero findings.
 """
 from __future__ import annotations
 
+import json
 import uuid
-from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from ._connect import connect, to_text
 from ._helpers import _encode_unique_constraint
 from ._maintenance import _get_row_ids, _scan_pages, scan_pattern
 from ._registry import MODELS
-from ._session import session
+from ._reindex import dangling_references, entity_from_row, read_rows, untracked
+from ._scripts import lua
 from ._write import compute_index_entries, parse_index_data
-from ._audit_report import (BAD_ROW, BOOKKEEPING, DANGLING, KINDS, MISSING, STALE,
+from ._audit_report import (BAD_ROW, BOOKKEEPING, DANGLING, DANGLING_REFERENCE, KINDS, MISSING, STALE,
                             UNIQUE_DUPLICATE, UNIQUE_MISSING, UNIQUE_STALE, UNKNOWN_INDEX,
                             WRONG_SCORE, AuditReport, Finding)
 
@@ -148,60 +149,67 @@ class _Auditor:
         self.done = self.total = 0
         others = {getattr(m, '_namespace', '') for m in MODELS.values()}
         self.foreign = sorted(o + ':' for o in others if o.startswith(self.prefix))
+        self.seen = bytearray()
+        self.expected_sizes: Dict[str, int] = {}
+        self.suspect: Set[str] = set()
+        self.has_legacy = False
         self.unique_names = list(model._unique or ()) + [
             ':'.join(group) for group in (model._cunique or ())]
 
     # --- loading -------------------------------------------------------------------------
-    def _decode(self, raw: Dict[Any, Any]) -> Dict[str, Any]:
-        return {_t(k): v for k, v in raw.items()}
-
-    @staticmethod
-    def _values(row: Dict[str, Any], names: Any) -> Dict[str, Any]:
-        """The column values of a row, decoded strictly like ``Model.get`` does."""
-        values = {}
-        for name, value in row.items():
-            name.encode('utf-8')  # a field name that is not UTF-8 makes the row unloadable
-            value = to_text(value)
-            if name in names:
-                values[name] = value
-        return values
-
-    def _load(self, ids: List[int]) -> List[Tuple[int, Dict[str, Any], Any]]:
-        """``(id, decoded row, legacy bookkeeping)`` for the ids whose row exists."""
+    def _load(self, ids: List[int]) -> List[Tuple[int, Dict[Any, Any], Any]]:
+        """``(id, raw row, legacy bookkeeping)`` for the ids whose row exists."""
+        rows = read_rows(self.model, ids)
+        legacy = self.ns + '::'
+        if not rows or not self.has_legacy:
+            return [(i, row, None) for i, row in rows]
         pipe = self.conn.pipeline(False)
-        for i in ids:
-            pipe.hgetall('%s%d' % (self.prefix, i))
-            pipe.hget(self.ns + '::', str(i))
-        replies = pipe.execute()
-        rows = []
-        for n, i in enumerate(ids):
-            raw = replies[2 * n]
-            if raw:
-                rows.append((i, self._decode(raw), replies[2 * n + 1]))
-        return rows
+        for i, _row in rows:
+            pipe.hget(legacy, str(i))
+        return [(i, row, old) for (i, row), old in zip(rows, pipe.execute())]
 
-    def _entity(self, i: int, row: Dict[str, Any]) -> Any:
-        model = self.model
-        data = self._values(row, model._columns)
-        return model(_loading=True, _bypass_session_entirely=True, **data)
+    def _entities(self, rows: List[Tuple[int, Dict[Any, Any], Any]]
+                  ) -> List[Tuple[int, Dict[Any, Any], Any, Any]]:
+        """``(id, raw row, legacy, entity or None)``; unloadable rows are reported."""
+        out = []
+        for i, row, legacy in rows:
+            try:
+                entity = entity_from_row(self.model, row)
+            except Exception as exc:  # report rows rom cannot load instead of stopping
+                self._bad_row(i, exc)
+                entity = None
+            out.append((i, row, legacy, entity))
+        for entity, attr, stored in dangling_references(
+                self.model, [e for _, _, _, e in out if e is not None]):
+            i = entity._data[entity._pkey]
+            target = self.model._columns[attr].get_related_model()
+            self.report.add(DANGLING_REFERENCE, '%s%s' % (self.prefix, i), attr, str(i),
+                            'row %s%s references %s:%s in %r, which does not exist (its on_delete '
+                            'is %r)' % (self.prefix, i, target._namespace, stored, attr,
+                                        self.model._columns[attr]._on_delete))
+        return out
 
-    def _expect(self, i: int, row: Dict[str, Any]) -> Optional[_Expected]:
+    def _bad_row(self, i: int, exc: BaseException) -> None:
+        self.report.add(BAD_ROW, '%s%d' % (self.prefix, i), None, str(i),
+                        'row %s%d cannot be loaded or indexed: %s: %s'
+                        % (self.prefix, i, type(exc).__name__, exc))
+
+    def _expect(self, i: int, entity: Any) -> Optional[_Expected]:
         try:
-            entity = self._entity(i, row)
             return _expected(self.model, entity, str(i))
-        except Exception as exc:  # report rows rom cannot load instead of stopping
-            self.report.add(BAD_ROW, '%s%d' % (self.prefix, i), None, str(i),
-                            'row %s%d cannot be loaded or indexed: %s: %s'
-                            % (self.prefix, i, type(exc).__name__, exc))
+        except Exception as exc:
+            self._bad_row(i, exc)
             return None
 
     # --- pass 1: rows ---------------------------------------------------------------------
     def check_rows(self) -> None:
         total = int(self.conn.get('%s%s:' % (self.prefix, self.model._pkey)) or 0)
+        self.has_legacy = bool(self.conn.exists(self.ns + '::'))
         done = 0
         try:
             for ids in _get_row_ids(self.model, self.block_size):
-                rows = self._load(ids)
+                fresh = [i for i in ids if not self._seen(i)]  # SCAN may repeat keys
+                rows = self._load(fresh) if fresh else []
                 self._check_block(rows)
                 done += len(ids)
                 self.report.rows += len(rows)
@@ -210,97 +218,93 @@ class _Auditor:
         finally:
             self.conn.delete(self.temp)
 
-    def _check_block(self, rows: List[Tuple[int, Dict[str, Any], Any]]) -> None:
-        ns, prefix = self.ns, self.prefix
-        checks: List[Tuple[Any, ...]] = []
-        pipe = self.conn.pipeline(False)
-        for i, row, legacy in rows:
-            exp = self._expect(i, row)
+    def _seen(self, i: int) -> bool:
+        byte, bit = divmod(i, 8)
+        seen = self.seen
+        if byte >= len(seen):
+            seen.extend(bytes(byte + 1 - len(seen) + len(seen) // 2))
+        if seen[byte] & (1 << bit):
+            return True
+        seen[byte] |= 1 << bit
+        return False
+
+    def _count(self, key: str) -> None:
+        self.expected_sizes[key] = self.expected_sizes.get(key, 0) + 1
+
+    def _check_block(self, rows: List[Tuple[int, Dict[Any, Any], Any]]) -> None:
+        prefix = self.prefix
+        payload: List[Any] = []
+        count = self._count
+        for i, row, legacy, entity in self._entities(rows):
+            if entity is None:
+                continue
+            exp = self._expect(i, entity)
             if exp is None:
                 continue
             id_text = str(i)
             self._check_bookkeeping(i, row, legacy, exp)
-
-            def want(kind: str, key: str, member: str, expected: Any, command: str,
-                     arg: str) -> None:
-                getattr(pipe, command)(key, arg)
-                checks.append((kind, i, key, member, expected))
-
             for name in exp.keys:
-                want('set', prefix + name + ':idx', id_text, None, 'sismember', id_text)
-            for name, score in exp.scores.items():
-                want('zset', prefix + name + ':idx', id_text, score, 'zscore', id_text)
-            for kind, entries in (('pre', exp.prefix), ('suf', exp.suffix)):
-                for (attr, token), score in entries.items():
-                    member = token + '\0' + id_text
-                    want('zset', '%s%s:%s' % (prefix, attr, kind), member, score, 'zscore', member)
-            for name, point in exp.geo.items():
-                want('geo', prefix + name + ':geo', id_text, point, 'geopos', id_text)
-            for name, value in exp.uniques.items():
-                key = prefix + name + ':uidx'
-                want('uidx', key, value, None, 'hget', value)
-                # duplicates: the first row to claim a value in the temporary hash owns it
-                pipe.hsetnx(self.temp, name + '\0' + value, id_text)
-                want('dup', self.temp, value, key, 'hget', name + '\0' + value)
-        if not checks:
+                count(prefix + name + ':idx')
+            for name in exp.scores:
+                count(prefix + name + ':idx')
+            for attr, _token in exp.prefix:
+                count(prefix + attr + ':pre')
+            for attr, _token in exp.suffix:
+                count(prefix + attr + ':suf')
+            for name in exp.geo:
+                count(prefix + name + ':geo')
+            for name in exp.uniques:
+                count(prefix + name + ':uidx')
+            payload.append([
+                id_text, list(exp.keys), [[n, s] for n, s in exp.scores.items()],
+                [[a, t, s] for (a, t), s in exp.prefix.items()],
+                [[a, t, s] for (a, t), s in exp.suffix.items()],
+                [[n, lon, lat] for n, (lon, lat) in exp.geo.items()],
+                [[n, v] for n, v in exp.uniques.items()]])
+            self.report.entries += (len(exp.keys) + len(exp.scores) + len(exp.prefix)
+                                    + len(exp.suffix) + len(exp.geo) + len(exp.uniques))
+        if not payload:
             return
-        pipe.expire(self.temp, _TEMP_TTL)
-        replies = pipe.execute(raise_on_error=False)
-        pos = 0
-        for check in checks:
-            pos += 2 if check[0] == 'dup' else 1  # HSETNX + HGET for duplicates
-            self._judge(check, replies[pos - 1], ns)
-            self.report.entries += check[0] != 'dup'
+        reply = lua('audit_rows')(self.conn, (), [self.ns, self.temp, _TEMP_TTL,
+                                                  json.dumps(payload, ensure_ascii=False)])
+        items = [_t(item) for item in reply]
+        for n in range(0, len(items), 5):
+            self._judge(*items[n:n + 5])
 
-    def _judge(self, check: Tuple[Any, ...], reply: Any, ns: str) -> None:
-        kind, i, key, member, expected = check
-        id_text = str(i)
-        row = '%s:%s' % (ns, id_text)
+    def _judge(self, code: str, id_text: str, key: str, member: str, detail: str) -> None:
+        row = self.prefix + id_text
         shown = member.replace('\0', '\\0')
-        if isinstance(reply, Exception):
-            self.report.add(MISSING, key, shown, id_text, 'row %s belongs in %s, which '
-                            'cannot be read: %s' % (row, key, reply))
-        elif kind == 'set':
-            if not reply:
-                self.report.add(MISSING, key, shown, id_text,
-                                'row %s is missing from set %s' % (row, key))
-        elif kind == 'zset':
-            if reply is None:
-                self.report.add(MISSING, key, shown, id_text, 'row %s is missing from %s '
-                                '(member %r)' % (row, key, shown))
-            elif not _close(float(reply), expected):
-                self.report.add(WRONG_SCORE, key, shown, id_text, 'member %r of %s has score '
-                                '%r but row %s calls for %r' % (shown, key, float(reply),
-                                                                row, expected))
-        elif kind == 'geo':
-            pos = reply[0] if reply else None
-            if pos is None:
-                self.report.add(MISSING, key, shown, id_text,
-                                'row %s is missing from geo index %s' % (row, key))
-            else:
-                lon, lat = float(pos[0]), float(pos[1])
-                if abs(lon - expected[0]) > _GEO_TOLERANCE or \
-                        abs(lat - expected[1]) > _GEO_TOLERANCE:
-                    self.report.add(WRONG_SCORE, key, shown, id_text, 'geo member %s of %s is '
-                                    'at (%r, %r) but row %s is at (%r, %r)' % (
-                                        id_text, key, lon, lat, row, expected[0], expected[1]))
-        elif kind == 'uidx':
-            owner = None if reply is None else to_text(reply)
-            if owner is None:
-                self.report.add(UNIQUE_MISSING, key, shown, id_text, 'unique value %r of row '
-                                '%s is not claimed in %s' % (shown, row, key))
-        elif kind == 'dup':
-            owner = None if reply is None else to_text(reply)
-            key = expected  # the unique index the value belongs to
-            if owner is not None and owner != id_text:
-                first, second = sorted((owner, id_text), key=int)
-                self.report.add(UNIQUE_DUPLICATE, key, shown, second, 'rows %s:%s and %s:%s '
-                                'both hold unique value %r of %s' % (ns, first, ns, second,
-                                                                     shown, key))
+        self.suspect.add(key)
+        if code == 'set':
+            self.report.add(MISSING, key, shown, id_text,
+                            'row %s is missing from set %s' % (row, key))
+        elif code in ('zmiss', 'geomiss'):
+            what = 'geo index ' if code == 'geomiss' else ''
+            self.report.add(MISSING, key, shown, id_text, 'row %s is missing from %s%s '
+                            '(member %r)' % (row, what, key, shown))
+        elif code == 'zscore':
+            stored, wanted = detail.split(' ')
+            self.report.add(WRONG_SCORE, key, shown, id_text, 'member %r of %s has score %r '
+                            'but row %s calls for %r' % (shown, key, float(stored), row,
+                                                         float(wanted)))
+        elif code == 'geopos':
+            lon, lat, want_lon, want_lat = (float(x) for x in detail.split(' '))
+            self.report.add(WRONG_SCORE, key, shown, id_text, 'geo member %s of %s is at (%r, %r) '
+                            'but row %s is at (%r, %r)' % (id_text, key, lon, lat, row,
+                                                           want_lon, want_lat))
+        elif code == 'umiss':
+            self.report.add(UNIQUE_MISSING, key, shown, id_text, 'unique value %r of row '
+                            '%s is not claimed in %s' % (shown, row, key))
+        elif code == 'udup':
+            first, second = sorted((detail, id_text), key=int)
+            self.report.add(UNIQUE_DUPLICATE, key, shown, second, 'rows %s%s and %s%s '
+                            'both hold unique value %r of %s' % (self.prefix, first, self.prefix,
+                                                                 second, shown, key))
 
-    def _check_bookkeeping(self, i: int, row: Dict[str, Any], legacy: Any,
+    def _check_bookkeeping(self, i: int, row: Dict[Any, Any], legacy: Any,
                            exp: _Expected) -> None:
-        raw = legacy if legacy is not None else row.get('-index-data-')
+        raw = legacy if legacy is not None else row.get(
+            b'-index-data-', row.get('-index-data-'))
         key = '%s%d' % (self.prefix, i)
         wanted: Tuple[Set[Any], ...] = exp.bookkeeping()
         if raw is None:
@@ -397,6 +401,10 @@ class _Auditor:
         small: List[Tuple[str, str, str, str]] = []
         small_size = 0
         for (key, kind, middle, ktype), size in zip(typed, sizes):
+            if kind != 'legacy' and key not in self.suspect and \
+                    size == self.expected_sizes.get(key, 0):
+                # every entry the rows call for is there (pass 1) and there are no others
+                continue
             self.total += size
             if size > self.block_size:
                 for member, value in self._scan_key(key, ktype):
@@ -461,12 +469,14 @@ class _Auditor:
         wanted = [i for i in ids if i not in self.cache]
         if not wanted:
             return
-        found = {i: (row, legacy) for i, row, legacy in self._load(wanted)}
+        found = {i: entity for i, _row, _legacy, entity in self._entities(self._load(wanted))}
         for i in wanted:
-            if i in found:
-                self.cache[i] = self._expect(i, found[i][0]) or _UNREADABLE
-            else:
+            if i not in found:
                 self.cache[i] = None
+                continue
+            entity = found[i]
+            exp = self._expect(i, entity) if entity is not None else None
+            self.cache[i] = exp or _UNREADABLE
 
     def _resolve(self, buffer: List[Tuple[str, str, str, str, str]]) -> None:
         parsed: List[Tuple[str, str, str, str, str, Optional[int], str]] = []
@@ -529,20 +539,7 @@ def audit_model(model: Any, block_size: int = 1000,
         progress: optional ``progress(stage, done, total)`` callback, called after each block.
     """
     auditor = _Auditor(model, block_size, progress)
-    with _untracked():
+    with untracked():
         auditor.check_rows()
         auditor.check_index_keys()
     return auditor.report
-
-
-@contextmanager
-def _untracked() -> Iterator[None]:
-    """Run with this thread's session null, so loading references tracks nothing."""
-    before = session.null_session
-    session.null_session = True
-    try:
-        yield
-    finally:
-        del session.null_session
-        if bool(session.null_session) != bool(before):
-            session.null_session = before

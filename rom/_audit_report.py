@@ -16,6 +16,7 @@ UNIQUE_STALE = 'unique-stale'
 BOOKKEEPING = 'bookkeeping'
 UNKNOWN_INDEX = 'unknown-index'
 BAD_ROW = 'bad-row'
+DANGLING_REFERENCE = 'dangling-reference'
 
 #: every finding kind, with what it means
 KINDS = {
@@ -29,6 +30,8 @@ KINDS = {
     BOOKKEEPING: "a row's -index-data- does not list the entries its values call for",
     UNKNOWN_INDEX: 'an index key that the model does not declare',
     BAD_ROW: 'a row that cannot be loaded',
+    DANGLING_REFERENCE: 'a row references a row that does not exist (check --fix applies '
+                        "the column's on_delete)",
 }
 
 
