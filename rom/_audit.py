@@ -16,17 +16,15 @@ A healthy database gives zero findings.
 """
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from ._connect import connect, to_text
-from ._helpers import _encode_unique_constraint
 from ._maintenance import _get_row_ids, _scan_pages, scan_pattern
 from ._registry import MODELS
 from ._reindex import dangling_references, entity_from_row, read_rows, untracked
-from ._scripts import lua
-from ._write import compute_index_entries, parse_index_data
+from ._expect import (_UNREADABLE, _Expected, _t, bookkeeping_problem, expected_entries,
+                      verify_entries)
 from ._audit_report import (BAD_ROW, BOOKKEEPING, DANGLING, DANGLING_REFERENCE, KINDS, MISSING, STALE,
                             UNIQUE_DUPLICATE, UNIQUE_MISSING, UNIQUE_STALE, UNKNOWN_INDEX,
                             WRONG_SCORE, AuditReport, Finding)
@@ -35,100 +33,6 @@ __all__ = ['AuditReport', 'Finding', 'audit_model', 'KINDS']
 
 _GEO_TOLERANCE = 1e-4  # degrees; Redis stores 52-bit geohashes (well under a metre)
 _SCORE_RTOL = 1e-12
-_TEMP_TTL = 3600
-
-
-# --------------------------------------------------------------------------- expectations
-
-def _text(value: Any) -> str:
-    """What a value becomes in Redis, as text: bytes go through latin-1 (the JSON transport)."""
-    if isinstance(value, bytes):
-        return value.decode('latin-1')
-    return value if isinstance(value, str) else str(value)
-
-
-def _t(value: Any) -> str:
-    """A reply item as text; bytes that are not UTF-8 keep their bytes as surrogates."""
-    return value.decode('utf-8', 'surrogateescape') if isinstance(value, bytes) else value
-
-
-def _score(value: Any) -> Optional[float]:
-    try:
-        return float(_text(value)) if isinstance(value, (str, bytes)) else float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-class _Expected:
-    """The index entries one row calls for (all text in its stored form)."""
-
-    __slots__ = ('keys', 'scores', 'prefix', 'suffix', 'geo', 'uniques')
-
-    def __init__(self) -> None:
-        self.keys: Set[str] = set()
-        self.scores: Dict[str, Optional[float]] = {}
-        self.prefix: Dict[Tuple[str, str], Optional[float]] = {}
-        self.suffix: Dict[Tuple[str, str], Optional[float]] = {}
-        self.geo: Dict[str, Tuple[float, float]] = {}
-        self.uniques: Dict[str, str] = {}
-
-    def bookkeeping(self) -> Tuple[Set[str], Set[str], Set[Tuple[str, str]],
-                                   Set[Tuple[str, str]], Set[str]]:
-        return (set(self.keys), set(self.scores), set(self.prefix), set(self.suffix),
-                set(self.geo))
-
-
-#: the expectation of a row that cannot be loaded (already reported as bad-row)
-_UNREADABLE = _Expected()
-
-
-def _unique_fields(model: Any, data: Dict[str, Any]) -> Dict[str, str]:
-    """Constraint name -> the unique-index field a save of ``data`` claims (models §6.3)."""
-    fields: Dict[str, str] = {}
-    columns = model._columns
-    for attr in model._unique or ():
-        col = columns[attr]
-        value = data.get(attr)
-        new_s = col._to_redis(value) if value is not None else None
-        unique: Any = new_s
-        if col._keygen is not None and not col._index:
-            result = col._keygen(attr, data) or [new_s]
-            if not isinstance(result, (list, tuple, set)):
-                continue
-            unique = next((item for item in result if item is not None), None)
-        if unique:
-            fields[attr] = _text(unique)
-    for group in model._cunique or ():
-        values = []
-        for attr in group:
-            value = data.get(attr)
-            values.append(None if value is None else columns[attr]._to_redis(value))
-        if all(v is not None for v in values):
-            fields[':'.join(group)] = _encode_unique_constraint(values)
-    return fields
-
-
-def _expected(model: Any, entity: Any, id_text: str) -> _Expected:
-    data = entity.to_dict()
-    entries = compute_index_entries(model, data, id_text)
-    exp = _Expected()
-    exp.keys.update(_text(k) for k in entries.keys)
-    for name, score in entries.scores.items():
-        exp.scores[_text(name)] = _score(score)
-    for attr, token, score in entries.prefix:
-        exp.prefix[(_text(attr), _text(token))] = _score(score)
-    for attr, token, score in entries.suffix:
-        exp.suffix[(_text(attr), _text(token))] = _score(score)
-    for name, lon, lat in entries.geo:
-        exp.geo[_text(name)] = (float(lon), float(lat))  # the last point of a name wins
-    exp.uniques = _unique_fields(model, data)
-    return exp
-
-
-def _close(a: Optional[float], b: Optional[float]) -> bool:
-    if a is None or b is None:
-        return a is b
-    return a == b or abs(a - b) <= _SCORE_RTOL * max(abs(a), abs(b))
 
 
 # --------------------------------------------------------------------------- the auditor
@@ -196,7 +100,7 @@ class _Auditor:
 
     def _expect(self, i: int, entity: Any) -> Optional[_Expected]:
         try:
-            return _expected(self.model, entity, str(i))
+            return expected_entries(self.model, entity, str(i))
         except Exception as exc:
             self._bad_row(i, exc)
             return None
@@ -233,7 +137,7 @@ class _Auditor:
 
     def _check_block(self, rows: List[Tuple[int, Dict[Any, Any], Any]]) -> None:
         prefix = self.prefix
-        payload: List[Any] = []
+        payload: List[Tuple[str, _Expected]] = []
         count = self._count
         for i, row, legacy, entity in self._entities(rows):
             if entity is None:
@@ -255,21 +159,13 @@ class _Auditor:
                 count(prefix + name + ':geo')
             for name in exp.uniques:
                 count(prefix + name + ':uidx')
-            payload.append([
-                id_text, list(exp.keys), [[n, s] for n, s in exp.scores.items()],
-                [[a, t, s] for (a, t), s in exp.prefix.items()],
-                [[a, t, s] for (a, t), s in exp.suffix.items()],
-                [[n, lon, lat] for n, (lon, lat) in exp.geo.items()],
-                [[n, v] for n, v in exp.uniques.items()]])
+            payload.append((id_text, exp))
             self.report.entries += (len(exp.keys) + len(exp.scores) + len(exp.prefix)
                                     + len(exp.suffix) + len(exp.geo) + len(exp.uniques))
         if not payload:
             return
-        reply = lua('audit_rows')(self.conn, (), [self.ns, self.temp, _TEMP_TTL,
-                                                  json.dumps(payload, ensure_ascii=False)])
-        items = [_t(item) for item in reply]
-        for n in range(0, len(items), 5):
-            self._judge(*items[n:n + 5])
+        for problem in verify_entries(self.conn, self.ns, payload, self.temp):
+            self._judge(*problem)
 
     def _judge(self, code: str, id_text: str, key: str, member: str, detail: str) -> None:
         row = self.prefix + id_text
@@ -295,6 +191,8 @@ class _Auditor:
         elif code == 'umiss':
             self.report.add(UNIQUE_MISSING, key, shown, id_text, 'unique value %r of row '
                             '%s is not claimed in %s' % (shown, row, key))
+        elif code == 'uother':
+            pass  # a value claimed by another row: pass 2 reports the stale claim
         elif code == 'udup':
             first, second = sorted((detail, id_text), key=int)
             self.report.add(UNIQUE_DUPLICATE, key, shown, second, 'rows %s%s and %s%s '
@@ -303,35 +201,12 @@ class _Auditor:
 
     def _check_bookkeeping(self, i: int, row: Dict[Any, Any], legacy: Any,
                            exp: _Expected) -> None:
-        raw = legacy if legacy is not None else row.get(
-            b'-index-data-', row.get('-index-data-'))
-        key = '%s%d' % (self.prefix, i)
-        wanted: Tuple[Set[Any], ...] = exp.bookkeeping()
-        if raw is None:
-            if any(wanted):
-                self.report.add(BOOKKEEPING, key, '-index-data-', str(i), 'row %s has no '
-                                '-index-data- although it has index entries' % (key,))
-            return
-        try:
-            parsed = parse_index_data(raw)
-        except Exception as exc:
-            self.report.add(BOOKKEEPING, key, '-index-data-', str(i), 'row %s has unreadable '
-                            'index bookkeeping: %s' % (key, exc))
-            return
-        keys, scored, prefix, suffix, geo = parsed
-        have: Tuple[Set[Any], ...] = ({_text(k) for k in keys}, {_text(k) for k in scored},
-                {(_text(a), _text(t)) for a, t in prefix},
-                {(_text(a), _text(t)) for a, t in suffix}, {_text(g) for g in geo})
-        if have != wanted:
+        problem = bookkeeping_problem(row, legacy, exp)
+        if problem is not None:
+            key = '%s%d' % (self.prefix, i)
             where = 'legacy %s::' % (self.ns,) if legacy is not None else '-index-data-'
-            diffs = []
-            for label, h, w in zip(('sets', 'scored', 'prefix', 'suffix', 'geo'), have, wanted):
-                extra, missing = h - w, w - h
-                if extra or missing:
-                    diffs.append('%s: extra %s, missing %s' % (
-                        label, sorted(map(str, extra)) or '[]', sorted(map(str, missing)) or '[]'))
-            self.report.add(BOOKKEEPING, key, '-index-data-', str(i), 'the %s bookkeeping of row '
-                            '%s is out of date (%s)' % (where, key, '; '.join(diffs)))
+            self.report.add(BOOKKEEPING, key, '-index-data-', str(i), 'the %s bookkeeping of '
+                            'row %s %s' % (where, key, problem))
 
     # --- pass 2: index keys ---------------------------------------------------------------
     def _index_pages(self) -> Iterator[List[Tuple[str, str, str]]]:
@@ -505,8 +380,11 @@ class _Auditor:
             row = '%s%d' % (self.prefix, i)
             if exp is None:
                 what = 'field' if kind in ('uidx', 'legacy') else 'entry'
+                op = {'uidx': 'gone-uidx', 'legacy': 'legacy'}.get(
+                    kind, 'gone-set' if extra == 'set' else 'gone-zset')
                 self.report.add(DANGLING, key, shown, str(i), '%s %r of %s points at row %s, '
-                                'which does not exist' % (what, shown, key, row))
+                                'which does not exist' % (what, shown, key, row),
+                                (op, member, middle, token))
                 continue
             if kind == 'legacy' or exp is _UNREADABLE:
                 continue  # a legacy field of a live row is fine; bad rows are reported once
@@ -522,11 +400,14 @@ class _Auditor:
             elif kind == 'uidx':
                 if exp.uniques.get(middle) != member:
                     self.report.add(UNIQUE_STALE, key, shown, str(i), 'field %r of %s maps to '
-                                    'row %s, which does not hold that value' % (shown, key, row))
+                                    'row %s, which does not hold that value' % (shown, key, row),
+                                    ('stale-uidx', member, middle, ''))
                 continue
             if stale:
+                op = 'stale-' + kind if kind != 'idx' else 'stale-idx-' + extra
                 self.report.add(STALE, key, shown, str(i), 'entry %r of %s is left over: row %s '
-                                'no longer calls for it' % (shown, key, row))
+                                'no longer calls for it' % (shown, key, row),
+                                (op, member, middle, token))
 
 
 def audit_model(model: Any, block_size: int = 1000,

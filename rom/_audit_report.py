@@ -45,6 +45,9 @@ class Finding:
     member: Optional[str]
     id: Optional[str]
     message: str
+    #: what ``check --fix`` needs to remove the entry: (op, raw member, name, token)
+    repair: Optional[Tuple[str, str, str, str]] = field(default=None, compare=False,
+                                                        repr=False)
 
     def __str__(self) -> str:
         return '%s: %s' % (self.kind, self.message)
@@ -76,13 +79,13 @@ class AuditReport:
         return result
 
     def add(self, kind: str, key: str, member: Optional[str], id: Optional[str],
-            message: str) -> None:
+            message: str, repair: Optional[Tuple[str, str, str, str]] = None) -> None:
         """Record a finding once (SCAN may visit a key or row twice)."""
         token = (kind, key, member, id)
         if token in self._seen:
             return
         self._seen.add(token)
-        self.findings.append(Finding(kind, key, member, id, message))
+        self.findings.append(Finding(kind, key, member, id, message, repair))
 
     def summary(self) -> str:
         """One line: what was examined and how many findings of each kind."""

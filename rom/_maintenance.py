@@ -117,20 +117,25 @@ def refresh_indices(model: Any, block_size: int = 100, scan: bool = True,
     tracks is committed after each block (rom 1.1.2 compatibility).
     """
     conn = connect(model)
-    total = _counter(conn, model)
+    pipe = conn.pipeline(False)
+    pipe.get('%s:%s:' % (model._namespace, model._pkey))
+    pipe.exists(model._namespace + '::')
+    counter, legacy = pipe.execute()
+    total = int(counter) if counter else 0
     block_size = max(block_size, 10)
     if summary is None:
         summary = ReindexSummary()
     if scan:
         done = 0
         for block in _get_row_ids(model, block_size):
-            reindex_ids(model, block, summary)
+            reindex_ids(model, block, summary, bool(legacy))
             _commit_pending()
             done += len(block)
             yield done, total
         return
     for k, start in enumerate(range(1, total + 1, block_size)):
-        reindex_ids(model, range(start, min(start + block_size, total + 1)), summary)
+        reindex_ids(model, range(start, min(start + block_size, total + 1)), summary,
+                    bool(legacy))
         _commit_pending()
         # Fix of reference bug util #4: progress from the id offset, not the block number.
         yield min((k + 1) * block_size, total), total

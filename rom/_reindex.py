@@ -23,6 +23,8 @@ from ._loader import mapping_builder
 from ._relations import ManyToOne, _Unresolved
 from ._scripts import lua
 from ._session import session
+from ._expect import bookkeeping_problem, expected_entries, verify_entries
+from ._registry import NULL
 from ._write import WritePlan, plan_write, run_plans
 from .exceptions import DataRaceError, EntityDeletedError, UniqueKeyViolation
 
@@ -165,11 +167,42 @@ def _row_fields(row: Dict[Any, Any]) -> List[str]:
     return [to_text(name) for name in row]
 
 
-def reindex_ids(model: Any, ids: Sequence[int], summary: ReindexSummary) -> int:
-    """Rewrite the index entries of the rows ``ids`` (missing rows are skipped).
+def _default_columns(model: Any) -> List[str]:
+    """The stored columns whose declared default a load applies to a missing field."""
+    cached = model.__dict__.get('_rom_default_columns')
+    if cached is None:
+        cached = [attr for attr, col in model._columns.items()
+                  if getattr(col, '_default', NULL) not in (NULL, None)]
+        setattr(model, '_rom_default_columns', cached)
+    return cached
 
-    Two round trips per call when nothing races (read, write); returns the rows written.
-    Never raises for one row's trouble: it goes into ``summary.skipped``.
+
+def _needs_write(model: Any, i: int, row: Dict[Any, Any], entity: Any, legacy: bool,
+                 checks: List[Tuple[str, Any]]) -> bool:
+    """Whether the row's bookkeeping (or a missing defaulted field) calls for a write; when
+    not, its expected entries go to ``checks`` to be verified in Redis."""
+    if legacy:
+        return True  # legacy ``<ns>::`` bookkeeping: the write migrates it
+    for attr in _default_columns(model):
+        if attr.encode() not in row and attr not in row:
+            return True
+    exp = expected_entries(model, entity, str(i))
+    if bookkeeping_problem(row, None, exp) is not None:
+        return True
+    checks.append((str(i), exp))
+    return False
+
+
+def reindex_ids(model: Any, ids: Sequence[int], summary: ReindexSummary,
+                legacy: bool = True) -> int:
+    """Rewrite the index entries of the rows ``ids`` that need it (missing rows are skipped).
+
+    A row whose ``-index-data-`` already lists what its values call for and whose entries
+    are all in Redis with the right scores is left alone (writing it would change nothing);
+    the others are written. ``legacy=False`` says the model has no legacy ``<ns>::``
+    bookkeeping (then rows can be verified instead of rewritten). Two or three round trips
+    per call when nothing races; returns the rows handled. Never raises for one row's
+    trouble: it goes into ``summary.skipped``.
     """
     conn = connect(model)
     ns = model._namespace
@@ -189,8 +222,20 @@ def reindex_ids(model: Any, ids: Sequence[int], summary: ReindexSummary) -> int:
                     summary.skipped.append(('%s:%d' % (ns, i), 'cannot be loaded: %s: %s'
                                             % (type(exc).__name__, exc)))
             dangling = dangling_references(model, [e for _, e, _ in entities])
-            plans: List[Tuple[int, WritePlan]] = []
+            checks: List[Tuple[str, Any]] = []
+            writes = []
             for i, entity, row in entities:
+                try:
+                    if _needs_write(model, i, row, entity, legacy, checks):
+                        writes.append((i, entity, row))
+                except Exception as exc:
+                    summary.skipped.append(('%s:%d' % (ns, i), 'cannot be indexed: %s: %s'
+                                            % (type(exc).__name__, exc)))
+            wrong = {int(problem[1]) for problem in verify_entries(conn, ns, checks)}
+            written += len(checks) - len(wrong)
+            writes += [(i, entity, row) for i, entity, row in entities if i in wrong]
+            plans: List[Tuple[int, WritePlan]] = []
+            for i, entity, row in writes:
                 try:
                     plans.append((i, _index_only_plan(model, entity, _row_fields(row))))
                 except Exception as exc:

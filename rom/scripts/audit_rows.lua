@@ -1,7 +1,8 @@
 -- Check the index entries a block of rows calls for (rom._audit, pass 1 of check).
 -- KEYS: none (key names are derived from the namespace, like the writer)
 -- ARGV[1]: the namespace <ns>
--- ARGV[2]: a temporary hash used to spot unique values held by two rows (kept across calls)
+-- ARGV[2]: a temporary hash used to spot unique values held by two rows (kept across calls;
+--          '' to skip that check)
 -- ARGV[3]: its time to live in seconds
 -- ARGV[4]: JSON array, one item per row:
 --   [id, [set entry "attr:token", ...], [[scored name, score], ...],
@@ -9,7 +10,8 @@
 --    [[geo name, lon, lat], ...], [[unique index name, value], ...]]
 -- Returns: a flat list of problems, 5 items each: code, id, key, member, detail. Codes:
 --   'set' (not in the set), 'zmiss' (no such member), 'zscore' (detail: "stored expected"
---   scores), 'geomiss', 'geopos' (detail: "lon lat expected-lon expected-lat"), 'umiss' (value not claimed),
+--   scores), 'geomiss', 'geopos' (detail: "lon lat expected-lon expected-lat"),
+--   'umiss' (value not claimed), 'uother' (claimed by another row; detail: its id),
 --   'udup' (detail: the id of the row that claimed the value first in this check).
 local ns = ARGV[1]
 local temp = ARGV[2]
@@ -43,7 +45,6 @@ local function zcheck(key, member, id, score)
         problem('zscore', id, key, member, stored .. ' ' .. score)
     end
 end
-local used_temp = false
 for _, row in ipairs(rows) do
     local id = row[1]
     for _, name in ipairs(row[2]) do
@@ -76,12 +77,14 @@ for _, row in ipairs(rows) do
     end
     for _, pair in ipairs(row[7]) do
         local key = ns .. ':' .. pair[1] .. ':uidx'
-        if not redis.call('HGET', key, pair[2]) then
+        local owner = redis.call('HGET', key, pair[2])
+        if not owner then
             problem('umiss', id, key, pair[2], '')
+        elseif owner ~= id then
+            problem('uother', id, key, pair[2], owner)
         end
         local slot = pair[1] .. '\0' .. pair[2]
-        used_temp = true
-        if redis.call('HSETNX', temp, slot, id) == 0 then
+        if temp ~= '' and redis.call('HSETNX', temp, slot, id) == 0 then
             local first = redis.call('HGET', temp, slot)
             if first ~= id then
                 problem('udup', id, key, pair[2], first)
@@ -89,7 +92,7 @@ for _, row in ipairs(rows) do
         end
     end
 end
-if used_temp then
+if temp ~= '' and redis.call('EXISTS', temp) == 1 then
     redis.call('EXPIRE', temp, tonumber(ARGV[3]))
 end
 return out
