@@ -17,6 +17,8 @@ from rom._audit import audit_model
 from rom._reindex import ReindexSummary
 from rom.testing import dump_database
 
+from test_cli import models  # noqa: F401  (fixture)
+
 POLICIES = ['no action', 'restrict', 'cascade', 'set null', 'set default']
 RELATIONS = ['ManyToOne', 'OneToOne']
 
@@ -165,3 +167,93 @@ def test_every_job_on_a_damaged_database_keeps_every_row(conn):
     assert conn.hget('Author:email:uidx', 'gone@x') is None
     assert conn.lrange('Author:%d:notes' % authors[0].id, 0, -1) == []  # orphan removed
     assert conn.lrange('Author:%d:notes' % authors[1].id, 0, -1) == [b'n']
+
+
+# --------------------------------------------------------------------------- live systems (issue 12)
+
+def _counter_model():
+    class Live(rom.Model):
+        n = rom.Integer(index=True)
+        tag = rom.Text(index=True, keygen=rom.IDENTITY)
+    return Live
+
+
+def test_reindex_retries_rows_changed_and_skips_rows_deleted_while_it_runs(conn, monkeypatch):
+    Live = _counter_model()
+    rows = [Live(n=i, tag='t%d' % (i % 3)) for i in range(40)]
+    util.session.commit()
+    util.session.rollback()
+    conn.delete('Live:n:idx')  # every row needs a write
+    from rom import _reindex
+    real_read = _reindex.read_rows
+    changed, deleted = rows[5], rows[17]
+    calls = []
+
+    def read_then_race(model, ids):
+        out = real_read(model, ids)
+        calls.append(list(ids))
+        if len(calls) == 1:  # a concurrent writer acts between the read and the write
+            other = redis_client(conn)
+            other.hset('Live:%d' % changed.id, 'n', '1000')
+            other.delete('Live:%d' % deleted.id)
+        return out
+
+    monkeypatch.setattr(_reindex, 'read_rows', read_then_race)
+    summary = ReindexSummary()
+    job = util.refresh_indices(Live, block_size=100, summary=summary)
+    list(job)
+    assert summary.retried == 1  # the changed row was read again and written
+    assert summary.skipped == [('Live:%d' % deleted.id,
+                                'deleted by a concurrent writer while reindexing')]
+    assert conn.zscore('Live:n:idx', str(changed.id)) == 1000
+    assert conn.zscore('Live:n:idx', str(deleted.id)) is None
+    assert calls[1] == [changed.id]
+    assert any('read again' in line for line in summary.lines())
+
+
+def redis_client(conn):
+    import redis
+    return redis.Redis(connection_pool=conn.connection_pool)
+
+
+def test_reindex_command_on_a_live_system_exits_0(conn, redis_url, models):
+    import os
+    import subprocess
+    import sys
+    import threading
+    from test_cli import ROOT, TESTS_DIR
+    items = [models.CliItem(n=i, word='w%d' % i, email='e%d@x' % i) for i in range(3000)]
+    util.session.commit()
+    util.session.rollback()
+    stop = threading.Event()
+    errors = []
+
+    def writer(seed):
+        import random
+        rng = random.Random(seed)
+        client = redis_client(conn)
+        while not stop.is_set():
+            item = rng.choice(items)
+            try:
+                if rng.random() < 0.2:
+                    client.delete('CliItem:%d' % item.id)
+                else:
+                    client.hset('CliItem:%d' % item.id, 'n', str(rng.randrange(1000)))
+            except Exception as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(s,)) for s in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([TESTS_DIR, ROOT]))
+        result = subprocess.run([sys.executable, '-m', 'rom', 'reindex', 'cli_models:CliItem',
+                                 '--url', redis_url, '--block-size', '20'], cwd=ROOT, env=env,
+                                capture_output=True, text=True, timeout=300)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors
+    assert result.returncode == 0, result.stderr
+    assert 'indexes rebuilt' in result.stdout
