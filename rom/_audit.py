@@ -31,8 +31,6 @@ from ._audit_report import (BAD_ROW, BOOKKEEPING, DANGLING, DANGLING_REFERENCE, 
 
 __all__ = ['AuditReport', 'Finding', 'audit_model', 'KINDS']
 
-_GEO_TOLERANCE = 1e-4  # degrees; Redis stores 52-bit geohashes (well under a metre)
-_SCORE_RTOL = 1e-12
 
 
 # --------------------------------------------------------------------------- the auditor

@@ -32,13 +32,6 @@ def _t(value: Any) -> str:
     return value.decode('utf-8', 'surrogateescape') if isinstance(value, bytes) else value
 
 
-def _score(value: Any) -> Optional[float]:
-    try:
-        return float(_text(value)) if isinstance(value, (str, bytes)) else float(value)
-    except (TypeError, ValueError):
-        return None
-
-
 class _Expected:
     """The index entries one row calls for (all text in its stored form)."""
 
@@ -46,9 +39,9 @@ class _Expected:
 
     def __init__(self) -> None:
         self.keys: Set[str] = set()
-        self.scores: Dict[str, Optional[float]] = {}
-        self.prefix: Dict[Tuple[str, str], Optional[float]] = {}
-        self.suffix: Dict[Tuple[str, str], Optional[float]] = {}
+        self.scores: Dict[str, str] = {}
+        self.prefix: Dict[Tuple[str, str], str] = {}
+        self.suffix: Dict[Tuple[str, str], str] = {}
         self.geo: Dict[str, Tuple[float, float]] = {}
         self.uniques: Dict[str, str] = {}
 
@@ -93,23 +86,45 @@ def expected_entries(model: Any, entity: Any, id_text: str) -> _Expected:
     data = entity.to_dict()
     entries = compute_index_entries(model, data, id_text)
     exp = _Expected()
-    exp.keys.update(_text(k) for k in entries.keys)
-    for name, score in entries.scores.items():
-        exp.scores[_text(name)] = _score(score)
+    # the planner's entries are texts already (scores as validated number texts)
+    exp.keys.update(entries.keys)
+    exp.scores.update(entries.scores)
     for attr, token, score in entries.prefix:
-        exp.prefix[(_text(attr), _text(token))] = _score(score)
+        exp.prefix[(attr, token)] = score
     for attr, token, score in entries.suffix:
-        exp.suffix[(_text(attr), _text(token))] = _score(score)
+        exp.suffix[(attr, token)] = score
     for name, lon, lat in entries.geo:
         exp.geo[_text(name)] = (float(lon), float(lat))  # the last point of a name wins
     exp.uniques = _unique_fields(model, data)
     return exp
 
 
+def _same_bookkeeping(raw: Any, exp: _Expected) -> bool:
+    """Fast path of :func:`bookkeeping_problem` for the usual 5-slot form; False when it
+    differs or has another form (the full comparison then decides)."""
+    try:
+        data = json.loads(raw)
+        slots = [slot if slot != {} else [] for slot in data]
+        if len(slots) != 5:
+            return False
+        keys, scored, prefix, suffix, geo = slots
+        return (len(keys) == len(exp.keys) and set(keys) == exp.keys
+                and len(scored) == len(exp.scores) and set(scored) == exp.scores.keys()
+                and len(prefix) == len(exp.prefix)
+                and {(a, t) for a, t in prefix} == exp.prefix.keys()
+                and len(suffix) == len(exp.suffix)
+                and {(a, t) for a, t in suffix} == exp.suffix.keys()
+                and set(geo) == exp.geo.keys())
+    except (ValueError, TypeError, UnicodeDecodeError):
+        return False
+
+
 def bookkeeping_problem(row: Dict[Any, Any], legacy: Any, exp: _Expected) -> Optional[str]:
     """None when the row's bookkeeping (``legacy`` when given, else its ``-index-data-``)
     lists exactly the entries ``exp`` calls for; otherwise what is wrong, as text."""
     raw = legacy if legacy is not None else row.get(b'-index-data-', row.get('-index-data-'))
+    if raw is not None and _same_bookkeeping(raw, exp):
+        return None
     wanted: Tuple[Set[Any], ...] = exp.bookkeeping()
     if raw is None:
         return 'is missing although the row has index entries' if any(wanted) else None
@@ -142,13 +157,27 @@ def verify_entries(conn: Any, ns: str, rows: Sequence[Tuple[str, _Expected]],
     """
     if not rows:
         return []
-    payload = [[id_text, list(exp.keys), [[n, s] for n, s in exp.scores.items()],
-                [[a, t, s] for (a, t), s in exp.prefix.items()],
-                [[a, t, s] for (a, t), s in exp.suffix.items()],
-                [[n, lon, lat] for n, (lon, lat) in exp.geo.items()],
-                [[n, v] for n, v in exp.uniques.items()]] for id_text, exp in rows]
+    sets: Dict[str, List[str]] = {}
+    zsets: Dict[str, List[Tuple[str, str, str]]] = {}
+    geo: Dict[str, List[Tuple[str, float, float]]] = {}
+    uidx: Dict[str, List[Tuple[str, str]]] = {}
+    for id_text, exp in rows:
+        for name in exp.keys:
+            sets.setdefault(name + ':idx', []).append(id_text)
+        for name, score in exp.scores.items():
+            zsets.setdefault(name + ':idx', []).append((id_text, score, id_text))
+        for (attr, token), score in exp.prefix.items():
+            zsets.setdefault(attr + ':pre', []).append((token + '\0' + id_text, score, id_text))
+        for (attr, token), score in exp.suffix.items():
+            zsets.setdefault(attr + ':suf', []).append((token + '\0' + id_text, score, id_text))
+        for name, (lon, lat) in exp.geo.items():
+            geo.setdefault(name + ':geo', []).append((id_text, lon, lat))
+        for name, value in exp.uniques.items():
+            uidx.setdefault(name + ':uidx', []).append((value, id_text))
+    payload = {'sets': sets, 'zsets': zsets, 'geo': geo, 'uidx': uidx}
     reply = lua('audit_rows')(conn, (), [ns, temp, _TEMP_TTL,
                                          json.dumps(payload, ensure_ascii=False)])
+    # (an empty dict is sent as {}: the script treats it as an empty table either way)
     items = [_t(item) for item in reply]
     return [(items[n], items[n + 1], items[n + 2], items[n + 3], items[n + 4])
             for n in range(0, len(items), 5)]
