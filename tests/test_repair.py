@@ -12,7 +12,7 @@ from rom._audit import audit_model
 from rom._repair import repair_model
 from rom.testing import dump_database
 
-from test_cli import models  # noqa: F401  (fixture)
+from test_cli import TtyStream, models  # noqa: F401  (fixture)
 from test_reindex_safety import _rows
 
 
@@ -144,9 +144,11 @@ def test_check_fix_command_line(conn, models):
     assert code == 1 and 'would rows reindexed: 1' in text and 'dangling-entry' in text
     assert conn.zscore('CliItem:n:idx', str(items[1].id)) == 50
     out = io.StringIO()
+    err = TtyStream()
     code = _cli.main(['check', 'cli_models:CliItem', '--fix'], out, err)
     text = out.getvalue()
     assert code == 0, text
+    assert 'fix CliItem [' in err.getvalue() and '100.0% done' in err.getvalue()
     assert 'rows reindexed: 1' in text and 'after repair: CliItem' in text
     assert 'no problems found' in text.split('after repair:')[1]
     out = io.StringIO()
