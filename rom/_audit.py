@@ -17,12 +17,13 @@ A healthy database gives zero findings.
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from ._connect import connect, to_text
 from ._maintenance import _get_row_ids, _scan_pages, scan_pattern
 from ._registry import MODELS
-from ._reindex import dangling_references, entity_from_row, read_rows, untracked
+from ._reindex import dangling_references, entity_from_row, read_ahead, read_rows, untracked
 from ._expect import (_UNREADABLE, _Expected, _t, bookkeeping_problem, expected_entries,
                       verify_entries)
 from ._audit_report import (BAD_ROW, BOOKKEEPING, DANGLING, DANGLING_REFERENCE, KINDS, MISSING, STALE,
@@ -108,15 +109,31 @@ class _Auditor:
         total = int(self.conn.get('%s%s:' % (self.prefix, self.model._pkey)) or 0)
         self.has_legacy = bool(self.conn.exists(self.ns + '::'))
         done = 0
-        try:
+
+        def blocks() -> Iterator[Tuple[List[int], List[int]]]:
             for ids in _get_row_ids(self.model, self.block_size):
-                fresh = [i for i in ids if not self._seen(i)]  # SCAN may repeat keys
-                rows = self._load(fresh) if fresh else []
-                self._check_block(rows)
-                done += len(ids)
-                self.report.rows += len(rows)
-                if self.progress:
-                    self.progress('rows', done, max(total, done))
+                yield ids, [i for i in ids if not self._seen(i)]  # SCAN may repeat keys
+
+        def load(block: Tuple[List[int], List[int]]) -> List[Tuple[int, Dict[Any, Any], Any]]:
+            return self._load(block[1]) if block[1] else []
+
+        # the next block is read, and each block's entries verified, in Redis while the
+        # next one is computed here
+        checks = []
+        try:
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                for (ids, _fresh), rows in read_ahead(pool, blocks(), load):
+                    payload = self._check_block(rows)
+                    if payload:
+                        checks.append(pool.submit(verify_entries, self.conn, self.ns, payload,
+                                                  self.temp))
+                    done += len(ids)
+                    self.report.rows += len(rows)
+                    if self.progress:
+                        self.progress('rows', done, max(total, done))
+                for check in checks:
+                    for problem in check.result():
+                        self._judge(*problem)
         finally:
             self.conn.delete(self.temp)
 
@@ -133,7 +150,9 @@ class _Auditor:
     def _count(self, key: str) -> None:
         self.expected_sizes[key] = self.expected_sizes.get(key, 0) + 1
 
-    def _check_block(self, rows: List[Tuple[int, Dict[Any, Any], Any]]) -> None:
+    def _check_block(self, rows: List[Tuple[int, Dict[Any, Any], Any]]
+                     ) -> List[Tuple[str, _Expected]]:
+        """Check the rows' bookkeeping; return the entries to verify in Redis."""
         prefix = self.prefix
         payload: List[Tuple[str, _Expected]] = []
         count = self._count
@@ -160,10 +179,7 @@ class _Auditor:
             payload.append((id_text, exp))
             self.report.entries += (len(exp.keys) + len(exp.scores) + len(exp.prefix)
                                     + len(exp.suffix) + len(exp.geo) + len(exp.uniques))
-        if not payload:
-            return
-        for problem in verify_entries(self.conn, self.ns, payload, self.temp):
-            self._judge(*problem)
+        return payload
 
     def _judge(self, code: str, id_text: str, key: str, member: str, detail: str) -> None:
         row = self.prefix + id_text

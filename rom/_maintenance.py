@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import sys
+from concurrent.futures import ThreadPoolExecutor
 import time
 import warnings
 from typing import (Any, Callable, Generator, Iterable, Iterator, List, Optional, Sequence, TextIO,
@@ -23,7 +24,7 @@ from ._connect import connect, to_text
 from ._scripts import lua
 from ._session import session
 from ._registry import MODELS
-from ._reindex import ReindexSummary, reindex_ids
+from ._reindex import ReindexSummary, read_ahead, read_rows, reindex_ids
 
 __all__ = [
     'refresh_indices', 'refresh_all_indexes', 'clean_old_index', 'clean_unsafe_cols',
@@ -127,11 +128,13 @@ def refresh_indices(model: Any, block_size: int = 100, scan: bool = True,
         summary = ReindexSummary()
     if scan:
         done = 0
-        for block in _get_row_ids(model, block_size):
-            reindex_ids(model, block, summary, bool(legacy))
-            _commit_pending()
-            done += len(block)
-            yield done, total
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            for block, rows in read_ahead(pool, _get_row_ids(model, block_size),
+                                          lambda ids: read_rows(model, ids)):
+                reindex_ids(model, block, summary, bool(legacy), rows)
+                _commit_pending()
+                done += len(block)
+                yield done, total
         return
     for k, start in enumerate(range(1, total + 1, block_size)):
         reindex_ids(model, range(start, min(start + block_size, total + 1)), summary,

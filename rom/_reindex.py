@@ -14,9 +14,10 @@ both are reported instead of stopping the job.
 """
 from __future__ import annotations
 
+from concurrent.futures import Executor, Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from ._connect import connect, to_text
 from ._loader import mapping_builder
@@ -28,8 +29,8 @@ from ._registry import NULL
 from ._write import WritePlan, plan_write, run_plans
 from .exceptions import DataRaceError, EntityDeletedError, UniqueKeyViolation
 
-__all__ = ['ReindexSummary', 'reindex_ids', 'read_rows', 'entity_from_row', 'untracked',
-           'dangling_references']
+__all__ = ['ReindexSummary', 'reindex_ids', 'read_rows', 'read_ahead', 'entity_from_row',
+           'untracked', 'dangling_references']
 
 _RETRIES = 5
 
@@ -87,6 +88,20 @@ def read_rows(model: Any, ids: Sequence[int]) -> List[Tuple[int, Dict[Any, Any]]
         if flat:
             out.append((i, dict(zip(flat[::2], flat[1::2]))))
     return out
+
+
+def read_ahead(pool: Executor, blocks: Iterable[Any], load: Callable[[Any], Any]
+               ) -> Iterator[Tuple[Any, Any]]:
+    """``(block, load(block))`` for each block, loading the next block in ``pool`` while the
+    caller works on the current one (Redis and the network work while Python computes)."""
+    previous: Optional[Tuple[Any, Future[Any]]] = None
+    for block in blocks:
+        future = pool.submit(load, block)
+        if previous is not None:
+            yield previous[0], previous[1].result()
+        previous = (block, future)
+    if previous is not None:
+        yield previous[0], previous[1].result()
 
 
 def entity_from_row(model: Any, row: Dict[Any, Any]) -> Any:
@@ -194,7 +209,8 @@ def _needs_write(model: Any, i: int, row: Dict[Any, Any], entity: Any, legacy: b
 
 
 def reindex_ids(model: Any, ids: Sequence[int], summary: ReindexSummary,
-                legacy: bool = True) -> int:
+                legacy: bool = True,
+                rows: Optional[List[Tuple[int, Dict[Any, Any]]]] = None) -> int:
     """Rewrite the index entries of the rows ``ids`` that need it (missing rows are skipped).
 
     A row whose ``-index-data-`` already lists what its values call for and whose entries
@@ -202,7 +218,8 @@ def reindex_ids(model: Any, ids: Sequence[int], summary: ReindexSummary,
     the others are written. ``legacy=False`` says the model has no legacy ``<ns>::``
     bookkeeping (then rows can be verified instead of rewritten). Two or three round trips
     per call when nothing races; returns the rows handled. Never raises for one row's
-    trouble: it goes into ``summary.skipped``.
+    trouble: it goes into ``summary.skipped``. ``rows`` are the rows of ``ids`` when the
+    caller read them already (:func:`read_rows`).
     """
     conn = connect(model)
     ns = model._namespace
@@ -213,7 +230,8 @@ def reindex_ids(model: Any, ids: Sequence[int], summary: ReindexSummary,
         attempt += 1
         raced: List[int] = []
         with untracked():
-            rows = read_rows(model, todo)
+            if rows is None or attempt > 1:
+                rows = read_rows(model, todo)
             entities: List[Tuple[int, Any, Dict[Any, Any]]] = []
             for i, row in rows:
                 try:

@@ -198,7 +198,9 @@ def test_reindex_retries_rows_changed_and_skips_rows_deleted_while_it_runs(conn,
             other.delete('Live:%d' % deleted.id)
         return out
 
+    from rom import _maintenance
     monkeypatch.setattr(_reindex, 'read_rows', read_then_race)
+    monkeypatch.setattr(_maintenance, 'read_rows', read_then_race)  # the job's read-ahead
     summary = ReindexSummary()
     job = util.refresh_indices(Live, block_size=100, summary=summary)
     list(job)
