@@ -23,6 +23,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 from ._connect import connect, to_text
 from ._maintenance import _get_row_ids, _scan_pages, scan_pattern
 from ._registry import MODELS
+from ._scripts import lua
 from ._reindex import dangling_references, entity_from_row, read_ahead, read_rows, untracked
 from ._expect import (_UNREADABLE, _Expected, _t, bookkeeping_problem, expected_entries,
                       verify_entries)
@@ -290,10 +291,14 @@ class _Auditor:
         small: List[Tuple[str, str, str, str]] = []
         small_size = 0
         for (key, kind, middle, ktype), size in zip(typed, sizes):
-            if kind != 'legacy' and key not in self.suspect and \
-                    size == self.expected_sizes.get(key, 0):
-                # every entry the rows call for is there (pass 1) and there are no others
-                continue
+            if kind != 'legacy' and key not in self.suspect:
+                expected = self.expected_sizes.get(key, 0)
+                if size == expected:
+                    # every entry the rows call for is there (pass 1) and there are no others
+                    continue
+                if size > expected and self._only_dangling(key, kind, middle, ktype,
+                                                           size - expected):
+                    continue  # the extra members all name missing rows (reported)
             self.total += size
             if size > self.block_size:
                 for member, value in self._scan_key(key, ktype):
@@ -306,6 +311,43 @@ class _Auditor:
                 small, small_size = [], 0
         if small:
             self._fetch_small(small)
+
+    def _only_dangling(self, key: str, kind: str, middle: str, ktype: str, extra: int) -> bool:
+        """Scan ``key`` in Redis for members naming missing rows and report them; True when
+        they account for all ``extra`` members (then the key needs no entry-by-entry walk)."""
+        how = 'value' if ktype == 'hash' else ('token' if kind in ('pre', 'suf') else 'id')
+        found: List[Tuple[str, str]] = []
+        cursor: Any = 0
+        while True:
+            reply = lua('scan_dangling')(self.conn, [key], [cursor, self.block_size, self.prefix,
+                                                             how])
+            cursor = reply[0]
+            items = [_t(item) for item in reply[2:]]
+            found += list(zip(items[::2], items[1::2]))
+            if len(found) > extra:
+                return False  # more than accounted for: SCAN repeated some; walk the key
+            if int(cursor) == 0:
+                break
+        if len(set(found)) != extra:
+            return False
+        for member, id_text in set(found):
+            token = member.rpartition('\0')[0] if how == 'token' else ''
+            self._report_dangling(key, kind, ktype, middle, member, id_text, token)
+        return True
+
+    def _report_dangling(self, key: str, kind: str, ktype: str, middle: str, member: str,
+                        id_text: str, token: str) -> None:
+        shown = member.replace('\0', '\\0')
+        self.report.entries += 1
+        if not (id_text.isascii() and id_text.isdigit()):
+            self.report.add(DANGLING, key, shown, None, 'entry %r of %s does not name a '
+                            'row id' % (shown, key))
+            return
+        row = self.prefix + id_text
+        what = 'field' if kind == 'uidx' else 'entry'
+        op = 'gone-uidx' if kind == 'uidx' else ('gone-set' if ktype == 'set' else 'gone-zset')
+        self.report.add(DANGLING, key, shown, id_text, '%s %r of %s points at row %s, which '
+                        'does not exist' % (what, shown, key, row), (op, member, middle, token))
 
     def _fetch_small(self, keys: List[Tuple[str, str, str, str]]) -> None:
         pipe = self.conn.pipeline(False)
