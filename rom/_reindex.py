@@ -33,6 +33,7 @@ __all__ = ['ReindexSummary', 'reindex_ids', 'read_rows', 'read_ahead', 'entity_f
            'untracked', 'dangling_references']
 
 _RETRIES = 5
+_WRITE_BLOCKS = 20
 
 
 @dataclass
@@ -49,6 +50,9 @@ class ReindexSummary:
     retried: int = 0
     #: ``(row key, reason)`` of rows left as they were
     skipped: List[Tuple[str, str]] = field(default_factory=list)
+    #: blocks left before rows are verified again instead of written outright (while most
+    #: rows need writing, as when indexes are rebuilt from nothing, verifying is wasted)
+    write_blocks: int = field(default=0, repr=False)
 
     def lines(self) -> List[str]:
         """Human-readable notes, one per kind of change (empty when there is nothing to say)."""
@@ -242,9 +246,12 @@ def reindex_ids(model: Any, ids: Sequence[int], summary: ReindexSummary,
             dangling = dangling_references(model, [e for _, e, _ in entities])
             checks: List[Tuple[str, Any]] = []
             writes = []
+            write_all = legacy or summary.write_blocks > 0
+            if summary.write_blocks > 0 and attempt == 1:
+                summary.write_blocks -= 1
             for i, entity, row in entities:
                 try:
-                    if _needs_write(model, i, row, entity, legacy, checks):
+                    if write_all or _needs_write(model, i, row, entity, legacy, checks):
                         writes.append((i, entity, row))
                 except Exception as exc:
                     summary.skipped.append(('%s:%d' % (ns, i), 'cannot be indexed: %s: %s'
@@ -252,6 +259,8 @@ def reindex_ids(model: Any, ids: Sequence[int], summary: ReindexSummary,
             wrong = {int(problem[1]) for problem in verify_entries(conn, ns, checks)}
             written += len(checks) - len(wrong)
             writes += [(i, entity, row) for i, entity, row in entities if i in wrong]
+            if not write_all and len(writes) * 2 > len(entities) >= 10:
+                summary.write_blocks = _WRITE_BLOCKS
             plans: List[Tuple[int, WritePlan]] = []
             for i, entity, row in writes:
                 try:
