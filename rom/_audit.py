@@ -20,7 +20,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
-from ._connect import connect, to_text
+from ._connect import connect
 from ._maintenance import _get_row_ids, _scan_pages, scan_pattern
 from ._registry import MODELS
 from ._scripts import lua

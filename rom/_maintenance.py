@@ -15,7 +15,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 import time
 import warnings
-from typing import (Any, Callable, Generator, Iterable, Iterator, List, Optional, Sequence, TextIO,
+from typing import (Any, Callable, Generator, Iterable, Iterator, List, Optional, TextIO,
                     Tuple)
 
 from redis.exceptions import ResponseError
