@@ -212,6 +212,35 @@ def _needs_write(model: Any, i: int, row: Dict[Any, Any], entity: Any, legacy: b
     return False
 
 
+def _apply(conn: Any, ns: str, plans: List[Tuple[int, WritePlan]], summary: ReindexSummary
+           ) -> Tuple[int, List[int]]:
+    """Run the plans (one script call when nothing fails); returns the rows written and the
+    ids a concurrent writer changed since they were read (to read and plan again)."""
+    written = 0
+    raced: List[int] = []
+    pending = plans
+    while pending:
+        applied, failure, _ids = run_plans(conn, [plan for _, plan in pending])
+        for _i, plan in pending[:applied]:
+            for attr, _value in plan.hset:
+                summary.defaults[attr] = summary.defaults.get(attr, 0) + 1
+        written += applied
+        if failure is None:
+            break
+        failed = pending[applied][0]
+        key = '%s:%d' % (ns, failed)
+        if isinstance(failure, EntityDeletedError):
+            summary.skipped.append((key, 'deleted by a concurrent writer while reindexing'))
+        elif isinstance(failure, DataRaceError):
+            raced.append(failed)
+        elif isinstance(failure, UniqueKeyViolation):
+            summary.skipped.append((key, 'not reindexed: %s' % (failure,)))
+        else:  # pragma: no cover - run_plans returns only the errors above
+            raise failure
+        pending = pending[applied + 1:]
+    return written, raced
+
+
 def reindex_ids(model: Any, ids: Sequence[int], summary: ReindexSummary,
                 legacy: bool = True,
                 rows: Optional[List[Tuple[int, Dict[Any, Any]]]] = None) -> int:
@@ -232,7 +261,6 @@ def reindex_ids(model: Any, ids: Sequence[int], summary: ReindexSummary,
     attempt = 0
     while todo and attempt < _RETRIES:
         attempt += 1
-        raced: List[int] = []
         with untracked():
             if rows is None or attempt > 1:
                 rows = read_rows(model, todo)
@@ -268,26 +296,8 @@ def reindex_ids(model: Any, ids: Sequence[int], summary: ReindexSummary,
                 except Exception as exc:
                     summary.skipped.append(('%s:%d' % (ns, i), 'cannot be indexed: %s: %s'
                                             % (type(exc).__name__, exc)))
-        pending = plans
-        while pending:
-            applied, failure, _ids = run_plans(conn, [plan for _, plan in pending])
-            for _i, plan in pending[:applied]:
-                for attr, _value in plan.hset:
-                    summary.defaults[attr] = summary.defaults.get(attr, 0) + 1
-            written += applied
-            if failure is None:
-                break
-            failed = pending[applied][0]
-            key = '%s:%d' % (ns, failed)
-            if isinstance(failure, EntityDeletedError):
-                summary.skipped.append((key, 'deleted by a concurrent writer while reindexing'))
-            elif isinstance(failure, DataRaceError):
-                raced.append(failed)
-            elif isinstance(failure, UniqueKeyViolation):
-                summary.skipped.append((key, 'not reindexed: %s' % (failure,)))
-            else:  # pragma: no cover - run_plans returns only the errors above
-                raise failure
-            pending = pending[applied + 1:]
+        applied, raced = _apply(conn, ns, plans, summary)
+        written += applied
         done_ids = set(todo) - set(raced)
         for entity, attr, _stored in dangling:
             if int(entity._data[entity._pkey]) in done_ids:
