@@ -5,7 +5,8 @@ Declarations are checked by ``rom._schema._ModelMetaclass``; writes are planned 
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, List, Sequence, Set, Tuple, Union
+from typing import (TYPE_CHECKING, Any, Dict, FrozenSet, Iterator, List, Optional, Sequence, Set,
+                    Tuple, Type, TypeVar, Union, overload)
 
 from . import _search
 from ._coltypes import IndexOnly
@@ -25,11 +26,16 @@ from .exceptions import (DataRaceError, EntityDeletedError, InvalidColumnValue,
                          InvalidOperation, QueryError)
 from .query import NUMERIC_TYPES, Query
 
+if TYPE_CHECKING:
+    from ._typing import QueryProperty
+
 __all__ = ['Model', 'redis_writer_lua']
 # importable from rom.model, as in rom 1.1.2
 _PUBLIC_HELPERS = (AttrDict, SKIP_ON_DELETE, _zrange_limit_iterator)
 
 _STRING_SORT_KEYGENS = list(SORT_KEYGEN_NAMES)
+_M = TypeVar('_M', bound='Model')
+_Ids = Union[List[Any], Tuple[Any, ...], Set[Any], FrozenSet[Any]]
 
 
 def _decode_row(conn: Any, row: Dict[Any, Any]) -> Dict[str, Any]:
@@ -52,7 +58,12 @@ class Model(metaclass=_ModelMetaclass):
     _prefix: Set[str]
     _suffix: Set[str]
     _geo: Dict[str, Any]
+    _gindex: Any
     _no_fk: bool
+    if TYPE_CHECKING:
+        #: the automatic primary key (models declaring their own PrimaryKey name it)
+        id: int
+        query: QueryProperty
 
     def __init__(self, **kwargs: Any) -> None:
         loading = kwargs.pop('_loading', False)
@@ -242,10 +253,11 @@ class Model(metaclass=_ModelMetaclass):
     def _connection(cls) -> Any:
         return connect(cls)
 
-    @ClassProperty
-    def query(cls) -> Query:
-        """A new ``Query`` over this model."""
-        return Query(cls)
+    if not TYPE_CHECKING:
+        @ClassProperty
+        def query(cls) -> Query:
+            """A new ``Query`` over this model."""
+            return Query(cls)
 
     # --- hooks --------------------------------------------------------------------------------
     def _before_insert(self) -> None:
@@ -274,7 +286,7 @@ class Model(metaclass=_ModelMetaclass):
             data[self._pkey] = self._allocate_id()
         return data
 
-    def update(self, *args: Any, **kwargs: Any) -> 'Model':
+    def update(self: _M, *args: Any, **kwargs: Any) -> _M:
         """Assign positional values to the columns in order, then keyword values by name."""
         for attr, value in zip(self._columns, args):
             setattr(self, attr, value)
@@ -282,7 +294,7 @@ class Model(metaclass=_ModelMetaclass):
             setattr(self, attr, value)
         return self
 
-    def copy(self) -> 'Model':
+    def copy(self: _M) -> _M:
         """A new, unsaved entity with the same values and a new id."""
         data = self.to_dict()
         data.pop(self._pkey, None)
@@ -361,6 +373,13 @@ class Model(metaclass=_ModelMetaclass):
         self.__init__(_loading=True, **row)  # type: ignore[misc]
 
     # --- reads --------------------------------------------------------------------------------
+    @overload
+    @classmethod
+    def get(cls: Type[_M], ids: _Ids) -> List[_M]: ...
+    @overload
+    @classmethod
+    def get(cls: Type[_M], ids: Union[int, str, bytes]) -> Optional[_M]: ...
+
     @classmethod
     def get(cls, ids: Any) -> Any:
         """One entity (or None) for one id; a list of the existing entities for a list of ids."""
@@ -406,6 +425,13 @@ class Model(metaclass=_ModelMetaclass):
                 if row:  # None (HMGET values) or [] (whole rows) for a missing row
                     result[position] = cls._from_script_row(row, fields[0] != 0, track)
         return result
+
+    @overload
+    @classmethod
+    def get_by(cls: Type[_M], **kwargs: Union[List[Any], Tuple[Any, ...]]) -> List[_M]: ...
+    @overload
+    @classmethod
+    def get_by(cls: Type[_M], **kwargs: Any) -> Union[_M, List[_M], None]: ...
 
     @classmethod
     def get_by(cls, **kwargs: Any) -> Any:
