@@ -47,7 +47,7 @@ from rom._audit import audit_model  # noqa: E402
 from rom._maintenance import clean_old_index, clean_unsafe_cols, refresh_indices  # noqa: E402
 
 #: the block sizes ``python -m rom`` uses by default
-CHECK_BLOCK, REINDEX_BLOCK, CLEAN_BLOCK = 1000, 100, 100
+CHECK_BLOCK, REINDEX_BLOCK, CLEAN_BLOCK = 1000, 1000, 100
 
 
 def populate(conn: Any, users: Sequence[Dict[str, Any]]) -> None:

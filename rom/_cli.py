@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
                     'its -index-data- bookkeeping are rebuilt (refresh_indices). Use after '
                     'adding or changing an index, or to migrate legacy <ns>:: data.',
         epilog=_EPILOG)
-    _common(reindex, 100)
+    _common(reindex, 1000)
     reindex.add_argument('--no-scan', action='store_true',
                          help='walk the ids 1..<id counter> instead of finding rows with SCAN')
     reindex.set_defaults(func=_cmd_reindex)

@@ -34,6 +34,7 @@ __all__ = ['ReindexSummary', 'reindex_ids', 'read_rows', 'read_ahead', 'entity_f
 
 _RETRIES = 5
 _WRITE_BLOCKS = 20
+_WRITES_PER_CALL = 200
 
 
 @dataclass
@@ -220,13 +221,17 @@ def _apply(conn: Any, ns: str, plans: List[Tuple[int, WritePlan]], summary: Rein
     raced: List[int] = []
     pending = plans
     while pending:
-        applied, failure, _ids = run_plans(conn, [plan for _, plan in pending])
+        # at most _WRITES_PER_CALL rows per script call: a long call would delay every
+        # other client of the server
+        applied, failure, _ids = run_plans(conn, [plan for _, plan in
+                                                  pending[:_WRITES_PER_CALL]])
         for _i, plan in pending[:applied]:
             for attr, _value in plan.hset:
                 summary.defaults[attr] = summary.defaults.get(attr, 0) + 1
         written += applied
         if failure is None:
-            break
+            pending = pending[applied:]
+            continue
         failed = pending[applied][0]
         key = '%s:%d' % (ns, failed)
         if isinstance(failure, EntityDeletedError):
