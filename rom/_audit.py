@@ -2,15 +2,21 @@
 
 ``audit_model(model)`` reads Redis only (plus one temporary hash with a TTL used to spot
 duplicated unique values) and returns an :class:`AuditReport`. It works in two passes,
-each in blocks of ``block_size`` so memory stays bounded:
+each in blocks of ``block_size`` so memory stays bounded (plus one bit per row id and one
+count per index key):
 
 1. Rows: every row found by SCAN is loaded, the index entries a save of it would write
-   are computed (``rom._write.compute_index_entries``) and checked against Redis (set
-   membership, sorted-set member and score, prefix/suffix member and score, geo member and
-   position, unique field, the row's ``-index-data-`` bookkeeping).
+   are computed (``rom._expect``, through ``rom._write.compute_index_entries``), its
+   ``-index-data-`` bookkeeping is compared with them, and a block's entries are verified
+   in Redis by one script call (set membership, sorted-set member and score,
+   prefix/suffix member and score, geo member and position, unique field). References to
+   missing rows are reported. The number of entries expected in each index key is counted.
 2. Index keys: every ``<ns>:…:idx``, ``:pre``, ``:suf``, ``:geo``, ``:uidx`` key and the
-   legacy ``<ns>::`` hash is scanned; each entry must point at an existing row whose
-   current values produce that entry.
+   legacy ``<ns>::`` hash is found by SCAN. A key holding exactly the expected number of
+   members (all verified in pass 1) is done; a key with more is scanned in Redis for
+   members naming missing rows, and walked entry by entry (each entry must point at an
+   existing row whose current values produce it) only when those do not account for the
+   difference.
 
 A healthy database gives zero findings.
 """
