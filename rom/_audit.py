@@ -461,8 +461,10 @@ class _Auditor:
                 stale = middle not in exp.geo
             elif kind == 'uidx':
                 if exp.uniques.get(middle) != member:
+                    why = ('empty values are never claimed (as in rom 1.1.2)' if member == ''
+                           else 'which does not hold that value')
                     self.report.add(UNIQUE_STALE, key, shown, str(i), 'field %r of %s maps to '
-                                    'row %s, which does not hold that value' % (shown, key, row),
+                                    'row %s, %s' % (shown, key, row, why),
                                     ('stale-uidx', member, middle, ''))
                 continue
             if stale:

@@ -69,7 +69,7 @@ def _unique_fields(model: Any, data: Dict[str, Any]) -> Dict[str, str]:
             if not isinstance(result, (list, tuple, set)):
                 continue
             unique = next((item for item in result if item is not None), None)
-        if unique:
+        if unique:  # empty values ('' , Boolean False) are never claimed, as in rom 1.1.2
             fields[attr] = _text(unique)
     for group in model._cunique or ():
         values = []

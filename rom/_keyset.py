@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic, Iterator, List, Optional, Tuple,
 
 from ._connect import connect, to_text
 from ._scripts import lua
+from ._search import execute_guarded
 from .exceptions import QueryError
 
 if TYPE_CHECKING:  # the default keeps a bare ``Page`` annotation valid under --strict
@@ -74,7 +75,7 @@ def keyset_page(query: Any, count: int, after: Optional[str]) -> Page[Any]:
         pipe, temp = gindex._build(conn, query._filters, query._order_by)
         lua('keyset_page')(pipe, [temp], ['-inf', 'inf', '0', score, member, count])
         pipe.delete(temp)
-        members, last = pipe.execute()[-2]
+        members, last = execute_guarded(pipe)[-2]
     items = list(query._page_items(conn, members)) if members else []
     cursor = None
     if len(members) == count and last is not None and last is not False:

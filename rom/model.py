@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import (TYPE_CHECKING, Any, Dict, FrozenSet, Iterator, List, Optional, Sequence, Set,
                     Tuple, Type, TypeVar, Union, overload)
 
-from . import _search
+from . import _search, _transfer
 from ._coltypes import IndexOnly
 from ._compat import _zrange_limit_iterator, redis_writer_lua
 from ._connect import connect, decodes_responses
@@ -22,7 +22,7 @@ from ._schema import _ModelMetaclass
 from ._scripts import lua
 from ._session import session
 from ._write import AttrDict, plan_write, run_plans, save_entities
-from .exceptions import (DataRaceError, EntityDeletedError, InvalidColumnValue,
+from .exceptions import (DataRaceError, EntityDeletedError, InvalidColumnValue,  # noqa: F401
                          InvalidOperation, QueryError)
 from .query import NUMERIC_TYPES, Query
 
@@ -514,49 +514,11 @@ class Model(metaclass=_ModelMetaclass):
         """Atomically move ``value`` of numeric column ``attr`` from self to ``other``.
 
         ``txn_model.<txn_attr>`` is set to 1 so the same transfer cannot run twice.
-        Raises ``ValueError`` when the transfer cannot be made.
+        Integer and Decimal amounts are exact. Raises ``ValueError`` when the transfer cannot
+        be made (not enough balance, already made, value not positive),
+        ``InvalidColumnValue`` for an amount or stored balance not of the column's kind and
+        ``InvalidOperation`` for the primary key or a non-numeric column; nothing is written
+        then.
         """
-        entities = (self, other, txn_model)
-        conn = self._connection
-        if not (conn is other._connection is txn_model._connection):
-            raise ValueError('transfer(): the three entities need one shared connection')
-        if any(e._modified or e._new or e._deleted for e in entities):
-            raise ValueError('transfer(): the entities must be unmodified, saved and not deleted; '
-                             'save or refresh them first')
-        if value <= 0:
-            raise ValueError('transfer(): the value must be positive, got %r' % (value,))
-        if decimal_places < 0:
-            raise ValueError('transfer(): decimal_places must not be negative')
-        reply = lua('transfer')(conn, (self._pk, other._pk, txn_model._pk),
-                                (attr, txn_attr, repr(value), int(decimal_places)))
-        reply = reply.decode('utf-8') if isinstance(reply, bytes) else reply
-        if reply == 'done':
-            raise ValueError('transfer(): %s.%s shows this transfer was already made'
-                             % (txn_model._pk, txn_attr))
-        if reply == 'balance':
-            raise ValueError('transfer(): %s.%s is less than %r' % (self._pk, attr, value))
-        if refresh_index:
-            for entity in entities:
-                _reindex(entity)
-        elif refresh_entities:
-            for entity in entities:
-                entity.refresh()
-
-
-def _reindex(entity: Model, attempts: int = 20) -> None:
-    """Reload ``entity`` and rewrite its indexes (after a transfer changed its row).
-
-    The transfer has already been made, so a concurrent writer changing the row between
-    the reload and the save must not make the caller believe it failed (nor leave the
-    index stale): reload and save again until the save goes through.
-    """
-    for attempt in range(attempts):
-        entity.refresh(force=True)
-        try:
-            entity.save(True)
-            return
-        except DataRaceError:
-            if attempt == attempts - 1:
-                raise
-        except EntityDeletedError:
-            return  # deleted concurrently: nothing left to index
+        _transfer.transfer(self, other, attr, value, txn_model, txn_attr, decimal_places,
+                           refresh_entities, refresh_index)

@@ -18,8 +18,9 @@ from ._helpers import dt2ts, t2ts
 from ._keyset import Page as Page  # re-exported: the result type of Query.page()
 from ._keyset import keyset_page
 from ._keygen import LOWERCASE_QUERY_KEYGENS
-from ._query_match import _ts
+from ._query_match import _normalise_pattern, _ts
 from ._records import Geofilter, Pattern, Prefix, Suffix
+from ._search import execute_guarded
 from ._registry import MODELS_REFERENCED
 from ._relations import ManyToOne, OneToOne
 from ._select import (_dict_data_factory, _get_column_data, _json_loads,  # noqa: F401
@@ -164,6 +165,7 @@ class Query(Generic[_M]):
                 if not isinstance(value, str):
                     raise QueryError('like(): the pattern for %s must be a string, got %r'
                                      % (name, value))
+                _normalise_pattern(value)  # QueryError now for an oversized pattern
                 filters.append(Pattern(name, value))
                 continue
             if not isinstance(value, _LT):
@@ -184,7 +186,10 @@ class Query(Generic[_M]):
         return self._text_filter('endswith', kwargs)
 
     def like(self, **kwargs: Any) -> Query[_M]:
-        """Keep entities having a token matching a pattern (``? * + !`` wildcards, bytes-wise)."""
+        """Keep entities having a token matching a pattern (``? * + !`` wildcards, bytes-wise).
+
+        Patterns over ``rom.index.MAX_PATTERN_BYTES`` (1024) UTF-8 bytes raise QueryError.
+        """
         return self._text_filter('like', kwargs)
 
     def near(self, name: str, lon: Any, lat: Any, distance: Any, measure: str,
@@ -315,7 +320,7 @@ class Query(Generic[_M]):
             _get_column_data(pipe, model, self._select[0], key=temp, start=offset,
                              stop=offset, pipeline=True)
             pipe.delete(temp)
-            rows = _split_reply(pipe.execute()[-2])[1]
+            rows = _split_reply(execute_guarded(pipe)[-2])[1]
             for row in _select_generator(model, self._select, rows):
                 return row
             return None
@@ -428,11 +433,11 @@ class Query(Generic[_M]):
             if select is not None:
                 _get_column_data(pipe, model, select[0], key=temp, start=rank,
                                  stop=rank + size - 1, pipeline=True)
-                read, rows = _split_reply(pipe.execute()[-1])
+                read, rows = _split_reply(execute_guarded(pipe)[-1])
                 items: Any = _select_generator(model, select, rows)
             else:
                 pipe.zrange(temp, rank, rank + size - 1)
-                ids = pipe.execute()[-1]
+                ids = execute_guarded(pipe)[-1]
                 read = len(ids)
                 items = self._entities(ids) if ids else ()
             if not read:
