@@ -259,3 +259,37 @@ def test_reindex_command_on_a_live_system_exits_0(conn, redis_url, models):
     assert not errors
     assert result.returncode == 0, result.stderr
     assert 'indexes rebuilt' in result.stdout
+
+
+def test_reindex_keeps_a_foreign_model_reference_to_a_missing_object(conn):
+    class Account:
+        """A non-rom model: an ``id`` and a ``get(id)`` (here, an in-memory table)."""
+
+        table = {}
+
+        def __init__(self, id):
+            self.id = id
+
+        @classmethod
+        def get(cls, id):
+            return cls.table.get(int(id))
+
+    Account.table.update({1: Account(1), 2: Account(2)})
+
+    class Invoice(rom.Model):
+        account = rom.ForeignModel(Account)
+        total = rom.Integer(index=True)
+
+    invoices = [Invoice(account=Account.table[1 + i % 2], total=i) for i in range(4)]
+    util.session.commit()
+    util.session.rollback()
+    del Account.table[1]  # the object is gone from the other system
+    before = dump_database(conn)
+    list(util.refresh_indices(Invoice))
+    after = dump_database(conn)
+    assert _rows(after, 'Invoice') == _rows(before, 'Invoice')
+    for invoice in invoices:
+        assert conn.hget('Invoice:%d' % invoice.id, 'account') == (
+            b'1' if invoice.total % 2 == 0 else b'2')
+    assert {m for m, _ in after[b'Invoice:account:idx'][1]} == {
+        str(i.id).encode() for i in invoices if i.total % 2}
