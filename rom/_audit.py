@@ -27,6 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from ._connect import connect
+from ._expiry_audit import audit_expiry, is_expired, server_ms
+from ._ttl import EXPIRY_FIELD
 from ._maintenance import _get_row_ids, _scan_pages, scan_pattern
 from ._registry import MODELS
 from ._scripts import lua
@@ -65,6 +67,8 @@ class _Auditor:
         self.has_legacy = False
         self.unique_names = list(model._unique or ()) + [
             ':'.join(group) for group in (model._cunique or ())]
+        # models with _ttl: the unique claims of expired rows may have been taken over
+        self.now = server_ms(self.conn) if getattr(model, '_ttl', None) is not None else None
 
     # --- loading -------------------------------------------------------------------------
     def _load(self, ids: List[int]) -> List[Tuple[int, Dict[Any, Any], Any]]:
@@ -98,6 +102,13 @@ class _Auditor:
                             'is %r)' % (self.prefix, i, target._namespace, stored, attr,
                                         self.model._columns[attr]._on_delete))
         return out
+
+    def _expired(self, row: Dict[Any, Any]) -> bool:
+        """Whether the row (of a model with ``_ttl``) is past its expiry time."""
+        if self.now is None:
+            return False
+        value = row.get(EXPIRY_FIELD.encode(), row.get(EXPIRY_FIELD))
+        return value is not None and is_expired({EXPIRY_FIELD: value}, self.now)
 
     def _bad_row(self, i: int, exc: BaseException) -> None:
         self.report.add(BAD_ROW, '%s%d' % (self.prefix, i), None, str(i),
@@ -171,6 +182,8 @@ class _Auditor:
                 continue
             id_text = str(i)
             self._check_bookkeeping(i, row, legacy, exp)
+            if self._expired(row):
+                exp.uniques = {}  # an expired row's claims may have been taken over
             for name in exp.keys:
                 count(prefix + name + ':idx')
             for name in exp.scores:
@@ -487,4 +500,5 @@ def audit_model(model: Any, block_size: int = 1000,
     with untracked():
         auditor.check_rows()
         auditor.check_index_keys()
+        audit_expiry(model, auditor.report, auditor.block_size)  # expiry (models with _ttl)
     return auditor.report

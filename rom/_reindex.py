@@ -26,6 +26,7 @@ from ._scripts import lua
 from ._session import session
 from ._expect import bookkeeping_problem, expected_entries, verify_entries
 from ._registry import NULL
+from ._ttl import EXPIRY_FIELD
 from ._write import WritePlan, plan_write, run_plans
 from .exceptions import DataRaceError, EntityDeletedError, UniqueKeyViolation
 
@@ -187,6 +188,22 @@ def _row_fields(row: Dict[Any, Any]) -> List[str]:
     return [to_text(name) for name in row]
 
 
+def _unexpired(model: Any, conn: Any, rows: List[Tuple[int, Dict[Any, Any]]]
+               ) -> List[Tuple[int, Dict[Any, Any]]]:
+    """The rows that have not expired (models with ``_ttl``): an expired entity is invisible
+    and waits for its removal; a reindex leaves it alone (and never changes expiry times)."""
+    if getattr(model, '_ttl', None) is None or not rows:
+        return rows
+    from ._expiry_audit import is_expired, server_ms  # (imports this module's importer)
+    now = server_ms(conn)
+
+    def expired(row: Dict[Any, Any]) -> bool:
+        value = row.get(EXPIRY_FIELD.encode(), row.get(EXPIRY_FIELD))
+        return value is not None and is_expired({EXPIRY_FIELD: value}, now)
+
+    return [(i, row) for i, row in rows if not expired(row)]
+
+
 def _default_columns(model: Any) -> List[str]:
     """The stored columns whose declared default a load applies to a missing field."""
     cached = model.__dict__.get('_rom_default_columns')
@@ -269,6 +286,7 @@ def reindex_ids(model: Any, ids: Sequence[int], summary: ReindexSummary,
         with untracked():
             if rows is None or attempt > 1:
                 rows = read_rows(model, todo)
+            rows = _unexpired(model, conn, rows)
             entities: List[Tuple[int, Any, Dict[Any, Any]]] = []
             for i, row in rows:
                 try:

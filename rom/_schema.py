@@ -14,6 +14,7 @@ from ._records import GeoIndex
 from ._registry import MODELS, MODELS_REFERENCED, EntityMeta
 from ._relations import ManyToOne, OneToMany, UnsafeColumn
 from ._search import GeneralIndex
+from ._ttl import check_model
 from .exceptions import ColumnError, ORMError
 
 _CLASS_FLAGS = ('_required', '_index', '_prefix', '_suffix', '_unique')
@@ -104,6 +105,7 @@ class _ModelMetaclass(EntityMeta):
         merged['_defer_id'] = bool(wants_deferred) and _can_defer_id(columns, pkey, geo)
         merged['_is_root_model'] = is_root
         cls = super().__new__(mcs, name, bases, merged)
+        check_model(cls)  # expiry declarations (_ttl, _ttl_renew)
         for attr, col in columns.items():
             if isinstance(col, ManyToOne):
                 MODELS_REFERENCED.setdefault(col._ftable, []).append(

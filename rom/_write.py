@@ -22,6 +22,7 @@ from ._registry import PENDING_ID, is_entity
 from ._relations import UnsafeColumn
 from ._scripts import lua
 from ._session import session
+from ._ttl import KEEP, expiry_failure, write_op
 from .exceptions import (ColumnError, DataRaceError, EntityDeletedError, InvalidColumnValue,
                          ORMError, UniqueKeyViolation)
 
@@ -72,6 +73,7 @@ class WritePlan(NamedTuple):
     entries: IndexEntries
     changes: int
     stored: Dict[str, str]
+    expiry: Optional[Tuple[str, str]] = None  # models with ``_ttl`` only (rom._ttl)
 
 
 def _empty_entries() -> IndexEntries:
@@ -358,7 +360,8 @@ def plan_write(model: Any, old: Dict[str, Any], new: Dict[str, Any], full: bool 
     else:
         entries = compute_index_entries(model, new, id_text)
     return WritePlan(ns, id_text, pkey, delete, fresh and not delete, race, absent, claims,
-                     releases, hdel, hset, unsafe, entries, changes, stored)
+                     releases, hdel, hset, unsafe, entries, changes, stored,
+                     None if model._ttl is None else KEEP)
 
 
 def _plan_unique(col: Any, attr: str, old: Dict[str, Any], new: Dict[str, Any], old_s: Any,
@@ -389,8 +392,11 @@ def _plan_unique(col: Any, attr: str, old: Dict[str, Any], new: Dict[str, Any], 
 
 # --- execution -------------------------------------------------------------------------------
 def _plan_args(plan: WritePlan, out: List[Any]) -> None:
-    out += (plan.namespace, plan.id, plan.pkey, '1' if plan.is_delete else '0',
+    out += (plan.namespace, plan.id, plan.pkey,
+            ('1' if plan.is_delete else '0') + ('' if plan.expiry is None else 'e'),
             '1' if plan.fresh else '0')
+    if plan.expiry is not None:  # models with ``_ttl`` only
+        out += plan.expiry
     out.append(len(plan.race))
     for pair in plan.race:
         out += pair
@@ -429,6 +435,8 @@ def _failure(plan: WritePlan, kind: str, details: Sequence[Any], new_id: Optiona
         return UniqueKeyViolation(
             'value %r is already taken in unique index %s:%s:uidx (saving %s:%s)'
             % (value, ns, name, ns, id_text), ns, id_text)
+    if kind in ('expired', 'alive'):  # models with ``_ttl``
+        return expiry_failure(kind, ns, id_text)
     fields = [to_text(f) for f in details]
     pkey = plan.race[0][0] if plan.race else None
     if pkey in fields:
@@ -449,6 +457,8 @@ def run_plans(conn: Any, plans: Sequence[WritePlan]
     is returned unchecked.
     """
     args: List[Any] = [len(plans)]
+    if any(plan.expiry is not None for plan in plans):  # models with ``_ttl``: see write.lua
+        args[0] = -len(plans)
     for plan in plans:
         _plan_args(plan, args)
     reply = lua('write')(conn, (), args)
@@ -495,6 +505,7 @@ def save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool = 
             entity._write_sent = True
         done, failure, ids = run_plans(conn, [plan for _, plan, _ in pending])
         rekeys: List[Tuple[Any, str]] = []
+        expiring: List[WritePlan] = []
         if failure is not None and len(ids) > done and ids[done] is not None:
             failed = pending[done][0]  # keeps the id its failed save allocated
             rekeys.append((failed, failed._session_key))
@@ -507,6 +518,9 @@ def save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool = 
             entity._last = plan.stored
             entity._new = entity._modified = entity._deleted = False
             total += plan.changes
+            if plan.expiry is not None:  # models with ``_ttl``: the request was written
+                entity.__dict__.pop('_rom_expiry', None)
+                expiring.append(plan)
         if rekeys:
             session._rekey_many(rekeys)  # once per batch: keys of session.known stay in order
         for entity, _, was_new in pending[:done]:
@@ -514,6 +528,9 @@ def save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool = 
                 entity._after_insert()
             else:
                 entity._after_update()
+        if expiring:  # models with ``_ttl``: a little expiry cleanup after their writes
+            from ._expiry import after_write
+            after_write(expiring)
         if failure is not None:
             raise failure
 
@@ -538,6 +555,8 @@ def save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool = 
                               fresh=was_new and not force and not entity.__dict__.get(
                                   '_write_sent', False),
                               force=force)
+            if plan.expiry is not None:  # models with ``_ttl``
+                plan = plan._replace(expiry=write_op(entity, was_new, force))
             conn = connect(entity)
         except BaseException:
             flush()

@@ -1,8 +1,12 @@
+-- include: _expiry.lua
 -- rom's atomic writer: saves or deletes a batch of entities, in order, one at a time.
 -- KEYS: none (every key name is derived from the namespace and id, like rom 1.1.2).
--- ARGV[1]: number of entity blocks; then per entity:
+-- ARGV[1]: number of entity blocks (negated when a block carries an expiry op); then per
+-- entity:
 --   ns, id ('' = allocate it with INCR <ns>:<pk>: and write the pk field), pk field name,
 --   is_delete ('1' | '0'), fresh ('1' for a new entity: skip reading old bookkeeping),
+--   [models with `_ttl` only: is_delete is '1e' | '0e' and fresh is followed by the expiry
+--   op and its ms argument, see _expiry.lua]
 --   n_race,    n x (field, expected stored value)       -- data-race check (updates only)
 --   n_absent,  n x field                                 -- fields that must still be absent
 --   n_claim,   n x (unique index name, value)            -- unique values to claim
@@ -163,6 +167,10 @@ local function hmget_chunked(key, fields)
 end
 
 local blocks = tonumber(ARGV[1])
+if blocks < 0 then  -- some blocks carry expiry ops (models with `_ttl`): see _expiry.lua
+    blocks = -blocks
+    expiry_effects()
+end
 local allocated = {}
 local function result(applied, status, details)
     local out = {applied, status, #details}
@@ -182,8 +190,15 @@ for block = 1, blocks do
     local ns = arg()
     local id = arg()
     local pk_field = arg()
-    local is_delete = arg() == '1'
+    local flag = arg()
+    local is_delete = flag:sub(1, 1) == '1'
     local fresh = arg() == '1'  -- a new entity: no old row, bookkeeping or legacy entry
+    -- expiry: models with `_ttl` only ------------------------------------------------------
+    local ttl_op, ttl_ms = nil, nil
+    if #flag > 1 then
+        ttl_op, ttl_ms = arg(), arg()
+    end
+    -- ---------------------------------------------------------------------------------------
     local new_id = ''
     if id == '' then
         -- (a failed save keeps this id, as rom 1.1.2 consumed it when the entity was created)
@@ -192,6 +207,14 @@ for block = 1, blocks do
     end
     allocated[block] = new_id
     local row = ns .. ':' .. id
+    -- expiry: models with `_ttl` only ------------------------------------------------------
+    if ttl_op then
+        local status = expiry_check(ns, id, ttl_op, is_delete, fresh)
+        if status then
+            return result(block - 1, status, {})
+        end
+    end
+    -- ---------------------------------------------------------------------------------------
 
     -- race check: every listed field must still hold the value read (or still be absent)
     local checked, expected = {}, {}
@@ -224,7 +247,9 @@ for block = 1, blocks do
             claims[i] = {name, value}  -- value: 's' single, 'c' composite, 'k' keygen-derived
         else
             local owner = redis.call('HGET', ns .. ':' .. name .. ':uidx', value)
-            if owner and owner ~= id then
+            -- (models with `_ttl`: an expired owner's claim is taken over; its removal
+            -- later releases only the fields that still map to it)
+            if owner and owner ~= id and not (ttl_op and expiry_due(ns, owner)) then
                 return result(block - 1, 'unique', {name})
             end
             claims[i] = {name, value, owner == id}
@@ -347,6 +372,11 @@ for block = 1, blocks do
             redis.call('HSET', row, '-index-data-', index_data)
         end
     end
+    -- expiry: models with `_ttl` only ------------------------------------------------------
+    if ttl_op then
+        expiry_apply(ns, id, row, ttl_op, ttl_ms, is_delete)
+    end
+    -- ---------------------------------------------------------------------------------------
     allocated[block] = new_id
 end
 return result(blocks, 'ok', {})
