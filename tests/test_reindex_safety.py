@@ -293,3 +293,27 @@ def test_reindex_keeps_a_foreign_model_reference_to_a_missing_object(conn):
             b'1' if invoice.total % 2 == 0 else b'2')
     assert {m for m, _ in after[b'Invoice:account:idx'][1]} == {
         str(i.id).encode() for i in invoices if i.total % 2}
+
+
+def test_reindex_keeps_expiry_times_and_leaves_expired_rows_alone(conn):
+    import time
+
+    class Visit(rom.Model):
+        _ttl = 3600
+        _ttl_renew = True   # a save would restart the expiry time: a reindex must not
+        n = rom.Integer(index=True)
+
+    live, gone = Visit(n=1), Visit(n=2)
+    util.session.commit()
+    gone.expire_in(0.05)
+    gone.save()
+    util.session.rollback()
+    time.sleep(0.2)
+    before = dump_database(conn)
+    conn.delete('Visit:n:idx')
+    list(util.refresh_indices(Visit))
+    after = dump_database(conn)
+    assert _rows(after, 'Visit') == _rows(before, 'Visit')  # -expire-at- included
+    assert conn.hget('Visit:%d' % live.id, '-expire-at-') == \
+        before[b'Visit:%d' % live.id][1][b'-expire-at-']
+    assert conn.zrange('Visit:n:idx', 0, -1) == [str(live.id).encode()]
