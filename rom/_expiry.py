@@ -192,7 +192,7 @@ def _remove_plain(model: Any, conn: Any, rows: List[Tuple[str, Dict[str, str]]])
         plans.append(plan_write(model, old, {}, delete=True)._replace(expiry=_DUE))
     removed = 0
     while plans:
-        done, failure, _ = run_plans(conn, plans)
+        done, failure = run_plans(conn, plans)
         removed += done
         if failure is None:
             break

@@ -32,6 +32,10 @@ class _ModelMetaclass(EntityMeta):
             raise ORMError('%s._namespace must be a string, not %s'
                            % (name, type(namespace).__name__))
         namespace = namespace or name
+        block = body.get('_ids_per_block')
+        if block is not None and (type(block) is not int or block < 1):
+            raise ORMError('%s._ids_per_block must be None (adaptive) or a positive integer, '
+                           'not %r' % (name, block))
         if not is_root and (name in MODELS or namespace in MODELS):
             raise ORMError('cannot define model %s (namespace %r): a model with that name or '
                            'namespace already exists' % (name, namespace))
@@ -118,10 +122,9 @@ def _can_defer_id(columns: Dict[str, Any], pkey: Any, geo: Dict[str, Any]) -> bo
     """Whether nothing but rom itself can read a new entity's id before its first save.
 
     Used for models that opt in with ``_defer_ids = True``: their new entities take their id
-    inside the first save's script (one round trip instead of two). The trade-off: when the
-    reply of that save is lost (timeout, dropped connection, or a redis-py retry after the
-    script ran), saving the entity again stores it a second time under a new id. Models that
-    keep the default allocate the id at construction, as rom 1.1.2 does.
+    (from the process's block of ids, ``rom._ids``) when it is first read or just before the
+    first save, so an entity that is never read nor saved consumes no id. Models that keep
+    the default take the id at construction, as rom 1.1.2 does.
 
     Geo callbacks and two-argument keygens see the whole entity data (the id included), and
     an indexed primary key needs its id in the index; such models allocate ids at creation.

@@ -14,6 +14,7 @@ from ._coltypes import IndexOnly
 from ._compat import _zrange_limit_iterator, redis_writer_lua
 from ._connect import connect, decodes_responses
 from ._helpers import ClassProperty
+from ._ids import take_id
 from ._keygen import SORT_KEYGEN_NAMES
 from ._loader import field_names, load_row, mapping_builder, row_builder
 from ._on_delete import _plan_on_delete
@@ -234,7 +235,7 @@ class Model(metaclass=_ModelMetaclass):
         if not self._id_pending:
             return self._data[self._pkey]
         old_key = self._session_key
-        value = connect(self).incr('%s:%s:' % (self._namespace, self._pkey))
+        value = take_id(type(self), connect(self))
         if rekey:
             self._set_allocated_id(value, old_key)
         else:  # the caller re-keys session.known itself
@@ -326,12 +327,10 @@ class Model(metaclass=_ModelMetaclass):
     def _apply_changes(cls, old: Dict[str, Any], new: Dict[str, Any], full: bool = False,
                        delete: bool = False, is_new: bool = False,
                        _conn: Any = None) -> Tuple[int, Dict[str, Any]]:
-        plan = plan_write(cls, old, new, full, delete, is_new)
-        done, failure, ids = run_plans(_conn if _conn is not None else connect(cls), [plan])
+        plan = plan_write(cls, old, new, full, delete, is_new, incremental=False)
+        done, failure = run_plans(_conn if _conn is not None else connect(cls), [plan])
         if failure is not None:
             raise failure
-        if ids and ids[0]:
-            plan.stored[cls._pkey] = str(ids[0])
         return plan.changes, plan.stored
 
     @staticmethod
@@ -360,7 +359,7 @@ class Model(metaclass=_ModelMetaclass):
         plans = [plan_write(type(d), d._last, {}, delete=True) for d in together]
         if expired:
             plans[0] = plans[0]._replace(expiry=('due', ''))
-        done, failure, _ = run_plans(conn, plans)
+        done, failure = run_plans(conn, plans)
         if failure is not None:
             if expired and isinstance(failure, StillAlive):
                 return False
@@ -446,9 +445,27 @@ class Model(metaclass=_ModelMetaclass):
             fields = cls._row_fields(conn)
             # one atomic call for every row the session lacks
             rows = lua('get_rows')(conn, [pks[position] for position in missing], fields)
+            if fields[0] == 0:
+                for position, row in zip(missing, rows):
+                    if row:  # [] for a missing row
+                        result[position] = cls._from_script_row(row, False, track)
+                return result
+            # the compiled builder, inlined: this loop is most of the time of a large get
+            build = row_builder(cls)
+            add = session._add_loaded
+            pkey = cls._pkey
             for position, row in zip(missing, rows):
-                if row:  # None (HMGET values) or [] (whole rows) for a missing row
-                    result[position] = cls._from_script_row(row, fields[0] != 0, track)
+                if not row:  # None for a missing row
+                    continue
+                try:
+                    obj = build(cls, row)
+                except (ValueError, TypeError, ArithmeticError, OSError):
+                    obj = None
+                if obj is None:  # defaults, checks or a bad value: the full path
+                    obj = cls._from_values(row, track)
+                elif track:
+                    add(obj, '%s:%s' % (ns, obj._data[pkey]))
+                result[position] = obj
         return result
 
     @overload

@@ -30,6 +30,7 @@ from hypothesis.stateful import (Bundle, RuleBasedStateMachine, consumes, invari
 import rom
 from rom import util
 from rom._audit import audit_model
+from rom._ids import forget_blocks
 from rom._helpers import _prefix_score
 from rom.exceptions import UniqueKeyViolation
 
@@ -78,6 +79,7 @@ def _run_machine(model, examples=EXAMPLES):
             super().__init__()
             STATS['examples'] += 1
             util.CONNECTION.flushdb()
+            forget_blocks()  # the id counters restart: held blocks of ids are stale
             util.session.rollback()
             self.saved = {}      # id -> values as stored
             self.local = {}      # id -> values the entity object holds (saved or pending)
