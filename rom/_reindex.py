@@ -175,7 +175,7 @@ def dangling_references(model: Any, entities: Sequence[Any]) -> List[Tuple[Any, 
 
 def _index_only_plan(model: Any, entity: Any, row_fields: Sequence[str]) -> WritePlan:
     """The write of ``entity``'s index entries that changes none of its stored fields."""
-    plan = plan_write(model, entity._last, entity._save_data())
+    plan = plan_write(model, entity._last, entity._save_data(), incremental=False)
     stored = set(row_fields)
     defaults = [(attr, value) for attr, value in plan.hset if attr not in stored]
     absent = list(plan.absent)
@@ -240,8 +240,7 @@ def _apply(conn: Any, ns: str, plans: List[Tuple[int, WritePlan]], summary: Rein
     while pending:
         # at most _WRITES_PER_CALL rows per script call: a long call would delay every
         # other client of the server
-        applied, failure, _ids = run_plans(conn, [plan for _, plan in
-                                                  pending[:_WRITES_PER_CALL]])
+        applied, failure = run_plans(conn, [plan for _, plan in pending[:_WRITES_PER_CALL]])
         for _i, plan in pending[:applied]:
             for attr, _value in plan.hset:
                 summary.defaults[attr] = summary.defaults.get(attr, 0) + 1
