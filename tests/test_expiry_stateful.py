@@ -27,6 +27,7 @@ from rom._audit import audit_model
 from rom import _expiry
 from rom._expiry import ExpiryJob
 from rom.exceptions import EntityDeletedError, UniqueKeyViolation
+from rom.testing import reset_rom_state
 
 EXAMPLES = int(os.environ.get('ROM_EXPIRY_EXAMPLES', '40'))
 STEPS = int(os.environ.get('ROM_EXPIRY_STEPS', '30'))
@@ -76,8 +77,7 @@ def test_expiry_operations_and_reads_match_an_oracle(conn):
 
         def __init__(self):
             super().__init__()
-            util.CONNECTION.flushdb()
-            util.session.rollback()
+            reset_rom_state(util.CONNECTION)  # FLUSHDB and no stale blocks of ids
             self.values = {}     # id -> stored values (tag included)
             self.deadline = {}   # id -> local time it expires at, or None
             self.handles = {}

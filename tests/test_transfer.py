@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 import rom
 from rom._audit import audit_model
 from rom.exceptions import InvalidColumnValue, InvalidOperation
-from rom.testing import dump_database
+from rom.testing import dump_database, reset_rom_state
 
 PROPS = settings(max_examples=120, deadline=None,
                  suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -220,8 +220,7 @@ balances_ = st.one_of(st.integers(10 ** 9, 10 ** 30), ints_)
 @given(st.sampled_from(['n', 'd']), balances_, ints_, amounts_, st.integers(0, 4))
 @PROPS
 def test_random_transfers_are_exact_or_refused(models, conn, column, a, b, amount, places):
-    conn.flushdb()
-    rom.util.session.rollback()
+    reset_rom_state(conn)  # FLUSHDB and no stale blocks of ids
     values = {'n': (a, b), 'd': (Decimal(a) / 7919, Decimal(b).scaleb(-3))}[column]
     src, dst, txn = make(models, src={column: values[0]}, dst={column: values[1]})
     before = dump_database(conn)

@@ -22,6 +22,7 @@ import rom
 from rom import util
 from rom._audit import UNIQUE_STALE, audit_model
 from rom.exceptions import UniqueKeyViolation
+from rom.testing import reset_rom_state
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -95,8 +96,7 @@ def test_composite_groups_claim_empty_strings(People):
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_random_values_claim_exactly_the_non_empty_ones(People, conn, values):
-    conn.flushdb()
-    util.session.rollback()
+    reset_rom_state(conn)  # FLUSHDB and no stale blocks of ids
     holders = {}
     for value in values:
         entity = People(email=value)
