@@ -176,7 +176,8 @@ def verify_entries(conn: Any, ns: str, rows: Sequence[Tuple[str, _Expected]],
             uidx.setdefault(name + ':uidx', []).append((value, id_text))
     payload = {'sets': sets, 'zsets': zsets, 'geo': geo, 'uidx': uidx}
     reply = lua('audit_rows')(conn, (), [ns, temp, _TEMP_TTL,
-                                         json.dumps(payload, ensure_ascii=False)])
+                                         json.dumps(payload, ensure_ascii=False)],
+                              route=ns + ':')  # a cluster client routes by the model's slot
     # (an empty dict is sent as {}: the script treats it as an empty table either way)
     items = [_t(item) for item in reply]
     return [(items[n], items[n + 1], items[n + 2], items[n + 3], items[n + 4])

@@ -168,10 +168,11 @@ def _remove_entries(model: Any, findings: List[Finding], summary: RepairSummary)
         summary.count('legacy bookkeeping fields removed', len(legacy))
         return
     for start in range(0, len(ops), 6 * _BLOCK):
-        summary.count(what, int(lua('repair_entries')(conn, (), [ns] + ops[start:start + 6 * _BLOCK])))
+        block = [ns] + ops[start:start + 6 * _BLOCK]
+        summary.count(what, int(lua('repair_entries')(conn, (), block, route=ns + ':')))
     if legacy:
         summary.count('legacy bookkeeping fields removed',
-                      int(lua('clean_legacy')(conn, (), [ns] + legacy)))
+                      int(lua('clean_legacy')(conn, (), [ns] + legacy, route=ns + ':')))
 
 
 def _unique_tokens(model: Any, findings: List[Finding]) -> Dict[Tuple[str, str], str]:

@@ -575,6 +575,11 @@ def test_cli_jobs_on_cluster(cluster: LocalCluster) -> None:
         assert clean.returncode == 0, clean.stdout + clean.stderr
         assert models.CluItem.get_by(name='i3').n == 3
         assert models.CluItem.query.filter(name='i3').count() == 1
+        client.zrem('{cli}:CluItem:n:idx', '7')  # damage again: check --fix repairs it
+        repaired = run('check', 'cluster_cli_models:CluItem', '--fix')
+        assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+        assert run('check', 'cluster_cli_models:CluItem').returncode == 0
+        assert [e.id for e in models.CluItem.query.filter(n=(6, 6))] == [7]
     finally:
         sys.modules.pop('cluster_cli_models', None)
         client.close()
