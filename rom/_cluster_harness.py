@@ -27,6 +27,7 @@ __all__ = ['LocalCluster', 'start_local_cluster']
 
 SLOTS = 16384
 _PORT_LOCK = threading.Lock()
+_START_ATTEMPTS = 3
 
 
 def _port_free(port: int) -> bool:
@@ -129,19 +130,31 @@ class LocalCluster:
         self.replicas = replicas
         self._owner_pid = os.getpid()
         atexit.register(self.stop)
-        try:
-            with _PORT_LOCK:
-                ports: List[int] = []
-                for _ in range(masters * (1 + replicas)):
-                    ports.append(_free_port(ports))
-                for i, port in enumerate(ports):
-                    self.nodes.append(ClusterNode(
-                        executable, os.path.join(self.directory, 'node%d' % i), port,
-                        node_timeout_ms))
-            self._form(timeout)
-        except BaseException:
-            self.stop()
-            raise
+        for attempt in range(_START_ATTEMPTS):
+            try:
+                self._start(node_timeout_ms, attempt)
+                self._form(timeout)
+                return
+            except RuntimeError:
+                # A port chosen free can be taken by another process before the node binds
+                # it: start again on other ports (a few times) rather than fail the run.
+                self._stop_nodes()
+                if attempt + 1 == _START_ATTEMPTS:
+                    self.stop()
+                    raise
+            except BaseException:
+                self.stop()
+                raise
+
+    def _start(self, node_timeout_ms: int, attempt: int) -> None:
+        with _PORT_LOCK:
+            ports: List[int] = []
+            for _ in range(self.masters * (1 + self.replicas)):
+                ports.append(_free_port(ports))
+            for i, port in enumerate(ports):
+                self.nodes.append(ClusterNode(
+                    self.executable, os.path.join(self.directory, 'try%d-node%d' % (attempt, i)),
+                    port, node_timeout_ms))
 
     # ----------------------------------------------------------------------- forming
     def _form(self, timeout: float) -> None:
@@ -238,12 +251,16 @@ class LocalCluster:
         for node in self.master_nodes():
             node.client().flushall()
 
+    def _stop_nodes(self) -> None:
+        for node in self.nodes:
+            node.stop()
+        self.nodes = []
+
     def stop(self) -> None:
         """Stop every node and delete the directory. Safe to call repeatedly."""
         if os.getpid() != self._owner_pid:
             return
-        for node in self.nodes:
-            node.stop()
+        self._stop_nodes()
         shutil.rmtree(self.directory, ignore_errors=True)
         try:
             atexit.unregister(self.stop)
