@@ -144,7 +144,7 @@ def _reply_end(buf: bytearray, pos: int = 0) -> int:
 
 # --------------------------------------------------------------------------- the proxy
 
-def _upstream_address(target: str) -> Tuple[Any, int, str, Optional[str]]:
+def _upstream_address(target: str) -> Tuple[Any, Any, str, Optional[str]]:
     """(socket family, address, db, userinfo) of a ``redis://`` or ``unix://`` URL."""
     parts = urlsplit(target)
     query = parse_qs(parts.query)

@@ -12,9 +12,9 @@ import os
 from typing import Any, Callable, Dict, Sequence, Union
 
 from redis.client import Pipeline
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
-NO_SCRIPT_MESSAGES = ['NOSCRIPT', 'No matching script.']
+NO_SCRIPT_MESSAGES = ['NOSCRIPT', 'No matching script']
 _SCRIPT_DIR = os.path.join(os.path.dirname(__file__), 'scripts')
 
 
@@ -22,6 +22,10 @@ ScriptCall = Callable[..., Any]
 
 
 def _is_no_script(err: ResponseError) -> bool:
+    # redis-py maps the server's NOSCRIPT error to NoScriptError (and strips the code from
+    # the message); a client with another reply parser may hand over a plain ResponseError.
+    if isinstance(err, NoScriptError):
+        return True
     message = str(err)
     return any(message.startswith(prefix) for prefix in NO_SCRIPT_MESSAGES)
 
