@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, Sequence, Union
 from redis.client import Pipeline
 from redis.exceptions import NoScriptError, ResponseError
 
-NO_SCRIPT_MESSAGES = ['NOSCRIPT', 'No matching script']
+NO_SCRIPT_MESSAGES = ['NOSCRIPT', 'No matching script.']
 _SCRIPT_DIR = os.path.join(os.path.dirname(__file__), 'scripts')
 
 

@@ -175,7 +175,7 @@ class EmbeddedRedis:
                 try:
                     if client.ping():
                         return
-                except (redis.ConnectionError, redis.BusyLoadingError) as exc:
+                except (redis.ConnectionError, redis.TimeoutError) as exc:  # incl. BusyLoading
                     last_error = exc
                 finally:
                     client.close()
