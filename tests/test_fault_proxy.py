@@ -32,7 +32,7 @@ def proxy(redis_url):
 
 @pytest.fixture
 def client(proxy):
-    made = proxy.client(socket_timeout=0.5, retry=Retry(NoBackoff(), 0))
+    made = proxy.client(socket_timeout=1.0, retry=Retry(NoBackoff(), 0))
     yield made
     made.close()
 
@@ -107,7 +107,7 @@ def test_delay_reply(proxy, client):
     started = time.monotonic()
     assert client.get('a') == b'1'
     assert time.monotonic() - started >= 0.3 and fault.fired
-    fault = proxy.delay_reply(1.0)             # longer than the client's timeout
+    fault = proxy.delay_reply(2.5)             # longer than the client's timeout
     with pytest.raises(LOST):
         client.get('a')
     assert fault.wait(5)
