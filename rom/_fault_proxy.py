@@ -263,6 +263,9 @@ class FaultProxy:
                 downstream.close()
                 upstream.close()
                 continue
+            for sock in (downstream, upstream):
+                if sock.family != socket.AF_UNIX:   # no Nagle delay on small replies
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             link = _Link(self, downstream, upstream)
             with self._lock:
                 if self._closed:
