@@ -588,7 +588,7 @@ def run_all(bench: Bench) -> int:
     if args.flush:
         admin.flushdb()
     started = time.time()
-    testing.reset_rom_state(bench.fast)
+    testing.reset_rom_state(bench.fast, forget_models=True)
     User, Post = define_models()
     UserD = define_deferred_model()
     n = args.users

@@ -123,7 +123,7 @@ def main() -> int:
                   file=sys.stderr)
             return 2
         conn.flushdb()
-        testing.reset_rom_state(conn)
+        testing.reset_rom_state(conn, forget_models=True)
         User, _ = bench.define_models()
         UserText = define_text_model()
         rng = random.Random(1)

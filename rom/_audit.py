@@ -95,7 +95,7 @@ def _unique_fields(model: Any, data: Dict[str, Any]) -> Dict[str, str]:
             if not isinstance(result, (list, tuple, set)):
                 continue
             unique = next((item for item in result if item is not None), None)
-        if unique:
+        if unique:  # empty values ('' , Boolean False) are never claimed, as in rom 1.1.2
             fields[attr] = _text(unique)
     for group in model._cunique or ():
         values = []
@@ -511,8 +511,10 @@ class _Auditor:
                 stale = middle not in exp.geo
             elif kind == 'uidx':
                 if exp.uniques.get(middle) != member:
+                    why = ('empty values are never claimed (as in rom 1.1.2)' if member == ''
+                           else 'which does not hold that value')
                     self.report.add(UNIQUE_STALE, key, shown, str(i), 'field %r of %s maps to '
-                                    'row %s, which does not hold that value' % (shown, key, row))
+                                    'row %s, %s' % (shown, key, row, why))
                 continue
             if stale:
                 self.report.add(STALE, key, shown, str(i), 'entry %r of %s is left over: row %s '

@@ -9,7 +9,7 @@ import functools
 import json
 from datetime import date, datetime, time
 from decimal import Decimal as _Decimal
-from typing import Any, Callable, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Generic, Optional, Tuple, TypeVar, overload
 
 from ._connect import connect
 from ._helpers import dt2ts, t2ts, ts2dt, ts2t
@@ -17,6 +17,19 @@ from ._keygen import FULL_TEXT, STRING_INDEX_KEYGENS_STR, _boolean_keygen, _nume
 from ._registry import NULL, PENDING_ID
 from ._session import session
 from .exceptions import (ColumnError, InvalidColumnValue, InvalidOperation, MissingColumn)
+
+if TYPE_CHECKING:
+    from typing_extensions import Literal
+    from typing_extensions import TypeVar as _TypeVar
+    from typing_extensions import Unpack
+
+    from ._typing import ColumnOptions as _Options
+    # what reading the column gives (Optional[...] unless required); the default keeps a
+    # bare ``Column``/``Text`` annotation or subclass valid under --strict
+    _G = _TypeVar('_G', default=Any)
+else:
+    _G = TypeVar('_G')
+_C = TypeVar('_C', bound='Column[Any]')
 
 _NUMERIC_SAMPLES = (0, 0.0, _Decimal('0'), datetime(1970, 1, 1), date(1970, 1, 1), time(0, 0, 0))
 
@@ -62,7 +75,7 @@ class _Column:
     """Common base of ``Column`` and ``UnsafeColumn``."""
 
 
-class Column(_Column):
+class Column(_Column, Generic[_G]):
     """Base class of every stored column type.
 
     Args:
@@ -137,12 +150,17 @@ class Column(_Column):
         if self._attr is None:
             self._attr = name
 
+    @overload
+    def __get__(self: _C, obj: None, cls: Optional[type] = None) -> _C: ...
+    @overload
+    def __get__(self, obj: object, cls: Optional[type] = None) -> _G: ...
+
     def __get__(self, obj: Any, cls: Optional[type] = None) -> Any:
         if obj is None:
             return self
         return obj._data.get(self._attr)
 
-    def __set__(self, obj: Any, value: Any) -> None:
+    def __set__(self, obj: Any, value: _G) -> None:
         if value is not None and self._allowed and not isinstance(value, self._allowed):
             try:
                 value = self._convert_assigned(value)
@@ -241,8 +259,17 @@ def _bool_number(value: Any) -> Optional[str]:
     return None
 
 
-class Integer(Column):
+class Integer(Column[_G]):
     """An integer (any size). Stored as decimal text."""
+
+    if TYPE_CHECKING:  # required=True reads as int, otherwise Optional[int]
+        @overload
+        def __init__(self: Integer[int], required: Literal[True], *args: Any,
+                     **options: Unpack[_Options]) -> None: ...
+        @overload
+        def __init__(self: Integer[Optional[int]], required: bool = ..., *args: Any,
+                     **options: Unpack[_Options]) -> None: ...
+        def __init__(self, *args: Any, **options: Any) -> None: ...
 
     _allowed = int
 
@@ -250,8 +277,17 @@ class Integer(Column):
         return _bool_number(value) or str(value)
 
 
-class Boolean(Column):
+class Boolean(Column[_G]):
     """A boolean. Stored as ``'1'`` (true) or ``''`` (false)."""
+
+    if TYPE_CHECKING:  # required=True reads as bool, otherwise Optional[bool]
+        @overload
+        def __init__(self: Boolean[bool], required: Literal[True], *args: Any,
+                     **options: Unpack[_Options]) -> None: ...
+        @overload
+        def __init__(self: Boolean[Optional[bool]], required: bool = ..., *args: Any,
+                     **options: Unpack[_Options]) -> None: ...
+        def __init__(self, *args: Any, **options: Any) -> None: ...
 
     _allowed = bool
 
@@ -262,8 +298,17 @@ class Boolean(Column):
         return bool(value)
 
 
-class Float(Column):
+class Float(Column[_G]):
     """A float (ints are accepted and kept). Stored as ``repr(value)``."""
+
+    if TYPE_CHECKING:  # required=True reads as float, otherwise Optional[float]
+        @overload
+        def __init__(self: Float[float], required: Literal[True], *args: Any,
+                     **options: Unpack[_Options]) -> None: ...
+        @overload
+        def __init__(self: Float[Optional[float]], required: bool = ..., *args: Any,
+                     **options: Unpack[_Options]) -> None: ...
+        def __init__(self, *args: Any, **options: Any) -> None: ...
 
     _allowed = (float, int)
 
@@ -271,8 +316,17 @@ class Float(Column):
         return _bool_number(value) or repr(value)
 
 
-class Decimal(Column):
+class Decimal(Column[_G]):
     """A ``decimal.Decimal``. Stored as ``str(value)``."""
+
+    if TYPE_CHECKING:  # required=True reads as _Decimal, otherwise Optional[_Decimal]
+        @overload
+        def __init__(self: Decimal[_Decimal], required: Literal[True], *args: Any,
+                     **options: Unpack[_Options]) -> None: ...
+        @overload
+        def __init__(self: Decimal[Optional[_Decimal]], required: bool = ..., *args: Any,
+                     **options: Unpack[_Options]) -> None: ...
+        def __init__(self, *args: Any, **options: Any) -> None: ...
 
     _allowed = _Decimal
 
@@ -280,8 +334,17 @@ class Decimal(Column):
         return str(value)
 
 
-class DateTime(Column):
+class DateTime(Column[_G]):
     """A naive (UTC) ``datetime``. Stored as seconds since the epoch."""
+
+    if TYPE_CHECKING:  # required=True reads as datetime, otherwise Optional[datetime]
+        @overload
+        def __init__(self: DateTime[datetime], required: Literal[True], *args: Any,
+                     **options: Unpack[_Options]) -> None: ...
+        @overload
+        def __init__(self: DateTime[Optional[datetime]], required: bool = ..., *args: Any,
+                     **options: Unpack[_Options]) -> None: ...
+        def __init__(self, *args: Any, **options: Any) -> None: ...
 
     _allowed = datetime
 
@@ -292,8 +355,17 @@ class DateTime(Column):
         return repr(dt2ts(value))
 
 
-class SaferDateTime(DateTime):
+class SaferDateTime(DateTime[_G]):
     """Like ``DateTime`` but only real ``datetime`` objects may be assigned."""
+
+    if TYPE_CHECKING:  # required=True reads as datetime, otherwise Optional[datetime]
+        @overload
+        def __init__(self: SaferDateTime[datetime], required: Literal[True], *args: Any,
+                     **options: Unpack[_Options]) -> None: ...
+        @overload
+        def __init__(self: SaferDateTime[Optional[datetime]], required: bool = ..., *args: Any,
+                     **options: Unpack[_Options]) -> None: ...
+        def __init__(self, *args: Any, **options: Any) -> None: ...
 
     def _reject(self, value: Any, ns: Any) -> InvalidColumnValue:
         return InvalidColumnValue('%s.%s: %r is not a datetime; a datetime is required'
@@ -318,8 +390,17 @@ class SaferDateTime(DateTime):
         Column._init_(self, obj, model, attr, value, loading)
 
 
-class Date(Column):
+class Date(Column[_G]):
     """A ``date`` (datetimes are accepted). Stored as seconds since the epoch."""
+
+    if TYPE_CHECKING:  # required=True reads as date, otherwise Optional[date]
+        @overload
+        def __init__(self: Date[date], required: Literal[True], *args: Any,
+                     **options: Unpack[_Options]) -> None: ...
+        @overload
+        def __init__(self: Date[Optional[date]], required: bool = ..., *args: Any,
+                     **options: Unpack[_Options]) -> None: ...
+        def __init__(self, *args: Any, **options: Any) -> None: ...
 
     _allowed = date
 
@@ -330,8 +411,17 @@ class Date(Column):
         return repr(dt2ts(value))
 
 
-class Time(Column):
+class Time(Column[_G]):
     """A naive ``time``. Stored as seconds after midnight."""
+
+    if TYPE_CHECKING:  # required=True reads as time, otherwise Optional[time]
+        @overload
+        def __init__(self: Time[time], required: Literal[True], *args: Any,
+                     **options: Unpack[_Options]) -> None: ...
+        @overload
+        def __init__(self: Time[Optional[time]], required: bool = ..., *args: Any,
+                     **options: Unpack[_Options]) -> None: ...
+        def __init__(self, *args: Any, **options: Any) -> None: ...
 
     _allowed = time
 
@@ -342,8 +432,17 @@ class Time(Column):
         return repr(t2ts(value))
 
 
-class String(Column):
+class String(Column[_G]):
     """Bytes. A ``str`` is accepted at construction (latin-1 encoded), not on assignment."""
+
+    if TYPE_CHECKING:  # required=True reads as bytes, otherwise Optional[bytes]
+        @overload
+        def __init__(self: String[bytes], required: Literal[True], *args: Any,
+                     **options: Unpack[_Options]) -> None: ...
+        @overload
+        def __init__(self: String[Optional[bytes]], required: bool = ..., *args: Any,
+                     **options: Unpack[_Options]) -> None: ...
+        def __init__(self, *args: Any, **options: Any) -> None: ...
 
     _allowed = bytes
 
@@ -371,8 +470,17 @@ class String(Column):
         return value.decode('latin-1')
 
 
-class Text(Column):
+class Text(Column[_G]):
     """Unicode text (bytes are decoded as UTF-8). Stored as UTF-8."""
+
+    if TYPE_CHECKING:  # required=True reads as str, otherwise Optional[str]
+        @overload
+        def __init__(self: Text[str], required: Literal[True], *args: Any,
+                     **options: Unpack[_Options]) -> None: ...
+        @overload
+        def __init__(self: Text[Optional[str]], required: bool = ..., *args: Any,
+                     **options: Unpack[_Options]) -> None: ...
+        def __init__(self, *args: Any, **options: Any) -> None: ...
 
     _allowed = str
 
@@ -385,7 +493,7 @@ class Text(Column):
         return value
 
 
-class Json(Column):
+class Json(Column[Any]):
     """A dict, list or tuple stored as JSON (``json.dumps(value, sort_keys=True)``)."""
 
     _allowed = (dict, list, tuple)
@@ -403,7 +511,7 @@ class Json(Column):
         return json.dumps(value, sort_keys=True)
 
 
-class PrimaryKey(Column):
+class PrimaryKey(Column[int]):
     """The integer primary key, allocated from ``<ns>:<pk>:`` when an entity is created."""
 
     _allowed = int
@@ -431,6 +539,11 @@ class PrimaryKey(Column):
             value = connect(obj).incr('%s:%s:' % (model, attr))
         obj._data[attr] = value
 
+    @overload
+    def __get__(self: _C, obj: None, cls: Optional[type] = None) -> _C: ...
+    @overload
+    def __get__(self, obj: object, cls: Optional[type] = None) -> int: ...
+
     def __get__(self, obj: Any, cls: Optional[type] = None) -> Any:
         if obj is None:
             return self
@@ -449,7 +562,7 @@ class PrimaryKey(Column):
         return str(value)
 
 
-class IndexOnly(Column):
+class IndexOnly(Column[None]):
     """Stores nothing; only produces index entries from the entity's other data."""
 
     _virtual = True

@@ -9,6 +9,7 @@ import re
 from typing import Tuple, Union
 
 from ._helpers import _prefix_score
+from .exceptions import QueryError
 
 #: characters that are special in Lua patterns (matched literally by like())
 SPECIAL = re.compile('([-().%[^$])')
@@ -16,6 +17,8 @@ SPECIAL = re.compile('([-().%[^$])')
 MAX_PREFIX_SCORE = _prefix_score('\xff' * 7, True)
 
 _WILDCARDS = '?*+!'
+#: longest like() pattern accepted, in UTF-8 bytes (longer ones raise QueryError)
+MAX_PATTERN_BYTES = 1024
 _TRANSLATE = {'?': '.?', '*': '.-', '+': '.+', '!': '.', '\0': '%z'}
 
 
@@ -58,6 +61,77 @@ def _pattern_to_lua_pattern(pattern: str) -> str:
         else:
             out.append(ch)
     out.append('.*%z%d+')
+    return ''.join(out)
+
+
+def _normalise_pattern(pattern: str) -> str:
+    """The canonical form of a like() pattern; matches exactly the same tokens.
+
+    Every run of wildcards becomes ``'!' * least`` followed by ``'*'`` when the run has no
+    upper bound (it holds a ``*`` or ``+``) or by ``'?' * (most - least)`` otherwise; a
+    trailing run keeps only its ``'!'`` (matches need not consume the whole token). Raises
+    ``TypeError`` for non-str patterns and ``QueryError`` for patterns longer than
+    ``MAX_PATTERN_BYTES`` UTF-8 bytes or not encodable as UTF-8.
+    """
+    if not isinstance(pattern, str):
+        raise TypeError('like() patterns must be str, not %s' % (type(pattern).__name__,))
+    if len(pattern) > MAX_PATTERN_BYTES:
+        raise QueryError('like() patterns are limited to %d bytes, got %d characters'
+                         % (MAX_PATTERN_BYTES, len(pattern)))
+    try:
+        size = len(pattern.encode('utf-8'))
+    except UnicodeEncodeError:
+        raise QueryError('like() pattern %r is not valid text (lone surrogate)'
+                         % (pattern,)) from None
+    if size > MAX_PATTERN_BYTES:
+        raise QueryError('like() patterns are limited to %d bytes (UTF-8), got %d'
+                         % (MAX_PATTERN_BYTES, size))
+    out = []
+    for run in re.findall(r'[?*+!]+|[^?*+!]+', pattern):
+        if run[0] not in _WILDCARDS:
+            out.append(run)
+            continue
+        least = run.count('!') + run.count('+')
+        if '*' in run or '+' in run:
+            out.append('!' * least + '*')
+        else:
+            out.append('!' * least + '?' * run.count('?'))
+    if out and out[-1][0] in _WILDCARDS:
+        out[-1] = out[-1].rstrip('*?')
+    return ''.join(out)
+
+
+def _lua_to_like(lua_pattern: str) -> str:
+    """The like() pattern a ``_pattern_to_lua_pattern`` result was translated from.
+
+    ``redis_prefix_lua`` accepts translated patterns (compat) but never lets Redis run them
+    as Lua patterns; anything else raises ``QueryError``.
+    """
+    head, tail = '^', '.*%z%d+'
+    if len(lua_pattern) > 2 * MAX_PATTERN_BYTES + len(head + tail):
+        raise QueryError('like() patterns are limited to %d bytes' % (MAX_PATTERN_BYTES,))
+    if not (lua_pattern.startswith(head) and lua_pattern.endswith(tail)):
+        raise QueryError('not a translated like() pattern: %r' % (lua_pattern,))
+    body = lua_pattern[len(head):len(lua_pattern) - len(tail)]
+    back = {'.?': '?', '.-': '*', '.+': '+', '%z': '\0'}
+    out = []
+    i = 0
+    while i < len(body):
+        two = body[i:i + 2]
+        if two in back:
+            out.append(back[two])
+            i += 2
+        elif body[i] == '.':
+            out.append('!')
+            i += 1
+        elif body[i] == '%' and i + 1 < len(body) and SPECIAL.match(body[i + 1]):
+            out.append(body[i + 1])
+            i += 2
+        elif SPECIAL.match(body[i]) or body[i] in '*+?!\0':
+            raise QueryError('not a translated like() pattern: %r' % (lua_pattern,))
+        else:
+            out.append(body[i])
+            i += 1
     return ''.join(out)
 
 

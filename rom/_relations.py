@@ -1,7 +1,7 @@
 """Relation columns (ManyToOne, OneToOne, ForeignModel, OneToMany) and ``UnsafeColumn``."""
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, TypeVar, overload
 
 from ._coltypes import Column, _Column
 from ._connect import connect
@@ -9,6 +9,14 @@ from ._keygen import _many_to_one_keygen
 from ._registry import MODELS, NO_ACTION_DEFAULT, NULL, ON_DELETE
 from ._session import session
 from .exceptions import ColumnError, InvalidColumnValue, InvalidOperation, ORMError
+
+#: the related model (``Any`` unless the attribute is annotated, e.g. ``ManyToOne[User]``)
+if TYPE_CHECKING:
+    from typing_extensions import TypeVar as _TypeVar
+    _G = _TypeVar('_G', default=Any)
+else:
+    _G = TypeVar('_G')
+_C = TypeVar('_C', bound=Column[Any])
 
 _RESERVED_UNSAFE_NAMES = ('idx', 'uidx', 'pre', 'suf', 'geo')
 
@@ -51,7 +59,7 @@ def _reference_to_none(obj: Any, attr: Any) -> None:
     session.add(obj)
 
 
-class ManyToOne(_Related, Column):
+class ManyToOne(_Related, Column[_G]):
     """A reference to an entity of model ``ftable`` (stored as its id, always indexed).
 
     ``on_delete`` is one of ``'no action'``, ``'restrict'``, ``'cascade'``, ``'set null'``,
@@ -60,8 +68,8 @@ class ManyToOne(_Related, Column):
 
     _allowed = (_ForeignModelPlaceholder,)
 
-    def __init__(self, ftable: str, on_delete: Any = NO_ACTION_DEFAULT, required: bool = False,
-                 default: Any = NULL, unique: bool = False) -> None:
+    def __init__(self: ManyToOne[Any], ftable: str, on_delete: Any = NO_ACTION_DEFAULT,
+                 required: bool = False, default: Any = NULL, unique: bool = False) -> None:
         if on_delete is NO_ACTION_DEFAULT:
             raise ColumnError('%s(%r): no on_delete action was given; use one of %s'
                               % (type(self).__name__, ftable, ', '.join(ON_DELETE)))
@@ -81,6 +89,11 @@ class ManyToOne(_Related, Column):
 
     def _is_reference(self) -> bool:
         return True
+
+    @overload
+    def __get__(self: _C, obj: None, cls: Optional[type] = None) -> _C: ...
+    @overload
+    def __get__(self, obj: object, cls: Optional[type] = None) -> _G: ...
 
     def __get__(self, obj: Any, cls: Optional[type] = None) -> Any:
         if obj is None:
@@ -146,16 +159,17 @@ class ManyToOne(_Related, Column):
         return old_s == new_s
 
 
-class OneToOne(ManyToOne):
+class OneToOne(ManyToOne[_G]):
     """Same as ``ManyToOne`` (kept for compatibility; ``unique=True`` is refused)."""
 
 
-class ForeignModel(Column):
+class ForeignModel(Column[_G]):
     """A reference to an object of a non-rom class with an ``id`` and a ``get(id)`` method."""
 
     _allowed = (_ForeignModelPlaceholder,)
 
-    def __init__(self, fmodel: Any, required: bool = False, default: Any = NULL) -> None:
+    def __init__(self: ForeignModel[Any], fmodel: Any, required: bool = False,
+                 default: Any = NULL) -> None:
         self._fmodel = fmodel
         Column.__init__(self, required=required, default=default, index=True,
                         keygen=_many_to_one_keygen)
@@ -206,12 +220,12 @@ class ForeignModel(Column):
         return old_s == new_s
 
 
-class OneToMany(_Related, Column):
+class OneToMany(_Related, Column[List[_G]]):
     """The reverse side of a ``ManyToOne``/``OneToOne``: reading it returns a list of entities."""
 
     _virtual = True
 
-    def __init__(self, ftable: str, column: Optional[str] = None) -> None:
+    def __init__(self: OneToMany[Any], ftable: str, column: Optional[str] = None) -> None:
         if column in ON_DELETE or column is NO_ACTION_DEFAULT:
             raise ColumnError('OneToMany(%r, %r): on_delete belongs on the ManyToOne/OneToOne '
                               'side, not on the OneToMany' % (ftable, column))
@@ -223,6 +237,11 @@ class OneToMany(_Related, Column):
         self._model = model
         self._attr = attr
         self._target(model)
+
+    @overload
+    def __get__(self: _C, obj: None, cls: Optional[type] = None) -> _C: ...
+    @overload
+    def __get__(self, obj: object, cls: Optional[type] = None) -> List[_G]: ...
 
     def __get__(self, obj: Any, cls: Optional[type] = None) -> Any:
         if obj is None:

@@ -12,11 +12,13 @@ import uuid
 from collections import namedtuple
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
+from redis.exceptions import ResponseError
+
 from . import _session
 from ._connect import connect, to_text
 from ._helpers import _prefix_score, _to_score
-from ._query_match import (MAX_PREFIX_SCORE, _find_prefix, _literal_prefix,
-                           _pattern_to_lua_pattern, _start_end)
+from ._query_match import (MAX_PREFIX_SCORE, _find_prefix, _literal_prefix, _lua_to_like,
+                           _normalise_pattern, _start_end)
 from ._records import Geofilter, Pattern, Prefix, Suffix
 from ._scripts import lua
 from .exceptions import QueryError
@@ -75,23 +77,58 @@ def _scratch_key(index: str) -> str:
 def redis_prefix_lua(conn: Any, dest: str, index: str, prefix: Union[str, bytes],
                      is_first: bool, pattern: Optional[str] = None) -> Any:
     """Union (``is_first``) or intersect into ``dest`` the ids of ``index`` members whose
-    token starts with ``prefix`` and, when given, matches the translated Lua ``pattern``."""
-    start, end = _start_end(prefix)
-    if not prefix:
+    token starts with ``prefix`` and, when given, matches ``pattern``: a like() pattern
+    translated by ``_pattern_to_lua_pattern`` (compat; it is translated back and matched by
+    rom's bounded matcher, never run as a Lua pattern; other Lua patterns raise QueryError)."""
+    like = None if pattern is None else _normalise_pattern(_lua_to_like(pattern))
+    return _prefix_scan(conn, dest, _Scan(index, prefix, like or None), is_first)
+
+
+def _scan_args(scan: '_Scan') -> List[Any]:
+    """``prefix_scan.lua``'s first four arguments for a scan step."""
+    start, end = _start_end(scan.literal)
+    if not scan.literal:
         end = 'inf'
-    return lua('prefix_scan')(
-        conn, [dest, _scratch_key(index), index],
-        [start, end, prefix, pattern or '', '1' if is_first else '0'],
-        force_eval=_is_pipeline(conn))
+    return [start, end, scan.literal, scan.pattern or '']
+
+
+def _prefix_scan(conn: Any, dest: str, scan: '_Scan', is_first: bool) -> Any:
+    """Run (or queue, on a pipeline) ``prefix_scan.lua`` in 'store' mode for one scan step."""
+    return _guard(lambda: lua('prefix_scan')(
+        conn, [dest, _scratch_key(scan.index), scan.index],
+        _scan_args(scan) + ['1' if is_first else '0'], force_eval=_is_pipeline(conn)))
 
 
 def _scan_call(conn: Any, scan: '_Scan', mode: str, k: int = 0) -> Any:
     """Run ``prefix_scan.lua`` read-only: ``mode`` 'count' or 'top' (``k`` smallest ids)."""
-    start, end = _start_end(scan.literal)
-    if not scan.literal:
-        end = 'inf'
-    return lua('prefix_scan')(conn, ['', '', scan.index],
-                              [start, end, scan.literal, scan.pattern or '', '1', mode, k])
+    return _guard(lambda: lua('prefix_scan')(conn, ['', '', scan.index],
+                                             _scan_args(scan) + ['1', mode, k]))
+
+
+def execute_guarded(pipe: Any) -> List[Any]:
+    """``pipe.execute()`` for a pipeline holding query scans (QueryError when a like()
+    pattern ran out of matching budget; any temporary key still gets its DEL or TTL)."""
+    return _guard(pipe.execute)
+
+
+def _guard(call: Callable[[], Any]) -> Any:
+    """``call()``, turning the scan script's out-of-budget error into QueryError."""
+    try:
+        return call()
+    except ResponseError as exc:
+        if 'ROM_LIKE_TOO_COSTLY' in str(exc):
+            raise QueryError('like(): this pattern needs too much matching work on this index '
+                             '(the scan script\'s budget, see docs/guarantees); use fewer '
+                             '"?" wildcards or a longer literal start') from None
+        raise
+
+
+def _pattern_scan(index: str, pattern: str) -> '_Scan':
+    """The scan step of a like() pattern: its literal start bounds the scan, and the
+    normalised pattern (None when it has no wildcard left) is matched by the script."""
+    like = _normalise_pattern(pattern)
+    literal = _literal_prefix(like)
+    return _Scan(index, literal, like if like != literal else None)
 
 
 def _is_pipeline(conn: Any) -> bool:
@@ -119,8 +156,7 @@ class GeneralIndex:
             elif isinstance(flt, Suffix):
                 steps.append(_Scan('%s:%s:suf' % (ns, flt.attr), flt.suffix, None))
             elif isinstance(flt, Pattern):
-                steps.append(_Scan('%s:%s:pre' % (ns, flt.attr), _literal_prefix(flt.pattern),
-                                   _pattern_to_lua_pattern(flt.pattern)))
+                steps.append(_pattern_scan('%s:%s:pre' % (ns, flt.attr), flt.pattern))
             elif isinstance(flt, list):
                 if flt:
                     steps.append(_Keys(['%s:%s:idx' % (ns, f) for f in flt]))
@@ -199,7 +235,7 @@ class GeneralIndex:
                         pipe.execute_command('ZREMRANGEBYSCORE', temp,
                                              _to_score(step.hi, True), 'inf')
             elif isinstance(step, _Scan):
-                redis_prefix_lua(pipe, temp, step.index, step.literal, first, step.pattern)
+                _prefix_scan(pipe, temp, step, first)
                 state['first'] = False
             else:
                 dest = temp if first else str(uuid.uuid4())
@@ -290,13 +326,13 @@ class GeneralIndex:
         pipe, temp = self._build(conn, filters, order_by)
         if timeout is not None:
             pipe.expire(temp, timeout)
-            pipe.execute()
+            execute_guarded(pipe)
             return temp
         offset = offset or 0
         end = offset + count - 1 if count and count > 0 else -1
         pipe.zrange(temp, offset, end)
         pipe.delete(temp)
-        return pipe.execute()[-2]
+        return execute_guarded(pipe)[-2]
 
     def count(self, conn: Any, filters: Sequence[Any]) -> int:
         """The number of ids matching ``filters``."""
@@ -313,7 +349,7 @@ class GeneralIndex:
         pipe, _intersect, temp = self._prepare(conn, filters)
         pipe.zcard(temp)
         pipe.delete(temp)
-        return int(pipe.execute()[-2])
+        return int(execute_guarded(pipe)[-2])
 
 
 # -- does_not_startwith / does_not_endwith -------------------------------------------------

@@ -5,9 +5,10 @@ Declarations are checked by ``rom._schema._ModelMetaclass``; writes are planned 
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, List, Sequence, Set, Tuple, Union
+from typing import (TYPE_CHECKING, Any, Dict, FrozenSet, Iterator, List, Optional, Sequence, Set,
+                    Tuple, Type, TypeVar, Union, overload)
 
-from . import _search
+from . import _search, _transfer
 from ._coltypes import IndexOnly
 from ._compat import _zrange_limit_iterator, redis_writer_lua
 from ._connect import connect, decodes_responses
@@ -21,15 +22,20 @@ from ._schema import _ModelMetaclass
 from ._scripts import lua
 from ._session import session
 from ._write import AttrDict, plan_write, run_plans, save_entities
-from .exceptions import (DataRaceError, EntityDeletedError, InvalidColumnValue,
+from .exceptions import (DataRaceError, EntityDeletedError, InvalidColumnValue,  # noqa: F401
                          InvalidOperation, QueryError)
 from .query import NUMERIC_TYPES, Query
+
+if TYPE_CHECKING:
+    from ._typing import QueryProperty
 
 __all__ = ['Model', 'redis_writer_lua']
 # importable from rom.model, as in rom 1.1.2
 _PUBLIC_HELPERS = (AttrDict, SKIP_ON_DELETE, _zrange_limit_iterator)
 
 _STRING_SORT_KEYGENS = list(SORT_KEYGEN_NAMES)
+_M = TypeVar('_M', bound='Model')
+_Ids = Union[List[Any], Tuple[Any, ...], Set[Any], FrozenSet[Any]]
 
 
 def _decode_row(conn: Any, row: Dict[Any, Any]) -> Dict[str, Any]:
@@ -52,7 +58,12 @@ class Model(metaclass=_ModelMetaclass):
     _prefix: Set[str]
     _suffix: Set[str]
     _geo: Dict[str, Any]
+    _gindex: Any
     _no_fk: bool
+    if TYPE_CHECKING:
+        #: the automatic primary key (models declaring their own PrimaryKey name it)
+        id: int
+        query: QueryProperty
 
     def __init__(self, **kwargs: Any) -> None:
         loading = kwargs.pop('_loading', False)
@@ -242,10 +253,11 @@ class Model(metaclass=_ModelMetaclass):
     def _connection(cls) -> Any:
         return connect(cls)
 
-    @ClassProperty
-    def query(cls) -> Query:
-        """A new ``Query`` over this model."""
-        return Query(cls)
+    if not TYPE_CHECKING:
+        @ClassProperty
+        def query(cls) -> Query:
+            """A new ``Query`` over this model."""
+            return Query(cls)
 
     # --- hooks --------------------------------------------------------------------------------
     def _before_insert(self) -> None:
@@ -274,7 +286,7 @@ class Model(metaclass=_ModelMetaclass):
             data[self._pkey] = self._allocate_id()
         return data
 
-    def update(self, *args: Any, **kwargs: Any) -> 'Model':
+    def update(self: _M, *args: Any, **kwargs: Any) -> _M:
         """Assign positional values to the columns in order, then keyword values by name."""
         for attr, value in zip(self._columns, args):
             setattr(self, attr, value)
@@ -282,7 +294,7 @@ class Model(metaclass=_ModelMetaclass):
             setattr(self, attr, value)
         return self
 
-    def copy(self) -> 'Model':
+    def copy(self: _M) -> _M:
         """A new, unsaved entity with the same values and a new id."""
         data = self.to_dict()
         data.pop(self._pkey, None)
@@ -361,6 +373,13 @@ class Model(metaclass=_ModelMetaclass):
         self.__init__(_loading=True, **row)  # type: ignore[misc]
 
     # --- reads --------------------------------------------------------------------------------
+    @overload
+    @classmethod
+    def get(cls: Type[_M], ids: _Ids) -> List[_M]: ...
+    @overload
+    @classmethod
+    def get(cls: Type[_M], ids: Union[int, str, bytes]) -> Optional[_M]: ...
+
     @classmethod
     def get(cls, ids: Any) -> Any:
         """One entity (or None) for one id; a list of the existing entities for a list of ids."""
@@ -406,6 +425,13 @@ class Model(metaclass=_ModelMetaclass):
                 if row:  # None (HMGET values) or [] (whole rows) for a missing row
                     result[position] = cls._from_script_row(row, fields[0] != 0, track)
         return result
+
+    @overload
+    @classmethod
+    def get_by(cls: Type[_M], **kwargs: Union[List[Any], Tuple[Any, ...]]) -> List[_M]: ...
+    @overload
+    @classmethod
+    def get_by(cls: Type[_M], **kwargs: Any) -> Union[_M, List[_M], None]: ...
 
     @classmethod
     def get_by(cls, **kwargs: Any) -> Any:
@@ -488,49 +514,11 @@ class Model(metaclass=_ModelMetaclass):
         """Atomically move ``value`` of numeric column ``attr`` from self to ``other``.
 
         ``txn_model.<txn_attr>`` is set to 1 so the same transfer cannot run twice.
-        Raises ``ValueError`` when the transfer cannot be made.
+        Integer and Decimal amounts are exact. Raises ``ValueError`` when the transfer cannot
+        be made (not enough balance, already made, value not positive),
+        ``InvalidColumnValue`` for an amount or stored balance not of the column's kind and
+        ``InvalidOperation`` for the primary key or a non-numeric column; nothing is written
+        then.
         """
-        entities = (self, other, txn_model)
-        conn = self._connection
-        if not (conn is other._connection is txn_model._connection):
-            raise ValueError('transfer(): the three entities need one shared connection')
-        if any(e._modified or e._new or e._deleted for e in entities):
-            raise ValueError('transfer(): the entities must be unmodified, saved and not deleted; '
-                             'save or refresh them first')
-        if value <= 0:
-            raise ValueError('transfer(): the value must be positive, got %r' % (value,))
-        if decimal_places < 0:
-            raise ValueError('transfer(): decimal_places must not be negative')
-        reply = lua('transfer')(conn, (self._pk, other._pk, txn_model._pk),
-                                (attr, txn_attr, repr(value), int(decimal_places)))
-        reply = reply.decode('utf-8') if isinstance(reply, bytes) else reply
-        if reply == 'done':
-            raise ValueError('transfer(): %s.%s shows this transfer was already made'
-                             % (txn_model._pk, txn_attr))
-        if reply == 'balance':
-            raise ValueError('transfer(): %s.%s is less than %r' % (self._pk, attr, value))
-        if refresh_index:
-            for entity in entities:
-                _reindex(entity)
-        elif refresh_entities:
-            for entity in entities:
-                entity.refresh()
-
-
-def _reindex(entity: Model, attempts: int = 20) -> None:
-    """Reload ``entity`` and rewrite its indexes (after a transfer changed its row).
-
-    The transfer has already been made, so a concurrent writer changing the row between
-    the reload and the save must not make the caller believe it failed (nor leave the
-    index stale): reload and save again until the save goes through.
-    """
-    for attempt in range(attempts):
-        entity.refresh(force=True)
-        try:
-            entity.save(True)
-            return
-        except DataRaceError:
-            if attempt == attempts - 1:
-                raise
-        except EntityDeletedError:
-            return  # deleted concurrently: nothing left to index
+        _transfer.transfer(self, other, attr, value, txn_model, txn_attr, decimal_places,
+                           refresh_entities, refresh_index)

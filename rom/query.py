@@ -9,14 +9,18 @@ from __future__ import annotations
 import datetime
 import decimal
 import warnings
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import (TYPE_CHECKING, Any, Dict, Generic, Iterator, List, Optional, Sequence, Tuple,
+                    Type, TypeVar, Union, overload)
 
 from . import _session
 from ._connect import connect, to_text
 from ._helpers import dt2ts, t2ts
+from ._keyset import Page as Page  # re-exported: the result type of Query.page()
+from ._keyset import keyset_page
 from ._keygen import LOWERCASE_QUERY_KEYGENS
-from ._query_match import _ts
+from ._query_match import _normalise_pattern, _ts
 from ._records import Geofilter, Pattern, Prefix, Suffix
+from ._search import execute_guarded
 from ._registry import MODELS_REFERENCED
 from ._relations import ManyToOne, OneToOne
 from ._select import (_dict_data_factory, _get_column_data, _json_loads,  # noqa: F401
@@ -24,6 +28,9 @@ from ._select import (_dict_data_factory, _get_column_data, _json_loads,  # noqa
                       _split_reply, _tuple_data_factory)
 from ._session import session  # noqa: F401  (rom.query.session is rom.util.session)
 from .exceptions import QueryError
+
+if TYPE_CHECKING:
+    from .model import Model
 
 __all__ = ['ALLOWED_DIST', 'NOT_NULL', 'NUMERIC_TYPES', 'Query']
 
@@ -35,6 +42,12 @@ _LT = (str, bytes)
 _STRING_SORT_KEYGENS = ['SIMPLE', 'SIMPLE_CI', 'CASE_INSENSITIVE']
 _NO_LIMIT = 2 ** 64
 _FIELDS = ('model', 'filters', 'order_by', 'limit', 'select')
+#: the model a query returns entities of
+if TYPE_CHECKING:  # the default keeps a bare ``Query`` annotation valid under --strict
+    from typing_extensions import TypeVar as _TypeVar
+    _M = _TypeVar('_M', bound='Model', default=Any)
+else:
+    _M = TypeVar('_M', bound='Model')
 
 
 def _endpoint(value: Any) -> Any:
@@ -50,15 +63,15 @@ def _keygen_name(column: Any) -> Optional[str]:
     return getattr(keygen, '__name__', None) if keygen is not None else None
 
 
-class Query:
+class Query(Generic[_M]):
     """A lazy, immutable query over one model (``Model.query``)."""
 
     __slots__ = ('_model', '_filters', '_order_by', '_limit', '_select')
 
-    def __init__(self, model: Any, filters: Sequence[Any] = (), order_by: Optional[str] = None,
+    def __init__(self, model: Type[_M], filters: Sequence[Any] = (), order_by: Optional[str] = None,
                  limit: Optional[Tuple[Any, Any]] = None,
                  select: Optional[Tuple[Any, ...]] = None) -> None:
-        self._model = model
+        self._model: Any = model
         self._filters = tuple(filters)
         self._order_by = order_by
         self._limit = limit
@@ -69,7 +82,7 @@ class Query:
             getattr(self._model, '__name__', self._model), self._filters, self._order_by,
             self._limit, self._select and self._select[0])
 
-    def replace(self, **kwargs: Any) -> 'Query':
+    def replace(self, **kwargs: Any) -> Query[Any]:
         """A copy with any of ``model, filters, order_by, limit, select`` replaced."""
         unknown = set(kwargs) - set(_FIELDS)
         if unknown:
@@ -107,7 +120,7 @@ class Query:
                 return [v.lower() if isinstance(v, _LT) else v for v in value]
         return value
 
-    def filter(self, **kwargs: Any) -> 'Query':
+    def filter(self, **kwargs: Any) -> Query[_M]:
         """Keep entities whose indexed columns match: tokens, ranges, lists (OR), NOT_NULL."""
         filters = list(self._filters)
         for name, value in kwargs.items():
@@ -142,7 +155,7 @@ class Query:
                                  % (original, self._model.__name__, name))
         return self.replace(filters=tuple(filters))
 
-    def _text_filter(self, clause: str, kwargs: Dict[str, Any]) -> 'Query':
+    def _text_filter(self, clause: str, kwargs: Dict[str, Any]) -> Query[_M]:
         filters = list(self._filters)
         for name, value in kwargs.items():
             value = self._check(clause, name, value)
@@ -152,6 +165,7 @@ class Query:
                 if not isinstance(value, str):
                     raise QueryError('like(): the pattern for %s must be a string, got %r'
                                      % (name, value))
+                _normalise_pattern(value)  # QueryError now for an oversized pattern
                 filters.append(Pattern(name, value))
                 continue
             if not isinstance(value, _LT):
@@ -163,20 +177,23 @@ class Query:
                 filters.append(Suffix(name, value[::-1]))
         return self.replace(filters=tuple(filters))
 
-    def startswith(self, **kwargs: Any) -> 'Query':
+    def startswith(self, **kwargs: Any) -> Query[_M]:
         """Keep entities having a token (of a ``prefix=True`` column) starting with the value."""
         return self._text_filter('startswith', kwargs)
 
-    def endswith(self, **kwargs: Any) -> 'Query':
+    def endswith(self, **kwargs: Any) -> Query[_M]:
         """Keep entities having a token (of a ``suffix=True`` column) ending with the value."""
         return self._text_filter('endswith', kwargs)
 
-    def like(self, **kwargs: Any) -> 'Query':
-        """Keep entities having a token matching a pattern (``? * + !`` wildcards, bytes-wise)."""
+    def like(self, **kwargs: Any) -> Query[_M]:
+        """Keep entities having a token matching a pattern (``? * + !`` wildcards, bytes-wise).
+
+        Patterns over ``rom.index.MAX_PATTERN_BYTES`` (1024) UTF-8 bytes raise QueryError.
+        """
         return self._text_filter('like', kwargs)
 
     def near(self, name: str, lon: Any, lat: Any, distance: Any, measure: str,
-             count: Optional[int] = None) -> 'Query':
+             count: Optional[int] = None) -> Query[_M]:
         """Keep entities within ``distance`` (m, km, mi, ft) of (lon, lat) in geo index ``name``."""
         if name not in self._model._geo:
             raise ValueError('near(): %s has no geo index named %r' % (self._model.__name__, name))
@@ -187,7 +204,7 @@ class Query:
         flt = Geofilter(name, lon, lat, distance, measure, count)
         return self.replace(filters=self._filters + (flt,))
 
-    def order_by(self, column: str) -> 'Query':
+    def order_by(self, column: str) -> Query[_M]:
         """Order by a scored index (``'-col'`` for descending); replaces an earlier order."""
         self._check('order_by', column)
         col = self._model._columns[column.lstrip('-').partition(':')[0]]
@@ -198,11 +215,11 @@ class Query:
                           % (column.lstrip('-'), ', '.join(_STRING_SORT_KEYGENS)), stacklevel=2)
         return self.replace(order_by=column)
 
-    def limit(self, offset: int, count: int) -> 'Query':
+    def limit(self, offset: int, count: int) -> Query[_M]:
         """Return ``count`` results starting at ``offset`` (replaces an earlier limit)."""
         return self.replace(limit=(offset, count))
 
-    def select(self, *column_names: Any, **kwargs: Any) -> 'Query':
+    def select(self, *column_names: Any, **kwargs: Any) -> Query[Any]:
         """Yield rows of the named columns instead of entities.
 
         Keywords: ``include_pk=False``, ``decode=True``, ``ff=_dict_data_factory``.
@@ -268,7 +285,7 @@ class Query:
                                           timeout=timeout)
 
     def iter_result(self, timeout: int = 30, pagesize: int = 100,
-                    no_hscan: bool = False) -> Iterator[Any]:
+                    no_hscan: bool = False) -> Iterator[_M]:
         """Iterate over the matching entities (or ``select`` rows), page by page."""
         if self._filters or self._order_by:
             return self._iter_filtered(timeout, pagesize)
@@ -276,18 +293,18 @@ class Query:
             return self._iter_pk_index(pagesize)
         return self._iter_probe(pagesize)
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[_M]:
         return self.iter_result()
 
-    def execute(self) -> List[Any]:
+    def execute(self) -> List[_M]:
         """All results as a list."""
         return list(self)
 
-    def all(self) -> List[Any]:
+    def all(self) -> List[_M]:
         """All results as a list."""
         return list(self)
 
-    def first(self) -> Any:
+    def first(self) -> Optional[_M]:
         """The first result (entity or select row), or None."""
         if not self._filters and not self._order_by:
             offset, count = self._bounds()
@@ -303,7 +320,7 @@ class Query:
             _get_column_data(pipe, model, self._select[0], key=temp, start=offset,
                              stop=offset, pipeline=True)
             pipe.delete(temp)
-            rows = _split_reply(pipe.execute()[-2])[1]
+            rows = _split_reply(execute_guarded(pipe)[-2])[1]
             for row in _select_generator(model, self._select, rows):
                 return row
             return None
@@ -315,6 +332,51 @@ class Query:
                 return row
             return None
         return model.get(ids[0])
+
+    def exists(self) -> bool:
+        """Whether the query has a result. Answered from the indexes like :meth:`count`
+        (one call for a single filter); without filters or order, by reading one entity."""
+        if not self._filters and not self._order_by:
+            return self.replace(select=None).first() is not None
+        return self.count() > max(self._bounds()[0], 0)
+
+    @overload
+    def __getitem__(self, index: int) -> _M: ...
+    @overload
+    def __getitem__(self, index: slice) -> Query[_M]: ...
+
+    def __getitem__(self, index: Union[int, slice]) -> Any:
+        """``query[20:40]``: a query limited to that window (nothing is read yet);
+        ``query[3]``: the result at that position (``IndexError`` when there is none)."""
+        if isinstance(index, slice):
+            start, stop, step = index.start, index.stop, index.step
+            for bound in (start, stop, step):
+                if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int)):
+                    raise TypeError('Query slices need int bounds, not %r' % (bound,))
+            if step not in (None, 1):
+                raise QueryError('Query slices cannot have a step (%r)' % (step,))
+            if (start or 0) < 0 or (stop or 0) < 0:
+                raise QueryError('Query slices cannot be negative (%r)' % (index,))
+            start = start or 0
+            offset, count = self._limit or (0, None)
+            offset = max(offset or 0, 0) + start
+            if count is not None:
+                count = max(count - start, 0)
+            if stop is not None:
+                count = max(stop - start, 0) if count is None else min(count, max(stop - start, 0))
+            return self.replace(limit=(offset, count))
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise TypeError('Query indices must be int or slice, not %s' % type(index).__name__)
+        if index < 0:
+            raise QueryError('Query indices cannot be negative (%d)' % (index,))
+        for item in self[index:index + 1]:
+            return item
+        raise IndexError('query result index %d out of range' % (index,))
+
+    def page(self, count: int, after: Optional[str] = None) -> Page[_M]:
+        """Keyset pagination of an ordered query: ``count`` results following cursor
+        ``after`` (from the previous page's ``next``; None for the first page)."""
+        return keyset_page(self, count, after)
 
     def delete(self, blocksize: int = 100) -> None:
         """Delete every matching entity (models without foreign keys only)."""
@@ -371,11 +433,11 @@ class Query:
             if select is not None:
                 _get_column_data(pipe, model, select[0], key=temp, start=rank,
                                  stop=rank + size - 1, pipeline=True)
-                read, rows = _split_reply(pipe.execute()[-1])
+                read, rows = _split_reply(execute_guarded(pipe)[-1])
                 items: Any = _select_generator(model, select, rows)
             else:
                 pipe.zrange(temp, rank, rank + size - 1)
-                ids = pipe.execute()[-1]
+                ids = execute_guarded(pipe)[-1]
                 read = len(ids)
                 items = self._entities(ids) if ids else ()
             if not read:

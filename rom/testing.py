@@ -15,7 +15,9 @@ Nothing here is a mock: every command goes to a real Redis server.
 * :class:`FaultProxy` sits between clients and a server and injects network faults on
   demand (a lost, late or cut reply, a cut request, a reset), deterministically.
 * :func:`reset_rom_state` gives a test a clean slate: empty database, rom pointed at the
-  client, empty model registry, fresh session.
+  client, fresh session; the model registry is kept unless ``forget_models=True``.
+  :func:`model_registry` / :func:`restore_model_registry` snapshot and restore it.
+* The pytest plugin :mod:`rom.pytest_plugin` wraps these as fixtures (``rom_db``, ...).
 
 Example (pytest)::
 
@@ -49,8 +51,9 @@ from rom._fault_proxy import Fault, FaultProxy
 
 __all__ = [
     'dump_database', 'Fault', 'FaultProxy',
-    'EmbeddedRedis', 'RoundTrips', 'counting_client', 'instrument', 'redis_server_executable',
-    'reset_rom_state', 'roundtrips', 'server_description', 'start_embedded_redis',
+    'EmbeddedRedis', 'RoundTrips', 'counting_client', 'instrument', 'model_registry',
+    'redis_server_executable', 'reset_rom_state', 'restore_model_registry', 'roundtrips',
+    'server_description', 'start_embedded_redis',
     'stop_shared_server', 'test_server_url',
 ]
 
@@ -273,7 +276,7 @@ def server_description(url: str) -> str:
     """``'Redis 6.2.14 at <url>'`` (or ``'Valkey 8.1.8 ...'``) for a test report header."""
     client = redis.Redis.from_url(url, socket_timeout=5)
     try:
-        info = client.info('server')
+        info: Any = client.info('server')  # typed as possibly awaitable by some redis-py
     finally:
         client.close()
     name = info.get('server_name') or 'redis'
@@ -454,22 +457,21 @@ def roundtrips(conn: redis.Redis) -> RoundTrips:
 
 # --------------------------------------------------------------------------- rom state
 
-def reset_rom_state(conn: redis.Redis) -> None:
+def reset_rom_state(conn: redis.Redis, forget_models: bool = False) -> None:
     """Give a test a clean slate on ``conn``'s database.
 
-    FLUSHDB (this database only), ``rom.util.CONNECTION = conn``, an empty model registry
-    (only ``'Model'`` stays), no referenced-model bookkeeping, and a fresh session for the
+    FLUSHDB (this database only), ``rom.util.CONNECTION = conn``, and a fresh session for the
     current thread (rolled back, null-session flag cleared, ``rom.util.NULL_SESSION`` off).
+    Registered models stay registered (their relations keep working); ``forget_models=True``
+    also empties the registry (only ``'Model'`` stays) and the referenced-model bookkeeping,
+    for suites that define throwaway models per test.
     """
-    import rom.columns
     import rom.util
 
     conn.flushdb()
     rom.util.CONNECTION = conn
-    models = rom.columns.MODELS
-    for name in [n for n in models if n != 'Model']:
-        del models[name]
-    rom.columns.MODELS_REFERENCED.clear()
+    if forget_models:
+        restore_model_registry(({}, {}))
     rom.util.NULL_SESSION = False
     session = rom.util.session
     session.rollback()
@@ -477,6 +479,45 @@ def reset_rom_state(conn: redis.Redis) -> None:
         del session.null_session
     except AttributeError:
         pass
+
+
+Registry = Tuple[Dict[str, Any], Dict[str, List[Any]]]
+
+
+def model_registry() -> Registry:
+    """A snapshot of the model registry (``MODELS``, ``MODELS_REFERENCED``) to restore later."""
+    import rom.columns
+
+    return (dict(rom.columns.MODELS),
+            {k: list(v) for k, v in rom.columns.MODELS_REFERENCED.items()})
+
+
+def restore_model_registry(snapshot: Registry, keep_module_level: bool = False) -> None:
+    """Put the registry back as :func:`model_registry` saw it: models defined since are
+    forgotten (``'Model'`` itself always stays). With ``keep_module_level``, models defined
+    since at a module's top level (a module first imported meanwhile) stay registered; only
+    models declared inside functions (``<locals>`` in their ``__qualname__``) are forgotten.
+    """
+    import rom.columns
+
+    models, referenced = snapshot
+    current = rom.columns.MODELS
+    kept = {name: cls for name, cls in current.items() if name not in models and
+            keep_module_level and '<locals>' not in getattr(cls, '__qualname__', '<locals>')}
+    kept_namespaces = {cls._namespace for cls in kept.values()}
+    refs = {k: list(v) for k, v in referenced.items()}
+    for target, entries in rom.columns.MODELS_REFERENCED.items():
+        for entry in entries:
+            if entry[0] in kept_namespaces and entry not in refs.get(target, ()):
+                refs.setdefault(target, []).append(entry)
+    root = current.get('Model')
+    current.clear()
+    current.update(models)
+    current.update(kept)
+    if root is not None:
+        current['Model'] = root
+    rom.columns.MODELS_REFERENCED.clear()
+    rom.columns.MODELS_REFERENCED.update(refs)
 
 
 def dump_database(conn: redis.Redis) -> Dict[bytes, Tuple[bytes, Any]]:
@@ -487,7 +528,7 @@ def dump_database(conn: redis.Redis) -> Dict[bytes, Tuple[bytes, Any]]:
     """
     out: Dict[bytes, Tuple[bytes, Any]] = {}
     for key in conn.scan_iter('*'):
-        kind = conn.type(key)
+        kind: Any = conn.type(key)
         kind = kind.encode() if isinstance(kind, str) else kind
         value: Any
         if kind == b'string':

@@ -48,6 +48,10 @@ from rom.testing import roundtrips as _roundtrips
 from rom.testing import server_description, stop_shared_server, test_server_url
 
 
+# a separate project that rom's own suite runs in a subprocess (tests/test_plugin.py)
+collect_ignore = ['sample_project']
+
+
 SLOW_MODULES = {'test_reliability_stateful', 'test_reliability_concurrency',
                 'test_benchmark_smoke'}
 SLOW_TESTS = {'test_sphinx_build_has_no_warnings',
@@ -90,7 +94,7 @@ def _session_conn(redis_url: str) -> Iterator[redis.Redis]:
 @pytest.fixture(autouse=True)
 def _rom_clean_slate(_session_conn: redis.Redis) -> Iterator[None]:
     """Empty database, rom pointed at ``conn``, empty model registry, fresh session."""
-    reset_rom_state(_session_conn)
+    reset_rom_state(_session_conn, forget_models=True)
     yield
     try:
         import rom.util

@@ -349,7 +349,7 @@ def test_any_single_fault_leaves_consistent_indexes(conn, proxy, steps, fault):
     raises a redis-py error (or, for a save that ran, a later DataRaceError); whatever ran,
     the indexes agree with the rows (audit findings = 0) and the next operation works."""
     kind, at, size = fault
-    reset_rom_state(conn)
+    reset_rom_state(conn, forget_models=True)
     proxy.clear()
     client = proxy.client(socket_timeout=1.0, **NO_RETRY)
     util.CONNECTION = client

@@ -32,6 +32,9 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INPUTS = ('pyproject.toml', 'setup.py')
 STAMP = 'rom-install.json'
+# 'compat' editable installs put the checkout on sys.path with a plain .pth file, which type
+# checkers follow (mypy cannot see through setuptools' default import-hook finder).
+EDITABLE_MODE = 'compat'
 COMMANDS = {
     # name: (extras to install, argv prefix run with the venv's python)
     'demo': (('embedded',), [os.path.join('examples', 'quickstart.py')]),
@@ -100,17 +103,17 @@ def create_venv(path):
                  'On Debian/Ubuntu install the venv module: apt-get install python3-venv'
                  % (sys.executable, exc))
     py = venv_python(path)
-    # Editable installs from pyproject.toml (PEP 660) need pip >= 21.3.
+    # Editable installs from pyproject.toml (PEP 660) need pip >= 21.3, --config-settings 22.1.
     out = subprocess.run([py, '-m', 'pip', '--version'], stdout=subprocess.PIPE,
                          universal_newlines=True).stdout.split()
     try:
         version = tuple(int(p) for p in out[1].split('.')[:2])
     except (IndexError, ValueError):
         version = (0, 0)
-    if version < (21, 3):
+    if version < (22, 1):
         say('upgrading pip %s' % '.'.join(map(str, version)))
         if run([py, '-m', 'pip', 'install', '--disable-pip-version-check', '-q',
-                '--upgrade', 'pip>=21.3']):
+                '--upgrade', 'pip>=22.1']):
             sys.exit('[tools/run.py] could not upgrade pip in the virtual environment')
 
 
@@ -127,9 +130,10 @@ def ensure_env(extras, withs=()):
     if not usable:
         create_venv(path)
         stamp = {}
-    installed = set(stamp.get('extras', ())) if stamp.get('inputs') == digest else set()
+    current = stamp.get('inputs') == digest and stamp.get('editable_mode') == EDITABLE_MODE
+    installed = set(stamp.get('extras', ())) if current else set()
     wanted = set(extras)
-    if stamp.get('inputs') == digest and wanted <= installed:
+    if current and wanted <= installed:
         return py
     # Keep what an earlier command installed (e.g. demo then test) and add what is needed.
     extras_all = sorted(wanted | set(stamp.get('extras', ())))
@@ -141,13 +145,14 @@ def ensure_env(extras, withs=()):
         pass
     if withs:
         say('with %s' % ' '.join(sorted(withs)))
-    rc = run([py, '-m', 'pip', 'install', '--disable-pip-version-check', '-q', '-e', target]
+    rc = run([py, '-m', 'pip', 'install', '--disable-pip-version-check', '-q',
+              '--config-settings', 'editable_mode=' + EDITABLE_MODE, '-e', target]
              + sorted(withs), cwd=ROOT)
     if rc:
         sys.exit('[tools/run.py] pip install %s failed (exit code %d)'
                  % (' '.join([target] + sorted(withs)), rc))
     with open(os.path.join(path, STAMP), 'w') as f:
-        json.dump({'inputs': digest, 'extras': extras_all}, f)
+        json.dump({'inputs': digest, 'extras': extras_all, 'editable_mode': EDITABLE_MODE}, f)
     return py
 
 

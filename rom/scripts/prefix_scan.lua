@@ -1,5 +1,6 @@
+-- include: _like_match.lua
 -- prefix_scan.lua: ids of a prefix/suffix index ('token \0 id' members) whose token starts
--- with a literal prefix and, in pattern mode, matches a Lua pattern; union (first filter)
+-- with a literal prefix and, in pattern mode, matches a like() pattern; union (first filter)
 -- or intersect them into the query's working set.
 -- KEYS[1]  dest: the working set (a sorted set of ids)
 -- KEYS[2]  scratch key (created and deleted in this call; used when intersecting)
@@ -8,7 +9,10 @@
 -- ARGV[2]  end: score above every token starting with the prefix, or 'inf' for an empty
 --          prefix (the scan then runs to the end of the index)
 -- ARGV[3]  the literal prefix bytes (may be empty)
--- ARGV[4]  the Lua pattern matched against whole members ('' in prefix mode)
+-- ARGV[4]  the like() pattern ('?' zero or one byte, '*' any bytes, '+' one or more, '!'
+--          exactly one, anything else literal) matched against the start of each token
+--          ('' in prefix mode), by like_matcher (_like_match.lua): never a Lua pattern,
+--          bounded work per token and per call, linear in the index data scanned.
 -- ARGV[5]  '1' when this is the first filter (ids are added to dest with score 0), else '0'
 --          (dest becomes its intersection with the matches, scores 0)
 -- ARGV[6]  optional mode: 'store' (default, as above), 'count' (write nothing, return the
@@ -17,7 +21,8 @@
 --          general path's result for a lone prefix/suffix/pattern filter)
 -- ARGV[7]  k for 'top'
 -- Returns  store: the number of distinct matching ids (first) or the size of the
---          intersection; count: that number; top: the list of ids.
+--          intersection; count: that number; top: the list of ids. An error reply starting
+--          with 'ROM_LIKE_TOO_COSTLY' (nothing written) when the matcher's budget runs out.
 -- Read-only on the index; compares bytes explicitly (Lua's '<' uses the server locale).
 local dest, tkey, index = KEYS[1], KEYS[2], KEYS[3]
 local start, stop, lit, pat = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
@@ -35,6 +40,8 @@ local function less(a, b)
     end
     return #a < #b
 end
+
+local matches, limit = like_matcher(pat)
 
 -- first rank: the first member >= (start, lit .. '\0')
 local lo = redis.call('ZCOUNT', index, '-inf', '(' .. start)
@@ -111,7 +118,11 @@ while i < hi and not done do
         if token then
             local head = string.sub(token, 1, plen)
             if head == lit then
-                if pat == '' or string.find(m, pat) then
+                local ok = pat == '' or matches(token)
+                if ok == nil then
+                    return redis.error_reply('ROM_LIKE_TOO_COSTLY the like() pattern needs more '
+                                             .. 'than ' .. limit() .. ' matching steps here')
+                elseif ok then
                     collect(id)
                 end
             elseif less(lit, head) then

@@ -1,0 +1,83 @@
+"""Keyset (cursor) pagination of an ordered query: ``Query.page(count, after=cursor)``.
+
+A page starts right after the (score, id) of the previous page's last entry instead of at an
+offset, so deep pages cost the same as the first one and a page boundary does not shift when
+entries before it are added or removed. The cursor is an opaque string.
+"""
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any, Generic, Iterator, List, Optional, Tuple, TypeVar
+
+from ._connect import connect, to_text
+from ._scripts import lua
+from ._search import execute_guarded
+from .exceptions import QueryError
+
+if TYPE_CHECKING:  # the default keeps a bare ``Page`` annotation valid under --strict
+    from typing_extensions import TypeVar as _TypeVar
+    _T = _TypeVar('_T', default=Any)
+else:
+    _T = TypeVar('_T')
+
+
+class Page(Generic[_T]):
+    """One page of :meth:`rom.Query.page`: ``items`` and the ``next`` cursor (None at the end)."""
+
+    __slots__ = ('items', 'next')
+
+    def __init__(self, items: List[_T], next: Optional[str]) -> None:
+        self.items = items
+        self.next = next
+
+    def __iter__(self) -> Iterator[_T]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __repr__(self) -> str:
+        return '<Page of %d next=%r>' % (len(self.items), self.next)
+
+
+# a score as Redis writes it (or could read it back) and an id: '<score>:<digits>'
+_CURSOR = re.compile(r'(?:[-+]?(?:\d{1,30}(?:\.\d{0,30})?|\.\d{1,30})(?:[eE][-+]?\d{1,4})?'
+                     r'|[-+]?inf):\d{1,20}')
+
+
+def parse_cursor(cursor: str) -> Tuple[str, str]:
+    """``(score, member)`` of a cursor made by :func:`keyset_page`; QueryError when malformed."""
+    if not isinstance(cursor, str) or not _CURSOR.fullmatch(cursor) or not cursor.isascii():
+        text = repr(cursor)
+        raise QueryError('page(): %s is not a cursor returned by page()'
+                         % (text if len(text) <= 60 else text[:57] + '...',))
+    score, _, member = cursor.rpartition(':')
+    return score, member
+
+
+def keyset_page(query: Any, count: int, after: Optional[str]) -> Page[Any]:
+    """The page of ``count`` results of an ordered ``query`` following cursor ``after``."""
+    if not query._order_by:
+        raise QueryError('page() needs an order_by() to page through')
+    if query._limit is not None:
+        raise QueryError('page() pages by cursor: remove the limit() (or slice) from the query')
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise QueryError('page(): the page size must be a positive integer, got %r' % (count,))
+    score, member = parse_cursor(after) if after is not None else ('0', '')
+    model = query._model
+    conn = connect(model)
+    gindex = model._gindex
+    plan = gindex._direct(query._filters, query._order_by)
+    if plan is not None:  # straight from the column's index
+        members, last = lua('keyset_page')(conn, [plan.key], [
+            plan.lo, plan.hi, '1' if plan.desc else '0', score, member, count])
+    else:  # build the result set, page it and drop it in one transaction
+        pipe, temp = gindex._build(conn, query._filters, query._order_by)
+        lua('keyset_page')(pipe, [temp], ['-inf', 'inf', '0', score, member, count])
+        pipe.delete(temp)
+        members, last = execute_guarded(pipe)[-2]
+    items = list(query._page_items(conn, members)) if members else []
+    cursor = None
+    if len(members) == count and last is not None and last is not False:
+        cursor = '%s:%s' % (to_text(last), to_text(members[-1]))
+    return Page(items, cursor)

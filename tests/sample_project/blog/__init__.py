@@ -1,0 +1,1 @@
+"""A blog: users, posts and comments stored with rom."""
