@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from ._connect import connect, to_text
+from ._expiry_audit import audit_expiry, is_expired, server_ms
 from ._helpers import _encode_unique_constraint
 from ._maintenance import _get_row_ids, _scan_pages, scan_pattern
 from ._registry import MODELS
@@ -150,6 +151,8 @@ class _Auditor:
         self.foreign = sorted(o + ':' for o in others if o.startswith(self.prefix))
         self.unique_names = list(model._unique or ()) + [
             ':'.join(group) for group in (model._cunique or ())]
+        # models with _ttl: the unique claims of expired rows may have been taken over
+        self.now = server_ms(self.conn) if getattr(model, '_ttl', None) is not None else None
 
     # --- loading -------------------------------------------------------------------------
     def _decode(self, raw: Dict[Any, Any]) -> Dict[str, Any]:
@@ -236,7 +239,7 @@ class _Auditor:
                     want('zset', '%s%s:%s' % (prefix, attr, kind), member, score, 'zscore', member)
             for name, point in exp.geo.items():
                 want('geo', prefix + name + ':geo', id_text, point, 'geopos', id_text)
-            for name, value in exp.uniques.items():
+            for name, value in ({} if is_expired(row, self.now) else exp.uniques).items():
                 key = prefix + name + ':uidx'
                 want('uidx', key, value, None, 'hget', value)
                 # duplicates: the first row to claim a value in the temporary hash owns it
@@ -534,6 +537,7 @@ def audit_model(model: Any, block_size: int = 1000,
     with _untracked():
         auditor.check_rows()
         auditor.check_index_keys()
+        audit_expiry(model, auditor.report, auditor.block_size)  # expiry (models with _ttl)
     return auditor.report
 
 

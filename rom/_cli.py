@@ -1,4 +1,4 @@
-"""Command line maintenance tool: ``python -m rom {reindex,clean,check} MODEL...``.
+"""Command line maintenance tool: ``python -m rom {reindex,clean,check,expire} MODEL...``.
 
 Models are named ``package.module:ClassName``. The Redis server is the one rom would use
 (``ROM_REDIS_URI``) unless ``--url`` is given; models that declare their own ``_conn`` keep
@@ -21,6 +21,7 @@ import redis
 
 from . import util
 from ._audit import KINDS, audit_model
+from ._expiry import ExpiryJob
 from ._maintenance import ProgressLine, clean_old_index, clean_unsafe_cols, refresh_indices
 from ._registry import EntityMeta
 
@@ -162,6 +163,22 @@ def _cmd_check(models: List[Any], args: argparse.Namespace, out: _Reporter) -> i
     return EXIT_FINDINGS if any(not r.ok for r in reports) else EXIT_OK
 
 
+def _cmd_expire(models: List[Any], args: argparse.Namespace, out: _Reporter) -> int:
+    """Remove the expired entities of models with ``_ttl`` (rom._expiry.ExpiryJob)."""
+    without = [m._namespace for m in models if getattr(m, '_ttl', None) is None]
+    if without:
+        raise UsageError('%s: the model does not declare _ttl, so nothing of it expires'
+                         % (', '.join(without),))
+    for model in models:
+        start = time.time()
+        job = ExpiryJob(model, block_size=args.block_size)
+        out.run('expire %s' % model._namespace, job)
+        kept = (', %d kept by on_delete=restrict references' % job.blocked) if job.blocked else ''
+        out.say('%s: %d expired entities removed%s (%.1fs)'
+                % (model._namespace, job.removed, kept, time.time() - start))
+    return EXIT_OK
+
+
 # --------------------------------------------------------------------------- parser
 
 _DESCRIPTION = """\
@@ -172,6 +189,7 @@ Maintenance for rom models stored in Redis.
   clean    remove index data left behind by deleted rows (legacy <ns>:: bookkeeping and
            unique-index fields); --unsafe also deletes orphaned UnsafeColumn keys
   check    audit the indexes against the rows and list every problem found
+  expire   remove the expired entities of models that declare _ttl
 
 Models are named package.module:ClassName (the module must be importable, e.g. through
 PYTHONPATH). The server is ROM_REDIS_URI (default redis://localhost:6379/0) unless --url
@@ -246,6 +264,15 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument('--json', action='store_true',
                        help='print the findings as JSON instead of text')
     check.set_defaults(func=_cmd_check)
+    expire = sub.add_parser(
+        'expire', help='remove expired entities (models with _ttl)',
+        description='Remove every entity whose expiry time has passed, each atomically with '
+                    'its index entries, unique claims and bookkeeping; on_delete policies '
+                    'apply as for a delete. Safe to run while applications write, and from '
+                    'several processes at once.',
+        epilog=_EPILOG)
+    _common(expire, 100)
+    expire.set_defaults(func=_cmd_expire)
     return parser
 
 
@@ -278,6 +305,9 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
     try:
         func: Callable[..., int] = args.func
         return func(models, args, out)
+    except UsageError as exc:
+        print('%s: error: %s' % (parser.prog, exc), file=stderr)
+        return EXIT_USAGE
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
         # (a read timeout is a TimeoutError or a ConnectionError depending on redis-py)
         print('%s: error: cannot reach Redis: %s' % (parser.prog, exc), file=stderr)

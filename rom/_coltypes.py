@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Generic, Optional, Tuple, TypeV
 
 from ._connect import connect
 from ._helpers import dt2ts, t2ts, ts2dt, ts2t
+from ._ids import take_id
 from ._keygen import FULL_TEXT, STRING_INDEX_KEYGENS_STR, _boolean_keygen, _numeric_keygen
 from ._registry import NULL, PENDING_ID
 from ._session import session
@@ -533,10 +534,10 @@ class PrimaryKey(Column[int]):
         if value is None:
             obj._modified = True
             if getattr(type(obj), '_defer_id', False):
-                # allocated when first read, or inside the first save's script (one round trip)
+                # taken (from the process's block of ids) when first read or before the first save
                 obj._data[attr] = PENDING_ID
                 return
-            value = connect(obj).incr('%s:%s:' % (model, attr))
+            value = take_id(type(obj), connect(obj))
         obj._data[attr] = value
 
     @overload

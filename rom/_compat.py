@@ -18,10 +18,10 @@ def redis_writer_lua(conn: Any, pkey: str, namespace: str, id: Any, unique: Dict
     entries = IndexEntries(list(keys), {k: str(v) for k, v in scored.items()},
                            [tuple(p) for p in prefix], [tuple(s) for s in suffix],
                            [tuple(g) for g in geo])
-    plan = WritePlan(namespace, id_text, pkey, bool(is_delete), False, race, [], list(unique.items()),
-                     list(udelete.items()), list(delete), list(data.items()),
-                     list(keys_to_delete), entries, 0, {})
-    done, failure, _ = run_plans(conn, [plan])
+    plan = WritePlan(namespace, id_text, pkey, bool(is_delete), 'd' if is_delete else 's', race,
+                     [], list(unique.items()), list(udelete.items()), [], list(delete),
+                     list(data.items()), list(keys_to_delete), entries, 0, {})
+    done, failure = run_plans(conn, [plan])
     if failure is not None:
         raise failure
 

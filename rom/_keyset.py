@@ -68,9 +68,13 @@ def keyset_page(query: Any, count: int, after: Optional[str]) -> Page[Any]:
     conn = connect(model)
     gindex = model._gindex
     plan = gindex._direct(query._filters, query._order_by)
-    if plan is not None:  # straight from the column's index
-        members, last = lua('keyset_page')(conn, [plan.key], [
-            plan.lo, plan.hi, '1' if plan.desc else '0', score, member, count])
+    reply = None
+    if plan is not None:  # straight from the column's index (models with ``_ttl``: while
+        # none of their entities is due, else reply is None)
+        reply = gindex._unless_due(conn, lambda client: lua('keyset_page')(client, [plan.key], [
+            plan.lo, plan.hi, '1' if plan.desc else '0', score, member, count]))
+    if reply is not None:
+        members, last = reply
     else:  # build the result set, page it and drop it in one transaction
         pipe, temp = gindex._build(conn, query._filters, query._order_by)
         lua('keyset_page')(pipe, [temp], ['-inf', 'inf', '0', score, member, count])

@@ -14,6 +14,7 @@ from ._records import GeoIndex
 from ._registry import MODELS, MODELS_REFERENCED, EntityMeta
 from ._relations import ManyToOne, OneToMany, UnsafeColumn
 from ._search import GeneralIndex
+from ._ttl import check_model
 from .exceptions import ColumnError, ORMError
 
 _CLASS_FLAGS = ('_required', '_index', '_prefix', '_suffix', '_unique')
@@ -31,6 +32,10 @@ class _ModelMetaclass(EntityMeta):
             raise ORMError('%s._namespace must be a string, not %s'
                            % (name, type(namespace).__name__))
         namespace = namespace or name
+        block = body.get('_ids_per_block')
+        if block is not None and (type(block) is not int or block < 1):
+            raise ORMError('%s._ids_per_block must be None (adaptive) or a positive integer, '
+                           'not %r' % (name, block))
         if not is_root and (name in MODELS or namespace in MODELS):
             raise ORMError('cannot define model %s (namespace %r): a model with that name or '
                            'namespace already exists' % (name, namespace))
@@ -104,6 +109,7 @@ class _ModelMetaclass(EntityMeta):
         merged['_defer_id'] = bool(wants_deferred) and _can_defer_id(columns, pkey, geo)
         merged['_is_root_model'] = is_root
         cls = super().__new__(mcs, name, bases, merged)
+        check_model(cls)  # expiry declarations (_ttl, _ttl_renew)
         for attr, col in columns.items():
             if isinstance(col, ManyToOne):
                 MODELS_REFERENCED.setdefault(col._ftable, []).append(
@@ -116,10 +122,9 @@ def _can_defer_id(columns: Dict[str, Any], pkey: Any, geo: Dict[str, Any]) -> bo
     """Whether nothing but rom itself can read a new entity's id before its first save.
 
     Used for models that opt in with ``_defer_ids = True``: their new entities take their id
-    inside the first save's script (one round trip instead of two). The trade-off: when the
-    reply of that save is lost (timeout, dropped connection, or a redis-py retry after the
-    script ran), saving the entity again stores it a second time under a new id. Models that
-    keep the default allocate the id at construction, as rom 1.1.2 does.
+    (from the process's block of ids, ``rom._ids``) when it is first read or just before the
+    first save, so an entity that is never read nor saved consumes no id. Models that keep
+    the default take the id at construction, as rom 1.1.2 does.
 
     Geo callbacks and two-argument keygens see the whole entity data (the id included), and
     an indexed primary key needs its id in the index; such models allocate ids at creation.

@@ -138,6 +138,11 @@ def _is_pipeline(conn: Any) -> bool:
 class GeneralIndex:
     """Per-model search engine bound to a namespace (``Model._gindex``)."""
 
+    #: models with ``_ttl``: their expiry set (set by rom._ttl.check_model); queries then
+    #: drop expired ids from their working set, and take a fast path only when the same
+    #: transaction finds no entity of the model due
+    expiry_key: Optional[str] = None
+
     def __init__(self, namespace: str) -> None:
         self.namespace = namespace
 
@@ -258,7 +263,13 @@ class GeneralIndex:
             desc = order_by.startswith('-')
             column = order_by.lstrip('-')
             intersect(temp, '%s:%s:idx' % (self.namespace, column), 0, -1 if desc else 1)
+        self.drop_expired(pipe, temp)
         return pipe, temp
+
+    def drop_expired(self, pipe: Any, temp: str) -> None:
+        """Models with ``_ttl``: queue the removal of expired ids from a working set."""
+        if self.expiry_key is not None:
+            lua('expire_filter')(pipe, [temp, self.expiry_key], force_eval=True)
 
     def _direct(self, filters: Sequence[Any], order_by: Optional[str]) -> Optional[_Direct]:
         """The index to read pages from directly, when the result order allows it.
@@ -304,13 +315,32 @@ class GeneralIndex:
             return None
         return self._compile(real)[0]
 
-    def _page(self, conn: Any, plan: Any, offset: int, count: int) -> List[Any]:
-        """Ids at ranks ``offset .. offset+count-1`` of a fast plan (count <= 0: to the end)."""
-        if isinstance(plan, _Scan):
-            ids = _scan_call(conn, plan, 'top', offset + count)
-            return list(ids[offset:])
-        return lua('index_page')(conn, [plan.key], [plan.lo, plan.hi, '1' if plan.desc else '0',
-                                                    offset, count])
+    def _page(self, conn: Any, plan: Any, offset: int, count: int) -> Optional[List[Any]]:
+        """Ids at ranks ``offset .. offset+count-1`` of a fast plan (count <= 0: to the end).
+
+        Models with ``_ttl``: None when an entity of the model is due to be removed (the
+        caller then takes the general path, which drops expired ids).
+        """
+        def call(client: Any) -> Any:
+            if isinstance(plan, _Scan):
+                return _scan_call(client, plan, 'top', offset + count)
+            return lua('index_page')(client, [plan.key], [
+                plan.lo, plan.hi, '1' if plan.desc else '0', offset, count])
+        reply = self._unless_due(conn, call)
+        if reply is None:
+            return None
+        return list(reply[offset:]) if isinstance(plan, _Scan) else reply
+
+    def _unless_due(self, conn: Any, call: Callable[[Any], Any]) -> Any:
+        """``call(conn)``; for models with ``_ttl`` in one transaction after counting the due
+        entities, and None instead of the reply when there are any."""
+        if self.expiry_key is None:
+            return call(conn)
+        pipe = conn.pipeline(True)
+        lua('expire_pending')(pipe, [self.expiry_key])
+        call(pipe)
+        due, reply = execute_guarded(pipe)
+        return None if int(due) else reply
 
     def search(self, conn: Any, filters: Sequence[Any], order_by: Optional[str],
                offset: Optional[int] = None, count: Optional[int] = None,
@@ -322,7 +352,9 @@ class GeneralIndex:
         if timeout is None:
             plan = self._fast(filters, order_by, offset or 0, count)
             if plan is not None:
-                return self._page(conn, plan, offset or 0, count if count and count > 0 else 0)
+                ids = self._page(conn, plan, offset or 0, count if count and count > 0 else 0)
+                if ids is not None:
+                    return ids
         pipe, temp = self._build(conn, filters, order_by)
         if timeout is not None:
             pipe.expire(temp, timeout)
@@ -334,19 +366,31 @@ class GeneralIndex:
         pipe.delete(temp)
         return execute_guarded(pipe)[-2]
 
-    def count(self, conn: Any, filters: Sequence[Any]) -> int:
-        """The number of ids matching ``filters``."""
-        real = [f for f in filters if not (isinstance(f, list) and not f)]
+    def _fast_count(self, real: List[Any]) -> Optional[Callable[[Any], Any]]:
+        """``count(client)`` answering without a working set, or None."""
         if len(real) == 1 and isinstance(real[0], (Prefix, Suffix, Pattern)):
-            return int(_scan_call(conn, self._compile(real)[0], 'count'))
+            scan = self._compile(real)[0]
+            return lambda client: _scan_call(client, scan, 'count')
         if len(real) == 1 and isinstance(real[0], str):
-            return int(lua('estimate_work')(conn, ['%s:%s:idx' % (self.namespace, real[0])]))
+            key = '%s:%s:idx' % (self.namespace, real[0])
+            return lambda client: lua('estimate_work')(client, [key])
         if real and type(real[0]) is tuple and len(real[0]) == 3 and (
                 len(real) == 1 or (len(real) == 2 and real[1] == real[0][0])):
             plan = self._direct(real[:1], None)
             if plan is not None:
-                return int(conn.zcount(plan.key, plan.lo, plan.hi))
+                return lambda client: client.zcount(plan.key, plan.lo, plan.hi)
+        return None
+
+    def count(self, conn: Any, filters: Sequence[Any]) -> int:
+        """The number of ids matching ``filters``."""
+        real = [f for f in filters if not (isinstance(f, list) and not f)]
+        fast = self._fast_count(real)
+        if fast is not None:
+            found = self._unless_due(conn, fast)  # (None for models with ``_ttl``: some due)
+            if found is not None:
+                return int(found)
         pipe, _intersect, temp = self._prepare(conn, filters)
+        self.drop_expired(pipe, temp)
         pipe.zcard(temp)
         pipe.delete(temp)
         return int(execute_guarded(pipe)[-2])

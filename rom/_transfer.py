@@ -11,6 +11,7 @@ from decimal import Decimal as _Decimal
 from typing import Any, Tuple
 
 from ._coltypes import Decimal, Float, Integer, PrimaryKey
+from ._expiry import refuse_expired
 from ._scripts import lua
 from .exceptions import (DataRaceError, EntityDeletedError, InvalidColumnValue,
                          InvalidOperation)
@@ -122,6 +123,7 @@ def transfer(self: Any, other: Any, attr: str, value: Any, txn_model: Any, txn_a
         raise ValueError('transfer(): decimal_places must not be negative')
     if decimal_places > MAX_PLACES:
         raise ValueError('transfer(): decimal_places must be at most %d' % (MAX_PLACES,))
+    refuse_expired(entities)  # models with ``_ttl``
     keys = (self._pk, other._pk, txn_model._pk)
     reply = lua('transfer')(conn, keys, (attr, txn_attr, _text(value, kind), decimal_places,
                                          kind))

@@ -17,11 +17,13 @@ from redis.client import Pipeline
 
 from ._connect import connect, to_text
 from ._helpers import _encode_unique_constraint, _prefix_score
-from ._keygen import SORT_KEYGEN_NAMES
+from ._ids import take_ids
+from ._keygen import SORT_KEYGEN_NAMES, _numeric_keygen
 from ._registry import PENDING_ID, is_entity
 from ._relations import UnsafeColumn
 from ._scripts import lua
 from ._session import session
+from ._ttl import KEEP, expiry_failure, write_op
 from .exceptions import (ColumnError, DataRaceError, EntityDeletedError, InvalidColumnValue,
                          ORMError, UniqueKeyViolation)
 
@@ -58,20 +60,22 @@ class WritePlan(NamedTuple):
     """A save or delete of one entity, as plain data."""
 
     namespace: str
-    id: str  # '' when the script allocates the id from the counter
+    id: str
     pkey: str
     is_delete: bool
-    fresh: bool  # a new entity (not forced): nothing old to read or remove
+    mode: str  # 'n' new entity, 's' save (every entry), 'u' update (changed ones), 'd' delete
     race: List[Tuple[str, str]]
     absent: List[str]  # fields that must still be absent (race check, like ``race``)
     claims: List[Tuple[str, str]]
     releases: List[Tuple[str, str]]
+    current: List[Tuple[str, str]]  # forced saves: unique indexes whose row value to release
     hdel: List[str]
     hset: List[Tuple[str, str]]
     unsafe: List[str]
     entries: IndexEntries
     changes: int
     stored: Dict[str, str]
+    expiry: Optional[Tuple[str, str]] = None  # models with ``_ttl`` only (rom._ttl)
 
 
 def _empty_entries() -> IndexEntries:
@@ -139,8 +143,8 @@ def _as_member(raw: Any) -> str:
 
 
 def _add_keygen_result(entries: IndexEntries, ns: str, col: Any, attr: str, result: Any,
-                       value: Any) -> None:
-    if not result:
+                       value: Any, sort_only: bool = False) -> None:
+    if not (result or sort_only):
         return
     if isinstance(result, (list, tuple, set, frozenset)):
         for token in result:
@@ -209,25 +213,80 @@ def _geo_points(model: Any, data: Dict[str, Any]) -> List[Tuple[str, str, str]]:
     return points
 
 
-def compute_index_entries(model: Any, data: Dict[str, Any], id_text: str = '') -> IndexEntries:
-    """Every index entry (set, scored, prefix, suffix, geo) a save of ``data`` writes."""
-    entries = _empty_entries()
-    ns = model._namespace
+_GENERIC, _NUMERIC, _SORT_ONLY = 0, 1, 2
+
+
+def _indexed_columns(model: Any) -> List[Tuple[str, Any, int]]:
+    """(attr, column, kind) of the columns with index entries: ``_NUMERIC`` for rom's numeric
+    keygen on an indexed column (the score is the value), ``_SORT_ONLY`` for a sortable
+    string keygen that only feeds prefix/suffix entries (its score is unused)."""
+    indexed = []
     for attr, col in model._columns.items():
         if isinstance(col, UnsafeColumn) or not col._keygen:
             continue
         if not (col._index or col._prefix or col._suffix):
             continue
+        kind = _GENERIC
+        keygen = col._keygen
+        if getattr(keygen, '_rom_own_column_only', False):
+            wrapped = getattr(keygen, '__wrapped__', None)
+            if wrapped is _numeric_keygen and col._index and not (col._prefix or col._suffix):
+                kind = _NUMERIC
+            elif (not col._index and getattr(keygen, '__name__', None) in SORT_KEYGEN_NAMES
+                  and wrapped is not None and wrapped.__name__ == keygen.__name__
+                  and wrapped.__module__ == 'rom._keygen'):
+                kind = _SORT_ONLY
+        indexed.append((attr, col, kind))
+    return indexed
+
+
+def _numeric_score(value: Any) -> Optional[str]:
+    """The score of rom's numeric keygen for ``value``, validated; None when Redis would
+    refuse it (or when the generic path must decide)."""
+    kind = type(value)
+    if kind is float:
+        return None if value != value else repr(value)
+    if kind is int:
+        try:
+            float(value)
+        except OverflowError:
+            return None
+        return str(value)
+    if kind is bool:
+        return '1' if value else '0'
+    return None
+
+
+def compute_index_entries(model: Any, data: Dict[str, Any], id_text: str = '') -> IndexEntries:
+    """Every index entry (set, scored, prefix, suffix, geo) a save of ``data`` writes."""
+    entries = _empty_entries()
+    ns = model._namespace
+    layout = _layout(model)
+    scores = entries.scores
+    checked: Set[str] = set()
+    for attr, col, kind in layout.indexed:
         value = data.get(attr)
         if value is None and col._allowed:
             continue
+        if kind == _NUMERIC:
+            text = _numeric_score(value)
+            if text is not None:
+                scores[attr] = text
+                checked.add(attr)
+                continue
+        elif kind == _SORT_ONLY:
+            if value:  # the keygen gives nothing for an empty value
+                _add_keygen_result(entries, ns, col, attr, {}, value, True)
+            continue
         _add_keygen_result(entries, ns, col, attr, col._keygen(attr, data), value)
-    for key, score in list(entries.scores.items()):
+    for key, score in list(scores.items()):
+        if key in checked:
+            continue
         text = _score_text(score)
         if text is None:
             raise InvalidColumnValue('%s.%s: index score %r is not a number Redis can store'
                                      % (ns, key, score))
-        entries.scores[key] = text
+        scores[key] = text
     if model._geo:
         entries.geo.extend(_geo_points(model, data))
     return entries
@@ -262,6 +321,52 @@ def _guarded_columns(model: Any) -> Any:
     return guarded
 
 
+class _Layout(NamedTuple):
+    """What ``plan_write`` needs of a model, computed once per model class."""
+
+    columns: List[Tuple[str, Any, bool, bool, bool]]  # attr, col, unique, guarded, virtual
+    unsafe: List[str]
+    guarded_all: bool
+    groups: List[Tuple[Tuple[str, ...], str]]  # unique_together columns, index name
+    delete_claims: List[Tuple[str, str]]
+    current: List[Tuple[str, str]]  # forced saves: unique indexes read from the row
+    indexed: List[Tuple[str, Any, int]]  # see _indexed_columns
+    entry_columns: Set[str]  # columns with index entries
+    numeric: List[str]  # their _NUMERIC ones (no geo, no whole-entity keygens in the model)
+
+
+def _layout(model: Any) -> _Layout:
+    layout = model.__dict__.get('_rom_write_layout')
+    if layout is not None:
+        return layout
+    guarded = _guarded_columns(model)
+    columns = []
+    unsafe = []
+    delete_claims = []
+    current = []
+    for attr, col in model._columns.items():
+        if isinstance(col, UnsafeColumn):
+            unsafe.append(attr)
+            continue
+        virtual = bool(getattr(col, '_virtual', False))
+        columns.append((attr, col, bool(col._unique), guarded is True or attr in guarded,
+                        virtual))
+        if col._unique:
+            keygen_derived = bool(col._keygen and not col._index)
+            delete_claims.append((attr, 'k' if keygen_derived else 's'))
+            if not keygen_derived and not virtual:
+                current.append((attr, 's'))
+    groups = [(tuple(group), ':'.join(group)) for group in model._cunique]
+    delete_claims += [(name, 'c') for _, name in groups]
+    current += [(name, 'c') for _, name in groups]
+    indexed = _indexed_columns(model)
+    numeric = [] if guarded is True else [attr for attr, _, kind in indexed if kind == _NUMERIC]
+    layout = _Layout(columns, unsafe, guarded is True, groups, delete_claims, current,
+                     indexed, {attr for attr, _, _ in indexed}, numeric)
+    setattr(model, '_rom_write_layout', layout)
+    return layout
+
+
 def _first(result: Any) -> Any:
     for item in result:
         return item
@@ -272,51 +377,58 @@ def _unique_text(value: Any) -> str:
     return value.decode('latin-1') if isinstance(value, bytes) else str(value)
 
 
+def _scores_only(layout: '_Layout', changed: Set[str], old: Dict[str, Any],
+                 stored: Dict[str, str]) -> bool:
+    """Whether every changed column with index entries is a numeric index holding a value
+    before and after (its entry keeps its name, only its score changes)."""
+    for attr in changed:
+        if attr in layout.entry_columns:
+            if attr not in layout.numeric or old.get(attr) is None or attr not in stored:
+                return False
+    return True
+
+
 def plan_write(model: Any, old: Dict[str, Any], new: Dict[str, Any], full: bool = False,
                delete: bool = False, is_new: bool = False, fresh: bool = False,
-               force: bool = False) -> WritePlan:
-    """Compute what a save (or delete) writes; no I/O except saving new referenced entities."""
+               force: bool = False, incremental: bool = True) -> WritePlan:
+    """Compute what a save (or delete) writes; no I/O except saving new referenced entities.
+
+    The entity's id must be known (a pending id is taken before planning). ``incremental``:
+    an update may write only what it changes (mode 'u'); False plans every entry.
+    """
     ns = model._namespace
     pkey = model._pkey
     pk_value = old.get(pkey) or new.get(pkey)
-    if not pk_value:
+    if pk_value is PENDING_ID or not (pk_value or pk_value == 0):
         raise ColumnError('%s: the primary key value is missing (was the entity saved?)' % (ns,))
-    pending = pk_value is PENDING_ID
-    id_text = '' if pending else str(pk_value)
+    id_text = str(pk_value)
+    layout = _layout(model)
     race: List[Tuple[str, str]] = []
     absent: List[str] = []
-    guarded = _guarded_columns(model)
     claims: List[Tuple[str, str]] = []
     releases: List[Tuple[str, str]] = []
     hdel: List[str] = []
     hset: List[Tuple[str, str]] = []
-    unsafe: List[str] = []
     stored: Dict[str, str] = {}
+    changed: Set[str] = set()
     changes = 0
-    for attr, col in model._columns.items():
-        if isinstance(col, UnsafeColumn):
-            if delete:
-                unsafe.append(ns + ':' + id_text + ':' + attr)
-            continue
+    for attr, col, unique, guarded, virtual in layout.columns:
         old_s = None if is_new else old.get(attr)
         new_v = new.get(attr)
-        if new_v is PENDING_ID:
-            changes += 1  # the script allocates the id and writes the pk field
-            continue
         new_s = col._to_redis(new_v) if new_v is not None else None
         if new_s is not None:
             stored[attr] = new_s
-        if col._unique:
-            # a new entity releases the unique values it was created with when they changed
-            # and still map to its id (an earlier write whose reply was lost claimed them);
-            # a forced save keeps rom 1.1.2's behaviour and releases nothing old
-            unique_old = None if (is_new and force) else old.get(attr)
-            _plan_unique(col, attr, old, new, unique_old, new_s, delete, claims, releases)
         if new_v is None:
             unchanged = old_s is None
         else:
-            unchanged = old_s is not None and col._equal(old_s, new_v, new_s)
-        if (guarded is True or attr in guarded) and not getattr(col, '_virtual', False):
+            unchanged = old_s is not None and (old_s == new_s or col._equal(old_s, new_v, new_s))
+        if unique:
+            # a new entity releases the unique values it was created with when they changed
+            # and still map to its id (an earlier write whose reply was lost claimed them);
+            # a forced save releases the values this handle saved (and, in the script, the
+            # row's current ones)
+            _plan_unique(col, attr, old, new, old.get(attr), new_s, delete, claims, releases)
+        if guarded and not virtual:
             # the stored value this save's index entries and unique claims rely on
             if old_s is not None:
                 race.append((attr, old_s))
@@ -325,20 +437,21 @@ def plan_write(model: Any, old: Dict[str, Any], new: Dict[str, Any], full: bool 
         if unchanged and not full:
             continue
         changes += 1
+        changed.add(attr)
         if new_s is None:
-            if old_s is not None:
+            if old_s is not None and not delete:  # a delete removes the whole row
                 hdel.append(attr)
         else:
             hset.append((attr, new_s))
-            if old_s is not None and not (guarded is True or attr in guarded):
+            if old_s is not None and not guarded and not delete:
                 race.append((attr, old_s))
-    for group in model._cunique:
+    for group, name in layout.groups:
         old_values = [old.get(c) for c in group]
         new_values = [stored.get(c) for c in group]
         if old_values != new_values and None not in old_values:
-            releases.append((':'.join(group), _encode_unique_constraint(old_values)))
+            releases.append((name, _encode_unique_constraint(old_values)))
         if None not in new_values:
-            claims.append((':'.join(group), _encode_unique_constraint(new_values)))
+            claims.append((name, _encode_unique_constraint(new_values)))
     if is_new:
         race = []
         absent = []
@@ -348,17 +461,33 @@ def plan_write(model: Any, old: Dict[str, Any], new: Dict[str, Any], full: bool 
         # no race check; the unique-related fields are still compared: when another writer
         # changed them since ``old`` was read, the script releases every unique field that
         # maps to this id instead of only those derived from ``old``
-        race = [(attr, value) for attr, value in race
-                if attr != pkey and (guarded is True or attr in guarded)]
-        claims = [(attr, 'k' if col._keygen and not col._index else 's')
-                  for attr, col in model._columns.items()
-                  if not isinstance(col, UnsafeColumn) and col._unique]
-        claims += [(':'.join(group), 'c') for group in model._cunique]
+        race = [pair for pair in race if pair[0] != pkey]
+        claims = layout.delete_claims
         entries = _empty_entries()
+        mode = 'd'
+    elif incremental and changes and not (is_new or full or force or layout.guarded_all) \
+            and _scores_only(layout, changed, old, stored):
+        # an update changing only numeric index values: the entry names (and so the row's
+        # bookkeeping) stay as they are and only the changed scores are written; the script
+        # checks that the row's bookkeeping lists them, else asks for a full plan
+        mode = 'u'
+        entries = _empty_entries()
+        for attr in layout.numeric:
+            if attr in changed:
+                text = _numeric_score(new[attr])
+                if text is None:
+                    text = compute_index_entries(model, {attr: new[attr]}).scores[attr]
+                entries.scores[attr] = text
+        groups = {name for group, name in layout.groups if not changed.isdisjoint(group)}
+        claims = [claim for claim in claims if claim[0] in changed or claim[0] in groups]
     else:
         entries = compute_index_entries(model, new, id_text)
-    return WritePlan(ns, id_text, pkey, delete, fresh and not delete, race, absent, claims,
-                     releases, hdel, hset, unsafe, entries, changes, stored)
+        mode = 'n' if fresh else 's'
+    current = layout.current if force and not delete else []
+    unsafe = [ns + ':' + id_text + ':' + attr for attr in layout.unsafe] if delete else []
+    return WritePlan(ns, id_text, pkey, delete, mode, race, absent, claims, releases, current,
+                     hdel, hset, unsafe, entries, changes, stored,
+                     None if model._ttl is None else KEEP)
 
 
 def _plan_unique(col: Any, attr: str, old: Dict[str, Any], new: Dict[str, Any], old_s: Any,
@@ -388,15 +517,27 @@ def _plan_unique(col: Any, attr: str, old: Dict[str, Any], new: Dict[str, Any], 
 
 
 # --- execution -------------------------------------------------------------------------------
-def _plan_args(plan: WritePlan, out: List[Any]) -> None:
-    out += (plan.namespace, plan.id, plan.pkey, '1' if plan.is_delete else '0',
-            '1' if plan.fresh else '0')
+#: most items (arguments) one write script call carries: Redis < 7 refuses more than 1,048,576
+#: arguments per command, and a smaller call keeps the server's time in one script short
+MAX_ARGS_PER_CALL = 100_000
+#: item types sent as one JSON argument (anything else, e.g. bytes from a custom column, is
+#: sent as separate arguments, encoded by redis-py)
+_JSON_SAFE = frozenset([str, int])
+
+
+def plan_args(plan: WritePlan) -> List[Any]:
+    """The plan as ``write.lua`` arguments (one entity block)."""
+    out: List[Any] = [plan.namespace, plan.id]
+    if plan.expiry is None:
+        out.append(plan.mode)
+    else:  # models with ``_ttl`` only
+        out += (plan.mode + 'e', str(plan.expiry[0]), str(plan.expiry[1]))
     out.append(len(plan.race))
     for pair in plan.race:
         out += pair
     out.append(len(plan.absent))
     out += plan.absent
-    for items in (plan.claims, plan.releases):
+    for items in (plan.claims, plan.releases, plan.current):
         out.append(len(items))
         for pair in items:
             out += pair
@@ -418,11 +559,20 @@ def _plan_args(plan: WritePlan, out: List[Any]) -> None:
         out.append(len(group))
         for triple in group:
             out += triple
+    return out
 
 
-def _failure(plan: WritePlan, kind: str, details: Sequence[Any], new_id: Optional[int]
-             ) -> Exception:
-    ns, id_text = plan.namespace, (plan.id or str(new_id))
+class _Replan(Exception):
+    """The script found a row whose bookkeeping an incremental update cannot trust: the
+    update is planned again in full (nothing of it was written)."""
+
+
+def _failure(plan: WritePlan, kind: str, details: Sequence[Any]) -> Exception:
+    ns, id_text = plan.namespace, plan.id
+    if kind == 'replan':
+        return _Replan()
+    if kind in ('expired', 'alive'):  # models with ``_ttl``
+        return expiry_failure(kind, ns, id_text)
     if kind == 'unique':
         name = to_text(details[0])
         value = dict(plan.claims).get(name)
@@ -440,29 +590,48 @@ def _failure(plan: WritePlan, kind: str, details: Sequence[Any], new_id: Optiona
         % (ns, id_text, ', '.join(fields)), ns, id_text)
 
 
-def run_plans(conn: Any, plans: Sequence[WritePlan]
-              ) -> Tuple[int, Optional[Exception], List[Optional[int]]]:
-    """Apply plans in order in one script call.
+def run_plans(conn: Any, plans: Sequence[WritePlan],
+              blocks: Optional[Sequence[List[Any]]] = None) -> Tuple[int, Optional[Exception]]:
+    """Apply plans in order in one script call (``blocks``: their ``plan_args``, if made).
 
-    Returns (number applied, failure or None, allocated id or None per applied plan, plus
-    one for the failed plan). With a pipeline the call is queued and ``(len(plans), None, [])``
-    is returned unchecked.
+    Returns (number applied, failure or None). With a pipeline the call is queued and
+    ``(len(plans), None)`` is returned unchecked.
     """
     args: List[Any] = [len(plans)]
-    for plan in plans:
-        _plan_args(plan, args)
+    if any(plan.expiry is not None for plan in plans):  # models with ``_ttl``: see write.lua
+        args[0] = -len(plans)
+    for block in (blocks if blocks is not None else [plan_args(plan) for plan in plans]):
+        args += block
+    if {type(item) for item in args} <= _JSON_SAFE:
+        # one JSON argument: redis-py encodes each argument in Python, JSON does it in C
+        args = [json.dumps(args, ensure_ascii=False, separators=(',', ':'))]
     reply = lua('write')(conn, (), args)
     if isinstance(conn, Pipeline):
-        return len(plans), None, []
+        return len(plans), None
     applied = int(reply[0])
     kind = to_text(reply[1])
-    n_details = int(reply[2])
-    details = reply[3:3 + n_details]
-    ids = [int(i) if i not in (b'', '') else None for i in reply[3 + n_details:]]
-    failure = None
-    if kind != 'ok':
-        failure = _failure(plans[applied], kind, details, ids[applied] if len(ids) > applied else None)
-    return applied, failure, ids
+    if kind == 'ok':
+        return applied, None
+    details = reply[3:3 + int(reply[2])]
+    return applied, _failure(plans[applied], kind, details)
+
+
+def _take_pending_ids(entities: List[Any]) -> None:
+    """Give the new entities whose id is still pending their ids, one reservation per model."""
+    pending: Dict[Tuple[Any, int], List[Any]] = {}
+    for entity in entities:
+        if entity._data.get(entity._pkey) is PENDING_ID:
+            conn = connect(entity)
+            pending.setdefault((type(entity), id(conn)), []).append((entity, conn))
+    if not pending:
+        return
+    moves: List[Tuple[Any, str]] = []
+    for (model, _), group in pending.items():
+        ids = take_ids(model, group[0][1], len(group))
+        for (entity, _), new_id in zip(group, ids):
+            moves.append((entity, entity._session_key))
+            entity._data[entity._pkey] = new_id
+    session._rekey_many(moves)
 
 
 def _refers_to_new(entity: Any) -> bool:
@@ -478,14 +647,18 @@ def save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool = 
     the failing one and those after it are not, and the failure is raised.
     """
     total = 0
+    entities = list(entities)
+    _take_pending_ids(entities)
     batch: List[Tuple[Any, WritePlan, bool]] = []
+    blocks: List[List[Any]] = []
     queued: Set[int] = set()
     batch_conn: Any = None
+    batch_args = 0
 
     def flush() -> None:
-        nonlocal total, batch, batch_conn
-        pending, conn = batch, batch_conn
-        batch, batch_conn = [], None
+        nonlocal total, batch, blocks, batch_conn, batch_args
+        pending, pending_blocks, conn = batch, blocks, batch_conn
+        batch, blocks, batch_conn, batch_args = [], [], None, 0
         queued.clear()
         if not pending:
             return
@@ -493,27 +666,32 @@ def save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool = 
             # a write that may have reached the server: a later save must not assume that
             # nothing was written (its reply can be lost after the script ran)
             entity._write_sent = True
-        done, failure, ids = run_plans(conn, [plan for _, plan, _ in pending])
-        rekeys: List[Tuple[Any, str]] = []
-        if failure is not None and len(ids) > done and ids[done] is not None:
-            failed = pending[done][0]  # keeps the id its failed save allocated
-            rekeys.append((failed, failed._session_key))
-            failed._data[failed._pkey] = ids[done]
-        for (entity, plan, was_new), new_id in zip(pending[:done], ids):
-            if new_id is not None:
-                rekeys.append((entity, entity._session_key))
-                plan.stored[plan.pkey] = str(new_id)
-                entity._data[plan.pkey] = new_id
-            entity._last = plan.stored
-            entity._new = entity._modified = entity._deleted = False
-            total += plan.changes
-        if rekeys:
-            session._rekey_many(rekeys)  # once per batch: keys of session.known stay in order
-        for entity, _, was_new in pending[:done]:
-            if was_new:
-                entity._after_insert()
-            else:
-                entity._after_update()
+        while True:
+            done, failure = run_plans(conn, [plan for _, plan, _ in pending], pending_blocks)
+            expiring: List[WritePlan] = []
+            for entity, plan, was_new in pending[:done]:
+                entity._last = plan.stored
+                entity._new = entity._modified = entity._deleted = False
+                total += plan.changes
+                if plan.expiry is not None:  # models with ``_ttl``: the request was written
+                    entity.__dict__.pop('_rom_expiry', None)
+                    expiring.append(plan)
+            for entity, _, was_new in pending[:done]:
+                if was_new:
+                    entity._after_insert()
+                else:
+                    entity._after_update()
+            if expiring:  # models with ``_ttl``: a little expiry cleanup after their writes
+                from ._expiry import after_write
+                after_write(expiring)
+            if not isinstance(failure, _Replan):
+                break
+            # an incremental update the script could not trust: plan it in full, go on
+            entity, plan, was_new = pending[done]
+            again = plan_write(type(entity), entity._last, entity._save_data(),
+                               incremental=False)._replace(expiry=plan.expiry)
+            pending = [(entity, again, was_new)] + pending[done + 1:]
+            pending_blocks = [plan_args(again)] + pending_blocks[done + 1:]
         if failure is not None:
             raise failure
 
@@ -533,19 +711,27 @@ def save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool = 
                 entity._before_insert()
             else:
                 entity._before_update()
+            if entity._data.get(entity._pkey) is PENDING_ID:
+                entity._allocate_id()  # a hook made it new again, or it was never planned
             plan = plan_write(type(entity), entity._last, entity._save_data(),
                               full=full or was_new or force, is_new=was_new or force,
                               fresh=was_new and not force and not entity.__dict__.get(
                                   '_write_sent', False),
                               force=force)
+            if plan.expiry is not None:  # models with ``_ttl``
+                plan = plan._replace(expiry=write_op(entity, was_new, force))
             conn = connect(entity)
         except BaseException:
             flush()
             raise
-        if batch and (conn is not batch_conn or len(batch) >= _MAX_BLOCKS_PER_CALL):
+        block = plan_args(plan)
+        if batch and (conn is not batch_conn or len(batch) >= _MAX_BLOCKS_PER_CALL
+                      or batch_args + len(block) > MAX_ARGS_PER_CALL):
             flush()
         batch_conn = conn
         batch.append((entity, plan, was_new))
+        blocks.append(block)
+        batch_args += len(block)
         queued.add(id(entity))
     flush()
     return total

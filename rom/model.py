@@ -8,17 +8,20 @@ from __future__ import annotations
 from typing import (TYPE_CHECKING, Any, Dict, FrozenSet, Iterator, List, Optional, Sequence, Set,
                     Tuple, Type, TypeVar, Union, overload)
 
-from . import _search, _transfer
+from . import _expiry, _search, _transfer
+from . import _ttl as _requests
 from ._coltypes import IndexOnly
 from ._compat import _zrange_limit_iterator, redis_writer_lua
 from ._connect import connect, decodes_responses
 from ._helpers import ClassProperty
+from ._ids import take_id
 from ._keygen import SORT_KEYGEN_NAMES
 from ._loader import field_names, load_row, mapping_builder, row_builder
 from ._on_delete import _plan_on_delete
 from ._registry import PENDING_ID, SKIP_ON_DELETE
 from ._relations import UnsafeColumn, _Unresolved
 from ._schema import _ModelMetaclass
+from ._ttl import StillAlive
 from ._scripts import lua
 from ._session import session
 from ._write import AttrDict, plan_write, run_plans, save_entities
@@ -60,6 +63,9 @@ class Model(metaclass=_ModelMetaclass):
     _geo: Dict[str, Any]
     _gindex: Any
     _no_fk: bool
+    _ttl: Any = None  # expiry (rom._ttl): None never; 0 may; seconds: new entities' lifetime
+    _ttl_renew: bool = False  # with a positive _ttl: saves restart a running expiry
+    _ttl_ms: int = 0
     if TYPE_CHECKING:
         #: the automatic primary key (models declaring their own PrimaryKey name it)
         id: int
@@ -229,7 +235,7 @@ class Model(metaclass=_ModelMetaclass):
         if not self._id_pending:
             return self._data[self._pkey]
         old_key = self._session_key
-        value = connect(self).incr('%s:%s:' % (self._namespace, self._pkey))
+        value = take_id(type(self), connect(self))
         if rekey:
             self._set_allocated_id(value, old_key)
         else:  # the caller re-keys session.known itself
@@ -278,6 +284,12 @@ class Model(metaclass=_ModelMetaclass):
     def _after_delete(self) -> None:
         pass
 
+    # --- expiry (models with ``_ttl`` only) ---------------------------------------------------
+    expire_in = _requests.expire_in
+    expire_at = _requests.expire_at
+    persist = _requests.persist
+    ttl = _requests.ttl
+
     # --- data access --------------------------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:
         """A shallow copy of the entity's column values (references as entities)."""
@@ -315,12 +327,10 @@ class Model(metaclass=_ModelMetaclass):
     def _apply_changes(cls, old: Dict[str, Any], new: Dict[str, Any], full: bool = False,
                        delete: bool = False, is_new: bool = False,
                        _conn: Any = None) -> Tuple[int, Dict[str, Any]]:
-        plan = plan_write(cls, old, new, full, delete, is_new)
-        done, failure, ids = run_plans(_conn if _conn is not None else connect(cls), [plan])
+        plan = plan_write(cls, old, new, full, delete, is_new, incremental=False)
+        done, failure = run_plans(_conn if _conn is not None else connect(cls), [plan])
         if failure is not None:
             raise failure
-        if ids and ids[0]:
-            plan.stored[cls._pkey] = str(ids[0])
         return plan.changes, plan.stored
 
     @staticmethod
@@ -328,14 +338,17 @@ class Model(metaclass=_ModelMetaclass):
         """Queue the delete writes of entities (no hooks, no on_delete) as one script call."""
         run_plans(conn, [plan_write(type(e), e._last, {}, delete=True) for e in entities])
 
-    def delete(self, **kwargs: Any) -> None:
+    def delete(self, **kwargs: Any) -> Any:
         """Delete the entity (with on_delete processing and hooks)."""
         skip = kwargs.get('skip_on_delete_i_really_mean_it') is SKIP_ON_DELETE
         conn = kwargs.get('_conn')
+        # removal by rom._expiry: on_delete applies, no hooks; returns whether it was removed
+        expired = kwargs.get('_rom_expired', False)
         cascaded: List[Any] = []
         to_save: List[Any] = []
         if not skip:
-            self._before_delete()
+            if not expired:
+                self._before_delete()
             cascaded, to_save = _plan_on_delete(self)
         session.forget(self)
         conn = conn if conn is not None else connect(self)
@@ -344,8 +357,12 @@ class Model(metaclass=_ModelMetaclass):
         # one script call (atomic together); others follow one by one.
         together = [self] + [d for d in cascaded if connect(d) is connect(self)]
         plans = [plan_write(type(d), d._last, {}, delete=True) for d in together]
-        done, failure, _ = run_plans(conn, plans)
+        if expired:
+            plans[0] = plans[0]._replace(expiry=('due', ''))
+        done, failure = run_plans(conn, plans)
         if failure is not None:
+            if expired and isinstance(failure, StillAlive):
+                return False
             raise failure
         for doomed in together:
             session.forget(doomed)
@@ -356,8 +373,9 @@ class Model(metaclass=_ModelMetaclass):
                 doomed.delete(skip_on_delete_i_really_mean_it=SKIP_ON_DELETE)
         if to_save:
             save_entities(to_save, False, False, False)
-        if not skip:
+        if not skip and not expired:
             self._after_delete()
+        return True if expired else None
 
     def refresh(self, force: bool = False) -> None:
         """Reload the entity from Redis, discarding local changes (``force`` for modified ones)."""
@@ -370,6 +388,8 @@ class Model(metaclass=_ModelMetaclass):
             raise InvalidOperation('%s: a new entity cannot be refreshed' % (self._pk,))
         conn = connect(self)
         row = _decode_row(conn, conn.hgetall(self._pk))
+        if type(self)._ttl is not None and not _expiry.visible(type(self), [self])[0]:
+            row = {}  # an expired entity reads as a deleted one
         self.__init__(_loading=True, **row)  # type: ignore[misc]
 
     # --- reads --------------------------------------------------------------------------------
@@ -385,6 +405,8 @@ class Model(metaclass=_ModelMetaclass):
         """One entity (or None) for one id; a list of the existing entities for a list of ids."""
         ns = cls._namespace
         if not isinstance(ids, (list, tuple, set, frozenset)):
+            if cls._ttl is not None:  # (one call: the row and whether it has expired)
+                return cls._fetch([ids])[0]
             pk = '%s:%s' % (ns, int(ids))
             obj = session.get(pk)
             if obj is None:
@@ -411,6 +433,8 @@ class Model(metaclass=_ModelMetaclass):
                 if obj is not None and known.get(pk) is not obj:
                     session.wknown.pop(pk, None)
         missing = [position for position, obj in enumerate(result) if obj is None]
+        if cls._ttl is not None:  # expired entities are gone: rows and expiry in one call
+            return _expiry.fetch_visible(cls, pks, result, missing, track)
         if len(missing) == 1:
             conn = connect(cls)
             row = conn.hgetall(pks[missing[0]])
@@ -421,9 +445,27 @@ class Model(metaclass=_ModelMetaclass):
             fields = cls._row_fields(conn)
             # one atomic call for every row the session lacks
             rows = lua('get_rows')(conn, [pks[position] for position in missing], fields)
+            if fields[0] == 0:
+                for position, row in zip(missing, rows):
+                    if row:  # [] for a missing row
+                        result[position] = cls._from_script_row(row, False, track)
+                return result
+            # the compiled builder, inlined: this loop is most of the time of a large get
+            build = row_builder(cls)
+            add = session._add_loaded
+            pkey = cls._pkey
             for position, row in zip(missing, rows):
-                if row:  # None (HMGET values) or [] (whole rows) for a missing row
-                    result[position] = cls._from_script_row(row, fields[0] != 0, track)
+                if not row:  # None for a missing row
+                    continue
+                try:
+                    obj = build(cls, row)
+                except (ValueError, TypeError, ArithmeticError, OSError):
+                    obj = None
+                if obj is None:  # defaults, checks or a bad value: the full path
+                    obj = cls._from_values(row, track)
+                elif track:
+                    add(obj, '%s:%s' % (ns, obj._data[pkey]))
+                result[position] = obj
         return result
 
     @overload
@@ -456,7 +498,7 @@ class Model(metaclass=_ModelMetaclass):
             raise QueryError('%s.%s has no index to look up by' % (cls._namespace, plain))
         if isinstance(value, NUMERIC_TYPES) and not isinstance(value, bool):
             value = (value, value)
-        if isinstance(value, tuple):
+        if isinstance(value, tuple) and cls._ttl is None:  # (with _ttl: _limit skips expired)
             col = cls._columns[attr]
             lo = '-inf' if value[0] is None else col._to_redis(value[0])
             hi = 'inf' if value[1] is None else col._to_redis(value[1])
@@ -491,8 +533,11 @@ class Model(metaclass=_ModelMetaclass):
         # one round trip: the unique hash lookups and the rows (identity map still wins)
         conn = connect(cls)
         fields = cls._row_fields(conn)
-        reply = lua('get_unique')(conn, (), ['%s:%s:uidx' % (cls._namespace, attr),
-                                            cls._namespace] + fields + lookups)
+        args = ['%s:%s:uidx' % (cls._namespace, attr), cls._namespace] + fields + lookups
+        if cls._ttl is None:
+            reply = lua('get_unique')(conn, (), args)
+        else:  # with the expiry state of the ids found, in one transaction
+            reply = _expiry.unique_visible(cls, conn, args, lookups)
         found = cls._entities_from_reply(reply, fields[0] != 0)
         if isinstance(value, list):
             return found

@@ -14,6 +14,7 @@ from typing import (TYPE_CHECKING, Any, Dict, Generic, Iterator, List, Optional,
 
 from . import _session
 from ._connect import connect, to_text
+from ._expiry import visible_ids
 from ._helpers import dt2ts, t2ts
 from ._keyset import Page as Page  # re-exported: the result type of Query.page()
 from ._keyset import keyset_page
@@ -290,6 +291,9 @@ class Query(Generic[_M]):
         if self._filters or self._order_by:
             return self._iter_filtered(timeout, pagesize)
         if getattr(self._model._columns[self._model._pkey], '_index', False):
+            if self._model._ttl is not None:  # the pk index holds expired ids too
+                return self.replace(order_by=self._model._pkey)._iter_filtered(timeout,
+                                                                                pagesize)
             return self._iter_pk_index(pagesize)
         return self._iter_probe(pagesize)
 
@@ -415,6 +419,8 @@ class Query(Generic[_M]):
             if plan is not None:
                 while budget > 0:
                     ids = gindex._page(conn, plan, rank, budget)
+                    if ids is None:  # models with ``_ttl``: some are due, general path
+                        break
                     if not ids:
                         return
                     rank += len(ids)
@@ -424,13 +430,15 @@ class Query(Generic[_M]):
                         budget -= 1
                     if len(ids) < asked:
                         return
-                return
+                else:
+                    return
         select = self._select
         pipe, temp = gindex._build(conn, self._filters, self._order_by)
         while budget > 0:
             size = min(budget, pagesize)
             pipe.expire(temp, timeout)
             if select is not None:
+                gindex.drop_expired(pipe, temp)  # models with ``_ttl``
                 _get_column_data(pipe, model, select[0], key=temp, start=rank,
                                  stop=rank + size - 1, pipeline=True)
                 read, rows = _split_reply(execute_guarded(pipe)[-1])
@@ -456,6 +464,8 @@ class Query(Generic[_M]):
         if not ids:
             return ()
         if self._select is not None:
+            if self._model._ttl is not None:  # expired entities are gone
+                ids = visible_ids(self._model, ids)
             rows = _get_column_data(conn, self._model, self._select[0], ids=ids)[1]
             return _select_generator(self._model, self._select, rows)
         return self._entities(ids)

@@ -460,15 +460,18 @@ def roundtrips(conn: redis.Redis) -> RoundTrips:
 def reset_rom_state(conn: redis.Redis, forget_models: bool = False) -> None:
     """Give a test a clean slate on ``conn``'s database.
 
-    FLUSHDB (this database only), ``rom.util.CONNECTION = conn``, and a fresh session for the
-    current thread (rolled back, null-session flag cleared, ``rom.util.NULL_SESSION`` off).
-    Registered models stay registered (their relations keep working); ``forget_models=True``
-    also empties the registry (only ``'Model'`` stays) and the referenced-model bookkeeping,
-    for suites that define throwaway models per test.
+    FLUSHDB (this database only), no held blocks of ids (the counters restart),
+    ``rom.util.CONNECTION = conn``, and a fresh session for the current thread (rolled back,
+    null-session flag cleared, ``rom.util.NULL_SESSION`` off). Registered models stay
+    registered (their relations keep working); ``forget_models=True`` also empties the
+    registry (only ``'Model'`` stays) and the referenced-model bookkeeping, for suites that
+    define throwaway models per test.
     """
     import rom.util
+    from rom._ids import forget_blocks
 
     conn.flushdb()
+    forget_blocks()
     rom.util.CONNECTION = conn
     if forget_models:
         restore_model_registry(({}, {}))

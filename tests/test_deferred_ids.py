@@ -1,10 +1,12 @@
-"""Id allocation of new entities.
+"""Id allocation of new entities (see also test_ids.py for the blocks of ids).
 
 By default (as in rom 1.1.2) a new entity takes its id from ``<ns>:<pk>:`` when it is
-constructed, and its first save is a second round trip. A model may opt in with
-``_defer_ids = True``: the id is then allocated by the first read of the id or inside the
-first save's write script, so creating and saving is one round trip. Opted-in models whose
-keygens or geo callbacks can see the id still allocate it at construction.
+constructed; ids come from a block the process reserved (``rom._ids``), so this costs a
+round trip only when a new block is needed. A model may opt in with ``_defer_ids = True``:
+the id is then taken by the first read of the id or just before the first save's script
+(never inside it, so a replayed script cannot store the row twice), and a new entity that is
+never read nor saved consumes no id. Opted-in models whose keygens or geo callbacks can see
+the id still allocate it at construction.
 """
 from __future__ import annotations
 
@@ -19,28 +21,37 @@ from rom.exceptions import UniqueKeyViolation
 def U():
     class U(rom.Model):
         _defer_ids = True
+        _ids_per_block = 100
         email = rom.Text(unique=True)
         n = rom.Integer(index=True)
         name = rom.Text(index=True, keygen=rom.FULL_TEXT, prefix=True)
     return U
 
 
-def test_create_and_save_is_one_round_trip(U, conn, roundtrips):
+def test_create_and_save_is_one_round_trip_once_a_block_is_held(U, conn, roundtrips):
     with roundtrips(conn) as rt:
         u = U(email='a@x', n=1, name='Ann')
         assert u.save() == 4
-    assert rt.count == 1
-    assert u.id == 1 and conn.hget('U:1', 'id') == b'1' and conn.get('U:id:') == b'1'
+    assert rt.count == 2 and rt.commands[0] == 'INCRBY'  # the block, then the script
+    assert u.id == 1 and conn.hget('U:1', 'id') == b'1' and conn.get('U:id:') == b'100'
     assert session.get('U:1') is u and 'U:1' in session.known
+    with roundtrips(conn) as rt:
+        v = U(email='b@x', n=2, name='Bob')
+        v.save()
+    assert rt.count == 1 and v.id == 2 and conn.get('U:id:') == b'100'
 
 
 def test_commit_of_many_new_entities_is_one_round_trip(U, conn, roundtrips):
     users = [U(email='%i@x' % i, n=i) for i in range(50)]
     with roundtrips(conn) as rt:
         assert session.commit() > 0
-    assert rt.count == 1
+    assert rt.count == 2 and rt.commands[0] == 'INCRBY'  # one reservation for the 50 ids
     assert [u.id for u in users] == list(range(1, 51))  # ids follow the creation order
-    assert conn.zcard('U:n:idx') == 50
+    more = [U(email='%i@y' % i, n=i) for i in range(50)]
+    with roundtrips(conn) as rt:
+        session.commit()
+    assert rt.count == 1 and [u.id for u in more] == list(range(51, 101))
+    assert conn.zcard('U:n:idx') == 100
 
 
 def test_reading_the_id_allocates_it_and_keeps_the_session_order(U, conn):
@@ -59,7 +70,7 @@ def test_pending_entities_are_saved_by_commit_and_forgettable(U, conn):
     assert len(session.known) == 1
     session.commit()
     assert kept.id == 1 and conn.exists('U:1') and not conn.exists('U:2')
-    assert conn.get('U:id:') == b'1'  # the forgotten, never-read entity consumed no id
+    assert U(n=3).id == 2  # the forgotten, never-read entity consumed no id
 
 
 def test_failed_save_keeps_its_allocated_id_and_writes_nothing_else(U, conn):
@@ -68,11 +79,11 @@ def test_failed_save_keeps_its_allocated_id_and_writes_nothing_else(U, conn):
     with pytest.raises(UniqueKeyViolation) as info:
         dup.save()
     assert info.value.args[1:] == ('U', '2')
-    assert dup.id == 2 and dup._new and conn.get('U:id:') == b'2'
+    assert dup.id == 2 and dup._new
     assert not conn.exists('U:2') and conn.zcard('U:n:idx') == 0
     dup.email = 'free'
     dup.save()
-    assert conn.hget('U:2', 'email') == b'free' and conn.get('U:id:') == b'2'
+    assert conn.hget('U:2', 'email') == b'free' and U(n=1).id == 3
 
 
 def test_before_insert_hook_may_read_the_id(conn):

@@ -458,7 +458,8 @@ def test_session_delete(M, conn, roundtrips):
         assert session.delete([items[0], (items[1],)], items[2:], 'ignored', 42) is None
     assert rt.count == 1
     assert rt.commands[0] == 'MULTI' and rt.commands[-1] == 'EXEC'
-    assert dump(conn) == {b'D:id:': (b'string', b'5')}
+    left = dump(conn)
+    assert list(left) == [b'D:id:'] and int(left[b'D:id:'][1]) >= 5  # ids come in blocks
     assert calls == [('bd', i) for i in range(1, 6)] + [('ad', i, True) for i in range(1, 6)]
     assert all(e._deleted == 2 for e in items)
     assert all(e._pk not in session.known for e in items)

@@ -406,15 +406,42 @@ def test_unique_swap_needs_intermediate_save(conn):
         a.save()
 
 
-def test_unique_force_save_keeps_old_values(conn):
+def test_unique_force_save_releases_old_values(conn):
+    # issue 12: rom 1.1.2 (and the spec, §5.6) kept the old value claimed by the same id, so
+    # after a delete it pointed at no row and blocked every new entity
+    class UF(rom.Model):
+        u = rom.Text(unique=True)
+        a = rom.Text()
+        b = rom.Text()
+        unique_together = [('a', 'b')]
+
+    e = UF(u='a', a='x', b='y')
+    e.save()
+    e.u = 'b'
+    e.b = 'z'
+    e.save(force=True)
+    assert conn.hgetall('UF:u:uidx') == {b'b': b'1'}
+    assert list(conn.hgetall('UF:a:b:uidx').values()) == [b'1']
+    e.delete()
+    assert not conn.exists('UF:u:uidx') and not conn.exists('UF:a:b:uidx')
+
+
+def test_forced_save_of_a_stale_handle_releases_the_rows_current_unique_values(conn):
     class UF(rom.Model):
         u = rom.Text(unique=True)
 
     e = UF(u='a')
     e.save()
-    e.u = 'b'
+    other = UF.get(e.id)
+    rom.session.forget(other)
+    other2 = UF.get(e.id)
+    assert other2 is not e
+    other2.u = 'b'
+    other2.save()  # the row now holds 'b'; e still believes it holds 'a'
+    e.u = 'c'
     e.save(force=True)
-    assert conn.hgetall('UF:u:uidx') == {b'a': b'1', b'b': b'1'}
+    assert conn.hgetall('UF:u:uidx') == {b'c': b'1'}
+    assert UF(u='b').save() and UF(u='a').save()  # neither value is stranded
 
 
 def test_unique_keygen_no_index_U1(conn):

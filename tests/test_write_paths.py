@@ -5,6 +5,7 @@ import pytest
 
 import rom
 from rom import session
+from rom._ids import forget_blocks
 from rom.testing import dump_database, start_embedded_redis
 
 
@@ -20,6 +21,7 @@ def private_server():
 def private(private_server):
     client = private_server.client()
     client.flushdb()
+    forget_blocks()  # the id counters restart: held blocks of ids are stale
     client.config_resetstat()
     yield client
     client.close()
@@ -127,6 +129,41 @@ def test_cascade_delete_is_one_write(conn, roundtrips):
     assert all(k._deleted for k in kids) or not any(conn.exists(k._pk) for k in kids)
 
 
+def test_an_update_rewrites_every_entry_when_the_bookkeeping_differs(private):
+    conn = private
+
+    class Upd2(rom.Model):
+        _conn = private
+        n = rom.Integer(index=True)
+        tag = rom.Text(index=True, keygen=rom.IDENTITY)
+
+    e = Upd2(n=1, tag='a')
+    e.save()
+    # the row's bookkeeping misses the n entry (e.g. written before the index existed): the
+    # script refuses the incremental update and rom sends a full one
+    conn.hset('Upd2:1', '-index-data-', '[["tag:a"],{},{},{},{}]')
+    conn.delete('Upd2:tag:a:idx')
+    e.n = 2
+    e.save()
+    assert conn.smembers('Upd2:tag:a:idx') == {b'1'} and conn.zscore('Upd2:n:idx', '1') == 2
+    assert conn.hget('Upd2:1', '-index-data-') == b'[["tag:a"],["n"],{},{},{}]'
+    # with the bookkeeping right, an update of numeric values writes only the changed
+    # scores; a save without changes (or a full one) rewrites every entry, which repairs a
+    # damaged index
+    conn.delete('Upd2:tag:a:idx')
+    e.n = 3
+    e.save()
+    assert not conn.exists('Upd2:tag:a:idx') and conn.zscore('Upd2:n:idx', '1') == 3
+    e.save()
+    assert conn.smembers('Upd2:tag:a:idx') == {b'1'}
+    # a change of a non-numeric indexed column rewrites every entry
+    conn.delete('Upd2:n:idx')
+    e.tag = 'b'
+    e.save()
+    assert conn.zscore('Upd2:n:idx', '1') == 3 and conn.smembers('Upd2:tag:b:idx') == {b'1'}
+    assert not conn.exists('Upd2:tag:a:idx')
+
+
 def _counts(conn, *commands):
     return {command: _calls(conn, command) for command in commands}
 
@@ -147,17 +184,19 @@ def test_update_rewrites_only_what_changed(private):
     e.save()
     before = dump_database(conn)
     e.age, e.score = 31, 2.5
-    names = ('srem', 'zrem', 'sadd', 'zadd', 'hget', 'hexists', 'hmget', 'hset')
+    names = ('srem', 'zrem', 'sadd', 'zadd', 'hget', 'hexists', 'hmget', 'hset', 'exists')
     start = _counts(conn, *names)
     e.save()
     end = _counts(conn, *names)
     used = {k: end[k] - start[k] for k in names}
-    # nothing is removed that the save writes again; the race check is one HMGET; the
-    # unchanged email keeps its claim (read, not rewritten)
+    # nothing is removed; the race check is one HMGET; the row's bookkeeping is read and is
+    # already the new one, so only the two changed scores are written (the unchanged email
+    # is neither read nor rewritten: its claim is race-checked through the row)
     assert used['srem'] == used['zrem'] == 0
     assert used['hexists'] == 0 and used['hmget'] == 1
-    assert used['hset'] == 0 and used['hget'] == 3   # legacy hash, -index-data-, email claim
-    assert used['sadd'] == 3 and used['zadd'] == 4    # entries are re-added (idempotent)
+    assert used['hset'] == 0 and used['hget'] == 1   # -index-data-
+    assert used['exists'] == 1  # the legacy hash is looked for once per call and namespace
+    assert used['sadd'] == 0 and used['zadd'] == 2
     after = dump_database(conn)
     changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
     assert changed == {b'Upd:1', b'Upd:age:idx', b'Upd:score:idx'}
@@ -212,3 +251,20 @@ def test_race_check_by_one_hmget_still_detects_changes(private):
     with pytest.raises(rom.exceptions.DataRaceError) as info:
         e.save()
     assert 'a' in str(info.value) and conn.hget('Race:1', 'b') == b'x'
+
+
+def test_a_commit_replans_only_the_update_the_script_refused(private):
+    conn = private
+
+    class Upd3(rom.Model):
+        _conn = private
+        n = rom.Integer(index=True)
+
+    a, b, c = Upd3(n=1), Upd3(n=2), Upd3(n=3)
+    session.commit()
+    conn.hset(b._pk, '-index-data-', '{}')   # b's bookkeeping lost: its update is replanned
+    a.n, b.n, c.n = 10, 20, 30
+    assert session.commit() == 3
+    assert [conn.zscore('Upd3:n:idx', str(e.id)) for e in (a, b, c)] == [10, 20, 30]
+    assert conn.hget(b._pk, '-index-data-') == b'[{},["n"],{},{},{}]'
+    assert not any(e._modified for e in (a, b, c))

@@ -1,8 +1,20 @@
+-- include: _expiry.lua
 -- rom's atomic writer: saves or deletes a batch of entities, in order, one at a time.
 -- KEYS: none (every key name is derived from the namespace and id, like rom 1.1.2).
--- ARGV[1]: number of entity blocks; then per entity:
---   ns, id ('' = allocate it with INCR <ns>:<pk>: and write the pk field), pk field name,
---   is_delete ('1' | '0'), fresh ('1' for a new entity: skip reading old bookkeeping),
+-- ARGV: either the items below as separate arguments, or ARGV[1] alone holding them all as
+-- one JSON array (texts, and numbers for the counts): one argument is much cheaper for the
+-- client to send than dozens.
+-- Items: number of entity blocks (negated when a block carries an expiry op); then per
+-- entity:
+--   ns, id (always given: ids are reserved by the client before the call, so replaying a
+--   call whose reply was lost writes the same rows again instead of new ones),
+--   mode: 'n' a new entity (nothing old to read or remove), 's' a save, 'd' a delete, or
+--     'u' an update that changes only scores: the entries below are just the changed
+--     scores (the entry names, and so the bookkeeping, stay); when the row's bookkeeping
+--     does not list them all (or legacy bookkeeping exists) nothing of the block is written
+--     and the call returns status 'replan' (the caller sends a full plan),
+--   [models with `_ttl` only: the mode is followed by 'e', then come the expiry op and its
+--   ms argument, see _expiry.lua]
 --   n_race,    n x (field, expected stored value)       -- data-race check (updates only)
 --   n_absent,  n x field                                 -- fields that must still be absent
 --   n_claim,   n x (unique index name, value)            -- unique values to claim
@@ -11,6 +23,8 @@
 --     when a listed field changed since, every field of those unique indexes that maps to
 --     this id is released, so a concurrent change of a unique value cannot leave it behind)
 --   n_release, n x (unique index name, value)            -- unique values to release
+--   n_current, n x (unique index name, 's' | 'c')        -- forced saves: release the row's
+--     current value of these indexes when it maps to this id and is not claimed here
 --   n_hdel,    n x field                                 -- row fields to delete
 --   n_hset,    n x (field, value)                        -- row fields to write
 --   n_unsafe,  n x key                                   -- UnsafeColumn keys (deletes)
@@ -19,16 +33,25 @@
 --   n_prefix,  n x (attr, token, score)                  -- <ns>:<attr>:pre members
 --   n_suffix,  n x (attr, reversed token, score)         -- <ns>:<attr>:suf members
 --   n_geo,     n x (geo index name, lon, lat)            -- <ns>:<name>:geo members
--- Returns {applied, status, n, detail x n, id x applied[, id of the failed block]}: `applied`
--- blocks were written (the ids allocated for them follow, '' where none was allocated, and
--- on failure the failed block's allocated id); status is 'ok', or on the first
--- failure (nothing of that block is written, later blocks are not attempted) 'race' with the
--- changed fields as details, or 'unique' with the unique index name.
+-- Returns {applied, status, n, detail x n}: `applied` blocks were written; status is 'ok',
+-- or on the first failure (nothing of that block is written, later blocks are not
+-- attempted) 'race' with the changed fields as details, 'unique' with the index name, or
+-- 'replan' (mode 'u', see above), or (models with `_ttl`) 'expired' / 'alive'.
+-- A race check that finds the row exactly as this block leaves it (a replay of a call
+-- whose reply was lost, e.g. by a client that retries) is not a race: the block is
+-- written again, which changes nothing.
+-- Index additions and removals are grouped per key over the whole call (one SADD / ZADD /
+-- ZREM ... with many members) and sent before the call returns; a block whose row an
+-- earlier block of the call touched sends the pending ones first.
 -- Every input the server could reject (scores, coordinates) was validated by the caller.
 
+local items = ARGV
+if string.byte(ARGV[1], 1) == 91 then  -- '[': the JSON form
+    items = cjson.decode(ARGV[1])
+end
 local pos = 2
 local function arg()
-    local v = ARGV[pos]
+    local v = items[pos]
     pos = pos + 1
     return v
 end
@@ -44,24 +67,70 @@ local function call_chunked(cmd, key, items)
     end
 end
 
+-- grouped writes: command -> key -> members (with their scores / coordinates)
+local grouped = {SADD = {}, SREM = {}, ZADD = {}, ZREM = {}, GEOADD = {}}
+local grouped_order = {}
+local widths = {SADD = 1, SREM = 1, ZADD = 2, ZREM = 1, GEOADD = 3}
+local function queue(cmd, key, a, b, c)
+    local items = grouped[cmd][key]
+    if not items then
+        items = {}
+        grouped[cmd][key] = items
+        grouped_order[#grouped_order + 1] = {cmd, key}
+    end
+    items[#items + 1] = a
+    if b then
+        items[#items + 1] = b
+        if c then
+            items[#items + 1] = c
+        end
+    end
+end
+local function send_grouped()
+    for _, entry in ipairs(grouped_order) do
+        local cmd, key = entry[1], entry[2]
+        local items = grouped[cmd][key]
+        local step = 999 - 999 % widths[cmd]
+        for i = 1, #items, step do
+            redis.call(cmd, key, unpack(items, i, math.min(i + step - 1, #items)))
+        end
+    end
+    grouped = {SADD = {}, SREM = {}, ZADD = {}, ZREM = {}, GEOADD = {}}
+    grouped_order = {}
+end
+
+-- whether '<ns>::' (the legacy bookkeeping hash of old rom versions) exists, per namespace
+local legacy_exists = {}
+local function has_legacy(ns)
+    local known = legacy_exists[ns]
+    if known == nil then
+        known = redis.call('EXISTS', ns .. '::') == 1
+        legacy_exists[ns] = known
+    end
+    return known
+end
+
 -- Remove the index entries listed in the old bookkeeping (legacy '<ns>::' hash first)
 -- that this save does not write again: entries it re-adds (same set token, same scored or
 -- geo index, same prefix/suffix token) are left in place and overwritten by the adds.
 -- `new` = {set = {name = true}, scored = {...}, pre = {attr\0token = true}, suf = ..., geo = ...}.
--- Returns the row's own '-index-data-' text when that was the source (else nil).
-local function remove_old_entries(ns, id, row, new)
-    local raw = redis.call('HGET', ns .. '::', id)
-    local from_row = nil
-    if not raw then
-        raw = redis.call('HGET', row, '-index-data-')
-        from_row = raw
+-- `raw_row`: the row's '-index-data-' (already read). Returns whether a legacy entry existed.
+local function remove_old_entries(ns, id, raw_row, new)
+    local raw = nil
+    local legacy = false
+    if has_legacy(ns) then
+        raw = redis.call('HGET', ns .. '::', id)
+        legacy = raw and true or false
     end
     if not raw then
-        return nil
+        raw = raw_row
+    end
+    if not raw then
+        return legacy
     end
     local ok, data = pcall(cjson.decode, raw)
     if not ok or type(data) ~= 'table' then
-        return from_row
+        return legacy
     end
     local function list(i)
         local v = data[i]
@@ -72,35 +141,35 @@ local function remove_old_entries(ns, id, row, new)
     end
     for _, name in ipairs(list(1)) do
         if not new.set[name] then
-            redis.call('SREM', ns .. ':' .. name .. ':idx', id)
+            queue('SREM', ns .. ':' .. name .. ':idx', id)
         end
     end
     for _, name in ipairs(list(2)) do
         if not new.scored[name] then
-            redis.call('ZREM', ns .. ':' .. name .. ':idx', id)
+            queue('ZREM', ns .. ':' .. name .. ':idx', id)
         end
     end
     for _, pair in ipairs(list(3)) do
         if type(pair) == 'table' and #pair == 2 and not new.pre[pair[1] .. '\0' .. pair[2]] then
-            redis.call('ZREM', ns .. ':' .. pair[1] .. ':pre', pair[2] .. '\0' .. id)
+            queue('ZREM', ns .. ':' .. pair[1] .. ':pre', pair[2] .. '\0' .. id)
         end
     end
     for _, pair in ipairs(list(4)) do
         if type(pair) == 'table' and #pair == 2 then
             if not new.suf[pair[1] .. '\0' .. pair[2]] then
-                redis.call('ZREM', ns .. ':' .. pair[1] .. ':suf', pair[2] .. '\0' .. id)
+                queue('ZREM', ns .. ':' .. pair[1] .. ':suf', pair[2] .. '\0' .. id)
             end
         elseif type(pair) == 'string' and not new.geo[pair] then
             -- geo index name written by rom 1.1.2 into the wrong slot (bug G1)
-            redis.call('ZREM', ns .. ':' .. pair .. ':geo', id)
+            queue('ZREM', ns .. ':' .. pair .. ':geo', id)
         end
     end
     for _, name in ipairs(list(5)) do
         if type(name) == 'string' and not new.geo[name] then
-            redis.call('ZREM', ns .. ':' .. name .. ':geo', id)
+            queue('ZREM', ns .. ':' .. name .. ':geo', id)
         end
     end
-    return from_row
+    return legacy
 end
 
 -- The composite unique field of the given stored values (rom.util._encode_unique_constraint
@@ -117,25 +186,29 @@ local function composite_field(values)
     end))
 end
 
+-- The unique field the row's current values give in index `name` ('s' single column,
+-- 'c' composite), or nil when a value is missing.
+local function current_field(row, name, kind)
+    if kind == 's' then
+        return redis.call('HGET', row, name) or nil
+    end
+    local values = {}
+    for column in string.gmatch(name, '[^:]+') do
+        local value = redis.call('HGET', row, column)
+        if not value then
+            return nil
+        end
+        values[#values + 1] = value
+    end
+    return composite_field(values)
+end
+
 -- Delete of a stale handle: release the unique fields of the row's current values.
 local function release_current(ns, id, row, name, kind)
     local key = ns .. ':' .. name .. ':uidx'
-    if kind == 's' then
-        local value = redis.call('HGET', row, name)
-        if value and redis.call('HGET', key, value) == id then
-            redis.call('HDEL', key, value)
-        end
-    elseif kind == 'c' then
-        local values = {}
-        for column in string.gmatch(name, '[^:]+') do
-            local value = redis.call('HGET', row, column)
-            if not value then
-                return
-            end
-            values[#values + 1] = value
-        end
-        local field = composite_field(values)
-        if redis.call('HGET', key, field) == id then
+    if kind == 's' or kind == 'c' then
+        local field = current_field(row, name, kind)
+        if field and redis.call('HGET', key, field) == id then
             redis.call('HDEL', key, field)
         end
     else
@@ -162,38 +235,49 @@ local function hmget_chunked(key, fields)
     return out
 end
 
-local blocks = tonumber(ARGV[1])
-local allocated = {}
 local function result(applied, status, details)
+    send_grouped()
     local out = {applied, status, #details}
     for _, d in ipairs(details) do
         out[#out + 1] = d
     end
-    for i = 1, applied do
-        out[#out + 1] = allocated[i]
-    end
-    if status ~= 'ok' then
-        out[#out + 1] = allocated[applied + 1] or ''
-    end
     return out
 end
 
+local blocks = tonumber(items[1])
+if blocks < 0 then  -- some blocks carry expiry ops (models with `_ttl`): see _expiry.lua
+    blocks = -blocks
+    expiry_effects()
+end
+local seen = {}
 for block = 1, blocks do
     local ns = arg()
     local id = arg()
-    local pk_field = arg()
-    local is_delete = arg() == '1'
-    local fresh = arg() == '1'  -- a new entity: no old row, bookkeeping or legacy entry
-    local new_id = ''
-    if id == '' then
-        -- (a failed save keeps this id, as rom 1.1.2 consumed it when the entity was created)
-        id = tostring(redis.call('INCR', ns .. ':' .. pk_field .. ':'))
-        new_id = id
+    local mode = arg()
+    -- expiry: models with `_ttl` only ------------------------------------------------------
+    local ttl_op, ttl_ms = nil, nil
+    if #mode > 1 then
+        ttl_op, ttl_ms = arg(), arg()
+        mode = mode:sub(1, 1)
     end
-    allocated[block] = new_id
+    -- ---------------------------------------------------------------------------------------
+    local is_delete = mode == 'd'
+    local fresh = mode == 'n'
     local row = ns .. ':' .. id
+    if seen[row] then
+        send_grouped()  -- an earlier block's entries for this row go first
+    end
+    seen[row] = true
+    -- expiry: models with `_ttl` only ------------------------------------------------------
+    if ttl_op then
+        local status = expiry_check(ns, id, ttl_op, is_delete, fresh)
+        if status then
+            return result(block - 1, status, {})
+        end
+    end
+    -- ---------------------------------------------------------------------------------------
 
-    -- race check: every listed field must still hold the value read (or still be absent)
+    -- read the whole block
     local checked, expected = {}, {}
     for i = 1, count() do
         checked[i] = arg()
@@ -203,33 +287,110 @@ for block = 1, blocks do
         checked[#checked + 1] = arg()
         expected[#checked] = false
     end
+    local claims = {}
+    for i = 1, count() do
+        claims[i] = {arg(), arg()}
+    end
+    local releases = {}
+    for i = 1, count() do
+        releases[i] = {arg(), arg()}
+    end
+    local current = {}
+    for i = 1, count() do
+        current[i] = {arg(), arg()}
+    end
+    local fields = {}
+    for i = 1, count() do
+        fields[i] = arg()
+    end
+    local pairs_ = {}
+    for _ = 1, count() do
+        pairs_[#pairs_ + 1] = arg()
+        pairs_[#pairs_ + 1] = arg()
+    end
+    local unsafe = {}
+    for i = 1, count() do
+        unsafe[i] = arg()
+    end
+    local keys, scored, scores, prefix, suffix, points = {}, {}, {}, {}, {}, {}
+    for i = 1, count() do
+        keys[i] = arg()
+    end
+    for i = 1, count() do
+        scored[i] = arg()
+        scores[i] = arg()
+    end
+    for _, recorded in ipairs({prefix, suffix}) do
+        for i = 1, count() do
+            recorded[i] = {arg(), arg(), arg()}
+        end
+    end
+    for i = 1, count() do
+        points[i] = {arg(), arg(), arg()}
+    end
+
+    -- race check: every listed field must still hold the value read (or still be absent),
+    -- or already hold what this block writes (a replayed call)
     local changed = {}
     if #checked > 0 then
-        local current = hmget_chunked(row, checked)
+        local now = hmget_chunked(row, checked)
         for i, field in ipairs(checked) do
-            if current[i] ~= expected[i] then
+            if now[i] ~= expected[i] then
                 changed[#changed + 1] = field
             end
         end
-    end
-    if #changed > 0 and not is_delete then
-        return result(block - 1, 'race', changed)
-    end
-
-    local claims = {}
-    for i = 1, count() do
-        local name = arg()
-        local value = arg()
-        if is_delete then
-            claims[i] = {name, value}  -- value: 's' single, 'c' composite, 'k' keygen-derived
-        else
-            local owner = redis.call('HGET', ns .. ':' .. name .. ':uidx', value)
-            if owner and owner ~= id then
-                return result(block - 1, 'unique', {name})
+        if #changed > 0 and not is_delete then
+            local after = {}
+            for i = 1, #pairs_, 2 do
+                after[pairs_[i]] = pairs_[i + 1]
             end
-            claims[i] = {name, value, owner == id}
+            for _, field in ipairs(fields) do
+                after[field] = false
+            end
+            local replay = true
+            for i, field in ipairs(checked) do
+                local want = after[field]
+                if want == nil then
+                    want = expected[i]
+                end
+                if now[i] ~= want then
+                    replay = false
+                    break
+                end
+            end
+            if not replay then
+                return result(block - 1, 'race', changed)
+            end
+            changed = {}
         end
     end
+
+    local old_index_data = nil
+    if not fresh and not is_delete then
+        old_index_data = redis.call('HGET', row, '-index-data-')
+    end
+    if mode == 'u' then
+        local listed = false
+        if old_index_data and not has_legacy(ns) then
+            local ok, data = pcall(cjson.decode, old_index_data)
+            if ok and type(data) == 'table' and type(data[2]) == 'table' then
+                local names = {}
+                for _, name in ipairs(data[2]) do
+                    names[name] = true
+                end
+                listed = true
+                for _, name in ipairs(scored) do
+                    if not names[name] then
+                        listed = false
+                    end
+                end
+            end
+        end
+        if not listed then
+            return result(block - 1, 'replan', {})
+        end
+    end
+
     if is_delete then
         if #changed > 0 then
             -- the unique values changed since they were read: release the current ones
@@ -238,115 +399,133 @@ for block = 1, blocks do
             end
         end
     else
-        for _, claim in ipairs(claims) do
-            if not claim[3] then  -- not already this entity's
+        local owned = {}
+        for i, claim in ipairs(claims) do
+            local owner = redis.call('HGET', ns .. ':' .. claim[1] .. ':uidx', claim[2])
+            -- (models with `_ttl`: an expired owner's claim is taken over; its removal
+            -- later releases only the fields that still map to it)
+            if owner and owner ~= id and not (ttl_op and expiry_due(ns, owner)) then
+                return result(block - 1, 'unique', {claim[1]})
+            end
+            owned[i] = owner == id
+        end
+        for i, claim in ipairs(claims) do
+            if not owned[i] then
                 redis.call('HSET', ns .. ':' .. claim[1] .. ':uidx', claim[2], id)
             end
         end
     end
 
-    for _ = 1, count() do
-        local key = ns .. ':' .. arg() .. ':uidx'
-        local value = arg()
-        if redis.call('HGET', key, value) == id then
-            redis.call('HDEL', key, value)
+    for _, release in ipairs(releases) do
+        local key = ns .. ':' .. release[1] .. ':uidx'
+        if redis.call('HGET', key, release[2]) == id then
+            redis.call('HDEL', key, release[2])
+        end
+    end
+    for _, entry in ipairs(current) do
+        -- a forced save: the row may hold values this handle never saw
+        local field = current_field(row, entry[1], entry[2])
+        if field then
+            local kept = false
+            for _, claim in ipairs(claims) do
+                if claim[1] == entry[1] and claim[2] == field then
+                    kept = true
+                end
+            end
+            local key = ns .. ':' .. entry[1] .. ':uidx'
+            if not kept and redis.call('HGET', key, field) == id then
+                redis.call('HDEL', key, field)
+            end
         end
     end
 
-    local fields = {}
-    for i = 1, count() do
-        fields[i] = arg()
-    end
     if #fields > 0 then
         call_chunked('HDEL', row, fields)
     end
-    local pairs_ = {}
-    for _ = 1, count() do
-        pairs_[#pairs_ + 1] = arg()
-        pairs_[#pairs_ + 1] = arg()
-    end
-    if new_id ~= '' then
-        pairs_[#pairs_ + 1] = pk_field
-        pairs_[#pairs_ + 1] = new_id
-    end
-    if #pairs_ > 0 and not (fresh and not is_delete) then
-        call_chunked('HMSET', row, pairs_)
-    end
-    local unsafe = {}
-    for i = 1, count() do
-        unsafe[i] = arg()
-    end
 
-    -- the entries this save writes (and records in the bookkeeping)
-    local keys, scored, prefix, suffix, geo = {}, {}, {}, {}, {}
-    local new = {set = {}, scored = {}, pre = {}, suf = {}, geo = {}}
-    for i = 1, count() do
-        keys[i] = arg()
-        new.set[keys[i]] = true
-    end
-    local scores = {}
-    for i = 1, count() do
-        scored[i] = arg()
-        scores[i] = arg()
-        new.scored[scored[i]] = true
-    end
-    local members = {pre = {}, suf = {}}
-    for _, kind in ipairs({'pre', 'suf'}) do
-        local recorded = kind == 'pre' and prefix or suffix
-        for i = 1, count() do
-            local attr, token, score = arg(), arg(), arg()
-            recorded[i] = {attr, token}
-            members[kind][i] = score
-            new[kind][attr .. '\0' .. token] = true
-        end
-    end
-    local points = {}
-    for i = 1, count() do
-        local name, lon, lat = arg(), arg(), arg()
-        points[i] = {name, lon, lat}
-        if not new.geo[name] then
-            new.geo[name] = true
-            geo[#geo + 1] = name
-        end
-    end
-
-    local old_index_data = nil
-    if not fresh then
-        old_index_data = remove_old_entries(ns, id, row, new)
-    end
-
-    for _, name in ipairs(keys) do
-        redis.call('SADD', ns .. ':' .. name .. ':idx', id)
-    end
-    for i, name in ipairs(scored) do
-        redis.call('ZADD', ns .. ':' .. name .. ':idx', scores[i], id)
-    end
-    for i, pair in ipairs(prefix) do
-        redis.call('ZADD', ns .. ':' .. pair[1] .. ':pre', members.pre[i], pair[2] .. '\0' .. id)
-    end
-    for i, pair in ipairs(suffix) do
-        redis.call('ZADD', ns .. ':' .. pair[1] .. ':suf', members.suf[i], pair[2] .. '\0' .. id)
-    end
-    for _, point in ipairs(points) do
-        redis.call('GEOADD', ns .. ':' .. point[1] .. ':geo', point[2], point[3], id)
-    end
-
-    if not fresh then
-        redis.call('HDEL', ns .. '::', id)
-    end
     if is_delete then
+        local legacy = remove_old_entries(ns, id, redis.call('HGET', row, '-index-data-'),
+                                          {set = {}, scored = {}, pre = {}, suf = {}, geo = {}})
+        if legacy then
+            redis.call('HDEL', ns .. '::', id)
+        end
         redis.call('DEL', row, unpack(unsafe))
     else
-        local index_data = cjson.encode({keys, scored, prefix, suffix, geo})
-        if fresh then
-            -- a new row: its fields and bookkeeping in one command
+        -- the bookkeeping of the entries this save writes
+        local geo, geo_seen = {}, {}
+        for _, point in ipairs(points) do
+            if not geo_seen[point[1]] then
+                geo_seen[point[1]] = true
+                geo[#geo + 1] = point[1]
+            end
+        end
+        local recorded_pre, recorded_suf = {}, {}
+        for i, triple in ipairs(prefix) do
+            recorded_pre[i] = {triple[1], triple[2]}
+        end
+        for i, triple in ipairs(suffix) do
+            recorded_suf[i] = {triple[1], triple[2]}
+        end
+        local index_data = old_index_data
+        if mode ~= 'u' then
+            index_data = cjson.encode({keys, scored, recorded_pre, recorded_suf, geo})
+        end
+        if mode == 'u' then
+            -- only scores change: the bookkeeping already lists every entry
+            for i, name in ipairs(scored) do
+                queue('ZADD', ns .. ':' .. name .. ':idx', scores[i], id)
+            end
+        else
+            -- rewrite all entries of the row (which repairs a damaged index); with the same
+            -- bookkeeping as before there is nothing old to remove
+            local legacy = false
+            if not fresh and (old_index_data ~= index_data or has_legacy(ns)) then
+                local new = {set = {}, scored = {}, pre = {}, suf = {}, geo = geo_seen}
+                for _, name in ipairs(keys) do
+                    new.set[name] = true
+                end
+                for _, name in ipairs(scored) do
+                    new.scored[name] = true
+                end
+                for _, triple in ipairs(prefix) do
+                    new.pre[triple[1] .. '\0' .. triple[2]] = true
+                end
+                for _, triple in ipairs(suffix) do
+                    new.suf[triple[1] .. '\0' .. triple[2]] = true
+                end
+                legacy = remove_old_entries(ns, id, old_index_data, new)
+            end
+            for _, name in ipairs(keys) do
+                queue('SADD', ns .. ':' .. name .. ':idx', id)
+            end
+            for i, name in ipairs(scored) do
+                queue('ZADD', ns .. ':' .. name .. ':idx', scores[i], id)
+            end
+            for _, triple in ipairs(prefix) do
+                queue('ZADD', ns .. ':' .. triple[1] .. ':pre', triple[3], triple[2] .. '\0' .. id)
+            end
+            for _, triple in ipairs(suffix) do
+                queue('ZADD', ns .. ':' .. triple[1] .. ':suf', triple[3], triple[2] .. '\0' .. id)
+            end
+            for _, point in ipairs(points) do
+                queue('GEOADD', ns .. ':' .. point[1] .. ':geo', point[2], point[3], id)
+            end
+            if legacy then
+                redis.call('HDEL', ns .. '::', id)
+            end
+        end
+        if index_data ~= old_index_data then
             pairs_[#pairs_ + 1] = '-index-data-'
             pairs_[#pairs_ + 1] = index_data
+        end
+        if #pairs_ > 0 then
             call_chunked('HMSET', row, pairs_)
-        elseif index_data ~= old_index_data then
-            redis.call('HSET', row, '-index-data-', index_data)
         end
     end
-    allocated[block] = new_id
+    -- expiry: models with `_ttl` only ------------------------------------------------------
+    if ttl_op then
+        expiry_apply(ns, id, row, ttl_op, ttl_ms, is_delete)
+    end
+    -- ---------------------------------------------------------------------------------------
 end
 return result(blocks, 'ok', {})

@@ -1,0 +1,131 @@
+"""Ids of new entities, reserved in blocks (hi/lo): one ``INCRBY`` hands out many ids.
+
+Every model's ids come from its counter ``<ns>:<pk>:``, as in rom 1.1.2. Instead of one
+``INCR`` per new entity, a process reserves a block of ids with one ``INCRBY <n>`` (the
+counter's new value ``hi`` means ``hi - n + 1 .. hi`` are this process's) and hands them out
+without further round trips. Writers using plain ``INCR`` on the same counter (rom 1.1.2,
+or a model with ``_ids_per_block = 1``) never get an id of a block, and the other way round:
+both move the counter past every id they take.
+
+Block size (per counter, per process): a model's ``_ids_per_block`` when it sets one (a
+positive integer; ``1`` is rom 1.1.2's one ``INCR`` per entity); by default it adapts to how
+fast the process creates entities: the first block holds one id, the next one twice as
+many when the previous block was used up within ``REFILL_SECONDS``, half as many when it
+lasted longer, up to ``MAX_BLOCK``. Ids of a block that are never handed out (the process
+exits, forks or its database is flushed) are gaps in the sequence, like the id of an entity
+that is constructed and never saved.
+
+Thread-safe (one lock per counter); fork-safe: a child process drops the blocks it
+inherited (their ids belong to the parent) and reserves its own.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+#: largest block the adaptive size reaches (a model's ``_ids_per_block`` may be larger)
+MAX_BLOCK = 1024
+#: a block used up faster than this makes the next one twice as large
+REFILL_SECONDS = 1.0
+
+
+class _Counter:
+    """The ids a process holds of one counter of one database."""
+
+    __slots__ = ('lock', 'next', 'last', 'size', 'refilled', 'pid')
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.next = 1
+        self.last = 0  # next > last: nothing held
+        self.size = 0  # the adaptive size of the last reservation (0: none yet)
+        self.refilled = 0.0
+        self.pid = os.getpid()
+
+
+_counters: Dict[Tuple[str, Any], _Counter] = {}
+_registry_lock = threading.Lock()
+
+
+def _database(conn: Any) -> Any:
+    """What identifies the database a client talks to: clients of the same database share
+    their blocks (a block is a range of that database's counter)."""
+    kwargs = getattr(getattr(conn, 'connection_pool', None), 'connection_kwargs', None)
+    if not isinstance(kwargs, dict):
+        return ('client', conn)  # an unknown kind of client: blocks of its own
+    return tuple(str(kwargs.get(name)) for name in ('host', 'port', 'path', 'db', 'username'))
+
+
+def _counter(key: str, conn: Any) -> _Counter:
+    slot = (key, _database(conn))
+    state = _counters.get(slot)
+    if state is None or state.pid != os.getpid():
+        with _registry_lock:
+            state = _counters.get(slot)
+            if state is None or state.pid != os.getpid():
+                state = _counters[slot] = _Counter()
+    return state
+
+
+def _next_size(state: _Counter, fixed: Optional[int], wanted: int) -> int:
+    if fixed:
+        return max(fixed, wanted)
+    now = time.monotonic()
+    if not state.size:
+        size = 1
+    elif now - state.refilled < REFILL_SECONDS:
+        size = min(state.size * 2, MAX_BLOCK)
+    else:
+        size = max(state.size // 2, 1)
+    state.size = size
+    state.refilled = now
+    return max(size, wanted)
+
+
+def take_ids(model: Any, conn: Any, count: int = 1) -> List[int]:
+    """``count`` new ids of ``model`` (in increasing order), reserving a block when needed."""
+    key = '%s:%s:' % (model._namespace, model._pkey)
+    state = _counter(key, conn)
+    fixed = getattr(model, '_ids_per_block', None)
+    with state.lock:
+        held = state.last - state.next + 1
+        if held >= count:
+            first = state.next
+            state.next += count
+            return list(range(first, first + count))
+        taken = list(range(state.next, state.last + 1))
+        needed = count - len(taken)
+        size = _next_size(state, fixed, needed)
+        hi = int(conn.incrby(key, size))
+        lo = hi - size + 1
+        taken.extend(range(lo, lo + needed))
+        state.next, state.last = lo + needed, hi
+        return taken
+
+
+def take_id(model: Any, conn: Any) -> int:
+    """One new id of ``model`` (no round trip while the process holds a block)."""
+    return take_ids(model, conn, 1)[0]
+
+
+def forget_blocks() -> None:
+    """Drop every held block (their unused ids become gaps).
+
+    Needed after the counters were reset behind rom's back (FLUSHDB, a restored backup):
+    a held block would hand out ids the counter hands out again. ``rom.testing`` calls it
+    for every clean slate.
+    """
+    with _registry_lock:
+        _counters.clear()
+
+
+def _after_fork_in_child() -> None:
+    global _registry_lock
+    _registry_lock = threading.Lock()  # may have been held by another thread at the fork
+    _counters.clear()
+
+
+if hasattr(os, 'register_at_fork'):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
