@@ -2,133 +2,45 @@
 
 ``audit_model(model)`` reads Redis only (plus one temporary hash with a TTL used to spot
 duplicated unique values) and returns an :class:`AuditReport`. It works in two passes,
-each in blocks of ``block_size`` so memory stays bounded:
+each in blocks of ``block_size`` so memory stays bounded (plus one bit per row id and one
+count per index key):
 
 1. Rows: every row found by SCAN is loaded, the index entries a save of it would write
-   are computed (``rom._write.compute_index_entries``) and checked against Redis (set
-   membership, sorted-set member and score, prefix/suffix member and score, geo member and
-   position, unique field, the row's ``-index-data-`` bookkeeping).
+   are computed (``rom._expect``, through ``rom._write.compute_index_entries``), its
+   ``-index-data-`` bookkeeping is compared with them, and a block's entries are verified
+   in Redis by one script call (set membership, sorted-set member and score,
+   prefix/suffix member and score, geo member and position, unique field). References to
+   missing rows are reported. The number of entries expected in each index key is counted.
 2. Index keys: every ``<ns>:…:idx``, ``:pre``, ``:suf``, ``:geo``, ``:uidx`` key and the
-   legacy ``<ns>::`` hash is scanned; each entry must point at an existing row whose
-   current values produce that entry.
+   legacy ``<ns>::`` hash is found by SCAN. A key holding exactly the expected number of
+   members (all verified in pass 1) is done; a key with more is scanned in Redis for
+   members naming missing rows, and walked entry by entry (each entry must point at an
+   existing row whose current values produce it) only when those do not account for the
+   difference.
 
 A healthy database gives zero findings.
 """
 from __future__ import annotations
 
 import uuid
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
-from ._connect import connect, to_text
+from ._connect import connect
 from ._expiry_audit import audit_expiry, is_expired, server_ms
-from ._helpers import _encode_unique_constraint
+from ._ttl import EXPIRY_FIELD
 from ._maintenance import _get_row_ids, _scan_pages, scan_pattern
 from ._registry import MODELS
-from ._session import session
-from ._write import compute_index_entries, parse_index_data
-from ._audit_report import (BAD_ROW, BOOKKEEPING, DANGLING, KINDS, MISSING, STALE,
+from ._scripts import lua
+from ._reindex import dangling_references, entity_from_row, read_ahead, read_rows, untracked
+from ._expect import (_UNREADABLE, _Expected, _t, bookkeeping_problem, expected_entries,
+                      verify_entries)
+from ._audit_report import (BAD_ROW, BOOKKEEPING, DANGLING, DANGLING_REFERENCE, KINDS, MISSING, STALE,
                             UNIQUE_DUPLICATE, UNIQUE_MISSING, UNIQUE_STALE, UNKNOWN_INDEX,
                             WRONG_SCORE, AuditReport, Finding)
 
 __all__ = ['AuditReport', 'Finding', 'audit_model', 'KINDS']
 
-_GEO_TOLERANCE = 1e-4  # degrees; Redis stores 52-bit geohashes (well under a metre)
-_SCORE_RTOL = 1e-12
-_TEMP_TTL = 3600
-
-
-# --------------------------------------------------------------------------- expectations
-
-def _text(value: Any) -> str:
-    """What a value becomes in Redis, as text: bytes go through latin-1 (the JSON transport)."""
-    if isinstance(value, bytes):
-        return value.decode('latin-1')
-    return value if isinstance(value, str) else str(value)
-
-
-def _t(value: Any) -> str:
-    """A reply item as text; bytes that are not UTF-8 keep their bytes as surrogates."""
-    return value.decode('utf-8', 'surrogateescape') if isinstance(value, bytes) else value
-
-
-def _score(value: Any) -> Optional[float]:
-    try:
-        return float(_text(value)) if isinstance(value, (str, bytes)) else float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-class _Expected:
-    """The index entries one row calls for (all text in its stored form)."""
-
-    __slots__ = ('keys', 'scores', 'prefix', 'suffix', 'geo', 'uniques')
-
-    def __init__(self) -> None:
-        self.keys: Set[str] = set()
-        self.scores: Dict[str, Optional[float]] = {}
-        self.prefix: Dict[Tuple[str, str], Optional[float]] = {}
-        self.suffix: Dict[Tuple[str, str], Optional[float]] = {}
-        self.geo: Dict[str, Tuple[float, float]] = {}
-        self.uniques: Dict[str, str] = {}
-
-    def bookkeeping(self) -> Tuple[Set[str], Set[str], Set[Tuple[str, str]],
-                                   Set[Tuple[str, str]], Set[str]]:
-        return (set(self.keys), set(self.scores), set(self.prefix), set(self.suffix),
-                set(self.geo))
-
-
-#: the expectation of a row that cannot be loaded (already reported as bad-row)
-_UNREADABLE = _Expected()
-
-
-def _unique_fields(model: Any, data: Dict[str, Any]) -> Dict[str, str]:
-    """Constraint name -> the unique-index field a save of ``data`` claims (models §6.3)."""
-    fields: Dict[str, str] = {}
-    columns = model._columns
-    for attr in model._unique or ():
-        col = columns[attr]
-        value = data.get(attr)
-        new_s = col._to_redis(value) if value is not None else None
-        unique: Any = new_s
-        if col._keygen is not None and not col._index:
-            result = col._keygen(attr, data) or [new_s]
-            if not isinstance(result, (list, tuple, set)):
-                continue
-            unique = next((item for item in result if item is not None), None)
-        if unique:  # empty values ('' , Boolean False) are never claimed, as in rom 1.1.2
-            fields[attr] = _text(unique)
-    for group in model._cunique or ():
-        values = []
-        for attr in group:
-            value = data.get(attr)
-            values.append(None if value is None else columns[attr]._to_redis(value))
-        if all(v is not None for v in values):
-            fields[':'.join(group)] = _encode_unique_constraint(values)
-    return fields
-
-
-def _expected(model: Any, entity: Any, id_text: str) -> _Expected:
-    data = entity.to_dict()
-    entries = compute_index_entries(model, data, id_text)
-    exp = _Expected()
-    exp.keys.update(_text(k) for k in entries.keys)
-    for name, score in entries.scores.items():
-        exp.scores[_text(name)] = _score(score)
-    for attr, token, score in entries.prefix:
-        exp.prefix[(_text(attr), _text(token))] = _score(score)
-    for attr, token, score in entries.suffix:
-        exp.suffix[(_text(attr), _text(token))] = _score(score)
-    for name, lon, lat in entries.geo:
-        exp.geo[_text(name)] = (float(lon), float(lat))  # the last point of a name wins
-    exp.uniques = _unique_fields(model, data)
-    return exp
-
-
-def _close(a: Optional[float], b: Optional[float]) -> bool:
-    if a is None or b is None:
-        return a is b
-    return a == b or abs(a - b) <= _SCORE_RTOL * max(abs(a), abs(b))
 
 
 # --------------------------------------------------------------------------- the auditor
@@ -149,188 +61,186 @@ class _Auditor:
         self.done = self.total = 0
         others = {getattr(m, '_namespace', '') for m in MODELS.values()}
         self.foreign = sorted(o + ':' for o in others if o.startswith(self.prefix))
+        self.seen = bytearray()
+        self.expected_sizes: Dict[str, int] = {}
+        self.suspect: Set[str] = set()
+        self.has_legacy = False
         self.unique_names = list(model._unique or ()) + [
             ':'.join(group) for group in (model._cunique or ())]
         # models with _ttl: the unique claims of expired rows may have been taken over
         self.now = server_ms(self.conn) if getattr(model, '_ttl', None) is not None else None
 
     # --- loading -------------------------------------------------------------------------
-    def _decode(self, raw: Dict[Any, Any]) -> Dict[str, Any]:
-        return {_t(k): v for k, v in raw.items()}
-
-    @staticmethod
-    def _values(row: Dict[str, Any], names: Any) -> Dict[str, Any]:
-        """The column values of a row, decoded strictly like ``Model.get`` does."""
-        values = {}
-        for name, value in row.items():
-            name.encode('utf-8')  # a field name that is not UTF-8 makes the row unloadable
-            value = to_text(value)
-            if name in names:
-                values[name] = value
-        return values
-
-    def _load(self, ids: List[int]) -> List[Tuple[int, Dict[str, Any], Any]]:
-        """``(id, decoded row, legacy bookkeeping)`` for the ids whose row exists."""
+    def _load(self, ids: List[int]) -> List[Tuple[int, Dict[Any, Any], Any]]:
+        """``(id, raw row, legacy bookkeeping)`` for the ids whose row exists."""
+        rows = read_rows(self.model, ids)
+        legacy = self.ns + '::'
+        if not rows or not self.has_legacy:
+            return [(i, row, None) for i, row in rows]
         pipe = self.conn.pipeline(False)
-        for i in ids:
-            pipe.hgetall('%s%d' % (self.prefix, i))
-            pipe.hget(self.ns + '::', str(i))
-        replies = pipe.execute()
-        rows = []
-        for n, i in enumerate(ids):
-            raw = replies[2 * n]
-            if raw:
-                rows.append((i, self._decode(raw), replies[2 * n + 1]))
-        return rows
+        for i, _row in rows:
+            pipe.hget(legacy, str(i))
+        return [(i, row, old) for (i, row), old in zip(rows, pipe.execute())]
 
-    def _entity(self, i: int, row: Dict[str, Any]) -> Any:
-        model = self.model
-        data = self._values(row, model._columns)
-        return model(_loading=True, _bypass_session_entirely=True, **data)
+    def _entities(self, rows: List[Tuple[int, Dict[Any, Any], Any]]
+                  ) -> List[Tuple[int, Dict[Any, Any], Any, Any]]:
+        """``(id, raw row, legacy, entity or None)``; unloadable rows are reported."""
+        out = []
+        for i, row, legacy in rows:
+            try:
+                entity = entity_from_row(self.model, row)
+            except Exception as exc:  # report rows rom cannot load instead of stopping
+                self._bad_row(i, exc)
+                entity = None
+            out.append((i, row, legacy, entity))
+        for entity, attr, stored in dangling_references(
+                self.model, [e for _, _, _, e in out if e is not None]):
+            i = entity._data[entity._pkey]
+            target = self.model._columns[attr].get_related_model()
+            self.report.add(DANGLING_REFERENCE, '%s%s' % (self.prefix, i), attr, str(i),
+                            'row %s%s references %s:%s in %r, which does not exist (its on_delete '
+                            'is %r)' % (self.prefix, i, target._namespace, stored, attr,
+                                        self.model._columns[attr]._on_delete))
+        return out
 
-    def _expect(self, i: int, row: Dict[str, Any]) -> Optional[_Expected]:
+    def _expired(self, row: Dict[Any, Any]) -> bool:
+        """Whether the row (of a model with ``_ttl``) is past its expiry time."""
+        if self.now is None:
+            return False
+        value = row.get(EXPIRY_FIELD.encode(), row.get(EXPIRY_FIELD))
+        return value is not None and is_expired({EXPIRY_FIELD: value}, self.now)
+
+    def _bad_row(self, i: int, exc: BaseException) -> None:
+        self.report.add(BAD_ROW, '%s%d' % (self.prefix, i), None, str(i),
+                        'row %s%d cannot be loaded or indexed: %s: %s'
+                        % (self.prefix, i, type(exc).__name__, exc))
+
+    def _expect(self, i: int, entity: Any) -> Optional[_Expected]:
         try:
-            entity = self._entity(i, row)
-            return _expected(self.model, entity, str(i))
-        except Exception as exc:  # report rows rom cannot load instead of stopping
-            self.report.add(BAD_ROW, '%s%d' % (self.prefix, i), None, str(i),
-                            'row %s%d cannot be loaded or indexed: %s: %s'
-                            % (self.prefix, i, type(exc).__name__, exc))
+            return expected_entries(self.model, entity, str(i))
+        except Exception as exc:
+            self._bad_row(i, exc)
             return None
 
     # --- pass 1: rows ---------------------------------------------------------------------
     def check_rows(self) -> None:
         total = int(self.conn.get('%s%s:' % (self.prefix, self.model._pkey)) or 0)
+        self.has_legacy = bool(self.conn.exists(self.ns + '::'))
         done = 0
-        try:
+
+        def blocks() -> Iterator[Tuple[List[int], List[int]]]:
             for ids in _get_row_ids(self.model, self.block_size):
-                rows = self._load(ids)
-                self._check_block(rows)
-                done += len(ids)
-                self.report.rows += len(rows)
-                if self.progress:
-                    self.progress('rows', done, max(total, done))
+                yield ids, [i for i in ids if not self._seen(i)]  # SCAN may repeat keys
+
+        def load(block: Tuple[List[int], List[int]]) -> List[Tuple[int, Dict[Any, Any], Any]]:
+            return self._load(block[1]) if block[1] else []
+
+        # the next block is read, and each block's entries verified, in Redis while the
+        # next one is computed here
+        checks = []
+        try:
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                for (ids, _fresh), rows in read_ahead(pool, blocks(), load):
+                    payload = self._check_block(rows)
+                    if payload:
+                        checks.append(pool.submit(verify_entries, self.conn, self.ns, payload,
+                                                  self.temp))
+                    done += len(ids)
+                    self.report.rows += len(rows)
+                    if self.progress:
+                        self.progress('rows', done, max(total, done))
+                for check in checks:
+                    for problem in check.result():
+                        self._judge(*problem)
         finally:
             self.conn.delete(self.temp)
 
-    def _check_block(self, rows: List[Tuple[int, Dict[str, Any], Any]]) -> None:
-        ns, prefix = self.ns, self.prefix
-        checks: List[Tuple[Any, ...]] = []
-        pipe = self.conn.pipeline(False)
-        for i, row, legacy in rows:
-            exp = self._expect(i, row)
+    def _seen(self, i: int) -> bool:
+        byte, bit = divmod(i, 8)
+        seen = self.seen
+        if byte >= len(seen):
+            seen.extend(bytes(byte + 1 - len(seen) + len(seen) // 2))
+        if seen[byte] & (1 << bit):
+            return True
+        seen[byte] |= 1 << bit
+        return False
+
+    def _count(self, key: str) -> None:
+        self.expected_sizes[key] = self.expected_sizes.get(key, 0) + 1
+
+    def _check_block(self, rows: List[Tuple[int, Dict[Any, Any], Any]]
+                     ) -> List[Tuple[str, _Expected]]:
+        """Check the rows' bookkeeping; return the entries to verify in Redis."""
+        prefix = self.prefix
+        payload: List[Tuple[str, _Expected]] = []
+        count = self._count
+        for i, row, legacy, entity in self._entities(rows):
+            if entity is None:
+                continue
+            exp = self._expect(i, entity)
             if exp is None:
                 continue
             id_text = str(i)
             self._check_bookkeeping(i, row, legacy, exp)
-
-            def want(kind: str, key: str, member: str, expected: Any, command: str,
-                     arg: str) -> None:
-                getattr(pipe, command)(key, arg)
-                checks.append((kind, i, key, member, expected))
-
+            if self._expired(row):
+                exp.uniques = {}  # an expired row's claims may have been taken over
             for name in exp.keys:
-                want('set', prefix + name + ':idx', id_text, None, 'sismember', id_text)
-            for name, score in exp.scores.items():
-                want('zset', prefix + name + ':idx', id_text, score, 'zscore', id_text)
-            for kind, entries in (('pre', exp.prefix), ('suf', exp.suffix)):
-                for (attr, token), score in entries.items():
-                    member = token + '\0' + id_text
-                    want('zset', '%s%s:%s' % (prefix, attr, kind), member, score, 'zscore', member)
-            for name, point in exp.geo.items():
-                want('geo', prefix + name + ':geo', id_text, point, 'geopos', id_text)
-            for name, value in ({} if is_expired(row, self.now) else exp.uniques).items():
-                key = prefix + name + ':uidx'
-                want('uidx', key, value, None, 'hget', value)
-                # duplicates: the first row to claim a value in the temporary hash owns it
-                pipe.hsetnx(self.temp, name + '\0' + value, id_text)
-                want('dup', self.temp, value, key, 'hget', name + '\0' + value)
-        if not checks:
-            return
-        pipe.expire(self.temp, _TEMP_TTL)
-        replies = pipe.execute(raise_on_error=False)
-        pos = 0
-        for check in checks:
-            pos += 2 if check[0] == 'dup' else 1  # HSETNX + HGET for duplicates
-            self._judge(check, replies[pos - 1], ns)
-            self.report.entries += check[0] != 'dup'
+                count(prefix + name + ':idx')
+            for name in exp.scores:
+                count(prefix + name + ':idx')
+            for attr, _token in exp.prefix:
+                count(prefix + attr + ':pre')
+            for attr, _token in exp.suffix:
+                count(prefix + attr + ':suf')
+            for name in exp.geo:
+                count(prefix + name + ':geo')
+            for name in exp.uniques:
+                count(prefix + name + ':uidx')
+            payload.append((id_text, exp))
+            self.report.entries += (len(exp.keys) + len(exp.scores) + len(exp.prefix)
+                                    + len(exp.suffix) + len(exp.geo) + len(exp.uniques))
+        return payload
 
-    def _judge(self, check: Tuple[Any, ...], reply: Any, ns: str) -> None:
-        kind, i, key, member, expected = check
-        id_text = str(i)
-        row = '%s:%s' % (ns, id_text)
+    def _judge(self, code: str, id_text: str, key: str, member: str, detail: str) -> None:
+        row = self.prefix + id_text
         shown = member.replace('\0', '\\0')
-        if isinstance(reply, Exception):
-            self.report.add(MISSING, key, shown, id_text, 'row %s belongs in %s, which '
-                            'cannot be read: %s' % (row, key, reply))
-        elif kind == 'set':
-            if not reply:
-                self.report.add(MISSING, key, shown, id_text,
-                                'row %s is missing from set %s' % (row, key))
-        elif kind == 'zset':
-            if reply is None:
-                self.report.add(MISSING, key, shown, id_text, 'row %s is missing from %s '
-                                '(member %r)' % (row, key, shown))
-            elif not _close(float(reply), expected):
-                self.report.add(WRONG_SCORE, key, shown, id_text, 'member %r of %s has score '
-                                '%r but row %s calls for %r' % (shown, key, float(reply),
-                                                                row, expected))
-        elif kind == 'geo':
-            pos = reply[0] if reply else None
-            if pos is None:
-                self.report.add(MISSING, key, shown, id_text,
-                                'row %s is missing from geo index %s' % (row, key))
-            else:
-                lon, lat = float(pos[0]), float(pos[1])
-                if abs(lon - expected[0]) > _GEO_TOLERANCE or \
-                        abs(lat - expected[1]) > _GEO_TOLERANCE:
-                    self.report.add(WRONG_SCORE, key, shown, id_text, 'geo member %s of %s is '
-                                    'at (%r, %r) but row %s is at (%r, %r)' % (
-                                        id_text, key, lon, lat, row, expected[0], expected[1]))
-        elif kind == 'uidx':
-            owner = None if reply is None else to_text(reply)
-            if owner is None:
-                self.report.add(UNIQUE_MISSING, key, shown, id_text, 'unique value %r of row '
-                                '%s is not claimed in %s' % (shown, row, key))
-        elif kind == 'dup':
-            owner = None if reply is None else to_text(reply)
-            key = expected  # the unique index the value belongs to
-            if owner is not None and owner != id_text:
-                first, second = sorted((owner, id_text), key=int)
-                self.report.add(UNIQUE_DUPLICATE, key, shown, second, 'rows %s:%s and %s:%s '
-                                'both hold unique value %r of %s' % (ns, first, ns, second,
-                                                                     shown, key))
+        self.suspect.add(key)
+        if code == 'set':
+            self.report.add(MISSING, key, shown, id_text,
+                            'row %s is missing from set %s' % (row, key))
+        elif code in ('zmiss', 'geomiss'):
+            what = 'geo index ' if code == 'geomiss' else ''
+            self.report.add(MISSING, key, shown, id_text, 'row %s is missing from %s%s '
+                            '(member %r)' % (row, what, key, shown))
+        elif code == 'zscore':
+            stored, wanted = detail.split(' ')
+            self.report.add(WRONG_SCORE, key, shown, id_text, 'member %r of %s has score %r '
+                            'but row %s calls for %r' % (shown, key, float(stored), row,
+                                                         float(wanted)))
+        elif code == 'geopos':
+            lon, lat, want_lon, want_lat = (float(x) for x in detail.split(' '))
+            self.report.add(WRONG_SCORE, key, shown, id_text, 'geo member %s of %s is at (%r, %r) '
+                            'but row %s is at (%r, %r)' % (id_text, key, lon, lat, row,
+                                                           want_lon, want_lat))
+        elif code == 'umiss':
+            self.report.add(UNIQUE_MISSING, key, shown, id_text, 'unique value %r of row '
+                            '%s is not claimed in %s' % (shown, row, key))
+        elif code == 'uother':
+            pass  # a value claimed by another row: pass 2 reports the stale claim
+        elif code == 'udup':
+            first, second = sorted((detail, id_text), key=int)
+            self.report.add(UNIQUE_DUPLICATE, key, shown, second, 'rows %s%s and %s%s '
+                            'both hold unique value %r of %s' % (self.prefix, first, self.prefix,
+                                                                 second, shown, key))
 
-    def _check_bookkeeping(self, i: int, row: Dict[str, Any], legacy: Any,
+    def _check_bookkeeping(self, i: int, row: Dict[Any, Any], legacy: Any,
                            exp: _Expected) -> None:
-        raw = legacy if legacy is not None else row.get('-index-data-')
-        key = '%s%d' % (self.prefix, i)
-        wanted: Tuple[Set[Any], ...] = exp.bookkeeping()
-        if raw is None:
-            if any(wanted):
-                self.report.add(BOOKKEEPING, key, '-index-data-', str(i), 'row %s has no '
-                                '-index-data- although it has index entries' % (key,))
-            return
-        try:
-            parsed = parse_index_data(raw)
-        except Exception as exc:
-            self.report.add(BOOKKEEPING, key, '-index-data-', str(i), 'row %s has unreadable '
-                            'index bookkeeping: %s' % (key, exc))
-            return
-        keys, scored, prefix, suffix, geo = parsed
-        have: Tuple[Set[Any], ...] = ({_text(k) for k in keys}, {_text(k) for k in scored},
-                {(_text(a), _text(t)) for a, t in prefix},
-                {(_text(a), _text(t)) for a, t in suffix}, {_text(g) for g in geo})
-        if have != wanted:
+        problem = bookkeeping_problem(row, legacy, exp)
+        if problem is not None:
+            key = '%s%d' % (self.prefix, i)
             where = 'legacy %s::' % (self.ns,) if legacy is not None else '-index-data-'
-            diffs = []
-            for label, h, w in zip(('sets', 'scored', 'prefix', 'suffix', 'geo'), have, wanted):
-                extra, missing = h - w, w - h
-                if extra or missing:
-                    diffs.append('%s: extra %s, missing %s' % (
-                        label, sorted(map(str, extra)) or '[]', sorted(map(str, missing)) or '[]'))
-            self.report.add(BOOKKEEPING, key, '-index-data-', str(i), 'the %s bookkeeping of row '
-                            '%s is out of date (%s)' % (where, key, '; '.join(diffs)))
+            self.report.add(BOOKKEEPING, key, '-index-data-', str(i), 'the %s bookkeeping of '
+                            'row %s %s' % (where, key, problem))
 
     # --- pass 2: index keys ---------------------------------------------------------------
     def _index_pages(self) -> Iterator[List[Tuple[str, str, str]]]:
@@ -400,6 +310,14 @@ class _Auditor:
         small: List[Tuple[str, str, str, str]] = []
         small_size = 0
         for (key, kind, middle, ktype), size in zip(typed, sizes):
+            if kind != 'legacy' and key not in self.suspect:
+                expected = self.expected_sizes.get(key, 0)
+                if size == expected:
+                    # every entry the rows call for is there (pass 1) and there are no others
+                    continue
+                if size > expected and self._only_dangling(key, kind, middle, ktype,
+                                                           size - expected):
+                    continue  # the extra members all name missing rows (reported)
             self.total += size
             if size > self.block_size:
                 for member, value in self._scan_key(key, ktype):
@@ -412,6 +330,43 @@ class _Auditor:
                 small, small_size = [], 0
         if small:
             self._fetch_small(small)
+
+    def _only_dangling(self, key: str, kind: str, middle: str, ktype: str, extra: int) -> bool:
+        """Scan ``key`` in Redis for members naming missing rows and report them; True when
+        they account for all ``extra`` members (then the key needs no entry-by-entry walk)."""
+        how = 'value' if ktype == 'hash' else ('token' if kind in ('pre', 'suf') else 'id')
+        found: List[Tuple[str, str]] = []
+        cursor: Any = 0
+        while True:
+            reply = lua('scan_dangling')(self.conn, [key], [cursor, self.block_size, self.prefix,
+                                                             how])
+            cursor = reply[0]
+            items = [_t(item) for item in reply[2:]]
+            found += list(zip(items[::2], items[1::2]))
+            if len(found) > extra:
+                return False  # more than accounted for: SCAN repeated some; walk the key
+            if int(cursor) == 0:
+                break
+        if len(set(found)) != extra:
+            return False
+        for member, id_text in set(found):
+            token = member.rpartition('\0')[0] if how == 'token' else ''
+            self._report_dangling(key, kind, ktype, middle, member, id_text, token)
+        return True
+
+    def _report_dangling(self, key: str, kind: str, ktype: str, middle: str, member: str,
+                        id_text: str, token: str) -> None:
+        shown = member.replace('\0', '\\0')
+        self.report.entries += 1
+        if not (id_text.isascii() and id_text.isdigit()):
+            self.report.add(DANGLING, key, shown, None, 'entry %r of %s does not name a '
+                            'row id' % (shown, key))
+            return
+        row = self.prefix + id_text
+        what = 'field' if kind == 'uidx' else 'entry'
+        op = 'gone-uidx' if kind == 'uidx' else ('gone-set' if ktype == 'set' else 'gone-zset')
+        self.report.add(DANGLING, key, shown, id_text, '%s %r of %s points at row %s, which '
+                        'does not exist' % (what, shown, key, row), (op, member, middle, token))
 
     def _fetch_small(self, keys: List[Tuple[str, str, str, str]]) -> None:
         pipe = self.conn.pipeline(False)
@@ -464,12 +419,14 @@ class _Auditor:
         wanted = [i for i in ids if i not in self.cache]
         if not wanted:
             return
-        found = {i: (row, legacy) for i, row, legacy in self._load(wanted)}
+        found = {i: entity for i, _row, _legacy, entity in self._entities(self._load(wanted))}
         for i in wanted:
-            if i in found:
-                self.cache[i] = self._expect(i, found[i][0]) or _UNREADABLE
-            else:
+            if i not in found:
                 self.cache[i] = None
+                continue
+            entity = found[i]
+            exp = self._expect(i, entity) if entity is not None else None
+            self.cache[i] = exp or _UNREADABLE
 
     def _resolve(self, buffer: List[Tuple[str, str, str, str, str]]) -> None:
         parsed: List[Tuple[str, str, str, str, str, Optional[int], str]] = []
@@ -498,8 +455,11 @@ class _Auditor:
             row = '%s%d' % (self.prefix, i)
             if exp is None:
                 what = 'field' if kind in ('uidx', 'legacy') else 'entry'
+                op = {'uidx': 'gone-uidx', 'legacy': 'legacy'}.get(
+                    kind, 'gone-set' if extra == 'set' else 'gone-zset')
                 self.report.add(DANGLING, key, shown, str(i), '%s %r of %s points at row %s, '
-                                'which does not exist' % (what, shown, key, row))
+                                'which does not exist' % (what, shown, key, row),
+                                (op, member, middle, token))
                 continue
             if kind == 'legacy' or exp is _UNREADABLE:
                 continue  # a legacy field of a live row is fine; bad rows are reported once
@@ -517,11 +477,14 @@ class _Auditor:
                     why = ('empty values are never claimed (as in rom 1.1.2)' if member == ''
                            else 'which does not hold that value')
                     self.report.add(UNIQUE_STALE, key, shown, str(i), 'field %r of %s maps to '
-                                    'row %s, %s' % (shown, key, row, why))
+                                    'row %s, %s' % (shown, key, row, why),
+                                    ('stale-uidx', member, middle, ''))
                 continue
             if stale:
+                op = 'stale-' + kind if kind != 'idx' else 'stale-idx-' + extra
                 self.report.add(STALE, key, shown, str(i), 'entry %r of %s is left over: row %s '
-                                'no longer calls for it' % (shown, key, row))
+                                'no longer calls for it' % (shown, key, row),
+                                (op, member, middle, token))
 
 
 def audit_model(model: Any, block_size: int = 1000,
@@ -534,21 +497,8 @@ def audit_model(model: Any, block_size: int = 1000,
         progress: optional ``progress(stage, done, total)`` callback, called after each block.
     """
     auditor = _Auditor(model, block_size, progress)
-    with _untracked():
+    with untracked():
         auditor.check_rows()
         auditor.check_index_keys()
         audit_expiry(model, auditor.report, auditor.block_size)  # expiry (models with _ttl)
     return auditor.report
-
-
-@contextmanager
-def _untracked() -> Iterator[None]:
-    """Run with this thread's session null, so loading references tracks nothing."""
-    before = session.null_session
-    session.null_session = True
-    try:
-        yield
-    finally:
-        del session.null_session
-        if bool(session.null_session) != bool(before):
-            session.null_session = before

@@ -16,6 +16,7 @@ UNIQUE_STALE = 'unique-stale'
 BOOKKEEPING = 'bookkeeping'
 UNKNOWN_INDEX = 'unknown-index'
 BAD_ROW = 'bad-row'
+DANGLING_REFERENCE = 'dangling-reference'
 
 #: every finding kind, with what it means
 KINDS = {
@@ -29,6 +30,8 @@ KINDS = {
     BOOKKEEPING: "a row's -index-data- does not list the entries its values call for",
     UNKNOWN_INDEX: 'an index key that the model does not declare',
     BAD_ROW: 'a row that cannot be loaded',
+    DANGLING_REFERENCE: 'a row references a row that does not exist (check --fix applies '
+                        "the column's on_delete)",
 }
 
 
@@ -42,6 +45,9 @@ class Finding:
     member: Optional[str]
     id: Optional[str]
     message: str
+    #: what ``check --fix`` needs to remove the entry: (op, raw member, name, token)
+    repair: Optional[Tuple[str, str, str, str]] = field(default=None, compare=False,
+                                                        repr=False)
 
     def __str__(self) -> str:
         return '%s: %s' % (self.kind, self.message)
@@ -73,13 +79,13 @@ class AuditReport:
         return result
 
     def add(self, kind: str, key: str, member: Optional[str], id: Optional[str],
-            message: str) -> None:
+            message: str, repair: Optional[Tuple[str, str, str, str]] = None) -> None:
         """Record a finding once (SCAN may visit a key or row twice)."""
         token = (kind, key, member, id)
         if token in self._seen:
             return
         self._seen.add(token)
-        self.findings.append(Finding(kind, key, member, id, message))
+        self.findings.append(Finding(kind, key, member, id, message, repair))
 
     def summary(self) -> str:
         """One line: what was examined and how many findings of each kind."""

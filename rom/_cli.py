@@ -23,7 +23,10 @@ from . import util
 from ._audit import KINDS, audit_model
 from ._expiry import ExpiryJob
 from ._maintenance import ProgressLine, clean_old_index, clean_unsafe_cols, refresh_indices
+from ._reindex import ReindexSummary
+from ._repair import repair_model
 from ._registry import EntityMeta
+from ._relations import UnsafeColumn
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -105,10 +108,14 @@ def _isatty(stream: Any) -> bool:
 def _cmd_reindex(models: List[Any], args: argparse.Namespace, out: _Reporter) -> int:
     for model in models:
         start = time.time()
+        summary = ReindexSummary()
         done = out.run('reindex %s' % model._namespace,
-                       refresh_indices(model, block_size=args.block_size, scan=not args.no_scan))
-        out.say('%s: indexes rebuilt (%d ids handled in %.1fs)'
-                % (model._namespace, done, time.time() - start))
+                       refresh_indices(model, block_size=args.block_size, scan=not args.no_scan,
+                                       summary=summary))
+        out.say('%s: indexes rebuilt (%d ids handled, %d rows indexed, in %.1fs)'
+                % (model._namespace, done, summary.rows, time.time() - start))
+        for line in summary.lines():  # changes and skipped rows are shown even with --quiet
+            print('%s: %s' % (model._namespace, line), file=out.stdout)
     return EXIT_OK
 
 
@@ -119,11 +126,18 @@ def _cmd_clean(models: List[Any], args: argparse.Namespace, out: _Reporter) -> i
                 clean_old_index(model, block_size=args.block_size))
         out.say('%s: stale legacy and unique index data removed (%.1fs)'
                 % (model._namespace, time.time() - start))
-    if args.unsafe:
-        examined, deleted = clean_unsafe_cols(*models, block_size=max(args.block_size, 1000))
-        out.say('unsafe columns: %d keys examined, %d orphaned keys deleted'
-                % (examined, deleted))
+    unsafe = [m for m in models if _has_unsafe_columns(m)]
+    if args.unsafe and unsafe:
+        examined, deleted = clean_unsafe_cols(*unsafe, block_size=max(args.block_size, 1000))
+        out.say('unsafe columns of %s: %d keys examined, %d orphaned keys deleted'
+                % (', '.join(m._namespace for m in unsafe), examined, deleted))
+    elif args.unsafe:
+        out.say('unsafe columns: no model given has an UnsafeColumn; nothing to examine')
     return EXIT_OK
+
+
+def _has_unsafe_columns(model: Any) -> bool:
+    return any(isinstance(col, UnsafeColumn) for col in model._columns.values())
 
 
 def _cmd_check(models: List[Any], args: argparse.Namespace, out: _Reporter) -> int:
@@ -147,6 +161,8 @@ def _cmd_check(models: List[Any], args: argparse.Namespace, out: _Reporter) -> i
         for line in lines.values():
             line.finish()
         reports.append(report)
+    if args.fix:
+        return _fix(models, reports, args, out)
     if args.json:
         doc = [{'namespace': r.namespace, 'rows': r.rows, 'index_keys': r.index_keys,
                 'entries': r.entries, 'counts': r.counts,
@@ -161,6 +177,36 @@ def _cmd_check(models: List[Any], args: argparse.Namespace, out: _Reporter) -> i
             if not out.quiet:
                 print(report.summary(), file=out.stdout)
     return EXIT_FINDINGS if any(not r.ok for r in reports) else EXIT_OK
+
+
+def _fix(models: List[Any], reports: List[Any], args: argparse.Namespace, out: _Reporter
+         ) -> int:
+    """``check --fix``: print the findings, repair them (or list the repairs with
+    ``--dry-run``), then check again and print what is left."""
+    for report in reports:
+        for finding in report.findings:
+            print('%s: %s' % (finding.kind, finding.message), file=out.stdout)
+        print(report.summary(), file=out.stdout)
+    remaining = 0
+    for model, report in zip(models, reports):
+        if report.ok:
+            continue
+        progress = out.line('fix %s' % (model._namespace,))
+        summary = repair_model(model, report, dry_run=args.dry_run,
+                               progress=progress.update if progress else None)
+        if progress is not None:
+            progress.finish()
+        for line in summary.lines():
+            print(line, file=out.stdout)
+        if args.dry_run:
+            remaining += len(report.findings)
+            continue
+        after = audit_model(model, block_size=args.block_size)
+        for finding in after.findings:
+            print('still: %s: %s' % (finding.kind, finding.message), file=out.stdout)
+        print('after repair: ' + after.summary(), file=out.stdout)
+        remaining += len(after.findings)
+    return EXIT_FINDINGS if remaining else EXIT_OK
 
 
 def _cmd_expire(models: List[Any], args: argparse.Namespace, out: _Reporter) -> int:
@@ -238,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
                     'its -index-data- bookkeeping are rebuilt (refresh_indices). Use after '
                     'adding or changing an index, or to migrate legacy <ns>:: data.',
         epilog=_EPILOG)
-    _common(reindex, 100)
+    _common(reindex, 1000)
     reindex.add_argument('--no-scan', action='store_true',
                          help='walk the ids 1..<id counter> instead of finding rows with SCAN')
     reindex.set_defaults(func=_cmd_reindex)
@@ -263,6 +309,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common(check, 1000)
     check.add_argument('--json', action='store_true',
                        help='print the findings as JSON instead of text')
+    check.add_argument('--fix', action='store_true',
+                       help='repair what was found: rewrite the index entries of rows whose '
+                            'entries are wrong, remove entries and unique claims of missing '
+                            "rows or that rows no longer call for, apply a reference column's "
+                            'on_delete to references to missing rows; row fields are never '
+                            'rewritten otherwise. Then check again (exit 0 when clean)')
+    check.add_argument('--dry-run', action='store_true',
+                       help='with --fix: list the repairs without writing anything')
     check.set_defaults(func=_cmd_check)
     expire = sub.add_parser(
         'expire', help='remove expired entities (models with _ttl)',
@@ -286,6 +340,12 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_USAGE
+    if getattr(args, 'dry_run', False) and not args.fix:
+        print('%s: error: --dry-run needs --fix' % (parser.prog,), file=stderr)
+        return EXIT_USAGE
+    if getattr(args, 'fix', False) and args.json:
+        print('%s: error: --fix cannot be combined with --json' % (parser.prog,), file=stderr)
+        return EXIT_USAGE
     try:
         models = [load_model(spec) for spec in args.models]
     except UsageError as exc:

@@ -5,14 +5,22 @@ No I/O and no imports from the rest of rom; every other module may use these.
 from __future__ import annotations
 
 import binascii
+import math
 import os
+import re
 from datetime import date, datetime, time, timedelta, timezone
+from decimal import Decimal
 from typing import Any, Callable, Iterable, Optional, Union
 
 _epoch = datetime(1970, 1, 1)
+_epoch_utc = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _epochd = date(1970, 1, 1)
 _BIGINT_LIMIT = 0x7fe0000000000000
+_DOUBLE_TEXT = re.compile(r'[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf|infinity)\Z',
+                          re.IGNORECASE)
 _TWO52 = 2 ** 52
+#: the largest rank (index) Redis accepts in ZRANGE and LIMIT (a signed 64-bit integer)
+MAX_RANK = 2 ** 63 - 1
 
 
 class ClassProperty:
@@ -52,9 +60,12 @@ class ClassProperty:
 
 
 def dt2ts(value: Union[datetime, date]) -> float:
-    """Seconds since the epoch of a naive (UTC) ``datetime`` or a ``date``."""
+    """Seconds since the epoch of a ``datetime`` (naive ones are UTC) or a ``date``.
+
+    An aware datetime gives the same number as the naive UTC datetime of the same instant.
+    """
     if isinstance(value, datetime):
-        delta = value - _epoch
+        delta = value - (_epoch if value.utcoffset() is None else _epoch_utc)
     elif isinstance(value, date):
         delta = value - _epochd
     else:
@@ -62,13 +73,26 @@ def dt2ts(value: Union[datetime, date]) -> float:
     return delta.days * 86400 + delta.seconds + delta.microseconds / 1000000.0
 
 
+def utc_naive(value: datetime) -> datetime:
+    """The naive UTC datetime of an aware ``value`` (OverflowError outside the range)."""
+    offset = value.utcoffset()
+    return (value - offset if offset else value).replace(tzinfo=None)
+
+
 _FIRST_TS, _LAST_TS = -62135596800.0, 253402300799.0  # 0001-01-01 and 9999-12-31 23:59:59
+#: ``dt2ts(datetime.max)``: the float rounds up to the first second of year 10000
+DATETIME_MAX_TS = 253402300800.0
 
 
 def ts2dt(value: float) -> datetime:
-    """The naive UTC ``datetime`` for POSIX seconds ``value`` (rounded to the microsecond)."""
+    """The naive UTC ``datetime`` for POSIX seconds ``value`` (rounded to the microsecond).
+
+    ``DATETIME_MAX_TS`` (what ``datetime.max`` stores) loads as ``datetime.max``.
+    """
     if type(value) is float and _FIRST_TS <= value <= _LAST_TS:  # same result, faster
         return _epoch + timedelta(seconds=value)
+    if value == DATETIME_MAX_TS:
+        return datetime.max
     return datetime.fromtimestamp(value, timezone.utc).replace(tzinfo=None)  # its errors
 
 
@@ -86,6 +110,39 @@ def ts2t(value: float) -> time:
     minutes, second = divmod(seconds, 60)
     hour, minute = divmod(minutes, 60)
     return time(hour, minute, second, micro)
+
+
+def score_text(value: Any) -> Optional[str]:
+    """``value`` as a sorted-set score text Redis accepts, or None when Redis would reject it
+    (None, bools, NaN, non-numeric text, values outside the double range)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        try:
+            float(value)
+        except OverflowError:
+            return None
+        return str(value)
+    if isinstance(value, float):
+        return None if math.isnan(value) else repr(value)
+    if isinstance(value, Decimal):
+        if value.is_nan():
+            return None
+        text = str(value)
+    elif isinstance(value, bytes):
+        text = value.decode('latin-1')
+    elif isinstance(value, str):
+        text = value
+    else:
+        return None
+    if not _DOUBLE_TEXT.match(text):
+        return None
+    number = float(text)
+    if math.isinf(number) and 'inf' not in text.lower():
+        return None  # overflow
+    if number == 0 and re.search(r'[1-9]', text.split('e')[0].split('E')[0]):
+        return None  # underflow to zero
+    return text
 
 
 def _to_score(v: Any, s: bool = False) -> str:
@@ -132,6 +189,27 @@ def _encode_unique_constraint(data: Iterable[Any]) -> str:
             raw = (item if isinstance(item, str) else str(item)).encode('utf-8')
         parts.append(b'\0\0' + raw)
     return b'\0'.join(parts).decode('latin-1')
+
+
+def short_repr(value: Any, limit: int = 200) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for messages; never raises (the repr of
+    an int over 4300 digits does)."""
+    try:
+        text = repr(value)
+    except Exception:
+        text = '<%s object>' % (type(value).__name__,)
+    return text if len(text) <= limit else text[:limit - 3] + '...'
+
+
+def token_text(token: Union[str, bytes]) -> str:
+    """An index token as key text: a str as is; bytes decoded as UTF-8 when they are valid
+    UTF-8 (rom 1.1.2's rule), otherwise as latin-1 like every other bytes value."""
+    if isinstance(token, str):
+        return token
+    try:
+        return token.decode('utf-8')
+    except UnicodeDecodeError:
+        return token.decode('latin-1')
 
 
 def _random_hex(n: int) -> bytes:

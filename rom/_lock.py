@@ -20,14 +20,25 @@ __all__ = ['Lock', 'EntityLock']
 _SUCCESS = ('OK', b'OK', 1)
 
 
+def _whole_seconds(name: str, value: float) -> int:
+    try:
+        return int(math.ceil(value))
+    except (ValueError, OverflowError, TypeError):
+        raise ValueError('Lock: %s must be a finite number of seconds, not %r' % (name, value))
+
+
 class Lock:
     """A named lock on ``conn`` (key ``lock:<lockname>``), usable as a context manager.
 
     Args:
         conn: the redis client holding the lock key.
         lockname: the lock's name; the key is ``'lock:' + lockname``.
-        acquire_timeout: seconds ``acquire()`` keeps retrying (rounded up).
-        lock_timeout: the key's TTL in seconds (rounded up).
+        acquire_timeout: seconds ``acquire()`` keeps retrying (rounded up); with 0 it
+            makes exactly one attempt.
+        lock_timeout: the key's TTL in seconds (rounded up); must be positive.
+
+    Raises ``ValueError`` for a timeout that is not a finite number or a ``lock_timeout``
+    that is not positive (Redis cannot give a key such a TTL).
     """
 
     __slots__ = ('identifier', 'conn', 'lockname', 'lock_timeout', 'acquire_timeout')
@@ -37,8 +48,11 @@ class Lock:
         self.identifier: Optional[str] = None
         self.conn = conn
         self.lockname = 'lock:' + lockname
-        self.lock_timeout = int(math.ceil(lock_timeout))
-        self.acquire_timeout = int(math.ceil(acquire_timeout))
+        self.lock_timeout = _whole_seconds('lock_timeout', lock_timeout)
+        self.acquire_timeout = _whole_seconds('acquire_timeout', acquire_timeout)
+        if self.lock_timeout <= 0:
+            raise ValueError('Lock %r: lock_timeout must be positive (it is the TTL of the '
+                             'lock key), not %r' % (lockname, lock_timeout))
 
     def _acquire(self) -> bool:
         """One atomic attempt: take the free lock, or renew it when we hold it."""
@@ -51,13 +65,13 @@ class Lock:
         return reply in _SUCCESS
 
     def acquire(self) -> bool:
-        """Try until ``acquire_timeout`` seconds have passed; return whether the lock is held."""
+        """Try until ``acquire_timeout`` seconds have passed (at least once); return whether
+        the lock is held."""
         deadline = time.monotonic() + self.acquire_timeout
-        acquired = False
-        while time.monotonic() < deadline and not acquired:
+        acquired = self._acquire()
+        while not acquired and time.monotonic() < deadline:
+            time.sleep(0.001)
             acquired = self._acquire()
-            if not acquired:
-                time.sleep(0.001)
         return acquired
 
     def refresh(self) -> bool:

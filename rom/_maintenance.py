@@ -1,7 +1,7 @@
 """Maintenance jobs: rebuild indexes, clean up data left by deleted rows, show progress.
 
-``refresh_indices`` re-saves every entity of a model (rebuilding its index entries and
-``-index-data-``, and migrating legacy ``<ns>::`` bookkeeping); ``clean_old_index`` removes
+``refresh_indices`` rewrites the index entries and ``-index-data-`` of every row of a
+model from its stored values (migrating legacy ``<ns>::`` bookkeeping; see ``_reindex``); ``clean_old_index`` removes
 legacy bookkeeping and unique-index fields of rows that are gone; ``clean_unsafe_cols``
 deletes ``UnsafeColumn`` keys of rows that are gone. The long jobs are generators of
 ``(done, total)`` pairs; ``show_progress`` displays them. Every helper works with clients
@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import re
 import sys
+from concurrent.futures import ThreadPoolExecutor
 import time
 import warnings
-from typing import (Any, Callable, Generator, Iterable, Iterator, List, Optional, Sequence, TextIO,
+from typing import (Any, Callable, Generator, Iterable, Iterator, List, Optional, TextIO,
                     Tuple)
 
 from redis.exceptions import ResponseError
@@ -23,6 +24,7 @@ from ._connect import connect, to_text
 from ._scripts import lua
 from ._session import session
 from ._registry import MODELS
+from ._reindex import ReindexSummary, read_ahead, read_rows, reindex_ids
 
 __all__ = [
     'refresh_indices', 'refresh_all_indexes', 'clean_old_index', 'clean_unsafe_cols',
@@ -92,43 +94,52 @@ def _get_row_ids(model: Any, block_size: int) -> Iterator[List[int]]:
 
 # --------------------------------------------------------------------------- refresh
 
-def _save_block(model: Any, block: Sequence[int]) -> int:
-    """Load one block of ids and re-save every entity (index refresh); return rows found."""
-    if session.null_session:
-        # Fix of reference bug util #5: under a null session ``get`` tracks nothing, so the
-        # fetched entities are saved explicitly; anything tracked before is still committed.
-        known = session.known
-        entities = [e for e in model.get(list(block)) if e._pk not in known]
-        session.save(entities, all=True)
+def _commit_pending() -> None:
+    """Commit what the calling thread's session tracks (compat: rom 1.1.2's reindex commits
+    the whole session after each block)."""
+    if not session.null_session and session.known:
         session.commit(all=True)
-        return len(entities)
-    entities = model.get(list(block))
-    session.commit(all=True)
-    return len(entities)
 
 
-def refresh_indices(model: Any, block_size: int = 100, scan: bool = True
-                    ) -> Iterator[Tuple[int, int]]:
-    """Re-save every entity of ``model`` to rebuild its indexes; yields ``(done, total)``.
+def refresh_indices(model: Any, block_size: int = 100, scan: bool = True,
+                    summary: Optional[ReindexSummary] = None) -> Iterator[Tuple[int, int]]:
+    """Rebuild the index entries of every row of ``model``; yields ``(done, total)``.
+
+    Each row is read as stored and only its index entries and ``-index-data-`` are
+    rewritten: no stored field changes, except that a field the row lacks is given its
+    column's declared default (what a re-save stores). A reference to a missing row stays
+    in the row and loses its index entry. Rows changed by a concurrent writer are retried,
+    rows deleted meanwhile skipped; pass a :class:`~rom._reindex.ReindexSummary` as
+    ``summary`` to learn about all of these.
 
     ``total`` is the id counter. With ``scan=True`` the rows are found with SCAN and
     ``done`` counts the ids handled so far (it may exceed ``total``); with ``scan=False``
-    the ids ``1..total`` are walked in blocks. Each block is loaded with ``model.get`` and
-    committed with ``session.commit(all=True)`` (which also saves anything else the
-    calling thread's session tracks).
+    the ids ``1..total`` are walked in blocks. Anything the calling thread's session
+    tracks is committed after each block (rom 1.1.2 compatibility).
     """
     conn = connect(model)
-    total = _counter(conn, model)
+    pipe = conn.pipeline(False)
+    pipe.get('%s:%s:' % (model._namespace, model._pkey))
+    pipe.exists(model._namespace + '::')
+    counter, legacy = pipe.execute()
+    total = int(counter) if counter else 0
     block_size = max(block_size, 10)
+    if summary is None:
+        summary = ReindexSummary()
     if scan:
         done = 0
-        for block in _get_row_ids(model, block_size):
-            _save_block(model, block)
-            done += len(block)
-            yield done, total
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            for block, rows in read_ahead(pool, _get_row_ids(model, block_size),
+                                          lambda ids: read_rows(model, ids)):
+                reindex_ids(model, block, summary, bool(legacy), rows)
+                _commit_pending()
+                done += len(block)
+                yield done, total
         return
     for k, start in enumerate(range(1, total + 1, block_size)):
-        _save_block(model, range(start, min(start + block_size, total + 1)))
+        reindex_ids(model, range(start, min(start + block_size, total + 1)), summary,
+                    bool(legacy))
+        _commit_pending()
         # Fix of reference bug util #4: progress from the id offset, not the block number.
         yield min((k + 1) * block_size, total), total
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Tuple, Union
 
-from ._helpers import _prefix_score
+from ._helpers import _prefix_score, token_text
 from .exceptions import QueryError
 
 #: characters that are special in Lua patterns (matched literally by like())
@@ -22,9 +22,7 @@ MAX_PATTERN_BYTES = 1024
 _TRANSLATE = {'?': '.?', '*': '.-', '+': '.+', '!': '.', '\0': '%z'}
 
 
-def _ts(v: Union[str, bytes]) -> str:
-    """``v`` itself when it is ``str``, else ``v`` decoded as UTF-8."""
-    return v if isinstance(v, str) else v.decode('utf-8')
+_ts = token_text
 
 
 def _literal_prefix(pattern: str) -> str:

@@ -16,7 +16,7 @@ from redis.exceptions import ResponseError
 
 from . import _session
 from ._connect import connect, to_text
-from ._helpers import _prefix_score, _to_score
+from ._helpers import MAX_RANK, _prefix_score, _to_score
 from ._query_match import (MAX_PREFIX_SCORE, _find_prefix, _literal_prefix, _lua_to_like,
                            _normalise_pattern, _start_end)
 from ._records import Geofilter, Pattern, Prefix, Suffix
@@ -361,7 +361,7 @@ class GeneralIndex:
             execute_guarded(pipe)
             return temp
         offset = offset or 0
-        end = offset + count - 1 if count and count > 0 else -1
+        end = min(offset + count - 1, MAX_RANK) if count and count > 0 else -1
         pipe.zrange(temp, offset, end)
         pipe.delete(temp)
         return execute_guarded(pipe)[-2]

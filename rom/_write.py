@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import warnings
 from decimal import Decimal
 from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Set, Tuple
@@ -16,7 +15,8 @@ from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Se
 from redis.client import Pipeline
 
 from ._connect import connect, to_text
-from ._helpers import _encode_unique_constraint, _prefix_score
+from ._helpers import (_encode_unique_constraint, _prefix_score, score_text, short_repr,
+                       token_text)
 from ._ids import take_ids
 from ._keygen import SORT_KEYGEN_NAMES, _numeric_keygen
 from ._registry import PENDING_ID, is_entity
@@ -24,11 +24,10 @@ from ._relations import UnsafeColumn
 from ._scripts import lua
 from ._session import session
 from ._ttl import KEEP, expiry_failure, write_op
+from ._values import need_utf8, storage_text
 from .exceptions import (ColumnError, DataRaceError, EntityDeletedError, InvalidColumnValue,
                          ORMError, UniqueKeyViolation)
 
-_DOUBLE_TEXT = re.compile(r'[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf|infinity)\Z',
-                          re.IGNORECASE)
 _GEO_LAT_LIMIT = 85.05112878
 _MAX_BLOCKS_PER_CALL = 500
 
@@ -83,38 +82,6 @@ def _empty_entries() -> IndexEntries:
 
 
 # --- validation (models spec §6.6) ------------------------------------------------------------
-def _score_text(value: Any) -> Optional[str]:
-    """The score as text Redis accepts, or None when Redis would reject it."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int):
-        try:
-            float(value)
-        except OverflowError:
-            return None
-        return str(value)
-    if isinstance(value, float):
-        return None if math.isnan(value) else repr(value)
-    if isinstance(value, Decimal):
-        if value.is_nan():
-            return None
-        text = str(value)
-    elif isinstance(value, bytes):
-        text = value.decode('latin-1')
-    elif isinstance(value, str):
-        text = value
-    else:
-        return None
-    if not _DOUBLE_TEXT.match(text):
-        return None
-    number = float(text)
-    if math.isinf(number) and 'inf' not in text.lower():
-        return None  # overflow
-    if number == 0 and re.search(r'[1-9]', text.split('e')[0].split('E')[0]):
-        return None  # underflow to zero
-    return text
-
-
 def _coordinate(value: Any) -> Optional[float]:
     if isinstance(value, bool):
         return None
@@ -124,7 +91,7 @@ def _coordinate(value: Any) -> Optional[float]:
         except (OverflowError, ValueError):
             return None
     elif isinstance(value, (str, bytes)):
-        text = _score_text(value)
+        text = score_text(value)
         if text is None:
             return None
         number = float(text)
@@ -134,8 +101,7 @@ def _coordinate(value: Any) -> Optional[float]:
 
 
 # --- index entries (models spec §2.4, query spec §2.3) -----------------------------------------
-def _ts(token: Any) -> str:
-    return token if isinstance(token, str) else token.decode('utf-8')
+_ts = token_text
 
 
 def _as_member(raw: Any) -> str:
@@ -149,6 +115,8 @@ def _add_keygen_result(entries: IndexEntries, ns: str, col: Any, attr: str, resu
     if isinstance(result, (list, tuple, set, frozenset)):
         for token in result:
             text = _ts(token)
+            if not text.isascii():
+                need_utf8(ns, attr, text)
             if col._index:
                 entries.keys.append(attr + ':' + text)
             if col._prefix:
@@ -160,6 +128,8 @@ def _add_keygen_result(entries: IndexEntries, ns: str, col: Any, attr: str, resu
     if isinstance(result, dict):
         if col._index:
             for key, score in result.items():
+                if isinstance(key, str) and not key.isascii():
+                    need_utf8(ns, attr, key)
                 if not key:
                     entries.scores[attr] = score
                 elif score is None or score == '':
@@ -278,14 +248,20 @@ def compute_index_entries(model: Any, data: Dict[str, Any], id_text: str = '') -
             if value:  # the keygen gives nothing for an empty value
                 _add_keygen_result(entries, ns, col, attr, {}, value, True)
             continue
-        _add_keygen_result(entries, ns, col, attr, col._keygen(attr, data), value)
+        try:
+            result = col._keygen(attr, data)
+        except UnicodeError as err:  # e.g. IDENTITY_STRING of text above U+00FF
+            raise InvalidColumnValue('%s.%s: the keygen %s cannot index %s (%s)' % (
+                ns, attr, getattr(col._keygen, '__name__', '?'), short_repr(value), err)
+            ) from err
+        _add_keygen_result(entries, ns, col, attr, result, value)
     for key, score in list(scores.items()):
         if key in checked:
             continue
-        text = _score_text(score)
+        text = score_text(score)
         if text is None:
-            raise InvalidColumnValue('%s.%s: index score %r is not a number Redis can store'
-                                     % (ns, key, score))
+            raise InvalidColumnValue('%s.%s: index score %s is not a number Redis can store'
+                                     % (ns, key, short_repr(score)))
         scores[key] = text
     if model._geo:
         entries.geo.extend(_geo_points(model, data))
@@ -400,7 +376,8 @@ def plan_write(model: Any, old: Dict[str, Any], new: Dict[str, Any], full: bool 
     pkey = model._pkey
     pk_value = old.get(pkey) or new.get(pkey)
     if pk_value is PENDING_ID or not (pk_value or pk_value == 0):
-        raise ColumnError('%s: the primary key value is missing (was the entity saved?)' % (ns,))
+        raise ColumnError('%s: the primary key value is missing (an entity that was never '
+                          'saved cannot be deleted)' % (ns,))
     id_text = str(pk_value)
     layout = _layout(model)
     race: List[Tuple[str, str]] = []
@@ -415,7 +392,7 @@ def plan_write(model: Any, old: Dict[str, Any], new: Dict[str, Any], full: bool 
     for attr, col, unique, guarded, virtual in layout.columns:
         old_s = None if is_new else old.get(attr)
         new_v = new.get(attr)
-        new_s = col._to_redis(new_v) if new_v is not None else None
+        new_s = storage_text(ns, attr, col, new_v) if new_v is not None else None
         if new_s is not None:
             stored[attr] = new_s
         if new_v is None:
@@ -483,6 +460,10 @@ def plan_write(model: Any, old: Dict[str, Any], new: Dict[str, Any], full: bool 
     else:
         entries = compute_index_entries(model, new, id_text)
         mode = 'n' if fresh else 's'
+    if not delete:
+        for attr, value in claims:
+            if not value.isascii():
+                need_utf8(ns, attr, value)
     current = layout.current if force and not delete else []
     unsafe = [ns + ':' + id_text + ':' + attr for attr in layout.unsafe] if delete else []
     return WritePlan(ns, id_text, pkey, delete, mode, race, absent, claims, releases, current,
@@ -512,7 +493,8 @@ def _plan_unique(col: Any, attr: str, old: Dict[str, Any], new: Dict[str, Any], 
         return
     if value:
         claims.append((attr, _unique_text(value)))
-    if old_value and old_value != new_value:
+    if old_value and (not new_value or _unique_text(old_value) != _unique_text(new_value)):
+        # compared as stored text: b'12' recorded at construction and '12' are one value
         releases.append((attr, _unique_text(old_value)))
 
 
@@ -668,6 +650,10 @@ def save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool = 
             entity._write_sent = True
         while True:
             done, failure = run_plans(conn, [plan for _, plan, _ in pending], pending_blocks)
+            if isinstance(failure, EntityDeletedError) and pending[done][0]._deleted:
+                failure = EntityDeletedError(
+                    'entity %s:%s was deleted by its own delete(); use save(force=True) to '
+                    'recreate it' % failure.args[1:], *failure.args[1:])
             expiring: List[WritePlan] = []
             for entity, plan, was_new in pending[:done]:
                 entity._last = plan.stored

@@ -13,21 +13,23 @@ from . import _ttl as _requests
 from ._coltypes import IndexOnly
 from ._compat import _zrange_limit_iterator, redis_writer_lua
 from ._connect import connect, decodes_responses
-from ._helpers import ClassProperty
+from ._helpers import ClassProperty, _to_score, short_repr
 from ._ids import take_id
 from ._keygen import SORT_KEYGEN_NAMES
 from ._loader import field_names, load_row, mapping_builder, row_builder
 from ._on_delete import _plan_on_delete
 from ._registry import PENDING_ID, SKIP_ON_DELETE
-from ._relations import UnsafeColumn, _Unresolved
+from ._relations import ForeignModel, UnsafeColumn, _Related, _Unresolved
 from ._schema import _ModelMetaclass
 from ._ttl import StillAlive
 from ._scripts import lua
 from ._session import session
+from ._values import initial_text
 from ._write import AttrDict, plan_write, run_plans, save_entities
-from .exceptions import (DataRaceError, EntityDeletedError, InvalidColumnValue,  # noqa: F401
+from .exceptions import (ColumnError, DataRaceError, EntityDeletedError,  # noqa: F401
+                         InvalidColumnValue,
                          InvalidOperation, QueryError)
-from .query import NUMERIC_TYPES, Query
+from .query import NUMERIC_TYPES, Query, _bound
 
 if TYPE_CHECKING:
     from ._typing import QueryProperty
@@ -45,6 +47,10 @@ def _decode_row(conn: Any, row: Dict[Any, Any]) -> Dict[str, Any]:
     if decodes_responses(conn):
         return row
     return {k.decode('utf-8'): v.decode('utf-8') for k, v in row.items()}
+
+
+def _shown_in_repr(col: Any) -> bool:
+    return not isinstance(col, (_Related, ForeignModel, IndexOnly, UnsafeColumn))
 
 
 class Model(metaclass=_ModelMetaclass):
@@ -97,7 +103,8 @@ class Model(metaclass=_ModelMetaclass):
                 value = None
             col._init_(self, ns, attr, value, loading)
             if value is not None and not isinstance(col, IndexOnly):
-                self._last[attr] = value if isinstance(value, str) else col._to_redis(value)
+                self._last[attr] = value if isinstance(value, str) else initial_text(
+                    ns, attr, col, value, self._data.get(attr))
         if not loading and not extra_ok and not bypass and not session.null_session:
             extra = [k for k in kwargs if k not in self._columns]
             if extra:
@@ -107,6 +114,20 @@ class Model(metaclass=_ModelMetaclass):
         self._init = True
         if not bypass:
             session.add(self)
+
+    def __repr__(self) -> str:
+        """``<Model id=3 col='value' ...>``: the id and the first two other column values set
+        (long values shortened; no I/O, an id not allocated yet shows as ``?``)."""
+        pk = self._data.get(self._pkey)
+        parts = ['%s=%s' % (self._pkey, '?' if pk is None or pk is PENDING_ID else pk)]
+        for attr, col in self._columns.items():
+            if len(parts) > 2:
+                break
+            value = self._data.get(attr)
+            if attr == self._pkey or value is None or not _shown_in_repr(col):
+                continue
+            parts.append('%s=%s' % (attr, short_repr(value, 40)))
+        return '<%s %s>' % (type(self).__name__, ' '.join(parts))
 
     def _load(self, row: Dict[Any, Any], by_bytes: bool = False) -> None:
         """Initialise from a stored row; no validation, defaults apply.
@@ -340,6 +361,9 @@ class Model(metaclass=_ModelMetaclass):
 
     def delete(self, **kwargs: Any) -> Any:
         """Delete the entity (with on_delete processing and hooks)."""
+        if not self._last.get(self._pkey):
+            raise ColumnError('cannot delete %r: it has never been saved, so there is nothing '
+                              'to delete (forget it with session.forget() instead)' % (self,))
         skip = kwargs.get('skip_on_delete_i_really_mean_it') is SKIP_ON_DELETE
         conn = kwargs.get('_conn')
         # removal by rom._expiry: on_delete applies, no hooks; returns whether it was removed
@@ -499,9 +523,9 @@ class Model(metaclass=_ModelMetaclass):
         if isinstance(value, NUMERIC_TYPES) and not isinstance(value, bool):
             value = (value, value)
         if isinstance(value, tuple) and cls._ttl is None:  # (with _ttl: _limit skips expired)
-            col = cls._columns[attr]
-            lo = '-inf' if value[0] is None else col._to_redis(value[0])
-            hi = 'inf' if value[1] is None else col._to_redis(value[1])
+            # endpoints as score texts; QueryError for NaN and text that is not a number
+            lo, hi = (_to_score(_bound(cls, attr, end, 'get_by')) if end is not None else inf
+                      for end, inf in zip(value, ('-inf', 'inf')))
             conn = connect(cls)
             key = '%s:%s:idx' % (cls._namespace, attr)
             # one round trip: the ids in the range and their rows (identity map still wins)
@@ -522,12 +546,21 @@ class Model(metaclass=_ModelMetaclass):
                              % (cls._namespace, attr))
         col = cls._columns[attr]
         values = value if isinstance(value, list) else [value]
-        lookups = []
+        lookups: List[Any] = []
         for item in values:
             if isinstance(col, IndexOnly):
                 lookups.append(item.decode('latin-1') if isinstance(item, bytes) else str(item))
-            else:
-                lookups.append(col._to_redis(item))
+                continue
+            try:
+                text = col._to_redis(item)
+                if isinstance(text, (int, float)) and not isinstance(text, bool):
+                    text = repr(text)  # what redis-py sends for a number (rom 1.1.2)
+                if not isinstance(text, (str, bytes)):
+                    raise TypeError('not a value the unique index holds')
+                lookups.append(text)
+            except (TypeError, ValueError, AttributeError, OverflowError) as err:
+                raise QueryError('get_by(): %s cannot be looked up in the unique index of %s.%s '
+                                 '(%s)' % (short_repr(item), cls._namespace, attr, err)) from err
         if not lookups:
             return []
         # one round trip: the unique hash lookups and the rows (identity map still wins)

@@ -25,7 +25,7 @@ from mypy.types import Type as MypyType
 from mypy.types import UnionType, get_proper_type
 
 MODEL = 'rom.model.Model'
-COLUMN = 'rom._coltypes.Column'
+COLUMN = 'rom._column.Column'
 NOT_ARGUMENTS = ('rom._coltypes.PrimaryKey', 'rom._coltypes.IndexOnly',
                  'rom._relations.OneToMany')
 REFERENCES = ('rom._relations.ManyToOne', 'rom._relations.ForeignModel')

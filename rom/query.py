@@ -15,7 +15,7 @@ from typing import (TYPE_CHECKING, Any, Dict, Generic, Iterator, List, Optional,
 from . import _session
 from ._connect import connect, to_text
 from ._expiry import visible_ids
-from ._helpers import dt2ts, t2ts
+from ._helpers import MAX_RANK, dt2ts, score_text, short_repr, t2ts
 from ._keyset import Page as Page  # re-exported: the result type of Query.page()
 from ._keyset import keyset_page
 from ._keygen import LOWERCASE_QUERY_KEYGENS
@@ -42,6 +42,8 @@ ALLOWED_DIST = ('m', 'km', 'mi', 'ft')
 _LT = (str, bytes)
 _STRING_SORT_KEYGENS = ['SIMPLE', 'SIMPLE_CI', 'CASE_INSENSITIVE']
 _NO_LIMIT = 2 ** 64
+#: keygens whose index is one sorted set scored by the value (numbers, times, references)
+_NUMERIC_KEYGENS = ('_numeric_keygen', '_many_to_one_keygen')
 _FIELDS = ('model', 'filters', 'order_by', 'limit', 'select')
 #: the model a query returns entities of
 if TYPE_CHECKING:  # the default keeps a bare ``Query`` annotation valid under --strict
@@ -62,6 +64,33 @@ def _endpoint(value: Any) -> Any:
 def _keygen_name(column: Any) -> Optional[str]:
     keygen = getattr(column, '_keygen', None)
     return getattr(keygen, '__name__', None) if keygen is not None else None
+
+
+def _utf8(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode('utf-8')
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _bound(model: Any, name: str, value: Any, clause: str = 'filter') -> Any:
+    """A range endpoint Redis can compare with: None, a number or numeric text (QueryError
+    for NaN, text that is not a number and values outside the double range)."""
+    value = _endpoint(value)
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)):
+        value = value.decode('latin-1') if isinstance(value, bytes) else value
+        text = value[1:] if value.startswith('(') else value  # exclusive endpoint (compat)
+    else:
+        text = value
+    if isinstance(value, bool) or score_text(text) is None:
+        raise QueryError('%s(): %s is not a number usable as a range endpoint of %s.%s'
+                         % (clause, short_repr(value), model.__name__, name))
+    return value
 
 
 class Query(Generic[_M]):
@@ -114,6 +143,10 @@ class Query(Generic[_M]):
             return None
         if isinstance(value, bool):
             return str(value)
+        for item in (value if isinstance(value, list) else [value]):
+            if isinstance(item, str) and not _utf8(item):
+                raise QueryError('%s(): the value %s for %s.%s has no UTF-8 form (a lone '
+                                 'surrogate)' % (clause, short_repr(item), model.__name__, attr))
         if _keygen_name(column) in LOWERCASE_QUERY_KEYGENS:
             if isinstance(value, _LT):
                 return value.lower()
@@ -127,7 +160,12 @@ class Query(Generic[_M]):
         for name, value in kwargs.items():
             original = value
             value = self._check('filter', name, value)
-            if isinstance(value, str):
+            if isinstance(original, (str, bytes)) and ':' not in name and \
+                    _keygen_name(self._model._columns[name]) in _NUMERIC_KEYGENS:
+                # a numeric string on a numeric index means equality (values from web forms)
+                number = _bound(self._model, name, original)
+                filters.append((name, number, number))
+            elif isinstance(value, str):
                 filters.append('%s:%s' % (name, value))
             elif isinstance(value, bytes):
                 filters.append('%s:%s' % (name, value.decode('latin-1')))
@@ -138,22 +176,24 @@ class Query(Generic[_M]):
                                      'columns, not on %s.%s' % (self._model.__name__, name))
                 filters.append((name, None, None))
             elif isinstance(value, NUMERIC_TYPES):
-                filters.append((name, _endpoint(value), _endpoint(value)))
+                number = _bound(self._model, name, value)
+                filters.append((name, number, number))
             elif isinstance(value, tuple):
                 if len(value) != 2:
                     raise QueryError('filter(): a range on %s needs exactly two endpoints '
-                                     '(low, high), got %r' % (name, value))
-                filters.append((name, _endpoint(value[0]), _endpoint(value[1])))
+                                     '(low, high), got %s' % (name, short_repr(value)))
+                filters.append((name, _bound(self._model, name, value[0]),
+                                _bound(self._model, name, value[1])))
             elif isinstance(value, list) and value:
                 bad = [v for v in value if not isinstance(v, _LT)]
                 if bad:
                     raise QueryError('filter(): a list for %s must hold only str/bytes tokens, '
-                                     'got %r' % (name, bad[0]))
+                                     'got %s' % (name, short_repr(bad[0])))
                 filters.append(['%s:%s' % (name, _ts(v)) for v in value])
             else:
-                raise QueryError('filter(): unsupported value %r for %s.%s (use a string, a '
+                raise QueryError('filter(): unsupported value %s for %s.%s (use a string, a '
                                  'number, a (low, high) tuple or a non-empty list of strings)'
-                                 % (original, self._model.__name__, name))
+                                 % (short_repr(original), self._model.__name__, name))
         return self.replace(filters=tuple(filters))
 
     def _text_filter(self, clause: str, kwargs: Dict[str, Any]) -> Query[_M]:
@@ -164,14 +204,14 @@ class Query(Generic[_M]):
                 if isinstance(value, bytes):
                     raise TypeError('like(): patterns must be str, not bytes (%s)' % (name,))
                 if not isinstance(value, str):
-                    raise QueryError('like(): the pattern for %s must be a string, got %r'
-                                     % (name, value))
+                    raise QueryError('like(): the pattern for %s must be a string, got %s'
+                                     % (name, short_repr(value)))
                 _normalise_pattern(value)  # QueryError now for an oversized pattern
                 filters.append(Pattern(name, value))
                 continue
             if not isinstance(value, _LT):
-                raise QueryError('%s(): the value for %s must be str or bytes, got %r'
-                                 % (clause, name, value))
+                raise QueryError('%s(): the value for %s must be str or bytes, got %s'
+                                 % (clause, name, short_repr(value)))
             if clause == 'startswith':
                 filters.append(Prefix(name, value))
             else:
@@ -206,9 +246,15 @@ class Query(Generic[_M]):
         return self.replace(filters=self._filters + (flt,))
 
     def order_by(self, column: str) -> Query[_M]:
-        """Order by a scored index (``'-col'`` for descending); replaces an earlier order."""
+        """Order by a scored index (``'-col'`` for descending); replaces an earlier order.
+
+        A column without an index raises ``QueryError``.
+        """
         self._check('order_by', column)
         col = self._model._columns[column.lstrip('-').partition(':')[0]]
+        if not getattr(col, '_index', False):
+            raise QueryError('order_by(%r): column %s.%s has no index to sort by (declare it '
+                             'with index=True)' % (column, self._model.__name__, col._attr))
         if type(col).__name__ in ('String', 'Text', 'Json') and \
                 _keygen_name(col) not in _STRING_SORT_KEYGENS:
             warnings.warn('order_by(%r): sorting on a non-numeric column gives meaningful '
@@ -217,7 +263,18 @@ class Query(Generic[_M]):
         return self.replace(order_by=column)
 
     def limit(self, offset: int, count: int) -> Query[_M]:
-        """Return ``count`` results starting at ``offset`` (replaces an earlier limit)."""
+        """Return ``count`` results starting at ``offset`` (replaces an earlier limit).
+
+        ``offset`` and ``count`` must be integers (or None); ``offset`` must lie within
+        +-(2**63 - 1), the ranks Redis supports (``QueryError`` otherwise).
+        """
+        for what, value in (('offset', offset), ('count', count)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                raise QueryError('limit(): %s must be an integer, not %s'
+                                 % (what, short_repr(value)))
+        if offset is not None and abs(offset) > MAX_RANK:
+            raise QueryError('limit(): offset %d is outside the ranks Redis supports (+-%d)'
+                             % (offset, MAX_RANK))
         return self.replace(limit=(offset, count))
 
     def select(self, *column_names: Any, **kwargs: Any) -> Query[Any]:
@@ -440,11 +497,11 @@ class Query(Generic[_M]):
             if select is not None:
                 gindex.drop_expired(pipe, temp)  # models with ``_ttl``
                 _get_column_data(pipe, model, select[0], key=temp, start=rank,
-                                 stop=rank + size - 1, pipeline=True)
+                                 stop=min(rank + size - 1, MAX_RANK), pipeline=True)
                 read, rows = _split_reply(execute_guarded(pipe)[-1])
                 items: Any = _select_generator(model, select, rows)
             else:
-                pipe.zrange(temp, rank, rank + size - 1)
+                pipe.zrange(temp, rank, min(rank + size - 1, MAX_RANK))
                 ids = execute_guarded(pipe)[-1]
                 read = len(ids)
                 items = self._entities(ids) if ids else ()
@@ -478,7 +535,7 @@ class Query(Generic[_M]):
         conn = connect(model)
         key = '%s:%s:idx' % (model._namespace, model._pkey)
         size = min(budget, pagesize)
-        ids = conn.zrange(key, max(offset, 0), max(offset, 0) + size - 1)
+        ids = conn.zrange(key, max(offset, 0), min(max(offset, 0) + size - 1, MAX_RANK))
         while ids:
             for item in self._page_items(conn, ids):
                 yield item

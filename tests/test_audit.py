@@ -307,7 +307,8 @@ def test_report_objects():
     assert str(report.findings[0]) == 'missing-entry: row X:1 is missing'
     assert '1 problem' in report.summary() and MISSING in report.summary()
     assert set(KINDS) == {MISSING, WRONG_SCORE, STALE, DANGLING, UNIQUE_MISSING,
-                          UNIQUE_DUPLICATE, UNIQUE_STALE, BOOKKEEPING, UNKNOWN_INDEX, BAD_ROW}
+                          UNIQUE_DUPLICATE, UNIQUE_STALE, BOOKKEEPING, UNKNOWN_INDEX, BAD_ROW,
+                          'dangling-reference'}
 
 
 @pytest.mark.parametrize('block_size', [1, 10, 1000])

@@ -385,7 +385,8 @@ def AllTypes(conn):
 
 
 ASSIGN_CASES = [
-    ('i', '7', 7), ('i', 4.7, 4), ('i', Decimal('3.9'), 3), ('i', b'12', 12),
+    ('i', '7', 7), ('i', 4.0, 4), ('i', Decimal('3.000'), 3), ('i', -0.0, 0), ('i', b'12', 12),
+    ('i', 2.0 ** 80, 2 ** 80),
     ('b', 'False', True), ('b', '', False), ('b', [], False), ('b', 1, True),
     ('f', '2.5', 2.5), ('f', b'3.5', 3.5), ('f', Decimal('1.25'), 1.25),
     ('d', 3, Decimal(3)), ('d', '2.643', Decimal('2.643')),
@@ -408,7 +409,12 @@ def test_assign_converts(AllTypes, attr, value, expected):
 
 
 @pytest.mark.parametrize('attr,value', [
-    ('i', '4.5'), ('i', 'x'), ('i', [1]), ('f', 'x'), ('d', b'1'), ('dt', date(2020, 1, 1)),
+    ('i', '4.5'), ('i', 'x'), ('i', [1]), ('f', 'x'),
+    # issue 12: no silent truncation, no OverflowError/ValueError for infinities and NaN
+    ('i', 4.7), ('i', 1.9), ('i', Decimal('3.9')), ('i', float('inf')), ('i', float('-inf')),
+    ('i', float('nan')), ('i', Decimal('Infinity')), ('i', Decimal('NaN')), ('i', Decimal('sNaN')),
+    ('f', 10 ** 400), ('d', Decimal('sNaN')), ('tx', 'a\ud800b'), ('tx', '\udfff'),
+    ('dt', 10.0 ** 20), ('dt', float('inf')), ('dt', float('nan')), ('dd', -(10 ** 30)), ('d', b'1'), ('dt', date(2020, 1, 1)),
     ('dt', 'nope'), ('dd', 'nope'), ('t', 86400), ('t', 'x'), ('tx', b'\xff'), ('tx', 5),
     ('j', '5'), ('j', '"s"'), ('j', '{bad'), ('j', 5), ('s', 'text'), ('s', 5),
 ])

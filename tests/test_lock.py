@@ -59,12 +59,19 @@ def test_second_lock_object_waits_and_fails(conn):
     assert conn.get('lock:job') == first.identifier.encode()
 
 
-def test_zero_acquire_timeout_makes_no_attempt(conn, roundtrips):
+def test_zero_acquire_timeout_makes_exactly_one_attempt(conn, roundtrips):
+    # issue 12: rom 1.1.2 made no attempt at all, so a free lock was never taken
     lock = util.Lock(conn, 'job', 0, 10)
     with roundtrips(conn) as rt:
-        assert lock.acquire() is False
-    assert rt.count == 0
-    assert not conn.exists('lock:job')
+        assert lock.acquire() is True
+    assert rt.count == 1
+    assert conn.get('lock:job') == lock.identifier.encode()
+    other = util.Lock(conn, 'job', 0, 10)
+    start = time.time()
+    with roundtrips(conn) as rt:
+        assert other.acquire() is False  # held: one attempt, no waiting
+    assert rt.count == 1 and time.time() - start < 0.5
+    assert util.Lock(conn, 'job', -5, 10).acquire() is False  # negative: one attempt too
 
 
 def test_release(conn):
@@ -121,11 +128,18 @@ def test_context_manager(conn):
     assert not conn.exists('lock:ctx2')
 
 
-def test_invalid_lock_timeout_propagates(conn):
-    lock = util.Lock(conn, 'bad', 1, 0)
-    with pytest.raises(redis.exceptions.ResponseError):
-        lock.acquire()
+@pytest.mark.parametrize('lock_timeout', [0, -1, -0.5, float('nan'), float('inf')])
+def test_invalid_lock_timeout_is_refused_at_construction(conn, lock_timeout):
+    # issue 12: rom 1.1.2 let Redis reject the SETEX with a raw ResponseError
+    with pytest.raises(ValueError, match='lock_timeout'):
+        util.Lock(conn, 'bad', 1, lock_timeout)
     assert not conn.exists('lock:bad')
+
+
+def test_invalid_acquire_timeout_is_refused(conn):
+    for value in (float('nan'), float('inf'), 'soon'):
+        with pytest.raises(ValueError, match='acquire_timeout'):
+            util.Lock(conn, 'bad', value, 10)
 
 
 def test_decoding_client(decoding_conn, roundtrips):

@@ -497,7 +497,8 @@ def test_delete(conn):
     assert conn.hgetall('DL:u:uidx') == {b'x': b'1'}
 
 
-def test_delete_never_saved_raises_column_error_after_before_hook(conn):
+def test_delete_never_saved_raises_a_clear_column_error_before_any_hook(conn):
+    # issue 18: the message said "was the entity saved?" although the entity had an id
     calls = []
 
     class DN(rom.Model):
@@ -507,9 +508,16 @@ def test_delete_never_saved_raises_column_error_after_before_hook(conn):
             calls.append('bd')
 
     e = DN(a=1)
-    with pytest.raises(ColumnError):
+    with pytest.raises(ColumnError, match=r'cannot delete <DN id=1 a=1>: it has never been '
+                                          r'saved') as info:
         e.delete()
-    assert calls == ['bd']
+    assert 'was the entity saved' not in str(info.value)
+    assert calls == []
+    assert rom.util.session.get('DN:1') is e  # nothing happened: still tracked, still new
+    assert e._new and not e._deleted
+    e.save()
+    e.delete()
+    assert calls == ['bd'] and not conn.exists('DN:1')
 
 
 def test_delete_with_pipeline(conn):
@@ -1059,19 +1067,37 @@ def test_redis_writer_lua_entry_point(conn):
     assert RWL.get(1).x == 5
 
 
-def test_aware_datetime_raises_type_error_when_stored(conn):
-    from datetime import datetime, timezone
+def test_aware_datetime_is_stored_as_the_same_instant_and_loads_naive_utc(conn):
+    # issue 18: rom 1.1.2 raised TypeError (naive minus aware)
+    from datetime import datetime, timedelta, timezone
 
     class AW(rom.Model):
-        dt = rom.DateTime()
+        dt = rom.DateTime(index=True)
+        dd = rom.Date()
+        sdt = rom.SaferDateTime()
 
-    with pytest.raises(TypeError):
-        AW(dt=datetime(2020, 1, 1, tzinfo=timezone.utc))
-    e = AW()
-    e.dt = datetime(2020, 1, 1, tzinfo=timezone.utc)
-    with pytest.raises(TypeError):
-        e.save()
-    assert not conn.exists('AW:1') and not conn.exists('AW:2')
+    paris = timezone(timedelta(hours=1))
+    e = AW(dt=datetime(2020, 1, 1, 13, 30, tzinfo=paris), sdt=datetime.now(timezone.utc))
+    assert e.dt == datetime(2020, 1, 1, 12, 30) and e.dt.tzinfo is None  # normalised at once
+    e.dd = datetime(2020, 1, 1, 0, 30, tzinfo=paris)  # 2019-12-31 23:30 UTC
+    e.save()
+    naive = AW(dt=datetime(2020, 1, 1, 12, 30), dd=datetime(2019, 12, 31, 23, 30))
+    naive.save()
+    for field in ('dt', 'dd'):  # the bytes rom 1.1.2 stores for the naive UTC value
+        assert conn.hget('AW:1', field) == conn.hget('AW:2', field)
+    assert conn.hget('AW:1', 'dt') == b'1577881800.0'
+    rom.util.session.rollback()
+    loaded = AW.get(1)
+    assert loaded.dt == datetime(2020, 1, 1, 12, 30) and loaded.dt.tzinfo is None
+    assert loaded.dd == datetime(2019, 12, 31).date()
+    assert loaded.save() == 0  # nothing looks changed
+    assert {x.id for x in AW.query.filter(dt=datetime(2020, 1, 1, 13, 30, tzinfo=paris))} == {1, 2}
+    # an instant outside the datetime range in UTC is refused before anything is written
+    late = datetime(9999, 12, 31, 23, tzinfo=timezone(-timedelta(hours=5)))
+    with pytest.raises(InvalidColumnValue, match='AW.dt'):
+        loaded.dt = late
+    with pytest.raises(InvalidColumnValue, match='AW.dt'):
+        AW(dt=late)
 
 
 def test_full_save_race_checks_every_written_column(conn):

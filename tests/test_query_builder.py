@@ -161,8 +161,8 @@ def test_order_by_warnings(M):
         M.query.order_by('n')
         M.query.order_by('-sci')
         M.query.order_by('ref')
-    # plain: no keygen at all (bug query #10); kw: Json with a custom keygen
-    for col in ('ft', '-tx', 'plain', 'js', 'kw:n:42'):
+    # kw: Json with a custom keygen; indexed text columns without a sortable keygen warn
+    for col in ('ft', '-tx', 'kw:n:42'):
         with pytest.warns(UserWarning) as record:
             M.query.order_by(col)
         assert len(record) == 1
@@ -171,6 +171,15 @@ def test_order_by_warnings(M):
         assert record[0].filename == __file__
     with pytest.raises(QueryError):
         M.query.order_by('nope')
+
+
+def test_order_by_a_column_without_index_raises(M):
+    # issue 18: rom 1.1.2 warned (or raised AttributeError, bug query #10) and returned []
+    for col in ('plain', '-js', 'plain:x'):
+        with warnings.catch_warnings():
+            warnings.simplefilter('error')
+            with pytest.raises(QueryError, match=r"M\.%s has no index" % col.strip('-')[:5]):
+                M.query.order_by(col)
 
 
 def test_select_records(M):

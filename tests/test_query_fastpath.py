@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 import re
 
+import pytest
+
 import rom
 import rom.util
 
@@ -111,7 +113,9 @@ def test_direct_counts(conn, roundtrips):
     assert F.query.order_by('m').count() == 130
     assert F.query.filter(tag='a').count() == len(F.query.filter(tag='a').all())
     assert F.query.filter(n=(2, 8)).order_by('m').count() == total
-    assert F.query.order_by('tag').count() == 0
+    with pytest.warns(UserWarning, match='sortable keygen'):  # tokens: no sorted set
+        by_tag = F.query.order_by('tag')
+    assert by_tag.count() == 0
 
 
 def test_direct_first_with_select(conn, roundtrips):

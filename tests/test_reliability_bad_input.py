@@ -83,7 +83,8 @@ def saved(Everything):
     return e
 
 
-AWARE = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)
+# an aware datetime whose instant in UTC lies after datetime.max (aware values are accepted)
+AWARE = datetime.datetime(9999, 12, 31, 23, tzinfo=datetime.timezone(-datetime.timedelta(hours=5)))
 
 # (label, column, value, exception at assignment or None, exception at save)
 CASES = [
@@ -112,8 +113,14 @@ CASES = [
     ('NaN float', 'f', float('nan'), None, InvalidColumnValue),
     ('NaN decimal', 'd', decimal.Decimal('NaN'), None, InvalidColumnValue),
     ('overflowing decimal', 'd', decimal.Decimal('1e400'), None, InvalidColumnValue),
-    ('aware datetime', 'dt', AWARE, None, TypeError),  # compat: naive minus aware
-    ('json not serialisable', 'j', {'a': {1, 2}}, None, TypeError),
+    ('aware datetime past max', 'dt', AWARE, InvalidColumnValue, None),
+    ('text with a lone surrogate', 'tx', 'a\udc80', InvalidColumnValue, None),
+    ('int from fractional float', 'i', 1.9, InvalidColumnValue, None),
+    ('int from infinity', 'i', float('inf'), InvalidColumnValue, None),
+    ('int from decimal infinity', 'i', decimal.Decimal('Infinity'), InvalidColumnValue, None),
+    ('decimal signaling NaN', 'd', decimal.Decimal('sNaN'), InvalidColumnValue, None),
+    ('huge int in a float', 'f', 10 ** 400, InvalidColumnValue, None),
+    ('json not serialisable', 'j', {'a': {1, 2}}, None, InvalidColumnValue),
     ('score None', 'kg', {'score': None}, None, InvalidColumnValue),
     ('score bool', 'kg', {'score': True}, None, InvalidColumnValue),
     ('score nan text', 'kg', {'score': 'nan'}, None, InvalidColumnValue),

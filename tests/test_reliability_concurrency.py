@@ -61,8 +61,8 @@ def _escaped_cascade(conn, finding):
     child created (or loaded and saved) by another process between the parent's cascade
     lookup and its delete escapes the cascade and keeps the dead id in its row and in the
     reference index; it loads with the reference None, so the audit reports the
-    reference's index entry (and bookkeeping) as stale. Documented in docs/guarantees.rst.
-    Anything else is a real finding.
+    reference's index entry (and bookkeeping) as stale, and the reference itself as
+    dangling. Documented in docs/guarantees.rst. Anything else is a real finding.
     """
     ns = finding.key.split(':', 1)[0]
     attr = _REFERENCES.get(ns)
@@ -73,6 +73,9 @@ def _escaped_cascade(conn, finding):
             return False
     elif finding.kind == 'bookkeeping':
         if not finding.message.endswith("(scored: extra ['%s'], missing [])" % attr):
+            return False
+    elif finding.kind == 'dangling-reference':
+        if finding.member != attr:
             return False
     else:
         return False

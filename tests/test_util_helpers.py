@@ -85,8 +85,12 @@ def test_dt2ts_and_ts2dt():
     assert util.dt2ts(datetime(1969, 12, 31, 23, 59, 59, 500000)) == -0.5
     assert util.ts2dt(-0.5) == datetime(1969, 12, 31, 23, 59, 59, 500000)
     assert util.ts2dt(1577934245.678901) == datetime(2020, 1, 2, 3, 4, 5, 678901)
-    with pytest.raises(TypeError):
-        util.dt2ts(datetime(2020, 1, 1, tzinfo=timezone.utc))
+    # issue 18: an aware datetime gives the number of the naive UTC datetime of that instant
+    assert util.dt2ts(datetime(2020, 1, 1, tzinfo=timezone.utc)) == util.dt2ts(datetime(2020, 1, 1))
+    plus2 = timezone(timedelta(hours=2))
+    assert util.dt2ts(datetime(2020, 1, 2, 5, 4, 5, 678901, tzinfo=plus2)) == 1577934245.678901
+    assert util.dt2ts(datetime(9999, 12, 31, 23, tzinfo=timezone(-timedelta(hours=5)))) \
+        == 253402315200.0  # beyond datetime.max in UTC: still a number (columns refuse it)
     with pytest.raises(TypeError):
         util.dt2ts(time(1, 2))
 

@@ -282,11 +282,18 @@ def test_bytes_tokens(conn):
     data = json.loads(conn.hget('BT:1', '-index-data-'))
     assert data[0] == ['s:ab\xe9'] and data[2] == [['s', 'ab\xe9']]
     assert data[3] == [['s', '\xa9\xc3ba']]
+    # issue 12: a token that is not UTF-8 is written as latin-1 text (models §2.1) instead of
+    # raising UnicodeDecodeError; valid UTF-8 tokens keep rom 1.1.2's bytes (above)
     e = BT(bad='x')
-    before = dump(conn)
-    with pytest.raises(UnicodeDecodeError):
-        e.save()
-    assert dump(conn) == before
+    e.save()
+    assert conn.smembers(b'BT:bad:\xc3\xbf:idx') == {str(e.id).encode()}
+    assert BT.query.filter(bad=b'\xff').all() == [e]      # a bytes value decodes as latin-1
+    assert BT.query.filter(bad='\xff').all() == [e]
+    f = BT(s=b'\xfe\xff')
+    f.save()
+    assert conn.smembers(b'BT:s:\xc3\xbe\xc3\xbf:idx') == {str(f.id).encode()}
+    assert BT.query.filter(s=b'\xfe\xff').all() == [f]
+    assert BT.query.startswith(s='\xfe').all() == [f]     # prefix entries: latin-1 text
 
 
 def test_reference_keygen_index(conn):
