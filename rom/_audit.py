@@ -6,7 +6,7 @@ each in blocks of ``block_size`` so memory stays bounded (plus one bit per row i
 count per index key):
 
 1. Rows: every row found by SCAN is loaded, the index entries a save of it would write
-   are computed (``rom._expect``, through ``rom._write.compute_index_entries``), its
+   are computed (``rom._expect``, through ``rom._write_plan.compute_index_entries``), its
    ``-index-data-`` bookkeeping is compared with them, and a block's entries are verified
    in Redis by one script call (set membership, sorted-set member and score,
    prefix/suffix member and score, geo member and position, unique field). References to

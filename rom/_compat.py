@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterator, List
 
-from ._write import IndexEntries, WritePlan, run_plans
+from ._write_plan import IndexEntries, WritePlan
+from ._write_script import run_plans
 
 
 def redis_writer_lua(conn: Any, pkey: str, namespace: str, id: Any, unique: Dict[str, Any],
@@ -11,7 +12,7 @@ def redis_writer_lua(conn: Any, pkey: str, namespace: str, id: Any, unique: Dict
                      keys: List[str], scored: Dict[str, Any], prefix: List[Any],
                      suffix: List[Any], geo: List[Any], old_data: Dict[str, Any],
                      is_delete: bool, keys_to_delete: List[str]) -> None:
-    """Low-level write entry point with rom 1.1.2's argument list (see ``rom._write``)."""
+    """Low-level write entry point with rom 1.1.2's argument list (see ``rom._write_script``)."""
     id_text = str(id)
     race = [] if not old_data else [(pkey, id_text)] + [
         (k, v) for k, v in old_data.items() if k in data]

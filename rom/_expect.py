@@ -1,7 +1,7 @@
 """What index entries a stored row calls for, and whether Redis holds them.
 
 Shared by the audit (``check``) and the reindex: ``expected_entries`` computes a row's
-entries from its loaded entity (through ``rom._write.compute_index_entries``, the save
+entries from its loaded entity (through ``rom._write_plan.compute_index_entries``, the save
 path's own computation), ``bookkeeping_problem`` compares them with the row's
 ``-index-data-``, and ``verify_entries`` checks a block of rows' entries inside Redis in one
 script call (``scripts/audit_rows.lua``), returning only what is wrong.
@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from ._helpers import _encode_unique_constraint
 from ._scripts import lua
-from ._write import compute_index_entries, parse_index_data
+from ._write_plan import compute_index_entries, parse_index_data
 
 __all__ = ['expected_entries', 'bookkeeping_problem', 'verify_entries']
 

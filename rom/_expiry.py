@@ -26,7 +26,8 @@ from ._registry import MODELS
 from ._scripts import lua
 from ._session import session
 from ._ttl import EXPIRY_FIELD, StillAlive, expiry_key
-from ._write import WritePlan, plan_write, run_plans
+from ._write_plan import WritePlan, plan_write
+from ._write_script import run_plans
 from .exceptions import RestrictError
 
 #: how many due entities a write of a model removes at most (Redis' active expiry style)

@@ -2,7 +2,7 @@
 
 A reindex reads each row as stored, loads it the way ``Model.get`` does and writes only the
 index entries (and the ``-index-data-`` bookkeeping) those values call for, through the
-normal write planning (``rom._write.plan_write``) and the atomic write script. It never
+normal write planning (``rom._write_plan.plan_write``) and the atomic write script. It never
 rewrites or deletes a stored field: the only fields it adds are those a row lacks and whose
 column declares a default (what a re-save of the loaded entity stores, spec §6.2). A
 reference to a row that no longer exists is kept in the row (rom 1.1.2 keeps it too) and
@@ -27,7 +27,8 @@ from ._session import session
 from ._expect import bookkeeping_problem, expected_entries, verify_entries
 from ._registry import NULL
 from ._ttl import EXPIRY_FIELD
-from ._write import WritePlan, plan_write, run_plans
+from ._write_plan import WritePlan, plan_write
+from ._write_script import run_plans
 from .exceptions import DataRaceError, EntityDeletedError, UniqueKeyViolation
 
 __all__ = ['ReindexSummary', 'reindex_ids', 'read_rows', 'read_ahead', 'entity_from_row',

@@ -1,7 +1,8 @@
 """The ``Model`` active-record API: entity state, save/delete/refresh, get/get_by, transfer.
 
-Declarations are checked by ``rom._schema._ModelMetaclass``; writes are planned and run by
-``rom._write``; searches go through ``rom.query`` / ``rom._search``.
+Declarations are checked by ``rom._schema._ModelMetaclass``; writes are planned by
+``rom._write_plan``, run by ``rom._write_script`` and driven by ``rom._write``; searches go
+through ``rom.query`` / ``rom._search``.
 """
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ from ._ttl import StillAlive
 from ._scripts import lua
 from ._session import session
 from ._values import initial_text
-from ._write import AttrDict, plan_write, run_plans, save_entities
+from ._write import save_entities
+from ._write_plan import AttrDict, plan_write
+from ._write_script import run_plans
 from .exceptions import (ColumnError, DataRaceError, EntityDeletedError,  # noqa: F401
                          InvalidColumnValue,
                          InvalidOperation, QueryError)

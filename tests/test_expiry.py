@@ -84,7 +84,8 @@ def test_models_without_ttl_refuse_expiry_and_keep_their_layout(conn):
 
 
 def test_write_arguments_of_models_without_ttl_are_unchanged(conn):
-    from rom._write import plan_args, plan_write
+    from rom._write_plan import plan_write
+    from rom._write_script import plan_args
 
     class Plain(rom.Model):
         n = rom.Integer()

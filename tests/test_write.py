@@ -992,7 +992,7 @@ def test_index_data_with_whitespace_and_short_arrays(conn):
 
 
 def test_parse_index_data_reads_every_form():
-    from rom._write import parse_index_data
+    from rom._write_plan import parse_index_data
 
     def norm(result):
         keys, scored, prefix, suffix, geo = result
@@ -1206,7 +1206,7 @@ def test_concurrent_unique_claims_one_winner(conn):
 
 def _expected_index_state(conn, model):
     """Index members implied by every stored row's ``-index-data-`` plus its unique values."""
-    from rom._write import parse_index_data
+    from rom._write_plan import parse_index_data
     ns = model._namespace
     sets, zsets, uniques = {}, {}, {}
     for key in conn.keys(ns + ':*'):
@@ -1293,7 +1293,7 @@ def test_random_operations_keep_indexes_consistent(conn):
             assert _actual_index_state(conn, Inv) == _expected_index_state(conn, Inv)
     assert _actual_index_state(conn, Inv) == _expected_index_state(conn, Inv)
     # and every row's bookkeeping is what a fresh save would write
-    from rom._write import compute_index_entries, parse_index_data
+    from rom._write_plan import compute_index_entries, parse_index_data
     rom.session.rollback()
     for e in live:
         loaded = Inv.get(e.id)
