@@ -448,7 +448,16 @@ def _retry_once(action):
         return action()
 
 
+def _collect_dropped_sockets():
+    """redis-py 4.5.5 drops (does not close) the socket of a connection a restart broke:
+    collect such sockets where their ResourceWarning is expected, not in a later test."""
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', ResourceWarning)
+        gc.collect()
+
+
 def test_server_restarted_between_operations(conn, tmp_path):
+    _collect_dropped_sockets()
     server = _Server(tmp_path)
     server.start()
     client = redis.Redis(unix_socket_path=server.socket, socket_timeout=5)
@@ -483,8 +492,4 @@ def test_server_restarted_between_operations(conn, tmp_path):
         util.CONNECTION = conn
         client.close()
         server.stop()
-        # redis-py 4.5.5 drops (does not close) a socket of a connection the restart broke;
-        # collect it here, where its ResourceWarning is expected, not in a later test
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', ResourceWarning)
-            gc.collect()
+        _collect_dropped_sockets()
