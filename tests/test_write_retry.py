@@ -2,17 +2,12 @@
 script call whose reply was lost; the replay must not store a row twice nor report a race
 for an update that was applied.
 
-The reply is dropped deterministically by a minimal TCP proxy of this file: it forwards
-everything, except that once armed it lets the server run the next script call, swallows
-its reply and cuts the connection. (A fault-injecting proxy for the whole suite is planned
-in ``rom.testing``; this one is enough for these tests.)
+The reply is dropped deterministically by ``rom.testing.FaultProxy``: once armed, the server
+runs the next script call, its reply is swallowed and the connection cut.
 """
 from __future__ import annotations
 
-import socket
-import threading
-from typing import Any, List
-from urllib.parse import parse_qs, urlparse
+from typing import List
 
 import pytest
 import redis
@@ -22,97 +17,30 @@ from redis.retry import Retry
 import rom
 from rom import session, util
 from rom.exceptions import DataRaceError, UniqueKeyViolation
+from rom.testing import Fault, FaultProxy
 
 
 class _DropReplyProxy:
-    """Forwards TCP clients to the test server; ``arm()`` drops the next script reply."""
+    """Clients through a ``rom.testing.FaultProxy``; ``arm()``: the server runs the next script
+    call, its reply is lost and the connection cut (``cut_reply(0)``)."""
 
     def __init__(self, redis_url: str) -> None:
-        url = urlparse(redis_url)
-        if url.scheme == 'unix':
-            self.family, self.address = socket.AF_UNIX, url.path
-            self.db = int(parse_qs(url.query).get('db', ['0'])[0])
-        else:
-            self.family = socket.AF_INET
-            self.address = (url.hostname or '127.0.0.1', url.port or 6379)
-            self.db = int((url.path or '/0').lstrip('/') or 0)
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listener.bind(('127.0.0.1', 0))
-        self.listener.listen(16)
-        self.port = self.listener.getsockname()[1]
-        self.armed = threading.Event()
-        self.dropped = 0
-        self.sockets: List[socket.socket] = []
-        self.closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.proxy = FaultProxy(redis_url)
+        self.faults: List[Fault] = []
 
     def arm(self) -> None:
-        self.armed.set()
+        self.faults.append(self.proxy.cut_reply(0, ('EVAL', 'EVALSHA')))
 
-    def _accept(self) -> None:
-        while not self.closed:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.socket(self.family, socket.SOCK_STREAM)
-            upstream.connect(self.address)
-            self.sockets += [client, upstream]
-            state = {'drop': False}
-            threading.Thread(target=self._requests, args=(client, upstream, state),
-                             daemon=True).start()
-            threading.Thread(target=self._replies, args=(upstream, client, state),
-                             daemon=True).start()
-
-    def _requests(self, client: socket.socket, upstream: socket.socket, state: Any) -> None:
-        try:
-            while True:
-                data = client.recv(1 << 20)
-                if not data:
-                    break
-                if b'EVAL' in data and self.armed.is_set():
-                    self.armed.clear()
-                    state['drop'] = True
-                upstream.sendall(data)
-        except OSError:
-            pass
-        finally:
-            self._close(client, upstream)
-
-    def _replies(self, upstream: socket.socket, client: socket.socket, state: Any) -> None:
-        try:
-            while True:
-                data = upstream.recv(1 << 20)
-                if not data:
-                    break
-                if state['drop']:
-                    # the script ran (its reply is here): lose the reply and the connection
-                    self.dropped += 1
-                    break
-                client.sendall(data)
-        except OSError:
-            pass
-        finally:
-            self._close(client, upstream)
-
-    @staticmethod
-    def _close(*socks: socket.socket) -> None:
-        for sock in socks:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            sock.close()
+    @property
+    def dropped(self) -> int:
+        return sum(fault.fired for fault in self.faults)
 
     def client(self, retries: int = 3) -> redis.Redis:
-        return redis.Redis(host='127.0.0.1', port=self.port, db=self.db,
-                           retry=Retry(NoBackoff(), retries),
-                           retry_on_error=[redis.ConnectionError, redis.TimeoutError])
+        return self.proxy.client(retry=Retry(NoBackoff(), retries),
+                                 retry_on_error=[redis.ConnectionError, redis.TimeoutError])
 
     def close(self) -> None:
-        self.closed = True
-        self.listener.close()
-        self._close(*self.sockets)
+        self.proxy.close()
 
 
 @pytest.fixture

