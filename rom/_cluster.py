@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence, Tuple
 
+import redis
+
 from .exceptions import ORMError
 
 try:  # redis-py >= 4.1
@@ -101,9 +103,35 @@ def check_cluster_relations(model: Any, models: Any, referenced: Any) -> None:
                    source.__name__, target.__name__))
 
 
+# rom runs MULTI/EXEC on one slot through ``RedisCluster.pipeline(transaction=True)``, which
+# redis-py supports from 6.1.0 on (older versions raise "transaction is deprecated").
+CLUSTER_MIN_REDIS_PY = (6, 1, 0)
+
+
+def cluster_support_error(version: str) -> Optional[str]:
+    """Why redis-py ``version`` cannot drive rom on Redis Cluster, or None when it can."""
+    parts = []
+    for piece in version.split('.')[:3]:
+        digits = ''.join(c for c in piece if c.isdigit())
+        parts.append(int(digits) if digits else 0)
+    if tuple(parts) >= CLUSTER_MIN_REDIS_PY:
+        return None
+    return ('rom on Redis Cluster needs redis-py >= %s (transactions in cluster pipelines); '
+            'this is redis-py %s' % ('.'.join(map(str, CLUSTER_MIN_REDIS_PY)), version))
+
+
 def is_cluster_client(conn: Any) -> bool:
-    """True for a ``redis.cluster.RedisCluster`` client or one of its pipelines."""
-    return bool(RedisCluster) and isinstance(conn, RedisCluster)
+    """True for a ``redis.cluster.RedisCluster`` client or one of its pipelines.
+
+    Raises ``ORMError`` for a cluster client when the installed redis-py is too old to run
+    rom's per-slot transactions (see ``CLUSTER_MIN_REDIS_PY``), before anything is sent.
+    """
+    if not (RedisCluster and isinstance(conn, RedisCluster)):
+        return False
+    problem = cluster_support_error(redis.__version__)
+    if problem:
+        raise ORMError(problem)
+    return True
 
 
 def is_cluster_pipeline(conn: Any) -> bool:

@@ -44,6 +44,7 @@ from typing import Any, Callable, Iterator, List
 import pytest
 import redis
 
+from rom._cluster import cluster_support_error
 from rom.testing import RoundTrips, counting_client, instrument, reset_rom_state
 from rom.testing import roundtrips as _roundtrips
 from rom.testing import server_description, stop_shared_server, test_server_url
@@ -63,7 +64,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line('markers', 'slow: long-running; left out of CI\'s subset runs')
 
 
-def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:
+def _mark_slow(items: List[pytest.Item]) -> None:
     for item in items:
         module = item.module.__name__.rpartition('.')[2] if item.module else ''
         if module in SLOW_MODULES or item.originalname in SLOW_TESTS:  # type: ignore[attr-defined]
@@ -72,8 +73,11 @@ def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:
 
 def pytest_report_header(config: pytest.Config) -> str:
     """Name the server and the redis-py the run uses (starts the embedded server if needed)."""
-    return 'rom test server: %s; redis-py %s' % (server_description(test_server_url()),
-                                                redis.__version__)
+    header = 'rom test server: %s; redis-py %s' % (server_description(test_server_url()),
+                                                  redis.__version__)
+    if CLUSTER_UNSUPPORTED:
+        header += '\nRedis Cluster tests left out: ' + CLUSTER_UNSUPPORTED
+    return header
 
 
 @pytest.fixture(scope='session')
@@ -99,6 +103,9 @@ def _test_cluster() -> Any:
     return _CLUSTER[0]
 
 
+# why this redis-py cannot run the tests marked ``cluster`` (None: it can)
+CLUSTER_UNSUPPORTED = cluster_support_error(redis.__version__)
+
 # the behaviour tests of the cluster run (tests/test_cluster.py always runs)
 CLUSTER_FILES = (
     'test_cluster.py', 'test_model.py', 'test_session.py', 'test_columns.py',
@@ -110,7 +117,15 @@ CLUSTER_FILES = (
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
-    """In the cluster run, keep CLUSTER_FILES minus tests/cluster_deselect.txt."""
+    """Mark the slow tests; without a redis-py that can drive a cluster, leave out the tests
+    marked ``cluster`` (said in the report header); in the cluster run, keep CLUSTER_FILES
+    minus tests/cluster_deselect.txt."""
+    _mark_slow(items)
+    if CLUSTER_UNSUPPORTED:
+        drop = [item for item in items if item.get_closest_marker('cluster')]
+        if drop:
+            config.hook.pytest_deselected(items=drop)
+            items[:] = [item for item in items if not item.get_closest_marker('cluster')]
     if not CLUSTER_RUN:
         return
     listed = os.path.join(os.path.dirname(__file__), 'cluster_deselect.txt')
