@@ -126,7 +126,7 @@ def is_cluster_client(conn: Any) -> bool:
     Raises ``ORMError`` for a cluster client when the installed redis-py is too old to run
     rom's per-slot transactions (see ``CLUSTER_MIN_REDIS_PY``), before anything is sent.
     """
-    if not (RedisCluster and isinstance(conn, RedisCluster)):
+    if not (bool(RedisCluster) and isinstance(conn, RedisCluster)):
         return False
     problem = cluster_support_error(redis.__version__)
     if problem:
