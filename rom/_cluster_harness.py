@@ -195,7 +195,7 @@ class LocalCluster:
 
     def _replicas_synced(self) -> bool:
         for node in self.nodes[self.masters:]:
-            info = node.client().info('replication')
+            info: Any = node.client().info('replication')  # a dict (sync client)
             if info.get('role') != 'slave' or info.get('master_link_status') != 'up':
                 return False
         return True
@@ -232,7 +232,8 @@ class LocalCluster:
         for node in self.nodes:
             if node.running:
                 try:
-                    if node.client().info('replication').get('role') == 'master':
+                    info: Any = node.client().info('replication')  # a dict (sync client)
+                    if info.get('role') == 'master':
                         out.append(node)
                 except redis.ConnectionError:
                     pass
