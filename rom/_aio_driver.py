@@ -1,0 +1,85 @@
+"""The asyncio driver of rom's operations: one step of ``rom._io`` awaited on an async client.
+
+``aconnect(via)`` finds the ``redis.asyncio`` client of a model or entity; a script call is
+EVALSHA with an EVAL fallback on NOSCRIPT (EVAL inside a batch), as the blocking driver does.
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Dict, Union
+
+from redis.exceptions import ResponseError
+
+from ._io import Batch, Client, ClientOf, Command, Script, Step
+
+__all__ = ['aconnect', 'arun_step']
+
+
+def aconnect(via: Any) -> Any:
+    """The asyncio client a step goes to (``rom._aconnect.aconnect`` at call time)."""
+    if isinstance(via, Client):
+        return via.conn
+    from ._aconnect import aconnect as find
+    return find(via)
+
+
+_SHA: Dict[bytes, str] = {}
+
+
+def _source(name: str) -> bytes:
+    from ._scripts import lua
+    return lua(name).script  # type: ignore[attr-defined,no-any-return]
+
+
+def _sha(source: bytes) -> str:
+    sha = _SHA.get(source)
+    if sha is None:
+        sha = _SHA[source] = hashlib.sha1(source).hexdigest()
+    return sha
+
+
+def _keys(conn: Any, step: Script) -> tuple:
+    from ._cluster import route_keys
+    return tuple(route_keys(conn, step.keys, step.route))
+
+
+def _queue(pipe: Any, step: Union[Command, Script]) -> None:
+    if isinstance(step, Command):
+        pipe.execute_command(*step.args)
+        return
+    keys = _keys(pipe, step)
+    pipe.execute_command('EVAL', _source(step.name), len(keys), *keys, *step.args)
+
+
+async def _script(conn: Any, step: Script) -> Any:
+    from ._scripts import _is_no_script
+    source = _source(step.name)
+    keys = _keys(conn, step)
+    if not step.force_eval:
+        try:
+            return await conn.execute_command('EVALSHA', _sha(source), len(keys), *keys,
+                                              *step.args)
+        except ResponseError as err:
+            if not _is_no_script(err):
+                raise
+    return await conn.execute_command('EVAL', source, len(keys), *keys, *step.args)
+
+
+async def arun_step(step: Step) -> Any:
+    """Await one step on the asyncio client; returns the reply."""
+    conn = aconnect(step.via)
+    if isinstance(step, Command):
+        return await conn.execute_command(*step.args)
+    if isinstance(step, Script):
+        return await _script(conn, step)
+    if isinstance(step, Batch):
+        pipe = conn.pipeline(transaction=step.transaction)
+        try:
+            for item in step.steps:
+                _queue(pipe, item)
+            return await pipe.execute(raise_on_error=step.raise_on_error)
+        finally:
+            await pipe.reset()
+    if isinstance(step, ClientOf):
+        return conn
+    raise TypeError('not a rom I/O step: %r' % (step,))

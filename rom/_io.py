@@ -1,0 +1,146 @@
+"""Operations without I/O, and the two drivers that run them (sync and asyncio).
+
+rom's logic is written once, as *operations*: generators that yield the Redis work they
+need (a :class:`Command`, a :class:`Script` call, or a :class:`Batch` of those sent in one
+round trip) and receive the reply, or have the error raised at the ``yield``. They never
+touch a client. Two small drivers do the I/O:
+
+* :func:`run` sends each step with the blocking client (``rom.util._connect``);
+* :func:`arun` awaits each step on the asyncio client (``rom._aconnect.aconnect``).
+
+Every step names the client it goes to with ``via``: a model class or an entity (its
+client is looked up by the driver, sync or async as the driver is), or a :class:`Client`
+wrapping a concrete client the caller passed (``_conn=`` arguments, ``Lock(conn, ...)``).
+A :class:`ClientOf` step returns the concrete client itself, for logic that must *inspect*
+it (``decode_responses``, cluster or not); the logic must not do I/O with it.
+
+Example::
+
+    def op_get_name(model, pk):
+        name = yield Command(model, ('HGET', '%s:%s' % (model._namespace, pk), 'name'))
+        return name
+
+    run(op_get_name(User, 1))          # sync
+    await arun(op_get_name(User, 1))   # in a coroutine
+"""
+from __future__ import annotations
+
+from typing import Any, Generator, NamedTuple, Optional, Sequence, Tuple, TypeVar, Union
+
+from ._connect import connect
+
+__all__ = ['Client', 'Command', 'Script', 'Batch', 'ClientOf', 'Step', 'Operation',
+           'run', 'arun', 'run_step', 'client_of']
+
+R = TypeVar('R')
+
+
+class Client(NamedTuple):
+    """A concrete client given by the caller (sync or async, as the driver needs)."""
+    conn: Any
+
+
+class Command(NamedTuple):
+    """One Redis command: ``execute_command(*args)`` on the client of ``via``."""
+    via: Any
+    args: Tuple[Any, ...]
+
+
+class Script(NamedTuple):
+    """A call of ``rom/scripts/<name>.lua`` (EVALSHA with EVAL fallback; EVAL in a batch).
+
+    ``route`` is a key of the slot a keyless script works on (Redis Cluster routing).
+    """
+    via: Any
+    name: str
+    keys: Sequence[Any] = ()
+    args: Sequence[Any] = ()
+    route: Any = None
+    force_eval: bool = False
+
+
+class Batch(NamedTuple):
+    """Several commands/scripts in one round trip (a pipeline); the reply is their list.
+
+    ``transaction`` wraps them in MULTI/EXEC. With ``raise_on_error=False`` failed steps
+    come back as exception instances in the list instead of raising.
+    """
+    via: Any
+    steps: Tuple[Union[Command, Script], ...]
+    transaction: bool = True
+    raise_on_error: bool = True
+
+
+class ClientOf(NamedTuple):
+    """The concrete client of ``via`` (to inspect it, never to do I/O with it)."""
+    via: Any
+
+
+Step = Union[Command, Script, Batch, ClientOf]
+Operation = Generator[Step, Any, R]
+
+
+def client_of(via: Any) -> Any:
+    """The blocking client a step goes to."""
+    return via.conn if isinstance(via, Client) else connect(via)
+
+
+def _queue(pipe: Any, step: Union[Command, Script]) -> None:
+    if isinstance(step, Command):
+        pipe.execute_command(*step.args)
+    else:
+        from ._scripts import lua
+        lua(step.name)(pipe, step.keys, step.args, force_eval=True, route=step.route)
+
+
+def run_step(step: Step) -> Any:
+    """Do one step with the blocking client; returns the reply."""
+    conn = client_of(step.via)
+    if isinstance(step, Command):
+        return conn.execute_command(*step.args)
+    if isinstance(step, Script):
+        from ._scripts import lua
+        return lua(step.name)(conn, step.keys, step.args, force_eval=step.force_eval,
+                              route=step.route)
+    if isinstance(step, Batch):
+        pipe = conn.pipeline(step.transaction)
+        try:
+            for item in step.steps:
+                _queue(pipe, item)
+            return pipe.execute(raise_on_error=step.raise_on_error)
+        finally:
+            pipe.reset()
+    if isinstance(step, ClientOf):
+        return conn
+    raise TypeError('not a rom I/O step: %r' % (step,))
+
+
+def run(operation: Operation[R]) -> R:
+    """Drive ``operation`` to its end with blocking I/O; returns its result."""
+    send: Any = None
+    error: Optional[BaseException] = None
+    while True:
+        try:
+            step = operation.send(send) if error is None else operation.throw(error)
+        except StopIteration as stop:
+            return stop.value
+        try:
+            send, error = run_step(step), None
+        except Exception as exc:  # delivered at the operation's yield
+            send, error = None, exc
+
+
+async def arun(operation: Operation[R]) -> R:
+    """Drive ``operation`` to its end with asyncio I/O; returns its result."""
+    from ._aio_driver import arun_step
+    send: Any = None
+    error: Optional[BaseException] = None
+    while True:
+        try:
+            step = operation.send(send) if error is None else operation.throw(error)
+        except StopIteration as stop:
+            return stop.value
+        try:
+            send, error = await arun_step(step), None
+        except Exception as exc:
+            send, error = None, exc
