@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import weakref
-from typing import Any, Dict
+from typing import Any, Dict, Set
 
 from ._connect import connect
 from ._registry import MODELS
 
-__all__ = ['aconnect', 'async_client_for']
+__all__ = ['aconnect', 'aclose_loop_clients', 'async_client_for']
 
 # event loop -> {id(blocking client): (blocking client, async client)}
 _PER_LOOP: 'weakref.WeakKeyDictionary[Any, Dict[int, Any]]' = weakref.WeakKeyDictionary()
@@ -40,7 +40,7 @@ def async_client_for(conn: Any) -> Any:
 
 def _accepted(cls: Any) -> Any:
     """The keyword names ``cls(...)`` takes along its MRO, or None when it takes **kwargs."""
-    names = set()
+    names: Set[str] = set()
     for klass in cls.__mro__:
         init = klass.__dict__.get('__init__')
         if init is None:
@@ -68,3 +68,10 @@ def aconnect(obj: Any) -> Any:
     if entry is None or entry[0] is not conn:
         entry = clients[id(conn)] = (conn, async_client_for(conn))
     return entry[1]
+
+
+async def aclose_loop_clients() -> None:
+    """Close the async clients rom built for the running event loop (before it closes)."""
+    clients = _PER_LOOP.pop(asyncio.get_running_loop(), {})
+    for _, client in clients.values():
+        await client.aclose() if hasattr(client, 'aclose') else await client.close()

@@ -38,6 +38,7 @@ in ``SLOW_MODULES``/``SLOW_TESTS`` below get it here; a test can also say
 """
 from __future__ import annotations
 
+import inspect
 import os
 from typing import Any, Callable, Iterator, List
 
@@ -48,6 +49,8 @@ from rom._cluster import cluster_support_error
 from rom.testing import RoundTrips, counting_client, instrument, reset_rom_state
 from rom.testing import roundtrips as _roundtrips
 from rom.testing import server_description, stop_shared_server, test_server_url
+
+from drivers import AsyncApi, SyncApi, run_coroutine_test
 
 
 # a separate project that rom's own suite runs in a subprocess (tests/test_plugin.py)
@@ -78,6 +81,21 @@ def pytest_report_header(config: pytest.Config) -> str:
     if CLUSTER_UNSUPPORTED:
         header += '\nRedis Cluster tests left out: ' + CLUSTER_UNSUPPORTED
     return header
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
+    """Run ``async def`` tests (see tests/drivers.py) in an event loop of their own."""
+    if inspect.iscoroutinefunction(pyfuncitem.obj):
+        run_coroutine_test(pyfuncitem.obj, pyfuncitem.funcargs)
+        return True
+    return None
+
+
+@pytest.fixture(params=['sync', 'async'])
+def api(request: pytest.FixtureRequest) -> Any:
+    """The blocking or the asyncio API behind awaitable calls (tests/drivers.py)."""
+    return SyncApi() if request.param == 'sync' else AsyncApi()
 
 
 @pytest.fixture(scope='session')
