@@ -213,3 +213,22 @@ def test_cli_migrate_usage_errors(cluster: LocalCluster) -> None:
     two = migrate('cluster_migrate_models:Author', 'cluster_migrate_models:Post',
                   '--from-namespace', 'X', url=cluster.url)
     assert two.returncode == 2 and 'one MODEL' in two.stderr
+
+
+def test_migrate_reads_old_keys_spread_over_a_cluster(ccl: Any) -> None:
+    """The old rows may sit on a cluster too (every master is scanned; reads are pipelined
+    over several slots)."""
+    for i in range(1, 41):
+        ccl.hset('Old:%d' % i, mapping={'id': i, 'name': 'n%d' % i})
+    ccl.set('Old:id:', 45)
+    assert len({ccl.get_node_from_key('Old:%d' % i).name for i in range(1, 41)}) == 3
+    m = new_models(ccl)
+    job = Migration(m.Author, source=ccl, from_namespace='Old', block_size=16)
+    summary = MigrationSummary()
+    for _ in job.run(summary):
+        pass
+    assert (summary.created, summary.counter) == (40, (0, 45))
+    assert job.audit().ok
+    util.session.rollback()
+    assert m.Author.get_by(name='n17').id == 17
+    assert ccl.get('{mig}:Author:id:') == b'45'
