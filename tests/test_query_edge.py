@@ -103,7 +103,7 @@ def test_general_index_prepare(conn):
     intersect(temp, f'{G._namespace}:v:idx', 0, 2)
     pipe.zrange(temp, 0, -1, withscores=True)
     pipe.delete(temp)
-    assert pipe.execute()[-2] == [(b'1', 2.0)]
+    assert [tuple(pair) for pair in pipe.execute()[-2]] == [(b'1', 2.0)]
     assert temp_keys(conn) == []
 
 
