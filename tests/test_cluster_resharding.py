@@ -198,3 +198,39 @@ def test_slot_moves_to_a_new_node_that_never_saw_a_script(cluster: LocalCluster)
 def _sha(name: str) -> str:
     from rom._scripts import lua
     return str(lua(name).sha)  # type: ignore[attr-defined]
+
+
+def test_promoted_replica_runs_scripts_it_never_cached() -> None:
+    """NOSCRIPT after a failover: the replica that takes over (CLUSTER FAILOVER) has not
+    cached rom's scripts; the next calls reach it and work."""
+    local = start_local_cluster(masters=3, replicas=1)
+    client = local.client()
+    rom.util.CONNECTION = client
+    try:
+        models = _models()
+        Acct, Entry = models
+        for i in range(10):
+            Acct(name='a%d' % i, n=i, word='w x').save()
+        util.session.rollback()
+        slot = client.keyslot('{bank}')
+        old = local.slot_owner(slot)
+        replica = next(n for n in local.nodes if n not in local.master_nodes()
+                       and n.client().info('replication').get('master_port') == old.port)
+        assert replica.client().execute_command('SCRIPT EXISTS', _sha('write')) == [0]
+        replica.client().execute_command('CLUSTER FAILOVER')
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and local.slot_owner(slot) is not replica:
+            time.sleep(0.1)
+        assert local.slot_owner(slot) is replica
+        local.wait_state_ok(30)
+        Acct(name='after', n=99, word='w y').save()  # MOVED, then NOSCRIPT -> EVAL
+        Acct.get_by(name='a3').delete()
+        util.session.rollback()
+        assert Acct.query.filter(word='w').count() == 10
+        assert client.get_node_from_key('{bank}').port == replica.port
+        assert replica.client().execute_command('SCRIPT EXISTS', _sha('write')) == [1]
+        _check_clean(client, models)
+    finally:
+        util.session.rollback()
+        client.close()
+        local.stop()
