@@ -250,7 +250,8 @@ def _cmd_migrate(models: List[Any], args: argparse.Namespace, out: _Reporter) ->
             summary = MigrationSummary()
             label = '%s %s -> %s' % ('dry run' if args.dry_run else 'migrate', job.old,
                                      model._namespace)
-            out.run(label, job.run(summary, dry_run=args.dry_run))
+            out.run(label, job.run(summary, dry_run=args.dry_run,
+                                   delete_extra=args.delete_extra))
             print('%s -> %s: %s (%.1fs)' % (job.old, model._namespace,
                                             summary.line(args.dry_run), time.time() - start),
                   file=out.stdout)
@@ -392,6 +393,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help='--source-url names a node of a Redis Cluster')
     migrate.add_argument('--dry-run', action='store_true',
                          help='count what would be created, updated or left; write nothing')
+    migrate.add_argument('--delete-extra', action='store_true',
+                         help='also delete the destination rows whose old row is gone (a '
+                              'final sync before switching over; never once the application '
+                              'writes the new layout)')
     migrate.add_argument('--no-audit', action='store_true',
                          help='skip the final comparison and index audit')
     migrate.set_defaults(func=_cmd_migrate, fix=False, json=False)

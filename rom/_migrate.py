@@ -48,6 +48,8 @@ class MigrationSummary:
     updated: int = 0
     unchanged: int = 0
     unsafe_keys: int = 0
+    #: destination rows without a source row deleted (``delete_extra``)
+    deleted: int = 0
     #: source rows that vanished between the scan and their copy
     vanished: int = 0
     counter: Tuple[int, int] = (0, 0)  # destination id counter before, after
@@ -64,6 +66,9 @@ class MigrationSummary:
             text += ', %d UnsafeColumn keys copied' % (self.unsafe_keys,)
         if self.vanished:
             text += ', %d deleted at the source meanwhile' % (self.vanished,)
+        if self.deleted:
+            text += ', %s %d destination-only rows' % ('would delete' if dry_run else 'deleted',
+                                                       self.deleted)
         if self.failed:
             text += ', %d FAILED' % (len(self.failed),)
         return text + '; id counter %d -> %d' % self.counter
@@ -99,6 +104,37 @@ class MigrationAudit:
                 out.append('%s: %s' % (finding.kind, finding.message))
             out.append('index audit: ' + self.index.summary())
         return out
+
+
+_READERS = {'string': 'get', 'hash': 'hgetall', 'list': 'lrange', 'set': 'smembers',
+            'zset': 'zrange'}
+
+
+def _read_keys(conn: Any, keys: Sequence[str]) -> List[Tuple[str, Any]]:
+    """``(type, value)`` of each key (``('none', None)`` when missing), in two round trips;
+    values are comparable (sets as sets, sorted sets as ``[(member, score)]``)."""
+    pipe = conn.pipeline(transaction=False)
+    for key in keys:
+        pipe.type(key)
+    kinds = [to_text(kind) for kind in pipe.execute()]
+    pipe = conn.pipeline(transaction=False)
+    for key, kind in zip(keys, kinds):
+        if kind in ('list', 'zset'):
+            getattr(pipe, _READERS[kind])(key, 0, -1, **({'withscores': True}
+                                                         if kind == 'zset' else {}))
+        elif kind in _READERS:
+            getattr(pipe, _READERS[kind])(key)
+    values = iter(pipe.execute())
+    out: List[Tuple[str, Any]] = []
+    for kind in kinds:
+        if kind not in _READERS:
+            out.append(('none', None))
+            continue
+        value = next(values)
+        if kind == 'zset':
+            value = [tuple(pair) for pair in value]
+        out.append((kind, value))
+    return out
 
 
 def _text_row(raw: Dict[Any, Any]) -> Row:
@@ -173,9 +209,14 @@ class Migration:
         columns = self.model._columns
         return {k: v for k, v in row.items() if k in columns}
 
-    def run(self, summary: MigrationSummary, dry_run: bool = False
-            ) -> Iterator[Tuple[int, int]]:
-        """Copy every source row (``dry_run``: only count); yields ``(done, total)``."""
+    def run(self, summary: MigrationSummary, dry_run: bool = False,
+            delete_extra: bool = False) -> Iterator[Tuple[int, int]]:
+        """Copy every source row (``dry_run``: only count); yields ``(done, total)``.
+
+        ``delete_extra``: then delete (with their index entries) the destination rows whose
+        source row no longer exists, as a final sync before the application switches over
+        (never after: rows it created in the new layout have no source row either).
+        """
         ids = self.ids()
         summary.source_rows = len(ids)
         self._raise_counter(summary, dry_run)
@@ -189,6 +230,39 @@ class Migration:
             done += len(block)
             yield done, len(ids)
         self._raise_counter(summary, dry_run)
+        if delete_extra:
+            self._delete_extra(summary, dry_run)
+
+    def _dest_ids(self) -> List[int]:
+        """The ids of the destination's rows (SCAN of the model's namespace)."""
+        prefix = self.model._namespace + ':'
+        found = set()
+        for keys in _scan_pages(self.dest, scan_pattern(self.model._namespace), 1000):
+            for key in keys:
+                i = row_id_of(key, prefix)
+                if i is not None:
+                    found.add(i)
+        return sorted(found)
+
+    def _delete_extra(self, summary: MigrationSummary, dry_run: bool) -> None:
+        known = set(self.ids())
+        extra = [i for i in self._dest_ids() if i not in known]
+        for start in range(0, len(extra), self.block_size):
+            block = extra[start:start + self.block_size]
+            with untracked():
+                rows = self._dest_rows(block)
+                plans = [(i, plan_write(self.model, row, {}, delete=True), False)
+                         for i, row in sorted(rows.items())]
+            if dry_run:
+                summary.deleted += len(plans)
+                continue
+            done, raced = self._apply(plans, summary)
+            summary.deleted += len(done)
+            for i in raced:  # changed meanwhile: left alone, reported
+                summary.failed.append((i, 'destination-only row changed while deleting it'))
+            if self.unsafe:
+                self.dest.delete(*['%s:%d:%s' % (self.model._namespace, i, a)
+                                   for i in rows for a in self.unsafe])
 
     def _counter_key(self, namespace: str) -> str:
         return '%s:%s:' % (namespace, self.model._pkey)
@@ -232,23 +306,23 @@ class Migration:
                 summary.created += sum(1 for _, _, new in plans if new)
                 summary.updated += sum(1 for _, _, new in plans if not new)
                 return
-            todo = self._apply(plans, summary)
+            done, todo = self._apply(plans, summary)
+            summary.created += sum(1 for _, _, new in done if new)
+            summary.updated += sum(1 for _, _, new in done if not new)
         summary.failed.extend((i, 'changed by concurrent writers %d times in a row' % _RETRIES)
                               for i in todo)
 
     def _apply(self, plans: List[Tuple[int, WritePlan, bool]], summary: MigrationSummary
-               ) -> List[int]:
-        """Run the plans; returns the ids to read and plan again (a concurrent change)."""
+               ) -> Tuple[List[Tuple[int, WritePlan, bool]], List[int]]:
+        """Run the plans; returns those applied and the ids to read and plan again (a
+        concurrent change). Other failures go to ``summary.failed``."""
+        done: List[Tuple[int, WritePlan, bool]] = []
         again: List[int] = []
         pending = plans
         while pending:
             chunk = pending[:_WRITES_PER_CALL]
             applied, failure = run_plans(self.dest, [plan for _, plan, _ in chunk])
-            for _, _, new in chunk[:applied]:
-                if new:
-                    summary.created += 1
-                else:
-                    summary.updated += 1
+            done.extend(chunk[:applied])
             if failure is None:
                 pending = pending[applied:]
                 continue
@@ -258,46 +332,36 @@ class Migration:
             else:  # a unique value claimed by another row at the destination
                 summary.failed.append((failed, '%s: %s' % (type(failure).__name__, failure)))
             pending = pending[applied + 1:]
-        return again
+        return done, again
 
     def _copy_unsafe(self, ids: Sequence[int]) -> int:
-        """Copy the ``UnsafeColumn`` keys of ``ids`` (replacing the destination's)."""
+        """Copy the ``UnsafeColumn`` keys of ``ids`` whose copy differs (replacing it);
+        returns how many were written or removed."""
         names = [('%s:%d:%s' % (self.old, i, a), '%s:%d:%s' % (self.model._namespace, i, a))
                  for i in ids for a in self.unsafe]
-        pipe = self.source.pipeline(transaction=False)
-        for old, _ in names:
-            pipe.type(old)
-        kinds = [to_text(kind) for kind in pipe.execute()]
-        readers = {'string': 'get', 'hash': 'hgetall', 'list': 'lrange', 'set': 'smembers',
-                   'zset': 'zrange'}
-        pipe = self.source.pipeline(transaction=False)
-        for (old, _), kind in zip(names, kinds):
-            if kind in ('list', 'zset'):
-                getattr(pipe, readers[kind])(old, 0, -1, **({'withscores': True}
-                                                            if kind == 'zset' else {}))
-            elif kind in readers:
-                getattr(pipe, readers[kind])(old)
-        values = iter(pipe.execute())
+        old = _read_keys(self.source, [o for o, _ in names])
+        new = _read_keys(self.dest, [n for _, n in names])
         write = self.dest.pipeline(transaction=True)  # one slot: the model's tag
-        copied = 0
-        for (_, new), kind in zip(names, kinds):
-            write.delete(new)
-            if kind not in readers:
+        changed = 0
+        for (_, key), have, want in zip(names, new, old):
+            if have == want:
                 continue
-            value = next(values)
-            copied += 1
+            changed += 1
+            write.delete(key)
+            kind, value = want
             if kind == 'string':
-                write.set(new, value)
+                write.set(key, value)
             elif kind == 'hash' and value:
-                write.hset(new, mapping=value)
+                write.hset(key, mapping=value)
             elif kind == 'list' and value:
-                write.rpush(new, *value)
+                write.rpush(key, *value)
             elif kind == 'set' and value:
-                write.sadd(new, *value)
+                write.sadd(key, *value)
             elif kind == 'zset' and value:
-                write.zadd(new, dict(value))
-        write.execute()
-        return copied
+                write.zadd(key, dict(value))
+        if changed:
+            write.execute()
+        return changed
 
     # ----------------------------------------------------------------------- audit
     def audit(self, block_size: int = 1000) -> MigrationAudit:
@@ -317,13 +381,7 @@ class Migration:
                     elif self._columns(dest[i]) != self._plan(row, None).stored:
                         result.different.append(i)
             known = set(ids)
-            prefix = self.model._namespace + ':'
-            for keys in _scan_pages(self.dest, scan_pattern(self.model._namespace), 1000):
-                for key in keys:
-                    found = row_id_of(key, prefix)
-                    if found is not None and found not in known:
-                        known.add(found)
-                        result.extra.append(found)
+            result.extra = [i for i in self._dest_ids() if i not in known]
         result.extra.sort()
         result.index = audit_model(self.model, block_size=max(10, block_size))
         return result

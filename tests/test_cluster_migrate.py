@@ -154,6 +154,13 @@ def test_cli_migrate_single_server_to_cluster(single: redis.Redis, ccl: Any,
     again = migrate(*models, '--source-url', redis_url, url=cluster.url)
     assert again.returncode == 0, again.stdout + again.stderr
     assert '29 source rows: created 0, updated 0, 29 already copied' in again.stdout
+    single.delete('Post:3')  # deleted in the old layout after the copy
+    stale = migrate(*models, '--source-url', redis_url, url=cluster.url)
+    assert stale.returncode == 1 and '1 row(s) at the destination only: ids 3' in stale.stdout
+    synced = migrate(*models, '--source-url', redis_url, '--delete-extra', url=cluster.url)
+    assert synced.returncode == 0, synced.stdout + synced.stderr
+    assert '28 source rows: created 0, updated 0, 28 already copied, deleted 1 ' \
+        'destination-only rows' in synced.stdout, synced.stdout
 
 
 def test_interrupted_migration_resumes_without_duplicates(single: redis.Redis,
@@ -182,11 +189,24 @@ def test_interrupted_migration_resumes_without_duplicates(single: redis.Redis,
     assert m.Post.query.filter(title='changed').count() == 1
     assert m.Post.query.filter(title='hello').count() == 28
     assert ccl.zcard('{mig}:Post:score:idx') == 29
-    # a destination row the source does not have is reported by the audit
+    # a destination row the source does not have is reported by the audit, and deleted
+    # (with its index entries) by a run with delete_extra
     single.delete('Post:5')
     audit = Migration(m.Post, source=single).audit()
     assert audit.extra == [5] and not audit.ok
     assert any('at the destination only' in line for line in audit.lines())
+    dry = MigrationSummary()
+    for _ in Migration(m.Post, source=single).run(dry, dry_run=True, delete_extra=True):
+        pass
+    assert (dry.deleted, dry.unchanged) == (1, 28) and ccl.exists('{mig}:Post:5')
+    third = MigrationSummary()
+    job = Migration(m.Post, source=single)
+    for _ in job.run(third, delete_extra=True):
+        pass
+    assert (third.deleted, third.unchanged, third.failed) == (1, 28, [])
+    assert 'deleted 1 destination-only rows' in third.line(False)
+    assert not ccl.exists('{mig}:Post:5') and ccl.zscore('{mig}:Post:score:idx', '5') is None
+    assert job.audit().ok
 
 
 def test_migrate_on_one_server_and_refusals(single: redis.Redis) -> None:
