@@ -106,7 +106,14 @@ def _delete_groups(doomed: Sequence[Any], slot: SlotOf) -> List[List[Any]]:
             j = position.get(key)
             if j is not None and j != i:
                 before[j].add(i)  # i refers to j: delete i no later than j
-    rank = {i: r for r, i in enumerate(_topological(count, before))}
+    order = _topological(count, before)
+    rank = {i: r for r, i in enumerate(order)}
+    # the longest chain of rows that must wait for each row: the deepest ones go first
+    tail = [0] * count
+    for i in reversed(order):
+        for p in before[i]:
+            if rank[p] < rank[i]:
+                tail[p] = max(tail[p], tail[i] + 1)
     slots = [slot(entity) for entity in doomed]
     remaining = set(range(count))
     done: Set[int] = set()
@@ -117,8 +124,9 @@ def _delete_groups(doomed: Sequence[Any], slot: SlotOf) -> List[List[Any]]:
             if slots[i] not in seen:
                 seen.append(slots[i])
         best: Set[int] = set()
-        for key in seen:
-            members = {i for i in remaining if slots[i] == key}
+        best_score = (-1, False, 0)
+        for where in seen:
+            members = {i for i in remaining if slots[i] == where}
             group = set(members)
             changed = True
             while changed:  # keep the rows whose referrers are deleted before or with them
@@ -127,11 +135,12 @@ def _delete_groups(doomed: Sequence[Any], slot: SlotOf) -> List[List[Any]]:
                     if before[i] - done - group:
                         group.discard(i)
                         changed = True
-            if group and group == members:
-                best = group  # the whole slot at once
-                break
-            if len(group) > len(best):
-                best = group
+            if not group:
+                continue
+            # the longest chain first, then a whole slot at once, then the largest group
+            score = (max(tail[i] for i in group), group == members, len(group))
+            if score > best_score:
+                best, best_score = group, score
         if not best:  # a reference cycle across slots: no order is safe, take the first
             best = {min(remaining, key=rank.__getitem__)}
         groups.append([doomed[i] for i in sorted(best, key=rank.__getitem__)])

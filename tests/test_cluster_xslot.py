@@ -352,3 +352,50 @@ def test_crash_between_slot_calls_of_a_commit(wire: WriteTripwire, crash_at: int
     assert _n(Author) == (0 if crash_at == 1 else 3)
     assert _n(Book) == (3 if crash_at == 3 else 0)
     assert _n(Review) == _n(Fan) == 0
+
+
+def test_expired_row_goes_first_and_a_crash_after_it_is_repaired(
+        wire: WriteTripwire) -> None:
+    """An expiring row is deleted first (its delete checks that it is due, so a renewed row
+    never loses its children); a crash after that call leaves children pointing at it,
+    which the audit reports and the repair cascades."""
+    class Token(rom.Model):
+        _cluster = 'a'
+        _ttl = 3600
+        value = rom.Text(unique=True)
+
+    class Grant(rom.Model):
+        _cluster = 'b'
+        token = rom.ManyToOne('Token', on_delete='cascade')
+
+    def token_with_grants() -> Any:
+        token = Token(value='v')
+        token.save()
+        for _ in range(2):
+            Grant(token=token).save()
+        util.session.rollback()
+        return Token.get(token.id)
+
+    token = token_with_grants()
+    steps = delete_steps(token, list(Grant.get_by(token=token.id)), [], root_first=True)
+    assert [[type(e).__name__ for e in group] for _, group in steps] == [
+        ['Token'], ['Grant', 'Grant']]
+    token.expire_at(0)
+    wire.arm(0)
+    token.save()  # due at once: the write's expiry cleanup removes it, on_delete applied
+    assert wire.calls == 3  # the save, the token's delete, the grants' delete
+    util.session.rollback()
+    assert Token.get(token.id) is None and _n(Grant) == 0
+
+    token = token_with_grants()
+    token.expire_at(0)
+    wire.arm(3)  # crash after the token's delete, before its grants'
+    with pytest.raises(Crash):
+        token.save()
+    util.session.rollback()
+    assert Token.get(token.id) is None and _n(Grant) == 2
+    report = audit_model(Grant)
+    assert report.counts['dangling-reference'] == 2
+    repair_model(Grant, report)
+    util.session.rollback()
+    assert _n(Grant) == 0 and audit_model(Grant).ok and audit_model(Token).ok
