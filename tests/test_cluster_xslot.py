@@ -203,6 +203,30 @@ def test_crash_between_slot_calls_of_a_delete(wire: WriteTripwire, crash_at: int
     _assert_reads_correctly(models)
 
 
+@pytest.mark.parametrize('kill_at', [1, 2, 3, 4])
+def test_connections_killed_between_slot_calls(wire: WriteTripwire, cluster: LocalCluster,
+                                               kill_at: int) -> None:
+    """Every client connection of every master is killed (CLIENT KILL) just before one of
+    the calls: the cluster client reconnects and sends it again, the delete completes."""
+    models = _models()
+    Author, Book, Review, Fan, _ = models
+    author_id = _library(models)
+    killed = []
+
+    def kill_all() -> None:
+        for node in cluster.master_nodes():
+            admin = node.client()
+            killed.append(admin.client_kill_filter(_type='normal', skipme=True))
+            admin.close()
+
+    wire.arm(kill_at, kill_all)
+    Author.get(author_id).delete()
+    assert sum(killed) >= 1
+    util.session.rollback()
+    assert _n(Author) == _n(Book) == _n(Review) == 0 and _n(Fan) == 2
+    _assert_reads_correctly(models)
+
+
 def test_deep_cascade_back_into_the_first_slot(wire: WriteTripwire) -> None:
     """Author {a} <- Book {b} <- Blurb {a}: the blurbs go before the books, the author
     last; the two {a} groups cannot be merged."""
