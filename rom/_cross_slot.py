@@ -15,7 +15,7 @@ that read correctly, i.e. no row whose reference names a deleted row:
 
 The planning functions are pure (no I/O): they read the entities' stored values
 (``_last``) and a ``slot`` function, by default ``(id(client), hash tag)``.
-``run_delete_steps`` sends a plan.
+``run_delete_steps`` sends a plan; ``delete_across_slots`` is ``Model.delete()``'s hook.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from ._connect import connect
 from ._registry import MODELS, is_entity
 
 __all__ = ['Step', 'slot_key', 'spans_slots', 'delete_steps', 'save_order',
-           'run_delete_steps']
+           'run_delete_steps', 'delete_across_slots']
 
 #: one script call: ``('save' | 'delete', entities of one slot, in order)``
 Step = Tuple[str, List[Any]]
@@ -219,3 +219,15 @@ def run_delete_steps(root: Any, steps: Sequence[Step], conn: Any, expired: bool)
                 return False
             raise failure
     return True
+
+
+def delete_across_slots(root: Any, cascaded: Sequence[Any], to_save: Sequence[Any],
+                        conn: Any, skip: bool, expired: bool) -> Any:
+    """The writes of ``root.delete()`` for a cluster-mode model, after its ``on_delete``
+    planning; returns what ``delete()`` returns (see ``Model.delete``)."""
+    steps = delete_steps(root, cascaded, to_save, root_first=expired)
+    if not run_delete_steps(root, steps, conn, expired):
+        return False
+    if not skip and not expired:
+        root._after_delete()
+    return True if expired else None
