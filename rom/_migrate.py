@@ -137,6 +137,18 @@ def _read_keys(conn: Any, keys: Sequence[str]) -> List[Tuple[str, Any]]:
     return out
 
 
+def _row_ids(conn: Any, namespace: str) -> List[int]:
+    """The ids of the rows ``<namespace>:<id>`` (SCAN; every master of a cluster)."""
+    prefix = namespace + ':'
+    found = set()
+    for keys in _scan_pages(conn, scan_pattern(namespace), 1000):
+        for key in keys:
+            i = row_id_of(key, prefix)
+            if i is not None:
+                found.add(i)
+    return sorted(found)
+
+
 def _text_row(raw: Dict[Any, Any]) -> Row:
     return {to_text(k): to_text(v) for k, v in raw.items()}
 
@@ -174,15 +186,7 @@ class Migration:
     def ids(self) -> List[int]:
         """The ids of the source rows (SCAN of ``<old ns>:*``, every master of a cluster)."""
         if self._ids is None:
-            prefix = self.old + ':'
-            found = set()
-            for keys in _scan_pages(self.source, scan_pattern(self.old), 1000):
-                for key in keys:
-                    i = row_id_of(key, prefix)
-                    if i is not None:
-                        found.add(i)
-            # a row is a hash: skip other keys named like one (none in rom's own layout)
-            self._ids = sorted(found)
+            self._ids = _row_ids(self.source, self.old)
         return self._ids
 
     def _source_rows(self, ids: Sequence[int]) -> List[Tuple[int, Row]]:
@@ -234,15 +238,8 @@ class Migration:
             self._delete_extra(summary, dry_run)
 
     def _dest_ids(self) -> List[int]:
-        """The ids of the destination's rows (SCAN of the model's namespace)."""
-        prefix = self.model._namespace + ':'
-        found = set()
-        for keys in _scan_pages(self.dest, scan_pattern(self.model._namespace), 1000):
-            for key in keys:
-                i = row_id_of(key, prefix)
-                if i is not None:
-                    found.add(i)
-        return sorted(found)
+        """The ids of the destination's rows."""
+        return _row_ids(self.dest, self.model._namespace)
 
     def _delete_extra(self, summary: MigrationSummary, dry_run: bool) -> None:
         known = set(self.ids())
@@ -260,9 +257,9 @@ class Migration:
             summary.deleted += len(done)
             for i in raced:  # changed meanwhile: left alone, reported
                 summary.failed.append((i, 'destination-only row changed while deleting it'))
-            if self.unsafe:
+            if self.unsafe and done:  # (one slot: one DEL)
                 self.dest.delete(*['%s:%d:%s' % (self.model._namespace, i, a)
-                                   for i in rows for a in self.unsafe])
+                                   for i, _, _ in done for a in self.unsafe])
 
     def _counter_key(self, namespace: str) -> str:
         return '%s:%s:' % (namespace, self.model._pkey)
