@@ -185,12 +185,26 @@ def _public_get(cls: Any, ids: Any) -> Any:
 def _public_get_by(cls: Any, **kwargs: Any) -> Any:
     from ._shard_unique import get_by_unique
     from .model import Model
+    from .query import NUMERIC_TYPES
     check_metadata(cls)
     attrs = [a for a in kwargs if not a.startswith('_')]
     if len(attrs) == 1 and attrs[0] in cls._unique and not (
             kwargs.get('_numeric') and attrs[0] in cls._index) and \
             not isinstance(kwargs[attrs[0]], tuple):
         return get_by_unique(cls, attrs[0], kwargs[attrs[0]])
+    if len(attrs) == 1 and not isinstance(kwargs[attrs[0]], bool) and \
+            attrs[0].partition(':')[0] in cls._index:
+        value = kwargs[attrs[0]]
+        if isinstance(value, NUMERIC_TYPES):
+            value = (value, value)
+        if isinstance(value, tuple) and len(value) == 2:  # a range: a scattered query
+            query = cls.query.filter(**{attrs[0]: value})
+            limit = kwargs.get('_limit')
+            if limit:
+                if len(limit) != 2 or not all(isinstance(x, int) for x in limit):
+                    return Model.__dict__['get_by'].__func__(cls, **kwargs)  # its QueryError
+                query = query.limit(*limit)
+            return query.all()
     return Model.__dict__['get_by'].__func__(cls, **kwargs)
 
 
@@ -252,6 +266,7 @@ def setup_shards(public: Any, count: int) -> None:
             'save': shard_save,
             'delete': shard_delete,
             '_rom_plan_hook': staticmethod(plan_hook),
+            'geo_index': list(public._geo.values()) or None,
         })
         shard = type(public)('%s#%d' % (public.__name__, k), (public,), body)
         shard._defer_id = True  # the id is known at construction (taken by _new)

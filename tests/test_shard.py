@@ -1,0 +1,299 @@
+"""Sharded models (``_shards = N``): layout, routing, and scatter-gather queries that equal
+the same queries on an unsharded model, on a real local Redis Cluster (and on one server).
+
+Nothing is mocked: the cluster is ``rom.testing.start_local_cluster`` (3 masters).
+"""
+from __future__ import annotations
+
+import random
+from typing import Any, Dict, Iterator, List, Tuple
+
+import pytest
+
+import rom
+import rom.util
+from rom import util
+from rom._ids import forget_blocks
+from rom._shard import forget_checks
+from rom.exceptions import ORMError, QueryError
+from rom.testing import LocalCluster, instrument, roundtrips, start_local_cluster
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture(scope='module')
+def cluster() -> Iterator[LocalCluster]:
+    local = start_local_cluster(masters=3)
+    try:
+        yield local
+    finally:
+        local.stop()
+
+
+@pytest.fixture
+def cconn(cluster: LocalCluster) -> Iterator[Any]:
+    """rom on the local cluster, every master emptied."""
+    cluster.flushall()
+    forget_blocks()
+    forget_checks()
+    client = cluster.client()
+    rom.util.CONNECTION = client
+    util.session.rollback()
+    yield client
+    util.session.rollback()
+    client.close()
+
+
+def _loc(data: Any) -> Dict[str, float]:
+    return {'lon': data['lon'], 'lat': data['lat']}
+
+
+def columns() -> Dict[str, Any]:
+    """The columns of the sharded model and of its unsharded twin (fresh objects)."""
+    return {
+        'n': rom.Integer(index=True),
+        'f': rom.Float(index=True),
+        'name': rom.Text(index=True, keygen=rom.FULL_TEXT, prefix=True, suffix=True),
+        'cat': rom.Text(index=True, keygen=rom.IDENTITY),
+        'email': rom.Text(unique=True),
+        'lon': rom.Float(),
+        'lat': rom.Float(),
+        'geo_index': [rom.GeoIndex('loc', _loc)],
+    }
+
+
+def declare(shards: int = 5) -> Tuple[Any, Any]:
+    sharded = type('ShItem', (rom.Model,), dict(columns(), _shards=shards))
+    flat = type('FlatItem', (rom.Model,), dict(columns(), _cluster=True))
+    return sharded, flat
+
+
+WORDS = ['ant', 'bee', 'cat', 'dog', 'eel', 'fox', 'gnu', 'hen']
+CATS = ['red', 'green', 'blue', 'x']
+
+
+def fill(models: List[Any], rng: random.Random, count: int) -> None:
+    rows = []
+    for i in range(count):
+        rows.append(dict(
+            n=rng.randint(-20, 20), f=rng.choice([0.5, 1.25, -3.0, rng.random() * 100]),
+            name=' '.join(rng.sample(WORDS, rng.randint(1, 3))), cat=rng.choice(CATS),
+            email='user%d@example.com' % i, lon=rng.uniform(-1, 1), lat=rng.uniform(-1, 1)))
+    for model in models:
+        for row in rows:
+            model(**row).save()
+    util.session.rollback()
+
+
+def ids(items: Any) -> List[int]:
+    return [item.id for item in items]
+
+
+def random_query(model: Any, rng: random.Random) -> Tuple[Any, bool]:
+    """A random query on ``model``; True when its result order is defined (compare lists)."""
+    query = model.query
+    kinds = rng.sample(['n', 'f', 'name', 'cat', 'prefix', 'suffix', 'like', 'near'],
+                       rng.randint(1, 3))
+    for kind in kinds:
+        if kind == 'n':
+            lo = rng.randint(-25, 20)
+            query = query.filter(n=(lo, lo + rng.randint(0, 30)))
+        elif kind == 'f':
+            query = query.filter(f=(rng.choice([None, 0, 1.25]), rng.choice([None, 50])))
+        elif kind == 'name':
+            query = query.filter(name=rng.choice(WORDS))
+        elif kind == 'cat':
+            query = query.filter(cat=rng.sample(CATS, rng.randint(1, 2)))
+        elif kind == 'prefix':
+            query = query.startswith(name=rng.choice(WORDS)[:rng.randint(1, 2)])
+        elif kind == 'suffix':
+            query = query.endswith(name=rng.choice(WORDS)[-1:])
+        elif kind == 'like':
+            query = query.like(name=rng.choice(['?e?', 'a*', '*o*', 'g?u']))
+        else:
+            query = query.near('loc', rng.uniform(-1, 1), rng.uniform(-1, 1),
+                               rng.choice([20, 60, 150]), 'km')
+    ordered = len(kinds) == 1
+    if rng.random() < 0.7:
+        query = query.order_by(rng.choice(['n', '-n', 'f', '-f']))
+        ordered = True
+    if rng.random() < 0.6:
+        query = query.limit(rng.randint(0, 30), rng.randint(1, 25))
+    return query, ordered
+
+
+def same_query(query: Any, model: Any) -> Any:
+    inner = getattr(query, '_query', query)
+    return inner.replace(model=model)
+
+
+@pytest.mark.parametrize('seed', [1, 2, 3])
+def test_queries_equal_unsharded(cconn: Any, seed: int) -> None:
+    """Random data and random queries: the sharded results equal the unsharded ones."""
+    sharded, flat = declare()
+    rng = random.Random(seed)
+    fill([sharded, flat], rng, 160)
+    assert sharded.query.count() == flat.query.count()  # (an upper bound: the id counter)
+    assert ids(sharded.query.all()) == ids(flat.query.all()) == list(range(1, 161))
+    for _ in range(60):
+        query, ordered = random_query(sharded, rng)
+        twin = same_query(query, flat)
+        got, want = ids(query.all()), ids(twin.all())
+        assert query.count() == twin.count(), query
+        if ordered:
+            assert got == want, query
+        else:
+            assert sorted(got) == sorted(want), query
+            if query._limit is None:
+                continue
+        assert (query.first() or None) is None or query.first().id == got[0]
+        assert query.exists() == twin.exists()
+    util.session.rollback()
+
+
+def test_select_first_slices_and_iteration(cconn: Any) -> None:
+    sharded, flat = declare(4)
+    fill([sharded, flat], random.Random(7), 80)
+    s = sharded.query.filter(n=(-5, 10)).order_by('-f')
+    f = flat.query.filter(n=(-5, 10)).order_by('-f')
+    assert s.select('email', 'n').all() == f.select('email', 'n').all()
+    assert s.select('n', include_pk=True, ff=rom.query._tuple_data_factory).limit(3, 4).all() \
+        == f.select('n', include_pk=True, ff=rom.query._tuple_data_factory).limit(3, 4).all()
+    assert ids(s[5:9]) == ids(f[5:9])
+    assert s[3].id == f[3].id
+    assert ids(s.iter_result(pagesize=7)) == ids(f.iter_result(pagesize=7))
+    assert ids(sharded.query.limit(10, 15)) == ids(flat.query.limit(10, 15))
+    assert ids(sharded.query.all()) == list(range(1, 81))
+    assert s._search() == [str(i).encode() for i in ids(f.all())]
+    with pytest.raises(IndexError):
+        s[10000]
+
+
+def test_page_walks_the_whole_order(cconn: Any) -> None:
+    sharded, flat = declare(6)
+    fill([sharded, flat], random.Random(11), 90)
+    for order in ('n', '-n', 'f'):
+        walked: List[int] = []
+        page = sharded.query.filter(cat=['red', 'blue', 'green']).order_by(order).page(7)
+        while True:
+            walked += ids(page)
+            if page.next is None:
+                break
+            page = sharded.query.filter(cat=['red', 'blue', 'green']).order_by(order).page(
+                7, page.next)
+        assert walked == ids(flat.query.filter(cat=['red', 'blue', 'green']).order_by(order))
+    with pytest.raises(QueryError):
+        sharded.query.page(3)
+
+
+def test_get_by_index_near_and_query_delete(cconn: Any) -> None:
+    sharded, flat = declare(3)
+    fill([sharded, flat], random.Random(5), 60)
+    assert ids(sharded.get_by(n=(0, 10))) == ids(flat.get_by(n=(0, 10)))
+    assert ids(sharded.get_by(n=(0, 10), _limit=(2, 5))) == ids(flat.get_by(n=(0, 10),
+                                                                          _limit=(2, 5)))
+    assert ids(sharded.get_by(cat='red')) == ids(flat.get_by(cat='red'))
+    near = ('loc', 0.1, 0.2, 70, 'km')
+    assert ids(sharded.query.near(*near)) == ids(flat.query.near(*near))
+    keys = sharded.query.filter(cat='red').cached_result(30)
+    assert len(keys) == 3 and all(cconn.ttl(k) > 0 for k in keys)
+    assert sum(cconn.zcard(k) for k in keys) == flat.query.filter(cat='red').count()
+    sharded.query.filter(cat='red').delete(blocksize=4)
+    flat.query.filter(cat='red').delete(blocksize=4)
+    assert sharded.query.filter(cat='red').count() == 0
+    assert ids(sharded.query.order_by('n')) == ids(flat.query.order_by('n'))
+    util.session.rollback()
+    assert sorted(e.email for e in sharded.does_not_startwith('name', ['a', 'b'])) == \
+        sorted(e.email for e in flat.does_not_startwith('name', ['a', 'b']))
+
+
+def test_layout_and_routing(cconn: Any) -> None:
+    class Acct(rom.Model):
+        _shards = 4
+        n = rom.Integer(index=True)
+
+    assert Acct._namespace == '{Acct}'
+    assert [s._namespace for s in Acct._shard_models] == ['{Acct.%d}' % k for k in range(4)]
+    items = [Acct(n=i) for i in range(12)]
+    assert [type(a) for a in items] == [Acct._shard_models[a.id % 4] for a in items]
+    assert all(isinstance(a, Acct) for a in items)
+    for item in items:
+        item.save()
+    assert cconn.get('{Acct}:shards') == b'4'
+    assert int(cconn.get('{Acct}:id:')) >= 12
+    # each row and its index entries live in its shard's slot
+    for item in items:
+        slot = cconn.keyslot('{Acct.%d}' % (item.id % 4))
+        assert cconn.keyslot('{Acct.%d}:%d' % (item.id % 4, item.id)) == slot
+        assert cconn.zscore('{Acct.%d}:n:idx' % (item.id % 4), str(item.id)) == item.n
+    # the shards are spread over the masters
+    assert len({cconn.get_node_from_key(s._namespace).name for s in Acct._shard_models}) > 1
+    util.session.rollback()
+    got = Acct.get(7)
+    assert got.n == 6 and type(got) is Acct._shard_models[3]
+    assert ids(Acct.get([3, 1, 99, 2])) == [3, 1, 2]
+    copy = got.copy()
+    assert copy.id != got.id and copy.n == 6
+    got.delete()
+    assert Acct.get(7) is None and not cconn.exists('{Acct.3}:7')
+    with pytest.raises(ORMError):
+        Acct._shard_models[0](n=1)
+
+
+def test_one_round_trip_per_save_get_delete(cconn: Any) -> None:
+    class Rt(rom.Model):
+        _shards = 6
+        n = rom.Integer(index=True)
+
+    Rt(n=0).save()  # metadata checked, scripts cached
+    counted = [instrument(node.redis_connection) for node in cconn.get_nodes()]
+    for node in cconn.get_nodes():
+        node.redis_connection.connection_pool.reset()
+
+    def trips(op: Any) -> int:
+        from contextlib import ExitStack
+        util.session.rollback()
+        with ExitStack() as stack:
+            counters = [stack.enter_context(roundtrips(c)) for c in counted]
+            op()
+        return sum(rt.count for rt in counters)
+
+    for k in range(2):
+        entity = Rt(n=5)
+        assert trips(entity.save) <= 2  # (a new block of ids at most once)
+    assert trips(lambda: Rt.get(2)) == 1
+    assert trips(lambda: Rt.get(2).delete()) == 2
+    assert trips(lambda: Rt.query.filter(n=5).count()) == 6  # one per shard
+    assert trips(lambda: Rt.query.count()) == 1
+
+
+def test_declaration_errors(cconn: Any) -> None:
+    with pytest.raises(ORMError):
+        type('Bad1', (rom.Model,), {'_shards': -1, 'n': rom.Integer()})
+    with pytest.raises(ORMError):
+        type('Bad2', (rom.Model,), {'_shards': 2, '_namespace': '{x}', 'n': rom.Integer()})
+    with pytest.raises(ORMError):
+        type('Bad3', (rom.Model,), {'_shards': 2, 'n': rom.Integer(),
+                                    'unique_together': [('n', 'm')], 'm': rom.Integer()})
+
+
+def test_shard_count_mismatch_is_a_clear_error(cconn: Any) -> None:
+    from rom.testing import restore_model_registry
+    first = type('Meta', (rom.Model,), {'_shards': 4, 'n': rom.Integer(index=True)})
+    first(n=1).save()
+    restore_model_registry(({}, {}))
+    forget_checks()
+    second = type('Meta', (rom.Model,), {'_shards': 8, 'n': rom.Integer(index=True)})
+    with pytest.raises(ORMError, match='_shards = 8 .* 4 shards'):
+        second(n=2)
+    with pytest.raises(ORMError, match='reshard'):
+        second.query.order_by('n').count()
+
+
+def test_single_server_works_too(conn: Any) -> None:
+    """Sharding needs no cluster: on one server the shards are just key groups."""
+    sharded, flat = declare(3)
+    fill([sharded, flat], random.Random(3), 40)
+    assert ids(sharded.query.order_by('-n').limit(2, 9)) == ids(
+        flat.query.order_by('-n').limit(2, 9))
+    assert sharded.get_by(email='user3@example.com').id == 4
