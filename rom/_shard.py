@@ -242,7 +242,7 @@ def _check_supported(public: Any) -> None:
 def setup_shards(public: Any, count: int) -> None:
     """Build the shard classes of ``public`` and route its reads through them."""
     from ._helpers import ClassProperty
-    from ._shard_unique import plan_hook, shard_delete, shard_save
+    from ._shard_unique import TOKEN_INDEX, plan_hook, shard_delete, shard_save
     from .model import Model
     _check_supported(public)
     restored = {name: Model.__dict__[name] for name in (
@@ -266,6 +266,7 @@ def setup_shards(public: Any, count: int) -> None:
             'save': shard_save,
             'delete': shard_delete,
             '_rom_plan_hook': staticmethod(plan_hook),
+            '_rom_fence_index': TOKEN_INDEX,
             'geo_index': list(public._geo.values()) or None,
         })
         shard = type(public)('%s#%d' % (public.__name__, k), (public,), body)

@@ -59,11 +59,14 @@ def plan_hook(plan: Any) -> Any:
     needed = [c for c in plan.claims if c[0] != TOKEN_INDEX]
     entry = _pending().get((plan.namespace, plan.id))
     if entry is None:
-        if needed:
-            raise ORMError('%s:%s: a sharded model\'s unique values are claimed by '
-                           'entity.save(); save it that way (not through session.commit() or '
-                           'a hook that changes unique values)' % (plan.namespace, plan.id))
-        return plan
+        if not needed:
+            return plan
+        # a save that did not go through entity.save() (session.commit(), save_many): claim
+        # here; the claims of values it drops are left stale (taken over when wanted)
+        from ._registry import MODELS
+        token = uuid.uuid4().hex
+        acquire(MODELS[plan.namespace], plan.id, needed, token)
+        entry = (token, set(needed))
     token, allowed = entry
     missing = [c for c in needed if c not in allowed]
     if missing:
@@ -139,18 +142,18 @@ def _fence(public: Any, conn: Any, held: Dict[Claim, str]) -> Dict[Claim, str]:
     return stale
 
 
-def _violation(entity: Any, claim: Claim) -> UniqueKeyViolation:
-    ns, ident = entity._namespace, str(entity._data[entity._pkey])
+def _violation(shard: Any, ident: str, claim: Claim) -> UniqueKeyViolation:
+    ns = shard._namespace
     return UniqueKeyViolation('value %r is already taken in unique index %s.%s (saving %s:%s)'
-                              % (claim[1], entity._shard_public.__name__, claim[0], ns, ident),
+                              % (claim[1], shard._shard_public.__name__, claim[0], ns, ident),
                               ns, ident)
 
 
-def acquire(entity: Any, claims: List[Claim], token: str) -> None:
-    """Step 1: claim ``claims`` for ``entity`` (taking stale claims over), or raise."""
-    public = entity._shard_public
+def acquire(shard: Any, ident: str, claims: List[Claim], token: str) -> None:
+    """Step 1: claim ``claims`` for row ``ident`` of ``shard`` (taking stale claims over), or
+    raise ``UniqueKeyViolation``."""
+    public = shard._shard_public
     conn = connect(public)
-    ident = str(entity._data[entity._pkey])
     held = _claim(public, conn, ident, token, claims, {})
     for _ in range(3):
         if not held:
@@ -158,9 +161,9 @@ def acquire(entity: Any, claims: List[Claim], token: str) -> None:
         stale = _fence(public, conn, held)
         live = [c for c in held if c not in stale]
         if live:
-            raise _violation(entity, live[0])
+            raise _violation(shard, ident, live[0])
         held = _claim(public, conn, ident, token, list(stale), stale)
-    raise _violation(entity, next(iter(held)))
+    raise _violation(shard, ident, next(iter(held)))
 
 
 def release(public: Any, ident: str, values: List[Claim]) -> None:
@@ -184,12 +187,16 @@ def shard_save(self: Any, full: bool = False, force: bool = False) -> int:
         return Model.save(self, full, force)
     allowed = set(_preview(self, full, force, False).claims) | set(claims)
     token = uuid.uuid4().hex
-    acquire(self, claims, token)
     key = (cls._namespace, str(self._data[self._pkey]))
+    acquire(cls, key[1], claims, token)
     table = _pending()
     table[key] = (token, allowed)
     try:
         changed = Model.save(self, full, force)
+    except UniqueKeyViolation:
+        # fenced (a claim taken over) or taken in the shard: the token is never used again
+        connect(cls).hdel('%s:%s:uidx' % (cls._namespace, TOKEN_INDEX), token)
+        raise
     finally:
         table.pop(key, None)
     kept = {c for c in claims}
