@@ -121,31 +121,21 @@ def _new(cls: Any, *args: Any, **kwargs: Any) -> Any:
     conn = connect(cls)
     check_metadata(cls, conn)
     ident = take_id(cls, conn)  # the public namespace's counter: one sequence for all shards
-    obj = object.__new__(shard_of(cls, ident))
-    obj.__dict__['_rom_preset_id'] = ident
-    return obj
+    _preset.ident = ident  # taken by the shard class's PrimaryKey in __init__
+    return object.__new__(shard_of(cls, ident))
 
 
-def _shard_init(self: Any, **kwargs: Any) -> None:
-    from .model import Model
-    Model.__init__(self, **kwargs)
-    if self._id_pending:
-        self._allocate_id()
+_preset = threading.local()
 
 
-def _shard_allocate_id(self: Any, rekey: bool = True) -> int:
-    from ._session import session
-    if not self._id_pending:
-        return self._data[self._pkey]
-    value = self.__dict__.pop('_rom_preset_id', None)
-    if value is None:  # pragma: no cover - every new entity is built by _new
-        raise ORMError('%s: a new entity of a sharded model without its id' % (self._namespace,))
-    if rekey:
-        self._set_allocated_id(value, self._session_key)
-    else:
-        self._data[self._pkey] = value
-        session.wknown[self._session_key] = self
-    return value
+def _shard_take_ids(cls: Any, conn: Any, count: int) -> List[int]:
+    """``take_ids`` of a shard class: the id ``_new`` took for the entity being built."""
+    ident = getattr(_preset, 'ident', None)
+    _preset.ident = None
+    if count != 1 or ident is None or shard_of(cls._shard_public, ident) is not cls:
+        raise ORMError('create %s entities through %s(...)'
+                       % (cls._shard_public.__name__, cls._shard_public.__name__))
+    return [ident]
 
 
 def _shard_copy(self: Any) -> Any:
@@ -164,14 +154,42 @@ def _grouped(public: Any, ids: Sequence[Any]) -> Dict[Any, List[int]]:
 
 
 def _public_fetch(cls: Any, ids: Any, track: bool = True) -> List[Any]:
+    """``_fetch`` of a sharded model: the session's entities, the other rows read with one
+    script call per shard, one round trip per master (masters in parallel)."""
+    from ._scripts import lua
+    from ._session import session
+    from ._shard_batch import Job, record, run_jobs
     ids = list(ids)
     result: List[Any] = [None] * len(ids)
-    if ids:
-        check_metadata(cls)
-    for shard, positions in _grouped(cls, ids).items():
-        found = shard._fetch([ids[p] for p in positions], track)
-        for position, obj in zip(positions, found):
+    if not ids:
+        return result
+    conn = connect(cls)
+    check_metadata(cls, conn)
+    groups = _grouped(cls, ids)
+    if len(groups) == 1:
+        (shard, positions), = groups.items()
+        return shard._fetch([ids[p] for p in positions], track)
+    jobs: List[Job] = []
+    reads = []
+    for shard, positions in groups.items():
+        missing = []
+        for position in positions:
+            pk = '%s:%s' % (shard._namespace, int(ids[position]))
+            obj = session.get(pk)
+            if obj is not None and not track and session.known.get(pk) is not obj:
+                session.wknown.pop(pk, None)  # a query forgets what was held only weakly
             result[position] = obj
+            if obj is None:
+                missing.append((position, pk))
+        if missing:
+            fields = shard._row_fields(conn)
+            pks = [pk for _, pk in missing]
+            jobs.append((shard, record(lambda pipe: lua('get_rows')(pipe, pks, fields)), False))
+            reads.append((shard, missing, fields[0] != 0))
+    for (shard, missing, by_values), rows in zip(reads, run_jobs(conn, jobs)):
+        for (position, _), row in zip(missing, rows):
+            if row:
+                result[position] = shard._from_script_row(row, by_values, track)
     return result
 
 
@@ -259,9 +277,8 @@ def setup_shards(public: Any, count: int) -> None:
             '_cluster': True,
             '_shard_index': k,
             '_shard_public': public,
-            '_defer_ids': True,
-            '__init__': _shard_init,
-            '_allocate_id': _shard_allocate_id,
+            '_defer_ids': False,
+            '_rom_take_ids': classmethod(_shard_take_ids),
             'copy': _shard_copy,
             'save': shard_save,
             'delete': shard_delete,
@@ -270,7 +287,6 @@ def setup_shards(public: Any, count: int) -> None:
             'geo_index': list(public._geo.values()) or None,
         })
         shard = type(public)('%s#%d' % (public.__name__, k), (public,), body)
-        shard._defer_id = True  # the id is known at construction (taken by _new)
         shards.append(shard)
     public._shard_models = tuple(shards)
     public.get = classmethod(_public_get)

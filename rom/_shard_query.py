@@ -3,8 +3,8 @@
 ``User.query`` of a sharded model is a :class:`ShardedQuery`: it builds and validates like a
 ``Query`` (it wraps one over the public class) and runs each terminal call on every shard:
 
-* the per-shard work is the unsharded model's own (``GeneralIndex`` of each shard class);
-  shards on one master run one after the other, masters in parallel (one thread each);
+* the per-shard work is the unsharded model's own (``GeneralIndex`` of each shard class),
+  recorded and sent in one round trip per master, masters in parallel (``rom._shard_batch``);
 * ``count`` sums the shards' counts;
 * results are merged by the order the unsharded query has: each shard returns its working
   set's ``(score, member)`` pairs (``ZRANGE ... WITHSCORES``) and a k-way merge orders them
@@ -15,45 +15,21 @@
 from __future__ import annotations
 
 import heapq
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from . import _session
-from ._cluster import is_cluster_client, node_name
 from ._connect import connect, to_text
 from ._helpers import MAX_RANK
 from ._keyset import Page, parse_cursor
 from ._scripts import lua
-from ._search import execute_guarded
+from ._records import Pattern, Prefix, Suffix
+from ._shard_batch import Job, build_all, record, run_jobs
 from ._select import _get_column_data, _select_generator
 from .exceptions import QueryError
 
 _NO_LIMIT = 2 ** 64
 _BUILDERS = ('filter', 'startswith', 'endswith', 'like', 'near', 'order_by', 'limit', 'select',
              'replace')
-
-
-def scatter(conn: Any, shards: Sequence[Any], work: Callable[[Any], Any]) -> List[Any]:
-    """``[work(shard) for shard in shards]``: the shards of one master one after the other,
-    masters in parallel (a thread per master when there are several)."""
-    groups: Dict[str, List[int]] = {}
-    cluster = is_cluster_client(conn)
-    for position, shard in enumerate(shards):
-        node = node_name(conn, shard._namespace) if cluster else ''
-        groups.setdefault(node, []).append(position)
-    results: List[Any] = [None] * len(shards)
-
-    def run(positions: List[int]) -> None:
-        for position in positions:
-            results[position] = work(shards[position])
-
-    if len(groups) == 1:
-        run(next(iter(groups.values())))
-        return results
-    with ThreadPoolExecutor(max_workers=len(groups)) as pool:
-        for future in [pool.submit(run, positions) for positions in groups.values()]:
-            future.result()
-    return results
 
 
 def _pairs(reply: Sequence[Any]) -> List[Tuple[float, bytes, Any]]:
@@ -70,14 +46,41 @@ def _pairs(reply: Sequence[Any]) -> List[Tuple[float, bytes, Any]]:
     return out
 
 
-def _scored(shard: Any, conn: Any, filters: Sequence[Any], order_by: Optional[str],
-            size: Optional[int]) -> List[Tuple[float, bytes, Any]]:
-    """The first ``size`` (None: all) entries of one shard's result, with their scores."""
-    pipe, temp = shard._gindex._build(conn, filters, order_by)
+def _direct_jobs(shards: Sequence[Any], filters: Sequence[Any], order_by: Optional[str],
+                 size: int) -> Optional[List[Job]]:
+    """Jobs reading each shard's first ``size`` entries straight from one scored index (an
+    ``order_by`` without filters, or one range filter), or None when the query needs a
+    working set."""
+    jobs: List[Job] = []
+    for shard in shards:
+        plan = shard._gindex._direct(filters, order_by)
+        if plan is None:
+            return None
+        jobs.append((shard, record(lambda pipe: lua('shard_top')(
+            pipe, [plan.key], [plan.lo, plan.hi, '1' if plan.desc else '0', size])), False))
+    return jobs
+
+
+def _scored_all(conn: Any, shards: Sequence[Any], filters: Sequence[Any],
+                order_by: Optional[str], size: Optional[int]) -> List[List[Any]]:
+    """Per shard: the first ``size`` (None: all) entries of its result with their scores,
+    as ``(score, member bytes, member)`` in the shard's result order."""
+    jobs = _direct_jobs(shards, filters, order_by, size) if size is not None else None
+    if jobs is not None:
+        sign = -1.0 if order_by and order_by.startswith('-') else 1.0
+        return [[(sign * score, raw, member) for score, raw, member in _pairs(reply)]
+                for reply in run_jobs(conn, jobs)]
     end = -1 if size is None else min(size - 1, MAX_RANK)
-    pipe.execute_command('ZRANGE', temp, 0, end, 'WITHSCORES')
-    pipe.delete(temp)
-    return _pairs(execute_guarded(pipe)[-2])
+
+    def build(shard: Any, client: Any) -> List[Any]:
+        pipe, temp = shard._gindex._build(client, filters, order_by)
+        pipe.execute_command('ZRANGE', temp, 0, end, 'WITHSCORES')
+        pipe.delete(temp)
+        return list(pipe.commands)
+
+    bodies = build_all(conn, shards, build)
+    replies = run_jobs(conn, [(shard, body, True) for shard, body in zip(shards, bodies)])
+    return [_pairs(reply[-2]) for reply in replies]
 
 
 class ShardedQuery:
@@ -118,8 +121,7 @@ class ShardedQuery:
     def _merged(self, size: Optional[int]) -> List[Any]:
         """The ids of the whole result in result order (the first ``size`` only)."""
         query, conn = self._query, self._conn()
-        parts = scatter(conn, self._shards, lambda shard: _scored(
-            shard, conn, query._filters, query._order_by, size))
+        parts = _scored_all(conn, self._shards, query._filters, query._order_by, size)
         out = []
         for _score, _raw, member in heapq.merge(*parts, key=lambda e: (e[0], e[1])):
             out.append(member)
@@ -160,7 +162,23 @@ class ShardedQuery:
         if query._order_by:
             filters.append(query._order_by.lstrip('-'))
         conn = self._conn()
-        return sum(scatter(conn, self._shards, lambda shard: shard._gindex.count(conn, filters)))
+        real = [f for f in filters if not (isinstance(f, list) and not f)]
+        shards = self._shards
+        if shards[0]._gindex._fast_count(real) is not None and \
+                not isinstance(real[0], (Prefix, Suffix, Pattern)):
+            jobs: List[Job] = [(shard, record(shard._gindex._fast_count(real)), False)
+                               for shard in shards]
+            return sum(int(reply) for reply in run_jobs(conn, jobs))
+
+        def build(shard: Any, client: Any) -> List[Any]:
+            pipe, _, temp = shard._gindex._prepare(client, filters)
+            pipe.zcard(temp)
+            pipe.delete(temp)
+            return list(pipe.commands)
+
+        bodies = build_all(conn, shards, build)
+        replies = run_jobs(conn, [(shard, body, True) for shard, body in zip(shards, bodies)])
+        return sum(int(reply[-2]) for reply in replies)
 
     def _ids(self) -> List[Any]:
         query = self._query
@@ -252,8 +270,16 @@ class ShardedQuery:
             raise QueryError('cached_result(): timeout must be at least 1 second, got %r'
                              % (timeout,))
         conn = self._conn()
-        return scatter(conn, self._shards, lambda shard: shard._gindex.search(
-            conn, query._filters, query._order_by, timeout=timeout))
+        temps: Dict[Any, str] = {}
+
+        def build(shard: Any, client: Any) -> List[Any]:
+            pipe, temps[shard] = shard._gindex._build(client, query._filters, query._order_by)
+            pipe.expire(temps[shard], timeout)
+            return list(pipe.commands)
+
+        bodies = build_all(conn, self._shards, build)
+        run_jobs(conn, [(shard, body, True) for shard, body in zip(self._shards, bodies)])
+        return [temps[shard] for shard in self._shards]
 
     def page(self, count: int, after: Optional[str] = None) -> Page[Any]:
         """Keyset pagination: ``count`` results after cursor ``after`` (None: the first
@@ -269,13 +295,16 @@ class ShardedQuery:
         score, member = parse_cursor(after) if after is not None else ('0', '')
         conn = self._conn()
 
-        def work(shard: Any) -> List[Tuple[float, bytes, Any]]:
-            pipe, temp = shard._gindex._build(conn, query._filters, query._order_by)
+        def build(shard: Any, client: Any) -> List[Any]:
+            pipe, temp = shard._gindex._build(client, query._filters, query._order_by)
             lua('shard_page')(pipe, [temp], [score, member, count])
             pipe.delete(temp)
-            return _pairs(execute_guarded(pipe)[-2])
+            return list(pipe.commands)
 
-        merged = list(heapq.merge(*scatter(conn, self._shards, work),
+        bodies = build_all(conn, self._shards, build)
+        replies = run_jobs(conn, [(shard, body, True)
+                                  for shard, body in zip(self._shards, bodies)])
+        merged = list(heapq.merge(*[_pairs(reply[-2]) for reply in replies],
                                   key=lambda e: (e[0], e[1])))[:count]
         ids = [m for _, _, m in merged]
         cursor = None

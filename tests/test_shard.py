@@ -263,8 +263,16 @@ def test_one_round_trip_per_save_get_delete(cconn: Any) -> None:
         assert trips(entity.save) <= 2  # (a new block of ids at most once)
     assert trips(lambda: Rt.get(2)) == 1
     assert trips(lambda: Rt.get(2).delete()) == 2
-    assert trips(lambda: Rt.query.filter(n=5).count()) == 6  # one per shard
+    masters = len({cconn.get_node_from_key(s._namespace).name for s in Rt._shard_models})
+    assert masters == 3
+    # queries: one round trip per master (all its shards' work in one packed write)
+    assert trips(lambda: Rt.query.filter(n=5).count()) == masters
+    assert trips(lambda: Rt.query.filter(n=(1, 9)).count()) == masters
     assert trips(lambda: Rt.query.count()) == 1
+    # an ordered page: the shards' top entries, then the rows (one call per shard holding one)
+    assert trips(lambda: Rt.query.order_by('-n').limit(0, 2).all()) <= masters + 2
+    assert trips(lambda: Rt.query.filter(n=5).order_by('n').count()) == masters
+    assert trips(lambda: Rt.query.filter(n=5).order_by('n').page(1)) <= 2 * masters + 1
 
 
 def test_declaration_errors(cconn: Any) -> None:
