@@ -13,11 +13,14 @@ redirection.
 """
 from __future__ import annotations
 
+import hashlib
+import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from redis.client import Pipeline
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
 from ._cluster import is_cluster_client
 from ._search import _guard
@@ -76,6 +79,19 @@ def record(call: Callable[[Any], Any]) -> List[Command]:
     return recorder.commands
 
 
+_pool: List[Any] = []  # [(pid, executor)]: one shared pool of threads per process
+_pool_lock = threading.Lock()
+#: threads serving masters in parallel (the calling thread serves one more)
+MAX_THREADS = 32
+
+
+def _executor() -> ThreadPoolExecutor:
+    with _pool_lock:
+        if not _pool or _pool[0][0] != os.getpid():  # (a forked child makes its own)
+            _pool[:] = [(os.getpid(), ThreadPoolExecutor(MAX_THREADS, 'rom-shards'))]
+        return _pool[0][1]
+
+
 def _node_client(conn: Any, shard: Any) -> Tuple[str, Any]:
     if is_cluster_client(conn):
         node = conn.get_node_from_key(shard._namespace)
@@ -83,10 +99,31 @@ def _node_client(conn: Any, shard: Any) -> Tuple[str, Any]:
     return '', conn
 
 
-def _send(client: Any, jobs: List[Job]) -> List[Any]:
-    """Send the jobs of one master in one packed write; one reply (or error) per job."""
+_SHAS: Dict[bytes, str] = {}
+
+
+def _by_sha(command: Command) -> Command:
+    """``EVAL source ...`` as ``EVALSHA sha ...`` (other commands unchanged)."""
+    if command[0] != 'EVAL':
+        return command
+    source = command[1]
+    sha = _SHAS.get(source)
+    if sha is None:
+        sha = _SHAS[source] = hashlib.sha1(source).hexdigest()
+    return ('EVALSHA', sha) + tuple(command[2:])
+
+
+def _send(client: Any, jobs: List[Job], sha: bool = True) -> List[Any]:
+    """Send the jobs of one master in one packed write; one reply (or error) per job.
+
+    Scripts go as EVALSHA (``sha``): a job that meets NOSCRIPT is sent again with EVAL by
+    :func:`run_jobs` (query work is read-only but for temporary keys, which the job's own
+    transaction deletes or gives a TTL whatever its scripts did).
+    """
     packed: List[Command] = []
     for _, commands, transaction in jobs:
+        if sha:
+            commands = [_by_sha(c) for c in commands]
         packed += ([('MULTI',)] + commands + [('EXEC',)]) if transaction else commands
     pool = client.connection_pool
     connection = pool.get_connection()
@@ -120,6 +157,10 @@ def _send(client: Any, jobs: List[Job]) -> List[Any]:
     return out
 
 
+def _no_script(error: Any) -> bool:
+    return isinstance(error, NoScriptError) or str(error).startswith('NOSCRIPT')
+
+
 def _redirected(error: Any) -> bool:
     return isinstance(error, ResponseError) and any(
         word in str(error) for word in _REDIRECTS) or 'EXECABORT' in str(error)
@@ -148,13 +189,19 @@ def run_jobs(conn: Any, jobs: Sequence[Job]) -> List[Any]:
         for position, reply in zip(positions, _send(client, [jobs[p] for p in positions])):
             replies[position] = reply
 
-    if len(groups) == 1:
-        serve(*next(iter(groups.values())))
-    else:
-        with ThreadPoolExecutor(max_workers=len(groups)) as pool:
-            for future in [pool.submit(serve, *group) for group in groups.values()]:
-                future.result()
+    work = list(groups.values())
+    if len(work) == 1:
+        serve(*work[0])
+    elif work:
+        pool = _executor()
+        futures = [pool.submit(serve, *group) for group in work[1:]]
+        serve(*work[0])  # this thread serves one master itself
+        for future in futures:
+            future.result()
     for position, reply in enumerate(replies):
+        if isinstance(reply, ResponseError) and _no_script(reply):
+            client = _node_client(conn, jobs[position][0])[1]
+            replies[position] = reply = _send(client, [jobs[position]], sha=False)[0]
         if isinstance(reply, ResponseError):
             if _redirected(reply):
                 replies[position] = _guard(lambda: _again(conn, jobs[position]))
