@@ -90,7 +90,12 @@ def check_metadata(public: Any, conn: Any = None) -> None:
     key = meta_key(public)
     if not conn.set(key, count, nx=True):
         stored = conn.get(key)
-        stored_count = int(stored) if stored is not None else count
+        text = stored.decode() if isinstance(stored, bytes) else str(stored or count)
+        if text.startswith('resharding'):
+            raise ORMError('%s is being resharded (%s = %r): wait until python -m rom reshard '
+                           'has finished, then declare the new _shards' % (
+                               public.__name__, key, text))
+        stored_count = int(text)
         if stored_count != count:
             raise ORMError(
                 '%s is declared with _shards = %d but its data in Redis was written with %d '
@@ -257,37 +262,46 @@ def _check_supported(public: Any) -> None:
                        % (public.__name__, ', '.join(problems)))
 
 
+def shard_class(public: Any, k: int) -> Any:
+    """The class of shard ``k`` of ``public`` (made on first use; a reshard also uses the
+    shards of a count other than the declared one)."""
+    from ._registry import MODELS
+    from ._shard_unique import TOKEN_INDEX, plan_hook, shard_delete, shard_save
+    from .model import Model
+    declared = public.__dict__.get('_shard_models') or ()
+    if k < len(declared):
+        return declared[k]
+    existing = MODELS.get(shard_namespace(public, k))
+    if existing is not None and existing.__dict__.get('_shard_public') is public:
+        return existing
+    body: Dict[str, Any] = {name: Model.__dict__[name] for name in (
+        'get', '_fetch', 'get_by', 'does_not_startwith', 'does_not_endwith', 'query')}
+    body.update({
+        '__module__': public.__module__,
+        '__qualname__': '%s#%d' % (public.__qualname__, k),
+        '__doc__': 'Shard %d of %s (rom internal).' % (k, public.__name__),
+        '_namespace': shard_namespace(public, k),
+        '_cluster': True,
+        '_shard_index': k,
+        '_shard_public': public,
+        '_defer_ids': False,
+        '_rom_take_ids': classmethod(_shard_take_ids),
+        'copy': _shard_copy,
+        'save': shard_save,
+        'delete': shard_delete,
+        '_rom_plan_hook': staticmethod(plan_hook),
+        '_rom_fence_index': TOKEN_INDEX,
+        'geo_index': list(public._geo.values()) or None,
+    })
+    return type(public)('%s#%d' % (public.__name__, k), (public,), body)
+
+
 def setup_shards(public: Any, count: int) -> None:
     """Build the shard classes of ``public`` and route its reads through them."""
     from ._helpers import ClassProperty
-    from ._shard_unique import TOKEN_INDEX, plan_hook, shard_delete, shard_save
-    from .model import Model
     _check_supported(public)
-    restored = {name: Model.__dict__[name] for name in (
-        'get', '_fetch', 'get_by', 'does_not_startwith', 'does_not_endwith', 'query')}
     public.__new__ = staticmethod(_new)
-    shards = []
-    for k in range(count):
-        body: Dict[str, Any] = dict(restored)
-        body.update({
-            '__module__': public.__module__,
-            '__qualname__': '%s#%d' % (public.__qualname__, k),
-            '__doc__': 'Shard %d of %d of %s (rom internal).' % (k, count, public.__name__),
-            '_namespace': shard_namespace(public, k),
-            '_cluster': True,
-            '_shard_index': k,
-            '_shard_public': public,
-            '_defer_ids': False,
-            '_rom_take_ids': classmethod(_shard_take_ids),
-            'copy': _shard_copy,
-            'save': shard_save,
-            'delete': shard_delete,
-            '_rom_plan_hook': staticmethod(plan_hook),
-            '_rom_fence_index': TOKEN_INDEX,
-            'geo_index': list(public._geo.values()) or None,
-        })
-        shard = type(public)('%s#%d' % (public.__name__, k), (public,), body)
-        shards.append(shard)
+    shards = [shard_class(public, k) for k in range(count)]
     public._shard_models = tuple(shards)
     public.get = classmethod(_public_get)
     public._fetch = classmethod(_public_fetch)
