@@ -111,17 +111,18 @@ def main() -> None:
     if args.json:
         print(json.dumps(results, indent=1))
         return
-    print('%d shards, %d rows; ops/s (round trips per op)' % (args.shards, args.rows))
+    print('%d shards, %d rows; ops/s (messages per op: round trips summed over the masters)'
+          % (args.shards, args.rows))
     names = list(next(iter(results.values()))['sharded'])
-    print('%-20s' % 'workload' + ''.join('%24s' % ('%d master(s) sharded|1slot' % m)
-                                          for m in results))
+    print('%-18s' % '' + ''.join('%-26s' % ('%d master(s)' % m) for m in results))
+    print('%-18s' % 'workload' + ''.join('%-26s' % 'sharded    | one slot' for _ in results))
     for name in names:
         cells = []
         for m in results:
             s, o = results[m]['sharded'][name], results[m]['one_slot'][name]
-            cells.append('%24s' % ('%.0f (%g) | %.0f (%g)' % (
+            cells.append('%-26s' % ('%5.0f (%-4g) | %5.0f (%g)' % (
                 s['ops_per_s'], s['round_trips'], o['ops_per_s'], o['round_trips'])))
-        print('%-20s' % name + ''.join(cells))
+        print('%-18s' % name + ''.join(cells).rstrip())
 
 
 if __name__ == '__main__':
