@@ -15,6 +15,7 @@ from ._records import GeoIndex
 from ._registry import MODELS, MODELS_REFERENCED, EntityMeta
 from ._relations import ManyToOne, OneToMany, UnsafeColumn
 from ._search import GeneralIndex
+from ._shard import check_relations as check_shard_relations
 from ._shard import declared_shards, setup_shards, sharded_namespace
 from ._ttl import check_model
 from .exceptions import ColumnError, ORMError
@@ -122,6 +123,7 @@ class _ModelMetaclass(EntityMeta):
         cls = super().__new__(mcs, name, bases, merged)
         if not is_root:
             check_cluster_relations(cls, MODELS, MODELS_REFERENCED)
+            check_shard_relations(cls)  # sharding hook: no relations to sharded models yet
         check_model(cls)  # expiry declarations (_ttl, _ttl_renew)
         for attr, col in columns.items():
             if isinstance(col, ManyToOne):

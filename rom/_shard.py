@@ -247,12 +247,26 @@ def _public_query(cls: Any) -> Any:
 
 # -- declaration ---------------------------------------------------------------------------------
 
+def check_relations(model: Any) -> None:
+    """Refuse relation columns that name a sharded model (not supported yet)."""
+    from ._registry import MODELS
+    for attr, col in model._columns.items():
+        target = MODELS.get(getattr(col, '_ftable', None) or '')
+        if target is not None and is_sharded(target):
+            raise ORMError('%s.%s relates to the sharded model %s: relations to or from '
+                           'sharded models are not supported yet' % (
+                               model.__name__, attr, target.__name__))
+
+
 def _check_supported(public: Any) -> None:
+    from ._registry import MODELS_REFERENCED
     from ._relations import ManyToOne, OneToMany
     problems = []
     for attr, col in public._columns.items():
-        if isinstance(col, (ManyToOne, OneToMany)):
+        if isinstance(col, (ManyToOne, OneToMany)) or getattr(col, '_ftable', None):
             problems.append('relation column %s' % (attr,))
+    if MODELS_REFERENCED.get(public.__name__):
+        problems.append('relations from other models')
     if public._cunique:
         problems.append('unique_together')
     if public._ttl is not None:

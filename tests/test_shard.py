@@ -285,6 +285,20 @@ def test_declaration_errors(cconn: Any) -> None:
                                     'unique_together': [('n', 'm')], 'm': rom.Integer()})
 
 
+def test_relations_with_sharded_models_are_refused(cconn: Any) -> None:
+    class Owner(rom.Model):
+        _shards = 2
+        n = rom.Integer(index=True)
+
+    with pytest.raises(ORMError, match='sharded model Owner'):
+        type('Pet', (rom.Model,), {'_cluster': True, 'owner': rom.ManyToOne('Owner', on_delete='cascade')})
+    type('Toy', (rom.Model,), {'_cluster': True, 'owner': rom.ManyToOne('Kid', on_delete='cascade')})
+    with pytest.raises(ORMError, match='relations from other models'):
+        type('Kid', (rom.Model,), {'_shards': 2, 'n': rom.Integer()})
+    with pytest.raises(ORMError, match='relation column'):
+        type('Kid2', (rom.Model,), {'_shards': 2, 'toy': rom.ManyToOne('Toy', on_delete='cascade')})
+
+
 def test_shard_count_mismatch_is_a_clear_error(cconn: Any) -> None:
     from rom.testing import restore_model_registry
     first = type('Meta', (rom.Model,), {'_shards': 4, 'n': rom.Integer(index=True)})
