@@ -20,7 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from redis.client import Pipeline
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import (AskError, ClusterDownError, MovedError, NoScriptError,
+                              ResponseError, TryAgainError)
 
 from ._cluster import is_cluster_client
 from ._search import _guard
@@ -162,8 +163,12 @@ def _no_script(error: Any) -> bool:
 
 
 def _redirected(error: Any) -> bool:
-    return isinstance(error, ResponseError) and any(
-        word in str(error) for word in _REDIRECTS) or 'EXECABORT' in str(error)
+    """A reply saying the slot is served elsewhere (or not now); EXECABORT: a command of a
+    transaction was refused when queued (such as MOVED)."""
+    if isinstance(error, (MovedError, AskError, TryAgainError, ClusterDownError)):
+        return True
+    text = str(error)
+    return any(text.startswith(word) for word in _REDIRECTS) or 'EXECABORT' in text
 
 
 def _again(conn: Any, job: Job) -> Any:

@@ -195,13 +195,64 @@ class ShardedQuery:
 
     def iter_result(self, timeout: int = 30, pagesize: int = 100,
                     no_hscan: bool = False) -> Iterator[Any]:
-        """Iterate over the matches (ids gathered first, entities loaded ``pagesize`` at a
-        time)."""
+        """Iterate over the matches, ``pagesize`` at a time. A limited query gathers its
+        window first; an unlimited one keeps each shard's result for ``timeout`` seconds
+        and merges them as it goes (``pagesize`` entries per shard per read)."""
         if pagesize <= 0:
             return iter(())
         if not self._query._filters and not self._query._order_by:
             return self._iter_probe(pagesize)
+        offset, count = self._bounds()
+        if count >= _NO_LIMIT:
+            return self._iter_stream(int(timeout), pagesize, offset)
         return self._iter_ids(self._ids(), pagesize)
+
+    def _iter_stream(self, timeout: int, pagesize: int, skip: int) -> Iterator[Any]:
+        query = self._query
+        query._need_filters('iter_result()')
+        conn = self._conn()
+        shards = self._shards
+        temps: Dict[Any, str] = {}
+
+        def build(shard: Any, client: Any) -> List[Any]:
+            pipe, temps[shard] = shard._gindex._build(client, query._filters, query._order_by)
+            pipe.expire(temps[shard], max(timeout, 1))
+            pipe.execute_command('ZRANGE', temps[shard], 0, pagesize - 1, 'WITHSCORES')
+            return list(pipe.commands)
+
+        bodies = build_all(conn, shards, build)
+        firsts = run_jobs(conn, [(shard, body, True) for shard, body in zip(shards, bodies)])
+        buffers = [_pairs(reply[-1]) for reply in firsts]
+        ranks = [len(b) for b in buffers]
+        heap = [(b[0][0], b[0][1], i, 0) for i, b in enumerate(buffers) if b]
+        heapq.heapify(heap)
+        page: List[Any] = []
+        try:
+            while heap:
+                _, _, i, at = heapq.heappop(heap)
+                if skip:
+                    skip -= 1
+                else:
+                    page.append(buffers[i][at][2])
+                at += 1
+                if at == len(buffers[i]) and len(buffers[i]) == pagesize:
+                    # this shard's buffer is used up: read its next entries
+                    temp = temps[shards[i]]
+                    reply = run_jobs(conn, [(shards[i], [
+                        ('ZRANGE', temp, ranks[i], ranks[i] + pagesize - 1, 'WITHSCORES'),
+                        ('EXPIRE', temp, max(timeout, 1))], True)])[0]
+                    buffers[i] = _pairs(reply[0])
+                    ranks[i] += len(buffers[i])
+                    at = 0
+                if at < len(buffers[i]):
+                    heapq.heappush(heap, (buffers[i][at][0], buffers[i][at][1], i, at))
+                if len(page) >= pagesize:
+                    yield from self._items(page)
+                    page = []
+            if page:
+                yield from self._items(page)
+        finally:
+            run_jobs(conn, [(shard, [('DEL', temps[shard])], False) for shard in shards])
 
     def _iter_ids(self, ids: List[Any], pagesize: int) -> Iterator[Any]:
         for start in range(0, len(ids), pagesize):

@@ -148,6 +148,9 @@ def test_queries_equal_unsharded(cconn: Any, seed: int) -> None:
                 continue
         assert (query.first() or None) is None or query.first().id == got[0]
         assert query.exists() == twin.exists()
+        if ordered:
+            rows = query.select('email', 'n', include_pk=True).all()
+            assert rows == twin.select('email', 'n', include_pk=True).all()
     util.session.rollback()
 
 
@@ -162,6 +165,14 @@ def test_select_first_slices_and_iteration(cconn: Any) -> None:
     assert ids(s[5:9]) == ids(f[5:9])
     assert s[3].id == f[3].id
     assert ids(s.iter_result(pagesize=7)) == ids(f.iter_result(pagesize=7))
+    for pagesize in (1, 3, 50):
+        stream = sharded.query.filter(cat=['red', 'x']).order_by('n').iter_result(
+            pagesize=pagesize)
+        assert ids(stream) == ids(flat.query.filter(cat=['red', 'x']).order_by('n'))
+    assert ids(sharded.query.filter(f=(None, 40)).iter_result(pagesize=4)) == \
+        ids(flat.query.filter(f=(None, 40)))
+    assert not [k for k in cconn.scan_iter('{ShItem.*') if k.count(b':') == 1 and
+                b'-' in k]  # no working set left behind
     assert ids(sharded.query.limit(10, 15)) == ids(flat.query.limit(10, 15))
     assert ids(sharded.query.all()) == list(range(1, 81))
     assert s._search() == [str(i).encode() for i in ids(f.all())]
@@ -273,6 +284,57 @@ def test_one_round_trip_per_save_get_delete(cconn: Any) -> None:
     assert trips(lambda: Rt.query.order_by('-n').limit(0, 2).all()) <= masters + 2
     assert trips(lambda: Rt.query.filter(n=5).order_by('n').count()) == masters
     assert trips(lambda: Rt.query.filter(n=5).order_by('n').page(1)) <= 2 * masters + 1
+
+
+def test_scripts_flushed_and_multi_filter_round_trips(cconn: Any) -> None:
+    """After SCRIPT FLUSH on every master the packed EVALSHA work is sent again with EVAL;
+    a query with two filters takes two rounds (estimates, then the work)."""
+    sharded, flat = declare(6)
+    fill([sharded, flat], random.Random(9), 50)
+    query = sharded.query.filter(n=(-10, 10), cat=['red', 'blue']).order_by('-f').limit(1, 8)
+    want = ids(same_query(query, flat))
+    assert ids(query) == want
+    for node in cconn.get_primaries():
+        cconn.get_redis_connection(node).script_flush()
+    util.session.rollback()
+    assert ids(query) == want
+    assert query.count() == same_query(query, flat).count()
+    counted = [instrument(node.redis_connection) for node in cconn.get_nodes()]
+    for node in cconn.get_nodes():
+        node.redis_connection.connection_pool.reset()
+    masters = len({cconn.get_node_from_key(s._namespace).name for s in sharded._shard_models})
+    from contextlib import ExitStack
+    with ExitStack() as stack:
+        counters = [stack.enter_context(roundtrips(c)) for c in counted]
+        assert query.count() >= 0
+    assert sum(rt.count for rt in counters) == 2 * masters
+
+
+def test_work_sent_to_a_master_that_lost_the_slot_follows_moved(cconn: Any,
+                                                                  monkeypatch: Any) -> None:
+    """A shard's packed work that reaches a master not serving its slot (as after a
+    resharding or failover) is answered MOVED and sent again through the cluster client."""
+    from rom import _shard_batch
+    sharded, flat = declare(6)
+    fill([sharded, flat], random.Random(12), 40)
+    real = _shard_batch._node_client
+    wrong = {}
+
+    def misrouted(conn: Any, shard: Any) -> Any:
+        name, client = real(conn, shard)
+        if shard._shard_index == 1:  # always a master that does not hold shard 1's slot
+            other = next(n for n in conn.get_primaries() if n.name != name)
+            wrong['node'] = other.name
+            return other.name, conn.get_redis_connection(other)
+        return name, client
+
+    monkeypatch.setattr(_shard_batch, '_node_client', misrouted)
+    for query in (lambda m: m.query.order_by('-n').limit(0, 12),
+                  lambda m: m.query.filter(cat='red', n=(-5, 15)).order_by('f')):
+        util.session.rollback()
+        assert ids(query(sharded)) == ids(query(flat))
+        assert query(sharded).count() == query(flat).count()
+    assert wrong
 
 
 def test_declaration_errors(cconn: Any) -> None:
