@@ -192,3 +192,24 @@ def test_processes_race_for_the_same_values(cluster: LocalCluster, cconn: Any) -
     assert_consistent(model, cconn)
     print('\nsharded uniques: %d processes x 150 ops; allowed errors %s; %d rows'
           % (procs, errors, len(holders(model))))
+
+
+def test_numeric_unique_column_and_hook_changes(cconn: Any) -> None:
+    class Badge(rom.Model):
+        _shards = 3
+        code = rom.Integer(unique=True)
+        label = rom.Text(unique=True)
+
+        def _before_insert(self) -> None:
+            if self.label == 'sneaky':
+                self.label = 'changed by a hook'
+
+    for code in range(1, 7):
+        Badge(code=code, label='b%d' % code).save()
+    assert Badge.get_by(code=4).label == 'b4'
+    assert [b.code for b in Badge.get_by(code=[6, 2, 99])] == [6, 2]
+    with pytest.raises(UniqueKeyViolation):
+        Badge(code=5, label='other').save()
+    with pytest.raises(rom.exceptions.ORMError, match='changed during the save'):
+        Badge(code=50, label='sneaky').save()
+    assert Badge.get_by(label='changed by a hook') is None
