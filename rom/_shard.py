@@ -247,26 +247,26 @@ def _public_query(cls: Any) -> Any:
 
 # -- declaration ---------------------------------------------------------------------------------
 
+def _mark_referenced(public: Any) -> None:
+    """A sharded model other models refer to: bulk deletes must apply ``on_delete``."""
+    for model in (public,) + tuple(public.__dict__.get('_shard_models') or ()):
+        model._no_fk = False
+
+
 def check_relations(model: Any) -> None:
-    """Refuse relation columns that name a sharded model (not supported yet)."""
+    """After a model is declared: a sharded model it refers to takes part in relations."""
     from ._registry import MODELS
-    for attr, col in model._columns.items():
+    for col in model._columns.values():
         target = MODELS.get(getattr(col, '_ftable', None) or '')
-        if target is not None and is_sharded(target):
-            raise ORMError('%s.%s relates to the sharded model %s: relations to or from '
-                           'sharded models are not supported yet' % (
-                               model.__name__, attr, target.__name__))
+        if target is not None and is_sharded(target) and hasattr(col, '_on_delete'):
+            _mark_referenced(target)
 
 
 def _check_supported(public: Any) -> None:
     from ._registry import MODELS_REFERENCED
-    from ._relations import ManyToOne, OneToMany
     problems = []
-    for attr, col in public._columns.items():
-        if isinstance(col, (ManyToOne, OneToMany)) or getattr(col, '_ftable', None):
-            problems.append('relation column %s' % (attr,))
-    if MODELS_REFERENCED.get(public.__name__):
-        problems.append('relations from other models')
+    if MODELS_REFERENCED.get(public.__name__) or MODELS_REFERENCED.get(public._namespace):
+        _mark_referenced(public)
     if public._cunique:
         problems.append('unique_together')
     if public._ttl is not None:
@@ -307,7 +307,12 @@ def shard_class(public: Any, k: int) -> Any:
         '_rom_fence_index': TOKEN_INDEX,
         'geo_index': list(public._geo.values()) or None,
     })
-    return type(public)('%s#%d' % (public.__name__, k), (public,), body)
+    shard = type(public)('%s#%d' % (public.__name__, k), (public,), body)
+    from ._registry import MODELS_REFERENCED
+    for refs in MODELS_REFERENCED.values():  # the public class's references stand for all
+        refs[:] = [ref for ref in refs if ref[0] != shard._namespace]
+    shard._no_fk = public._no_fk
+    return shard
 
 
 def setup_shards(public: Any, count: int) -> None:

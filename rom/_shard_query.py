@@ -364,7 +364,12 @@ class ShardedQuery:
         return Page(self._items(ids), cursor)
 
     def delete(self, blocksize: int = 100) -> None:
-        """Delete every matching entity (one script call per shard and block)."""
+        """Delete every matching entity (one script call per shard and block; models
+        without foreign keys only, as for unsharded models)."""
+        model = self._query._model
+        if not model._no_fk:
+            raise QueryError('Query.delete(): %s takes part in foreign-key relationships; '
+                             'delete its entities one by one' % (model.__name__,))
         batch: List[Any] = []
         for entity in ShardedQuery(self._query.replace(select=None)).iter_result(
                 pagesize=blocksize):
