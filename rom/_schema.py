@@ -123,7 +123,7 @@ class _ModelMetaclass(EntityMeta):
         cls = super().__new__(mcs, name, bases, merged)
         if not is_root:
             check_cluster_relations(cls, MODELS, MODELS_REFERENCED)
-            check_shard_relations(cls)  # sharding hook: no relations to sharded models yet
+            check_shard_relations(cls)  # sharding hook: a referenced sharded model
         check_model(cls)  # expiry declarations (_ttl, _ttl_renew)
         for attr, col in columns.items():
             if isinstance(col, ManyToOne):
