@@ -345,18 +345,33 @@ class ShardedQuery:
                              % (count,))
         score, member = parse_cursor(after) if after is not None else ('0', '')
         conn = self._conn()
+        shards = self._shards
+        plans = [shard._gindex._direct(query._filters, query._order_by) for shard in shards]
+        if all(plan is not None for plan in plans):
+            # straight from each shard's index: O(log(n)^2 + count) per shard at any depth
+            desc = query._order_by.startswith('-')
+            at = repr(-float(score)) if desc and member else score
 
-        def build(shard: Any, client: Any) -> List[Any]:
-            pipe, temp = shard._gindex._build(client, query._filters, query._order_by)
-            lua('shard_page')(pipe, [temp], [score, member, count])
-            pipe.delete(temp)
-            return list(pipe.commands)
+            def keyset(plan: Any) -> Any:
+                return lambda pipe: lua('shard_keyset')(pipe, [plan.key], [
+                    plan.lo, plan.hi, '1' if desc else '0', at, member, count])
 
-        bodies = build_all(conn, self._shards, build)
-        replies = run_jobs(conn, [(shard, body, True)
-                                  for shard, body in zip(self._shards, bodies)])
-        merged = list(heapq.merge(*[_pairs(reply[-2]) for reply in replies],
-                                  key=lambda e: (e[0], e[1])))[:count]
+            jobs: List[Job] = [(shard, record(keyset(plan)), False)
+                               for shard, plan in zip(shards, plans)]
+            sign = -1.0 if desc else 1.0
+            parts = [[(sign * s, raw, m) for s, raw, m in _pairs(reply)]
+                     for reply in run_jobs(conn, jobs)]
+        else:
+            def build(shard: Any, client: Any) -> List[Any]:
+                pipe, temp = shard._gindex._build(client, query._filters, query._order_by)
+                lua('shard_page')(pipe, [temp], [score, member, count])
+                pipe.delete(temp)
+                return list(pipe.commands)
+
+            bodies = build_all(conn, shards, build)
+            replies = run_jobs(conn, [(shard, body, True) for shard, body in zip(shards, bodies)])
+            parts = [_pairs(reply[-2]) for reply in replies]
+        merged = list(heapq.merge(*parts, key=lambda e: (e[0], e[1])))[:count]
         ids = [m for _, _, m in merged]
         cursor = None
         if len(merged) == count:

@@ -193,6 +193,16 @@ def test_page_walks_the_whole_order(cconn: Any) -> None:
             page = sharded.query.filter(cat=['red', 'blue', 'green']).order_by(order).page(
                 7, page.next)
         assert walked == ids(flat.query.filter(cat=['red', 'blue', 'green']).order_by(order))
+    for query in (lambda m: m.query.order_by('-f'), lambda m: m.query.order_by('n'),
+                  lambda m: m.query.filter(n=(-8, 12)).order_by('-n')):  # from the index
+        walked = []
+        page = query(sharded).page(5)
+        while True:
+            walked += ids(page)
+            if page.next is None:
+                break
+            page = query(sharded).page(5, page.next)
+        assert walked == ids(query(flat))
     with pytest.raises(QueryError):
         sharded.query.page(3)
 
