@@ -9,6 +9,8 @@ import random
 from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import rom
 import rom.util
@@ -455,3 +457,60 @@ def test_single_server_works_too(conn: Any) -> None:
     assert ids(sharded.query.order_by('-n').limit(2, 9)) == ids(
         flat.query.order_by('-n').limit(2, 9))
     assert sharded.get_by(email='user3@example.com').id == 4
+
+
+# --------------------------------------------------------------------------- hypothesis
+
+_ROW = st.fixed_dictionaries({
+    'n': st.integers(-5, 5), 'f': st.sampled_from([0.0, -1.5, 2.25, 1e10]),
+    'name': st.lists(st.sampled_from(WORDS[:4]), min_size=1, max_size=3).map(' '.join),
+    'cat': st.sampled_from(CATS[:3])})
+_QUERY = st.fixed_dictionaries({
+    'n': st.none() | st.tuples(st.integers(-6, 5), st.integers(0, 6)),
+    'name': st.none() | st.sampled_from(WORDS[:4]),
+    'prefix': st.none() | st.sampled_from(['a', 'b', 'c', 'd']),
+    'cat': st.none() | st.lists(st.sampled_from(CATS[:3]), min_size=1, max_size=2, unique=True),
+    'order': st.sampled_from(['n', '-n', 'f', '-f']),
+    'limit': st.none() | st.tuples(st.integers(0, 8), st.integers(1, 8))})
+
+
+def _build(model: Any, spec: Dict[str, Any]) -> Any:
+    query = model.query
+    if spec['n'] is not None:
+        query = query.filter(n=(spec['n'][0], spec['n'][0] + spec['n'][1]))
+    if spec['name'] is not None:
+        query = query.filter(name=spec['name'])
+    if spec['prefix'] is not None:
+        query = query.startswith(name=spec['prefix'])
+    if spec['cat'] is not None:
+        query = query.filter(cat=spec['cat'])
+    query = query.order_by(spec['order'])
+    if spec['limit'] is not None:
+        query = query.limit(*spec['limit'])
+    return query
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(rows=st.lists(_ROW, max_size=25), specs=st.lists(_QUERY, min_size=1, max_size=4),
+       shards=st.integers(1, 7))
+def test_hypothesis_ordered_queries_equal_unsharded(cconn: Any, rows: List[Dict[str, Any]],
+                                                    specs: List[Dict[str, Any]],
+                                                    shards: int) -> None:
+    from rom.testing import restore_model_registry
+    for node in cconn.get_primaries():
+        cconn.get_redis_connection(node).flushall()
+    forget_blocks()
+    forget_checks()
+    restore_model_registry(({}, {}))
+    util.session.rollback()
+    sharded = type('HyItem', (rom.Model,), dict(columns(), _shards=shards))
+    flat = type('HyFlat', (rom.Model,), dict(columns(), _cluster=True))
+    for model in (sharded, flat):
+        for i, row in enumerate(rows):
+            model(email='h%d@x' % i, lon=0.0, lat=0.0, **row).save()
+    util.session.rollback()
+    for spec in specs:
+        got, want = _build(sharded, spec), _build(flat, spec)
+        assert ids(got) == ids(want), spec
+        assert got.count() == want.count(), spec
