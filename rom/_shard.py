@@ -161,9 +161,8 @@ def _grouped(public: Any, ids: Sequence[Any]) -> Dict[Any, List[int]]:
 def _public_fetch(cls: Any, ids: Any, track: bool = True) -> List[Any]:
     """``_fetch`` of a sharded model: the session's entities, the other rows read with one
     script call per shard, one round trip per master (masters in parallel)."""
-    from ._scripts import lua
     from ._session import session
-    from ._shard_batch import Job, record, run_jobs
+    from ._shard_batch import Job, record_script, run_jobs
     ids = list(ids)
     result: List[Any] = [None] * len(ids)
     if not ids:
@@ -189,7 +188,7 @@ def _public_fetch(cls: Any, ids: Any, track: bool = True) -> List[Any]:
         if missing:
             fields = shard._row_fields(conn)
             pks = [pk for _, pk in missing]
-            jobs.append((shard, record(lambda pipe: lua('get_rows')(pipe, pks, fields)), False))
+            jobs.append((shard, record_script('get_rows', pks, fields), False))
             reads.append((shard, missing, fields[0] != 0))
     for (shard, missing, by_values), rows in zip(reads, run_jobs(conn, jobs)):
         for (position, _), row in zip(missing, rows):

@@ -93,6 +93,12 @@ def _executor() -> ThreadPoolExecutor:
         return _pool[0][1]
 
 
+def record_script(name: str, keys: Sequence[Any], args: Sequence[Any]) -> List[Command]:
+    """The command calling ``rom/scripts/<name>.lua`` (as EVAL; sent as EVALSHA)."""
+    from ._scripts import lua
+    return record(lambda pipe: lua(name)(pipe, keys, args))
+
+
 def _node_client(conn: Any, shard: Any) -> Tuple[str, Any]:
     if is_cluster_client(conn):
         node = conn.get_node_from_key(shard._namespace)

@@ -23,7 +23,7 @@ from ._helpers import MAX_RANK
 from ._keyset import Page, parse_cursor
 from ._scripts import lua
 from ._records import Pattern, Prefix, Suffix
-from ._shard_batch import Job, build_all, record, run_jobs
+from ._shard_batch import Job, build_all, record, record_script, run_jobs
 from ._select import _get_column_data, _select_generator
 from .exceptions import QueryError
 
@@ -56,8 +56,8 @@ def _direct_jobs(shards: Sequence[Any], filters: Sequence[Any], order_by: Option
         plan = shard._gindex._direct(filters, order_by)
         if plan is None:
             return None
-        jobs.append((shard, record(lambda pipe: lua('shard_top')(
-            pipe, [plan.key], [plan.lo, plan.hi, '1' if plan.desc else '0', size])), False))
+        jobs.append((shard, record_script('shard_top', [plan.key], [
+            plan.lo, plan.hi, '1' if plan.desc else '0', size]), False))
     return jobs
 
 
@@ -351,13 +351,9 @@ class ShardedQuery:
             # straight from each shard's index: O(log(n)^2 + count) per shard at any depth
             desc = query._order_by.startswith('-')
             at = repr(-float(score)) if desc and member else score
-
-            def keyset(plan: Any) -> Any:
-                return lambda pipe: lua('shard_keyset')(pipe, [plan.key], [
-                    plan.lo, plan.hi, '1' if desc else '0', at, member, count])
-
-            jobs: List[Job] = [(shard, record(keyset(plan)), False)
-                               for shard, plan in zip(shards, plans)]
+            jobs: List[Job] = [(shard, record_script('shard_keyset', [plan.key], [
+                plan.lo, plan.hi, '1' if desc else '0', at, member, count]), False)
+                for shard, plan in zip(shards, plans)]
             sign = -1.0 if desc else 1.0
             parts = [[(sign * s, raw, m) for s, raw, m in _pairs(reply)]
                      for reply in run_jobs(conn, jobs)]

@@ -260,9 +260,23 @@ def get_by_unique(public: Any, attr: str, value: Any) -> Any:
             shard = shard_of(public, to_text(owner).partition(':')[0])
             by_shard.setdefault(shard, []).append(item)
     found: Dict[int, Any] = {}
-    for shard, items in by_shard.items():
+    if len(by_shard) == 1:
+        (shard, items), = by_shard.items()
         for entity in shard.get_by(**{attr: items}):
             found[id(entity)] = entity
+    elif by_shard:  # the owners' rows: one script call per shard, one round trip per master
+        from ._shard_batch import Job, record_script, run_jobs
+        jobs: List[Job] = []
+        shards = []
+        for shard, items in by_shard.items():
+            fields = shard._row_fields(conn)
+            args = ['%s:%s:uidx' % (shard._namespace, attr), shard._namespace] + fields + [
+                _lookup_text(col, item) for item in items]
+            jobs.append((shard, record_script('get_unique', [args[0]], args), False))
+            shards.append((shard, fields[0] != 0))
+        for (shard, by_values), reply in zip(shards, run_jobs(conn, jobs)):
+            for entity in shard._entities_from_reply(reply, by_values):
+                found[id(entity)] = entity
     result = list(found.values())
     if isinstance(value, list):
         return result

@@ -107,6 +107,12 @@ def test_get_by_unique_takes_two_round_trips(cconn: Any) -> None:
             counters = [stack.enter_context(roundtrips(c)) for c in counted]
             assert model.get_by(email='p%d@x' % i).age == i
         assert sum(rt.count for rt in counters) <= 2
+    util.session.rollback()
+    with ExitStack() as stack:  # several values: the claims, then the rows: 2 rounds
+        counters = [stack.enter_context(roundtrips(c)) for c in counted]
+        found = model.get_by(email=['p%d@x' % i for i in range(6)])
+    assert sorted(p.age for p in found) == list(range(6))
+    assert sum(rt.count for rt in counters) <= 2 * 3  # two rounds, a message per master
 
 
 def test_stale_claim_is_fenced_and_taken_over(cconn: Any) -> None:
