@@ -460,9 +460,11 @@ def plan_write(model: Any, old: Dict[str, Any], new: Dict[str, Any], full: bool 
                 need_utf8(ns, attr, value)
     current = layout.current if force and not delete else []
     unsafe = [ns + ':' + id_text + ':' + attr for attr in layout.unsafe] if delete else []
-    return WritePlan(ns, id_text, pkey, delete, mode, race, absent, claims, releases, current,
+    plan = WritePlan(ns, id_text, pkey, delete, mode, race, absent, claims, releases, current,
                      hdel, hset, unsafe, entries, changes, stored,
                      None if model._ttl is None else KEEP)
+    hook = getattr(model, '_rom_plan_hook', None)  # sharding hook: global unique claims
+    return plan if hook is None else hook(plan)
 
 
 def _plan_unique(col: Any, attr: str, old: Dict[str, Any], new: Dict[str, Any], old_s: Any,
