@@ -250,8 +250,10 @@ class OneToMany(_Related, Column[List[_G]]):
         column = self._column
         if not column:
             # (a cluster model's namespace carries a tag: its class name is matched too)
-            owners = {obj._namespace, type(obj).__name__} if getattr(
-                type(obj), '_cluster_tag', None) is not None else {obj._namespace}
+            # (and a shard's row names its public sharded model)
+            owner = getattr(type(obj), '_shard_public', type(obj))
+            owners = {owner._namespace, owner.__name__} if getattr(
+                owner, '_cluster_tag', None) is not None else {owner._namespace}
             for name, col in target._columns.items():
                 if isinstance(col, ManyToOne) and col._ftable in owners:
                     column = name

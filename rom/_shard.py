@@ -40,11 +40,29 @@ def declared_shards(name: str, body: Dict[str, Any], bases: Sequence[type]) -> i
     if inherited and count is None:
         raise ORMError('%s: subclassing a sharded model is not supported; declare the columns on '
                        'an abstract base without _shards' % (name,))
+    if count is None:
+        count = _default_shards(body, bases)
     if count is None or count is False or count == 0:
         return 0
     if type(count) is not int or count < 1:
         raise ORMError('%s._shards must be a positive integer, not %r' % (name, count))
     return count
+
+
+def _default_shards(body: Dict[str, Any], bases: Sequence[type]) -> Any:
+    """``rom.Model._shards = N`` (the sharded test run): the shard count of a model that
+    declares none, when sharding supports it -- a direct subclass of the root model without
+    ``unique_together``, ``_ttl``, its own ``_cluster`` or a namespace with hash tags or
+    colons; such models stay unsharded (cluster models when ``rom.Model._cluster`` is set)."""
+    roots = [b for b in bases if isinstance(getattr(b, '_columns', None), dict)]
+    if not roots or not all(getattr(b, '_is_root_model', False) for b in roots):
+        return None
+    namespace = body.get('_namespace')
+    if body.get('unique_together') or body.get('_ttl') is not None or '_cluster' in body or (
+            isinstance(namespace, str) and any(c in namespace for c in '{}:')):
+        return None
+    count = getattr(roots[0], '_shards', None)
+    return count if type(count) is int and count > 0 else None
 
 
 def sharded_namespace(name: str, declared: Any) -> str:

@@ -241,4 +241,7 @@ def build_all(conn: Any, shards: Sequence[Any],
         except NeedEstimates as need:
             wanted.append((shard, need.commands, True))
     sizes = run_jobs(conn, wanted)
-    return [build(shard, RecordingClient(list(found))) for shard, found in zip(shards, sizes)]
+    # every shard orders its filters by the estimates summed over the shards: one order
+    # (the unsharded model's), so the working sets' scores, and the merged order, agree
+    total = [sum(abs(int(found[i])) for found in sizes) for i in range(len(sizes[0]))]
+    return [build(shard, RecordingClient(list(total))) for shard in shards]

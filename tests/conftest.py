@@ -80,6 +80,8 @@ def pytest_report_header(config: pytest.Config) -> str:
                                                   redis.__version__)
     if CLUSTER_UNSUPPORTED:
         header += '\nRedis Cluster tests left out: ' + CLUSTER_UNSUPPORTED
+    if SHARDS:
+        header += '\nsharded run: models declared with _shards = %d' % (SHARDS,)
     return header
 
 
@@ -110,7 +112,14 @@ def redis_url() -> Iterator[str]:
 # ROM_TEST_CLUSTER=1: ``conn`` is a RedisCluster on a local 3-master cluster and every model
 # is declared in cluster mode (``rom.Model._cluster = 'rom'``: namespaces ``{rom}:<Name>``).
 # It runs the files in CLUSTER_FILES minus tests/cluster_deselect.txt (see below).
-CLUSTER_RUN = os.environ.get('ROM_TEST_CLUSTER', '') not in ('', '0')
+#
+# ROM_TEST_SHARDS=N: the same run with every model that can be sharded declared with
+# ``_shards = N`` (``rom.Model._shards = N``; models with unique_together, _ttl, their own
+# _cluster, a tagged namespace or a model base stay cluster models). It runs SHARD_FILES
+# (CLUSTER_FILES but test_cluster*.py) minus tests/cluster_deselect.txt and
+# tests/shard_deselect.txt.
+SHARDS = int(os.environ.get('ROM_TEST_SHARDS', '') or 0)
+CLUSTER_RUN = SHARDS > 0 or os.environ.get('ROM_TEST_CLUSTER', '') not in ('', '0')
 _CLUSTER: list = []
 
 
@@ -134,6 +143,10 @@ CLUSTER_FILES = (
 )
 
 
+# the sharded run leaves out the tests of cluster mode itself (they run in the cluster run)
+SHARD_FILES = tuple(name for name in CLUSTER_FILES if not name.startswith('test_cluster'))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
     """Mark the slow tests; without a redis-py that can drive a cluster, leave out the tests
     marked ``cluster`` (said in the report header); in the cluster run, keep CLUSTER_FILES
@@ -146,13 +159,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
             items[:] = [item for item in items if not item.get_closest_marker('cluster')]
     if not CLUSTER_RUN:
         return
-    listed = os.path.join(os.path.dirname(__file__), 'cluster_deselect.txt')
-    with open(listed) as handle:
-        excluded = {line.strip() for line in handle if line.strip() and line[0] != '#'}
+    excluded = set()
+    for listing in ('cluster_deselect.txt',) + (('shard_deselect.txt',) if SHARDS else ()):
+        with open(os.path.join(os.path.dirname(__file__), listing)) as handle:
+            excluded |= {line.strip() for line in handle if line.strip() and line[0] != '#'}
     keep, drop = [], []
     for item in items:
         name = os.path.basename(str(item.fspath))
-        (keep if name in CLUSTER_FILES and item.nodeid not in excluded else drop).append(item)
+        (keep if name in (SHARD_FILES if SHARDS else CLUSTER_FILES) and item.nodeid not in excluded else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
@@ -163,6 +177,8 @@ def _session_conn(redis_url: str) -> Iterator[redis.Redis]:
     if CLUSTER_RUN:
         import rom
         rom.Model._cluster = 'rom'  # type: ignore[attr-defined]
+        if SHARDS:
+            rom.Model._shards = SHARDS  # type: ignore[attr-defined]
         client: Any = instrument(_test_cluster().client())
     else:
         client = counting_client(redis_url)
