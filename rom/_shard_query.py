@@ -22,7 +22,7 @@ from ._connect import connect, to_text
 from ._helpers import MAX_RANK
 from ._keyset import Page, parse_cursor
 from ._scripts import lua
-from ._records import Pattern, Prefix, Suffix
+from ._records import Geofilter, Pattern, Prefix, Suffix
 from ._shard_batch import Job, build_all, record, record_script, run_jobs
 from ._select import _get_column_data, _select_generator
 from .exceptions import QueryError
@@ -114,6 +114,28 @@ class ShardedQuery:
         check_metadata(model, conn)
         return conn
 
+    def _geo_resolved(self) -> 'ShardedQuery':
+        """The query with each ``near(..., count)`` made global: every shard's ``count``
+        nearest are read (one round), and the filter becomes a radius up to the ``count``-th
+        nearest of them all (entities at that very distance, to 0.0001 units, all match)."""
+        filters = list(self._query._filters)
+        spots = [i for i, f in enumerate(filters) if isinstance(f, Geofilter) and f.count and
+                 f.count > 0]
+        if not spots:
+            return self
+        conn = self._conn()
+        for i in spots:
+            flt = filters[i]
+            jobs: List[Job] = [(shard, [(
+                'GEORADIUS', '%s:%s:geo' % (shard._namespace, flt.name), repr(flt.lon),
+                repr(flt.lat), flt.radius, flt.measure, 'WITHDIST', 'COUNT', flt.count, 'ASC')],
+                False) for shard in self._shards]
+            dists = sorted(float(d) for reply in run_jobs(conn, jobs) for _, d in reply)
+            radius = flt.radius if len(dists) < flt.count else min(
+                float(flt.radius), dists[flt.count - 1] + 0.0001)
+            filters[i] = flt._replace(radius=radius, count=None)
+        return ShardedQuery(self._query.replace(filters=tuple(filters)))
+
     def _bounds(self) -> Tuple[int, int]:
         offset, count = self._query._bounds()
         return max(offset, 0), count
@@ -154,6 +176,7 @@ class ShardedQuery:
     # -- terminal calls ----------------------------------------------------------------------
     def count(self) -> int:
         """The number of matches: the sum of the shards' counts."""
+        self = self._geo_resolved()
         query = self._query
         if not query._filters and not query._order_by:
             self._conn()
@@ -181,6 +204,7 @@ class ShardedQuery:
         return sum(int(reply[-2]) for reply in replies)
 
     def _ids(self) -> List[Any]:
+        self = self._geo_resolved()
         query = self._query
         query._need_filters('this query')
         offset, count = self._bounds()
@@ -198,6 +222,7 @@ class ShardedQuery:
         """Iterate over the matches, ``pagesize`` at a time. A limited query gathers its
         window first; an unlimited one keeps each shard's result for ``timeout`` seconds
         and merges them as it goes (``pagesize`` entries per shard per read)."""
+        self = self._geo_resolved()
         if pagesize <= 0:
             return iter(())
         if not self._query._filters and not self._query._order_by:
@@ -314,6 +339,7 @@ class ShardedQuery:
         """Run the query on every shard and keep each shard's result ZSET for ``timeout``
         seconds; returns their keys (one per shard, in shard order; each in its shard's
         slot, so there is no single key of the merged result)."""
+        self = self._geo_resolved()
         query = self._query
         query._need_filters('cached_result()')
         timeout = int(timeout)
@@ -335,6 +361,7 @@ class ShardedQuery:
     def page(self, count: int, after: Optional[str] = None) -> Page[Any]:
         """Keyset pagination: ``count`` results after cursor ``after`` (None: the first
         page). Each shard returns at most ``count`` entries after the cursor."""
+        self = self._geo_resolved()
         query = self._query
         if not query._order_by:
             raise QueryError('page() needs an order_by() to page through')
@@ -349,15 +376,17 @@ class ShardedQuery:
         plans = [shard._gindex._direct(query._filters, query._order_by) for shard in shards]
         if all(plan is not None for plan in plans):
             # straight from each shard's index: O(log(n)^2 + count) per shard at any depth
+            # (the cursor holds the index's own score, as on an unsharded model's direct path)
             desc = query._order_by.startswith('-')
-            at = repr(-float(score)) if desc and member else score
             jobs: List[Job] = [(shard, record_script('shard_keyset', [plan.key], [
-                plan.lo, plan.hi, '1' if desc else '0', at, member, count]), False)
+                plan.lo, plan.hi, '1' if desc else '0', score, member, count]), False)
                 for shard, plan in zip(shards, plans)]
             sign = -1.0 if desc else 1.0
             parts = [[(sign * s, raw, m) for s, raw, m in _pairs(reply)]
                      for reply in run_jobs(conn, jobs)]
-        else:
+        else:  # (the cursor holds the working set's score, negated for descending orders)
+            sign = 1.0
+
             def build(shard: Any, client: Any) -> List[Any]:
                 pipe, temp = shard._gindex._build(client, query._filters, query._order_by)
                 lua('shard_page')(pipe, [temp], [score, member, count])
@@ -371,7 +400,7 @@ class ShardedQuery:
         ids = [m for _, _, m in merged]
         cursor = None
         if len(merged) == count:
-            cursor = '%s:%s' % (repr(merged[-1][0]), to_text(merged[-1][2]))
+            cursor = '%s:%s' % (repr(sign * merged[-1][0] + 0.0), to_text(merged[-1][2]))
         return Page(self._items(ids), cursor)
 
     def delete(self, blocksize: int = 100) -> None:
