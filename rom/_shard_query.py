@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import heapq
+import warnings
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from . import _session
@@ -97,7 +98,16 @@ class ShardedQuery:
     def __getattr__(self, name: str) -> Any:
         if name in _BUILDERS:
             method = getattr(self._query, name)
-            return lambda *args, **kwargs: ShardedQuery(method(*args, **kwargs))
+
+            def build(*args: Any, **kwargs: Any) -> ShardedQuery:
+                # the builder's warnings name the caller's line, as on an unsharded query
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter('always')
+                    built = method(*args, **kwargs)
+                for warning in caught:
+                    warnings.warn(warning.message, warning.category, stacklevel=2)
+                return ShardedQuery(built)
+            return build
         if name in ('_model', '_filters', '_order_by', '_limit', '_select'):
             return getattr(self._query, name)
         raise AttributeError(name)
@@ -170,7 +180,8 @@ class ShardedQuery:
         for shard, shard_ids in groups.items():
             for row in _get_column_data(conn, shard, names, ids=shard_ids)[1]:
                 rows[to_text(row[pk_at])] = row
-        ordered = [rows[to_text(i)] for i in ids if to_text(i) in rows]
+        wanted = [str(i) if isinstance(i, int) else to_text(i) for i in ids]  # (probe: ints)
+        ordered = [rows[i] for i in wanted if i in rows]
         return list(_select_generator(model, select, ordered))
 
     # -- terminal calls ----------------------------------------------------------------------
@@ -222,15 +233,17 @@ class ShardedQuery:
         """Iterate over the matches, ``pagesize`` at a time. A limited query gathers its
         window first; an unlimited one keeps each shard's result for ``timeout`` seconds
         and merges them as it goes (``pagesize`` entries per shard per read)."""
-        self = self._geo_resolved()
         if pagesize <= 0:
-            return iter(())
+            return
+        self = self._geo_resolved()  # (a generator: no I/O before the first item is read)
         if not self._query._filters and not self._query._order_by:
-            return self._iter_probe(pagesize)
+            yield from self._iter_probe(pagesize)
+            return
         offset, count = self._bounds()
         if count >= _NO_LIMIT:
-            return self._iter_stream(int(timeout), pagesize, offset)
-        return self._iter_ids(self._ids(), pagesize)
+            yield from self._iter_stream(int(timeout), pagesize, offset)
+            return
+        yield from self._iter_ids(self._ids(), pagesize)
 
     def _iter_stream(self, timeout: int, pagesize: int, skip: int) -> Iterator[Any]:
         query = self._query
@@ -314,11 +327,22 @@ class ShardedQuery:
         return list(self)
 
     def first(self) -> Any:
-        """The first result, or None."""
-        offset, _ = self._bounds()
-        for item in ShardedQuery(self._query.replace(limit=(offset, 1))):
-            return item
-        return None
+        """The first result, or None (with filters or an order: the first id's entity,
+        tracked by the session, None when its row is gone -- as unsharded)."""
+        offset, count = self._bounds()
+        one = ShardedQuery(self._query.replace(limit=(offset, min(count, 1))))
+        if not self._query._filters and not self._query._order_by:
+            for item in one:
+                return item
+            return None
+        ids = one._ids()
+        if not ids:
+            return None
+        if self._query._select is not None:
+            for row in one._items(ids[:1]):
+                return row
+            return None
+        return self._query._model.get(ids[0])
 
     def exists(self) -> bool:
         """Whether the query has a result."""
