@@ -141,6 +141,9 @@ def _new(cls: Any, *args: Any, **kwargs: Any) -> Any:
         return object.__new__(cls)
     if kwargs.get('_loading'):
         return object.__new__(shard_of(cls, kwargs[cls._pkey]))
+    if kwargs.get(cls._pkey) is not None:  # refused by the primary key in __init__:
+        _preset.ident = None               # no id taken (the counter stays untouched)
+        return object.__new__(cls._shard_models[0])
     conn = connect(cls)
     check_metadata(cls, conn)
     ident = take_id(cls, conn)  # the public namespace's counter: one sequence for all shards
@@ -256,6 +259,18 @@ def _public_not_prefixed(suffix: bool) -> Any:
     return classmethod(method)
 
 
+def _public_apply_changes(cls: Any, old: Dict[str, Any], new: Dict[str, Any],
+                          *args: Any, **kwargs: Any) -> Any:
+    """``_apply_changes`` of a sharded model: written by the shard of the row's id."""
+    from .model import Model
+    ident = (new or {}).get(cls._pkey) or (old or {}).get(cls._pkey)
+    if ident is None:
+        raise ORMError('%s._apply_changes: the row needs its id (%s)' % (cls.__name__, cls._pkey))
+    check_metadata(cls)
+    return Model.__dict__['_apply_changes'].__func__(shard_of(cls, ident), old, new,
+                                                     *args, **kwargs)
+
+
 def _public_query(cls: Any) -> Any:
     from ._shard_query import ShardedQuery
     from .query import Query
@@ -306,7 +321,7 @@ def shard_class(public: Any, k: int) -> Any:
     if existing is not None and existing.__dict__.get('_shard_public') is public:
         return existing
     body: Dict[str, Any] = {name: Model.__dict__[name] for name in (
-        'get', '_fetch', 'get_by', 'does_not_startwith', 'does_not_endwith', 'query')}
+        'get', '_fetch', 'get_by', '_apply_changes', 'does_not_startwith', 'does_not_endwith', 'query')}
     body.update({
         '__module__': public.__module__,
         '__qualname__': '%s#%d' % (public.__qualname__, k),
@@ -342,6 +357,7 @@ def setup_shards(public: Any, count: int) -> None:
     public.get = classmethod(_public_get)
     public._fetch = classmethod(_public_fetch)
     public.get_by = classmethod(_public_get_by)
+    public._apply_changes = classmethod(_public_apply_changes)
     public.does_not_startwith = _public_not_prefixed(False)
     public.does_not_endwith = _public_not_prefixed(True)
     public.query = ClassProperty(_public_query)
