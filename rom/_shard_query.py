@@ -330,9 +330,9 @@ class ShardedQuery:
         """The first result, or None (with filters or an order: the first id's entity,
         tracked by the session, None when its row is gone -- as unsharded)."""
         offset, count = self._bounds()
-        one = ShardedQuery(self._query.replace(limit=(offset, min(count, 1))))
+        one = ShardedQuery(self._query.replace(limit=(offset, 1)))
         if not self._query._filters and not self._query._order_by:
-            for item in one:
+            for item in ShardedQuery(self._query.replace(limit=(offset, min(count, 1)))):
                 return item
             return None
         ids = one._ids()
