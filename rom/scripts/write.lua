@@ -40,9 +40,10 @@
 -- A race check that finds the row exactly as this block leaves it (a replay of a call
 -- whose reply was lost, e.g. by a client that retries) is not a race: the block is
 -- written again, which changes nothing.
--- Index additions and removals are grouped per key over the whole call (one SADD / ZADD /
--- ZREM ... with many members) and sent before the call returns; a block whose row an
--- earlier block of the call touched sends the pending ones first.
+-- Index additions and removals of a call of several blocks are grouped per key over the
+-- whole call (one SADD / ZADD / ZREM ... with many members) and sent before the call
+-- returns; a block whose row an earlier block of the call touched sends the pending ones
+-- first. A call of one block sends them as they come (nothing to group).
 -- Every input the server could reject (scores, coordinates) was validated by the caller.
 
 local items = ARGV
@@ -74,11 +75,24 @@ local function call_chunked(cmd, key, items)
     end
 end
 
--- grouped writes: command -> key -> members (with their scores / coordinates)
+-- grouped writes: command -> key -> members (with their scores / coordinates); a call of
+-- one block writes directly
 local grouped = {SADD = {}, SREM = {}, ZADD = {}, ZREM = {}, GEOADD = {}}
 local grouped_order = {}
 local widths = {SADD = 1, SREM = 1, ZADD = 2, ZREM = 1, GEOADD = 3}
+local direct = tonumber(items[1]) == 1
+local call = redis.call
 local function queue(cmd, key, a, b, c)
+    if direct then
+        if c then
+            call(cmd, key, a, b, c)
+        elseif b then
+            call(cmd, key, a, b)
+        else
+            call(cmd, key, a)
+        end
+        return
+    end
     local items = grouped[cmd][key]
     if not items then
         items = {}
@@ -301,7 +315,7 @@ for block = 1, blocks do
 
     -- race check: every listed field must still hold the value read (or still be absent),
     -- or already hold what this block writes (a replayed call). The same HMGET reads the
-    -- row's bookkeeping, which a save of an existing row needs.
+    -- row's bookkeeping, which a save of an existing row and a delete need.
     local checked, expected = {}, {}
     for i = 1, #race, 2 do
         checked[#checked + 1] = race[i]
@@ -313,7 +327,7 @@ for block = 1, blocks do
     end
     local nchecked = #checked
     local old_index_data = nil
-    local read_index_data = not fresh and not is_delete
+    local read_index_data = not fresh
     local changed = {}
     if nchecked > 0 or read_index_data then
         if read_index_data then
@@ -431,7 +445,7 @@ for block = 1, blocks do
     end
 
     if is_delete then
-        local legacy = remove_old_entries(ns, id, redis.call('HGET', row, '-index-data-'),
+        local legacy = remove_old_entries(ns, id, old_index_data,
                                           {set = {}, scored = {}, pre = {}, suf = {}, geo = {}})
         if legacy then
             redis.call('HDEL', ns .. '::', id)
