@@ -13,6 +13,7 @@ from ._helpers import _to_score, short_repr
 from ._io import ClientOf, Command, Operation, Script
 from ._loader import row_builder
 from ._registry import is_entity
+from ._relations import LOADED
 from ._session import session
 from .exceptions import InvalidOperation, ORMError, QueryError
 
@@ -200,6 +201,7 @@ def op_refresh(entity: Any, force: bool = False) -> Operation[None]:
         from ._expiry import op_visible
         if not (yield from op_visible(type(entity), [entity]))[0]:
             row = {}  # an expired entity reads as a deleted one
+    entity.__dict__.pop(LOADED, None)  # relations loaded by aload()/prefetch() are reread
     entity.__init__(_loading=True, **row)
 
 

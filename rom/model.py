@@ -346,7 +346,9 @@ class Model(metaclass=_ModelMetaclass):
 
     async def asave(self, full: bool = False, force: bool = False) -> int:
         """Async ``save()``: same arguments, result and exceptions; never blocks the loop."""
-        return await arun(op_save_entities([self], full, force, True, False))
+        changed = await arun(op_save_entities([self], full, force, True, False))
+        mark_async(self)  # (its relations: loaded with aload() in async code)
+        return changed
 
     @staticmethod
     def _save_many(entities: List['Model'], full: bool, force: bool, all: bool = False) -> int:

@@ -324,8 +324,7 @@ class Query(Generic[_M]):
         from ._ops_relations import relation_column
         for name in names:
             relation_column(self._model, name, 'prefetch()')
-        return self.replace(prefetch=self._prefetch + tuple(
-            n for n in names if n not in self._prefetch))
+        return self.replace(prefetch=tuple(dict.fromkeys(self._prefetch + names)))
 
     # -- terminal calls (operations in rom._ops_query; a-prefixed: awaitable) -------------
     def _bounds(self) -> Tuple[int, int]:
@@ -360,7 +359,7 @@ class Query(Generic[_M]):
     def aiter_result(self, timeout: int = 30, pagesize: int = 100,
                      no_hscan: bool = False) -> AsyncIterator[_M]:
         """``async for`` over the results, fetched page by page like :meth:`iter_result`."""
-        return AsyncResults(_ops.op_chunks(self, timeout, pagesize))
+        return AsyncResults(_ops.op_chunks(self, timeout, pagesize), self._prefetch)
 
     def __iter__(self) -> Iterator[_M]:
         return self.iter_result()
@@ -378,11 +377,11 @@ class Query(Generic[_M]):
 
     async def aall(self) -> List[_M]:
         """Awaitable :meth:`all`."""
-        return mark_async(await arun(_ops.op_all(self)))
+        return mark_async(await arun(_ops.op_all(self)), self._prefetch)
 
     async def aexecute(self) -> List[_M]:
         """Awaitable :meth:`execute`."""
-        return mark_async(await arun(_ops.op_all(self)))
+        return mark_async(await arun(_ops.op_all(self)), self._prefetch)
 
     async def aselect(self, *column_names: Any, **kwargs: Any) -> List[Any]:
         """Awaitable ``select(...)`` rows: ``await q.aselect('a', 'b')`` is
@@ -395,7 +394,7 @@ class Query(Generic[_M]):
 
     async def afirst(self) -> Optional[_M]:
         """Awaitable :meth:`first`."""
-        return mark_async(await arun(_ops.op_first(self)))
+        return mark_async(await arun(_ops.op_first(self)), self._prefetch)
 
     def exists(self) -> bool:
         """Whether the query has a result. Answered from the indexes like :meth:`count`
@@ -447,7 +446,7 @@ class Query(Generic[_M]):
     async def apage(self, count: int, after: Optional[str] = None) -> Page[_M]:
         """Awaitable :meth:`page`."""
         page = await arun(op_keyset_page(self, count, after))
-        mark_async(page.items)
+        mark_async(page.items, self._prefetch)
         return page
 
     def _deletable(self) -> Query[_M]:
@@ -491,11 +490,12 @@ def _results(chunks: Any) -> Iterator[Any]:
 class AsyncResults(AsyncIterator[Any]):
     """``async for`` over the chunks of a query operation (see :meth:`Query.aiter_result`)."""
 
-    __slots__ = ('_chunks', '_items')
+    __slots__ = ('_chunks', '_items', '_prefetch')
 
-    def __init__(self, chunks: Any) -> None:
+    def __init__(self, chunks: Any, prefetch: Sequence[str] = ()) -> None:
         self._chunks = chunks
         self._items: Deque[Any] = deque()
+        self._prefetch = prefetch
 
     def __aiter__(self) -> AsyncResults:
         return self
@@ -508,7 +508,7 @@ class AsyncResults(AsyncIterator[Any]):
             if items is None:
                 self._chunks = None
                 raise StopAsyncIteration
-            self._items.extend(mark_async(items))
+            self._items.extend(mark_async(items, self._prefetch))
         return self._items.popleft()
 
 
