@@ -9,12 +9,12 @@ from __future__ import annotations
 from typing import (TYPE_CHECKING, Any, Dict, FrozenSet, Iterator, List, Optional, Sequence, Set,
                     Tuple, Type, TypeVar, Union, overload)
 
-from . import _expiry, _search, _transfer
+from . import _search, _transfer
 from . import _ttl as _requests
 from ._coltypes import IndexOnly
 from ._compat import _zrange_limit_iterator, redis_writer_lua
 from ._connect import connect, decodes_responses
-from ._helpers import ClassProperty, _to_score, short_repr
+from ._helpers import ClassProperty, short_repr
 from ._ids import take_id
 from ._io import arun, run
 from ._keygen import SORT_KEYGEN_NAMES
@@ -25,7 +25,6 @@ from ._ops_relations import op_load
 from ._registry import PENDING_ID, SKIP_ON_DELETE
 from ._relations import ForeignModel, UnsafeColumn, _Related, _Unresolved, mark_async
 from ._schema import _ModelMetaclass
-from ._scripts import lua
 from ._session import session
 from ._values import initial_text
 from ._write import op_save_entities
@@ -34,7 +33,7 @@ from ._write_script import run_plans
 from .exceptions import (ColumnError, DataRaceError, EntityDeletedError,  # noqa: F401
                          InvalidColumnValue,
                          InvalidOperation, QueryError)
-from .query import NUMERIC_TYPES, Query, _bound
+from .query import Query
 
 if TYPE_CHECKING:
     from ._typing import QueryProperty
@@ -46,12 +45,6 @@ _PUBLIC_HELPERS = (AttrDict, SKIP_ON_DELETE, _zrange_limit_iterator)
 _STRING_SORT_KEYGENS = list(SORT_KEYGEN_NAMES)
 _M = TypeVar('_M', bound='Model')
 _Ids = Union[List[Any], Tuple[Any, ...], Set[Any], FrozenSet[Any]]
-
-
-def _decode_row(conn: Any, row: Dict[Any, Any]) -> Dict[str, Any]:
-    if decodes_responses(conn):
-        return row
-    return {k.decode('utf-8'): v.decode('utf-8') for k, v in row.items()}
 
 
 def _shown_in_repr(col: Any) -> bool:

@@ -16,9 +16,9 @@ def _blog():
         posts = rom.OneToMany('Post')
 
     class Post(rom.Model):
-        title = rom.Text()
-        n = rom.Integer(index=True)
         author = rom.ManyToOne('Author', on_delete='cascade')
+        n = rom.Integer(index=True)
+        title = rom.Text()
 
     ann, bob = Author(name='ann'), Author(name='bob')
     ann.save()
