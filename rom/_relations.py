@@ -300,10 +300,11 @@ class OneToMany(_Related, Column[List[_G]]):
         if loaded is not None and self._attr in loaded:  # by aload() or prefetch()
             found = loaded[self._attr]
             return list(found) if isinstance(found, list) else found
+        column = self.back_column(obj._namespace)  # (ORMError without one: no I/O)
         if _in_async_code(obj):
             raise _missing_load(obj, self._attr)
         target = self._target(obj._namespace)
-        return target.get_by(**{self.back_column(obj._namespace): getattr(obj, obj._pkey)})
+        return target.get_by(**{column: getattr(obj, obj._pkey)})
 
     def back_column(self, namespace: str) -> str:
         """The column of the target model referring back to model ``namespace``."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import (TYPE_CHECKING, Any, Dict, FrozenSet, Iterator, List, Optional, Sequence, Set,
                     Tuple, Type, TypeVar, Union, overload)
 
-from . import _search, _transfer
+from . import _ops_query, _transfer
 from . import _ttl as _requests
 from ._coltypes import IndexOnly
 from ._compat import _zrange_limit_iterator, redis_writer_lua
@@ -439,12 +439,12 @@ class Model(metaclass=_ModelMetaclass):
     @classmethod
     def does_not_startwith(cls, attr: str, values: Any, blocksize: int = 100) -> Iterator[Any]:
         """Entities with a prefix-index entry of ``attr`` starting with none of ``values``."""
-        return _search.not_prefixed(cls, attr, values, blocksize, False)
+        return _ops_query.not_prefixed(cls, attr, values, blocksize, False)
 
     @classmethod
     def does_not_endwith(cls, attr: str, values: Any, blocksize: int = 100) -> Iterator[Any]:
         """Entities with a suffix-index entry of ``attr`` ending with none of ``values``."""
-        return _search.not_prefixed(cls, attr, values, blocksize, True)
+        return _ops_query.not_prefixed(cls, attr, values, blocksize, True)
 
     def transfer(self, other: 'Model', attr: str, value: Union[int, float], txn_model: 'Model',
                  txn_attr: str, decimal_places: int = 0, refresh_entities: bool = True,
