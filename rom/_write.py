@@ -146,7 +146,7 @@ def op_save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool
         # must reach the race check (EntityDeletedError) or, with force=True, recreate it
         if not (all or entity._modified):
             continue
-        if id(entity) in queued or (batch and _new_targets(entity)):
+        if id(entity) in queued or (batch and not entity._no_fk and _new_targets(entity)):
             # a new referenced entity is saved before this one's plan is made: write the
             # queued ones first, as a one-by-one loop would, so a queued target is not
             # written twice and the writes keep their order
@@ -164,13 +164,13 @@ def op_save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool
         try:
             # a hook made it new again, or it was never planned: its id; references
             # loaded as ids looked up; new referenced entities saved first
-            yield from op_take_pending_ids([entity])
-            yield from _op_resolve_references(entity)
-            for target in _new_targets(entity):
-                if target._new:
-                    total_before = total
-                    yield from op_save_entities([target], False, False, sweep=sweep)
-                    total = total_before
+            if entity._data.get(entity._pkey) is PENDING_ID:
+                yield from op_take_pending_ids([entity])
+            if not entity._no_fk:
+                yield from _op_resolve_references(entity)
+                for target in _new_targets(entity):
+                    if target._new:
+                        yield from op_save_entities([target], False, False, sweep=sweep)
         except GeneratorExit:
             raise
         except BaseException:
