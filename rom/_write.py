@@ -13,7 +13,7 @@ from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
 from ._ids import op_take_ids
 from ._io import ClientOf, Operation, run
-from ._registry import PENDING_ID, is_entity
+from ._registry import PENDING_ID, SAVING_TARGETS, is_entity
 from ._session import session
 from ._ttl import write_op
 from ._write_plan import WritePlan, plan_write
@@ -65,9 +65,24 @@ def _op_resolve_references(entity: Any) -> Operation[None]:
 
 
 def _new_targets(entity: Any) -> List[Any]:
-    """The new entities a reference column of ``entity`` holds (saved before it)."""
+    """The new entities a reference column of ``entity`` holds (saved before it), but for
+    those whose save is in progress (a cycle of new entities: their ids are known)."""
     return [value for value in entity._data.values()
-            if is_entity(value) and value is not entity and value._new]
+            if is_entity(value) and value is not entity and value._new
+            and not value.__dict__.get(SAVING_TARGETS, False)]
+
+
+def _op_save_targets(entity: Any, sweep: bool) -> Operation[None]:
+    """Look up ``entity``'s references loaded as ids and save the new entities it refers
+    to, before its own plan is made (which then only needs their ids)."""
+    yield from _op_resolve_references(entity)
+    entity.__dict__[SAVING_TARGETS] = True  # a target referring back does not save it
+    try:
+        for target in _new_targets(entity):
+            if target._new and not target.__dict__.get(SAVING_TARGETS, False):
+                yield from op_save_entities([target], False, False, sweep=sweep)
+    finally:
+        entity.__dict__.pop(SAVING_TARGETS, None)
 
 
 def op_save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool = True,
@@ -167,10 +182,7 @@ def op_save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool
             if entity._data.get(entity._pkey) is PENDING_ID:
                 yield from op_take_pending_ids([entity])
             if not entity._no_fk:
-                yield from _op_resolve_references(entity)
-                for target in _new_targets(entity):
-                    if target._new:
-                        yield from op_save_entities([target], False, False, sweep=sweep)
+                yield from _op_save_targets(entity, sweep)
         except GeneratorExit:
             raise
         except BaseException:

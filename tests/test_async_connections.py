@@ -21,6 +21,7 @@ from rom.exceptions import UniqueKeyViolation
 from rom.util import session
 
 from test_async_write import blocking_factory_raises  # noqa: F401 (autouse fixture)
+from test_async_write import refuse_blocking_client
 
 
 def _server_kwargs(conn: Any) -> Dict[str, Any]:
@@ -72,7 +73,8 @@ async def test_a_model_with_its_own_blocking_client_gets_its_async_twin(conn, de
     assert rom._aconnect.aconnect(remote) is twin
 
 
-def test_one_async_client_per_event_loop(conn):
+def test_one_async_client_per_event_loop(conn, monkeypatch):
+    refuse_blocking_client(monkeypatch)
     seen = []
 
     async def client() -> None:
