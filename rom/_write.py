@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
+from ._cross_slot import save_order, spans_slots
 from ._ids import op_take_ids
 from ._io import ClientOf, Operation, run
 from ._registry import PENDING_ID, SAVING_TARGETS, is_entity
@@ -33,6 +34,18 @@ def op_get_one(model: Any, ident: Any) -> Operation[Any]:
     """Operation: the entity of ``model`` with id ``ident`` (``model.get(ident)``), or None."""
     from ._ops_read import op_get
     return (yield from op_get(model, ident))
+
+
+def op_slot_function(entities: Iterable[Any]) -> Operation[Any]:
+    """Operation: ``rom._cross_slot``'s ``slot`` function for ``entities`` and the entities
+    they refer to: (the client of the model, its hash tag), clients asked of the driver."""
+    clients: Dict[Any, Any] = {}
+    for entity in entities:
+        for each in [entity] + [v for v in entity._data.values() if is_entity(v)]:
+            model = type(each)
+            if model not in clients:
+                clients[model] = yield ClientOf(model)
+    return lambda entity: (id(clients.get(type(entity))), type(entity)._cluster_tag)
 
 
 def op_take_pending_ids(entities: List[Any]) -> Operation[None]:
@@ -95,6 +108,10 @@ def op_save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool
     """
     total = 0
     entities = list(entities)
+    if len(entities) > 1 and spans_slots(entities):
+        # on a cluster: per slot, targets' slots first
+        slot = yield from op_slot_function(entities)
+        entities = save_order(entities, slot)
     yield from op_take_pending_ids(entities)
     batch: List[Tuple[Any, WritePlan, bool]] = []
     blocks: List[List[Any]] = []
