@@ -179,12 +179,18 @@ async def test_async_api_on_a_cluster(cluster_conn):
         _cluster = True
         label = rom.Text()
 
+    class Review(rom.Model):  # another hash tag: relations across slots
+        _cluster = 'reviews'
+        owner = rom.ManyToOne('Owner', on_delete='cascade')
+
     client = util.get_async_connection()
     assert type(client).__module__ == 'redis.asyncio.cluster'
     ann, bob = Owner(email=b'ann', credit=10), Owner(email=b'bob')
     orders = [Order(owner=ann) for _ in range(3)]
     tags = [Tag(label=str(i)) for i in range(4)]
+    reviews = [Review(owner=ann), Review(owner=bob)]
     assert await session.acommit() > 0
+    assert cluster_conn.keyslot(reviews[0]._pk) != cluster_conn.keyslot(ann._pk)
     with pytest.raises(UniqueKeyViolation):
         await Owner(email=b'ann').asave()
     await session.adelete(*tags)  # one transaction per slot
@@ -196,7 +202,8 @@ async def test_async_api_on_a_cluster(cluster_conn):
         pass
     await ann.adelete()  # cascade to the orders, in the model group's slot
     assert not any(cluster_conn.exists(o._pk) for o in orders)
+    assert not cluster_conn.exists(reviews[0]._pk) and cluster_conn.exists(reviews[1]._pk)
     assert all(not cluster_conn.exists(t._pk) for t in tags)
     with blocking_allowed():
-        for model in (Owner, Order, Tag):
+        for model in (Owner, Order, Tag, Review):
             assert audit_model(model).ok
