@@ -127,6 +127,9 @@ class Session(threading.local):
 
     One per thread; inside a running event loop, one per asyncio task (two tasks of one
     loop never see each other's entities). Code outside a running loop keeps its thread's.
+    A coroutine run as a task of its own (``asyncio.gather``, ``create_task``, and
+    ``asyncio.wait_for`` before Python 3.12) has its own session: commit a task's entities
+    in that task (``async with asyncio.timeout(...)`` keeps the same task).
     """
 
     def __init__(self) -> None:
