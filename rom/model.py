@@ -6,6 +6,7 @@ through ``rom.query`` / ``rom._search``.
 """
 from __future__ import annotations
 
+from asyncio import _get_running_loop
 from typing import (TYPE_CHECKING, Any, Dict, FrozenSet, Iterator, List, Optional, Sequence, Set,
                     Tuple, Type, TypeVar, Union, overload)
 
@@ -102,6 +103,9 @@ class Model(metaclass=_ModelMetaclass):
                 value = None
             col._init_(self, ns, attr, value, loading)
             if value is not None and not isinstance(col, IndexOnly):
+                if (isinstance(col, _Related) and getattr(value, '_new', False)
+                        and _get_running_loop() is not None):
+                    continue  # in a coroutine: the new entity is saved by the first asave
                 self._last[attr] = value if isinstance(value, str) else initial_text(
                     ns, attr, col, value, self._data.get(attr))
         if not loading and not extra_ok and not bypass and not session.null_session:
