@@ -1,7 +1,7 @@
 """Relation columns (ManyToOne, OneToOne, ForeignModel, OneToMany) and ``UnsafeColumn``."""
 from __future__ import annotations
 
-import asyncio
+from asyncio import _get_running_loop
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, TypeVar, overload
 
 from ._coltypes import Column, _Column
@@ -72,11 +72,7 @@ def mark_async(result: Any, prefetched: Sequence[str] = ()) -> Any:
 
 
 def _loop_running() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
+    return _get_running_loop() is not None
 
 
 def _defer_lookup(obj: Any, attr: Any, value: Any) -> None:
