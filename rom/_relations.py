@@ -330,8 +330,10 @@ class OneToMany(_Related, Column[List[_G]]):
         """The column of the target model referring back to model ``namespace``."""
         if self._column:
             return self._column
+        owner = MODELS.get(namespace)
+        names = {namespace, getattr(owner, '__name__', namespace)}  # (named either way)
         for name, col in self._target(namespace)._columns.items():
-            if isinstance(col, ManyToOne) and col._ftable == namespace:
+            if isinstance(col, ManyToOne) and col._ftable in names:
                 return name
         raise ORMError('%s.%s: no ManyToOne/OneToOne column of %s refers back to %s'
                        % (namespace, self._attr, self._ftable, namespace))

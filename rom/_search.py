@@ -145,13 +145,8 @@ def _pattern_scan(index: str, pattern: str) -> '_Scan':
 
 def is_cluster(conn: Any) -> bool:
     """True for a Redis Cluster client, blocking or asyncio."""
-    if is_cluster_client(conn):
-        return True
-    try:
-        from redis.asyncio.cluster import RedisCluster as AsyncCluster
-    except ImportError:  # pragma: no cover - older redis-py
-        return False
-    return isinstance(conn, AsyncCluster)
+    from ._aconnect import is_async_cluster
+    return is_cluster_client(conn) or is_async_cluster(conn)
 
 
 class Work:

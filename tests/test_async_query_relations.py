@@ -173,3 +173,19 @@ async def test_async_reads_never_use_the_blocking_client(conn, monkeypatch):
     assert await orphan.aload('author') is None
     with pytest.raises(rom.exceptions.InvalidColumnValue):
         Post(title='bad', n=11, author='junk')
+
+
+def test_one_to_many_finds_a_back_reference_naming_the_class_or_the_namespace(conn):
+    class NsAuthor(rom.Model):
+        _namespace = 'authors'
+        posts = rom.OneToMany('NsPost')
+
+    class NsPost(rom.Model):
+        author = rom.ManyToOne('NsAuthor', on_delete='cascade')   # the class name
+
+    author = NsAuthor()
+    author.save()
+    NsPost(author=author).save()
+    session.commit()
+    session.rollback()
+    assert [p.id for p in NsAuthor.get(author.id).posts] == [1]
