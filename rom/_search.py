@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections import namedtuple
-from typing import Any, Callable, List, Optional, Sequence, Tuple, Union, cast
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 from redis.exceptions import ResponseError
 
@@ -255,9 +255,9 @@ class GeneralIndex:
     def _op_prepare(self, via: Any, filters: Sequence[Any]) -> Operation[Tuple[Work, str]]:
         """The filters queued on a new :class:`Work` transaction: ``(work, temp_key)``."""
         steps = yield from self._op_order(via, self._compile(filters))
-        cluster = is_cluster(cast(Any, (yield ClientOf(via))))
+        conn = yield ClientOf(via)
         temp = '%s:%s' % (self.namespace, uuid.uuid4())
-        work = Work(via, cluster)
+        work = Work(Client(conn), is_cluster(conn))
         for step in steps:
             first = work.first
             if isinstance(step, _Keys):
