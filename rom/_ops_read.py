@@ -50,10 +50,10 @@ def op_fetch(cls: Any, ids: Iterable[Any], track: bool = True) -> Operation[List
     pks = ['%s:%s' % (ns, int(i)) for i in ids]
     result: List[Any] = [session.get(pk) for pk in pks]
     if not track:  # a query: what the session held only weakly is forgotten (spec §3.3)
-        known = session.known
+        known, wknown = session.known, session.wknown
         for pk, obj in zip(pks, result):
             if obj is not None and known.get(pk) is not obj:
-                session.wknown.pop(pk, None)
+                wknown.pop(pk, None)
     missing = [position for position, obj in enumerate(result) if obj is None]
     if cls._ttl is not None:  # expired entities are gone: rows and expiry in one call
         from ._expiry import op_fetch_visible

@@ -145,8 +145,12 @@ def _pattern_scan(index: str, pattern: str) -> '_Scan':
 
 def is_cluster(conn: Any) -> bool:
     """True for a Redis Cluster client, blocking or asyncio."""
+    if is_cluster_client(conn):
+        return True
+    if not type(conn).__module__.startswith('redis.asyncio'):
+        return False
     from ._aconnect import is_async_cluster
-    return is_cluster_client(conn) or is_async_cluster(conn)
+    return is_async_cluster(conn)
 
 
 class Work:
