@@ -26,8 +26,8 @@ from ._connect import util_module
 from ._registry import MODELS
 from .exceptions import ORMError
 
-__all__ = ['aconnect', 'aclose_loop_clients', 'async_client_for', 'default_client',
-           'is_async_client', 'is_async_cluster']
+__all__ = ['aconnect', 'aclose_loop_clients', 'async_client_for', 'check_async_transactions',
+           'default_client', 'is_async_client', 'is_async_cluster']
 
 # event loop -> {key: (source object, async client)}
 _PER_LOOP: 'weakref.WeakKeyDictionary[Any, Dict[Any, Tuple[Any, Any]]]' = \
@@ -47,6 +47,19 @@ def is_async_cluster(conn: Any) -> bool:
     except ImportError:  # pragma: no cover - redis-py without async cluster
         return False
     return isinstance(conn, (RedisCluster, ClusterPipeline))
+
+
+def check_async_transactions(conn: Any) -> None:
+    """``ORMError`` for an async cluster client whose redis-py cannot run MULTI/EXEC in a
+    cluster pipeline (rom's per-slot transactions), before anything is sent."""
+    if not is_async_cluster(conn):
+        return
+    import redis
+    from redis.asyncio import cluster
+    if not hasattr(cluster, 'TransactionStrategy'):
+        raise ORMError('rom on Redis Cluster from asyncio code needs a redis-py whose '
+                       'redis.asyncio cluster pipelines run transactions (this is redis-py '
+                       '%s); use the blocking API or upgrade redis-py' % (redis.__version__,))
 
 
 def _cluster_from(conn: Any) -> Any:

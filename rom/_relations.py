@@ -8,7 +8,7 @@ from ._coltypes import Column, _Column
 from ._helpers import short_repr
 from ._connect import connect
 from ._keygen import _many_to_one_keygen
-from ._registry import MODELS, NO_ACTION_DEFAULT, NULL, ON_DELETE, is_entity
+from ._registry import MODELS, NO_ACTION_DEFAULT, NULL, ON_DELETE, SAVING_TARGETS, is_entity
 from ._session import session
 from .exceptions import ColumnError, InvalidColumnValue, InvalidOperation, MissingLoadError, ORMError
 
@@ -217,7 +217,7 @@ class ManyToOne(_Related, Column[_G]):
         if isinstance(value, _Unresolved):
             return value.id
         if hasattr(value, '_pkey') and hasattr(value, '_data'):
-            if value._new:
+            if value._new and not value.__dict__.get(SAVING_TARGETS, False):
                 value.save()
             return str(getattr(value, value._pkey))
         return str(int(value))

@@ -44,7 +44,8 @@ REDIS_CLUSTER: bool = cluster_requested(os.environ.get('ROM_REDIS_CLUSTER'))
 CONNECTION: Any = (PendingClusterClient(REDIS_URI) if REDIS_CLUSTER
                    else redis.Redis.from_url(REDIS_URI))
 
-# public beyond rom 1.1.2's ``__all__`` (which stays as it was): get_async_connection
+# public beyond rom 1.1.2's ``__all__`` (which stays as it was): get_async_connection,
+# aclose_connections
 
 #: when True, sessions track nothing (``session.null_session`` may override it per thread)
 NULL_SESSION: bool = False
@@ -58,6 +59,17 @@ def set_connection_settings(*args: Any, **kwargs: Any) -> None:
     """
     global CONNECTION
     CONNECTION = redis.Redis(*args, **kwargs)
+
+
+async def aclose_connections() -> None:
+    """Close the ``redis.asyncio`` clients rom built for the running event loop.
+
+    Call it before the loop ends (an application's shutdown hook): a client belongs to the
+    loop it was built in. Clients named by a model's ``_aconn`` are the application's own
+    and are left open.
+    """
+    from ._aconnect import aclose_loop_clients
+    await aclose_loop_clients()
 
 
 def get_async_connection() -> Any:
