@@ -96,17 +96,27 @@ def _retry_while_slot_moves(call: Callable[[], Any]) -> Any:
     sent again, for up to ``SLOT_MOVE_WAIT`` seconds.
     """
     deadline = time.monotonic() + SLOT_MOVE_WAIT
-    pause = 0.01
+    pause = 0.0
     while True:
         try:
             return call()
         except (TryAgainError, ClusterError) as err:
-            if isinstance(err, ClusterError) and 'TTL exhausted' not in str(err):
-                raise
-            if time.monotonic() + pause > deadline:
-                raise
+            pause = slot_move_pause(err, deadline, pause)
         time.sleep(pause)
-        pause = min(pause * 2, 0.2)
+
+
+def slot_move_pause(err: Exception, deadline: float, pause: float) -> float:
+    """The pause before sending again a script call that ``err`` refused (the next one
+    after ``pause``); raises ``err`` unless its slot is moving and ``deadline`` is ahead.
+    Shared by the blocking and the asyncio drivers."""
+    if isinstance(err, ClusterError) and 'TTL exhausted' not in str(err):
+        raise err
+    if not isinstance(err, (TryAgainError, ClusterError)):
+        raise err
+    pause = min(pause * 2, 0.2) if pause else 0.01
+    if time.monotonic() + pause > deadline:
+        raise err
+    return pause
 
 
 _LOADED: Dict[str, ScriptCall] = {}
