@@ -13,7 +13,7 @@ from typing import Any, Dict, Union
 from redis.exceptions import ResponseError
 
 from ._aconnect import is_async_cluster
-from ._io import Batch, Client, ClientOf, Command, Script, Sleep, Step
+from ._io import Batch, Blocking, Client, ClientOf, Command, Script, Sleep, Step
 
 __all__ = ['aconnect', 'arun_step']
 
@@ -90,6 +90,10 @@ async def arun_step(step: Step) -> Any:
     if isinstance(step, Sleep):
         await asyncio.sleep(step.seconds)
         return None
+    if isinstance(step, Blocking):
+        from .exceptions import ShardedAsyncError
+        raise ShardedAsyncError('%s: not supported by the asyncio API of sharded models yet; '
+                                'use the blocking call' % (step.what,))
     conn = aconnect(step.via)
     if isinstance(step, Command):
         return await conn.execute_command(*step.args)

@@ -27,12 +27,14 @@ Example::
 from __future__ import annotations
 
 import time
+from contextvars import ContextVar
 from typing import Any, Generator, NamedTuple, Optional, Sequence, Tuple, TypeVar, Union
 
 from ._connect import connect
 from ._scripts import lua
 
-__all__ = ['Client', 'Command', 'Script', 'Batch', 'ClientOf', 'Sleep', 'Step', 'Operation',
+__all__ = ['Client', 'Command', 'Script', 'Batch', 'ClientOf', 'Sleep', 'Blocking', 'Step',
+           'Operation',
            'run', 'arun', 'run_step', 'client_of']
 
 R = TypeVar('R')
@@ -84,7 +86,15 @@ class Sleep(NamedTuple):
     seconds: float
 
 
-Step = Union[Command, Script, Batch, ClientOf, Sleep]
+class Blocking(NamedTuple):
+    """Work only the blocking driver can do: ``call()`` (sharded scatter-gather, which sends
+    to every master in parallel threads). The asyncio driver raises
+    :exc:`~rom.exceptions.ShardedAsyncError` naming ``what``."""
+    call: Any
+    what: str
+
+
+Step = Union[Command, Script, Batch, ClientOf, Sleep, Blocking]
 Operation = Generator[Step, Any, R]
 
 
@@ -105,6 +115,8 @@ def run_step(step: Step) -> Any:
     if isinstance(step, Sleep):
         time.sleep(step.seconds)
         return None
+    if isinstance(step, Blocking):
+        return step.call()
     conn = client_of(step.via)
     if isinstance(step, Command):
         return conn.execute_command(*step.args)
@@ -139,16 +151,24 @@ def run(operation: Operation[R]) -> R:
             send, error = None, exc
 
 
+#: True while the asyncio driver advances an operation (pure code that must not block,
+#: such as the sharding hooks of the write plan, checks it)
+IN_ARUN: ContextVar[bool] = ContextVar('rom_in_arun', default=False)
+
+
 async def arun(operation: Operation[R]) -> R:
     """Drive ``operation`` to its end with asyncio I/O; returns its result."""
     from ._aio_driver import arun_step
     send: Any = None
     error: Optional[BaseException] = None
     while True:
+        token = IN_ARUN.set(True)
         try:
             step = operation.send(send) if error is None else operation.throw(error)
         except StopIteration as stop:
             return stop.value
+        finally:
+            IN_ARUN.reset(token)
         try:
             send, error = await arun_step(step), None
         except Exception as exc:

@@ -26,6 +26,11 @@ _IDS = (list, tuple, set, frozenset)
 
 def op_get(cls: Any, ids: Any) -> Operation[Any]:
     """One entity (or None) for one id; a list of the existing entities for a list of ids."""
+    if cls.__dict__.get('_shard_models'):  # sharding hook: a sharded model's row is in a shard
+        from ._shard import op_check_metadata, shard_of
+        if not isinstance(ids, _IDS):
+            yield from op_check_metadata(cls)
+            return (yield from op_get(shard_of(cls, int(ids)), ids))
     if not isinstance(ids, _IDS):
         if cls._ttl is not None:  # (one call: the row and whether it has expired)
             return (yield from op_fetch(cls, [ids]))[0]
@@ -46,6 +51,9 @@ def op_fetch(cls: Any, ids: Iterable[Any], track: bool = True) -> Operation[List
     leaves the entities built here out of the session and forgets the ones it held only
     in ``wknown``.
     """
+    if cls.__dict__.get('_shard_models'):  # sharding hook: read shard by shard
+        from ._shard import op_routed_fetch
+        return (yield from op_routed_fetch(cls, ids, track))
     ns = cls._namespace
     pks = ['%s:%s' % (ns, int(i)) for i in ids]
     result: List[Any] = [session.get(pk) for pk in pks]
@@ -119,12 +127,22 @@ def op_get_by(cls: Any, kwargs: Dict[str, Any]) -> Operation[Any]:
     if isinstance(value, tuple) and len(value) != 2:
         raise QueryError('%s.%s: a range needs exactly two endpoints'
                          % (cls._namespace, attr))
+    sharded = cls.__dict__.get('_shard_models')  # sharding hook: claims, scattered queries
     if attr in cls._unique and not (numeric and plain in cls._index):
+        if isinstance(value, tuple):
+            raise QueryError('%s.%s: a unique index cannot be queried by range'
+                             % (cls._namespace, attr))
+        if sharded:
+            from ._shard import op_sharded_get_by
+            return (yield from op_sharded_get_by(cls, attr, value, None))
         return (yield from _op_get_by_unique(cls, attr, value))
     if plain not in cls._index:
         raise QueryError('%s.%s has no index to look up by' % (cls._namespace, plain))
     if isinstance(value, NUMERIC_TYPES) and not isinstance(value, bool):
         value = (value, value)
+    if sharded:
+        from ._shard import op_sharded_get_by
+        return (yield from op_sharded_get_by(cls, attr, value, limit or ()))
     if isinstance(value, tuple) and cls._ttl is None:  # (with _ttl: _limit skips expired)
         # endpoints as score texts; QueryError for NaN and text that is not a number
         lo, hi = (_to_score(_bound(cls, attr, end, 'get_by')) if end is not None else inf
@@ -164,9 +182,6 @@ def unique_lookups(cls: Any, attr: str, values: List[Any]) -> List[Any]:
 
 
 def _op_get_by_unique(cls: Any, attr: str, value: Any) -> Operation[Any]:
-    if isinstance(value, tuple):
-        raise QueryError('%s.%s: a unique index cannot be queried by range'
-                         % (cls._namespace, attr))
     lookups = unique_lookups(cls, attr, value if isinstance(value, list) else [value])
     if not lookups:
         return []

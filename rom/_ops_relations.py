@@ -86,7 +86,8 @@ def _op_referring(entities: List[Any], name: str, target: Any, column: str
     if not parents:
         return
     pkey = type(parents[0])._pkey
-    if target._ttl is not None or column in target._unique:  # (rare: one lookup each)
+    if target._ttl is not None or column in target._unique or \
+            target.__dict__.get('_shard_models'):  # (rare, or sharded: one lookup each)
         for entity in parents:
             _loaded(entity)[name] = yield from op_get_by(target, {column: entity._data[pkey]})
         return

@@ -17,7 +17,7 @@ shard class its id maps to), so a save or delete is one atomic script call on on
 from __future__ import annotations
 
 import threading
-from typing import Any, Dict, List, Sequence, Set, Tuple
+from typing import Any, Dict, Iterable, List, Sequence, Set, Tuple
 
 from ._connect import connect
 from ._ids import take_id
@@ -123,6 +123,67 @@ def check_metadata(public: Any, conn: Any = None) -> None:
         _checked.add(slot)
 
 
+def op_check_metadata(public: Any) -> Any:
+    """:func:`check_metadata` as an operation (``rom._io``), for either driver."""
+    from ._io import ClientOf, Command
+    conn = yield ClientOf(public)
+    if (id(public), id(conn)) in _checked:
+        return
+    count = len(public._shard_models)
+    key = meta_key(public)
+    if not (yield Command(public, ('SET', key, count, 'NX'))):
+        stored = yield Command(public, ('GET', key))
+        text = stored.decode() if isinstance(stored, bytes) else str(stored or count)
+        if text.startswith('resharding') or int(text) != count:
+            check_metadata(public, _Stored(text))  # (raises the error the blocking check does)
+    with _checked_lock:
+        _checked.add((id(public), id(conn)))
+
+
+class _Stored:
+    """A stand-in client answering :func:`check_metadata` with a value already read."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def set(self, *args: Any, **kwargs: Any) -> bool:
+        return False
+
+    def get(self, key: str) -> str:
+        return self.text
+
+
+def op_routed_fetch(public: Any, ids: Iterable[Any], track: bool) -> Any:
+    """``op_fetch`` of a sharded model: each shard's rows read by its own ``op_fetch``
+    (one round trip per shard holding ids; the blocking ``get([ids])`` of the public class
+    sends one per master instead)."""
+    from ._ops_read import op_fetch
+    yield from op_check_metadata(public)
+    ids = list(ids)
+    result: List[Any] = [None] * len(ids)
+    for shard, positions in _grouped(public, ids).items():
+        found = yield from op_fetch(shard, [ids[p] for p in positions], track)
+        for position, obj in zip(positions, found):
+            result[position] = obj
+    return result
+
+
+def op_sharded_get_by(public: Any, attr: str, value: Any, limit: Any) -> Any:
+    """``get_by`` of a sharded model, validated: by the global claims of a unique value
+    (``limit`` None), else a scattered query. Blocking work: the asyncio driver raises
+    :exc:`~rom.exceptions.ShardedAsyncError` for it."""
+    from ._io import Blocking
+    from ._shard_unique import get_by_unique
+    yield from op_check_metadata(public)
+    what = '%s.aget_by() (and aload/prefetch/on_delete lookups)' % (public.__name__,)
+    if limit is None:
+        return (yield Blocking(lambda: get_by_unique(public, attr, value), what))
+    query = public.query.filter(**{attr: value})
+    if limit:
+        query = query.limit(*limit)
+    return (yield Blocking(query.all, what))
+
+
 def forget_checks() -> None:
     """Forget which models had their metadata checked (after FLUSHALL in tests)."""
     with _checked_lock:
@@ -162,6 +223,32 @@ def _shard_take_ids(cls: Any, conn: Any, count: int) -> List[int]:
         raise ORMError('create %s entities through %s(...)'
                        % (cls._shard_public.__name__, cls._shard_public.__name__))
     return [ident]
+
+
+def _shard_fetch(cls: Any, ids: Any, track: bool = True) -> List[Any]:
+    from ._io import run
+    from ._ops_read import op_fetch
+    return run(op_fetch(cls, ids, track))
+
+
+async def _shard_asave(self: Any, full: bool = False, force: bool = False) -> int:
+    from .exceptions import ShardedAsyncError
+    from .model import Model
+    if type(self)._unique:
+        raise ShardedAsyncError('%s.asave(): a sharded model with unique columns claims its '
+                                'values with the blocking API only; use save()'
+                                % (type(self)._shard_public.__name__,))
+    return await Model.asave(self, full, force)
+
+
+async def _shard_adelete(self: Any, **kwargs: Any) -> Any:
+    from .exceptions import ShardedAsyncError
+    from .model import Model
+    if type(self)._unique:
+        raise ShardedAsyncError('%s.adelete(): a sharded model with unique columns releases '
+                                'its claims with the blocking API only; use delete()'
+                                % (type(self)._shard_public.__name__,))
+    return await Model.adelete(self, **kwargs)
 
 
 def _shard_copy(self: Any) -> Any:
@@ -223,32 +310,6 @@ def _public_get(cls: Any, ids: Any) -> Any:
         check_metadata(cls)
         return shard_of(cls, int(ids)).get(ids)
     return [obj for obj in _public_fetch(cls, list(ids)) if obj is not None]
-
-
-def _public_get_by(cls: Any, **kwargs: Any) -> Any:
-    from ._shard_unique import get_by_unique
-    from .model import Model
-    from .query import NUMERIC_TYPES
-    check_metadata(cls)
-    attrs = [a for a in kwargs if not a.startswith('_')]
-    if len(attrs) == 1 and attrs[0] in cls._unique and not (
-            kwargs.get('_numeric') and attrs[0] in cls._index) and \
-            not isinstance(kwargs[attrs[0]], tuple):
-        return get_by_unique(cls, attrs[0], kwargs[attrs[0]])
-    if len(attrs) == 1 and not isinstance(kwargs[attrs[0]], bool) and \
-            attrs[0].partition(':')[0] in cls._index:
-        value = kwargs[attrs[0]]
-        if isinstance(value, NUMERIC_TYPES):
-            value = (value, value)
-        if isinstance(value, tuple) and len(value) == 2:  # a range: a scattered query
-            query = cls.query.filter(**{attrs[0]: value})
-            limit = kwargs.get('_limit')
-            if limit:
-                if len(limit) != 2 or not all(isinstance(x, int) for x in limit):
-                    return Model.__dict__['get_by'].__func__(cls, **kwargs)  # its QueryError
-                query = query.limit(*limit)
-            return query.all()
-    return Model.__dict__['get_by'].__func__(cls, **kwargs)
 
 
 def _public_not_prefixed(suffix: bool) -> Any:
@@ -321,7 +382,7 @@ def shard_class(public: Any, k: int) -> Any:
     if existing is not None and existing.__dict__.get('_shard_public') is public:
         return existing
     body: Dict[str, Any] = {name: Model.__dict__[name] for name in (
-        'get', '_fetch', 'get_by', '_apply_changes', 'does_not_startwith', 'does_not_endwith', 'query')}
+        'get', 'get_by', '_apply_changes', 'does_not_startwith', 'does_not_endwith', 'query')}
     body.update({
         '__module__': public.__module__,
         '__qualname__': '%s#%d' % (public.__qualname__, k),
@@ -333,6 +394,9 @@ def shard_class(public: Any, k: int) -> Any:
         '_defer_ids': False,
         '_rom_take_ids': classmethod(_shard_take_ids),
         'copy': _shard_copy,
+        '_fetch': classmethod(_shard_fetch),
+        'asave': _shard_asave,
+        'adelete': _shard_adelete,
         'save': shard_save,
         'delete': shard_delete,
         '_rom_plan_hook': staticmethod(plan_hook),
@@ -356,7 +420,6 @@ def setup_shards(public: Any, count: int) -> None:
     public._shard_models = tuple(shards)
     public.get = classmethod(_public_get)
     public._fetch = classmethod(_public_fetch)
-    public.get_by = classmethod(_public_get_by)
     public._apply_changes = classmethod(_public_apply_changes)
     public.does_not_startwith = _public_not_prefixed(False)
     public.does_not_endwith = _public_not_prefixed(True)

@@ -73,6 +73,41 @@ class RecordingClient:
         return self.last
 
 
+def record_steps(steps: Sequence[Any]) -> List[Command]:
+    """The commands of ``rom._io`` steps (``Command``/``Script``), scripts as EVAL."""
+    from ._io import _queue
+    recorder = _Recorder(RecordingClient())
+    for step in steps:
+        _queue(recorder, step)
+    return recorder.commands
+
+
+class _OneSlot:
+    """What a recorded operation's ``ClientOf`` step receives: not a cluster client (the
+    recorded work goes to one node, raw, all its keys in the shard's slot)."""
+
+
+def record_op(client: 'RecordingClient', operation: Any) -> Any:
+    """Drive a ``GeneralIndex`` operation without I/O: its estimate batch is answered from
+    ``client.estimates`` (None: raise :class:`NeedEstimates` with the batch's commands);
+    returns the operation's result (work queued on a ``Work``, not sent)."""
+    from ._io import Batch, ClientOf
+    reply: Any = None
+    while True:
+        try:
+            step = operation.send(reply)
+        except StopIteration as stop:
+            return stop.value
+        if isinstance(step, ClientOf):
+            reply = _OneSlot()
+        elif isinstance(step, Batch):
+            if client.estimates is None:
+                raise NeedEstimates(record_steps(step.steps))
+            reply = list(client.estimates)
+        else:
+            raise TypeError('a query build did I/O: %r' % (step,))
+
+
 def record(call: Callable[[Any], Any]) -> List[Command]:
     """The commands ``call(recorder)`` queues on a recording pipeline."""
     recorder = _Recorder(RecordingClient())

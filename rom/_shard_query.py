@@ -22,13 +22,15 @@ from . import _session
 from ._connect import connect, to_text
 from ._helpers import MAX_RANK
 from ._keyset import Page, parse_cursor
-from ._scripts import lua
+from ._ops_query import _need_filters
 from ._records import Geofilter, Pattern, Prefix, Suffix
-from ._shard_batch import Job, build_all, record, record_script, run_jobs
+from ._shard_batch import Job, build_all, record_op, record_script, record_steps, run_jobs
 from ._select import _get_column_data, _select_generator
-from .exceptions import QueryError
+from .exceptions import QueryError, ShardedAsyncError
 
 _NO_LIMIT = 2 ** 64
+_ASYNC = ('acount', 'acached_result', 'aall', 'aexecute', 'aselect', 'afirst', 'aexists',
+          'apage', 'adelete')
 _BUILDERS = ('filter', 'startswith', 'endswith', 'like', 'near', 'order_by', 'limit', 'select',
              'replace')
 
@@ -74,10 +76,10 @@ def _scored_all(conn: Any, shards: Sequence[Any], filters: Sequence[Any],
     end = -1 if size is None else min(size - 1, MAX_RANK)
 
     def build(shard: Any, client: Any) -> List[Any]:
-        pipe, temp = shard._gindex._build(client, filters, order_by)
-        pipe.execute_command('ZRANGE', temp, 0, end, 'WITHSCORES')
-        pipe.delete(temp)
-        return list(pipe.commands)
+        work, temp = record_op(client, shard._gindex.op_build(shard, filters, order_by))
+        work.command('ZRANGE', temp, 0, end, 'WITHSCORES')
+        work.command('DEL', temp)
+        return record_steps(work.steps)
 
     bodies = build_all(conn, shards, build)
     replies = run_jobs(conn, [(shard, body, True) for shard, body in zip(shards, bodies)])
@@ -110,7 +112,14 @@ class ShardedQuery:
             return build
         if name in ('_model', '_filters', '_order_by', '_limit', '_select'):
             return getattr(self._query, name)
+        if name in _ASYNC or name == 'prefetch':
+            raise ShardedAsyncError('%s.query.%s(): not supported on sharded models yet; use '
+                                    'the blocking query' % (self._query._model.__name__, name))
         raise AttributeError(name)
+
+    def __aiter__(self) -> Any:
+        raise ShardedAsyncError('async for over a query of the sharded model %s: not supported '
+                                'yet; iterate the blocking query' % (self._query._model.__name__,))
 
     # -- helpers ---------------------------------------------------------------------------
     @property
@@ -198,17 +207,17 @@ class ShardedQuery:
         conn = self._conn()
         real = [f for f in filters if not (isinstance(f, list) and not f)]
         shards = self._shards
-        if shards[0]._gindex._fast_count(real) is not None and \
+        if shards[0]._gindex._fast_count(shards[0], real) is not None and \
                 not isinstance(real[0], (Prefix, Suffix, Pattern)):
-            jobs: List[Job] = [(shard, record(shard._gindex._fast_count(real)), False)
-                               for shard in shards]
+            jobs: List[Job] = [(shard, record_steps([shard._gindex._fast_count(shard, real)]),
+                                False) for shard in shards]
             return sum(int(reply) for reply in run_jobs(conn, jobs))
 
         def build(shard: Any, client: Any) -> List[Any]:
-            pipe, _, temp = shard._gindex._prepare(client, filters)
-            pipe.zcard(temp)
-            pipe.delete(temp)
-            return list(pipe.commands)
+            work, temp = record_op(client, shard._gindex._op_prepare(shard, filters))
+            work.command('ZCARD', temp)
+            work.command('DEL', temp)
+            return record_steps(work.steps)
 
         bodies = build_all(conn, shards, build)
         replies = run_jobs(conn, [(shard, body, True) for shard, body in zip(shards, bodies)])
@@ -217,7 +226,7 @@ class ShardedQuery:
     def _ids(self) -> List[Any]:
         self = self._geo_resolved()
         query = self._query
-        query._need_filters('this query')
+        _need_filters(query, 'this query')
         offset, count = self._bounds()
         if count <= 0:
             return []
@@ -247,16 +256,17 @@ class ShardedQuery:
 
     def _iter_stream(self, timeout: int, pagesize: int, skip: int) -> Iterator[Any]:
         query = self._query
-        query._need_filters('iter_result()')
+        _need_filters(query, 'iter_result()')
         conn = self._conn()
         shards = self._shards
         temps: Dict[Any, str] = {}
 
         def build(shard: Any, client: Any) -> List[Any]:
-            pipe, temps[shard] = shard._gindex._build(client, query._filters, query._order_by)
-            pipe.expire(temps[shard], max(timeout, 1))
-            pipe.execute_command('ZRANGE', temps[shard], 0, pagesize - 1, 'WITHSCORES')
-            return list(pipe.commands)
+            work, temps[shard] = record_op(client, shard._gindex.op_build(
+                shard, query._filters, query._order_by))
+            work.command('EXPIRE', temps[shard], max(timeout, 1))
+            work.command('ZRANGE', temps[shard], 0, pagesize - 1, 'WITHSCORES')
+            return record_steps(work.steps)
 
         bodies = build_all(conn, shards, build)
         firsts = run_jobs(conn, [(shard, body, True) for shard, body in zip(shards, bodies)])
@@ -365,7 +375,7 @@ class ShardedQuery:
         slot, so there is no single key of the merged result)."""
         self = self._geo_resolved()
         query = self._query
-        query._need_filters('cached_result()')
+        _need_filters(query, 'cached_result()')
         timeout = int(timeout)
         if timeout < 1:
             raise QueryError('cached_result(): timeout must be at least 1 second, got %r'
@@ -374,9 +384,10 @@ class ShardedQuery:
         temps: Dict[Any, str] = {}
 
         def build(shard: Any, client: Any) -> List[Any]:
-            pipe, temps[shard] = shard._gindex._build(client, query._filters, query._order_by)
-            pipe.expire(temps[shard], timeout)
-            return list(pipe.commands)
+            work, temps[shard] = record_op(client, shard._gindex.op_build(
+                shard, query._filters, query._order_by))
+            work.command('EXPIRE', temps[shard], timeout)
+            return record_steps(work.steps)
 
         bodies = build_all(conn, self._shards, build)
         run_jobs(conn, [(shard, body, True) for shard, body in zip(self._shards, bodies)])
@@ -412,10 +423,11 @@ class ShardedQuery:
             sign = 1.0
 
             def build(shard: Any, client: Any) -> List[Any]:
-                pipe, temp = shard._gindex._build(client, query._filters, query._order_by)
-                lua('shard_page')(pipe, [temp], [score, member, count])
-                pipe.delete(temp)
-                return list(pipe.commands)
+                work, temp = record_op(client, shard._gindex.op_build(
+                    shard, query._filters, query._order_by))
+                work.script('shard_page', [temp], [score, member, count])
+                work.command('DEL', temp)
+                return record_steps(work.steps)
 
             bodies = build_all(conn, shards, build)
             replies = run_jobs(conn, [(shard, body, True) for shard, body in zip(shards, bodies)])

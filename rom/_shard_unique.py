@@ -61,6 +61,12 @@ def plan_hook(plan: Any) -> Any:
     if entry is None:
         if not needed:
             return plan
+        from ._io import IN_ARUN
+        if IN_ARUN.get():  # claiming is blocking work: not in the event loop
+            from .exceptions import ShardedAsyncError
+            raise ShardedAsyncError('%s:%s: saving new unique values of a sharded model is not '
+                                    'supported by the asyncio API yet; use the blocking save or '
+                                    'commit' % (plan.namespace, plan.id))
         # a save that did not go through entity.save() (session.commit(), save_many): claim
         # here; the claims of values it drops are left stale (taken over when wanted)
         from ._registry import MODELS

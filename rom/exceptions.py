@@ -138,3 +138,9 @@ class MissingLoadError(ORMError):
     """In async code, a relation of an entity from the async API was read before it was
     loaded: reading it would block the event loop on Redis. Load it first with
     ``await entity.aload('name')``, or with ``query.prefetch('name')``."""
+
+
+class ShardedAsyncError(InvalidOperation):
+    """An asyncio call that a sharded model (``_shards``) does not support yet: scattered
+    queries, unique ``get_by`` and saves that claim unique values run on the blocking API
+    only (``await Model.aget(...)``, ``asave``/``adelete`` without unique columns work)."""
