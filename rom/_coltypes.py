@@ -359,6 +359,10 @@ class PrimaryKey(Column[int]):
         if value is None:
             obj._modified = True
             if not getattr(type(obj), '_defer_id', False):
+                shard_id = getattr(type(obj), '_rom_take_ids', None)  # sharding hook: the id
+                if shard_id is not None:  # its sharded model's constructor chose (rom._shard)
+                    obj._data[attr] = shard_id(None, 1)[0]
+                    return
                 if _get_running_loop() is None:
                     obj._data[attr] = take_id(type(obj), connect(obj))
                     return

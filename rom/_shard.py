@@ -17,10 +17,11 @@ shard class its id maps to), so a save or delete is one atomic script call on on
 from __future__ import annotations
 
 import threading
+from asyncio import _get_running_loop
 from typing import Any, Dict, Iterable, List, Sequence, Set, Tuple
 
 from ._connect import connect
-from ._ids import take_id
+from ._ids import held_id, take_id
 from .exceptions import ORMError
 
 __all__ = ['declared_shards', 'sharded_namespace', 'setup_shards', 'shard_of', 'is_sharded',
@@ -207,7 +208,12 @@ def _new(cls: Any, *args: Any, **kwargs: Any) -> Any:
         return object.__new__(cls._shard_models[0])
     conn = connect(cls)
     check_metadata(cls, conn)
-    ident = take_id(cls, conn)  # the public namespace's counter: one sequence for all shards
+    ident = None
+    if _get_running_loop() is not None:  # in a coroutine: an id of a held block if any
+        from ._aconnect import aconnect
+        ident = held_id(cls, aconnect(cls))
+    if ident is None:  # (blocking when no block of ids is held: the row's shard needs it)
+        ident = take_id(cls, conn)  # the public namespace's counter: one sequence for all
     _preset.ident = ident  # taken by the shard class's PrimaryKey in __init__
     return object.__new__(shard_of(cls, ident))
 
