@@ -27,12 +27,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from ._connect import connect
-from ._expiry_audit import audit_expiry, is_expired, server_ms
+from ._expiry_audit import FindingArgs, audit_expiry, carrier_findings, is_expired, server_ms
 from ._ttl import EXPIRY_FIELD
 from ._maintenance import _get_row_ids, _scan_pages, scan_pattern
 from ._registry import MODELS
 from ._scripts import lua
 from ._reindex import dangling_references, entity_from_row, read_ahead, read_rows, untracked
+from ._expect_fast import fast_expecter
 from ._expect import (_UNREADABLE, _Expected, _t, bookkeeping_problem, expected_entries,
                       verify_entries)
 from ._audit_report import (BAD_ROW, BOOKKEEPING, DANGLING, DANGLING_REFERENCE, KINDS, MISSING, STALE,
@@ -40,6 +41,8 @@ from ._audit_report import (BAD_ROW, BOOKKEEPING, DANGLING, DANGLING_REFERENCE, 
                             WRONG_SCORE, AuditReport, Finding)
 
 __all__ = ['AuditReport', 'Finding', 'audit_model', 'KINDS']
+
+_EXPIRY_BYTES = EXPIRY_FIELD.encode()
 
 
 
@@ -69,6 +72,9 @@ class _Auditor:
             ':'.join(group) for group in (model._cunique or ())]
         # models with _ttl: the unique claims of expired rows may have been taken over
         self.now = server_ms(self.conn) if getattr(model, '_ttl', None) is not None else None
+        self.fast = fast_expecter(model)
+        # the expiry findings of the rows carrying an expiry time, reported after pass 2
+        self.carriers: List[FindingArgs] = []
 
     # --- loading -------------------------------------------------------------------------
     def _load(self, ids: List[int]) -> List[Tuple[int, Dict[Any, Any], Any]]:
@@ -174,12 +180,34 @@ class _Auditor:
         prefix = self.prefix
         payload: List[Tuple[str, _Expected]] = []
         count = self._count
-        for i, row, legacy, entity in self._entities(rows):
-            if entity is None:
-                continue
-            exp = self._expect(i, entity)
+        fast = self.fast
+        known: Dict[int, _Expected] = {}
+        slow = rows
+        carriers = []
+        for i, row, _legacy in rows:
+            expiry = row.get(_EXPIRY_BYTES, row.get(EXPIRY_FIELD))
+            if expiry is not None:
+                carriers.append((i, expiry))
+        if carriers:
+            self.carriers += carrier_findings(self.conn, self.model, carriers)
+        if fast is not None:
+            slow = []
+            for i, row, legacy in rows:
+                exp = fast.expect(row)
+                if exp is None:
+                    slow.append((i, row, legacy))
+                else:
+                    known[i] = exp
+        entities = {i: entity for i, _row, _legacy, entity in self._entities(slow)}
+        for i, row, legacy in rows:
+            exp = known.get(i)
             if exp is None:
-                continue
+                entity = entities.get(i)
+                if entity is None:
+                    continue
+                exp = self._expect(i, entity)
+                if exp is None:
+                    continue
             id_text = str(i)
             self._check_bookkeeping(i, row, legacy, exp)
             if self._expired(row):
@@ -500,5 +528,6 @@ def audit_model(model: Any, block_size: int = 1000,
     with untracked():
         auditor.check_rows()
         auditor.check_index_keys()
-        audit_expiry(model, auditor.report, auditor.block_size)  # expiry (models with _ttl)
+        # expiry (models with _ttl; any row carrying an expiry time was seen in pass 1)
+        audit_expiry(model, auditor.report, auditor.block_size, auditor.carriers)
     return auditor.report

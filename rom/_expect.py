@@ -15,7 +15,8 @@ from ._helpers import _encode_unique_constraint
 from ._scripts import lua
 from ._write_plan import compute_index_entries, parse_index_data
 
-__all__ = ['expected_entries', 'bookkeeping_problem', 'verify_entries']
+__all__ = ['expected_entries', 'bookkeeping_problem', 'verify_entries', 'unique_field',
+           'group_field']
 
 _TEMP_TTL = 3600
 
@@ -55,29 +56,46 @@ class _Expected:
 _UNREADABLE = _Expected()
 
 
+def unique_field(col: Any, attr: str, value: Any, data: Optional[Dict[str, Any]] = None
+                 ) -> Optional[str]:
+    """The unique-index field a save of ``value`` in unique column ``attr`` claims, or None
+    (models §6.3); ``data`` is the whole entity's values (for keygens that read them)."""
+    new_s = col._to_redis(value) if value is not None else None
+    unique: Any = new_s
+    if col._keygen is not None and not col._index:
+        result = col._keygen(attr, {attr: value} if data is None else data) or [new_s]
+        if not isinstance(result, (list, tuple, set)):
+            return None
+        unique = next((item for item in result if item is not None), None)
+    if unique:  # empty values ('' , Boolean False) are never claimed, as in rom 1.1.2
+        return _text(unique)
+    return None
+
+
+def group_field(model: Any, group: Sequence[str], values: Dict[str, Any]) -> Optional[str]:
+    """The unique-index field a save claims for the ``unique_together`` columns ``group``."""
+    columns = model._columns
+    texts = []
+    for attr in group:
+        value = values.get(attr)
+        texts.append(None if value is None else columns[attr]._to_redis(value))
+    if any(text is None for text in texts):
+        return None
+    return _encode_unique_constraint(texts)
+
+
 def _unique_fields(model: Any, data: Dict[str, Any]) -> Dict[str, str]:
     """Constraint name -> the unique-index field a save of ``data`` claims (models §6.3)."""
     fields: Dict[str, str] = {}
     columns = model._columns
     for attr in model._unique or ():
-        col = columns[attr]
-        value = data.get(attr)
-        new_s = col._to_redis(value) if value is not None else None
-        unique: Any = new_s
-        if col._keygen is not None and not col._index:
-            result = col._keygen(attr, data) or [new_s]
-            if not isinstance(result, (list, tuple, set)):
-                continue
-            unique = next((item for item in result if item is not None), None)
-        if unique:  # empty values ('' , Boolean False) are never claimed, as in rom 1.1.2
-            fields[attr] = _text(unique)
+        field = unique_field(columns[attr], attr, data.get(attr), data)
+        if field is not None:
+            fields[attr] = field
     for group in model._cunique or ():
-        values = []
-        for attr in group:
-            value = data.get(attr)
-            values.append(None if value is None else columns[attr]._to_redis(value))
-        if all(v is not None for v in values):
-            fields[':'.join(group)] = _encode_unique_constraint(values)
+        field = group_field(model, group, data)
+        if field is not None:
+            fields[':'.join(group)] = field
     return fields
 
 

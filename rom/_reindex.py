@@ -24,6 +24,7 @@ from ._loader import mapping_builder
 from ._relations import ManyToOne, _Unresolved
 from ._scripts import lua
 from ._session import session
+from ._expect_fast import fast_expecter
 from ._expect import bookkeeping_problem, expected_entries, verify_entries
 from ._registry import NULL
 from ._ttl import EXPIRY_FIELD
@@ -56,6 +57,8 @@ class ReindexSummary:
     #: blocks left before rows are verified again instead of written outright (while most
     #: rows need writing, as when indexes are rebuilt from nothing, verifying is wasted)
     write_blocks: int = field(default=0, repr=False)
+    #: the job's FastExpecter (False for a model without one; None before the first block)
+    expecter: Any = field(default=None, repr=False, compare=False)
 
     def lines(self) -> List[str]:
         """Human-readable notes, one per kind of change (empty when there is nothing to say)."""
@@ -215,15 +218,40 @@ def _default_columns(model: Any) -> List[str]:
     return cached
 
 
+def _lacks_default(model: Any, row: Dict[Any, Any]) -> bool:
+    """Whether the row lacks a field whose column declares a default (a reindex writes it)."""
+    for attr in _default_columns(model):
+        if attr.encode() not in row and attr not in row:
+            return True
+    return False
+
+
+def _expecter(model: Any, summary: ReindexSummary) -> Any:
+    """The job's :class:`~rom._expect_fast.FastExpecter` (None for models without one)."""
+    if summary.expecter is None:
+        summary.expecter = fast_expecter(model) or False
+    return summary.expecter or None
+
+
+def _entities(model: Any, rows: Sequence[Tuple[int, Dict[Any, Any]]], summary: ReindexSummary
+              ) -> List[Tuple[int, Any, Dict[Any, Any]]]:
+    """``(id, entity, row)`` of the rows that load; the others go to ``summary.skipped``."""
+    out = []
+    for i, row in rows:
+        try:
+            out.append((i, entity_from_row(model, row), row))
+        except Exception as exc:
+            summary.skipped.append(('%s:%d' % (model._namespace, i), 'cannot be loaded: %s: %s'
+                                    % (type(exc).__name__, exc)))
+    return out
+
+
 def _needs_write(model: Any, i: int, row: Dict[Any, Any], entity: Any, legacy: bool,
                  checks: List[Tuple[str, Any]]) -> bool:
     """Whether the row's bookkeeping (or a missing defaulted field) calls for a write; when
     not, its expected entries go to ``checks`` to be verified in Redis."""
-    if legacy:
+    if legacy or _lacks_default(model, row):
         return True  # legacy ``<ns>::`` bookkeeping: the write migrates it
-    for attr in _default_columns(model):
-        if attr.encode() not in row and attr not in row:
-            return True
     exp = expected_entries(model, entity, str(i))
     if bookkeeping_problem(row, None, exp) is not None:
         return True
@@ -287,19 +315,27 @@ def reindex_ids(model: Any, ids: Sequence[int], summary: ReindexSummary,
             if rows is None or attempt > 1:
                 rows = read_rows(model, todo)
             rows = _unexpired(model, conn, rows)
-            entities: List[Tuple[int, Any, Dict[Any, Any]]] = []
-            for i, row in rows:
-                try:
-                    entities.append((i, entity_from_row(model, row), row))
-                except Exception as exc:
-                    summary.skipped.append(('%s:%d' % (ns, i), 'cannot be loaded: %s: %s'
-                                            % (type(exc).__name__, exc)))
-            dangling = dangling_references(model, [e for _, e, _ in entities])
-            checks: List[Tuple[str, Any]] = []
-            writes = []
             write_all = legacy or summary.write_blocks > 0
             if summary.write_blocks > 0 and attempt == 1:
                 summary.write_blocks -= 1
+            fast = None if write_all else _expecter(model, summary)
+            checks: List[Tuple[str, Any]] = []
+            known: Dict[int, Dict[Any, Any]] = {}
+            slow = rows
+            if fast is not None:
+                slow = []
+                for i, row in rows:
+                    exp = None if _lacks_default(model, row) else fast.expect(row)
+                    if exp is None:
+                        slow.append((i, row))
+                    elif bookkeeping_problem(row, None, exp) is None:
+                        checks.append((str(i), exp))
+                        known[i] = row
+                    else:
+                        slow.append((i, row))  # written: built as an entity below
+            entities = _entities(model, slow, summary)
+            dangling = dangling_references(model, [e for _, e, _ in entities])
+            writes = []
             for i, entity, row in entities:
                 try:
                     if write_all or _needs_write(model, i, row, entity, legacy, checks):
@@ -310,7 +346,9 @@ def reindex_ids(model: Any, ids: Sequence[int], summary: ReindexSummary,
             wrong = {int(problem[1]) for problem in verify_entries(conn, ns, checks)}
             written += len(checks) - len(wrong)
             writes += [(i, entity, row) for i, entity, row in entities if i in wrong]
-            if not write_all and len(writes) * 2 > len(entities) >= 10:
+            writes += _entities(model, [(i, known[i]) for i in sorted(wrong) if i in known],
+                                summary)
+            if not write_all and len(writes) * 2 > len(rows) >= 10:
                 summary.write_blocks = _WRITE_BLOCKS
             plans: List[Tuple[int, WritePlan]] = []
             for i, entity, row in writes:
