@@ -15,8 +15,8 @@ from ._helpers import _encode_unique_constraint
 from ._scripts import lua
 from ._write_plan import compute_index_entries, parse_index_data
 
-__all__ = ['expected_entries', 'bookkeeping_problem', 'verify_entries', 'unique_field',
-           'group_field']
+__all__ = ['expected_entries', 'bookkeeping_problem', 'stored_bookkeeping_problem',
+           'verify_entries', 'unique_field', 'group_field']
 
 _TEMP_TTL = 3600
 
@@ -141,6 +141,11 @@ def bookkeeping_problem(row: Dict[Any, Any], legacy: Any, exp: _Expected) -> Opt
     """None when the row's bookkeeping (``legacy`` when given, else its ``-index-data-``)
     lists exactly the entries ``exp`` calls for; otherwise what is wrong, as text."""
     raw = legacy if legacy is not None else row.get(b'-index-data-', row.get('-index-data-'))
+    return stored_bookkeeping_problem(raw, exp)
+
+
+def stored_bookkeeping_problem(raw: Any, exp: _Expected) -> Optional[str]:
+    """:func:`bookkeeping_problem` of the stored bookkeeping ``raw`` (None when absent)."""
     if raw is not None and _same_bookkeeping(raw, exp):
         return None
     wanted: Tuple[Set[Any], ...] = exp.bookkeeping()

@@ -4,22 +4,34 @@
 ``compute_index_entries`` on all its values, for every row. For most models each column's
 share of a row's entries (and of its unique claims) depends on that column's stored text
 alone: built-in column types whose keygens read only their own column, no geo index, no
-reference columns. For those, :class:`FastExpecter` computes each column's share once per
-distinct stored text, through ``compute_index_entries`` on that column alone, and builds a
-row's :class:`~rom._expect._Expected` from the shares. It still converts every stored value
-the way loading does (so a row that cannot be loaded is noticed), without building an
-entity. A row it cannot handle exactly (a missing field whose column has a default, a
-missing primary key, a value that does not convert) gives None: the caller then takes the
-entity path, which reports the problem with its usual message.
+reference columns. For those, :class:`FastExpecter` builds a row's
+:class:`~rom._expect._Expected` from per-column shares without building an entity:
+
+* a column whose stored texts repeat (a boolean, a small number, a name) has its share
+  computed once per distinct text, through ``compute_index_entries`` on that column alone;
+* otherwise, rom's numeric keygen (a number's or a date's score) and the sortable string
+  keygens of prefix/suffix columns (whose scores depend on a token's first 7 bytes,
+  memoised) are computed directly, as the save path computes them; any other column
+  goes through ``compute_index_entries`` with the row's other such columns.
+
+It converts every stored value the way loading does (so a row that cannot be loaded is
+noticed). A row it cannot handle exactly (a missing field whose column has a default, a
+missing primary key, a value that does not convert or index) gives None: the caller then
+takes the entity path, which reports the problem with its usual message.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from datetime import date, datetime
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ._expect import _Expected, group_field, unique_field
+from ._helpers import _prefix_score, dt2ts
+from ._keygen import SORT_KEYGEN_NAMES, _numeric_keygen
 from ._loader import KEEP, load_plan
+from ._maint_io import bulk, run_packed
 from ._registry import MODELS, NULL
 from ._relations import OneToMany
+from ._ttl import EXPIRY_FIELD
 from ._write_plan import compute_index_entries
 
 __all__ = ['FastExpecter', 'fast_expecter']
@@ -31,49 +43,107 @@ Share = Tuple[Tuple[str, ...], Tuple[Tuple[str, str], ...],
               Optional[Tuple[str, str]]]
 
 _EMPTY: Share = ((), (), (), (), None)
-#: memoised shares per column, at most (a column with more distinct texts starts over)
-_MEMO_LIMIT = 200000
-#: after this many lookups, a column whose texts repeat less than 1 time in 8 stops memoising
-_MEMO_TRIAL = 4096
+#: memoised shares per column at most (a column with more distinct texts starts over)
+_MEMO_LIMIT = 100000
+#: after this many rows, a column whose texts repeat less than 1 time in 4 stops memoising
+#: (when its share is cheap to compute: numbers, sortable strings, unique values)
+_MEMO_TRIAL = 2048
+
+# how a column's share is computed
+_PLAIN, _MEMO, _NUMBER, _SORT, _OTHER = range(5)
 
 
 class _Col:
-    __slots__ = ('attr', 'key', 'col', 'convert', 'indexed', 'unique', 'memo', 'lookups',
-                 'hits', 'nullable', 'shared')
+    __slots__ = ('attr', 'pos', 'col', 'convert', 'indexed', 'unique', 'mode', 'direct',
+                 'memo', 'lookups', 'hits', 'nullable', 'lower', 'prefix', 'suffix',
+                 'scores', 'in_group')
 
-    def __init__(self, attr: str, key: bytes, col: Any, convert: Any, indexed: bool,
-                 unique: bool) -> None:
-        self.attr, self.key, self.col, self.convert = attr, key, col, convert
-        self.indexed, self.unique = indexed, unique
-        self.shared = indexed or unique  # has a share of the row's entries
-        self.memo: Optional[Dict[Optional[bytes], Share]] = {} if self.shared else None
-        self.lookups = self.hits = 0
+    def __init__(self, attr: str, pos: int, col: Any, convert: Any, indexed: bool,
+                 unique: bool, in_group: bool) -> None:
+        self.attr, self.pos, self.col, self.convert = attr, pos, col, convert
+        self.indexed, self.unique, self.in_group = indexed, unique, in_group
         default = getattr(col, '_default', NULL)
         self.nullable = default is NULL or default is None
+        self.lookups = self.hits = 0
+        self.memo: Dict[Optional[bytes], Share] = {}
+        self.scores: Dict[bytes, str] = {}  # _SORT: prefix score by first 7 bytes
+        self.prefix, self.suffix = bool(col._prefix), bool(col._suffix)
+        self.lower = False
+        self.direct = _OTHER  # the mode once memoising does not pay
+        keygen = col._keygen
+        wrapped = getattr(keygen, '__wrapped__', None)
+        name = getattr(keygen, '__name__', None)
+        if not indexed:
+            self.direct = _PLAIN
+        elif wrapped is _numeric_keygen and col._index and not (col._prefix or col._suffix):
+            self.direct = _NUMBER
+        elif (not col._index and name in SORT_KEYGEN_NAMES and wrapped is not None
+              and wrapped.__name__ == name and wrapped.__module__ == 'rom._keygen'):
+            self.direct = _SORT
+            self.lower = name != 'SIMPLE'
+        self.mode = _MEMO if indexed or unique else _PLAIN
 
 
 class FastExpecter:
-    """Expected entries of a model's rows from their raw ``HGETALL`` replies."""
+    """Expected entries of a model's rows from their stored values (the bytes values of
+    :attr:`fields`, in that order); one per job: it learns which columns' texts repeat."""
 
     def __init__(self, model: Any) -> None:
         self.model = model
-        self.pkey = model._pkey.encode('utf-8')
-        self.cols: List[_Col] = []
-        self.reverse: List[Tuple[bytes, str]] = []  # OneToMany: (field, target namespace)
+        plan = load_plan(model)
+        #: what is read of each row: the model's fields, its bookkeeping and expiry time
+        self.fields: List[bytes] = [key for _, key, _, _ in plan] + [
+            b'-index-data-', EXPIRY_FIELD.encode()]
+        self.index_pos, self.expiry_pos = len(plan), len(plan) + 1
+        self.pkey_pos = [attr for attr, _, _, _ in plan].index(model._pkey)
+        self.reverse: List[Tuple[int, str]] = []  # OneToMany: (position, target namespace)
         self.groups: List[Tuple[Tuple[str, ...], str]] = [
             (tuple(group), ':'.join(group)) for group in (model._cunique or ())]
-        self.group_cols = {attr for group, _name in self.groups for attr in group}
+        grouped = {attr for group, _name in self.groups for attr in group}
         indexed = {attr for attr, col in model._columns.items()
                    if getattr(col, '_keygen', None) and (col._index or col._prefix or col._suffix)}
         unique = set(model._unique or ())
-        for attr, key, col, convert in load_plan(model):
+        self.cols: List[_Col] = []
+        for pos, (attr, _key, col, convert) in enumerate(plan):
             if type(col) is OneToMany:
-                self.reverse.append((key, col._ftable))
+                self.reverse.append((pos, col._ftable))
                 continue
-            self.cols.append(_Col(attr, key, col, convert, attr in indexed, attr in unique))
+            self.cols.append(_Col(attr, pos, col, convert, attr in indexed, attr in unique,
+                                  attr in grouped))
+        self.defaults = [pos for pos, (attr, _key, col, _c) in enumerate(plan)
+                         if getattr(col, '_default', NULL) not in (NULL, None)]
+        self.rows = 0
+        key = '%s:' % (model._namespace,)
+        self._prefix = key.encode('utf-8')
+        self._tail = b''.join([bulk(f) for f in self.fields])
 
+    def values(self, row: Dict[Any, Any]) -> List[Any]:
+        """The values of :attr:`fields` in an ``HGETALL`` reply."""
+        get = row.get
+        return [get(f) for f in self.fields]
+
+    def read(self, conn: Any, ids: Sequence[int]) -> List[Tuple[int, List[Any]]]:
+        """``(id, values)`` of the rows ``ids`` (``HMGET`` of :attr:`fields`, pipelined;
+        every value None for a missing row); ``conn`` must be :func:`~rom._maint_io.usable`."""
+        head = b'*%d\r\n$5\r\nHMGET\r\n' % (len(self.fields) + 2,)
+        prefix, tail = self._prefix, self._tail
+        commands = []
+        for i in ids:
+            key = b'%s%d' % (prefix, i)
+            commands.append(b'%s$%d\r\n%s\r\n%s' % (head, len(key), key, tail))
+        return list(zip(ids, run_packed(conn, commands)))
+
+    def lacks_default(self, values: List[Any]) -> bool:
+        """Whether the row lacks a field whose column declares a default."""
+        for pos in self.defaults:
+            if values[pos] is None:
+                return True
+        return False
+
+    # --- shares -------------------------------------------------------------------------
     def _share(self, c: _Col, value: Any) -> Share:
-        """The column's share of a row's entries for the loaded ``value``."""
+        """The column's share of a row's entries for the loaded ``value`` (the save path's
+        own computation, on this column alone)."""
         keys: Tuple[str, ...] = ()
         scores: Tuple[Tuple[str, str], ...] = ()
         prefix: Tuple[Tuple[Tuple[str, str], str], ...] = ()
@@ -93,33 +163,81 @@ class FastExpecter:
             return _EMPTY
         return keys, scores, prefix, suffix, claim
 
-    def expect(self, row: Dict[Any, Any]) -> Optional[_Expected]:
-        """The row's expected entries, or None when the entity path must decide."""
-        get = row.get
-        for key, target in self.reverse:
-            if get(key) is not None or target not in MODELS:
+    def _score(self, c: _Col, token: str) -> str:
+        """``_prefix_score(token)``, which depends on the token's first 7 UTF-8 bytes only."""
+        head = token.encode('utf-8')[:7]
+        score = c.scores.get(head)
+        if score is None:
+            if len(c.scores) >= _MEMO_LIMIT:
+                c.scores.clear()
+            score = c.scores[head] = _prefix_score(head)
+        return score
+
+    def _direct(self, c: _Col, value: Any, exp: _Expected, data: Dict[str, Any]) -> None:
+        """Add the column's share for ``value`` to ``exp`` without memoising it."""
+        if c.unique:
+            field = unique_field(c.col, c.attr, value)
+            if field is not None:
+                exp.uniques[c.attr] = field
+        mode = c.direct
+        if mode == _NUMBER:
+            kind = type(value)
+            if kind is float:
+                if value == value:
+                    exp.scores[c.attr] = repr(value)
+                    return
+            elif kind is int:
+                if -(1 << 1023) < value < (1 << 1023):  # float(value) cannot overflow
+                    exp.scores[c.attr] = str(value)
+                    return
+            elif kind is datetime or kind is date:
+                number = dt2ts(value)
+                if type(number) is float and number - number == 0:  # finite
+                    exp.scores[c.attr] = repr(number)
+                    return
+            elif value is None:
+                return
+        elif mode == _SORT and type(value) is str:
+            if value:
+                attr = c.attr
+                if c.prefix:
+                    token = value.lower() if c.lower else value
+                    exp.prefix[(attr, token)] = self._score(c, token)
+                if c.suffix:
+                    token = value[::-1].lower() if c.lower else value[::-1]
+                    exp.suffix[(attr, token)] = self._score(c, token)
+            return
+        elif mode == _PLAIN:
+            return
+        data[c.attr] = value  # the save path's computation, with the row's other such columns
+
+    # --- rows ---------------------------------------------------------------------------
+    def expect(self, row: List[Any]) -> Optional[_Expected]:
+        """The expected entries of the row with these :attr:`fields` values, or None when
+        the entity path must decide."""
+        for pos, target in self.reverse:
+            if row[pos] is not None or target not in MODELS:
                 return None
-        if get(self.pkey) is None:
+        if row[self.pkey_pos] is None:
             return None
+        self.rows += 1
+        if self.rows == _MEMO_TRIAL:
+            self._review()
         exp = _Expected()
-        keys, scores, prefix, suffix, uniques = (exp.keys, exp.scores, exp.prefix, exp.suffix,
-                                                 exp.uniques)
-        data: Dict[str, Any] = {}  # values of the indexed columns computed row by row
+        data: Dict[str, Any] = {}  # columns computed by compute_index_entries, row by row
         values: Optional[Dict[str, Any]] = {} if self.groups else None
         try:
             for c in self.cols:
-                raw = get(c.key)
-                memo = c.memo
-                share = None
-                if memo is not None:
-                    c.lookups += 1
-                    share = memo.get(raw)
-                    if share is not None:
+                raw = row[c.pos]
+                if c.mode == _MEMO:
+                    share = c.memo.get(raw)
+                    if share is not None and not c.in_group:
                         c.hits += 1
-                        if values is None or c.attr not in self.group_cols:
-                            if share is not _EMPTY:
-                                _merge(exp, share)
-                            continue
+                        if share is not _EMPTY:
+                            _merge(exp, share)
+                        continue
+                else:
+                    share = None
                 if raw is None:
                     if not c.nullable:
                         return None  # loading applies the default: the entity path
@@ -128,49 +246,45 @@ class FastExpecter:
                     text = raw.decode('utf-8')
                     convert = c.convert
                     value = text if convert is KEEP else convert(text)
-                if values is not None:
+                if c.in_group and values is not None:
                     values[c.attr] = value
-                if share is not None:
+                if c.mode == _MEMO:
+                    if share is None:
+                        share = self._share(c, value)
+                        if len(c.memo) >= _MEMO_LIMIT:
+                            c.memo.clear()
+                        c.memo[raw] = share
+                    else:
+                        c.hits += 1
                     if share is not _EMPTY:
                         _merge(exp, share)
-                elif memo is not None:
-                    share = self._share(c, value)
-                    self._remember(c, raw, share)
-                    if share is not _EMPTY:
-                        _merge(exp, share)
-                elif c.shared:
-                    if c.indexed:
-                        data[c.attr] = value
-                    if c.unique:
-                        field = unique_field(c.col, c.attr, value)
-                        if field is not None:
-                            uniques[c.attr] = field
+                elif c.mode != _PLAIN:
+                    self._direct(c, value, exp, data)
             if data:
                 entries = compute_index_entries(self.model, data)
-                keys.update(entries.keys)
-                scores.update(entries.scores)
+                exp.keys.update(entries.keys)
+                exp.scores.update(entries.scores)
                 for attr, token, score in entries.prefix:
-                    prefix[(attr, token)] = score
+                    exp.prefix[(attr, token)] = score
                 for attr, token, score in entries.suffix:
-                    suffix[(attr, token)] = score
+                    exp.suffix[(attr, token)] = score
             if values is not None:
                 for group, name in self.groups:
                     field = group_field(self.model, group, values)
                     if field is not None:
-                        uniques[name] = field
+                        exp.uniques[name] = field
         except Exception:
             return None  # the entity path names the column and the value
         return exp
 
-    def _remember(self, c: _Col, raw: Optional[bytes], share: Share) -> None:
-        memo = c.memo
-        assert memo is not None
-        if c.lookups >= _MEMO_TRIAL and c.hits * 8 < c.lookups:
-            c.memo = None  # its texts hardly repeat: compute each one
-            return
-        if len(memo) >= _MEMO_LIMIT:
-            memo.clear()
-        memo[raw] = share
+    def _review(self) -> None:
+        """After the trial rows: columns whose texts hardly repeat stop memoising."""
+        for c in self.cols:
+            direct = c.direct if c.indexed else _OTHER
+            cheap = direct in (_NUMBER, _SORT) or not c.indexed
+            if c.mode == _MEMO and cheap and c.hits * 4 < self.rows:
+                c.mode = direct
+                c.memo = {}
 
 
 def _merge(exp: _Expected, share: Share) -> None:
@@ -189,7 +303,7 @@ def _merge(exp: _Expected, share: Share) -> None:
 def _qualifies(model: Any) -> bool:
     if model._geo:
         return False
-    for attr, key, col, convert in load_plan(model):
+    for _attr, _key, col, convert in load_plan(model):
         if type(col) is OneToMany:
             continue
         if convert is None:

@@ -25,7 +25,8 @@ from ._connect import connect, to_text
 from ._scripts import lua
 from ._session import session
 from ._registry import MODELS
-from ._reindex import ReindexSummary, read_ahead, read_rows, reindex_ids
+from ._maint_io import usable
+from ._reindex import ReindexSummary, job_expecter, read_ahead, read_rows, reindex_ids
 
 __all__ = [
     'refresh_indices', 'refresh_all_indexes', 'clean_old_index', 'clean_unsafe_cols',
@@ -137,10 +138,18 @@ def refresh_indices(model: Any, block_size: int = 100, scan: bool = True,
         summary = ReindexSummary()
     if scan:
         done = 0
+        fast = None if legacy or not usable(conn) else job_expecter(model, summary)
+
+        def load(ids: List[int]) -> Tuple[Any, Any]:
+            # rows as values for the fast path, unless the job is writing every row
+            if fast is not None and summary.write_blocks == 0:
+                return None, fast.read(conn, ids)
+            return read_rows(model, ids), None
+
         with ThreadPoolExecutor(max_workers=1) as pool:
-            for block, rows in read_ahead(pool, _get_row_ids(model, block_size),
-                                          lambda ids: read_rows(model, ids)):
-                reindex_ids(model, block, summary, bool(legacy), rows)
+            for block, (rows, values) in read_ahead(pool, _get_row_ids(model, block_size),
+                                                    load):
+                reindex_ids(model, block, summary, bool(legacy), rows, values)
                 _commit_pending()
                 done += len(block)
                 yield done, total
