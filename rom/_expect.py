@@ -12,13 +12,16 @@ import json
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from ._helpers import _encode_unique_constraint
+from ._maint_io import usable
 from ._scripts import lua
+from ._verify import verify_native
 from ._write_plan import compute_index_entries, parse_index_data
 
 __all__ = ['expected_entries', 'bookkeeping_problem', 'stored_bookkeeping_problem',
            'verify_entries', 'unique_field', 'group_field']
 
 _TEMP_TTL = 3600
+_loads = json.loads
 
 
 def _text(value: Any) -> str:
@@ -121,7 +124,7 @@ def _same_bookkeeping(raw: Any, exp: _Expected) -> bool:
     """Fast path of :func:`bookkeeping_problem` for the usual 5-slot form; False when it
     differs or has another form (the full comparison then decides)."""
     try:
-        data = json.loads(raw)
+        data = _loads(raw.decode('utf-8') if type(raw) is bytes else raw)
         slots = [slot if slot != {} else [] for slot in data]
         if len(slots) != 5:
             return False
@@ -180,6 +183,10 @@ def verify_entries(conn: Any, ns: str, rows: Sequence[Tuple[str, _Expected]],
     """
     if not rows:
         return []
+    if usable(conn):
+        found = verify_native(conn, ns, rows, temp, _TEMP_TTL)
+        if found is not None:
+            return found
     sets: Dict[str, List[str]] = {}
     zsets: Dict[str, List[Tuple[str, str, str]]] = {}
     geo: Dict[str, List[Tuple[str, float, float]]] = {}
