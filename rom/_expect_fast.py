@@ -22,7 +22,7 @@ takes the entity path, which reports the problem with its usual message.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ._expect import _Expected, group_field, unique_field
 from ._helpers import _prefix_score, dt2ts
@@ -47,7 +47,7 @@ _EMPTY: Share = ((), (), (), (), None)
 _MEMO_LIMIT = 100000
 #: after this many rows, a column whose texts repeat less than 1 time in 4 stops memoising
 #: (when its share is cheap to compute: numbers, sortable strings, unique values)
-_MEMO_TRIAL = 2048
+_MEMO_TRIAL = 512
 
 # how a column's share is computed
 _PLAIN, _MEMO, _NUMBER, _SORT, _OTHER = range(5)
@@ -55,8 +55,8 @@ _PLAIN, _MEMO, _NUMBER, _SORT, _OTHER = range(5)
 
 class _Col:
     __slots__ = ('attr', 'pos', 'col', 'convert', 'indexed', 'unique', 'mode', 'direct',
-                 'memo', 'lookups', 'hits', 'nullable', 'lower', 'prefix', 'suffix',
-                 'scores', 'in_group')
+                 'memo', 'misses', 'nullable', 'lower', 'prefix', 'suffix', 'scores',
+                 'in_group')
 
     def __init__(self, attr: str, pos: int, col: Any, convert: Any, indexed: bool,
                  unique: bool, in_group: bool) -> None:
@@ -64,7 +64,7 @@ class _Col:
         self.indexed, self.unique, self.in_group = indexed, unique, in_group
         default = getattr(col, '_default', NULL)
         self.nullable = default is NULL or default is None
-        self.lookups = self.hits = 0
+        self.misses = 0
         self.memo: Dict[Optional[bytes], Share] = {}
         self.scores: Dict[bytes, str] = {}  # _SORT: prefix score by first 7 bytes
         self.prefix, self.suffix = bool(col._prefix), bool(col._suffix)
@@ -81,7 +81,8 @@ class _Col:
               and wrapped.__name__ == name and wrapped.__module__ == 'rom._keygen'):
             self.direct = _SORT
             self.lower = name != 'SIMPLE'
-        self.mode = _MEMO if indexed or unique else _PLAIN
+        # a column of a unique_together group needs its value: never memoised
+        self.mode = _MEMO if (indexed or unique) and not in_group else self.direct
 
 
 class FastExpecter:
@@ -116,6 +117,7 @@ class FastExpecter:
         key = '%s:' % (model._namespace,)
         self._prefix = key.encode('utf-8')
         self._tail = b''.join([bulk(f) for f in self.fields])
+        self._expect = self._compile()
 
     def values(self, row: Dict[Any, Any]) -> List[Any]:
         """The values of :attr:`fields` in an ``HGETALL`` reply."""
@@ -163,141 +165,149 @@ class FastExpecter:
             return _EMPTY
         return keys, scores, prefix, suffix, claim
 
-    def _score(self, c: _Col, token: str) -> str:
-        """``_prefix_score(token)``, which depends on the token's first 7 UTF-8 bytes only."""
-        head = token.encode('utf-8')[:7]
-        score = c.scores.get(head)
-        if score is None:
-            if len(c.scores) >= _MEMO_LIMIT:
-                c.scores.clear()
-            score = c.scores[head] = _prefix_score(head)
-        return score
+    def _miss(self, c: _Col, raw: Optional[bytes]) -> Optional[Share]:
+        """A memoised column's share for a text not seen yet (None: the entity path)."""
+        c.misses += 1
+        if raw is None:
+            if not c.nullable:
+                return None  # loading applies the default: the entity path
+            value = None
+        else:
+            text = raw.decode('utf-8')
+            value = text if c.convert is KEEP else c.convert(text)
+        share = self._share(c, value)
+        if len(c.memo) >= _MEMO_LIMIT:
+            c.memo.clear()
+        c.memo[raw] = share
+        return share
 
-    def _direct(self, c: _Col, value: Any, exp: _Expected, data: Dict[str, Any]) -> None:
-        """Add the column's share for ``value`` to ``exp`` without memoising it."""
-        if c.unique:
-            field = unique_field(c.col, c.attr, value)
-            if field is not None:
-                exp.uniques[c.attr] = field
-        mode = c.direct
-        if mode == _NUMBER:
-            kind = type(value)
-            if kind is float:
-                if value == value:
-                    exp.scores[c.attr] = repr(value)
-                    return
-            elif kind is int:
-                if -(1 << 1023) < value < (1 << 1023):  # float(value) cannot overflow
-                    exp.scores[c.attr] = str(value)
-                    return
-            elif kind is datetime or kind is date:
-                number = dt2ts(value)
-                if type(number) is float and number - number == 0:  # finite
-                    exp.scores[c.attr] = repr(number)
-                    return
-            elif value is None:
-                return
-        elif mode == _SORT and type(value) is str:
-            if value:
-                attr = c.attr
-                if c.prefix:
-                    token = value.lower() if c.lower else value
-                    exp.prefix[(attr, token)] = self._score(c, token)
-                if c.suffix:
-                    token = value[::-1].lower() if c.lower else value[::-1]
-                    exp.suffix[(attr, token)] = self._score(c, token)
-            return
-        elif mode == _PLAIN:
-            return
-        data[c.attr] = value  # the save path's computation, with the row's other such columns
+    def _prefix_score(self, c: _Col, head: bytes) -> str:
+        if len(c.scores) >= _MEMO_LIMIT:
+            c.scores.clear()
+        score = c.scores[head] = _prefix_score(head)
+        return score
 
     # --- rows ---------------------------------------------------------------------------
     def expect(self, row: List[Any]) -> Optional[_Expected]:
         """The expected entries of the row with these :attr:`fields` values, or None when
         the entity path must decide."""
-        for pos, target in self.reverse:
-            if row[pos] is not None or target not in MODELS:
-                return None
-        if row[self.pkey_pos] is None:
-            return None
         self.rows += 1
         if self.rows == _MEMO_TRIAL:
             self._review()
-        exp = _Expected()
-        data: Dict[str, Any] = {}  # columns computed by compute_index_entries, row by row
-        values: Optional[Dict[str, Any]] = {} if self.groups else None
-        try:
-            for c in self.cols:
-                raw = row[c.pos]
-                if c.mode == _MEMO:
-                    share = c.memo.get(raw)
-                    if share is not None and not c.in_group:
-                        c.hits += 1
-                        if share is not _EMPTY:
-                            _merge(exp, share)
-                        continue
-                else:
-                    share = None
-                if raw is None:
-                    if not c.nullable:
-                        return None  # loading applies the default: the entity path
-                    value = None
-                else:
-                    text = raw.decode('utf-8')
-                    convert = c.convert
-                    value = text if convert is KEEP else convert(text)
-                if c.in_group and values is not None:
-                    values[c.attr] = value
-                if c.mode == _MEMO:
-                    if share is None:
-                        share = self._share(c, value)
-                        if len(c.memo) >= _MEMO_LIMIT:
-                            c.memo.clear()
-                        c.memo[raw] = share
-                    else:
-                        c.hits += 1
-                    if share is not _EMPTY:
-                        _merge(exp, share)
-                elif c.mode != _PLAIN:
-                    self._direct(c, value, exp, data)
-            if data:
-                entries = compute_index_entries(self.model, data)
-                exp.keys.update(entries.keys)
-                exp.scores.update(entries.scores)
-                for attr, token, score in entries.prefix:
-                    exp.prefix[(attr, token)] = score
-                for attr, token, score in entries.suffix:
-                    exp.suffix[(attr, token)] = score
-            if values is not None:
-                for group, name in self.groups:
-                    field = group_field(self.model, group, values)
-                    if field is not None:
-                        exp.uniques[name] = field
-        except Exception:
-            return None  # the entity path names the column and the value
-        return exp
+        return self._expect(row)
 
     def _review(self) -> None:
-        """After the trial rows: columns whose texts hardly repeat stop memoising."""
+        """After the trial rows: columns whose texts hardly repeat stop memoising (when
+        their share is cheap to compute)."""
+        changed = False
         for c in self.cols:
-            direct = c.direct if c.indexed else _OTHER
-            cheap = direct in (_NUMBER, _SORT) or not c.indexed
-            if c.mode == _MEMO and cheap and c.hits * 4 < self.rows:
-                c.mode = direct
+            cheap = c.direct in (_NUMBER, _SORT, _PLAIN)
+            if c.mode == _MEMO and cheap and (self.rows - c.misses) * 4 < self.rows:
+                c.mode = c.direct
                 c.memo = {}
+                changed = True
+        if changed:
+            self._expect = self._compile()
+
+    def _compile(self) -> Callable[[List[Any]], Optional[_Expected]]:
+        """The row function for the columns' current modes, in straight-line code."""
+        env: Dict[str, Any] = {
+            'MODELS': MODELS, 'EMPTY': _EMPTY, 'new': object.__new__, 'Expected': _Expected,
+            'miss': self._miss, 'pscore': self._prefix_score, 'unique_field': unique_field,
+            'group_field': group_field, 'cie': compute_index_entries, 'MODEL': self.model,
+            'dt2ts': dt2ts, 'datetime': datetime, 'date': date, 'BIG': 1 << 1023,
+            'GROUPS': self.groups}
+        out = ['def expect(row):', '    if row[%d] is None:' % self.pkey_pos,
+               '        return None']
+        for pos, target in self.reverse:
+            out += ['    if row[%d] is not None or %r not in MODELS:' % (pos, target),
+                    '        return None']
+        out += ['    keys = set(); scores = {}; prefix = {}; suffix = {}; uniques = {}',
+                '    data = {}; values = {}', '    try:']
+        for n, c in enumerate(self.cols):
+            out += _column_code(n, c, env)
+        out += ['        if data:',
+                '            e = cie(MODEL, data)',
+                '            keys.update(e.keys)',
+                '            scores.update(e.scores)',
+                '            for a, t, p in e.prefix:',
+                '                prefix[(a, t)] = p',
+                '            for a, t, p in e.suffix:',
+                '                suffix[(a, t)] = p']
+        if self.groups:
+            out += ['        for group, name in GROUPS:',
+                    '            f = group_field(MODEL, group, values)',
+                    '            if f is not None:',
+                    '                uniques[name] = f']
+        out += ['    except Exception:',
+                '        return None  # the entity path names the column and the value',
+                '    exp = new(Expected)',
+                '    exp.keys = keys; exp.scores = scores; exp.prefix = prefix',
+                '    exp.suffix = suffix; exp.geo = {}; exp.uniques = uniques',
+                '    return exp']
+        exec(compile('\n'.join(out), '<rom expected entries of %s>' % (self.model._namespace,),
+                     'exec'), env)
+        return env['expect']  # type: ignore[no-any-return]
 
 
-def _merge(exp: _Expected, share: Share) -> None:
-    if share[0]:
-        exp.keys.update(share[0])
-    if share[1]:
-        exp.scores.update(share[1])
-    if share[2]:
-        exp.prefix.update(share[2])
-    if share[3]:
-        exp.suffix.update(share[3])
-    if share[4] is not None:
-        exp.uniques[share[4][0]] = share[4][1]
+def _column_code(n: int, c: _Col, env: Dict[str, Any]) -> List[str]:
+    """The lines of the row function for column ``c`` (number ``n``)."""
+    env['c%d' % n], env['col%d' % n], env['conv%d' % n] = c, c.col, c.convert
+    r, attr = 'r%d' % n, c.attr
+    out = ['        %s = row[%d]' % (r, c.pos)]
+    if c.mode == _MEMO:
+        env['memo%d' % n] = c.memo
+        return out + ['        s = memo%d.get(%s)' % (n, r),
+                      '        if s is None:',
+                      '            s = miss(c%d, %s)' % (n, r),
+                      '            if s is None:',
+                      '                return None',
+                      '        if s is not EMPTY:',
+                      '            if s[0]: keys.update(s[0])',
+                      '            if s[1]: scores.update(s[1])',
+                      '            if s[2]: prefix.update(s[2])',
+                      '            if s[3]: suffix.update(s[3])',
+                      '            if s[4] is not None: uniques[s[4][0]] = s[4][1]']
+    out += ['        if %s is None:' % r,
+            '            %s' % ('v = None' if c.nullable else 'return None'),
+            '        else:',
+            '            v = %s' % ('%s.decode()' % r if c.convert is KEEP
+                                    else 'conv%d(%s.decode())' % (n, r))]
+    if c.in_group:
+        out.append('        values[%r] = v' % (attr,))
+    if c.unique:
+        out += ['        f = unique_field(col%d, %r, v)' % (n, attr),
+                '        if f is not None:',
+                '            uniques[%r] = f' % (attr,)]
+    if c.mode == _NUMBER:
+        out += ['        t = type(v)',
+                '        if t is float and v == v:',
+                '            scores[%r] = repr(v)' % (attr,),
+                '        elif t is int and -BIG < v < BIG:',
+                '            scores[%r] = str(v)' % (attr,),
+                '        elif t is datetime or t is date:',
+                '            x = dt2ts(v)',
+                '            if type(x) is float and x - x == 0:  # finite',
+                '                scores[%r] = repr(x)' % (attr,),
+                '            else:',
+                '                data[%r] = v' % (attr,),
+                '        elif v is not None:',
+                '            data[%r] = v' % (attr,)]
+    elif c.mode == _SORT:
+        env['ps%d' % n] = c.scores
+        out += ['        if type(v) is str:', '            if v:']
+        for flag, token in (('prefix', 'v'), ('suffix', 'v[::-1]')):
+            if getattr(c, flag):
+                out += ['                t = %s%s' % (token, '.lower()' if c.lower else ''),
+                        '                h = t.encode()[:7]',
+                        '                p = ps%d.get(h)' % (n,),
+                        '                if p is None:',
+                        '                    p = pscore(c%d, h)' % (n,),
+                        '                %s[(%r, t)] = p' % (flag, attr)]
+        out += ['        elif v is not None:', '            data[%r] = v' % (attr,)]
+    elif c.mode == _OTHER and c.indexed:
+        out += ['        if v is not None:', '            data[%r] = v' % (attr,)]
+    return out
 
 
 def _qualifies(model: Any) -> bool:
