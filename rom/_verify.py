@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from redis.exceptions import ResponseError
 
-from ._maint_io import pack, run_packed
+from ._maint_io import bulk, pack, run_packed
 from ._scripts import lua
 
 __all__ = ['verify_native']
@@ -51,38 +51,48 @@ def verify_native(conn: Any, ns: str, rows: Sequence[Tuple[str, Any]], temp: str
     check them (geo entries, or a server older than Redis 6.2)."""
     if _OLD_SERVERS.get(conn):
         return None
-    sets: Dict[str, List[str]] = {}
-    zsets: Dict[str, List[Tuple[str, str, str]]] = {}
+    # per index key: the items (to report problems) and the members packed in RESP
+    sets: Dict[str, Tuple[List[str], List[bytes]]] = {}
+    zsets: Dict[str, Tuple[List[Tuple[str, str, str]], List[bytes]]] = {}
     uidx: Dict[str, List[Tuple[str, str]]] = {}
     for id_text, exp in rows:
         if exp.geo:
             return None
+        packed = b'$%d\r\n%s\r\n' % (len(id_text), id_text.encode())
         for name in exp.keys:
-            sets.setdefault(name, []).append(id_text)
+            group = sets.get(name)
+            if group is None:
+                group = sets[name] = ([], [])
+            group[0].append(id_text)
+            group[1].append(packed)
         for name, score in exp.scores.items():
-            zsets.setdefault(name + ':idx', []).append((id_text, score, id_text))
-        for (attr, token), score in exp.prefix.items():
-            zsets.setdefault(attr + ':pre', []).append((token + '\0' + id_text, score, id_text))
-        for (attr, token), score in exp.suffix.items():
-            zsets.setdefault(attr + ':suf', []).append((token + '\0' + id_text, score, id_text))
+            zgroup = zsets.get(name + ':idx')
+            if zgroup is None:
+                zgroup = zsets[name + ':idx'] = ([], [])
+            zgroup[0].append((id_text, score, id_text))
+            zgroup[1].append(packed)
+        for kind, entries in ((':pre', exp.prefix), (':suf', exp.suffix)):
+            for (attr, token), score in entries.items():
+                zgroup = zsets.get(attr + kind)
+                if zgroup is None:
+                    zgroup = zsets[attr + kind] = ([], [])
+                member = token + '\0' + id_text
+                zgroup[0].append((member, score, id_text))
+                zgroup[1].append(bulk(member.encode('utf-8')))
         for name, value in exp.uniques.items():
             uidx.setdefault(name, []).append((value, id_text))
     prefix = ns + ':'
     commands: List[bytes] = []
     plan: List[Tuple[str, str, Any, int, int]] = []  # kind, key, items, first, last
-    for name, ids in sets.items():
-        key = prefix + name + ':idx'
-        for first in range(0, len(ids), _CHUNK):
-            chunk = ids[first:first + _CHUNK]
-            commands.append(pack([b'SMISMEMBER', key.encode('utf-8')]
-                                 + [i.encode('utf-8') for i in chunk]))
-            plan.append(('set', key, ids, first, first + len(chunk)))
-    for suffix, items in zsets.items():
-        key = prefix + suffix
-        for first in range(0, len(items), _CHUNK):
-            members = [m.encode('utf-8') for m, _s, _i in items[first:first + _CHUNK]]
-            commands.append(pack([b'ZMSCORE', key.encode('utf-8')] + members))
-            plan.append(('zset', key, items, first, first + len(members)))
+    for command, groups in ((b'SMISMEMBER', sets), (b'ZMSCORE', zsets)):
+        kind = 'set' if command == b'SMISMEMBER' else 'zset'
+        for name, (items, members) in groups.items():  # type: ignore[attr-defined]
+            key = prefix + name + (':idx' if kind == 'set' else '')
+            head = bulk(command) + bulk(key.encode('utf-8'))
+            for first in range(0, len(items), _CHUNK):
+                chunk = members[first:first + _CHUNK]
+                commands.append(b'*%d\r\n%s%s' % (len(chunk) + 2, head, b''.join(chunk)))
+                plan.append((kind, key, items, first, first + len(chunk)))
     for name, claims in uidx.items():
         key = prefix + name + ':uidx'
         for first in range(0, len(claims), _CHUNK):
