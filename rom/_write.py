@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
 from ._connect import connect
+from ._cross_slot import save_order
 from ._ids import take_ids
 from ._registry import PENDING_ID, is_entity
 from ._session import session
@@ -54,7 +55,7 @@ def save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool = 
     the failing one and those after it are not, and the failure is raised.
     """
     total = 0
-    entities = list(entities)
+    entities = save_order(list(entities))  # on a cluster: per slot, targets' slots first
     _take_pending_ids(entities)
     batch: List[Tuple[Any, WritePlan, bool]] = []
     blocks: List[List[Any]] = []

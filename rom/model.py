@@ -12,6 +12,7 @@ from typing import (TYPE_CHECKING, Any, Dict, FrozenSet, Iterator, List, Optiona
 from . import _expiry, _search, _transfer
 from . import _ttl as _requests
 from ._coltypes import IndexOnly
+from ._cross_slot import delete_across_slots
 from ._compat import _zrange_limit_iterator, redis_writer_lua
 from ._connect import connect, decodes_responses
 from ._helpers import ClassProperty, _to_score, short_repr
@@ -380,6 +381,8 @@ class Model(metaclass=_ModelMetaclass):
             cascaded, to_save = _plan_on_delete(self)
         session.forget(self)
         conn = conn if conn is not None else connect(self)
+        if type(self)._cluster_tag is not None:  # Redis Cluster: per-slot calls, safe order
+            return delete_across_slots(self, cascaded, to_save, conn, skip, expired)
         # spec §3.5: delete the whole list in order (self first), then save the entities
         # whose references were set to null/default. Deletes sharing self's client go in
         # one script call (atomic together); others follow one by one.
