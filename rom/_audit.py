@@ -5,12 +5,16 @@ duplicated unique values) and returns an :class:`AuditReport`. It works in two p
 each in blocks of ``block_size`` so memory stays bounded (plus one bit per row id and one
 count per index key):
 
-1. Rows: every row found by SCAN is loaded, the index entries a save of it would write
-   are computed (``rom._expect``, through ``rom._write_plan.compute_index_entries``), its
+1. Rows: every row found by SCAN is read (pipelined ``HMGET`` of the model's fields,
+   ``rom._maint_io``, on a plain client), the index entries a save of it would write are
+   computed from its stored texts (``rom._expect_fast``; for models it cannot handle, and
+   for rows it leaves to them, from the loaded entity through ``rom._expect``), its
    ``-index-data-`` bookkeeping is compared with them, and a block's entries are verified
-   in Redis by one script call (set membership, sorted-set member and score,
-   prefix/suffix member and score, geo member and position, unique field). References to
-   missing rows are reported. The number of entries expected in each index key is counted.
+   in Redis (set membership, sorted-set member and score, prefix/suffix member and score,
+   geo member and position, unique field: ``rom._verify``'s native commands, or one
+   script call). References to missing rows are reported. The number of entries expected
+   in each index key is counted, and rows carrying an expiry time are noted for the
+   expiry findings.
 2. Index keys: every ``<ns>:…:idx``, ``:pre``, ``:suf``, ``:geo``, ``:uidx`` key and the
    legacy ``<ns>::`` hash is found by SCAN. A key holding exactly the expected number of
    members (all verified in pass 1) is done; a key with more is scanned in Redis for

@@ -8,6 +8,11 @@ column declares a default (what a re-save of the loaded entity stores, spec §6.
 reference to a row that no longer exists is kept in the row (rom 1.1.2 keeps it too) and
 only loses its index entry; it is counted in the summary and reported by ``check``.
 
+Rows are verified before anything is written: a row whose bookkeeping and entries are
+right is left alone. For the models ``rom._expect_fast`` handles, that verification uses the
+row's stored texts (read with pipelined ``HMGET`` by ``refresh_indices``) and native
+commands (``rom._verify``); only the rows to write are read whole and loaded.
+
 Each row's write is checked against the stored values it was computed from: a row changed
 by a concurrent writer is read again and retried, a row deleted meanwhile is skipped, and
 both are reported instead of stopping the job.
