@@ -96,8 +96,18 @@ def _get_row_ids(model: Any, block_size: int) -> Iterator[List[int]]:
     """
     conn = connect(model)
     prefix = model._namespace + ':'
+    raw = prefix.encode('utf-8')
+    start = len(raw)
     for keys in _scan_pages(conn, scan_pattern(model._namespace), block_size):
-        ids = [i for i in (row_id_of(key, prefix) for key in keys) if i is not None]
+        ids = []
+        for key in keys:
+            if type(key) is bytes:  # the usual reply: ASCII digits after the prefix
+                if key.startswith(raw) and key[start:].isdigit():
+                    ids.append(int(key[start:]))
+                continue
+            i = row_id_of(key, prefix)
+            if i is not None:
+                ids.append(i)
         if ids:
             yield ids
 
