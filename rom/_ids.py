@@ -86,6 +86,9 @@ def _next_size(state: _Counter, fixed: Optional[int], wanted: int) -> int:
 
 def take_ids(model: Any, conn: Any, count: int = 1) -> List[int]:
     """``count`` new ids of ``model`` (in increasing order), reserving a block when needed."""
+    hook = getattr(model, '_rom_take_ids', None)  # sharding hook: shard classes (rom._shard)
+    if hook is not None:
+        return hook(conn, count)
     key = '%s:%s:' % (model._namespace, model._pkey)
     state = _counter(key, conn)
     fixed = getattr(model, '_ids_per_block', None)

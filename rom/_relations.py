@@ -249,8 +249,11 @@ class OneToMany(_Related, Column[List[_G]]):
         target = self._target(obj._namespace)
         column = self._column
         if not column:
+            # (a cluster model's namespace carries a tag: its class name is matched too)
+            owners = {obj._namespace, type(obj).__name__} if getattr(
+                type(obj), '_cluster_tag', None) is not None else {obj._namespace}
             for name, col in target._columns.items():
-                if isinstance(col, ManyToOne) and col._ftable == obj._namespace:
+                if isinstance(col, ManyToOne) and col._ftable in owners:
                     column = name
                     break
             else:

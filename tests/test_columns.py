@@ -336,7 +336,7 @@ def test_defaults_applied_validated_and_shared(conn):
             s = rom.String(default='x')
         BadDefault()
     e.save()
-    assert conn.hget('DF:1', 'a') == b'7'
+    assert conn.hget(f'{DF._namespace}:1', 'a') == b'7'
 
 
 def test_defaults_apply_when_loading_row_without_field(conn):
@@ -487,24 +487,24 @@ def test_storage_and_load_roundtrip_through_redis(AllTypes, conn, attr, value, s
 @pytest.mark.parametrize('raw,expected', [(b'', False), (b'0', True), (b'1', True),
                                           (b'False', True)])
 def test_boolean_load(AllTypes, conn, raw, expected):
-    conn.hset('AT:9', mapping={'id': b'9', 'b': raw})
+    conn.hset(f'{AllTypes._namespace}:9', mapping={'id': b'9', 'b': raw})
     assert AllTypes.get(9).b is expected
 
 
 def test_time_load_rounds_to_nearest_microsecond_T1(AllTypes, conn):
-    conn.hset('AT:9', mapping={'id': b'9', 't': b'75094.996445'})
+    conn.hset(f'{AllTypes._namespace}:9', mapping={'id': b'9', 't': b'75094.996445'})
     assert AllTypes.get(9).t == time(20, 51, 34, 996445)
 
 
 def test_unknown_fields_ignored_on_load(AllTypes, conn):
-    conn.hset('AT:9', mapping={'id': b'9', 'gone': b'x', '-index-data-': b'[{},{},{},{},{}]'})
+    conn.hset(f'{AllTypes._namespace}:9', mapping={'id': b'9', 'gone': b'x', '-index-data-': b'[{},{},{},{},{}]'})
     e = AllTypes.get(9)
     assert e.id == 9
     assert not hasattr(e, 'gone')
 
 
 def test_unloadable_value_raises_invalid_column_value(AllTypes, conn):
-    conn.hset('AT:9', mapping={'id': b'9', 'i': b'True'})
+    conn.hset(f'{AllTypes._namespace}:9', mapping={'id': b'9', 'i': b'True'})
     with pytest.raises(InvalidColumnValue):
         AllTypes.get(9)
 
@@ -518,14 +518,14 @@ def test_bool_in_integer_and_float_stored_as_1_0_N1(conn):
 
     e = N1(i=True, f=False)
     e.save()
-    assert conn.hget('N1:1', 'i') == b'1'
-    assert conn.hget('N1:1', 'f') == b'0'
+    assert conn.hget(f'{N1._namespace}:1', 'i') == b'1'
+    assert conn.hget(f'{N1._namespace}:1', 'f') == b'0'
     loaded = reload(e)
     assert loaded.i == 1 and loaded.f == 0.0
     e2 = N1(i=False, f=True)
     e2.save()
-    assert conn.hget('N1:2', 'i') == b'0'
-    assert conn.hget('N1:2', 'f') == b'1'
+    assert conn.hget(f'{N1._namespace}:2', 'i') == b'0'
+    assert conn.hget(f'{N1._namespace}:2', 'f') == b'1'
 
 
 # SaferDateTime / S1 -------------------------------------------------------------------
@@ -573,7 +573,7 @@ def test_saferdatetime_bad_stored_value(conn):
     class SB(rom.Model):
         s = rom.SaferDateTime()
 
-    conn.hset('SB:1', mapping={'id': b'1', 's': b'not a number'})
+    conn.hset(f'{SB._namespace}:1', mapping={'id': b'1', 's': b'not a number'})
     with pytest.raises(InvalidColumnValue):
         SB.get(1)
 
@@ -667,18 +667,18 @@ def test_primary_key(conn):
     assert isinstance(PK._columns['id'], rom.PrimaryKey)
     e = PK()
     assert e.id == 1 and e._modified and e._new
-    assert conn.get('PK:id:') == b'1'
+    assert conn.get(f'{PK._namespace}:id:') == b'1'
     with pytest.raises(InvalidColumnValue):
         PK(id=5)
-    assert conn.get('PK:id:') == b'1'  # counter untouched
+    assert conn.get(f'{PK._namespace}:id:') == b'1'  # counter untouched
     with pytest.raises(InvalidOperation):
         e.id = 3
     zero = PK(id=0)
     assert zero.id == 0
-    assert conn.get('PK:id:') == b'1'
+    assert conn.get(f'{PK._namespace}:id:') == b'1'
     e.save()
-    assert conn.hget('PK:1', 'id') == b'1'
-    conn.hset('PK:7', 'x', '1')  # a row without pk
+    assert conn.hget(f'{PK._namespace}:1', 'id') == b'1'
+    conn.hset(f'{PK._namespace}:7', 'x', '1')  # a row without pk
     with pytest.raises(InvalidColumnValue):
         PK.get(7)
     with pytest.raises(TypeError):
@@ -692,8 +692,8 @@ def test_primary_key_index(conn):
     assert PKI._pkey == 'pk'
     e = PKI()
     e.save()
-    assert conn.get('PKI:pk:') == b'1'
-    assert conn.zrange('PKI:pk:idx', 0, -1, withscores=True) == [(b'1', 1.0)]
+    assert conn.get(f'{PKI._namespace}:pk:') == b'1'
+    assert conn.zrange(f'{PKI._namespace}:pk:idx', 0, -1, withscores=True) == [(b'1', 1.0)]
     assert 'pk' in PKI._index
 
 
@@ -721,9 +721,9 @@ def test_index_only(conn):
     with pytest.raises(InvalidColumnValue):
         IO(io='x')
     e.save()
-    assert conn.smembers('IO:io:HI:idx') == {b'1'}
-    assert conn.hgetall('IO:io2:uidx') == {b'k:Hi': b'1'}
-    assert conn.hexists('IO:1', 'io') is False and conn.hexists('IO:1', 'io2') is False
+    assert conn.smembers(f'{IO._namespace}:io:HI:idx') == {b'1'}
+    assert conn.hgetall(f'{IO._namespace}:io2:uidx') == {b'k:Hi': b'1'}
+    assert conn.hexists(f'{IO._namespace}:1', 'io') is False and conn.hexists(f'{IO._namespace}:1', 'io2') is False
     assert col._to_redis('x') is None and col._from_redis('x') is None
     with pytest.raises(ValueError):
         rom.IndexOnly()
@@ -748,7 +748,7 @@ def test_index_only_keygen_runs_with_none_values(conn):
 
     IN().save()
     assert seen and seen[0]['a'] is None
-    assert conn.smembers('IN:io:always:idx') == {b'1'}
+    assert conn.smembers(f'{IN._namespace}:io:always:idx') == {b'1'}
 
 
 # ManyToOne / OneToOne / OneToMany -----------------------------------------------------
@@ -790,10 +790,10 @@ def test_many_to_one_values_storage_and_loading(conn):
     child = Child(p=parent)
     # constructing the referencing entity saves the new referenced entity first
     assert not parent._new
-    assert conn.hget('Parent:1', 'name') == b'p'
+    assert conn.hget(f'{Parent._namespace}:1', 'name') == b'p'
     child.save()
-    assert conn.hget('Child:1', 'p') == b'1'
-    assert conn.zrange('Child:p:idx', 0, -1, withscores=True) == [(b'1', 1.0)]
+    assert conn.hget(f'{Child._namespace}:1', 'p') == b'1'
+    assert conn.zrange(f'{Child._namespace}:p:idx', 0, -1, withscores=True) == [(b'1', 1.0)]
     assert child.p is parent
     child.o = 1
     assert child.o is parent
@@ -810,7 +810,7 @@ def test_many_to_one_values_storage_and_loading(conn):
     loaded = Child.get(1)
     assert isinstance(loaded.p, Parent) and loaded.p.name == 'p'
     assert loaded.p is Parent.get(1)
-    conn.delete('Parent:1')
+    conn.delete(f'{Parent._namespace}:1')
     rom.session.rollback()
     assert Child.get(1).p is None  # dangling reference loads as None
 
@@ -828,8 +828,8 @@ def test_many_to_one_new_referenced_saved_at_save(conn):
     assert parent._new
     child.save()
     assert not parent._new
-    assert conn.hget('C2r:1', 'p') == b'1'
-    assert conn.exists('P2:1')
+    assert conn.hget(f'{C2r._namespace}:1', 'p') == b'1'
+    assert conn.exists(f'{P2._namespace}:1')
 
 
 def test_many_to_one_missing_target_model(conn):
@@ -861,8 +861,8 @@ def test_cyclic_references_load_R1(conn):
     a.m = b
     a.save()
     b.save()
-    assert conn.hget('Cyc:1', 'm') == b'2'
-    assert conn.hget('Cyc:2', 'm') == b'1'
+    assert conn.hget(f'{Cyc._namespace}:1', 'm') == b'2'
+    assert conn.hget(f'{Cyc._namespace}:2', 'm') == b'1'
     rom.session.rollback()
     a2 = Cyc.get(1)
     assert a2 is not a
@@ -961,8 +961,8 @@ def test_foreign_model(conn):
     e.e = 5
     assert e.e is x5
     e.save()
-    assert conn.hget('FM:1', 'e') == b'5'
-    assert conn.zrange('FM:e:idx', 0, -1, withscores=True) == [(b'1', 5.0)]
+    assert conn.hget(f'{FM._namespace}:1', 'e') == b'5'
+    assert conn.zrange(f'{FM._namespace}:e:idx', 0, -1, withscores=True) == [(b'1', 5.0)]
     assert reload(e).e is x5
     e.e = 99  # fmodel.get(99) is None
     assert e.e is None
@@ -980,25 +980,25 @@ def test_unsafe_column(conn):
     e = UC(x=1, q='ignored')
     assert 'q' not in e._data and 'q' not in e.to_dict()
     e.save()
-    assert not conn.hexists('UC:1', 'q')
+    assert not conn.hexists(f'{UC._namespace}:1', 'q')
     w = e.q
     assert w is e.q
-    assert w.key == 'UC:1:q' and w.entity is e
+    assert w.key == f'{UC._namespace}:1:q' and w.entity is e
     assert w.rpush('a', 'b') == 2
     assert e.q.llen() == 2
-    assert conn.lrange('UC:1:q', 0, -1) == [b'a', b'b']
-    assert e.q.keys('UC:1:*', skip_key=True) == [b'UC:1:q']
+    assert conn.lrange(f'{UC._namespace}:1:q', 0, -1) == [b'a', b'b']
+    assert e.q.keys(f'{UC._namespace}:1:*', skip_key=True) == [f'{UC._namespace}:1:q'.encode()]
     with pytest.raises(AttributeError):
         e.q = 5
     del e.q
-    assert not conn.exists('UC:1:q')
+    assert not conn.exists(f'{UC._namespace}:1:q')
     e.q.set('v')
-    assert conn.get('UC:1:q') == b'v'
+    assert conn.get(f'{UC._namespace}:1:q') == b'v'
     e.delete()
-    assert not conn.exists('UC:1:q') and not conn.exists('UC:1')
+    assert not conn.exists(f'{UC._namespace}:1:q') and not conn.exists(f'{UC._namespace}:1')
     with pytest.raises(ValueError):
         e.q
-    assert w.key == 'UC:1:q'
+    assert w.key == f'{UC._namespace}:1:q'
 
 
 @pytest.mark.parametrize('name', ['idx', 'uidx', 'pre', 'suf', 'geo'])
@@ -1025,6 +1025,6 @@ def test_custom_column_hooks(conn):
 
     e = CU(u='abc')
     e.save()
-    assert conn.hget('CU:1', 'u') == b'ABC'
-    assert conn.hgetall('CU:u:uidx') == {b'ABC': b'1'}
+    assert conn.hget(f'{CU._namespace}:1', 'u') == b'ABC'
+    assert conn.hgetall(f'{CU._namespace}:u:uidx') == {b'ABC': b'1'}
     assert reload(e).u == 'ABC'  # loaded str is already of the allowed type

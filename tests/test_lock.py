@@ -214,19 +214,20 @@ def test_entity_lock(conn, decoding_conn):
     place.save()
     lock = util.EntityLock(place, 1, 7)
     assert isinstance(lock, util.Lock)
-    assert lock.lockname == 'lock:Place:%s' % place.id
+    assert lock.lockname == 'lock:%s:%s' % (Place._namespace, place.id)
     assert lock.conn is conn
     assert lock.acquire()
-    assert conn.ttl('lock:Place:%s' % place.id) == 7
+    assert conn.ttl('lock:%s:%s' % (Place._namespace, place.id)) == 7
     assert lock.release()
 
     remote = Remote(name='y')
     remote_lock = util.EntityLock(remote, 1, 7)
     assert remote_lock.conn is decoding_conn
     with remote_lock:
-        assert decoding_conn.get('lock:Remote:%s' % remote.id) == remote_lock.identifier
+        key = 'lock:%s:%s' % (Remote._namespace, remote.id)
+        assert decoding_conn.get(key) == remote_lock.identifier
     # the entity itself is not blocked by its lock: rom's writes ignore lock keys
     with util.EntityLock(place, 1, 5):
         place.name = 'z'
         place.save()
-    assert conn.hget('Place:%s' % place.id, 'name') == b'z'
+    assert conn.hget(f'{Place._namespace}:%s' % place.id, 'name') == b'z'

@@ -168,9 +168,9 @@ def test_inheritance_merges_columns_and_separates_models(conn):
     base.save()
     child = Child(a=1, b=2, c=3)
     child.save()
-    assert conn.get('BaseA:id:') == b'1'
-    assert conn.get('Child:id:') == b'1'
-    assert conn.hgetall('Child:1')[b'a'] == b'1'
+    assert conn.get(f'{BaseA._namespace}:id:') == b'1'
+    assert conn.get(f'{Child._namespace}:id:') == b'1'
+    assert conn.hgetall(f'{Child._namespace}:1')[b'a'] == b'1'
     assert isinstance(child, BaseA)
     rom.session.rollback()
     assert isinstance(BaseA.get(1), BaseA) and not isinstance(BaseA.get(1), Child)
@@ -267,7 +267,7 @@ def test_per_model_connection(conn, redis_url):
     e = OwnConn(x=1)
     assert e._connection is other
     e.save()
-    assert conn.hget('OwnConn:1', 'x') == b'1'  # same server/db, other client object
+    assert conn.hget(f'{OwnConn._namespace}:1', 'x') == b'1'  # same server/db, other client object
 
 
 # --- construction (§5.4) ---------------------------------------------------------------
@@ -280,7 +280,7 @@ def test_extra_kwargs(conn):
     with pytest.raises(InvalidColumnValue) as info:
         EK(a=1, r=1, bogus=2, other=3)
     assert 'bogus' in str(info.value) and 'other' in str(info.value)
-    assert conn.get('EK:id:') == b'1'  # the id was consumed
+    assert conn.get(f'{EK._namespace}:id:') == b'1'  # the id was consumed
     with pytest.raises(MissingColumn):  # column errors take precedence
         EK(bogus=2)
     e = EK(r=1, bogus=2, _extra_ok=True)
@@ -300,10 +300,10 @@ def test_initial_state(conn):
     e = ST(a=5, t='x')
     assert e._new and e._modified and not e._deleted
     assert e._init is True
-    assert e._pk == 'ST:1'
+    assert e._pk == f'{ST._namespace}:1'
     assert e._last == {'a': '5', 't': 'x'}
     assert e._data == {'a': 5, 't': 'x', 'id': 1}
-    assert rom.session.known['ST:1'] is e
+    assert rom.session.known[f'{ST._namespace}:1'] is e
     e.save()
     assert not e._new and not e._modified
     assert e._last == {'a': '5', 't': 'x', 'id': '1'}
@@ -378,7 +378,7 @@ def test_save_float_stored_as_int_text_unchanged(conn):
     class FI(rom.Model):
         f = rom.Float()
 
-    conn.hset('FI:1', mapping={'id': '1', 'f': '5'})
+    conn.hset(f'{FI._namespace}:1', mapping={'id': '1', 'f': '5'})
     e = FI.get(1)
     e.f = 5.0
     assert e.save() == 0
@@ -393,10 +393,10 @@ def test_save_after_hook_changes_mark_modified(conn):
 
     e = AH(a=1)
     e.save()
-    assert conn.hget('AH:1', 'a') == b'1'
+    assert conn.hget(f'{AH._namespace}:1', 'a') == b'1'
     assert e._modified
     assert e.save() == 1
-    assert conn.hget('AH:1', 'a') == b'10'
+    assert conn.hget(f'{AH._namespace}:1', 'a') == b'10'
 
 
 def test_before_hook_exception_leaves_state(conn):
@@ -423,7 +423,7 @@ def test_before_hook_changes_are_saved(conn):
     e = BHS(a=1)
     e.save()
     e.save()
-    assert conn.hget('BHS:1', 'a') == b'42'
+    assert conn.hget(f'{BHS._namespace}:1', 'a') == b'42'
     assert not e._modified
 
 
@@ -434,10 +434,10 @@ def test_hooks_order(conn):
         a = rom.Integer()
 
         def _before_insert(self):
-            calls.append(('before_insert', conn.exists('HK:1')))
+            calls.append(('before_insert', conn.exists(f'{HK._namespace}:1')))
 
         def _after_insert(self):
-            calls.append(('after_insert', conn.exists('HK:1'), self._new, self._modified))
+            calls.append(('after_insert', conn.exists(f'{HK._namespace}:1'), self._new, self._modified))
 
         def _before_update(self):
             calls.append(('before_update',))
@@ -446,10 +446,10 @@ def test_hooks_order(conn):
             calls.append(('after_update',))
 
         def _before_delete(self):
-            calls.append(('before_delete', conn.exists('HK:1')))
+            calls.append(('before_delete', conn.exists(f'{HK._namespace}:1')))
 
         def _after_delete(self):
-            calls.append(('after_delete', conn.exists('HK:1'), self._deleted))
+            calls.append(('after_delete', conn.exists(f'{HK._namespace}:1'), self._deleted))
 
     e = HK(a=1)
     e.save()
@@ -487,14 +487,14 @@ def test_delete(conn):
     e.delete()
     assert e._deleted and e._modified
     assert e._pk not in rom.session.known
-    assert sorted(conn.keys('*')) == [b'DL:id:']
+    assert sorted(conn.keys('*')) == [f'{DL._namespace}:id:'.encode()]
     assert e._last['a'] == '1'
     e.delete()  # twice: harmless
     with pytest.raises(EntityDeletedError):
         e.save()
     assert e.save(force=True) == 3
-    assert conn.hget('DL:1', 'u') == b'x'
-    assert conn.hgetall('DL:u:uidx') == {b'x': b'1'}
+    assert conn.hget(f'{DL._namespace}:1', 'u') == b'x'
+    assert conn.hgetall(f'{DL._namespace}:u:uidx') == {b'x': b'1'}
 
 
 def test_delete_never_saved_raises_a_clear_column_error_before_any_hook(conn):
@@ -513,11 +513,11 @@ def test_delete_never_saved_raises_a_clear_column_error_before_any_hook(conn):
         e.delete()
     assert 'was the entity saved' not in str(info.value)
     assert calls == []
-    assert rom.util.session.get('DN:1') is e  # nothing happened: still tracked, still new
+    assert rom.util.session.get(f'{DN._namespace}:1') is e  # nothing happened: still tracked, still new
     assert e._new and not e._deleted
     e.save()
     e.delete()
-    assert calls == ['bd'] and not conn.exists('DN:1')
+    assert calls == ['bd'] and not conn.exists(f'{DN._namespace}:1')
 
 
 def test_delete_with_pipeline(conn):
@@ -528,9 +528,9 @@ def test_delete_with_pipeline(conn):
     e.save()
     pipe = conn.pipeline(True)
     e.delete(_conn=pipe)
-    assert conn.exists('DP:1')
+    assert conn.exists(f'{DP._namespace}:1')
     pipe.execute()
-    assert not conn.exists('DP:1') and not conn.exists('DP:a:idx')
+    assert not conn.exists(f'{DP._namespace}:1') and not conn.exists(f'{DP._namespace}:a:idx')
 
 
 def test_delete_skip_sentinel_skips_hooks(conn):
@@ -566,7 +566,7 @@ def test_refresh(conn):
         e.refresh()  # new
     e._modified = True
     e.save()
-    conn.hset('RF:1', 'a', '5')
+    conn.hset(f'{RF._namespace}:1', 'a', '5')
     e.refresh()
     assert e.a == 5 and not e._modified
     assert e._last['a'] == '5'
@@ -576,8 +576,8 @@ def test_refresh(conn):
     rom.session.rollback()
     e.refresh(force=True)
     assert e.a == 5 and not e._modified
-    assert rom.session.known['RF:1'] is e
-    conn.delete('RF:1')
+    assert rom.session.known[f'{RF._namespace}:1'] is e
+    conn.delete(f'{RF._namespace}:1')
     with pytest.raises(InvalidColumnValue):
         e.refresh()
     d = RF(a=2)
@@ -742,16 +742,16 @@ def test_transfer(Acct, conn):
         e.save()
     a.transfer(b, 'bal', 4, t, 'done')
     assert a.bal == 6 and b.bal == 5 and t.done == 1
-    assert conn.hget('Acct:1', 'bal') == b'6.0'
-    assert conn.zscore('Acct:bal:idx', '2') == 5.0
+    assert conn.hget(f'{Account._namespace}:1', 'bal') == b'6.0'
+    assert conn.zscore(f'{Account._namespace}:bal:idx', '2') == 5.0
     with pytest.raises(ValueError):
         a.transfer(b, 'bal', 1, t, 'done')  # already done
     t2 = Txn(done=0)
     t2.save()
     with pytest.raises(ValueError):
         a.transfer(b, 'bal', 100, t2, 'done')  # not enough
-    assert conn.hget('Acct:1', 'bal') == b'6.0'
-    assert conn.hget('Txn:2', 'done') == b'0'
+    assert conn.hget(f'{Account._namespace}:1', 'bal') == b'6.0'
+    assert conn.hget(f'{Txn._namespace}:2', 'done') == b'0'
 
 
 def test_transfer_decimal_places_and_no_refresh(Acct, conn):
@@ -762,10 +762,10 @@ def test_transfer_decimal_places_and_no_refresh(Acct, conn):
     a.transfer(b, 'bal', 2.5, t, 'done', decimal_places=2, refresh_entities=False,
                refresh_index=False)
     assert a.bal == 10  # python objects keep the old values
-    assert float(conn.hget('Acct:1', 'bal')) == 7.5
-    assert float(conn.hget('Acct:2', 'bal')) == 3.5
-    assert conn.hget('Txn:1', 'done') == b'1'
-    assert conn.zscore('Acct:bal:idx', '1') == 10.0  # index left stale
+    assert float(conn.hget(f'{Account._namespace}:1', 'bal')) == 7.5
+    assert float(conn.hget(f'{Account._namespace}:2', 'bal')) == 3.5
+    assert conn.hget(f'{Txn._namespace}:1', 'done') == b'1'
+    assert conn.zscore(f'{Account._namespace}:bal:idx', '1') == 10.0  # index left stale
 
 
 def test_transfer_checks(Acct, conn, redis_url):
@@ -795,7 +795,7 @@ def test_transfer_checks(Acct, conn, redis_url):
     ot.save()
     with pytest.raises(ValueError):
         a.transfer(b, 'bal', 1, ot, 'done')
-    assert conn.hget('Acct:1', 'bal') == b'10'
+    assert conn.hget(f'{Account._namespace}:1', 'bal') == b'10'
 
 
 # --- on_delete (§3.5) ------------------------------------------------------------------
@@ -843,13 +843,13 @@ def test_on_delete_cascade_set_null_set_default(conn):
     other.save()
     p.delete()
     assert calls == []  # cascaded entities get no hooks
-    assert not conn.exists('Par:1') and not conn.exists('Casc:1') and not conn.exists('Grand:1')
-    assert conn.exists('Casc:2') and conn.exists('Par:2')
-    assert not conn.hexists('Nul:1', 'p')
-    assert not conn.hexists('Dfl:1', 'p')
-    assert conn.hget('Dfl:1', 'x') == b'1'
-    assert conn.hget('Nop:1', 'p') == b'1'  # no action
-    assert conn.zrange('Nul:p:idx', 0, -1) == []
+    assert not conn.exists(f'{Par._namespace}:1') and not conn.exists(f'{Casc._namespace}:1') and not conn.exists(f'{Grand._namespace}:1')
+    assert conn.exists(f'{Casc._namespace}:2') and conn.exists(f'{Par._namespace}:2')
+    assert not conn.hexists(f'{Nul._namespace}:1', 'p')
+    assert not conn.hexists(f'{Dfl._namespace}:1', 'p')
+    assert conn.hget(f'{Dfl._namespace}:1', 'x') == b'1'
+    assert conn.hget(f'{Nop._namespace}:1', 'p') == b'1'  # no action
+    assert conn.zrange(f'{Nul._namespace}:p:idx', 0, -1) == []
     assert nul.p is None and not nul._modified
 
 
@@ -867,7 +867,7 @@ def test_on_delete_set_default_value(conn):
     s = SD(p=doomed)
     s.save()
     doomed.delete()
-    assert conn.hget('SD:1', 'p') == b'1'
+    assert conn.hget(f'{SD._namespace}:1', 'p') == b'1'
     assert s.p is fallback
 
 
@@ -893,7 +893,7 @@ def test_on_delete_restrict(conn):
     assert len(info.value.args) == 1
     message = info.value.args[0]
     assert 'RP' in message and '2' in message and 'RC' in message and 'p' in message
-    assert conn.exists('RP:1') and conn.hget('RNul:1', 'p') == b'1'
+    assert conn.exists(f'{RP._namespace}:1') and conn.hget(f'{RNul._namespace}:1', 'p') == b'1'
     assert not p._deleted
     # in-memory changes made by an earlier 'set null' step remain (compat)
     assert n.p is None and n._modified
@@ -910,10 +910,10 @@ def test_on_delete_custom_pk_name_D1(conn):
     p.save()
     c = PKC(p=p)
     c.save()
-    assert conn.hget('PKC:1', 'p') == b'1'
+    assert conn.hget(f'{PKC._namespace}:1', 'p') == b'1'
     p.delete()
-    assert not conn.exists('PKC:1')
-    assert not conn.exists('PKP:1')
+    assert not conn.exists(f'{PKC._namespace}:1')
+    assert not conn.exists(f'{PKP._namespace}:1')
 
 
 def test_on_delete_namespace_differs_from_class_name_B2(conn):
@@ -937,8 +937,8 @@ def test_on_delete_namespace_differs_from_class_name_B2(conn):
     b.save()
     p.delete()
     assert not conn.exists('np:1')
-    assert not conn.exists('ByClass:1')
-    assert not conn.hexists('ByNs:1', 'p')
+    assert not conn.exists(f'{ByClass._namespace}:1')
+    assert not conn.hexists(f'{ByNs._namespace}:1', 'p')
     p2 = NsParent()
     p2.save()
     Restr(p=p2).save()
@@ -959,15 +959,15 @@ def test_set_null_over_dangling_reference_D2(conn):
     c = DC2(p=p)
     c.save()
     # the referenced row disappears behind rom's back
-    conn.delete('DP2:1')
+    conn.delete(f'{DP2._namespace}:1')
     rom.session.rollback()
     loaded = DC2.get(1)
     assert loaded.p is None
-    assert conn.hget('DC2:1', 'p') == b'1'
+    assert conn.hget(f'{DC2._namespace}:1', 'p') == b'1'
     loaded.p = None
     loaded.save()
-    assert not conn.hexists('DC2:1', 'p')
-    assert conn.zrange('DC2:p:idx', 0, -1) == []
+    assert not conn.hexists(f'{DC2._namespace}:1', 'p')
+    assert conn.zrange(f'{DC2._namespace}:p:idx', 0, -1) == []
 
 
 def test_on_delete_saves_after_deletes_with_hooks(conn):
@@ -1051,8 +1051,8 @@ def test_apply_changes_classmethod(conn):
     changes, stored = AC._apply_changes(e._last, e.to_dict())
     assert changes == 1
     assert stored == {'a': '2', 'b': 'x', 'id': '1'}
-    assert conn.hget('AC:1', 'a') == b'2'
-    assert conn.zscore('AC:a:idx', '1') == 2.0
+    assert conn.hget(f'{AC._namespace}:1', 'a') == b'2'
+    assert conn.zscore(f'{AC._namespace}:a:idx', '1') == 2.0
 
 
 def test_redis_writer_lua_entry_point(conn):
@@ -1061,9 +1061,9 @@ def test_redis_writer_lua_entry_point(conn):
 
     rom.model.redis_writer_lua(conn, 'id', 'RWL', 1, {}, {}, [], {'id': '1', 'x': '5'},
                                [], {'x': '5'}, [], [], [], {}, False, [])
-    assert conn.hget('RWL:1', 'x') == b'5'
-    assert conn.zscore('RWL:x:idx', '1') == 5.0
-    assert conn.hget('RWL:1', '-index-data-') == b'[{},["x"],{},{},{}]'
+    assert conn.hget(f'{RWL._namespace}:1', 'x') == b'5'
+    assert conn.zscore(f'{RWL._namespace}:x:idx', '1') == 5.0
+    assert conn.hget(f'{RWL._namespace}:1', '-index-data-') == b'[{},["x"],{},{},{}]'
     assert RWL.get(1).x == 5
 
 
@@ -1084,8 +1084,8 @@ def test_aware_datetime_is_stored_as_the_same_instant_and_loads_naive_utc(conn):
     naive = AW(dt=datetime(2020, 1, 1, 12, 30), dd=datetime(2019, 12, 31, 23, 30))
     naive.save()
     for field in ('dt', 'dd'):  # the bytes rom 1.1.2 stores for the naive UTC value
-        assert conn.hget('AW:1', field) == conn.hget('AW:2', field)
-    assert conn.hget('AW:1', 'dt') == b'1577881800.0'
+        assert conn.hget(f'{AW._namespace}:1', field) == conn.hget(f'{AW._namespace}:2', field)
+    assert conn.hget(f'{AW._namespace}:1', 'dt') == b'1577881800.0'
     rom.util.session.rollback()
     loaded = AW.get(1)
     assert loaded.dt == datetime(2020, 1, 1, 12, 30) and loaded.dt.tzinfo is None
@@ -1114,8 +1114,8 @@ def test_full_save_race_checks_every_written_column(conn):
     e1.save()
     with pytest.raises(DataRaceError) as info:
         e2.save(full=True)
-    assert info.value.args[1:] == ('FR', '1')
-    assert conn.hget('FR:1', 'b') == b'y'
+    assert info.value.args[1:] == (FR._namespace, '1')
+    assert conn.hget(f'{FR._namespace}:1', 'b') == b'y'
 
 
 def test_loading_constructor_semantics(conn):
@@ -1128,10 +1128,10 @@ def test_loading_constructor_semantics(conn):
     e = LD(_loading=True, id='7', a=False, junk='ignored')  # no required check, False -> None
     assert e.id == 7 and e.r is None and e.a is None and e.d == 4
     assert not e._new and not e._modified
-    assert rom.session.known['LD:7'] is e
+    assert rom.session.known[f'{LD._namespace}:7'] is e
     assert e._last == {'id': '7'}
     b = LD(_loading=True, _bypass_session_entirely=True, id='8', r='x', extra=1)
-    assert 'LD:8' not in rom.session.known
+    assert f'{LD._namespace}:8' not in rom.session.known
     assert b.r == 'x'
     assert LD(_loading=True, id='9', s=b'\xc3\xa9').s == b'\xe9'  # UTF-8 decoded, latin-1 encoded
 
@@ -1199,7 +1199,7 @@ def test_cascade_cycle_terminates(conn):
     for e in (a, b, c):
         e.save()
     b.delete()
-    assert sorted(conn.keys('*')) == [b'Node:id:']
+    assert sorted(conn.keys('*')) == [f'{Node._namespace}:id:'.encode()]
 
 
 def test_set_null_skipped_for_entities_scheduled_for_deletion(conn):
@@ -1221,7 +1221,7 @@ def test_set_null_skipped_for_entities_scheduled_for_deletion(conn):
     c.save()
     p.delete()
     assert calls == []
-    assert sorted(conn.keys('*')) == [b'SC:id:', b'SP:id:']
+    assert sorted(conn.keys('*')) == [f'{SC._namespace}:id:'.encode(), f'{SP._namespace}:id:'.encode()]
 
 
 def test_zrange_limit_iterator(conn):
@@ -1264,4 +1264,4 @@ def test_delete_twice_reruns_hooks(conn):
     e.delete()
     e.delete()
     assert calls == ['bd', 'ad', 'bd', 'ad']
-    assert sorted(conn.keys('*')) == [b'DT:id:']
+    assert sorted(conn.keys('*')) == [f'{DT._namespace}:id:'.encode()]

@@ -67,7 +67,7 @@ def test_exists_on_empty_model(Item):
 def test_exists_answers_from_the_indexes_like_count(items, conn):
     only = items.query.filter(n=(0, 0), tag='odd')  # i in 0..2, odd i: id 2 only
     assert [e.id for e in only.all()] == [2] and only.exists()
-    conn.delete('Item:2')  # deleted by hand: the indexes still name it (see check --fix)
+    conn.delete(items._namespace + ':2')  # deleted by hand: the indexes still name it (see check --fix)
     assert only.count() == 1 and only.exists() is True
     assert only.first() is None and only.all() == []
     three_odd = items.query.filter(n=(3, 3), tag='odd')  # i in 3..5, odd i: ids 4 and 6

@@ -46,8 +46,8 @@ def test_tokens_with_colons_nul_unicode_bytes(conn):
     assert ids(T.query.filter(tags='x:1')) == [1]
     assert ids(T.query.filter(tags='y\0z')) == [1, 2]
     assert ids(T.query.filter(tags='y\0z', ident='a\0b')) == [2]
-    assert conn.smembers('T:tags:y\0z:idx') == {b'1', b'2'}
-    assert conn.smembers('T:ft:k\xc3\xb6ln:idx'.encode('latin-1')) == {b'1', b'2'}
+    assert conn.smembers((T._namespace + ':tags:y\0z:idx')) == {b'1', b'2'}
+    assert conn.smembers((T._namespace + ':ft:k\xc3\xb6ln:idx').encode('latin-1')) == {b'1', b'2'}
 
 
 def test_failed_search_leaves_no_unexpiring_keys(conn):
@@ -56,7 +56,7 @@ def test_failed_search_leaves_no_unexpiring_keys(conn):
         t = rom.Text(index=True, keygen=rom.IDENTITY)
     E(n=1, t='a').save()
     E(n=2, t='b').save()
-    conn.set('E:t:bad:idx', 'a string, not a set')
+    conn.set(f'{E._namespace}:t:bad:idx', 'a string, not a set')
     with pytest.raises(redis.ResponseError):
         E.query.filter(t='bad', n=(0, 5)).all()
     with pytest.raises(redis.ResponseError):
@@ -99,11 +99,11 @@ def test_general_index_prepare(conn):
         v = rom.Integer(index=True)
     G(v=1).save()
     pipe, intersect, temp = G._gindex._prepare(conn, [('v', 0, 5)])
-    assert temp.startswith('G:') and UUID.search(temp)
-    intersect(temp, 'G:v:idx', 0, 2)
+    assert temp.startswith(f'{G._namespace}:') and UUID.search(temp)
+    intersect(temp, f'{G._namespace}:v:idx', 0, 2)
     pipe.zrange(temp, 0, -1, withscores=True)
     pipe.delete(temp)
-    assert pipe.execute()[-2] == [(b'1', 2.0)]
+    assert [tuple(pair) for pair in pipe.execute()[-2]] == [(b'1', 2.0)]
     assert temp_keys(conn) == []
 
 

@@ -125,7 +125,7 @@ def test_count(people, conn):
     assert temp_keys(conn) == []
     P(plain='unsaved')                                                    # consumes an id
     assert P.query.count() == 13                                          # compat: counter
-    conn.delete('P:id:')
+    conn.delete(f'{P._namespace}:id:')
     assert P.query.count() == 0
 
 
@@ -150,7 +150,7 @@ def test_first(people, conn):
 
 def test_first_stale_row(people, conn):
     P = people
-    conn.delete('P:3')                                                  # behind rom's back
+    conn.delete(f'{P._namespace}:3')                                                  # behind rom's back
     assert P.query.filter(color='red').order_by('n').first() is None    # compat
     assert ids(P.query.filter(color='red').order_by('n')) == [6, 9, 12]
     assert P.query.filter(color='red').count() == 4                     # counted
@@ -172,7 +172,7 @@ def test_search_and_cached_result(people, conn):
     assert list(q.limit(2, 0)) == []                                    # iteration: nothing
     assert temp_keys(conn) == []
     key = q.limit(0, 1).cached_result(60)
-    assert re.fullmatch('P:' + UUID.pattern, key)
+    assert re.fullmatch(f'{P._namespace}:' + UUID.pattern, key)
     assert conn.zrange(key, 0, -1, withscores=True) == [
         (b'1', 10.0), (b'3', 30.0), (b'5', 50.0), (b'7', 70.0), (b'9', 90.0), (b'11', 110.0)]
     assert 0 < conn.ttl(key) <= 60
@@ -221,7 +221,7 @@ def test_query_forgets_weakly_held_entities(people, conn):
 
 def test_unfiltered_probe(people, conn):
     P = people
-    conn.delete('P:5')
+    conn.delete(f'{P._namespace}:5')
     assert ids(P.query.all()) == [1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12]
     assert ids(P.query.limit(3, 3)) == [4, 6, 7]
     assert ids(P.query.iter_result(pagesize=5)) == [1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12]
@@ -237,26 +237,31 @@ def test_unfiltered_indexed_pk(conn):
     for i in range(7):
         K(v=i).save()
     rom.util.session.rollback()
-    conn.delete('K:3')
+    conn.delete(f'{K._namespace}:3')
     assert ids(K.query.all()) == [1, 2, 4, 5, 6, 7]
     assert ids(K.query.limit(2, 3)) == [4, 5, 6]                      # offset: index ranks
     assert ids(K.query.limit(20, 3)) == []                            # bug query #5
     assert ids(K.query.iter_result(pagesize=2)) == [1, 2, 4, 5, 6, 7]
     assert K.query.select('v').limit(4, 9).all() == [{'v': 4}, {'v': 5}, {'v': 6}]
     assert ids(K.query.filter(id=(2, 5))) == [2, 4, 5]
-    conn.delete('K:id:idx')
+    conn.delete(f'{K._namespace}:id:idx')
     assert K.query.all() == []                                        # compat: index missing
 
 
 def test_delete(people, conn):
     P = people
+    prefix = P._namespace.encode() + b':'
+
+    def row_ids():  # (SCAN walks every master of a cluster)
+        keys = conn.scan_iter(match=prefix + b'[0-9]*')
+        return sorted(int(k[len(prefix):]) for k in keys if k[len(prefix):].isdigit())
+
     P.query.filter(color='red').select('n').delete(blocksize=2)       # bug query #13
-    assert sorted(int(k.split(b':')[1]) for k in conn.keys('P:[0-9]*')
-                  if k.split(b':')[1].isdigit()) == [1, 2, 4, 5, 7, 8, 10, 11]
+    assert row_ids() == [1, 2, 4, 5, 7, 8, 10, 11]
     assert P.query.filter(color='red').count() == 0
     P.query.delete()
-    assert [k for k in conn.keys('P:[0-9]*') if k.split(b':')[1].isdigit()] == []
-    assert sorted(conn.keys('*')) == sorted([b'P:id:'] + temp_keys(conn))
+    assert row_ids() == []
+    assert sorted(conn.scan_iter(match='*')) == sorted([prefix + b'id:'] + temp_keys(conn))
 
 
 def test_delete_round_trips(P, conn, roundtrips):
@@ -335,7 +340,7 @@ def test_select_rows(P, conn):
     assert Q.query.order_by('n').select('id', 'n').all() == [{'id': 1, 'n': 0},
                                                               {'id': 2, 'n': 1}]
     assert rom.util.session.known == {} or all(
-        k in ('Q:1', 'Q:2') for k in rom.util.session.known)
+        k in (f'{Q._namespace}:1', f'{Q._namespace}:2') for k in rom.util.session.known)
 
 
 def test_select_touches_no_session(P, conn):
@@ -415,7 +420,7 @@ def test_sub_indexes(conn):
 def test_deleted_rows_and_stale_ids_everywhere(people, conn):
     P = people
     for i in (1, 2, 3):
-        conn.delete('P:%d' % i)
+        conn.delete(f'{P._namespace}:%d' % i)
     assert ids(P.query.filter(n=(None, 50))) == [4, 5]
     assert P.query.filter(n=(None, 50)).count() == 5
     assert P.query.filter(n=(None, 50)).select('n').all() == [{'n': 40}, {'n': 50}]
@@ -429,7 +434,7 @@ def test_unfiltered_first_loads_one_row(people, conn, roundtrips):
         assert P.query.first().id == 1
     assert rt.count == 2 and rt.commands.count('HGETALL') == 1     # counter, one row
     for i in (1, 2, 3):
-        conn.delete('P:%d' % i)
+        conn.delete(f'{P._namespace}:%d' % i)
     assert P.query.first().id == 4
     assert P.query.limit(2, 1).first().id == 6
     assert ids(P.query.limit(1, 4)) == [5, 6, 7, 8]
