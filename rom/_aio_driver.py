@@ -5,12 +5,15 @@ EVALSHA with an EVAL fallback on NOSCRIPT (EVAL inside a batch), as the blocking
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import time
 from typing import Any, Dict, Union
 
 from redis.exceptions import ResponseError
 
-from ._io import Batch, Client, ClientOf, Command, Script, Step
+from ._aconnect import is_async_cluster
+from ._io import Batch, Client, ClientOf, Command, Script, Sleep, Step
 
 __all__ = ['aconnect', 'arun_step']
 
@@ -18,7 +21,8 @@ __all__ = ['aconnect', 'arun_step']
 def aconnect(via: Any) -> Any:
     """The asyncio client a step goes to (``rom._aconnect.aconnect`` at call time)."""
     if isinstance(via, Client):
-        return via.conn
+        from ._aconnect import client_for_given
+        return client_for_given(via.conn)
     from ._aconnect import aconnect as find
     return find(via)
 
@@ -40,7 +44,7 @@ def _sha(source: bytes) -> str:
 
 def _keys(conn: Any, step: Script) -> tuple:
     from ._cluster import route_keys
-    return tuple(route_keys(conn, step.keys, step.route))
+    return tuple(route_keys(conn, step.keys, step.route, is_async_cluster(conn)))
 
 
 def _queue(pipe: Any, step: Union[Command, Script]) -> None:
@@ -52,9 +56,25 @@ def _queue(pipe: Any, step: Union[Command, Script]) -> None:
 
 
 async def _script(conn: Any, step: Script) -> Any:
+    keys = _keys(conn, step)
+    if not (keys and is_async_cluster(conn)):
+        return await _script_once(conn, step, keys)
+    # on a cluster: sent again while its slot is being moved (see rom._scripts)
+    from redis.exceptions import ClusterError, TryAgainError
+    from ._scripts import SLOT_MOVE_WAIT, slot_move_pause
+    deadline = time.monotonic() + SLOT_MOVE_WAIT
+    pause = 0.0
+    while True:
+        try:
+            return await _script_once(conn, step, keys)
+        except (TryAgainError, ClusterError) as err:
+            pause = slot_move_pause(err, deadline, pause)
+        await asyncio.sleep(pause)
+
+
+async def _script_once(conn: Any, step: Script, keys: tuple) -> Any:
     from ._scripts import _is_no_script
     source = _source(step.name)
-    keys = _keys(conn, step)
     if not step.force_eval:
         try:
             return await conn.execute_command('EVALSHA', _sha(source), len(keys), *keys,
@@ -67,12 +87,18 @@ async def _script(conn: Any, step: Script) -> Any:
 
 async def arun_step(step: Step) -> Any:
     """Await one step on the asyncio client; returns the reply."""
+    if isinstance(step, Sleep):
+        await asyncio.sleep(step.seconds)
+        return None
     conn = aconnect(step.via)
     if isinstance(step, Command):
         return await conn.execute_command(*step.args)
     if isinstance(step, Script):
         return await _script(conn, step)
     if isinstance(step, Batch):
+        if step.transaction:
+            from ._aconnect import check_async_transactions
+            check_async_transactions(conn)
         pipe = conn.pipeline(transaction=step.transaction)
         try:
             for item in step.steps:

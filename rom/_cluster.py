@@ -155,7 +155,8 @@ def node_name(conn: Any, key: Any) -> str:
 SLOT_GUARD_SUFFIX = '\x00rom-slot-guard'
 
 
-def route_keys(conn: Any, keys: Sequence[Any], route: Any) -> Sequence[Any]:
+def route_keys(conn: Any, keys: Sequence[Any], route: Any,
+               cluster: Optional[bool] = None) -> Sequence[Any]:
     """Keys to send with a script call: ``keys``, or, when a script that names no key goes
     to a cluster, ``(route, route + SLOT_GUARD_SUFFIX)``.
 
@@ -163,9 +164,10 @@ def route_keys(conn: Any, keys: Sequence[Any], route: Any) -> Sequence[Any]:
     does not declare, which Redis cannot check while the slot is being moved to another
     node (some keys already there, some not). Two distinct keys of which one never exists
     make Redis refuse the call with ``TRYAGAIN`` during the whole move, on both nodes,
-    instead of running it on a partial copy; ``rom._scripts`` retries it.
+    instead of running it on a partial copy; ``rom._scripts`` retries it. ``cluster``:
+    whether ``conn`` is a cluster client, when the caller knows (asyncio clients).
     """
-    if not keys and route and is_cluster_client(conn):
+    if not keys and route and (is_cluster_client(conn) if cluster is None else cluster):
         text = route.decode('latin-1') if isinstance(route, bytes) else str(route)
         if hash_tag(text) is None:
             raise ORMError('%r is not a key of a cluster-mode model: on Redis Cluster, declare '

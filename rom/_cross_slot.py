@@ -15,17 +15,19 @@ that read correctly, i.e. no row whose reference names a deleted row:
 
 The planning functions are pure (no I/O): they read the entities' stored values
 (``_last``) and a ``slot`` function, by default ``(id(client), hash tag)``.
-``run_delete_steps`` sends a plan; ``delete_across_slots`` is ``Model.delete()``'s hook.
+``op_run_delete_steps`` sends a plan; ``op_delete_across_slots`` is the hook of the delete
+operation (``rom._ops_delete``), run by ``Model.delete()`` and ``Model.adelete()``.
 """
 from __future__ import annotations
 
 from typing import Any, Callable, Dict, Hashable, Iterator, List, Optional, Sequence, Set, Tuple
 
 from ._connect import connect
+from ._io import ClientOf, Operation
 from ._registry import MODELS, is_entity
 
 __all__ = ['Step', 'slot_key', 'spans_slots', 'delete_steps', 'save_order',
-           'run_delete_steps', 'delete_across_slots']
+           'op_run_delete_steps', 'op_delete_across_slots']
 
 #: one script call: ``('save' | 'delete', entities of one slot, in order)``
 Step = Tuple[str, List[Any]]
@@ -189,8 +191,10 @@ def save_order(entities: List[Any], slot: SlotOf = slot_key) -> List[Any]:
     return [entity for g in _topological(len(groups), before) for entity in groups[g]]
 
 
-def run_delete_steps(root: Any, steps: Sequence[Step], conn: Any, expired: bool) -> bool:
-    """Send ``steps`` (see ``delete_steps``) in order; ``conn`` is the root's client.
+def op_run_delete_steps(root: Any, steps: Sequence[Step], via: Any, expired: bool,
+                        sweep: bool = True) -> Operation[bool]:
+    """Operation: send ``steps`` (see ``delete_steps``) in order; ``via`` reaches the root's
+    client (the root, or ``rom._io.Client`` of a client the caller gave).
 
     Marks each deleted entity as such as soon as its call returns. Returns False when
     ``expired`` and the root turned out not to be due (nothing written); raises the first
@@ -198,20 +202,21 @@ def run_delete_steps(root: Any, steps: Sequence[Step], conn: Any, expired: bool)
     """
     from ._session import session
     from ._ttl import StillAlive
-    from ._write import save_entities
+    from ._write import op_save_entities
     from ._write_plan import plan_write
-    from ._write_script import run_plans
+    from ._write_script import op_apply_plans
 
-    root_client = connect(root)
+    root_client = yield ClientOf(root)
     for kind, group in steps:
         if kind == 'save':
-            save_entities(group, False, False, False)
+            yield from op_save_entities(group, False, False, False, sweep)
             continue
-        client = connect(group[0])
+        client = yield ClientOf(group[0])
         plans = [plan_write(type(d), d._last, {}, delete=True) for d in group]
         if expired and group[0] is root:
             plans[0] = plans[0]._replace(expiry=('due', ''))
-        done, failure = run_plans(conn if client is root_client else client, plans)
+        done, failure = yield from op_apply_plans(
+            via if client is root_client else group[0], plans)
         for doomed in group[:done]:
             session.forget(doomed)
             doomed._modified = True
@@ -223,12 +228,15 @@ def run_delete_steps(root: Any, steps: Sequence[Step], conn: Any, expired: bool)
     return True
 
 
-def delete_across_slots(root: Any, cascaded: Sequence[Any], to_save: Sequence[Any],
-                        conn: Any, skip: bool, expired: bool) -> Any:
-    """The writes of ``root.delete()`` for a cluster-mode model, after its ``on_delete``
-    planning; returns what ``delete()`` returns (see ``Model.delete``)."""
-    steps = delete_steps(root, cascaded, to_save, root_first=expired)
-    if not run_delete_steps(root, steps, conn, expired):
+def op_delete_across_slots(root: Any, cascaded: Sequence[Any], to_save: Sequence[Any],
+                           via: Any, skip: bool, expired: bool,
+                           sweep: bool = True) -> Operation[Any]:
+    """Operation: the writes of ``root.delete()`` for a cluster-mode model, after its
+    ``on_delete`` planning; returns what ``delete()`` returns (see ``Model.delete``)."""
+    from ._write import op_slot_function
+    slot = yield from op_slot_function([root] + list(cascaded) + list(to_save))
+    steps = delete_steps(root, cascaded, to_save, root_first=expired, slot=slot)
+    if not (yield from op_run_delete_steps(root, steps, via, expired, sweep)):
         return False
     if not skip and not expired:
         root._after_delete()

@@ -1,11 +1,13 @@
 """on_delete policies: what deleting an entity does to the entities that refer to it.
 
-Used by ``Model.delete()``; models spec §3.5 (breadth first, restrict before any write).
+Used by the delete operation (``rom._ops_delete``); models spec §3.5 (breadth first,
+restrict before any write). The lookups of referencing entities are I/O steps.
 """
 from __future__ import annotations
 
 from typing import Any, List, Tuple
 
+from ._io import Operation
 from ._registry import MODELS, MODELS_REFERENCED, NULL
 from .exceptions import RestrictError
 
@@ -19,7 +21,14 @@ def _references_to(model: Any) -> List[Tuple[str, str, str]]:
     return refs
 
 
-def _plan_on_delete(entity: Any) -> Tuple[List[Any], List[Any]]:
+def op_referencing(model: Any, attr: str, ident: Any) -> Operation[List[Any]]:
+    """Operation: the entities of ``model`` whose reference column ``attr`` holds ``ident``
+    (``model.get_by(attr=ident)``)."""
+    from ._ops_read import op_get_by
+    return (yield from op_get_by(model, {attr: ident}))
+
+
+def op_plan_on_delete(entity: Any) -> Operation[Tuple[List[Any], List[Any]]]:
     """Apply the on_delete policies that refer to ``entity`` (breadth first).
 
     Returns the cascaded entities to delete (in order, ``entity`` excluded) and the
@@ -36,7 +45,8 @@ def _plan_on_delete(entity: Any) -> Tuple[List[Any], List[Any]]:
         for ref_ns, attr, action in _references_to(type(current)):
             if action == 'no action':
                 continue
-            referencing = MODELS[ref_ns].get_by(**{attr: getattr(current, current._pkey)})
+            referencing = yield from op_referencing(MODELS[ref_ns], attr,
+                                                    getattr(current, current._pkey))
             if not referencing:
                 continue
             if action == 'restrict':
@@ -63,3 +73,9 @@ def _plan_on_delete(entity: Any) -> Tuple[List[Any], List[Any]]:
                     saving.add(ref._pk)
                     to_save.append(ref)
     return to_delete[1:], [ref for ref in to_save if ref._pk not in scheduled]
+
+
+def _plan_on_delete(entity: Any) -> Tuple[List[Any], List[Any]]:
+    """``op_plan_on_delete`` run with the blocking client."""
+    from ._io import run
+    return run(op_plan_on_delete(entity))

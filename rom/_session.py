@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import threading
 import weakref
+from asyncio import _get_running_loop, current_task
 from collections.abc import MutableMapping
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Set, Tuple, ValuesView
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Set, ValuesView
 
-from ._connect import connect, util_module
-from ._registry import MODELS_REFERENCED, is_entity
+from ._connect import util_module
+from ._io import Operation, arun, run
+from ._registry import is_entity
 from .exceptions import ORMError
 
 _NO_OVERRIDE = object()
@@ -105,62 +107,119 @@ class KnownEntities(MutableMapping):
         return 'KnownEntities(%r)' % (self._d,)
 
 
-class Session(threading.local):
-    """The identity map: ``known`` (strong refs, saved by commit) and ``wknown`` (weak refs)."""
+class _State:
+    """The identity map of one thread or one asyncio task (see :class:`Session`)."""
+
+    __slots__ = ('known', 'wknown', 'null_override')
 
     def __init__(self) -> None:
         self.known: Any = KnownEntities()
         self.wknown: 'weakref.WeakValueDictionary[str, Any]' = weakref.WeakValueDictionary()
-        self._null_override: Any = _NO_OVERRIDE
+        self.null_override: Any = _NO_OVERRIDE
+
+
+# asyncio task -> its identity map (dropped with the task)
+_TASKS: 'weakref.WeakKeyDictionary[Any, _State]' = weakref.WeakKeyDictionary()
+
+
+class Session(threading.local):
+    """The identity map: ``known`` (strong refs, saved by commit) and ``wknown`` (weak refs).
+
+    One per thread; inside a running event loop, one per asyncio task (two tasks of one
+    loop never see each other's entities). Code outside a running loop keeps its thread's.
+    A coroutine run as a task of its own (``asyncio.gather``, ``create_task``, and
+    ``asyncio.wait_for`` before Python 3.12) has its own session: commit a task's entities
+    in that task (``async with asyncio.timeout(...)`` keeps the same task).
+    """
+
+    def __init__(self) -> None:
+        self._thread = _State()
 
     def _init(self) -> None:
-        if not hasattr(self, 'known'):
-            self.known = KnownEntities()
-            self.wknown = weakref.WeakValueDictionary()
+        if not hasattr(self, '_thread'):
+            self._thread = _State()
 
-    @property
-    def null_session(self) -> Any:
-        """True when this thread uses the null session (nothing is tracked)."""
-        override = self._null_override
+    def _state(self) -> _State:
+        """The state of the running asyncio task of this thread, else of this thread."""
+        loop = _get_running_loop()
+        if loop is not None:
+            task = current_task(loop)
+            if task is not None:
+                state = _TASKS.get(task)
+                if state is None:
+                    state = _TASKS[task] = _State()
+                return state
+        return self._thread
+
+    def _is_null(self, state: _State) -> Any:
+        override = state.null_override
+        if override is _NO_OVERRIDE and state is not self._thread:
+            override = self._thread.null_override  # a task follows its thread's override
         if override is _NO_OVERRIDE:
             return util_module().NULL_SESSION
         return override
 
+    @property
+    def known(self) -> Any:
+        """Tracked entities by ``'<ns>:<id>'`` (held strongly until commit)."""
+        return self._state().known
+
+    @known.setter
+    def known(self, value: Any) -> None:
+        self._state().known = value
+
+    @property
+    def wknown(self) -> 'weakref.WeakValueDictionary[str, Any]':
+        """Every entity seen (weakly held), by ``'<ns>:<id>'``."""
+        return self._state().wknown
+
+    @wknown.setter
+    def wknown(self, value: 'weakref.WeakValueDictionary[str, Any]') -> None:
+        self._state().wknown = value
+
+    @property
+    def null_session(self) -> Any:
+        """True when this thread (or task) uses the null session (nothing is tracked)."""
+        return self._is_null(self._state())
+
     @null_session.setter
     def null_session(self, value: Any) -> None:
-        self._null_override = value
+        self._state().null_override = value
 
     @null_session.deleter
     def null_session(self) -> None:
-        self._null_override = _NO_OVERRIDE
+        self._state().null_override = _NO_OVERRIDE
 
     def add(self, obj: Any) -> None:
         """Track ``obj`` (does nothing under a null session)."""
-        if self.null_session:
+        state = self._state()
+        if self._is_null(state):
             return
         pk = _key_of(obj)
         if pk.endswith(':None'):
             return
-        self.known[pk] = obj
+        state.known[pk] = obj
         if not getattr(obj, '_id_pending', False):
-            self.wknown[pk] = obj
+            state.wknown[pk] = obj
 
     def _add_loaded(self, obj: Any, key: str) -> None:
         """``add`` for an entity just built from a stored row, whose ``_pk`` is ``key``."""
-        if self.null_session:
+        state = self._state()
+        if self._is_null(state):
             return
-        known = self.known
+        known = state.known
         if type(known) is KnownEntities:
             known._d[key] = obj
         else:
             known[key] = obj
-        self.wknown[key] = obj
+        state.wknown[key] = obj
 
     def forget(self, obj: Any) -> None:
         """Stop tracking ``obj``."""
         pk = _key_of(obj)
-        self.known.pop(pk, None)
-        self.wknown.pop(pk, None)
+        state = self._state()
+        state.known.pop(pk, None)
+        state.wknown.pop(pk, None)
 
     def _rekey_many(self, entities: List[Any]) -> None:
         """Move (entity, old placeholder key) pairs to their real ``_pk``, in one pass."""
@@ -180,24 +239,41 @@ class Session(threading.local):
 
     def get(self, pk: str) -> Optional[Any]:
         """The tracked entity for ``'<ns>:<id>'``, or None (never contacts Redis)."""
-        known = self.known
+        state = self._state()
+        known = state.known
         obj = known._d.get(pk) if type(known) is KnownEntities else known.get(pk)
         if obj is None:
-            obj = self.wknown.get(pk)
+            obj = state.wknown.get(pk)
         return obj
 
     def rollback(self) -> None:
         """Forget every tracked entity (local changes are kept on the objects)."""
-        self.known = KnownEntities()
-        self.wknown = weakref.WeakValueDictionary()
+        state = self._state()
+        state.known = KnownEntities()
+        state.wknown = weakref.WeakValueDictionary()
 
     def flush(self, full: bool = False, all: bool = False, force: bool = False) -> int:
         """Save every tracked dirty entity (every one with ``all``); returns columns changed."""
         return self.save(*list(self.known.values()), full=full, all=all, force=force)
 
+    async def aflush(self, full: bool = False, all: bool = False, force: bool = False) -> int:
+        """Async ``flush()`` (this task's session)."""
+        return await self.asave(*list(self.known.values()), full=full, all=all, force=force)
+
     def commit(self, full: bool = False, all: bool = False, force: bool = False) -> int:
         """``flush()`` then stop holding the entities strongly (they stay in ``wknown``)."""
         result = self.flush(full, all, force)
+        self.known = KnownEntities()
+        return result
+
+    async def acommit(self, full: Any = None, all: bool = False, force: bool = False) -> int:
+        """Async ``commit()``: saves this task's tracked entities, then releases them.
+
+        Cancelled while a write is in flight, each script call has been applied whole or
+        not at all; the entities not known to be written stay tracked and modified, so a
+        later ``acommit()`` writes them (never twice).
+        """
+        result = await self.aflush(bool(full), all, force)
         self.known = KnownEntities()
         return result
 
@@ -208,74 +284,74 @@ class Session(threading.local):
         Writes are batched into as few script calls as possible; on failure the entities
         before the failing one are written and the rest are not.
         """
-        selected: List[Any] = []
-        error: Optional[BaseException] = None
-        for obj in _flatten(objects):
-            if not is_entity(obj):
-                error = ORMError('cannot save %r: only rom model instances can be saved' % (obj,))
-                break
-            if not obj._deleted and (all or obj._modified):
-                selected.append(obj)
-        # every model class shares Model._save_many (batched, ordered, stop at first failure)
-        total = (type(selected[0])._save_many(selected, bool(full), bool(force), bool(all))
-                 if selected else 0)
-        if error is not None:
-            raise error
+        return run(_op_save(objects, full, all, force, True))
+
+    async def asave(self, *objects: Any, full: Any = None, all: Any = None, force: Any = None,
+                    **ignored: Any) -> int:
+        """Async ``save()`` (the saved entities count as coming from the async API, as with
+        ``Model.asave``)."""
+        from ._relations import mark_async
+        total = await arun(_op_save(objects, full, all, force, False))
+        mark_async(list(_flatten(objects)))
         return total
 
     def delete(self, *objects: Any, force: Any = None, **ignored: Any) -> None:
         """Delete entities with one MULTI/EXEC round trip per Redis client (no on_delete)."""
-        selected = [obj for obj in _flatten(objects)
-                    if is_entity(obj) and (force or not obj._deleted)]
-        for obj in selected:
-            cls = type(obj)
-            if (not cls._no_fk or cls._namespace in MODELS_REFERENCED
-                    or cls.__name__ in MODELS_REFERENCED):
-                raise ORMError(
-                    'cannot delete %s entities in bulk: the model takes part in foreign-key '
-                    'relationships; delete them one by one' % (cls._namespace,))
-        by_client: Dict[Tuple[int, Optional[str]], List[Any]] = {}
-        clients: Dict[Tuple[int, Optional[str]], Any] = {}
-        for obj in selected:
-            if not obj._deleted:
-                obj._before_delete()
-            self.forget(obj)
-            obj._modified = True
-            obj._deleted = True
-            conn = connect(obj)
-            group = (id(conn), type(obj)._cluster_tag)  # a cluster: one transaction per slot
-            clients[group] = conn
-            by_client.setdefault(group, []).append(obj)
-        pipes = []
-        for key, entities in by_client.items():
-            pipe = clients[key].pipeline(True)
-            # one queued script call deletes the whole batch of this client
-            type(entities[0])._delete_many(entities, pipe)
-            pipes.append(pipe)
-        for pipe in pipes:
-            pipe.execute()
-        for obj in selected:
-            if obj._deleted == 1:
-                obj._after_delete()
-                obj._deleted = 2
-            self.forget(obj)
+        run(_op_delete(objects, force))
 
+    async def adelete(self, *objects: Any, force: Any = None, **ignored: Any) -> None:
+        """Async ``delete()``."""
+        await arun(_op_delete(objects, force))
+
+    # --- refresh (async-read's block: operations in rom._ops_read) --------------------------
     def refresh(self, *objects: Any, force: Any = None) -> None:
         """Reload entities from Redis (``InvalidOperation`` for modified ones unless ``force``)."""
-        for obj in objects:
-            if isinstance(obj, (list, tuple)):
-                self.refresh(*obj, force=force)
-            elif not is_entity(obj):
-                raise ORMError('cannot refresh %r: only rom model instances can be refreshed' % (obj,))
-            elif obj._new:
-                self.add(obj)
-            else:
-                obj.refresh(force=force)
+        from ._ops_read import op_refresh_objects  # (rom._ops_read imports this module)
+        run(op_refresh_objects(objects, force))
+
+    async def arefresh(self, *objects: Any, force: Any = None) -> None:
+        """Async ``refresh()``: same arguments and exceptions; never blocks the loop."""
+        from ._ops_read import op_refresh_objects
+        from ._relations import mark_async
+        await arun(op_refresh_objects(objects, force))
+        mark_async(list(_flatten(objects)))
 
     def refresh_all(self, *objects: Any, force: Any = None) -> None:
         """Refresh every tracked entity (positional arguments are ignored)."""
         self.refresh(*list(self.known.values()), force=force)
 
+    async def arefresh_all(self, *objects: Any, force: Any = None) -> None:
+        """Async ``refresh_all()``."""
+        await self.arefresh(*list(self.known.values()), force=force)
 
-#: the session rom consults (one identity map per thread)
+
+def _op_save(objects: Any, full: Any, all: Any, force: Any, sweep: bool) -> Operation[int]:
+    """Operation of ``Session.save``: the savable entities, in one ordered batched save."""
+    from ._write import op_save_entities
+    selected: List[Any] = []
+    error: Optional[BaseException] = None
+    for obj in _flatten(objects):
+        if not is_entity(obj):
+            error = ORMError('cannot save %r: only rom model instances can be saved' % (obj,))
+            break
+        if not obj._deleted and (all or obj._modified):
+            selected.append(obj)
+    total = 0
+    if selected:
+        total = yield from op_save_entities(selected, bool(full), bool(force), bool(all),
+                                            sweep)
+    if error is not None:
+        raise error
+    return total
+
+
+def _op_delete(objects: Any, force: Any) -> Operation[None]:
+    """Operation of ``Session.delete``."""
+    from ._ops_delete import op_delete_many
+    selected = [obj for obj in _flatten(objects)
+                if is_entity(obj) and (force or not obj._deleted)]
+    yield from op_delete_many(selected)
+
+
+#: the session rom consults (one identity map per thread, or per asyncio task)
 session = Session()

@@ -2,7 +2,8 @@
 
 This module is the single home of the user-patchable connection state: assign
 ``rom.util.CONNECTION``, call ``set_connection_settings(...)`` or monkey-patch
-``rom.util.get_connection`` at any time; rom looks them up here on every call.
+``rom.util.get_connection`` at any time; rom looks them up here on every call. The async
+API's client follows ``CONNECTION`` (``get_async_connection()``, one per event loop).
 """
 from __future__ import annotations
 
@@ -43,14 +44,50 @@ REDIS_CLUSTER: bool = cluster_requested(os.environ.get('ROM_REDIS_CLUSTER'))
 #: with ``REDIS_CLUSTER`` a placeholder that ``get_connection()`` turns into a ``RedisCluster``
 CONNECTION: Any = (PendingClusterClient(REDIS_URI) if REDIS_CLUSTER
                    else redis.Redis.from_url(REDIS_URI))
+
+# public beyond rom 1.1.2's ``__all__`` (which stays as it was): get_async_connection,
+# aclose_connections
+
 #: when True, sessions track nothing (``session.null_session`` may override it per thread)
 NULL_SESSION: bool = False
 
 
 def set_connection_settings(*args: Any, **kwargs: Any) -> None:
-    """Replace ``CONNECTION`` with ``redis.Redis(*args, **kwargs)``."""
+    """Replace ``CONNECTION`` with ``redis.Redis(*args, **kwargs)``.
+
+    The async API follows: ``get_async_connection()`` builds, once per event loop, a
+    ``redis.asyncio`` client with the same settings.
+    """
     global CONNECTION
     CONNECTION = redis.Redis(*args, **kwargs)
+
+
+async def aclose_connections() -> None:
+    """Close the ``redis.asyncio`` clients rom built for the running event loop.
+
+    Call it before the loop ends (an application's shutdown hook): a client belongs to the
+    loop it was built in. Clients named by a model's ``_aconn`` are the application's own
+    and are left open.
+    """
+    from ._aconnect import aclose_loop_clients
+    await aclose_loop_clients()
+
+
+def get_async_connection() -> Any:
+    """The default ``redis.asyncio`` client of the running event loop; may be monkey-patched.
+
+    Models without ``_aconn``, ``_conn`` or ``CONN`` use it in async code. It is built once
+    per event loop (an asyncio client belongs to one loop) and closed by
+    ``rom._aconnect.aclose_loop_clients()``. It goes where ``CONNECTION`` goes: the server,
+    database, credentials and ``decode_responses`` of ``CONNECTION`` (set by
+    ``set_connection_settings(...)``, ``ROM_REDIS_URI`` or assigned), a
+    ``redis.asyncio.cluster.RedisCluster`` with ``ROM_REDIS_CLUSTER`` or a cluster client.
+    Its pool holds as many connections as the blocking client's; a task wanting one more
+    waits for a free one. It never calls ``get_connection()`` nor does any I/O, so it never
+    blocks the event loop. Must be called inside a running event loop.
+    """
+    from ._aconnect import default_client
+    return default_client()
 
 
 def get_connection() -> Any:
