@@ -21,11 +21,28 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from typing import Any, Dict
+from typing import Any, Dict, List
 
+from rom.query import Query
 from rom.util import session
 
 __all__ = ['SyncApi', 'AsyncApi', 'run_coroutine_test']
+
+
+class _Pages:
+    """A blocking iterator seen as an async one (``__anext__`` calls ``next``)."""
+
+    def __init__(self, iterator: Any) -> None:
+        self._iterator = iterator
+
+    def __aiter__(self) -> _Pages:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return next(self._iterator)
+        except StopIteration:
+            raise StopAsyncIteration from None
 
 
 class SyncApi:
@@ -33,14 +50,23 @@ class SyncApi:
 
     is_async = False
 
+    # entities
     async def save(self, entity: Any, **kwargs: Any) -> Any:
         return entity.save(**kwargs)
 
-    async def delete(self, entity: Any, **kwargs: Any) -> Any:
-        return entity.delete(**kwargs)
+    async def delete(self, entity_or_query: Any, **kwargs: Any) -> Any:
+        """``entity.delete(**kwargs)`` or ``query.delete(blocksize=...)``."""
+        return entity_or_query.delete(**kwargs)
 
     async def refresh(self, entity: Any, **kwargs: Any) -> Any:
         return entity.refresh(**kwargs)
+
+    async def transfer(self, entity: Any, *args: Any, **kwargs: Any) -> Any:
+        return entity.transfer(*args, **kwargs)
+
+    async def load(self, entity: Any, name: str) -> Any:
+        """The value of relation ``name`` (read lazily by the blocking API)."""
+        return getattr(entity, name)
 
     async def get(self, model: Any, ids: Any, **kwargs: Any) -> Any:
         return model.get(ids, **kwargs)
@@ -48,9 +74,26 @@ class SyncApi:
     async def get_by(self, model: Any, **kwargs: Any) -> Any:
         return model.get_by(**kwargs)
 
+    # session
     async def commit(self, **kwargs: Any) -> Any:
         return session.commit(**kwargs)
 
+    async def flush(self, **kwargs: Any) -> Any:
+        return session.flush(**kwargs)
+
+    async def session_save(self, *objects: Any, **kwargs: Any) -> Any:
+        return session.save(*objects, **kwargs)
+
+    async def session_delete(self, *objects: Any, **kwargs: Any) -> Any:
+        return session.delete(*objects, **kwargs)
+
+    async def session_refresh(self, *objects: Any, **kwargs: Any) -> Any:
+        return session.refresh(*objects, **kwargs)
+
+    async def session_refresh_all(self, *objects: Any, **kwargs: Any) -> Any:
+        return session.refresh_all(*objects, **kwargs)
+
+    # queries
     async def all(self, query: Any) -> Any:
         return query.all()
 
@@ -59,6 +102,25 @@ class SyncApi:
 
     async def count(self, query: Any) -> Any:
         return query.count()
+
+    async def cached_result(self, query: Any, timeout: Any) -> Any:
+        return query.cached_result(timeout)
+
+    async def list(self, iterable: Any) -> List[Any]:
+        """Every item of a query (iterated) or of any other iterable."""
+        return list(iterable)
+
+    async def iter_result(self, query: Any, **kwargs: Any) -> List[Any]:
+        """Every item of ``query.iter_result(**kwargs)`` (fetched page by page)."""
+        return list(query.iter_result(**kwargs))
+
+    def iterate(self, query: Any, **kwargs: Any) -> Any:
+        """An async iterator over ``query.iter_result(**kwargs)`` (nothing read yet)."""
+        return _Pages(query.iter_result(**kwargs))
+
+    async def next(self, iterator: Any) -> Any:
+        """The next item of :meth:`iterate`'s iterator."""
+        return await iterator.__anext__()
 
 
 class AsyncApi(SyncApi):
@@ -69,11 +131,18 @@ class AsyncApi(SyncApi):
     async def save(self, entity: Any, **kwargs: Any) -> Any:
         return await entity.asave(**kwargs)
 
-    async def delete(self, entity: Any, **kwargs: Any) -> Any:
-        return await entity.adelete(**kwargs)
+    async def delete(self, entity_or_query: Any, **kwargs: Any) -> Any:
+        return await entity_or_query.adelete(**kwargs)
 
     async def refresh(self, entity: Any, **kwargs: Any) -> Any:
         return await entity.arefresh(**kwargs)
+
+    async def transfer(self, entity: Any, *args: Any, **kwargs: Any) -> Any:
+        return await entity.atransfer(*args, **kwargs)
+
+    async def load(self, entity: Any, name: str) -> Any:
+        await entity.aload(name)
+        return getattr(entity, name)
 
     async def get(self, model: Any, ids: Any, **kwargs: Any) -> Any:
         return await model.aget(ids, **kwargs)
@@ -84,6 +153,21 @@ class AsyncApi(SyncApi):
     async def commit(self, **kwargs: Any) -> Any:
         return await session.acommit(**kwargs)
 
+    async def flush(self, **kwargs: Any) -> Any:
+        return await session.aflush(**kwargs)
+
+    async def session_save(self, *objects: Any, **kwargs: Any) -> Any:
+        return await session.asave(*objects, **kwargs)
+
+    async def session_delete(self, *objects: Any, **kwargs: Any) -> Any:
+        return await session.adelete(*objects, **kwargs)
+
+    async def session_refresh(self, *objects: Any, **kwargs: Any) -> Any:
+        return await session.arefresh(*objects, **kwargs)
+
+    async def session_refresh_all(self, *objects: Any, **kwargs: Any) -> Any:
+        return await session.arefresh_all(*objects, **kwargs)
+
     async def all(self, query: Any) -> Any:
         return await query.aall()
 
@@ -92,6 +176,20 @@ class AsyncApi(SyncApi):
 
     async def count(self, query: Any) -> Any:
         return await query.acount()
+
+    async def cached_result(self, query: Any, timeout: Any) -> Any:
+        return await query.acached_result(timeout)
+
+    async def list(self, iterable: Any) -> List[Any]:
+        if isinstance(iterable, Query):
+            return [item async for item in iterable]
+        return list(iterable)
+
+    async def iter_result(self, query: Any, **kwargs: Any) -> List[Any]:
+        return [item async for item in self.iterate(query, **kwargs)]
+
+    def iterate(self, query: Any, **kwargs: Any) -> Any:
+        return query.aiter_result(**kwargs) if kwargs else query.__aiter__()
 
 
 def run_coroutine_test(function: Any, funcargs: Dict[str, Any]) -> None:
