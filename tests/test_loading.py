@@ -48,7 +48,8 @@ def _values(entity):
 def _make(Row, n):
     Author = rom.columns.MODELS['Author']
     author = Author.get(1) or Author(name='ann')
-    return Row(text='t%d \u20ac' % n, n=n, f=n / 3.0, when=datetime.datetime(2021, 5, 6, 7, 8, 9, n),
+    return Row(text='t%d \u20ac' % n, n=n, f=n / 3.0,
+               when=datetime.datetime(2021, 5, 6, 7, 8, 9, n),
                day=datetime.date(2020, 1, n + 1), at=datetime.time(1, 2, 3, n), flag=bool(n % 2),
                raw=b'\xff\x00%d' % n, amount=rom.columns.Decimal._allowed('1.%d' % n),
                doc={'k': [n, None, 'x']}, author=author)
@@ -57,7 +58,8 @@ def _make(Row, n):
 async def _make_async(api, Row, n):
     Author = rom.columns.MODELS['Author']
     author = await api.get(Author, 1) or Author(name='ann')
-    return Row(text='t%d \u20ac' % n, n=n, f=n / 3.0, when=datetime.datetime(2021, 5, 6, 7, 8, 9, n),
+    return Row(text='t%d \u20ac' % n, n=n, f=n / 3.0,
+               when=datetime.datetime(2021, 5, 6, 7, 8, 9, n),
                day=datetime.date(2020, 1, n + 1), at=datetime.time(1, 2, 3, n), flag=bool(n % 2),
                raw=b'\xff\x00%d' % n, amount=rom.columns.Decimal._allowed('1.%d' % n),
                doc={'k': [n, None, 'x']}, author=author)
@@ -238,13 +240,15 @@ async def test_get_by_paths_load_like_get(api, Keyed, conn, decoding_conn, clien
     rom.session.rollback()
     assert seen(await api.get(Keyed, [1, 2])) == expected
     rom.session.rollback()
-    assert seen([await api.get_by(Keyed, email='a@x'), await api.get_by(Keyed, email='b@x')]) == expected
+    assert seen([await api.get_by(Keyed, email='a@x'), await api.get_by(Keyed, email='b@x')]) == \
+        expected
     rom.session.rollback()
     assert seen(await api.get_by(Keyed, email=['b@x', 'gone@x', 'a@x'])) == expected[::-1]
     rom.session.rollback()
     assert seen(await api.get_by(Keyed, n=(None, None))) == expected
     assert seen(await api.get_by(Keyed, n=(5, 7), _limit=(1, 5))) == expected[1:]
-    assert await api.get_by(Keyed, email='a@x') is await api.get(Keyed, 1)            # identity map
+    assert await api.get_by(Keyed, email='a@x') is await api.get(Keyed,
+                            1)            # identity map
     rom.session.rollback()
     conn.hdel('Keyed:1', 'id')
     for read in (lambda: api.get_by(Keyed, email='a@x'), lambda: api.get_by(Keyed, n=5)):

@@ -173,7 +173,8 @@ async def test_inheritance_merges_columns_and_separates_models(api, conn):
     assert conn.hgetall('Child:1')[b'a'] == b'1'
     assert isinstance(child, BaseA)
     rom.session.rollback()
-    assert isinstance(await api.get(BaseA, 1), BaseA) and not isinstance(await api.get(BaseA, 1), Child)
+    assert isinstance(await api.get(BaseA, 1), BaseA) and not isinstance(await api.get(BaseA, 1),
+                      Child)
     assert [e.id for e in await api.get_by(BaseA, a=1)] == [1]
     assert all(type(e) is BaseA for e in await api.get_by(BaseA, a=1))
 
@@ -759,7 +760,8 @@ async def test_transfer_decimal_places_and_no_refresh(api, Acct, conn):
     a, b, t = Account(bal=10), Account(bal=1), Txn()
     for e in (a, b, t):
         await api.save(e)
-    await api.transfer(a, b, 'bal', 2.5, t, 'done', decimal_places=2, refresh_entities=False, refresh_index=False)
+    await api.transfer(a, b, 'bal', 2.5, t, 'done', decimal_places=2, refresh_entities=False,
+                       refresh_index=False)
     assert a.bal == 10  # python objects keep the old values
     assert float(conn.hget('Acct:1', 'bal')) == 7.5
     assert float(conn.hget('Acct:2', 'bal')) == 3.5
@@ -1090,7 +1092,8 @@ async def test_aware_datetime_is_stored_as_the_same_instant_and_loads_naive_utc(
     assert loaded.dt == datetime(2020, 1, 1, 12, 30) and loaded.dt.tzinfo is None
     assert loaded.dd == datetime(2019, 12, 31).date()
     assert await api.save(loaded) == 0  # nothing looks changed
-    assert {x.id for x in await api.list(AW.query.filter(dt=datetime(2020, 1, 1, 13, 30, tzinfo=paris)))} == {1, 2}
+    at_paris = AW.query.filter(dt=datetime(2020, 1, 1, 13, 30, tzinfo=paris))
+    assert {x.id for x in await api.list(at_paris)} == {1, 2}
     # an instant outside the datetime range in UTC is refused before anything is written
     late = datetime(9999, 12, 31, 23, tzinfo=timezone(-timedelta(hours=5)))
     with pytest.raises(InvalidColumnValue, match='AW.dt'):

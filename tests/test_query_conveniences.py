@@ -96,7 +96,8 @@ async def test_slice_is_offset_and_limit(api, items):
     assert await ordered_ids(api, q[28:100]) == everything[28:]
     assert await ordered_ids(api, q[5:5]) == []
     assert await ordered_ids(api, q[7:3]) == []
-    assert await ordered_ids(api, q[2:12][3:5]) == everything[5:7]  # a slice of a slice stays inside
+    assert await ordered_ids(api, q[2:12][3:5]) == \
+        everything[5:7]  # a slice of a slice stays inside
     assert await ordered_ids(api, q[2:6][3:10]) == everything[5:6]
     assert await ordered_ids(api, q.limit(4, 3)[1:]) == everything[5:7]
     assert q[10:20]._limit == (10, 10)  # lazy: a new query, nothing read yet
@@ -113,7 +114,8 @@ def test_slice_reads_only_the_window(items, roundtrips, conn):
 
 async def test_slice_unordered_and_unfiltered(api, items):
     assert await ordered_ids(api, items.query[3:6]) == [4, 5, 6]
-    assert await ordered_ids(api, items.query.filter(tag='odd')[1:3]) == (await ordered_ids(api, items.query.filter(tag='odd')))[1:3]
+    assert await ordered_ids(api, items.query.filter(tag='odd')[1:3]) == \
+        (await ordered_ids(api, items.query.filter(tag='odd')))[1:3]
 
 
 async def test_index(api, items):
@@ -188,7 +190,8 @@ async def test_cursor_of_a_deleted_entity_still_works(api, items):
     await api.delete(first.items[-1])  # the cursor's own entity is gone
     rom.util.session.rollback()
     rest = query.page(100, after=first.next)
-    assert [e.id for e in first.items[:-1]] + [e.id for e in rest.items] == await ordered_ids(api, query)
+    assert [e.id for e in first.items[:-1]] + [e.id for e in rest.items] == \
+        await ordered_ids(api, query)
 
 
 def test_deep_page_round_trips_and_no_temp_keys(items, roundtrips, conn):
@@ -234,7 +237,8 @@ async def test_odd_but_valid_cursors(api, items, order):
     assert [e.id for e in query.page(50, after='1e400:0').items] == \
         ([] if order == 'n' else everything)
     middle = [e.id for e in query.page(50, after='+4.5:0').items]  # between n=3 and n=6
-    assert middle == [e.id for e in await api.all(query) if (e.n > 4.5 if order == 'n' else e.n < 4.5)]
+    assert middle == \
+        [e.id for e in await api.all(query) if (e.n > 4.5 if order == 'n' else e.n < 4.5)]
 
 
 def test_page_is_empty_on_no_results(Item):

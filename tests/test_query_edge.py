@@ -34,14 +34,18 @@ async def test_tokens_with_colons_nul_unicode_bytes(api, conn):
     assert ids(await api.list(T.query.filter(ident='a\0b'))) == [2]
     assert ids(await api.list(T.query.filter(ident='😀'))) == [3]
     assert ids(await api.list(T.query.filter(ident=['😀', 'a:b']))) == [1, 3]
-    assert ids(await api.list(T.query.filter(ident=[b'a:b', '\U0001f600'.encode('utf-8')]))) == [1, 3]
+    assert ids(await api.list(T.query.filter(ident=[b'a:b', '\U0001f600'.encode('utf-8')]))) == \
+        [1, 3]
     assert ids(await api.list(T.query.filter(ft='KÖLN'))) == [1, 2]
     assert ids(await api.list(T.query.filter(ft='grüße'))) == [1]
     assert ids(await api.list(T.query.filter(s=b'abc'))) == [1]
-    assert ids(await api.list(T.query.filter(s=b'AbC'))) == [1]                  # bug query #8: lowercased
+    assert ids(await api.list(T.query.filter(s=b'AbC'))) == \
+        [1]                  # bug query #8: lowercased
     assert ids(await api.list(T.query.filter(s='café'))) == [2]
-    assert ids(await api.list(T.query.filter(s=[b'caf\xc3\xa9']))) == [2]        # list elements: UTF-8
-    assert ids(await api.list(T.query.filter(s=b'caf\xc3\xa9'))) == []          # compat: single bytes latin-1
+    assert ids(await api.list(T.query.filter(s=[b'caf\xc3\xa9']))) == \
+        [2]        # list elements: UTF-8
+    assert ids(await api.list(T.query.filter(s=b'caf\xc3\xa9'))) == \
+        []          # compat: single bytes latin-1
     assert ids(await api.list(T.query.filter(s='\0:'))) == [3]
     assert ids(await api.list(T.query.filter(tags='x:1'))) == [1]
     assert ids(await api.list(T.query.filter(tags='y\0z'))) == [1, 2]
@@ -111,9 +115,12 @@ async def test_model_query_is_query(api, conn):
     class Q(rom.Model):
         v = rom.Integer(index=True)
     assert isinstance(Q.query, Query) and Q.query is not Q.query
-    assert await api.all(Q.query) == [] and await api.first(Q.query) is None and await api.count(Q.query) == 0
-    assert await api.all(Q.query.filter(v=1)) == [] and await api.first(Q.query.filter(v=1)) is None
+    assert await api.all(Q.query) == [] and await api.first(Q.query) is None
+    assert await api.count(Q.query) == 0
+    assert await api.all(Q.query.filter(v=1)) == \
+        [] and await api.first(Q.query.filter(v=1)) is None
     assert await api.count(Q.query.filter(v=1)) == 0 and Q.query.filter(v=1)._search() == []
-    assert await api.all(Q.query.order_by('v')) == [] and await api.first(Q.query.order_by('-v')) is None
+    assert await api.all(Q.query.order_by('v')) == \
+        [] and await api.first(Q.query.order_by('-v')) is None
     key = await api.cached_result(Q.query.filter(v=1), 5)
     assert not conn.exists(key)

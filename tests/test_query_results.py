@@ -62,11 +62,13 @@ def people(P):
 
 async def test_filters(api, people, conn):
     P = people
-    assert ids(await api.list(P.query.filter(name='odd'))) == [1, 11, 3, 5, 7, 9]      # id bytes order
+    assert ids(await api.list(P.query.filter(name='odd'))) == \
+        [1, 11, 3, 5, 7, 9]      # id bytes order
     assert ids(await api.list(P.query.filter(name='ODD', color='red'))) == [3, 9]
     assert ids(await api.list(P.query.filter(name='odd').filter(color='RED'))) == [3, 9]
     assert ids(await api.list(P.query.filter(color=['red', 'nope']))) == [12, 3, 6, 9]
-    assert ids(await api.list(P.query.filter(n=(30, 50)))) == [3, 4, 5]                # range: score order
+    assert ids(await api.list(P.query.filter(n=(30, 50)))) == \
+        [3, 4, 5]                # range: score order
     assert ids(await api.list(P.query.filter(n=(None, 20)))) == [1, 2]
     assert ids(await api.list(P.query.filter(n=(115, None)))) == [12]
     assert ids(await api.list(P.query.filter(n=('30', '40')))) == [3, 4]
@@ -77,19 +79,23 @@ async def test_filters(api, people, conn):
     when = (datetime.datetime(2020, 1, 3), datetime.datetime(2020, 1, 4))
     assert ids(await api.list(P.query.filter(when=when))) == [2, 3]
     assert ids(await api.list(P.query.filter(day=datetime.date(2020, 1, 5)))) == [4]
-    assert ids(await api.list(P.query.filter(at=(datetime.time(3), datetime.time(4, 30))))) == [3, 4]
+    assert ids(await api.list(P.query.filter(at=(datetime.time(3), datetime.time(4, 30))))) == \
+        [3, 4]
     assert ids(await api.list(P.query.filter(flag=True, n=(None, 50)))) == [1, 3, 5]
     assert ids(await api.list(P.query.filter(flag='False', n=(None, 50)))) == [2, 4]
-    assert ids(await api.list(P.query.filter(flag=1))) == []                             # numeric: nothing
+    assert ids(await api.list(P.query.filter(flag=1))) == \
+        []                             # numeric: nothing
     assert ids(await api.list(P.query.filter(n=(None, None)))) == list(range(1, 13))
     assert ids(await api.list(P.query.filter(name='nobody'))) == []
-    assert ids(await api.list(P.query.filter(name='person 1'))) == []                    # one whole token
+    assert ids(await api.list(P.query.filter(name='person 1'))) == \
+        []                    # one whole token
     assert temp_keys(conn) and all(0 < conn.ttl(k) <= 30 for k in temp_keys(conn))
 
 
 async def test_order_and_limit(api, people):
     P = people
-    assert ids(await api.list(P.query.filter(color='blue').order_by('-n'))) == [11, 10, 8, 7, 5, 4, 2, 1]
+    assert ids(await api.list(P.query.filter(color='blue').order_by('-n'))) == \
+        [11, 10, 8, 7, 5, 4, 2, 1]
     assert ids(await api.list(P.query.filter(color='blue').order_by('n').limit(2, 3))) == [4, 5, 7]
     assert ids(await api.list(P.query.order_by('sort').limit(0, 3))) == [12, 11, 10]
     assert ids(await api.list(P.query.order_by('-sort').limit(0, 2))) == [1, 2]
@@ -99,8 +105,8 @@ async def test_order_and_limit(api, people):
     assert ids(await api.list(P.query.filter(n=(None, 60)).limit(0, -1))) == []
     with pytest.raises(QueryError):                                       # no index at all
         P.query.filter(name='odd').order_by('plain')
-    assert [e.id for e in await api.iter_result(P.query.filter(name='odd').order_by('n'), pagesize=2)] \
-        == [1, 3, 5, 7, 9, 11]
+    odd = P.query.filter(name='odd').order_by('n')
+    assert [e.id for e in await api.iter_result(odd, pagesize=2)] == [1, 3, 5, 7, 9, 11]
     assert list(await api.iter_result(P.query.filter(name='odd'), pagesize=0)) == []
 
 
@@ -124,7 +130,8 @@ async def test_count(api, people, conn):
     assert await api.count(P.query.order_by('sort')) == 12
     assert temp_keys(conn) == []
     P(plain='unsaved')                                                    # consumes an id
-    assert await api.count(P.query) == 13                                          # compat: counter
+    assert await api.count(P.query) == \
+        13                                          # compat: counter
     conn.delete('P:id:')
     assert await api.count(P.query) == 0
 
@@ -160,7 +167,8 @@ async def test_first_stale_row(api, people, conn):
     # offset counts index positions; stale ids do not spend the budget
     assert ids(await api.list(P.query.filter(color='red').order_by('n').limit(0, 2))) == [6, 9]
     assert ids(await api.list(P.query.filter(color='red').order_by('n').limit(1, 2))) == [6, 9]
-    assert ids(await api.iter_result(P.query.filter(color='red').order_by('n'), pagesize=1)) == [6, 9, 12]
+    assert ids(await api.iter_result(P.query.filter(color='red').order_by('n'), pagesize=1)) == \
+        [6, 9, 12]
 
 
 async def test_search_and_cached_result(api, people, conn):
@@ -169,7 +177,8 @@ async def test_search_and_cached_result(api, people, conn):
     assert q._search() == [b'1', b'3', b'5', b'7', b'9', b'11']
     assert q.limit(2, 2)._search() == [b'5', b'7']
     assert q.limit(2, 0)._search() == [b'5', b'7', b'9', b'11']         # count <= 0: to the end
-    assert list(await api.list(q.limit(2, 0))) == []                                    # iteration: nothing
+    assert list(await api.list(q.limit(2, 0))) == \
+        []                                    # iteration: nothing
     assert temp_keys(conn) == []
     key = await api.cached_result(q.limit(0, 1), 60)
     assert re.fullmatch('P:' + UUID.pattern, key)
@@ -182,7 +191,8 @@ async def test_search_and_cached_result(api, people, conn):
 
 async def test_iteration_temp_key_ttl(api, people, conn):
     P = people
-    assert ids(await api.iter_result(P.query.filter(name='even').order_by('n'), timeout=7, pagesize=4)) == \
+    even = P.query.filter(name='even').order_by('n')
+    assert ids(await api.iter_result(even, timeout=7, pagesize=4)) == \
         [2, 4, 6, 8, 10, 12]
     keys = temp_keys(conn)
     assert len(keys) == 1 and 0 < conn.ttl(keys[0]) <= 7
@@ -239,13 +249,16 @@ async def test_unfiltered_indexed_pk(api, conn):
     rom.util.session.rollback()
     conn.delete('K:3')
     assert ids(await api.all(K.query)) == [1, 2, 4, 5, 6, 7]
-    assert ids(await api.list(K.query.limit(2, 3))) == [4, 5, 6]                      # offset: index ranks
-    assert ids(await api.list(K.query.limit(20, 3))) == []                            # bug query #5
+    assert ids(await api.list(K.query.limit(2, 3))) == \
+        [4, 5, 6]                      # offset: index ranks
+    assert ids(await api.list(K.query.limit(20, 3))) == \
+        []                            # bug query #5
     assert ids(await api.iter_result(K.query, pagesize=2)) == [1, 2, 4, 5, 6, 7]
     assert await api.all(K.query.select('v').limit(4, 9)) == [{'v': 4}, {'v': 5}, {'v': 6}]
     assert ids(await api.list(K.query.filter(id=(2, 5)))) == [2, 4, 5]
     conn.delete('K:id:idx')
-    assert await api.all(K.query) == []                                        # compat: index missing
+    assert await api.all(K.query) == \
+        []                                        # compat: index missing
 
 
 async def test_delete(api, people, conn):
@@ -326,10 +339,11 @@ async def test_select_rows(api, P, conn):
                            _tuple_data_factory)
     assert await api.all(Q.query.order_by('n').select('n', 'b', ff=_tuple_data_factory)) == \
         [(0, True), (1, False)]
-    assert await api.all(Q.query.order_by('n').select('n', ff=_list_data_factory, include_pk=True)) == \
+    as_lists = Q.query.order_by('n').select('n', ff=_list_data_factory, include_pk=True)
+    assert await api.all(as_lists) == \
         [[0, 1], [1, 2]]
-    rows = await api.all(Q.query.order_by('n').select('n', 'b', '_code', ff=_namedtuple_data_factory,
-                                        include_pk=True))
+    rows = await api.all(Q.query.order_by('n').select('n', 'b', '_code', include_pk=True,
+                                                      ff=_namedtuple_data_factory))
     assert type(rows[0]).__name__ == 'n_b__code_id'
     assert rows[0] == (0, True, 'x', 1) and rows[0].code == 'x' and rows[0].id == 1
     assert await api.all(Q.query.order_by('n').select('id', 'n')) == [{'id': 1, 'n': 0},
@@ -377,7 +391,8 @@ async def test_decoding_connection(api, people, decoding_conn, conn):
     assert P.query.filter(name='odd').order_by('n')._search()[:2] == ['1', '3']
     assert await api.first(P.query.filter(name='odd').order_by('n').select('n', 'plain')) == \
         {'n': 10, 'plain': 'p1'}
-    assert await api.all(P.query.filter(name='odd').select('n', decode=False).limit(0, 1)) == [{'n': '10'}]
+    assert await api.all(P.query.filter(name='odd').select('n', decode=False).limit(0, 1)) == \
+        [{'n': '10'}]
     assert await api.count(P.query.filter(name='odd')) == 6
     assert isinstance(await api.cached_result(P.query.filter(name='odd'), 5), str)
     assert ids(await api.list(P.query.limit(0, 2))) == [1, 2]

@@ -48,11 +48,13 @@ def W():
 
 async def test_startswith(api, W, conn):
     assert ids(await api.list(W.query.startswith(ft='hel'))) == [1, 2]
-    assert ids(await api.list(W.query.startswith(ft='HEL'))) == [1, 2]            # FULL_TEXT lowercases
+    assert ids(await api.list(W.query.startswith(ft='HEL'))) == \
+        [1, 2]            # FULL_TEXT lowercases
     assert ids(await api.list(W.query.startswith(ft='hello'))) == [1]
     assert ids(await api.list(W.query.startswith(ft='w'))) == [1, 3]
     assert ids(await api.list(W.query.startswith(ft='wö'))) == [3]
-    assert ids(await api.list(W.query.startswith(ft=''))) == [1, 2, 3, 4]        # bug query #3 (Ā, 中, 😀)
+    assert ids(await api.list(W.query.startswith(ft=''))) == \
+        [1, 2, 3, 4]        # bug query #3 (Ā, 中, 😀)
     assert ids(await api.list(W.query.startswith(ft='ā'))) == [4]
     assert ids(await api.list(W.query.startswith(ft='中'))) == [4]
     assert ids(await api.list(W.query.startswith(ft='😀'))) == [4]
@@ -61,7 +63,8 @@ async def test_startswith(api, W, conn):
     assert ids(await api.list(W.query.startswith(ident='a:b\0'))) == [3]
     assert ids(await api.list(W.query.startswith(ident='a:'))) == [3]
     assert ids(await api.list(W.query.startswith(ident='50% ('))) == [4]
-    assert ids(await api.list(W.query.startswith(sci='AB'))) == [1, 2]           # SIMPLE_CI lowercases
+    assert ids(await api.list(W.query.startswith(sci='AB'))) == \
+        [1, 2]           # SIMPLE_CI lowercases
     assert ids(await api.list(W.query.startswith(raw=b'key:'))) == [1]
     assert ids(await api.list(W.query.startswith(raw=b'a\0'))) == [2]
     assert ids(await api.list(W.query.startswith(raw='pla'))) == [3]
@@ -93,7 +96,8 @@ async def test_like(api, W, conn):
     assert ids(await api.list(W.query.like(ft='w!rld'))) == [1]
     assert ids(await api.list(W.query.like(ft='w!!rld'))) == [3]                 # ö is two bytes
     assert ids(await api.list(W.query.like(ft='*rld'))) == [1, 3]
-    assert ids(await api.list(W.query.like(ft='HEL'))) == [1, 2]                 # anchored at start only
+    assert ids(await api.list(W.query.like(ft='HEL'))) == \
+        [1, 2]                 # anchored at start only
     assert ids(await api.list(W.query.like(ft='elp'))) == []
     # bug query #1: special characters match literally
     assert ids(await api.list(W.query.like(email='*@example.com'))) == [1]
@@ -153,10 +157,12 @@ async def test_near(api, conn):
     await api.save(Shop(name='b', lon=1.0, lat=1.0))
     await api.commit()
     rom.util.session.rollback()
-    assert [e.id for e in await api.list(Shop.query.near('loc', 0.0, 0.0, 5, 'km'))] == [1, 2]   # nearest first
+    assert [e.id for e in await api.list(Shop.query.near('loc', 0.0, 0.0, 5, 'km'))] == \
+        [1, 2]   # nearest first
     assert [e.id for e in await api.list(Shop.query.near('loc', 0.0, 0.0, 500, 'km'))] == [1, 2, 3]
     assert [e.id for e in await api.list(Shop.query.near('loc', 0.0, 0.0, 500, 'km', 2))] == [1, 2]
-    assert [e.id for e in await api.list(Shop.query.near('loc', 0.0, 0.0, 500, 'KM').filter(name='b'))] == [2, 3]
+    near_b = Shop.query.near('loc', 0.0, 0.0, 500, 'KM').filter(name='b')
+    assert [e.id for e in await api.list(near_b)] == [2, 3]
     assert [e.id for e in await api.list(Shop.query.near('loc', 1.0, 1.0, 1000, 'mi')
             .near('loc', 0.0, 0.0, 2, 'km'))] == [1, 2]
     assert await api.count(Shop.query.near('loc', 0.0, 0.0, 5, 'km')) == 2

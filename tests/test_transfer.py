@@ -98,14 +98,16 @@ async def test_integral_float_and_decimal_amounts_move_integers(api, models, con
 async def test_decimal_balances_are_exact(api, models, conn):
     big = Decimal('12345678901234567890.123456789012345678901')
     src, dst, txn = await make_async(api, models, src={'d': big}, dst={'d': Decimal('10.50')})
-    await api.transfer(src, dst, 'd', Decimal('0.000000000000000000001'), txn, 'done', refresh_index=False)
+    await api.transfer(src, dst, 'd', Decimal('0.000000000000000000001'), txn, 'done',
+                       refresh_index=False)
     assert conn.hget(src._pk, 'd') == b'12345678901234567890.123456789012345678900'
     assert conn.hget(dst._pk, 'd') == b'10.500000000000000000001'
     src, dst = await reload_async(api, models, src, dst)
     assert src.d == Decimal('12345678901234567890.1234567890123456789') and \
         dst.d == Decimal('10.500000000000000000001')
     # decimal_places floors both results (toward -infinity), amounts given as floats
-    src, dst, txn = await make_async(api, models, src={'d': Decimal('1E+2')}, dst={'d': Decimal('-0.001')})
+    src, dst, txn = await make_async(api, models, src={'d': Decimal('1E+2')},
+                                     dst={'d': Decimal('-0.001')})
     await api.transfer(src, dst, 'd', 0.0255, txn, 'done', decimal_places=2, refresh_index=False)
     assert conn.hget(src._pk, 'd') == b'99.97'        # 99.9745 floored
     assert conn.hget(dst._pk, 'd') == b'0.02'         # 0.0245 floored
