@@ -106,6 +106,19 @@ class SyncApi:
     async def cached_result(self, query: Any, timeout: Any) -> Any:
         return query.cached_result(timeout)
 
+    async def exists(self, query: Any) -> Any:
+        return query.exists()
+
+    async def execute(self, query: Any) -> Any:
+        return query.execute()
+
+    async def select(self, query: Any, *names: Any, **kwargs: Any) -> Any:
+        """The rows of ``query.select(*names, **kwargs)`` as a list."""
+        return query.select(*names, **kwargs).all()
+
+    async def page(self, query: Any, count: int, after: Any = None) -> Any:
+        return query.page(count, after=after)
+
     async def list(self, iterable: Any) -> List[Any]:
         """Every item of a query (iterated) or of any other iterable."""
         return list(iterable)
@@ -179,6 +192,18 @@ class AsyncApi(SyncApi):
 
     async def cached_result(self, query: Any, timeout: Any) -> Any:
         return await query.acached_result(timeout)
+
+    async def exists(self, query: Any) -> Any:
+        return await query.aexists()
+
+    async def execute(self, query: Any) -> Any:
+        return await query.aexecute()
+
+    async def select(self, query: Any, *names: Any, **kwargs: Any) -> Any:
+        return await query.aselect(*names, **kwargs)
+
+    async def page(self, query: Any, count: int, after: Any = None) -> Any:
+        return await query.apage(count, after=after)
 
     async def list(self, iterable: Any) -> List[Any]:
         if isinstance(iterable, Query):

@@ -162,7 +162,7 @@ async def test_first_stale_row(api, people, conn):
     assert ids(await api.list(P.query.filter(color='red').order_by('n'))) == [6, 9, 12]
     assert await api.count(P.query.filter(color='red')) == 4                     # counted
     assert P.query.filter(color='red').order_by('n')._search() == [b'3', b'6', b'9', b'12']
-    assert await api.all(P.query.filter(color='red').order_by('n').select('n')) == \
+    assert await api.select(P.query.filter(color='red').order_by('n'), 'n') == \
         [{'n': 60}, {'n': 90}, {'n': 120}]
     # offset counts index positions; stale ids do not spend the budget
     assert ids(await api.list(P.query.filter(color='red').order_by('n').limit(0, 2))) == [6, 9]
@@ -328,25 +328,25 @@ async def test_select_rows(api, P, conn):
         plain = rom.Text()
     await api.save(Q(n=0, b=True, s=b'caf\xe9', t='h\xe9llo \u20ac', _code='x'))
     await api.save(Q(n=1, b=False, s=b'\0:z', t='a:b\0c'))
-    rows = await api.all(Q.query.filter(n=(None, None)).select('n', 'b', 'plain'))
+    rows = await api.select(Q.query.filter(n=(None, None)), 'n', 'b', 'plain')
     assert rows == [{'n': 0, 'b': True, 'plain': None}, {'n': 1, 'b': False, 'plain': None}]
-    rows = await api.all(Q.query.order_by('n').select('n', 'b', 'plain', 's', 't', decode=False))
+    rows = await api.select(Q.query.order_by('n'), 'n', 'b', 'plain', 's', 't', decode=False)
     assert rows == [{'n': '0', 'b': '1', 'plain': None, 's': 'café', 't': 'h\xe9llo \u20ac'},
                     {'n': '1', 'b': '', 'plain': None, 's': '\0:z', 't': 'a:b\0c'}]
-    rows = await api.all(Q.query.order_by('n').select(['s', 't']))
+    rows = await api.select(Q.query.order_by('n'), ['s', 't'])
     assert rows == [{'s': b'caf\xe9', 't': 'h\xe9llo \u20ac'}, {'s': b'\0:z', 't': 'a:b\0c'}]
     from rom.query import (_list_data_factory, _namedtuple_data_factory,
                            _tuple_data_factory)
-    assert await api.all(Q.query.order_by('n').select('n', 'b', ff=_tuple_data_factory)) == \
+    assert await api.select(Q.query.order_by('n'), 'n', 'b', ff=_tuple_data_factory) == \
         [(0, True), (1, False)]
     as_lists = Q.query.order_by('n').select('n', ff=_list_data_factory, include_pk=True)
     assert await api.all(as_lists) == \
         [[0, 1], [1, 2]]
-    rows = await api.all(Q.query.order_by('n').select('n', 'b', '_code', include_pk=True,
-                                                      ff=_namedtuple_data_factory))
+    rows = await api.select(Q.query.order_by('n'), 'n', 'b', '_code', include_pk=True,
+                                                      ff=_namedtuple_data_factory)
     assert type(rows[0]).__name__ == 'n_b__code_id'
     assert rows[0] == (0, True, 'x', 1) and rows[0].code == 'x' and rows[0].id == 1
-    assert await api.all(Q.query.order_by('n').select('id', 'n')) == [{'id': 1, 'n': 0},
+    assert await api.select(Q.query.order_by('n'), 'id', 'n') == [{'id': 1, 'n': 0},
                                                               {'id': 2, 'n': 1}]
     assert rom.util.session.known == {} or all(
         k in ('Q:1', 'Q:2') for k in rom.util.session.known)
@@ -356,8 +356,8 @@ async def test_select_touches_no_session(api, P, conn):
     await api.save(P(n=1))
     await api.commit()
     rom.util.session.rollback()
-    assert await api.all(P.query.filter(n=1).select('n')) == [{'n': 1}]
-    assert await api.all(P.query.select('n')) == [{'n': 1}]
+    assert await api.select(P.query.filter(n=1), 'n') == [{'n': 1}]
+    assert await api.select(P.query, 'n') == [{'n': 1}]
     assert rom.util.session.known == {}
     assert len(rom.util.session.wknown) == 0
 
@@ -378,9 +378,9 @@ async def test_references(api, conn):
     assert ids(await api.list(Pet.query.filter(owner=a.id))) == [1]
     assert ids(await api.list(Pet.query.filter(owner=(None, b.id)))) == [1, 2]
     assert ids(await api.list(Pet.query.filter(owner=NOT_NULL))) == [1, 2]
-    rows = await api.all(Pet.query.filter(owner=b.id).select('owner', 'name'))
+    rows = await api.select(Pet.query.filter(owner=b.id), 'owner', 'name')
     assert rows[0]['name'] == 'tom' and rows[0]['owner'].id == b.id
-    assert await api.all(Pet.query.filter(owner=NOT_NULL).select('owner', decode=False)) == \
+    assert await api.select(Pet.query.filter(owner=NOT_NULL), 'owner', decode=False) == \
         [{'owner': '1'}, {'owner': '2'}]
 
 
@@ -433,7 +433,7 @@ async def test_deleted_rows_and_stale_ids_everywhere(api, people, conn):
         conn.delete('P:%d' % i)
     assert ids(await api.list(P.query.filter(n=(None, 50)))) == [4, 5]
     assert await api.count(P.query.filter(n=(None, 50))) == 5
-    assert await api.all(P.query.filter(n=(None, 50)).select('n')) == [{'n': 40}, {'n': 50}]
+    assert await api.select(P.query.filter(n=(None, 50)), 'n') == [{'n': 40}, {'n': 50}]
     assert ids(await api.list(P.query.filter(n=(None, 50)).limit(0, 1))) == [4]
     assert await api.first(P.query.filter(n=(None, 50))) is None
 
