@@ -1,31 +1,84 @@
 """The asyncio clients (``redis.asyncio``) of models and entities.
 
 A model names its own async client with ``_aconn`` (as ``_conn`` names the blocking one).
-Otherwise rom builds one ``redis.asyncio`` client per event loop from the blocking client
-the model would use (``_conn``, ``CONN`` or ``rom.util.get_connection()``): same server,
-database, credentials and ``decode_responses``. A client is bound to the loop it was built
-in (its connections are), hence one per loop.
+Otherwise rom builds one ``redis.asyncio`` client per event loop:
+
+* for a model with ``_conn`` / ``CONN``: to the same server, database, credentials and
+  ``decode_responses`` as that blocking client;
+* else ``rom.util.get_async_connection()``: from the arguments of the last
+  ``rom.util.set_connection_settings(...)`` call, ``ROM_REDIS_URI`` (a ``RedisCluster``
+  with ``ROM_REDIS_CLUSTER``), or the client assigned to ``rom.util.CONNECTION``.
+
+Nothing here calls the blocking client factory (``rom.util._connect`` /
+``get_connection``) nor does I/O: finding a client never blocks the event loop. A client
+is bound to the loop it was built in (its connections are), hence one per loop;
+``aclose_loop_clients()`` closes those of the running loop.
 """
 from __future__ import annotations
 
 import asyncio
 import inspect
 import weakref
-from typing import Any, Dict, Set
+from typing import Any, Callable, Dict, Set, Tuple
 
-from ._connect import connect
+from ._cluster import PendingClusterClient
+from ._connect import util_module
 from ._registry import MODELS
+from .exceptions import ORMError
 
-__all__ = ['aconnect', 'aclose_loop_clients', 'async_client_for']
+__all__ = ['aconnect', 'aclose_loop_clients', 'async_client_for', 'default_client',
+           'is_async_client', 'is_async_cluster']
 
-# event loop -> {id(blocking client): (blocking client, async client)}
-_PER_LOOP: 'weakref.WeakKeyDictionary[Any, Dict[int, Any]]' = weakref.WeakKeyDictionary()
+# event loop -> {key: (source object, async client)}
+_PER_LOOP: 'weakref.WeakKeyDictionary[Any, Dict[Any, Tuple[Any, Any]]]' = \
+    weakref.WeakKeyDictionary()
+
+
+def is_async_client(conn: Any) -> bool:
+    """True for a ``redis.asyncio`` client (plain or cluster)."""
+    return type(conn).__module__.startswith('redis.asyncio') or inspect.iscoroutinefunction(
+        getattr(conn, 'execute_command', None))
+
+
+def is_async_cluster(conn: Any) -> bool:
+    """True for a ``redis.asyncio.cluster.RedisCluster`` (or one of its pipelines)."""
+    try:
+        from redis.asyncio.cluster import ClusterPipeline, RedisCluster
+    except ImportError:  # pragma: no cover - redis-py without async cluster
+        return False
+    return isinstance(conn, (RedisCluster, ClusterPipeline))
+
+
+def _cluster_from(conn: Any) -> Any:
+    """An async ``RedisCluster`` to the cluster of the blocking ``RedisCluster`` ``conn``."""
+    try:
+        from redis.asyncio.cluster import ClusterNode, RedisCluster
+    except ImportError:  # pragma: no cover
+        raise ORMError('this redis-py has no redis.asyncio.cluster: rom cannot reach a Redis '
+                       'Cluster from asyncio code')
+    manager = conn.nodes_manager
+    kwargs = dict(getattr(manager, 'connection_kwargs', {}) or {})
+    for name in ('host', 'port', 'retry', 'connection_pool', 'connection_class'):
+        kwargs.pop(name, None)
+    nodes = [ClusterNode(node.host, node.port) for node in manager.startup_nodes.values()]
+    accepted = _accepted(RedisCluster)
+    if accepted is not None:
+        kwargs = {k: v for k, v in kwargs.items() if k in accepted}
+    return RedisCluster(startup_nodes=nodes, **kwargs)
 
 
 def async_client_for(conn: Any) -> Any:
     """A ``redis.asyncio`` client to the same server as the blocking client ``conn``."""
     import redis.asyncio as aredis
     from redis.asyncio import connection as aconn
+    from ._cluster import is_cluster_client
+    if is_async_client(conn):
+        return conn
+    if isinstance(conn, PendingClusterClient):
+        from redis.asyncio.cluster import RedisCluster
+        return RedisCluster.from_url(conn.url)
+    if is_cluster_client(conn):
+        return _cluster_from(conn)
     pool = getattr(conn, 'connection_pool', None)
     kwargs = dict(getattr(pool, 'connection_kwargs', {}) or {})
     name = getattr(getattr(pool, 'connection_class', None), '__name__', 'Connection')
@@ -53,21 +106,48 @@ def _accepted(cls: Any) -> Any:
     return None
 
 
-def aconnect(obj: Any) -> Any:
-    """The asyncio client for a model class or entity (``_aconn``, else derived, per loop)."""
-    model = type(obj) if isinstance(obj, MODELS['Model']) else obj
-    own = getattr(model, '_aconn', None)
-    if own is not None:
-        return own
-    conn = connect(obj)
+def per_loop(source: Any, build: Callable[[], Any]) -> Any:
+    """The async client of the running loop made for ``source`` (built once per loop)."""
     loop = asyncio.get_running_loop()
     clients = _PER_LOOP.get(loop)
     if clients is None:
         clients = _PER_LOOP[loop] = {}
-    entry = clients.get(id(conn))
-    if entry is None or entry[0] is not conn:
-        entry = clients[id(conn)] = (conn, async_client_for(conn))
+    entry = clients.get(id(source))
+    if entry is None or entry[0] is not source:
+        entry = clients[id(source)] = (source, build())
     return entry[1]
+
+
+def default_client() -> Any:
+    """The default async client of the running loop (see ``rom.util.get_async_connection``)."""
+    util = util_module()
+    conn = util.CONNECTION
+    settings = util._ASYNC_SETTINGS
+    if settings[0] is conn:  # made by set_connection_settings(...) or from ROM_REDIS_URI
+        return per_loop(conn, settings[1])
+    return per_loop(conn, lambda: async_client_for(conn))
+
+
+def aconnect(obj: Any) -> Any:
+    """The asyncio client for a model class or entity (``_aconn``, else built per loop)."""
+    model = type(obj) if isinstance(obj, MODELS['Model']) else obj
+    own = getattr(model, '_aconn', None)
+    if own is not None:
+        return own
+    if hasattr(model, '_conn'):
+        conn = model._conn
+    elif hasattr(model, 'CONN'):
+        conn = model.CONN
+    else:
+        return util_module().get_async_connection()
+    return per_loop(conn, lambda: async_client_for(conn))
+
+
+def client_for_given(conn: Any) -> Any:
+    """The async client for a client the caller gave (a blocking one: its async twin)."""
+    if is_async_client(conn):
+        return conn
+    return per_loop(conn, lambda: async_client_for(conn))
 
 
 async def aclose_loop_clients() -> None:

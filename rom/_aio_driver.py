@@ -5,12 +5,13 @@ EVALSHA with an EVAL fallback on NOSCRIPT (EVAL inside a batch), as the blocking
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from typing import Any, Dict, Union
 
 from redis.exceptions import ResponseError
 
-from ._io import Batch, Client, ClientOf, Command, Script, Step
+from ._io import Batch, Client, ClientOf, Command, Script, Sleep, Step
 
 __all__ = ['aconnect', 'arun_step']
 
@@ -18,7 +19,8 @@ __all__ = ['aconnect', 'arun_step']
 def aconnect(via: Any) -> Any:
     """The asyncio client a step goes to (``rom._aconnect.aconnect`` at call time)."""
     if isinstance(via, Client):
-        return via.conn
+        from ._aconnect import client_for_given
+        return client_for_given(via.conn)
     from ._aconnect import aconnect as find
     return find(via)
 
@@ -39,8 +41,9 @@ def _sha(source: bytes) -> str:
 
 
 def _keys(conn: Any, step: Script) -> tuple:
+    from ._aconnect import is_async_cluster
     from ._cluster import route_keys
-    return tuple(route_keys(conn, step.keys, step.route))
+    return tuple(route_keys(conn, step.keys, step.route, is_async_cluster(conn)))
 
 
 def _queue(pipe: Any, step: Union[Command, Script]) -> None:
@@ -67,6 +70,9 @@ async def _script(conn: Any, step: Script) -> Any:
 
 async def arun_step(step: Step) -> Any:
     """Await one step on the asyncio client; returns the reply."""
+    if isinstance(step, Sleep):
+        await asyncio.sleep(step.seconds)
+        return None
     conn = aconnect(step.via)
     if isinstance(step, Command):
         return await conn.execute_command(*step.args)

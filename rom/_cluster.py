@@ -144,10 +144,12 @@ def node_name(conn: Any, key: Any) -> str:
     return str(conn.get_node_from_key(key).name)
 
 
-def route_keys(conn: Any, keys: Sequence[Any], route: Any) -> Sequence[Any]:
+def route_keys(conn: Any, keys: Sequence[Any], route: Any,
+               cluster: Optional[bool] = None) -> Sequence[Any]:
     """Keys to send with a script call: ``keys``, or ``(route,)`` when a script that names
-    no key goes to a cluster (the client routes a call by its keys' slot)."""
-    if not keys and route and is_cluster_client(conn):
+    no key goes to a cluster (the client routes a call by its keys' slot). ``cluster``:
+    whether ``conn`` is a cluster client, when the caller knows (asyncio clients)."""
+    if not keys and route and (is_cluster_client(conn) if cluster is None else cluster):
         text = route.decode('latin-1') if isinstance(route, bytes) else str(route)
         if hash_tag(text) is None:
             raise ORMError('%r is not a key of a cluster-mode model: on Redis Cluster, declare '

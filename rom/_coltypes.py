@@ -9,12 +9,14 @@ import json
 import math
 from datetime import date, datetime, time
 from decimal import Decimal as _Decimal
+from asyncio import _get_running_loop
 from typing import TYPE_CHECKING, Any, Callable, Optional, overload
 
+from ._aconnect import aconnect
 from ._column import _C, _G, Column, _Column, _type_names  # noqa: F401 (re-exported)
 from ._connect import connect
 from ._helpers import dt2ts, short_repr, t2ts, ts2dt, ts2t
-from ._ids import take_id
+from ._ids import held_id, take_id
 from ._registry import PENDING_ID
 from ._values import check_keygen, utc_datetime
 from .exceptions import InvalidColumnValue, InvalidOperation, _conversion_error
@@ -356,11 +358,18 @@ class PrimaryKey(Column[int]):
                                      'entity' % (model, attr))
         if value is None:
             obj._modified = True
-            if getattr(type(obj), '_defer_id', False):
-                # taken (from the process's block of ids) when first read or before the first save
-                obj._data[attr] = PENDING_ID
-                return
-            value = take_id(type(obj), connect(obj))
+            if not getattr(type(obj), '_defer_id', False):
+                if _get_running_loop() is None:
+                    obj._data[attr] = take_id(type(obj), connect(obj))
+                    return
+                # in a coroutine: never block; an id of a held block, else pending
+                value = held_id(type(obj), aconnect(obj))
+                if value is not None:
+                    obj._data[attr] = value
+                    return
+            # taken (from the process's block of ids) when first read or before the first save
+            obj._data[attr] = PENDING_ID
+            return
         obj._data[attr] = value
 
     @overload

@@ -25,6 +25,9 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
+from ._aconnect import is_async_client
+from ._io import Client, ClientOf, Command, Operation, run
+
 #: largest block the adaptive size reaches (a model's ``_ids_per_block`` may be larger)
 MAX_BLOCK = 1024
 #: a block used up faster than this makes the next one twice as large
@@ -84,25 +87,84 @@ def _next_size(state: _Counter, fixed: Optional[int], wanted: int) -> int:
     return max(size, wanted)
 
 
+def _held(state: _Counter, count: int) -> Optional[List[int]]:
+    """``count`` ids from the block ``state`` holds (caller holds ``state.lock``), or None."""
+    if state.last - state.next + 1 >= count:
+        first = state.next
+        state.next += count
+        return list(range(first, first + count))
+    return None
+
+
+def _refill(state: _Counter, model: Any, count: int) -> Tuple[List[int], int, int]:
+    """(ids still held, ids needed from a new block, the block's size); takes the held ones
+    (caller holds ``state.lock``)."""
+    taken = list(range(state.next, state.last + 1))
+    state.next = state.last + 1
+    needed = count - len(taken)
+    return taken, needed, _next_size(state, getattr(model, '_ids_per_block', None), needed)
+
+
+def _refilled(state: _Counter, taken: List[int], needed: int, size: int, hi: Any,
+              keep: bool) -> List[int]:
+    """The ids once the block ending at ``hi`` is reserved; its rest is held when ``keep``."""
+    hi = int(hi)
+    lo = hi - size + 1
+    taken.extend(range(lo, lo + needed))
+    if keep:
+        state.next, state.last = lo + needed, hi
+    return taken
+
+
+def op_take_ids(model: Any, via: Any, count: int = 1) -> Operation[List[int]]:
+    """Operation: ``count`` new ids of ``model`` (in increasing order), reserving a block
+    with one ``INCRBY`` on the client of ``via`` when the held ids do not suffice.
+
+    With a blocking client the counter's lock is held across the ``INCRBY`` (threads leave
+    no gaps). An asyncio task must not hold it while it waits (the other tasks of its
+    thread would block on it): when another task refilled the counter meanwhile, the rest
+    of its block is not kept (gaps, like the ids of a process that exits).
+    """
+    key = '%s:%s:' % (model._namespace, model._pkey)
+    conn = yield ClientOf(via)
+    state = _counter(key, conn)
+    hold = not is_async_client(conn)
+    state.lock.acquire()
+    locked = True
+    try:
+        taken = _held(state, count)
+        if taken is not None:
+            return taken
+        taken, needed, size = _refill(state, model, count)
+        if not hold:
+            state.lock.release()
+            locked = False
+        hi = yield Command(via, ('INCRBY', key, size))
+        if not locked:
+            state.lock.acquire()
+            locked = True
+        return _refilled(state, taken, needed, size, hi, hold or state.next > state.last)
+    finally:
+        if locked:
+            state.lock.release()
+
+
 def take_ids(model: Any, conn: Any, count: int = 1) -> List[int]:
     """``count`` new ids of ``model`` (in increasing order), reserving a block when needed."""
-    key = '%s:%s:' % (model._namespace, model._pkey)
-    state = _counter(key, conn)
-    fixed = getattr(model, '_ids_per_block', None)
+    state = _counter('%s:%s:' % (model._namespace, model._pkey), conn)
     with state.lock:
-        held = state.last - state.next + 1
-        if held >= count:
-            first = state.next
-            state.next += count
-            return list(range(first, first + count))
-        taken = list(range(state.next, state.last + 1))
-        needed = count - len(taken)
-        size = _next_size(state, fixed, needed)
-        hi = int(conn.incrby(key, size))
-        lo = hi - size + 1
-        taken.extend(range(lo, lo + needed))
-        state.next, state.last = lo + needed, hi
+        taken = _held(state, count)
+    if taken is not None:
         return taken
+    return run(op_take_ids(model, Client(conn), count))
+
+
+def held_id(model: Any, conn: Any) -> Optional[int]:
+    """One id of ``model`` from a block already held (no I/O), or None when none is held."""
+    state = _counter('%s:%s:' % (model._namespace, model._pkey), conn)
+    with state.lock:
+        taken = _held(state, 1)
+    return None if taken is None else taken[0]
 
 
 def take_id(model: Any, conn: Any) -> int:

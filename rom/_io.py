@@ -12,7 +12,8 @@ Every step names the client it goes to with ``via``: a model class or an entity 
 client is looked up by the driver, sync or async as the driver is), or a :class:`Client`
 wrapping a concrete client the caller passed (``_conn=`` arguments, ``Lock(conn, ...)``).
 A :class:`ClientOf` step returns the concrete client itself, for logic that must *inspect*
-it (``decode_responses``, cluster or not); the logic must not do I/O with it.
+it (``decode_responses``, cluster or not); the logic must not do I/O with it. A
+:class:`Sleep` step waits (``time.sleep`` or ``asyncio.sleep``, as the driver is).
 
 Example::
 
@@ -25,11 +26,12 @@ Example::
 """
 from __future__ import annotations
 
+import time
 from typing import Any, Generator, NamedTuple, Optional, Sequence, Tuple, TypeVar, Union
 
 from ._connect import connect
 
-__all__ = ['Client', 'Command', 'Script', 'Batch', 'ClientOf', 'Step', 'Operation',
+__all__ = ['Client', 'Command', 'Script', 'Batch', 'ClientOf', 'Sleep', 'Step', 'Operation',
            'run', 'arun', 'run_step', 'client_of']
 
 R = TypeVar('R')
@@ -76,7 +78,12 @@ class ClientOf(NamedTuple):
     via: Any
 
 
-Step = Union[Command, Script, Batch, ClientOf]
+class Sleep(NamedTuple):
+    """Wait ``seconds`` (blocking driver: ``time.sleep``; asyncio driver: ``asyncio.sleep``)."""
+    seconds: float
+
+
+Step = Union[Command, Script, Batch, ClientOf, Sleep]
 Operation = Generator[Step, Any, R]
 
 
@@ -95,6 +102,9 @@ def _queue(pipe: Any, step: Union[Command, Script]) -> None:
 
 def run_step(step: Step) -> Any:
     """Do one step with the blocking client; returns the reply."""
+    if isinstance(step, Sleep):
+        time.sleep(step.seconds)
+        return None
     conn = client_of(step.via)
     if isinstance(step, Command):
         return conn.execute_command(*step.args)

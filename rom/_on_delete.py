@@ -1,10 +1,14 @@
 """on_delete policies: what deleting an entity does to the entities that refer to it.
 
-Used by ``Model.delete()``; models spec §3.5 (breadth first, restrict before any write).
+Used by the delete operation (``rom._ops_delete``); models spec §3.5 (breadth first,
+restrict before any write). The lookups of referencing entities are I/O steps.
 """
 from __future__ import annotations
 
 from typing import Any, List, Tuple
+
+from ._helpers import _to_score
+from ._io import ClientOf, Operation, Script
 
 from ._registry import MODELS, MODELS_REFERENCED, NULL
 from .exceptions import RestrictError
@@ -18,7 +22,22 @@ def _references_to(model: Any) -> List[Tuple[str, str, str]]:
     return refs
 
 
-def _plan_on_delete(entity: Any) -> Tuple[List[Any], List[Any]]:
+def op_referencing(model: Any, attr: str, ident: Any) -> Operation[List[Any]]:
+    """Operation: the entities of ``model`` whose reference column ``attr`` holds ``ident``
+    (``model.get_by(attr=ident)``)."""
+    if attr in model._unique or model._ttl is not None:
+        return model.get_by(**{attr: ident})  # (unique or expiring: the read side's path)
+    conn = yield ClientOf(model)
+    fields = model._row_fields(conn)
+    key = '%s:%s:idx' % (model._namespace, attr)
+    score = _to_score(ident)
+    # one round trip: the ids in the index range and their rows (identity map still wins)
+    reply = yield Script(model, 'get_range', (), [key, model._namespace, score, score, 0, '']
+                         + fields, route=key)
+    return model._entities_from_reply(reply, fields[0] != 0)
+
+
+def op_plan_on_delete(entity: Any) -> Operation[Tuple[List[Any], List[Any]]]:
     """Apply the on_delete policies that refer to ``entity`` (breadth first).
 
     Returns the cascaded entities to delete (in order, ``entity`` excluded) and the
@@ -35,7 +54,8 @@ def _plan_on_delete(entity: Any) -> Tuple[List[Any], List[Any]]:
         for ref_ns, attr, action in _references_to(type(current)):
             if action == 'no action':
                 continue
-            referencing = MODELS[ref_ns].get_by(**{attr: getattr(current, current._pkey)})
+            referencing = yield from op_referencing(MODELS[ref_ns], attr,
+                                                    getattr(current, current._pkey))
             if not referencing:
                 continue
             if action == 'restrict':
@@ -62,3 +82,9 @@ def _plan_on_delete(entity: Any) -> Tuple[List[Any], List[Any]]:
                     saving.add(ref._pk)
                     to_save.append(ref)
     return to_delete[1:], [ref for ref in to_save if ref._pk not in scheduled]
+
+
+def _plan_on_delete(entity: Any) -> Tuple[List[Any], List[Any]]:
+    """``op_plan_on_delete`` run with the blocking client."""
+    from ._io import run
+    return run(op_plan_on_delete(entity))

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import threading
 import weakref
+from asyncio import _get_running_loop, current_task
 from collections.abc import MutableMapping
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Set, Tuple, ValuesView
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Set, ValuesView
 
-from ._connect import connect, util_module
-from ._registry import MODELS_REFERENCED, is_entity
+from ._connect import util_module
+from ._io import Operation, arun, run
+from ._registry import is_entity
 from .exceptions import ORMError
 
 _NO_OVERRIDE = object()
@@ -105,22 +107,86 @@ class KnownEntities(MutableMapping):
         return 'KnownEntities(%r)' % (self._d,)
 
 
-class Session(threading.local):
-    """The identity map: ``known`` (strong refs, saved by commit) and ``wknown`` (weak refs)."""
+class _TaskSession:
+    """The identity map of one asyncio task (see :class:`Session`)."""
+
+    __slots__ = ('known', 'wknown', 'null_override')
 
     def __init__(self) -> None:
         self.known: Any = KnownEntities()
         self.wknown: 'weakref.WeakValueDictionary[str, Any]' = weakref.WeakValueDictionary()
+        self.null_override: Any = _NO_OVERRIDE
+
+
+# asyncio task -> its identity map (dropped with the task)
+_TASKS: 'weakref.WeakKeyDictionary[Any, _TaskSession]' = weakref.WeakKeyDictionary()
+
+
+def _task_session() -> Optional[_TaskSession]:
+    """The session of the asyncio task running in this thread, or None outside a task."""
+    loop = _get_running_loop()
+    if loop is None:
+        return None
+    task = current_task(loop)
+    if task is None:
+        return None
+    state = _TASKS.get(task)
+    if state is None:
+        state = _TASKS[task] = _TaskSession()
+    return state
+
+
+class Session(threading.local):
+    """The identity map: ``known`` (strong refs, saved by commit) and ``wknown`` (weak refs).
+
+    One per thread; inside a running event loop, one per asyncio task (two tasks of one
+    loop never see each other's entities). Threads without a running loop keep theirs.
+    """
+
+    def __init__(self) -> None:
+        self._known: Any = KnownEntities()
+        self._wknown: 'weakref.WeakValueDictionary[str, Any]' = weakref.WeakValueDictionary()
         self._null_override: Any = _NO_OVERRIDE
 
     def _init(self) -> None:
-        if not hasattr(self, 'known'):
-            self.known = KnownEntities()
-            self.wknown = weakref.WeakValueDictionary()
+        if not hasattr(self, '_known'):
+            self._known = KnownEntities()
+            self._wknown = weakref.WeakValueDictionary()
+
+    @property
+    def known(self) -> Any:
+        """Tracked entities by ``'<ns>:<id>'`` (held strongly until commit)."""
+        state = _task_session()
+        return self._known if state is None else state.known
+
+    @known.setter
+    def known(self, value: Any) -> None:
+        state = _task_session()
+        if state is None:
+            self._known = value
+        else:
+            state.known = value
+
+    @property
+    def wknown(self) -> 'weakref.WeakValueDictionary[str, Any]':
+        """Every entity seen (weakly held), by ``'<ns>:<id>'``."""
+        state = _task_session()
+        return self._wknown if state is None else state.wknown
+
+    @wknown.setter
+    def wknown(self, value: 'weakref.WeakValueDictionary[str, Any]') -> None:
+        state = _task_session()
+        if state is None:
+            self._wknown = value
+        else:
+            state.wknown = value
 
     @property
     def null_session(self) -> Any:
-        """True when this thread uses the null session (nothing is tracked)."""
+        """True when this thread (or task) uses the null session (nothing is tracked)."""
+        state = _task_session()
+        if state is not None and state.null_override is not _NO_OVERRIDE:
+            return state.null_override
         override = self._null_override
         if override is _NO_OVERRIDE:
             return util_module().NULL_SESSION
@@ -128,11 +194,19 @@ class Session(threading.local):
 
     @null_session.setter
     def null_session(self, value: Any) -> None:
-        self._null_override = value
+        state = _task_session()
+        if state is None:
+            self._null_override = value
+        else:
+            state.null_override = value
 
     @null_session.deleter
     def null_session(self) -> None:
-        self._null_override = _NO_OVERRIDE
+        state = _task_session()
+        if state is None:
+            self._null_override = _NO_OVERRIDE
+        else:
+            state.null_override = _NO_OVERRIDE
 
     def add(self, obj: Any) -> None:
         """Track ``obj`` (does nothing under a null session)."""
@@ -180,10 +254,14 @@ class Session(threading.local):
 
     def get(self, pk: str) -> Optional[Any]:
         """The tracked entity for ``'<ns>:<id>'``, or None (never contacts Redis)."""
-        known = self.known
+        state = _task_session()
+        if state is None:
+            known, wknown = self._known, self._wknown
+        else:
+            known, wknown = state.known, state.wknown
         obj = known._d.get(pk) if type(known) is KnownEntities else known.get(pk)
         if obj is None:
-            obj = self.wknown.get(pk)
+            obj = wknown.get(pk)
         return obj
 
     def rollback(self) -> None:
@@ -195,9 +273,24 @@ class Session(threading.local):
         """Save every tracked dirty entity (every one with ``all``); returns columns changed."""
         return self.save(*list(self.known.values()), full=full, all=all, force=force)
 
+    async def aflush(self, full: bool = False, all: bool = False, force: bool = False) -> int:
+        """Async ``flush()`` (this task's session)."""
+        return await self.asave(*list(self.known.values()), full=full, all=all, force=force)
+
     def commit(self, full: bool = False, all: bool = False, force: bool = False) -> int:
         """``flush()`` then stop holding the entities strongly (they stay in ``wknown``)."""
         result = self.flush(full, all, force)
+        self.known = KnownEntities()
+        return result
+
+    async def acommit(self, full: Any = None, all: bool = False, force: bool = False) -> int:
+        """Async ``commit()``: saves this task's tracked entities, then releases them.
+
+        Cancelled while a write is in flight, each script call has been applied whole or
+        not at all; the entities not known to be written stay tracked and modified, so a
+        later ``acommit()`` writes them (never twice).
+        """
+        result = await self.aflush(bool(full), all, force)
         self.known = KnownEntities()
         return result
 
@@ -208,57 +301,20 @@ class Session(threading.local):
         Writes are batched into as few script calls as possible; on failure the entities
         before the failing one are written and the rest are not.
         """
-        selected: List[Any] = []
-        error: Optional[BaseException] = None
-        for obj in _flatten(objects):
-            if not is_entity(obj):
-                error = ORMError('cannot save %r: only rom model instances can be saved' % (obj,))
-                break
-            if not obj._deleted and (all or obj._modified):
-                selected.append(obj)
-        # every model class shares Model._save_many (batched, ordered, stop at first failure)
-        total = (type(selected[0])._save_many(selected, bool(full), bool(force), bool(all))
-                 if selected else 0)
-        if error is not None:
-            raise error
-        return total
+        return run(_op_save(objects, full, all, force, True))
+
+    async def asave(self, *objects: Any, full: Any = None, all: Any = None, force: Any = None,
+                    **ignored: Any) -> int:
+        """Async ``save()``."""
+        return await arun(_op_save(objects, full, all, force, False))
 
     def delete(self, *objects: Any, force: Any = None, **ignored: Any) -> None:
         """Delete entities with one MULTI/EXEC round trip per Redis client (no on_delete)."""
-        selected = [obj for obj in _flatten(objects)
-                    if is_entity(obj) and (force or not obj._deleted)]
-        for obj in selected:
-            cls = type(obj)
-            if (not cls._no_fk or cls._namespace in MODELS_REFERENCED
-                    or cls.__name__ in MODELS_REFERENCED):
-                raise ORMError(
-                    'cannot delete %s entities in bulk: the model takes part in foreign-key '
-                    'relationships; delete them one by one' % (cls._namespace,))
-        by_client: Dict[Tuple[int, Optional[str]], List[Any]] = {}
-        clients: Dict[Tuple[int, Optional[str]], Any] = {}
-        for obj in selected:
-            if not obj._deleted:
-                obj._before_delete()
-            self.forget(obj)
-            obj._modified = True
-            obj._deleted = True
-            conn = connect(obj)
-            group = (id(conn), type(obj)._cluster_tag)  # a cluster: one transaction per slot
-            clients[group] = conn
-            by_client.setdefault(group, []).append(obj)
-        pipes = []
-        for key, entities in by_client.items():
-            pipe = clients[key].pipeline(True)
-            # one queued script call deletes the whole batch of this client
-            type(entities[0])._delete_many(entities, pipe)
-            pipes.append(pipe)
-        for pipe in pipes:
-            pipe.execute()
-        for obj in selected:
-            if obj._deleted == 1:
-                obj._after_delete()
-                obj._deleted = 2
-            self.forget(obj)
+        run(_op_delete(objects, force))
+
+    async def adelete(self, *objects: Any, force: Any = None, **ignored: Any) -> None:
+        """Async ``delete()``."""
+        await arun(_op_delete(objects, force))
 
     def refresh(self, *objects: Any, force: Any = None) -> None:
         """Reload entities from Redis (``InvalidOperation`` for modified ones unless ``force``)."""
@@ -277,5 +333,33 @@ class Session(threading.local):
         self.refresh(*list(self.known.values()), force=force)
 
 
-#: the session rom consults (one identity map per thread)
+def _op_save(objects: Any, full: Any, all: Any, force: Any, sweep: bool) -> Operation[int]:
+    """Operation of ``Session.save``: the savable entities, in one ordered batched save."""
+    from ._write import op_save_entities
+    selected: List[Any] = []
+    error: Optional[BaseException] = None
+    for obj in _flatten(objects):
+        if not is_entity(obj):
+            error = ORMError('cannot save %r: only rom model instances can be saved' % (obj,))
+            break
+        if not obj._deleted and (all or obj._modified):
+            selected.append(obj)
+    total = 0
+    if selected:
+        total = yield from op_save_entities(selected, bool(full), bool(force), bool(all),
+                                            sweep)
+    if error is not None:
+        raise error
+    return total
+
+
+def _op_delete(objects: Any, force: Any) -> Operation[None]:
+    """Operation of ``Session.delete``."""
+    from ._ops_delete import op_delete_many
+    selected = [obj for obj in _flatten(objects)
+                if is_entity(obj) and (force or not obj._deleted)]
+    yield from op_delete_many(selected)
+
+
+#: the session rom consults (one identity map per thread, or per asyncio task)
 session = Session()

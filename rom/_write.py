@@ -1,21 +1,27 @@
-"""Save entities: hooks, ids and entity state around planned writes, batched in few calls.
+"""Save entities (pure core, no client): hooks, ids and entity state around planned writes.
 
-``save_entities`` plans each entity's write (``rom._write_plan``), sends the plans in as
-few calls of the write script as the limits below allow (``rom._write_script``), runs the
-after-hooks of the written ones and marks them clean.
+Operations are generators of ``rom._io`` steps, run by ``rom._io.run`` (blocking) or
+``await rom._io.arun`` (asyncio): ``Model.save`` is ``run(op_save_entities(...))`` and
+``Model.asave`` is ``await arun(op_save_entities(...))``. Each entity's write is planned by
+``rom._write_plan``; plans go out in as few calls of the write script as the limits below
+allow (``rom._write_script``); the after-hooks of the written entities run and they are
+marked clean.
 """
 from __future__ import annotations
 
 from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
-from ._connect import connect
-from ._ids import take_ids
+from ._ids import op_take_ids
+from ._io import ClientOf, Command, Operation, run
 from ._registry import PENDING_ID, is_entity
 from ._session import session
 from ._ttl import write_op
 from ._write_plan import WritePlan, plan_write
-from ._write_script import Replan, plan_args, run_plans
+from ._write_script import Replan, op_run_plans, plan_args
 from .exceptions import EntityDeletedError
+
+__all__ = ['op_save_entities', 'op_take_pending_ids', 'op_get_one', 'save_entities',
+           'MAX_ARGS_PER_CALL']
 
 _MAX_BLOCKS_PER_CALL = 500
 #: most items (arguments) one write script call carries: Redis < 7 refuses more than 1,048,576
@@ -23,50 +29,77 @@ _MAX_BLOCKS_PER_CALL = 500
 MAX_ARGS_PER_CALL = 100_000
 
 
-def _take_pending_ids(entities: List[Any]) -> None:
+def op_get_one(model: Any, ident: Any) -> Operation[Any]:
+    """Operation: the entity of ``model`` with id ``ident`` (the session's first), or None."""
+    pk = '%s:%s' % (model._namespace, int(ident))
+    obj = session.get(pk)
+    if obj is not None:
+        return obj
+    if model._ttl is not None:  # expiry visibility: the read side's operation
+        from . import _expiry
+        return _expiry.fetch_visible(model, [pk], [None], [0], True)[0]
+    row = yield Command(model, ('HGETALL', pk))
+    return model._from_stored(row) if row else None
+
+
+def op_take_pending_ids(entities: List[Any]) -> Operation[None]:
     """Give the new entities whose id is still pending their ids, one reservation per model."""
-    pending: Dict[Tuple[Any, int], List[Any]] = {}
+    pending: Dict[Any, List[Any]] = {}
     for entity in entities:
         if entity._data.get(entity._pkey) is PENDING_ID:
-            conn = connect(entity)
-            pending.setdefault((type(entity), id(conn)), []).append((entity, conn))
+            pending.setdefault(type(entity), []).append(entity)
     if not pending:
         return
     moves: List[Tuple[Any, str]] = []
-    for (model, _), group in pending.items():
-        ids = take_ids(model, group[0][1], len(group))
-        for (entity, _), new_id in zip(group, ids):
-            moves.append((entity, entity._session_key))
-            entity._data[entity._pkey] = new_id
+    for model, group in pending.items():
+        ids = yield from op_take_ids(model, group[0], len(group))
+        for entity, new_id in zip(group, ids):
+            if entity._data.get(entity._pkey) is PENDING_ID:
+                moves.append((entity, entity._session_key))
+                entity._data[entity._pkey] = new_id
     session._rekey_many(moves)
 
 
-def _refers_to_new(entity: Any) -> bool:
-    """Whether a reference column of ``entity`` holds another entity that is still new."""
-    return any(is_entity(value) and value is not entity and value._new
-               for value in entity._data.values())
+def _op_resolve_references(entity: Any) -> Operation[None]:
+    """Look up the references loaded as ids (a save writes the entities they name; one
+    that names no entity becomes None), without blocking."""
+    from ._relations import _Unresolved
+    data = entity._data
+    for attr, value in list(data.items()):
+        if isinstance(value, _Unresolved) and data.get(attr) is value:
+            target = entity._columns[attr]._target(entity._namespace)
+            data[attr] = yield from op_get_one(target, value.id)
 
 
-def save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool = True) -> int:
-    """Save entities in order with as few round trips as possible.
+def _new_targets(entity: Any) -> List[Any]:
+    """The new entities a reference column of ``entity`` holds (saved before it)."""
+    return [value for value in entity._data.values()
+            if is_entity(value) and value is not entity and value._new]
+
+
+def op_save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool = True,
+                     sweep: bool = True) -> Operation[int]:
+    """Operation: save entities in order with as few round trips as possible.
 
     On failure the entities before the failing one are written (and their after-hooks run),
-    the failing one and those after it are not, and the failure is raised.
+    the failing one and those after it are not, and the failure is raised. ``sweep``: run
+    the expiry cleanup after writes of models with ``_ttl`` (the blocking driver only).
     """
     total = 0
     entities = list(entities)
-    _take_pending_ids(entities)
+    yield from op_take_pending_ids(entities)
     batch: List[Tuple[Any, WritePlan, bool]] = []
     blocks: List[List[Any]] = []
     queued: Set[int] = set()
-    batch_conn: Any = None
+    clients: Dict[Any, Any] = {}  # model -> its client (asked only when models mix)
+    batch_model: Any = None
     batch_tag: Optional[str] = None
     batch_args = 0
 
-    def flush() -> None:
-        nonlocal total, batch, blocks, batch_conn, batch_args
-        pending, pending_blocks, conn = batch, blocks, batch_conn
-        batch, blocks, batch_conn, batch_args = [], [], None, 0
+    def flush() -> Operation[None]:
+        nonlocal total, batch, blocks, batch_model, batch_args
+        pending, pending_blocks = batch, blocks
+        batch, blocks, batch_model, batch_args = [], [], None, 0
         queued.clear()
         if not pending:
             return
@@ -75,7 +108,8 @@ def save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool = 
             # nothing was written (its reply can be lost after the script ran)
             entity._write_sent = True
         while True:
-            done, failure = run_plans(conn, [plan for _, plan, _ in pending], pending_blocks)
+            done, failure = yield from op_run_plans(
+                pending[0][0], [plan for _, plan, _ in pending], pending_blocks)
             if isinstance(failure, EntityDeletedError) and pending[done][0]._deleted:
                 failure = EntityDeletedError(
                     'entity %s:%s was deleted by its own delete(); use save(force=True) to '
@@ -93,7 +127,7 @@ def save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool = 
                     entity._after_insert()
                 else:
                     entity._after_update()
-            if expiring:  # models with ``_ttl``: a little expiry cleanup after their writes
+            if expiring and sweep:  # models with ``_ttl``: a little expiry cleanup
                 from ._expiry import after_write
                 after_write(expiring)
             if not isinstance(failure, Replan):
@@ -107,24 +141,49 @@ def save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool = 
         if failure is not None:
             raise failure
 
+    def same_client(model: Any) -> Operation[bool]:
+        """Whether ``model`` writes through the client of the batch's model."""
+        for each in (model, batch_model):
+            if each not in clients:
+                clients[each] = yield ClientOf(each)
+        return clients[model] is clients[batch_model]
+
     for entity in entities:
         # deleted entities are filtered by Session.save; Model.save() of a deleted entity
         # must reach the race check (EntityDeletedError) or, with force=True, recreate it
         if not (all or entity._modified):
             continue
-        if id(entity) in queued or (batch and _refers_to_new(entity)):
-            # a new referenced entity is saved while this one's plan is made (ManyToOne
-            # storage): write the queued ones first, as a one-by-one loop would, so a queued
-            # target is not written twice and the writes keep their order
-            flush()
+        if id(entity) in queued or (batch and _new_targets(entity)):
+            # a new referenced entity is saved before this one's plan is made: write the
+            # queued ones first, as a one-by-one loop would, so a queued target is not
+            # written twice and the writes keep their order
+            yield from flush()
         try:
             was_new = entity._new
             if was_new:
                 entity._before_insert()
             else:
                 entity._before_update()
-            if entity._data.get(entity._pkey) is PENDING_ID:
-                entity._allocate_id()  # a hook made it new again, or it was never planned
+            # (no I/O step inside this try: a closed operation must not yield again)
+        except BaseException:
+            yield from flush()
+            raise
+        try:
+            # a hook made it new again, or it was never planned: its id; references
+            # loaded as ids looked up; new referenced entities saved first
+            yield from op_take_pending_ids([entity])
+            yield from _op_resolve_references(entity)
+            for target in _new_targets(entity):
+                if target._new:
+                    total_before = total
+                    yield from op_save_entities([target], False, False, sweep=sweep)
+                    total = total_before
+        except GeneratorExit:
+            raise
+        except BaseException:
+            yield from flush()
+            raise
+        try:
             plan = plan_write(type(entity), entity._last, entity._save_data(),
                               full=full or was_new or force, is_new=was_new or force,
                               fresh=was_new and not force and not entity.__dict__.get(
@@ -132,19 +191,26 @@ def save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool = 
                               force=force)
             if plan.expiry is not None:  # models with ``_ttl``
                 plan = plan._replace(expiry=write_op(entity, was_new, force))
-            conn = connect(entity)
         except BaseException:
-            flush()
+            yield from flush()
             raise
         block = plan_args(plan)
-        if batch and (conn is not batch_conn or len(batch) >= _MAX_BLOCKS_PER_CALL
+        model = type(entity)
+        if batch and (len(batch) >= _MAX_BLOCKS_PER_CALL
                       or batch_args + len(block) > MAX_ARGS_PER_CALL
-                      or type(entity)._cluster_tag != batch_tag):
-            flush()  # one script call per client and (on a cluster) per hash slot
-        batch_conn, batch_tag = conn, type(entity)._cluster_tag
+                      or model._cluster_tag != batch_tag
+                      or (model is not batch_model and not (yield from same_client(model)))):
+            yield from flush()  # one script call per client and (on a cluster) per hash slot
+        if not batch:
+            batch_model, batch_tag = model, model._cluster_tag
         batch.append((entity, plan, was_new))
         blocks.append(block)
         batch_args += len(block)
         queued.add(id(entity))
-    flush()
+    yield from flush()
     return total
+
+
+def save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool = True) -> int:
+    """``op_save_entities`` run with the blocking client."""
+    return run(op_save_entities(entities, full, force, all))

@@ -1,8 +1,9 @@
 """Run write plans as one atomic call of ``scripts/write.lua``.
 
-``plan_args`` encodes a plan as the script's arguments, ``run_plans`` sends one or many
-plans in a single EVALSHA, and ``_failure`` maps the script's reply to typed exceptions in
-one place.
+``plan_args`` encodes a plan as the script's arguments, ``write_step`` is the script call
+applying one or many plans (an I/O step of ``rom._io``; ``op_run_plans`` runs it,
+``run_plans`` on a given blocking client or pipeline), and ``_failure`` maps the script's
+reply to typed exceptions in one place.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from redis.client import Pipeline
 
 from ._cluster import is_cluster_pipeline
 from ._connect import to_text
+from ._io import Client, Operation, Script
 from ._scripts import lua
 from ._ttl import expiry_failure
 from ._write_plan import WritePlan
@@ -88,13 +90,9 @@ def _failure(plan: WritePlan, kind: str, details: Sequence[Any]) -> Exception:
         % (ns, id_text, ', '.join(fields)), ns, id_text)
 
 
-def run_plans(conn: Any, plans: Sequence[WritePlan],
-              blocks: Optional[Sequence[List[Any]]] = None) -> Tuple[int, Optional[Exception]]:
-    """Apply plans in order in one script call (``blocks``: their ``plan_args``, if made).
-
-    Returns (number applied, failure or None). With a pipeline the call is queued and
-    ``(len(plans), None)`` is returned unchecked.
-    """
+def write_step(via: Any, plans: Sequence[WritePlan],
+               blocks: Optional[Sequence[List[Any]]] = None) -> Script:
+    """The write script call applying ``plans`` in order (``blocks``: their ``plan_args``)."""
     args: List[Any] = [len(plans)]
     if any(plan.expiry is not None for plan in plans):  # models with ``_ttl``: see write.lua
         args[0] = -len(plans)
@@ -104,12 +102,41 @@ def run_plans(conn: Any, plans: Sequence[WritePlan],
         # one JSON argument: redis-py encodes each argument in Python, JSON does it in C
         args = [json.dumps(args, ensure_ascii=False, separators=(',', ':'))]
     # a cluster client routes the keyless script by a key of the model's slot
-    reply = lua('write')(conn, (), args, route=plans[0].namespace + ':' if plans else None)
-    if isinstance(conn, Pipeline) or is_cluster_pipeline(conn):
-        return len(plans), None
+    return Script(via, 'write', (), args, route=plans[0].namespace + ':' if plans else None)
+
+
+def write_result(plans: Sequence[WritePlan], reply: Any) -> Tuple[int, Optional[Exception]]:
+    """(number of plans applied, failure or None) from the write script's reply."""
     applied = int(reply[0])
     kind = to_text(reply[1])
     if kind == 'ok':
         return applied, None
     details = reply[3:3 + int(reply[2])]
     return applied, _failure(plans[applied], kind, details)
+
+
+def is_pipeline(conn: Any) -> bool:
+    """True for a blocking pipeline (calls are queued, replies come with its execute())."""
+    return isinstance(conn, Pipeline) or is_cluster_pipeline(conn)
+
+
+def op_run_plans(via: Any, plans: Sequence[WritePlan],
+                 blocks: Optional[Sequence[List[Any]]] = None
+                 ) -> Operation[Tuple[int, Optional[Exception]]]:
+    """Operation: apply plans in order in one script call; (number applied, failure)."""
+    reply = yield write_step(via, plans, blocks)
+    return write_result(plans, reply)
+
+
+def run_plans(conn: Any, plans: Sequence[WritePlan],
+              blocks: Optional[Sequence[List[Any]]] = None) -> Tuple[int, Optional[Exception]]:
+    """Apply plans in order in one script call on the blocking client or pipeline ``conn``.
+
+    Returns (number applied, failure or None). With a pipeline the call is queued and
+    ``(len(plans), None)`` is returned unchecked.
+    """
+    step = write_step(Client(conn), plans, blocks)
+    reply = lua('write')(conn, step.keys, step.args, route=step.route)
+    if is_pipeline(conn):
+        return len(plans), None
+    return write_result(plans, reply)

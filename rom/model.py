@@ -16,17 +16,17 @@ from ._compat import _zrange_limit_iterator, redis_writer_lua
 from ._connect import connect, decodes_responses
 from ._helpers import ClassProperty, _to_score, short_repr
 from ._ids import take_id
+from ._io import arun, run
 from ._keygen import SORT_KEYGEN_NAMES
 from ._loader import field_names, load_row, mapping_builder, row_builder
-from ._on_delete import _plan_on_delete
+from ._ops_delete import op_delete
 from ._registry import PENDING_ID, SKIP_ON_DELETE
 from ._relations import ForeignModel, UnsafeColumn, _Related, _Unresolved
 from ._schema import _ModelMetaclass
-from ._ttl import StillAlive
 from ._scripts import lua
 from ._session import session
 from ._values import initial_text
-from ._write import save_entities
+from ._write import op_save_entities
 from ._write_plan import AttrDict, plan_write
 from ._write_script import run_plans
 from .exceptions import (ColumnError, DataRaceError, EntityDeletedError,  # noqa: F401
@@ -340,13 +340,17 @@ class Model(metaclass=_ModelMetaclass):
     # --- writes -------------------------------------------------------------------------------
     def save(self, full: bool = False, force: bool = False) -> int:
         """Write the entity atomically; returns the number of changed columns."""
-        return save_entities([self], full, force)
+        return run(op_save_entities([self], full, force))
+
+    async def asave(self, full: bool = False, force: bool = False) -> int:
+        """Async ``save()``: same arguments, result and exceptions; never blocks the loop."""
+        return await arun(op_save_entities([self], full, force, True, False))
 
     @staticmethod
     def _save_many(entities: List['Model'], full: bool, force: bool, all: bool = False) -> int:
         # entities saved as a side effect of an earlier one (a new ManyToOne target) are
         # skipped unless ``all``, as in a one-by-one loop
-        return save_entities(entities, full, force, all)
+        return run(op_save_entities(entities, full, force, all))
 
     @classmethod
     def _apply_changes(cls, old: Dict[str, Any], new: Dict[str, Any], full: bool = False,
@@ -365,45 +369,11 @@ class Model(metaclass=_ModelMetaclass):
 
     def delete(self, **kwargs: Any) -> Any:
         """Delete the entity (with on_delete processing and hooks)."""
-        if not self._last.get(self._pkey):
-            raise ColumnError('cannot delete %r: it has never been saved, so there is nothing '
-                              'to delete (forget it with session.forget() instead)' % (self,))
-        skip = kwargs.get('skip_on_delete_i_really_mean_it') is SKIP_ON_DELETE
-        conn = kwargs.get('_conn')
-        # removal by rom._expiry: on_delete applies, no hooks; returns whether it was removed
-        expired = kwargs.get('_rom_expired', False)
-        cascaded: List[Any] = []
-        to_save: List[Any] = []
-        if not skip:
-            if not expired:
-                self._before_delete()
-            cascaded, to_save = _plan_on_delete(self)
-        session.forget(self)
-        conn = conn if conn is not None else connect(self)
-        # spec §3.5: delete the whole list in order (self first), then save the entities
-        # whose references were set to null/default. Deletes sharing self's client go in
-        # one script call (atomic together); others follow one by one.
-        together = [self] + [d for d in cascaded if connect(d) is connect(self)]
-        plans = [plan_write(type(d), d._last, {}, delete=True) for d in together]
-        if expired:
-            plans[0] = plans[0]._replace(expiry=('due', ''))
-        done, failure = run_plans(conn, plans)
-        if failure is not None:
-            if expired and isinstance(failure, StillAlive):
-                return False
-            raise failure
-        for doomed in together:
-            session.forget(doomed)
-            doomed._modified = True
-            doomed._deleted = True
-        for doomed in cascaded:
-            if not doomed._deleted:
-                doomed.delete(skip_on_delete_i_really_mean_it=SKIP_ON_DELETE)
-        if to_save:
-            save_entities(to_save, False, False, False)
-        if not skip and not expired:
-            self._after_delete()
-        return True if expired else None
+        return run(op_delete(self, kwargs))
+
+    async def adelete(self, **kwargs: Any) -> Any:
+        """Async ``delete()``: same arguments, result and exceptions; never blocks the loop."""
+        return await arun(op_delete(self, kwargs, False))
 
     def refresh(self, force: bool = False) -> None:
         """Reload the entity from Redis, discarding local changes (``force`` for modified ones)."""

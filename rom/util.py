@@ -30,7 +30,8 @@ __all__ = [
     'IDENTITY_CI', 'IDENTITY_STRING', 'IDENTITY_STRING_CI', 'Lock', 'NO_SCRIPT_MESSAGES',
     'NULL_SESSION', 'REDIS_URI', 'SIMPLE', 'SIMPLE_CI', 'STRING_INDEX_KEYGENS',
     'STRING_INDEX_KEYGENS_STR', 'STRING_SORT_KEYGENS', 'STRING_SORT_KEYGENS_STR', 'Session',
-    'clean_old_index', 'clean_unsafe_cols', 'get_connection', 'refresh_all_indexes',
+    'clean_old_index', 'clean_unsafe_cols', 'get_async_connection', 'get_connection',
+    'refresh_all_indexes',
     'refresh_indices', 'session', 'set_connection_settings', 'show_progress',
     'use_null_session', 'use_rom_session',
 ]
@@ -43,14 +44,60 @@ REDIS_CLUSTER: bool = cluster_requested(os.environ.get('ROM_REDIS_CLUSTER'))
 #: with ``REDIS_CLUSTER`` a placeholder that ``get_connection()`` turns into a ``RedisCluster``
 CONNECTION: Any = (PendingClusterClient(REDIS_URI) if REDIS_CLUSTER
                    else redis.Redis.from_url(REDIS_URI))
+
+
+def _async_from_uri() -> Any:
+    import redis.asyncio as aredis
+    if REDIS_CLUSTER:
+        from redis.asyncio.cluster import RedisCluster
+        return RedisCluster.from_url(REDIS_URI)
+    return aredis.Redis.from_url(REDIS_URI)
+
+
+# (the CONNECTION they belong to, a factory of the matching redis.asyncio client); the
+# factory is used while CONNECTION is still that client (see get_async_connection)
+_ASYNC_SETTINGS: Any = (CONNECTION, _async_from_uri)
 #: when True, sessions track nothing (``session.null_session`` may override it per thread)
 NULL_SESSION: bool = False
 
 
 def set_connection_settings(*args: Any, **kwargs: Any) -> None:
-    """Replace ``CONNECTION`` with ``redis.Redis(*args, **kwargs)``."""
-    global CONNECTION
-    CONNECTION = redis.Redis(*args, **kwargs)
+    """Replace ``CONNECTION`` with ``redis.Redis(*args, **kwargs)``.
+
+    The async API follows: ``get_async_connection()`` then builds, once per event loop,
+    ``redis.asyncio.Redis(*args, **kwargs)`` (options only the blocking client takes, such
+    as a blocking ``connection_pool``, make it copy the blocking client's settings instead).
+    """
+    global CONNECTION, _ASYNC_SETTINGS
+    CONNECTION = conn = redis.Redis(*args, **kwargs)
+    _ASYNC_SETTINGS = (conn, lambda: _async_from_settings(conn, args, kwargs))
+
+
+def _async_from_settings(conn: Any, args: Any, kwargs: Any) -> Any:
+    import redis.asyncio as aredis
+    from ._aconnect import async_client_for
+    if 'connection_pool' in kwargs or 'retry' in kwargs:
+        return async_client_for(conn)
+    try:
+        return aredis.Redis(*args, **kwargs)
+    except TypeError:  # an option of the blocking client only
+        return async_client_for(conn)
+
+
+def get_async_connection() -> Any:
+    """The default ``redis.asyncio`` client of the running event loop; may be monkey-patched.
+
+    Models without ``_aconn``, ``_conn`` or ``CONN`` use it in async code. It is built once
+    per event loop (an asyncio client belongs to one loop) and closed by
+    ``rom._aconnect.aclose_loop_clients()``. It goes where ``CONNECTION`` goes: built from the
+    arguments of the last ``set_connection_settings(...)`` call, from ``ROM_REDIS_URI``
+    (``redis.asyncio.cluster.RedisCluster`` with ``ROM_REDIS_CLUSTER``), or, when a client
+    was assigned to ``CONNECTION``, with that client's server, database, credentials and
+    ``decode_responses``. It never calls ``get_connection()`` nor does any I/O, so it never
+    blocks the event loop. Must be called inside a running event loop.
+    """
+    from ._aconnect import default_client
+    return default_client()
 
 
 def get_connection() -> Any:
