@@ -9,17 +9,19 @@ through it::
         assert (await api.get(User, user.id)).email == 'a@x'
 
 The fixture is parametrised: ``api`` is :class:`SyncApi` (each call is the blocking method,
-``user.save()``) or :class:`AsyncApi` (each call is awaited, ``await user.asave()``). The
-whole test body runs as one asyncio task, so the per-task session of the async run covers
-the test as the per-thread session covers the sync run. Tests without I/O-free differences
-need nothing else; a test may look at ``api.is_async``.
+``user.save()``) or :class:`AsyncApi` (each call is awaited, ``await user.asave()``). In
+the async run the whole test body is one asyncio task, so its per-task session covers the
+test as the per-thread session covers the sync run. The sync run has no event loop at all
+(its awaits never suspend): rom sees exactly the blocking code it always saw. A test may
+look at ``api.is_async``.
 
 ``async def`` tests are run by :func:`run_coroutine_test` (conftest's
-``pytest_pyfunc_call``), one event loop per test, closed with its clients at the end.
+``pytest_pyfunc_call``): one event loop per test, closed with its clients at the end.
 """
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 from typing import Any, Dict, List
 
@@ -218,9 +220,17 @@ class AsyncApi(SyncApi):
 
 
 def run_coroutine_test(function: Any, funcargs: Dict[str, Any]) -> None:
-    """Run an ``async def`` test in a fresh event loop, closing rom's async clients after."""
+    """Run an ``async def`` test in a fresh event loop, closing rom's async clients after.
+
+    The ``[sync]`` variant (``api`` is a :class:`SyncApi`) runs outside any event loop: its
+    awaits never suspend, so the coroutine is driven to its end by hand, and rom sees plain
+    blocking code (per-thread session, ids taken at construction), exactly as before.
+    """
     names = inspect.signature(function).parameters
     kwargs = {name: funcargs[name] for name in names if name in funcargs}
+    if isinstance(kwargs.get('api'), SyncApi) and not kwargs['api'].is_async:
+        _run_without_loop(function(**kwargs))
+        return
 
     async def main() -> None:
         try:
@@ -230,3 +240,15 @@ def run_coroutine_test(function: Any, funcargs: Dict[str, Any]) -> None:
             await aclose_loop_clients()
 
     asyncio.run(main())
+    gc.collect()  # a client or connection left open is reported by this test, not a later one
+
+
+def _run_without_loop(coroutine: Any) -> None:
+    """Drive a coroutine that never suspends (every await completes at once)."""
+    try:
+        coroutine.send(None)
+    except StopIteration:
+        return
+    coroutine.close()
+    raise RuntimeError('a [sync] test body awaited something that suspends (it needs an '
+                       'event loop): check api.is_async before using asyncio')
