@@ -12,7 +12,7 @@ from typing import Any, Tuple
 
 from ._coltypes import Decimal, Float, Integer, PrimaryKey
 from ._expiry import refuse_expired
-from ._scripts import lua
+from ._io import ClientOf, Operation, Script, run
 from .exceptions import (DataRaceError, EntityDeletedError, InvalidColumnValue,
                          InvalidOperation)
 
@@ -89,13 +89,13 @@ def _text(value: Any, kind: str) -> str:
     return format(value, 'f')
 
 
-def transfer(self: Any, other: Any, attr: str, value: Any, txn_model: Any, txn_attr: str,
-             decimal_places: int = 0, refresh_entities: bool = True,
-             refresh_index: bool = True) -> None:
-    """``Model.transfer`` (see its docstring)."""
+def op_transfer(self: Any, other: Any, attr: str, value: Any, txn_model: Any, txn_attr: str,
+                decimal_places: int = 0, refresh_entities: bool = True,
+                refresh_index: bool = True) -> Operation[None]:
+    """Operation of ``Model.transfer`` / ``atransfer`` (see its docstring)."""
     entities = (self, other, txn_model)
-    conn = self._connection
-    if not (conn is other._connection is txn_model._connection):
+    conn = yield ClientOf(self)
+    if not (conn is (yield ClientOf(other)) is (yield ClientOf(txn_model))):
         raise ValueError('transfer(): the three entities need one shared connection')
     tags = {type(e)._cluster_tag for e in entities}
     if len(tags) > 1 and tags != {None}:
@@ -127,18 +127,24 @@ def transfer(self: Any, other: Any, attr: str, value: Any, txn_model: Any, txn_a
         raise ValueError('transfer(): decimal_places must not be negative')
     if decimal_places > MAX_PLACES:
         raise ValueError('transfer(): decimal_places must be at most %d' % (MAX_PLACES,))
-    refuse_expired(entities)  # models with ``_ttl``
+    if any(type(e)._ttl is not None for e in entities):  # models with ``_ttl``
+        refuse_expired(entities)
     keys = (self._pk, other._pk, txn_model._pk)
-    reply = lua('transfer')(conn, keys, (attr, txn_attr, _text(value, kind), decimal_places,
-                                         kind))
+    reply = yield Script(self, 'transfer', keys, (attr, txn_attr, _text(value, kind),
+                                                  decimal_places, kind))
     reply = reply.decode('utf-8') if isinstance(reply, bytes) else reply
     _raise_for(reply, keys, attr, txn_attr, value, kind)
     if refresh_index:
         for entity in entities:
-            _reindex(entity)
+            yield from _op_reindex(entity)
     elif refresh_entities:
         for entity in entities:
-            entity.refresh()
+            yield from _op_refresh(entity, False)
+
+
+def transfer(self: Any, *args: Any) -> None:
+    """``Model.transfer`` (see its docstring)."""
+    run(op_transfer(self, *args))
 
 
 def _raise_for(reply: str, keys: Tuple[str, str, str], attr: str, txn_attr: str, value: Any,
@@ -160,17 +166,27 @@ def _raise_for(reply: str, keys: Tuple[str, str, str], attr: str, txn_attr: str,
         raise InvalidOperation('transfer(): unexpected reply %r' % (reply,))
 
 
-def _reindex(entity: Any, attempts: int = 20) -> None:
+def _op_refresh(entity: Any, force: bool) -> Operation[None]:
+    try:
+        from ._ops_read import op_refresh  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:  # until the read side's operation is merged
+        entity.refresh(force=force)
+        return
+    yield from op_refresh(entity, force)
+
+
+def _op_reindex(entity: Any, attempts: int = 20) -> Operation[None]:
     """Reload ``entity`` and rewrite its indexes (after a transfer changed its row).
 
     The transfer has already been made, so a concurrent writer changing the row between
     the reload and the save must not make the caller believe it failed (nor leave the
     index stale): reload and save again until the save goes through.
     """
+    from ._write import op_save_entities
     for attempt in range(attempts):
-        entity.refresh(force=True)
+        yield from _op_refresh(entity, True)
         try:
-            entity.save(True)
+            yield from op_save_entities([entity], True, False)
             return
         except DataRaceError:
             if attempt == attempts - 1:

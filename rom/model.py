@@ -572,5 +572,12 @@ class Model(metaclass=_ModelMetaclass):
         ``InvalidOperation`` for the primary key or a non-numeric column; nothing is written
         then.
         """
-        _transfer.transfer(self, other, attr, value, txn_model, txn_attr, decimal_places,
-                           refresh_entities, refresh_index)
+        run(_transfer.op_transfer(self, other, attr, value, txn_model, txn_attr, decimal_places,
+                                  refresh_entities, refresh_index))
+
+    async def atransfer(self, other: 'Model', attr: str, value: Union[int, float],
+                        txn_model: 'Model', txn_attr: str, decimal_places: int = 0,
+                        refresh_entities: bool = True, refresh_index: bool = True) -> None:
+        """Async ``transfer()``: same arguments, result and exceptions."""
+        await arun(_transfer.op_transfer(self, other, attr, value, txn_model, txn_attr,
+                                         decimal_places, refresh_entities, refresh_index))

@@ -30,8 +30,7 @@ __all__ = [
     'IDENTITY_CI', 'IDENTITY_STRING', 'IDENTITY_STRING_CI', 'Lock', 'NO_SCRIPT_MESSAGES',
     'NULL_SESSION', 'REDIS_URI', 'SIMPLE', 'SIMPLE_CI', 'STRING_INDEX_KEYGENS',
     'STRING_INDEX_KEYGENS_STR', 'STRING_SORT_KEYGENS', 'STRING_SORT_KEYGENS_STR', 'Session',
-    'clean_old_index', 'clean_unsafe_cols', 'get_async_connection', 'get_connection',
-    'refresh_all_indexes',
+    'clean_old_index', 'clean_unsafe_cols', 'get_connection', 'refresh_all_indexes',
     'refresh_indices', 'session', 'set_connection_settings', 'show_progress',
     'use_null_session', 'use_rom_session',
 ]
@@ -57,6 +56,8 @@ def _async_from_uri() -> Any:
 # (the CONNECTION they belong to, a factory of the matching redis.asyncio client); the
 # factory is used while CONNECTION is still that client (see get_async_connection)
 _ASYNC_SETTINGS: Any = (CONNECTION, _async_from_uri)
+# public beyond rom 1.1.2's ``__all__`` (which stays as it was): get_async_connection
+
 #: when True, sessions track nothing (``session.null_session`` may override it per thread)
 NULL_SESSION: bool = False
 
