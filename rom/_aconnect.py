@@ -154,4 +154,4 @@ async def aclose_loop_clients() -> None:
     """Close the async clients rom built for the running event loop (before it closes)."""
     clients = _PER_LOOP.pop(asyncio.get_running_loop(), {})
     for _, client in clients.values():
-        await client.aclose() if hasattr(client, 'aclose') else await client.close()
+        await client.aclose(close_connection_pool=True) if hasattr(client, 'aclose') else await client.close()

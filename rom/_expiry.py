@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from ._connect import connect, to_text
+from ._io import Batch, Operation, Script, run
 from ._on_delete import _references_to
 from ._registry import MODELS
 from ._scripts import lua
@@ -38,14 +39,16 @@ _DUE: Tuple[str, str] = ('due', '')
 
 
 # --------------------------------------------------------------------------- visibility
-def _states(model: Any, ids: Sequence[Any], client: Any = None) -> Any:
-    """Server time (ms) and, per id: None when visible without expiry, its expiry time (ms),
-    or -1 when the row does not exist. With a pipeline ``client``: queued, parse the reply
-    with :func:`_parse_states`."""
-    reply = lua('expire_live')(client if client is not None else connect(model),
-                               [expiry_key(model._namespace)],
-                               [model._namespace + ':'] + [str(i) for i in ids])
-    return reply if client is not None else _parse_states(reply)
+def _states_step(model: Any, ids: Sequence[Any], via: Any = None) -> Script:
+    """The ``expire_live.lua`` step reading the server time (ms) and, per id: None when
+    visible without expiry, its expiry time (ms), or -1 when the row does not exist
+    (parse the reply with :func:`_parse_states`)."""
+    return Script(model if via is None else via, 'expire_live', (expiry_key(model._namespace),),
+                  [model._namespace + ':'] + [str(i) for i in ids])
+
+
+def _op_states(model: Any, ids: Sequence[Any]) -> Operation[Tuple[int, List[Optional[int]]]]:
+    return _parse_states((yield _states_step(model, ids)))
 
 
 def _parse_states(reply: Any) -> Tuple[int, List[Optional[int]]]:
@@ -66,14 +69,13 @@ def _gone(state: Optional[int], now: int) -> bool:
     return state is not None and (state < 0 or state <= now)
 
 
-def unique_visible(model: Any, conn: Any, args: List[Any], lookups: List[Any]) -> List[Any]:
+def op_unique_visible(model: Any, args: List[Any], lookups: List[Any]) -> Operation[List[Any]]:
     """``get_unique.lua``'s reply for ``args`` without the expired (or gone) entities; the
     expiry states of the same lookups are read in the same transaction."""
-    pipe = conn.pipeline(True)
-    lua('get_unique')(pipe, (), args, route=args[0])
-    lua('expire_live')(pipe, [expiry_key(model._namespace), args[0]],
-                       [model._namespace + ':'] + list(lookups))
-    reply, states = pipe.execute()
+    reply, states = yield Batch(model, (
+        Script(model, 'get_unique', (), args, args[0]),
+        Script(model, 'expire_live', (expiry_key(model._namespace), args[0]),
+               [model._namespace + ':'] + list(lookups))))
     now, gone = _parse_states(states)
     kept: List[Any] = []
     for position, state in enumerate(gone):
@@ -86,19 +88,18 @@ def unique_visible(model: Any, conn: Any, args: List[Any], lookups: List[Any]) -
     return kept
 
 
-def fetch_visible(model: Any, pks: List[str], result: List[Any], missing: List[int],
-                  track: bool) -> List[Any]:
+def op_fetch_visible(model: Any, pks: List[str], result: List[Any], missing: List[int],
+                     track: bool, fields: List[Any]) -> Operation[List[Any]]:
     """``Model._fetch`` for models with ``_ttl``: the rows the session lacks and the expiry
-    state of every stored entity in one transaction; expired (or gone) ones become None."""
-    conn = connect(model)
-    fields = model._row_fields(conn)
+    state of every stored entity in one transaction; expired (or gone) ones become None.
+    ``fields``: ``Model._row_fields`` of the client."""
     checked = [position for position, obj in enumerate(result)
                if obj is None or not (obj._new or obj._id_pending)]
-    pipe = conn.pipeline(True)
+    steps: List[Script] = []
     if missing:
-        lua('get_rows')(pipe, [pks[position] for position in missing], fields)
-    _states(model, [pks[position].rpartition(':')[2] for position in checked], pipe)
-    replies = pipe.execute()
+        steps.append(Script(model, 'get_rows', [pks[position] for position in missing], fields))
+    steps.append(_states_step(model, [pks[position].rpartition(':')[2] for position in checked]))
+    replies = yield Batch(model, tuple(steps))
     rows = dict(zip(missing, replies[0])) if missing else {}
     now, states = _parse_states(replies[-1])
     result = list(result)
@@ -112,14 +113,15 @@ def fetch_visible(model: Any, pks: List[str], result: List[Any], missing: List[i
     return result
 
 
-def visible(model: Any, entities: List[Any]) -> List[Any]:
+def op_visible(model: Any, entities: List[Any]) -> Operation[List[Any]]:
     """``entities`` with every stored one that is expired (or gone) replaced by None; those
     are forgotten by the session. Unsaved entities (and None) are kept as they are."""
     checked = [position for position, e in enumerate(entities)
                if e is not None and not e._new and not e._id_pending]
     if not checked:
         return entities
-    now, states = _states(model, [entities[p]._data[model._pkey] for p in checked])
+    now, states = yield from _op_states(model, [entities[p]._data[model._pkey]
+                                                for p in checked])
     result = list(entities)
     for position, state in zip(checked, states):
         if _gone(state, now):
@@ -128,23 +130,33 @@ def visible(model: Any, entities: List[Any]) -> List[Any]:
     return result
 
 
+def visible(model: Any, entities: List[Any]) -> List[Any]:
+    """Blocking :func:`op_visible`."""
+    return run(op_visible(model, entities))
+
+
 def refuse_expired(entities: Sequence[Any]) -> None:
     """ValueError when one of the entities (of models with ``_ttl``) has expired."""
     if any(type(e)._ttl is not None and visible(type(e), [e])[0] is None for e in entities):
         raise ValueError('transfer(): an entity has expired')
 
 
-def visible_ids(model: Any, ids: Sequence[Any]) -> List[Any]:
+def op_visible_ids(model: Any, ids: Sequence[Any], via: Any = None) -> Operation[List[Any]]:
     """The ids (in order) whose rows exist and have not expired."""
     if not ids:
         return list(ids)
-    now, states = _states(model, [to_text(i) for i in ids])
+    now, states = _parse_states((yield _states_step(model, [to_text(i) for i in ids], via)))
     return [i for i, state in zip(ids, states) if not _gone(state, now)]
+
+
+def visible_ids(model: Any, ids: Sequence[Any]) -> List[Any]:
+    """Blocking :func:`op_visible_ids`."""
+    return run(op_visible_ids(model, ids))
 
 
 def ttl_of(model: Any, ident: Any) -> Optional[float]:
     """Seconds until entity ``ident`` expires (0.0 once it has), None without expiry/row."""
-    now, (state,) = _states(model, [ident])
+    now, (state,) = run(_op_states(model, [ident]))
     if state is None or state < 0:
         return None
     return max(state - now, 0) / 1000.0

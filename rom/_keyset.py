@@ -9,9 +9,10 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, Generic, Iterator, List, Optional, Tuple, TypeVar
 
-from ._connect import connect, to_text
-from ._scripts import lua
-from ._search import execute_guarded
+from ._connect import to_text
+from ._io import Operation, Script
+from ._ops_query import op_page_items
+from ._search import guarded
 from .exceptions import QueryError
 
 if TYPE_CHECKING:  # the default keeps a bare ``Page`` annotation valid under --strict
@@ -55,7 +56,7 @@ def parse_cursor(cursor: str) -> Tuple[str, str]:
     return score, member
 
 
-def keyset_page(query: Any, count: int, after: Optional[str]) -> Page[Any]:
+def op_keyset_page(query: Any, count: int, after: Optional[str]) -> Operation[Page[Any]]:
     """The page of ``count`` results of an ordered ``query`` following cursor ``after``."""
     if not query._order_by:
         raise QueryError('page() needs an order_by() to page through')
@@ -65,22 +66,21 @@ def keyset_page(query: Any, count: int, after: Optional[str]) -> Page[Any]:
         raise QueryError('page(): the page size must be a positive integer, got %r' % (count,))
     score, member = parse_cursor(after) if after is not None else ('0', '')
     model = query._model
-    conn = connect(model)
     gindex = model._gindex
     plan = gindex._direct(query._filters, query._order_by)
     reply = None
     if plan is not None:  # straight from the column's index (models with ``_ttl``: while
         # none of their entities is due, else reply is None)
-        reply = gindex._unless_due(conn, lambda client: lua('keyset_page')(client, [plan.key], [
-            plan.lo, plan.hi, '1' if plan.desc else '0', score, member, count]))
+        reply = yield from gindex.op_unless_due(model, Script(model, 'keyset_page', (plan.key,), (
+            plan.lo, plan.hi, '1' if plan.desc else '0', score, member, count)))
     if reply is not None:
         members, last = reply
     else:  # build the result set, page it and drop it in one transaction
-        pipe, temp = gindex._build(conn, query._filters, query._order_by)
-        lua('keyset_page')(pipe, [temp], ['-inf', 'inf', '0', score, member, count])
-        pipe.delete(temp)
-        members, last = execute_guarded(pipe)[-2]
-    items = list(query._page_items(conn, members)) if members else []
+        work, temp = yield from gindex.op_build(model, query._filters, query._order_by)
+        work.script('keyset_page', [temp], ['-inf', 'inf', '0', score, member, count])
+        work.command('DEL', temp)
+        members, last = (yield from guarded(work.batch()))[-2]
+    items = (yield from op_page_items(query, members)) if members else []
     cursor = None
     if len(members) == count and last is not None and last is not False:
         cursor = '%s:%s' % (to_text(last), to_text(members[-1]))

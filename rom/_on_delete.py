@@ -7,9 +7,7 @@ from __future__ import annotations
 
 from typing import Any, List, Tuple
 
-from ._helpers import _to_score
-from ._io import ClientOf, Operation, Script
-
+from ._io import Operation
 from ._registry import MODELS, MODELS_REFERENCED, NULL
 from .exceptions import RestrictError
 
@@ -25,16 +23,8 @@ def _references_to(model: Any) -> List[Tuple[str, str, str]]:
 def op_referencing(model: Any, attr: str, ident: Any) -> Operation[List[Any]]:
     """Operation: the entities of ``model`` whose reference column ``attr`` holds ``ident``
     (``model.get_by(attr=ident)``)."""
-    if attr in model._unique or model._ttl is not None:
-        return model.get_by(**{attr: ident})  # (unique or expiring: the read side's path)
-    conn = yield ClientOf(model)
-    fields = model._row_fields(conn)
-    key = '%s:%s:idx' % (model._namespace, attr)
-    score = _to_score(ident)
-    # one round trip: the ids in the index range and their rows (identity map still wins)
-    reply = yield Script(model, 'get_range', (), [key, model._namespace, score, score, 0, '']
-                         + fields, route=key)
-    return model._entities_from_reply(reply, fields[0] != 0)
+    from ._ops_read import op_get_by
+    return (yield from op_get_by(model, {attr: ident}))
 
 
 def op_plan_on_delete(entity: Any) -> Operation[Tuple[List[Any], List[Any]]]:

@@ -1,14 +1,15 @@
 """Relation columns (ManyToOne, OneToOne, ForeignModel, OneToMany) and ``UnsafeColumn``."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, TypeVar, overload
+import asyncio
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, TypeVar, overload
 
 from ._coltypes import Column, _Column
 from ._connect import connect
 from ._keygen import _many_to_one_keygen
-from ._registry import MODELS, NO_ACTION_DEFAULT, NULL, ON_DELETE
+from ._registry import MODELS, NO_ACTION_DEFAULT, NULL, ON_DELETE, is_entity
 from ._session import session
-from .exceptions import ColumnError, InvalidColumnValue, InvalidOperation, ORMError
+from .exceptions import ColumnError, InvalidColumnValue, InvalidOperation, MissingLoadError, ORMError
 
 #: the related model (``Any`` unless the attribute is annotated, e.g. ``ManyToOne[User]``)
 if TYPE_CHECKING:
@@ -50,6 +51,51 @@ class _Related:
             raise ORMError('model %r referenced by %s.%s is not defined'
                            % (self._ftable, ns, self._attr))
         return model
+
+
+# -- relations in async code ----------------------------------------------------------------
+#: per entity (instance attribute): relations loaded by ``aload``/``prefetch`` (OneToMany lists)
+LOADED = '_rom_related'
+
+
+def mark_async(result: Any, prefetched: Sequence[str] = ()) -> Any:
+    """Mark the entities of ``result`` (one, or a list; other items are skipped) and of
+    their ``prefetched`` relations as coming from the async API; returns ``result``."""
+    for obj in (result if type(result) is list else (result,)):
+        if not is_entity(obj):
+            continue
+        obj._rom_async = True
+        for name in prefetched:
+            mark_async(obj.__dict__.get(LOADED, {}).get(name, obj._data.get(name)))
+    return result
+
+
+def _in_async_code(obj: Any) -> bool:
+    """Whether ``obj`` came from the async API and an event loop runs in this thread."""
+    if not getattr(obj, '_rom_async', False):
+        return False
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _missing_load(obj: Any, attr: Any) -> MissingLoadError:
+    return MissingLoadError(
+        '%s.%s is not loaded, and loading it here would block the event loop: use '
+        '"await entity.aload(%r)" first, or "query.prefetch(%r)"'
+        % (type(obj).__name__, attr, attr, attr))
+
+
+def _held(obj: Any, attr: Any, target: Any, id_text: str) -> Any:
+    """In async code: the referenced entity when the session holds it (no I/O needed),
+    else MissingLoadError."""
+    found = None if target._ttl is not None else session.get(
+        '%s:%s' % (target._namespace, id_text))
+    if found is None:
+        raise _missing_load(obj, attr)
+    return found
 
 
 def _reference_to_none(obj: Any, attr: Any) -> None:
@@ -100,7 +146,11 @@ class ManyToOne(_Related, Column[_G]):
             return self
         value = obj._data.get(self._attr)
         if isinstance(value, _Unresolved):
-            value = self._target(obj._namespace).get(value.id)
+            target = self._target(obj._namespace)
+            if _in_async_code(obj):
+                value = _held(obj, self._attr, target, value.id)
+            else:
+                value = target.get(value.id)
             obj._data[self._attr] = value
         return value
 
@@ -246,17 +296,24 @@ class OneToMany(_Related, Column[List[_G]]):
     def __get__(self, obj: Any, cls: Optional[type] = None) -> Any:
         if obj is None:
             return self
+        loaded = obj.__dict__.get(LOADED)
+        if loaded is not None and self._attr in loaded:  # by aload() or prefetch()
+            found = loaded[self._attr]
+            return list(found) if isinstance(found, list) else found
+        if _in_async_code(obj):
+            raise _missing_load(obj, self._attr)
         target = self._target(obj._namespace)
-        column = self._column
-        if not column:
-            for name, col in target._columns.items():
-                if isinstance(col, ManyToOne) and col._ftable == obj._namespace:
-                    column = name
-                    break
-            else:
-                raise ORMError('%s.%s: no ManyToOne/OneToOne column of %s refers back to %s'
-                               % (obj._namespace, self._attr, self._ftable, obj._namespace))
-        return target.get_by(**{column: getattr(obj, obj._pkey)})
+        return target.get_by(**{self.back_column(obj._namespace): getattr(obj, obj._pkey)})
+
+    def back_column(self, namespace: str) -> str:
+        """The column of the target model referring back to model ``namespace``."""
+        if self._column:
+            return self._column
+        for name, col in self._target(namespace)._columns.items():
+            if isinstance(col, ManyToOne) and col._ftable == namespace:
+                return name
+        raise ORMError('%s.%s: no ManyToOne/OneToOne column of %s refers back to %s'
+                       % (namespace, self._attr, self._ftable, namespace))
 
     def __set__(self, obj: Any, value: Any) -> None:
         raise InvalidOperation('%s.%s: OneToMany attributes cannot be assigned'

@@ -5,18 +5,23 @@ and re-exported by ``rom.index``. A search takes at most two round trips: one fo
 estimates (only when there are two or more filters to order) and one transaction that builds
 the working set and reads, counts or expires it. Every temporary key is deleted in the
 transaction that creates it or gets a TTL there.
+
+Searches are operations (``rom._io``): the ``op_*`` methods yield their Redis work and run
+with either driver; the methods taking a ``conn`` are the blocking compat API.
 """
 from __future__ import annotations
 
 import uuid
 from collections import namedtuple
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union, cast
 
 from redis.exceptions import ResponseError
 
 from . import _session
 from ._cluster import is_cluster_client, is_cluster_pipeline
 from ._connect import connect, to_text
+from ._io import Batch, Client, ClientOf, Command, Operation, Script, run
+from ._io import _queue as queue_step
 from ._helpers import MAX_RANK, _prefix_score, _to_score
 from ._query_match import (MAX_PREFIX_SCORE, _find_prefix, _literal_prefix, _lua_to_like,
                            _normalise_pattern, _start_end)
@@ -100,12 +105,20 @@ def _prefix_scan(conn: Any, dest: str, scan: '_Scan', is_first: bool) -> Any:
         _scan_args(scan) + ['1' if is_first else '0'], force_eval=_is_pipeline(conn)))
 
 
-def _scan_call(conn: Any, scan: '_Scan', mode: str, k: int = 0) -> Any:
-    """Run ``prefix_scan.lua`` read-only: ``mode`` 'count' or 'top' (``k`` smallest ids)."""
-    # the first two keys are unused in these modes; on a cluster every key must share a slot
-    unused = scan.index if is_cluster_client(conn) else ''
-    return _guard(lambda: lua('prefix_scan')(conn, [unused, unused, scan.index],
-                                             _scan_args(scan) + ['1', mode, k]))
+def _scan_step(via: Any, scan: '_Scan', mode: str, k: int = 0) -> Script:
+    """``prefix_scan.lua`` read-only: ``mode`` 'count' or 'top' (``k`` smallest ids)."""
+    # the first two keys are unused in these modes (the index itself: one slot on a cluster)
+    return Script(via, 'prefix_scan', (scan.index, scan.index, scan.index),
+                  tuple(_scan_args(scan)) + ('1', mode, k))
+
+
+def guarded(step: Union[Command, Script, Batch]) -> Operation[Any]:
+    """The reply of ``step``; the scan script's out-of-budget error becomes QueryError."""
+    try:
+        return (yield step)
+    except ResponseError as exc:
+        _too_costly(exc)
+        raise
 
 
 def execute_guarded(pipe: Any) -> List[Any]:
@@ -119,11 +132,15 @@ def _guard(call: Callable[[], Any]) -> Any:
     try:
         return call()
     except ResponseError as exc:
-        if 'ROM_LIKE_TOO_COSTLY' in str(exc):
-            raise QueryError('like(): this pattern needs too much matching work on this index '
-                             '(the scan script\'s budget, see docs/guarantees); use fewer '
-                             '"?" wildcards or a longer literal start') from None
+        _too_costly(exc)
         raise
+
+
+def _too_costly(exc: ResponseError) -> None:
+    if 'ROM_LIKE_TOO_COSTLY' in str(exc):
+        raise QueryError('like(): this pattern needs too much matching work on this index '
+                         '(the scan script\'s budget, see docs/guarantees); use fewer '
+                         '"?" wildcards or a longer literal start') from None
 
 
 def _pattern_scan(index: str, pattern: str) -> '_Scan':
@@ -134,14 +151,57 @@ def _pattern_scan(index: str, pattern: str) -> '_Scan':
     return _Scan(index, literal, like if like != literal else None)
 
 
-def _keyed(pipe: Any, keys: Sequence[Any], *command: Any) -> None:
-    """Queue ``command`` (which names ``keys``) on ``pipe``. On a Redis Cluster pipeline it
-    goes through ``keyed_command.lua``, so the client routes it without a COMMAND GETKEYS
-    round trip; elsewhere it is sent as is."""
-    if is_cluster_pipeline(pipe):
-        lua('keyed_command')(pipe, keys, command)
-    else:
-        pipe.execute_command(*command)
+def is_cluster(conn: Any) -> bool:
+    """True for a Redis Cluster client, blocking or asyncio."""
+    if is_cluster_client(conn):
+        return True
+    try:
+        from redis.asyncio.cluster import RedisCluster as AsyncCluster
+    except ImportError:  # pragma: no cover - older redis-py
+        return False
+    return isinstance(conn, AsyncCluster)
+
+
+class Work:
+    """Steps queued for one MULTI/EXEC (a pipeline without a client): ``batch()`` is the
+    step that sends them. ``first`` is True while the working set is still empty."""
+
+    __slots__ = ('via', 'cluster', 'steps', 'first')
+
+    def __init__(self, via: Any, cluster: bool) -> None:
+        self.via = via
+        self.cluster = cluster
+        self.steps: List[Union[Command, Script]] = []
+        self.first = True
+
+    def command(self, *args: Any) -> None:
+        self.steps.append(Command(self.via, args))
+
+    def script(self, name: str, keys: Sequence[Any], args: Sequence[Any] = (),
+               route: Any = None) -> None:
+        self.steps.append(Script(self.via, name, tuple(keys), tuple(args), route, True))
+
+    def keyed(self, keys: Sequence[Any], *command: Any) -> None:
+        """Queue ``command`` (which names ``keys``). On a Redis Cluster it goes through
+        ``keyed_command.lua``, so the client routes it without a COMMAND GETKEYS round trip;
+        elsewhere it is sent as is."""
+        if self.cluster:
+            self.script('keyed_command', keys, command)
+        else:
+            self.command(*command)
+
+    def intersect(self, dest: str, key: str, w_dest: Any = 0, w_key: Any = 0) -> None:
+        """Union ``key`` into the working set ``dest`` while it is empty, else intersect."""
+        if self.first:
+            self.keyed((dest, key), 'ZUNIONSTORE', dest, 1, key, 'WEIGHTS', w_key)
+        else:
+            self.keyed((dest, key), 'ZINTERSTORE', dest, 2, dest, key, 'WEIGHTS', w_dest, w_key)
+        self.first = False
+
+    def batch(self) -> Batch:
+        """The step sending the queued work in one transaction; the queue starts afresh."""
+        steps, self.steps = tuple(self.steps), []
+        return Batch(self.via, steps)
 
 
 def _is_pipeline(conn: Any) -> bool:
@@ -194,98 +254,100 @@ class GeneralIndex:
                                  'range tuple, Prefix, Suffix, Pattern or Geofilter)' % (flt,))
         return steps
 
-    def _order(self, conn: Any, steps: List[Any]) -> List[Any]:
+    # -- execution (operations: see rom._io) -------------------------------------------
+    def _op_order(self, via: Any, steps: List[Any]) -> Operation[List[Any]]:
         """Steps sorted by abs(work estimate), stable; one transaction when >= 2 steps."""
         estimates = [_estimate_args(step) for step in steps]  # validates range endpoints
         if len(steps) < 2:
             return steps
-        pipe = conn.pipeline(True)
-        for key, args in estimates:
-            lua('estimate_work')(pipe, [key], args, force_eval=True)
-        sizes = pipe.execute()
+        sizes = yield Batch(via, tuple(Script(via, 'estimate_work', (key,), args, None, True)
+                                       for key, args in estimates))
         order = sorted(range(len(steps)), key=lambda i: abs(int(sizes[i])))
         return [steps[i] for i in order]
 
-    # -- execution ------------------------------------------------------------------------
-    def _prepare(self, conn: Any, filters: Sequence[Any]) -> Tuple[Any, Callable[..., None], str]:
-        """Queue the filters on a transaction: ``(pipeline, intersect, temp_key)``.
-
-        ``intersect(dest, key, w_dest, w_key)`` unions ``key`` into the working set while it
-        is empty and intersects afterwards.
-        """
-        steps = self._order(conn, self._compile(filters))
+    def _op_prepare(self, via: Any, filters: Sequence[Any]) -> Operation[Tuple[Work, str]]:
+        """The filters queued on a new :class:`Work` transaction: ``(work, temp_key)``."""
+        steps = yield from self._op_order(via, self._compile(filters))
+        cluster = is_cluster(cast(Any, (yield ClientOf(via))))
         temp = '%s:%s' % (self.namespace, uuid.uuid4())
-        pipe = conn.pipeline(True)
-        state = {'first': True}
-
-        def intersect(dest: str, key: str, w_dest: Any = 0, w_key: Any = 0) -> None:
-            if state['first']:
-                _keyed(pipe, (dest, key), 'ZUNIONSTORE', dest, 1, key, 'WEIGHTS', w_key)
-            else:
-                _keyed(pipe, (dest, key), 'ZINTERSTORE', dest, 2, dest, key, 'WEIGHTS',
-                       w_dest, w_key)
-            state['first'] = False
-
+        work = Work(via, cluster)
         for step in steps:
-            first = state['first']
+            first = work.first
             if isinstance(step, _Keys):
                 if len(step.keys) == 1:
-                    intersect(temp, step.keys[0], 0, 0)
+                    work.intersect(temp, step.keys[0], 0, 0)
                 elif first:
-                    _keyed(pipe, (temp,) + tuple(step.keys), 'ZUNIONSTORE', temp,
-                           len(step.keys), *step.keys, 'WEIGHTS', *([0] * len(step.keys)))
-                    state['first'] = False
+                    work.keyed((temp,) + tuple(step.keys), 'ZUNIONSTORE', temp,
+                               len(step.keys), *step.keys, 'WEIGHTS', *([0] * len(step.keys)))
+                    work.first = False
                 else:
                     union = '%s%s' % (self._temp_prefix, uuid.uuid4())
-                    _keyed(pipe, (union,) + tuple(step.keys), 'ZUNIONSTORE', union,
-                           len(step.keys), *step.keys, 'WEIGHTS', *([0] * len(step.keys)))
-                    intersect(temp, union, 0, 0)
-                    pipe.execute_command('DEL', union)
+                    work.keyed((union,) + tuple(step.keys), 'ZUNIONSTORE', union,
+                               len(step.keys), *step.keys, 'WEIGHTS', *([0] * len(step.keys)))
+                    work.intersect(temp, union, 0, 0)
+                    work.command('DEL', union)
             elif isinstance(step, _Range):
                 lo = '-inf' if step.lo is None else _to_score(step.lo)
                 hi = 'inf' if step.hi is None else _to_score(step.hi)
                 if first:
-                    lua('subrange')(pipe, [temp, step.key], [lo, hi], force_eval=True)
-                    state['first'] = False
+                    work.script('subrange', [temp, step.key], [lo, hi])
+                    work.first = False
                 else:
-                    intersect(temp, step.key, 0, 1)
+                    work.intersect(temp, step.key, 0, 1)
                     if step.lo is not None:
-                        pipe.execute_command('ZREMRANGEBYSCORE', temp, '-inf',
-                                             _to_score(step.lo, True))
+                        work.command('ZREMRANGEBYSCORE', temp, '-inf', _to_score(step.lo, True))
                     if step.hi is not None:
-                        pipe.execute_command('ZREMRANGEBYSCORE', temp,
-                                             _to_score(step.hi, True), 'inf')
+                        work.command('ZREMRANGEBYSCORE', temp, _to_score(step.hi, True), 'inf')
             elif isinstance(step, _Scan):
-                _prefix_scan(pipe, temp, step, first)
-                state['first'] = False
+                work.script('prefix_scan', [temp, _scratch_key(step.index), step.index],
+                            _scan_args(step) + ['1' if first else '0'])
+                work.first = False
             else:
                 dest = temp if first else '%s%s' % (self._temp_prefix, uuid.uuid4())
                 cmd: List[Any] = ['GEORADIUS', step.key, repr(step.lon), repr(step.lat),
                                   step.radius, step.measure]
                 if step.count and step.count >= 0:
                     cmd += ['COUNT', step.count]
-                _keyed(pipe, (step.key, dest), *cmd, 'STOREDIST', dest)
+                work.keyed((step.key, dest), *cmd, 'STOREDIST', dest)
                 if not first:
-                    _keyed(pipe, (temp, dest), 'ZINTERSTORE', temp, 2, temp, dest, 'WEIGHTS', 0, 1)
-                    pipe.execute_command('DEL', dest)
-                state['first'] = False
+                    work.keyed((temp, dest), 'ZINTERSTORE', temp, 2, temp, dest, 'WEIGHTS', 0, 1)
+                    work.command('DEL', dest)
+                work.first = False
+        return work, temp
+
+    def _prepare(self, conn: Any, filters: Sequence[Any]) -> Tuple[Any, Callable[..., None], str]:
+        """The filters queued on a transaction of ``conn``: ``(pipeline, intersect, temp_key)``.
+
+        ``intersect(dest, key, w_dest, w_key)`` unions ``key`` into the working set while it
+        is empty and intersects afterwards (queued on the pipeline at once).
+        """
+        work, temp = run(self._op_prepare(Client(conn), filters))
+        pipe = conn.pipeline(True)
+        for step in work.steps:
+            queue_step(pipe, step)
+
+        def intersect(dest: str, key: str, w_dest: Any = 0, w_key: Any = 0) -> None:
+            done = len(work.steps)
+            work.intersect(dest, key, w_dest, w_key)
+            for step in work.steps[done:]:
+                queue_step(pipe, step)
         return pipe, intersect, temp
 
-    def _build(self, conn: Any, filters: Sequence[Any],
-               order_by: Optional[str]) -> Tuple[Any, str]:
-        """Queue the whole working-set build (filters, then ordering)."""
-        pipe, intersect, temp = self._prepare(conn, filters)
+    def op_build(self, via: Any, filters: Sequence[Any],
+                 order_by: Optional[str]) -> Operation[Tuple[Work, str]]:
+        """The whole working-set build (filters, then ordering) queued on a :class:`Work`."""
+        work, temp = yield from self._op_prepare(via, filters)
         if order_by:
             desc = order_by.startswith('-')
             column = order_by.lstrip('-')
-            intersect(temp, '%s:%s:idx' % (self.namespace, column), 0, -1 if desc else 1)
-        self.drop_expired(pipe, temp)
-        return pipe, temp
+            work.intersect(temp, '%s:%s:idx' % (self.namespace, column), 0, -1 if desc else 1)
+        self.drop_expired(work, temp)
+        return work, temp
 
-    def drop_expired(self, pipe: Any, temp: str) -> None:
+    def drop_expired(self, work: Work, temp: str) -> None:
         """Models with ``_ttl``: queue the removal of expired ids from a working set."""
         if self.expiry_key is not None:
-            lua('expire_filter')(pipe, [temp, self.expiry_key], force_eval=True)
+            work.script('expire_filter', [temp, self.expiry_key])
 
     def _direct(self, filters: Sequence[Any], order_by: Optional[str]) -> Optional[_Direct]:
         """The index to read pages from directly, when the result order allows it.
@@ -331,85 +393,94 @@ class GeneralIndex:
             return None
         return self._compile(real)[0]
 
-    def _page(self, conn: Any, plan: Any, offset: int, count: int) -> Optional[List[Any]]:
+    def op_page(self, via: Any, plan: Any, offset: int, count: int
+                ) -> Operation[Optional[List[Any]]]:
         """Ids at ranks ``offset .. offset+count-1`` of a fast plan (count <= 0: to the end).
 
         Models with ``_ttl``: None when an entity of the model is due to be removed (the
         caller then takes the general path, which drops expired ids).
         """
-        def call(client: Any) -> Any:
-            if isinstance(plan, _Scan):
-                return _scan_call(client, plan, 'top', offset + count)
-            return lua('index_page')(client, [plan.key], [
-                plan.lo, plan.hi, '1' if plan.desc else '0', offset, count])
-        reply = self._unless_due(conn, call)
+        if isinstance(plan, _Scan):
+            step = _scan_step(via, plan, 'top', offset + count)
+        else:
+            step = Script(via, 'index_page', (plan.key,), (
+                plan.lo, plan.hi, '1' if plan.desc else '0', offset, count))
+        reply = yield from self.op_unless_due(via, step)
         if reply is None:
             return None
         return list(reply[offset:]) if isinstance(plan, _Scan) else reply
 
-    def _unless_due(self, conn: Any, call: Callable[[Any], Any]) -> Any:
-        """``call(conn)``; for models with ``_ttl`` in one transaction after counting the due
-        entities, and None instead of the reply when there are any."""
+    def op_unless_due(self, via: Any, step: Union[Command, Script]) -> Operation[Any]:
+        """The reply of ``step``; for models with ``_ttl`` in one transaction after counting
+        the due entities, and None instead of the reply when there are any."""
         if self.expiry_key is None:
-            return call(conn)
-        pipe = conn.pipeline(True)
-        lua('expire_pending')(pipe, [self.expiry_key])
-        call(pipe)
-        due, reply = execute_guarded(pipe)
+            return (yield from guarded(step))
+        due, reply = yield from guarded(Batch(via, (
+            Script(via, 'expire_pending', (self.expiry_key,), (), None, True), step)))
         return None if int(due) else reply
+
+    def op_search(self, via: Any, filters: Sequence[Any], order_by: Optional[str],
+                  offset: Optional[int] = None, count: Optional[int] = None,
+                  timeout: Optional[int] = None) -> Operation[Any]:
+        """Operation of :meth:`search`."""
+        if not filters and not order_by:
+            return []
+        if timeout is None:
+            plan = self._fast(filters, order_by, offset or 0, count)
+            if plan is not None:
+                ids = yield from self.op_page(via, plan, offset or 0,
+                                              count if count and count > 0 else 0)
+                if ids is not None:
+                    return ids
+        work, temp = yield from self.op_build(via, filters, order_by)
+        if timeout is not None:
+            work.command('EXPIRE', temp, timeout)
+            yield from guarded(work.batch())
+            return temp
+        offset = offset or 0
+        end = min(offset + count - 1, MAX_RANK) if count and count > 0 else -1
+        work.command('ZRANGE', temp, offset, end)
+        work.command('DEL', temp)
+        return (yield from guarded(work.batch()))[-2]
 
     def search(self, conn: Any, filters: Sequence[Any], order_by: Optional[str],
                offset: Optional[int] = None, count: Optional[int] = None,
                timeout: Optional[int] = None) -> Any:
         """Ids matching ``filters`` in result order (``offset``/``count`` window), or, with
         ``timeout``, the name of the result key kept for ``timeout`` seconds."""
-        if not filters and not order_by:
-            return []
-        if timeout is None:
-            plan = self._fast(filters, order_by, offset or 0, count)
-            if plan is not None:
-                ids = self._page(conn, plan, offset or 0, count if count and count > 0 else 0)
-                if ids is not None:
-                    return ids
-        pipe, temp = self._build(conn, filters, order_by)
-        if timeout is not None:
-            pipe.expire(temp, timeout)
-            execute_guarded(pipe)
-            return temp
-        offset = offset or 0
-        end = min(offset + count - 1, MAX_RANK) if count and count > 0 else -1
-        pipe.zrange(temp, offset, end)
-        pipe.delete(temp)
-        return execute_guarded(pipe)[-2]
+        return run(self.op_search(Client(conn), filters, order_by, offset, count, timeout))
 
-    def _fast_count(self, real: List[Any]) -> Optional[Callable[[Any], Any]]:
-        """``count(client)`` answering without a working set, or None."""
+    def _fast_count(self, via: Any, real: List[Any]) -> Optional[Union[Command, Script]]:
+        """The step counting ``real`` without a working set, or None."""
         if len(real) == 1 and isinstance(real[0], (Prefix, Suffix, Pattern)):
-            scan = self._compile(real)[0]
-            return lambda client: _scan_call(client, scan, 'count')
+            return _scan_step(via, self._compile(real)[0], 'count')
         if len(real) == 1 and isinstance(real[0], str):
             key = '%s:%s:idx' % (self.namespace, real[0])
-            return lambda client: lua('estimate_work')(client, [key])
+            return Script(via, 'estimate_work', (key,))
         if real and type(real[0]) is tuple and len(real[0]) == 3 and (
                 len(real) == 1 or (len(real) == 2 and real[1] == real[0][0])):
             plan = self._direct(real[:1], None)
             if plan is not None:
-                return lambda client: client.zcount(plan.key, plan.lo, plan.hi)
+                return Command(via, ('ZCOUNT', plan.key, plan.lo, plan.hi))
         return None
+
+    def op_count(self, via: Any, filters: Sequence[Any]) -> Operation[int]:
+        """Operation of :meth:`count`."""
+        real = [f for f in filters if not (isinstance(f, list) and not f)]
+        fast = self._fast_count(via, real)
+        if fast is not None:
+            found = yield from self.op_unless_due(via, fast)  # (None: some due, _ttl models)
+            if found is not None:
+                return int(found)
+        work, temp = yield from self._op_prepare(via, filters)
+        self.drop_expired(work, temp)
+        work.command('ZCARD', temp)
+        work.command('DEL', temp)
+        return int((yield from guarded(work.batch()))[-2])
 
     def count(self, conn: Any, filters: Sequence[Any]) -> int:
         """The number of ids matching ``filters``."""
-        real = [f for f in filters if not (isinstance(f, list) and not f)]
-        fast = self._fast_count(real)
-        if fast is not None:
-            found = self._unless_due(conn, fast)  # (None for models with ``_ttl``: some due)
-            if found is not None:
-                return int(found)
-        pipe, _intersect, temp = self._prepare(conn, filters)
-        self.drop_expired(pipe, temp)
-        pipe.zcard(temp)
-        pipe.delete(temp)
-        return int(execute_guarded(pipe)[-2])
+        return run(self.op_count(Client(conn), filters))
 
 
 # -- does_not_startwith / does_not_endwith -------------------------------------------------

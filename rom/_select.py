@@ -10,6 +10,7 @@ from collections import namedtuple
 from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from ._connect import to_text
+from ._io import Script
 from ._scripts import lua
 
 RowMaker = Callable[[List[Any]], Any]
@@ -43,6 +44,25 @@ def _json_loads(value: Any) -> Any:
     return [] if data == {} else data
 
 
+def _column_args(model: Any, columns: Sequence[str], ids: Optional[Iterable[Any]],
+                 key: Optional[str], start: int, stop: int) -> Tuple[Tuple[Any, ...], List[Any]]:
+    args: List[Any] = ['%s:' % (model._namespace,), len(columns)]
+    args.extend(columns)
+    if key is not None:
+        args += [start, stop]
+        return (key,), args
+    args.extend(ids or ())
+    return (), args
+
+
+def column_data_step(via: Any, model: Any, columns: Sequence[str],
+                     ids: Optional[Iterable[Any]] = None, key: Optional[str] = None,
+                     start: int = 0, stop: int = -1) -> Script:
+    """The ``select_rows.lua`` step of :func:`_get_column_data` (reply: :func:`_split_reply`)."""
+    keys, args = _column_args(model, columns, ids, key, start, stop)
+    return Script(via, 'select_rows', keys, args, args[0])
+
+
 def _get_column_data(conn: Any, model: Any, columns: Sequence[str],
                      ids: Optional[Iterable[Any]] = None, key: Optional[str] = None,
                      start: int = 0, stop: int = -1, pipeline: bool = False) -> Any:
@@ -51,14 +71,7 @@ def _get_column_data(conn: Any, model: Any, columns: Sequence[str],
     Returns ``(number of ids read, [raw row, ...])``; with ``pipeline=True`` the script is
     only queued on ``conn`` and :func:`_split_reply` must be applied to its reply.
     """
-    args: List[Any] = ['%s:' % (model._namespace,), len(columns)]
-    args.extend(columns)
-    if key is not None:
-        keys: Tuple[Any, ...] = (key,)
-        args += [start, stop]
-    else:
-        keys = ()
-        args.extend(ids or ())
+    keys, args = _column_args(model, columns, ids, key, start, stop)
     reply = lua('select_rows')(conn, keys, args, force_eval=pipeline, route=args[0])
     if pipeline:
         return reply

@@ -316,21 +316,26 @@ class Session(threading.local):
         """Async ``delete()``."""
         await arun(_op_delete(objects, force))
 
+    # --- refresh (async-read's block: operations in rom._ops_read) --------------------------
     def refresh(self, *objects: Any, force: Any = None) -> None:
         """Reload entities from Redis (``InvalidOperation`` for modified ones unless ``force``)."""
-        for obj in objects:
-            if isinstance(obj, (list, tuple)):
-                self.refresh(*obj, force=force)
-            elif not is_entity(obj):
-                raise ORMError('cannot refresh %r: only rom model instances can be refreshed' % (obj,))
-            elif obj._new:
-                self.add(obj)
-            else:
-                obj.refresh(force=force)
+        from ._ops_read import op_refresh_objects  # (rom._ops_read imports this module)
+        run(op_refresh_objects(objects, force))
+
+    async def arefresh(self, *objects: Any, force: Any = None) -> None:
+        """Async ``refresh()``: same arguments and exceptions; never blocks the loop."""
+        from ._ops_read import op_refresh_objects
+        from ._relations import mark_async
+        await arun(op_refresh_objects(objects, force))
+        mark_async(list(_flatten(objects)))
 
     def refresh_all(self, *objects: Any, force: Any = None) -> None:
         """Refresh every tracked entity (positional arguments are ignored)."""
         self.refresh(*list(self.known.values()), force=force)
+
+    async def arefresh_all(self, *objects: Any, force: Any = None) -> None:
+        """Async ``refresh_all()``."""
+        await self.arefresh(*list(self.known.values()), force=force)
 
 
 def _op_save(objects: Any, full: Any, all: Any, force: Any, sweep: bool) -> Operation[int]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
 from ._ids import op_take_ids
-from ._io import ClientOf, Command, Operation, run
+from ._io import ClientOf, Operation, run
 from ._registry import PENDING_ID, is_entity
 from ._session import session
 from ._ttl import write_op
@@ -30,16 +30,9 @@ MAX_ARGS_PER_CALL = 100_000
 
 
 def op_get_one(model: Any, ident: Any) -> Operation[Any]:
-    """Operation: the entity of ``model`` with id ``ident`` (the session's first), or None."""
-    pk = '%s:%s' % (model._namespace, int(ident))
-    obj = session.get(pk)
-    if obj is not None:
-        return obj
-    if model._ttl is not None:  # expiry visibility: the read side's operation
-        from . import _expiry
-        return _expiry.fetch_visible(model, [pk], [None], [0], True)[0]
-    row = yield Command(model, ('HGETALL', pk))
-    return model._from_stored(row) if row else None
+    """Operation: the entity of ``model`` with id ``ident`` (``model.get(ident)``), or None."""
+    from ._ops_read import op_get
+    return (yield from op_get(model, ident))
 
 
 def op_take_pending_ids(entities: List[Any]) -> Operation[None]:

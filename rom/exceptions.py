@@ -132,3 +132,9 @@ class BulkError(ORMError):
 
 class UnsafeError(ColumnError):
     """Reserved for unsafe columns (never raised, kept for compatibility)."""
+
+
+class MissingLoadError(ORMError):
+    """In async code, a relation of an entity from the async API was read before it was
+    loaded: reading it would block the event loop on Redis. Load it first with
+    ``await entity.aload('name')``, or with ``query.prefetch('name')``."""

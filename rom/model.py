@@ -9,21 +9,22 @@ from __future__ import annotations
 from typing import (TYPE_CHECKING, Any, Dict, FrozenSet, Iterator, List, Optional, Sequence, Set,
                     Tuple, Type, TypeVar, Union, overload)
 
-from . import _expiry, _search, _transfer
+from . import _search, _transfer
 from . import _ttl as _requests
 from ._coltypes import IndexOnly
 from ._compat import _zrange_limit_iterator, redis_writer_lua
 from ._connect import connect, decodes_responses
-from ._helpers import ClassProperty, _to_score, short_repr
+from ._helpers import ClassProperty, short_repr
 from ._ids import take_id
 from ._io import arun, run
 from ._keygen import SORT_KEYGEN_NAMES
 from ._loader import field_names, load_row, mapping_builder, row_builder
 from ._ops_delete import op_delete
+from ._ops_read import op_get, op_get_by, op_refresh
+from ._ops_relations import op_load
 from ._registry import PENDING_ID, SKIP_ON_DELETE
-from ._relations import ForeignModel, UnsafeColumn, _Related, _Unresolved
+from ._relations import ForeignModel, UnsafeColumn, _Related, _Unresolved, mark_async
 from ._schema import _ModelMetaclass
-from ._scripts import lua
 from ._session import session
 from ._values import initial_text
 from ._write import op_save_entities
@@ -32,7 +33,7 @@ from ._write_script import run_plans
 from .exceptions import (ColumnError, DataRaceError, EntityDeletedError,  # noqa: F401
                          InvalidColumnValue,
                          InvalidOperation, QueryError)
-from .query import NUMERIC_TYPES, Query, _bound
+from .query import Query
 
 if TYPE_CHECKING:
     from ._typing import QueryProperty
@@ -44,12 +45,6 @@ _PUBLIC_HELPERS = (AttrDict, SKIP_ON_DELETE, _zrange_limit_iterator)
 _STRING_SORT_KEYGENS = list(SORT_KEYGEN_NAMES)
 _M = TypeVar('_M', bound='Model')
 _Ids = Union[List[Any], Tuple[Any, ...], Set[Any], FrozenSet[Any]]
-
-
-def _decode_row(conn: Any, row: Dict[Any, Any]) -> Dict[str, Any]:
-    if decodes_responses(conn):
-        return row
-    return {k.decode('utf-8'): v.decode('utf-8') for k, v in row.items()}
 
 
 def _shown_in_repr(col: Any) -> bool:
@@ -344,7 +339,9 @@ class Model(metaclass=_ModelMetaclass):
 
     async def asave(self, full: bool = False, force: bool = False) -> int:
         """Async ``save()``: same arguments, result and exceptions; never blocks the loop."""
-        return await arun(op_save_entities([self], full, force, True, False))
+        changed = await arun(op_save_entities([self], full, force, True, False))
+        mark_async(self)  # (its relations: loaded with aload() in async code)
+        return changed
 
     @staticmethod
     def _save_many(entities: List['Model'], full: bool, force: bool, all: bool = False) -> int:
@@ -377,20 +374,14 @@ class Model(metaclass=_ModelMetaclass):
 
     def refresh(self, force: bool = False) -> None:
         """Reload the entity from Redis, discarding local changes (``force`` for modified ones)."""
-        if self._deleted:
-            return
-        if self._modified and not force:
-            raise InvalidOperation('%s: a modified entity can only be refreshed with force=True, '
-                                   'which discards the changes' % (self._pk,))
-        if self._new:
-            raise InvalidOperation('%s: a new entity cannot be refreshed' % (self._pk,))
-        conn = connect(self)
-        row = _decode_row(conn, conn.hgetall(self._pk))
-        if type(self)._ttl is not None and not _expiry.visible(type(self), [self])[0]:
-            row = {}  # an expired entity reads as a deleted one
-        self.__init__(_loading=True, **row)  # type: ignore[misc]
+        run(op_refresh(self, force))
 
-    # --- reads --------------------------------------------------------------------------------
+    async def arefresh(self, force: bool = False) -> None:
+        """Awaitable :meth:`refresh`."""
+        await arun(op_refresh(self, force))
+        mark_async(self)
+
+    # --- reads (operations in rom._ops_read; a-prefixed: awaitable) ---------------------------
     @overload
     @classmethod
     def get(cls: Type[_M], ids: _Ids) -> List[_M]: ...
@@ -401,70 +392,19 @@ class Model(metaclass=_ModelMetaclass):
     @classmethod
     def get(cls, ids: Any) -> Any:
         """One entity (or None) for one id; a list of the existing entities for a list of ids."""
-        ns = cls._namespace
-        if not isinstance(ids, (list, tuple, set, frozenset)):
-            if cls._ttl is not None:  # (one call: the row and whether it has expired)
-                return cls._fetch([ids])[0]
-            pk = '%s:%s' % (ns, int(ids))
-            obj = session.get(pk)
-            if obj is None:
-                row = connect(cls).hgetall(pk)
-                if row:
-                    obj = cls._from_stored(row)
-            return obj
-        return [obj for obj in cls._fetch(ids) if obj is not None]
+        return run(op_get(cls, ids))
+
+    @overload
+    @classmethod
+    async def aget(cls: Type[_M], ids: _Ids) -> List[_M]: ...
+    @overload
+    @classmethod
+    async def aget(cls: Type[_M], ids: Union[int, str, bytes]) -> Optional[_M]: ...
 
     @classmethod
-    def _fetch(cls, ids: Any, track: bool = True) -> List[Any]:
-        """Per id: the session's entity, else one built from its row (None when missing).
-
-        Rows come from one HGETALL or one atomic script call. ``track=False`` (queries)
-        leaves the entities built here out of the session and forgets the ones it held only
-        in ``wknown``.
-        """
-        ns = cls._namespace
-        pks = ['%s:%s' % (ns, int(i)) for i in ids]
-        result: List[Any] = [session.get(pk) for pk in pks]
-        if not track:  # a query: what the session held only weakly is forgotten (spec §3.3)
-            known = session.known
-            for pk, obj in zip(pks, result):
-                if obj is not None and known.get(pk) is not obj:
-                    session.wknown.pop(pk, None)
-        missing = [position for position, obj in enumerate(result) if obj is None]
-        if cls._ttl is not None:  # expired entities are gone: rows and expiry in one call
-            return _expiry.fetch_visible(cls, pks, result, missing, track)
-        if len(missing) == 1:
-            conn = connect(cls)
-            row = conn.hgetall(pks[missing[0]])
-            if row:
-                result[missing[0]] = cls._from_stored(row, None, track)
-        elif missing:
-            conn = connect(cls)
-            fields = cls._row_fields(conn)
-            # one atomic call for every row the session lacks
-            rows = lua('get_rows')(conn, [pks[position] for position in missing], fields)
-            if fields[0] == 0:
-                for position, row in zip(missing, rows):
-                    if row:  # [] for a missing row
-                        result[position] = cls._from_script_row(row, False, track)
-                return result
-            # the compiled builder, inlined: this loop is most of the time of a large get
-            build = row_builder(cls)
-            add = session._add_loaded
-            pkey = cls._pkey
-            for position, row in zip(missing, rows):
-                if not row:  # None for a missing row
-                    continue
-                try:
-                    obj = build(cls, row)
-                except (ValueError, TypeError, ArithmeticError, OSError):
-                    obj = None
-                if obj is None:  # defaults, checks or a bad value: the full path
-                    obj = cls._from_values(row, track)
-                elif track:
-                    add(obj, '%s:%s' % (ns, obj._data[pkey]))
-                result[position] = obj
-        return result
+    async def aget(cls, ids: Any) -> Any:
+        """Awaitable :meth:`get`."""
+        return mark_async(await arun(op_get(cls, ids)))
 
     @overload
     @classmethod
@@ -476,79 +416,25 @@ class Model(metaclass=_ModelMetaclass):
     @classmethod
     def get_by(cls, **kwargs: Any) -> Any:
         """Look entities up by one unique or indexed column (value, list or (lo, hi) range)."""
-        limit = kwargs.pop('_limit', None)
-        numeric = kwargs.pop('_numeric', False)
-        if limit:
-            if len(limit) != 2:
-                raise QueryError('_limit needs both an offset and a count')
-            if not all(isinstance(x, int) for x in limit):
-                raise QueryError('_limit offset and count must both be integers')
-        if len(kwargs) != 1:
-            raise QueryError('get_by() takes exactly one attribute lookup, got %i' % (len(kwargs),))
-        (attr, value), = kwargs.items()
-        plain = attr.partition(':')[0]
-        if isinstance(value, tuple) and len(value) != 2:
-            raise QueryError('%s.%s: a range needs exactly two endpoints'
-                             % (cls._namespace, attr))
-        if attr in cls._unique and not (numeric and plain in cls._index):
-            return cls._get_by_unique(attr, value)
-        if plain not in cls._index:
-            raise QueryError('%s.%s has no index to look up by' % (cls._namespace, plain))
-        if isinstance(value, NUMERIC_TYPES) and not isinstance(value, bool):
-            value = (value, value)
-        if isinstance(value, tuple) and cls._ttl is None:  # (with _ttl: _limit skips expired)
-            # endpoints as score texts; QueryError for NaN and text that is not a number
-            lo, hi = (_to_score(_bound(cls, attr, end, 'get_by')) if end is not None else inf
-                      for end, inf in zip(value, ('-inf', 'inf')))
-            conn = connect(cls)
-            key = '%s:%s:idx' % (cls._namespace, attr)
-            # one round trip: the ids in the range and their rows (identity map still wins)
-            fields = cls._row_fields(conn)
-            reply = lua('get_range')(conn, (), [
-                key, cls._namespace, lo, hi,
-                limit[0] if limit else 0, limit[1] if limit else ''] + fields, route=key)
-            return cls._entities_from_reply(reply, fields[0] != 0)
-        query = cls.query.filter(**{attr: value})
-        if limit:
-            query = query.limit(*limit)
-        return query.all()
+        return run(op_get_by(cls, kwargs))
+
+    @overload
+    @classmethod
+    async def aget_by(cls: Type[_M], **kwargs: Union[List[Any], Tuple[Any, ...]]
+                      ) -> List[_M]: ...
+    @overload
+    @classmethod
+    async def aget_by(cls: Type[_M], **kwargs: Any) -> Union[_M, List[_M], None]: ...
 
     @classmethod
-    def _get_by_unique(cls, attr: str, value: Any) -> Any:
-        if isinstance(value, tuple):
-            raise QueryError('%s.%s: a unique index cannot be queried by range'
-                             % (cls._namespace, attr))
-        col = cls._columns[attr]
-        values = value if isinstance(value, list) else [value]
-        lookups: List[Any] = []
-        for item in values:
-            if isinstance(col, IndexOnly):
-                lookups.append(item.decode('latin-1') if isinstance(item, bytes) else str(item))
-                continue
-            try:
-                text = col._to_redis(item)
-                if isinstance(text, (int, float)) and not isinstance(text, bool):
-                    text = repr(text)  # what redis-py sends for a number (rom 1.1.2)
-                if not isinstance(text, (str, bytes)):
-                    raise TypeError('not a value the unique index holds')
-                lookups.append(text)
-            except (TypeError, ValueError, AttributeError, OverflowError) as err:
-                raise QueryError('get_by(): %s cannot be looked up in the unique index of %s.%s '
-                                 '(%s)' % (short_repr(item), cls._namespace, attr, err)) from err
-        if not lookups:
-            return []
-        # one round trip: the unique hash lookups and the rows (identity map still wins)
-        conn = connect(cls)
-        fields = cls._row_fields(conn)
-        args = ['%s:%s:uidx' % (cls._namespace, attr), cls._namespace] + fields + lookups
-        if cls._ttl is None:
-            reply = lua('get_unique')(conn, (), args, route=args[0])
-        else:  # with the expiry state of the ids found, in one transaction
-            reply = _expiry.unique_visible(cls, conn, args, lookups)
-        found = cls._entities_from_reply(reply, fields[0] != 0)
-        if isinstance(value, list):
-            return found
-        return found[0] if found else None
+    async def aget_by(cls, **kwargs: Any) -> Any:
+        """Awaitable :meth:`get_by`."""
+        return mark_async(await arun(op_get_by(cls, kwargs)))
+
+    async def aload(self, name: str) -> Any:
+        """Load relation ``name`` (``ManyToOne``/``OneToOne``: the entity or None;
+        ``OneToMany``: the list), so that reading it in async code does no I/O."""
+        return mark_async(await arun(op_load(self, name)))
 
     @classmethod
     def does_not_startwith(cls, attr: str, values: Any, blocksize: int = 100) -> Iterator[Any]:

@@ -9,21 +9,21 @@ from __future__ import annotations
 import datetime
 import decimal
 import warnings
-from typing import (TYPE_CHECKING, Any, Dict, Generic, Iterator, List, Optional, Sequence, Tuple,
-                    Type, TypeVar, Union, overload)
+from collections import deque
+from typing import (TYPE_CHECKING, Any, AsyncIterator, Deque, Dict, Generic, Iterator, List,
+                    Optional, Sequence, Tuple, Type, TypeVar, Union, overload)
 
+from . import _ops_query as _ops
 from . import _session
-from ._connect import connect, to_text
-from ._expiry import visible_ids
 from ._helpers import MAX_RANK, dt2ts, score_text, short_repr, t2ts
+from ._io import arun, run
 from ._keyset import Page as Page  # re-exported: the result type of Query.page()
-from ._keyset import keyset_page
+from ._keyset import op_keyset_page
 from ._keygen import LOWERCASE_QUERY_KEYGENS
 from ._query_match import _normalise_pattern, _ts
 from ._records import Geofilter, Pattern, Prefix, Suffix
-from ._search import execute_guarded
 from ._registry import MODELS_REFERENCED
-from ._relations import ManyToOne, OneToOne
+from ._relations import ManyToOne, OneToOne, mark_async
 from ._select import (_dict_data_factory, _get_column_data, _json_loads,  # noqa: F401
                       _list_data_factory, _namedtuple_data_factory, _select_generator,
                       _split_reply, _tuple_data_factory)
@@ -97,6 +97,8 @@ class Query(Generic[_M]):
     """A lazy, immutable query over one model (``Model.query``)."""
 
     __slots__ = ('_model', '_filters', '_order_by', '_limit', '_select')
+    #: relations loaded with the results (see :meth:`prefetch`; a subclass holds them)
+    _prefetch: Tuple[str, ...] = ()
 
     def __init__(self, model: Type[_M], filters: Sequence[Any] = (), order_by: Optional[str] = None,
                  limit: Optional[Tuple[Any, Any]] = None,
@@ -113,14 +115,20 @@ class Query(Generic[_M]):
             self._limit, self._select and self._select[0])
 
     def replace(self, **kwargs: Any) -> Query[Any]:
-        """A copy with any of ``model, filters, order_by, limit, select`` replaced."""
-        unknown = set(kwargs) - set(_FIELDS)
+        """A copy with any of ``model, filters, order_by, limit, select`` (and
+        ``prefetch``) replaced."""
+        unknown = set(kwargs) - set(_FIELDS) - {'prefetch'}
         if unknown:
             raise TypeError('Query.replace() got unexpected keyword(s): %s'
                             % ', '.join(sorted(unknown)))
+        prefetch = tuple(kwargs.pop('prefetch', self._prefetch))
         data = {name: getattr(self, '_' + name) for name in _FIELDS}
         data.update(kwargs)
-        return Query(**data)
+        if not prefetch:
+            return Query(**data)
+        query = _PrefetchingQuery(**data)
+        query._prefetch = prefetch
+        return query
 
     # -- builder --------------------------------------------------------------------------
     def _check(self, clause: str, name: str, value: Any = None) -> Any:
@@ -295,6 +303,9 @@ class Query(Generic[_M]):
         if missing:
             raise QueryError('select(): model %s has no column(s) %s'
                              % (model.__name__, ', '.join(map(repr, missing))))
+        if self._prefetch:
+            raise QueryError('select() returns rows, not entities: it cannot be combined with '
+                             'prefetch()')
         drop_pk = False
         if model._pkey not in names:
             names.append(model._pkey)
@@ -303,103 +314,96 @@ class Query(Generic[_M]):
                   kwargs.get('ff', _dict_data_factory))
         return self.replace(select=select)
 
-    # -- terminal calls -------------------------------------------------------------------
+    def prefetch(self, *names: str) -> Query[_M]:
+        """Load these relations (``ManyToOne``/``OneToOne``/``OneToMany`` attribute names) of
+        every result together with the results: one more round trip per relation and page
+        instead of one per entity (and, in async code, no ``MissingLoadError``)."""
+        if self._select is not None:
+            raise QueryError('prefetch() loads relations of entities: it cannot be combined '
+                             'with select()')
+        from ._ops_relations import relation_column
+        for name in names:
+            relation_column(self._model, name, 'prefetch()')
+        return self.replace(prefetch=tuple(dict.fromkeys(self._prefetch + names)))
+
+    # -- terminal calls (operations in rom._ops_query; a-prefixed: awaitable) -------------
     def _bounds(self) -> Tuple[int, int]:
         offset, count = self._limit or (0, _NO_LIMIT)
         return (offset or 0), (_NO_LIMIT if count is None else count)
 
-    def _need_filters(self, what: str) -> None:
-        if not self._filters and not self._order_by:
-            raise QueryError('%s needs at least one filter or an order_by()' % (what,))
-
     def count(self) -> int:
         """The number of matches (unfiltered: an upper bound from the id counter)."""
-        model = self._model
-        conn = connect(model)
-        if not self._filters and not self._order_by:
-            total = int(conn.get('%s:%s:' % (model._namespace, model._pkey)) or 0)
-            offset, count = self._bounds()
-            return max(min(max(total - max(offset, 0), 0), count), 0)
-        filters = list(self._filters)
-        if self._order_by:
-            filters.append(self._order_by.lstrip('-'))
-        return model._gindex.count(conn, filters)
+        return run(_ops.op_count(self))
+
+    async def acount(self) -> int:
+        """Awaitable :meth:`count`."""
+        return await arun(_ops.op_count(self))
 
     def _search(self) -> List[Any]:
         """The matching ids (bytes or str) in result order, honouring the limit."""
-        self._need_filters('_search()')
-        offset, count = self._limit or (None, None)
-        return self._model._gindex.search(connect(self._model), self._filters,
-                                          self._order_by, offset, count)
+        return run(_ops.op_search(self))
 
     def cached_result(self, timeout: int) -> str:
         """Run the query and keep the result ZSET for ``timeout`` seconds; returns its key."""
-        self._need_filters('cached_result()')
-        timeout = int(timeout)
-        if timeout < 1:
-            raise QueryError('cached_result(): timeout must be at least 1 second, got %r'
-                             % (timeout,))
-        return self._model._gindex.search(connect(self._model), self._filters, self._order_by,
-                                          timeout=timeout)
+        return run(_ops.op_cached_result(self, timeout))
+
+    async def acached_result(self, timeout: int) -> str:
+        """Awaitable :meth:`cached_result`."""
+        return await arun(_ops.op_cached_result(self, timeout))
 
     def iter_result(self, timeout: int = 30, pagesize: int = 100,
                     no_hscan: bool = False) -> Iterator[_M]:
         """Iterate over the matching entities (or ``select`` rows), page by page."""
-        if self._filters or self._order_by:
-            return self._iter_filtered(timeout, pagesize)
-        if getattr(self._model._columns[self._model._pkey], '_index', False):
-            if self._model._ttl is not None:  # the pk index holds expired ids too
-                return self.replace(order_by=self._model._pkey)._iter_filtered(timeout,
-                                                                                pagesize)
-            return self._iter_pk_index(pagesize)
-        return self._iter_probe(pagesize)
+        return _results(_ops.op_chunks(self, timeout, pagesize))
+
+    def aiter_result(self, timeout: int = 30, pagesize: int = 100,
+                     no_hscan: bool = False) -> AsyncIterator[_M]:
+        """``async for`` over the results, fetched page by page like :meth:`iter_result`."""
+        return AsyncResults(_ops.op_chunks(self, timeout, pagesize), self._prefetch)
 
     def __iter__(self) -> Iterator[_M]:
         return self.iter_result()
 
+    def __aiter__(self) -> AsyncIterator[_M]:
+        return self.aiter_result()
+
     def execute(self) -> List[_M]:
         """All results as a list."""
-        return list(self)
+        return run(_ops.op_all(self))
 
     def all(self) -> List[_M]:
         """All results as a list."""
-        return list(self)
+        return run(_ops.op_all(self))
+
+    async def aall(self) -> List[_M]:
+        """Awaitable :meth:`all`."""
+        return mark_async(await arun(_ops.op_all(self)), self._prefetch)
+
+    async def aexecute(self) -> List[_M]:
+        """Awaitable :meth:`execute`."""
+        return mark_async(await arun(_ops.op_all(self)), self._prefetch)
+
+    async def aselect(self, *column_names: Any, **kwargs: Any) -> List[Any]:
+        """Awaitable ``select(...)`` rows: ``await q.aselect('a', 'b')`` is
+        ``await q.select('a', 'b').aall()`` (same arguments as :meth:`select`)."""
+        return await arun(_ops.op_all(self.select(*column_names, **kwargs)))
 
     def first(self) -> Optional[_M]:
         """The first result (entity or select row), or None."""
-        if not self._filters and not self._order_by:
-            offset, count = self._bounds()
-            for item in self.replace(limit=(offset, min(count, 1))):
-                return item
-            return None
-        model = self._model
-        conn = connect(model)
-        offset = max(self._bounds()[0], 0)
-        if self._select is not None and model._gindex._fast(
-                self._filters, self._order_by, offset, 1) is None:
-            pipe, temp = model._gindex._build(conn, self._filters, self._order_by)
-            _get_column_data(pipe, model, self._select[0], key=temp, start=offset,
-                             stop=offset, pipeline=True)
-            pipe.delete(temp)
-            rows = _split_reply(execute_guarded(pipe)[-2])[1]
-            for row in _select_generator(model, self._select, rows):
-                return row
-            return None
-        ids = model._gindex.search(conn, self._filters, self._order_by, offset, 1)
-        if not ids:
-            return None
-        if self._select is not None:
-            for row in self._page_items(conn, ids[:1]):
-                return row
-            return None
-        return model.get(ids[0])
+        return run(_ops.op_first(self))
+
+    async def afirst(self) -> Optional[_M]:
+        """Awaitable :meth:`first`."""
+        return mark_async(await arun(_ops.op_first(self)), self._prefetch)
 
     def exists(self) -> bool:
         """Whether the query has a result. Answered from the indexes like :meth:`count`
         (one call for a single filter); without filters or order, by reading one entity."""
-        if not self._filters and not self._order_by:
-            return self.replace(select=None).first() is not None
-        return self.count() > max(self._bounds()[0], 0)
+        return run(_ops.op_exists(self))
+
+    async def aexists(self) -> bool:
+        """Awaitable :meth:`exists`."""
+        return await arun(_ops.op_exists(self))
 
     @overload
     def __getitem__(self, index: int) -> _M: ...
@@ -437,137 +441,78 @@ class Query(Generic[_M]):
     def page(self, count: int, after: Optional[str] = None) -> Page[_M]:
         """Keyset pagination of an ordered query: ``count`` results following cursor
         ``after`` (from the previous page's ``next``; None for the first page)."""
-        return keyset_page(self, count, after)
+        return run(op_keyset_page(self, count, after))
 
-    def delete(self, blocksize: int = 100) -> None:
-        """Delete every matching entity (models without foreign keys only)."""
+    async def apage(self, count: int, after: Optional[str] = None) -> Page[_M]:
+        """Awaitable :meth:`page`."""
+        page = await arun(op_keyset_page(self, count, after))
+        mark_async(page.items, self._prefetch)
+        return page
+
+    def _deletable(self) -> Query[_M]:
         model = self._model
         if not model._no_fk or model._namespace in MODELS_REFERENCED or \
                 model.__name__ in MODELS_REFERENCED:
             raise QueryError('Query.delete(): %s takes part in foreign-key relationships; '
                              'delete its entities one by one' % (model.__name__,))
-        batch: List[Any] = []
-        for entity in self.replace(select=None).iter_result(pagesize=blocksize):
-            batch.append(entity)
-            if len(batch) >= blocksize:
+        return self.replace(select=None, prefetch=())
+
+    def delete(self, blocksize: int = 100) -> None:
+        """Delete every matching entity (models without foreign keys only)."""
+        chunks = _ops.op_chunks(self._deletable(), 30, blocksize)
+        while True:
+            batch = run(_ops.next_chunk(chunks))
+            if batch is None:
+                return
+            if batch:
                 _session.session.delete(batch)
-                batch = []
-        if batch:
-            _session.session.delete(batch)
 
-    # -- iteration ------------------------------------------------------------------------
-    def _entities(self, ids: Sequence[Any]) -> List[Any]:
-        """The entities of ``ids`` (missing rows dropped): the session's own where it has
-        them; the others are loaded without being added to the session."""
-        return [obj for obj in self._model._fetch(ids, track=False) if obj is not None]
-
-    def _iter_filtered(self, timeout: int, pagesize: int) -> Iterator[Any]:
-        model = self._model
-        offset, budget = self._bounds()
-        if pagesize <= 0 or budget <= 0:
-            return
-        conn = connect(model)
-        gindex = model._gindex
-        rank = max(offset, 0)
-        if budget <= pagesize:
-            # the whole answer fits one page: read it straight from the index when the
-            # result order allows (no working set to build, work proportional to the page)
-            plan = gindex._fast(self._filters, self._order_by, rank, budget)
-            if plan is not None:
-                while budget > 0:
-                    ids = gindex._page(conn, plan, rank, budget)
-                    if ids is None:  # models with ``_ttl``: some are due, general path
-                        break
-                    if not ids:
-                        return
-                    rank += len(ids)
-                    asked = budget
-                    for item in self._page_items(conn, ids):
-                        yield item
-                        budget -= 1
-                    if len(ids) < asked:
-                        return
-                else:
-                    return
-        select = self._select
-        pipe, temp = gindex._build(conn, self._filters, self._order_by)
-        while budget > 0:
-            size = min(budget, pagesize)
-            pipe.expire(temp, timeout)
-            if select is not None:
-                gindex.drop_expired(pipe, temp)  # models with ``_ttl``
-                _get_column_data(pipe, model, select[0], key=temp, start=rank,
-                                 stop=min(rank + size - 1, MAX_RANK), pipeline=True)
-                read, rows = _split_reply(execute_guarded(pipe)[-1])
-                items: Any = _select_generator(model, select, rows)
-            else:
-                pipe.zrange(temp, rank, min(rank + size - 1, MAX_RANK))
-                ids = execute_guarded(pipe)[-1]
-                read = len(ids)
-                items = self._entities(ids) if ids else ()
-            if not read:
+    async def adelete(self, blocksize: int = 100) -> None:
+        """Awaitable :meth:`delete`."""
+        chunks = _ops.op_chunks(self._deletable(), 30, blocksize)
+        while True:
+            batch = await arun(_ops.next_chunk(chunks))
+            if batch is None:
                 return
-            rank += read
-            for item in items:
-                yield item
-                budget -= 1
-                if budget <= 0:
-                    return
-            if read < size:
-                return
-            pipe = conn.pipeline(True)
+            if batch:
+                await _session.session.adelete(batch)
 
-    def _page_items(self, conn: Any, ids: Sequence[Any]) -> Any:
-        if not ids:
-            return ()
-        if self._select is not None:
-            if self._model._ttl is not None:  # expired entities are gone
-                ids = visible_ids(self._model, ids)
-            rows = _get_column_data(conn, self._model, self._select[0], ids=ids)[1]
-            return _select_generator(self._model, self._select, rows)
-        return self._entities(ids)
 
-    def _iter_pk_index(self, pagesize: int) -> Iterator[Any]:
-        model = self._model
-        offset, budget = self._bounds()
-        if pagesize <= 0 or budget <= 0:
+def _results(chunks: Any) -> Iterator[Any]:
+    """The items of the chunks of a query operation (fetched page by page)."""
+    while True:
+        items = run(_ops.next_chunk(chunks))
+        if items is None:
             return
-        conn = connect(model)
-        key = '%s:%s:idx' % (model._namespace, model._pkey)
-        size = min(budget, pagesize)
-        ids = conn.zrange(key, max(offset, 0), min(max(offset, 0) + size - 1, MAX_RANK))
-        while ids:
-            for item in self._page_items(conn, ids):
-                yield item
-                budget -= 1
-                if budget <= 0:
-                    return
-            if len(ids) < size:
-                return
-            size = min(budget, pagesize)
-            ids = conn.zrangebyscore(key, '(%s' % (to_text(ids[-1]),), 'inf', start=0, num=size)
+        yield from items
 
-    def _iter_probe(self, pagesize: int) -> Iterator[Any]:
-        model = self._model
-        offset, count = self._bounds()
-        if pagesize <= 0 or count <= 0:
-            return
-        conn = connect(model)
-        last = int(conn.get('%s:%s:' % (model._namespace, model._pkey)) or 0)
-        skip = max(offset, 0)
-        # blocks start at the size of the window asked for (first(): 1 id) and double up to
-        # pagesize, so small windows do not load whole pages
-        size = min(pagesize, max(skip + count, 1))
-        start = 1
-        while start <= last:
-            ids = list(range(start, min(start + size, last + 1)))
-            start += size
-            size = min(pagesize, size * 2)
-            for item in self._page_items(conn, ids):
-                if skip:
-                    skip -= 1
-                    continue
-                yield item
-                count -= 1
-                if count <= 0:
-                    return
+
+class AsyncResults(AsyncIterator[Any]):
+    """``async for`` over the chunks of a query operation (see :meth:`Query.aiter_result`)."""
+
+    __slots__ = ('_chunks', '_items', '_prefetch')
+
+    def __init__(self, chunks: Any, prefetch: Sequence[str] = ()) -> None:
+        self._chunks = chunks
+        self._items: Deque[Any] = deque()
+        self._prefetch = prefetch
+
+    def __aiter__(self) -> AsyncResults:
+        return self
+
+    async def __anext__(self) -> Any:
+        while not self._items:
+            if self._chunks is None:
+                raise StopAsyncIteration
+            items = await arun(_ops.next_chunk(self._chunks))
+            if items is None:
+                self._chunks = None
+                raise StopAsyncIteration
+            self._items.extend(mark_async(items, self._prefetch))
+        return self._items.popleft()
+
+
+class _PrefetchingQuery(Query[_M]):
+    """A :class:`Query` that loads relations of its results (:meth:`Query.prefetch`)."""
+
+    __slots__ = ('_prefetch',)
