@@ -509,12 +509,16 @@ async def test_delete_never_saved_raises_a_clear_column_error_before_any_hook(ap
             calls.append('bd')
 
     e = DN(a=1)
-    with pytest.raises(ColumnError, match=r'cannot delete <DN id=1 a=1>: it has never been '
-                                          r'saved') as info:
+    ident = r'\?' if api.is_async else '1'  # a coroutine's new entity: id taken at its save
+    with pytest.raises(ColumnError, match=r'cannot delete <DN id=%s a=1>: it has never been '
+                                          r'saved' % ident) as info:
         await api.delete(e)
     assert 'was the entity saved' not in str(info.value)
     assert calls == []
-    assert rom.util.session.get('DN:1') is e  # nothing happened: still tracked, still new
+    # nothing happened: still tracked, still new (in a coroutine, under its pending id)
+    assert any(x is e for x in rom.util.session.known.values())
+    if not api.is_async:
+        assert rom.util.session.get('DN:1') is e
     assert e._new and not e._deleted
     await api.save(e)
     await api.delete(e)
@@ -963,7 +967,7 @@ async def test_set_null_over_dangling_reference_D2(api, conn):
     conn.delete('DP2:1')
     rom.session.rollback()
     loaded = await api.get(DC2, 1)
-    assert loaded.p is None
+    assert await api.load(loaded, 'p') is None
     assert conn.hget('DC2:1', 'p') == b'1'
     loaded.p = None
     await api.save(loaded)
@@ -1038,7 +1042,7 @@ async def test_one_to_many_order_follows_index_ties_by_member(api, conn):
     for k in kids:
         await api.save(k)
     # same score (the parent id): Redis orders ties by member bytes: '1', '10', '11', '2', ...
-    assert [k.id for k in p.kids] == sorted(range(1, 12), key=str)
+    assert [k.id for k in await api.load(p, 'kids')] == sorted(range(1, 12), key=str)
 
 
 async def test_apply_changes_classmethod(api, conn):
