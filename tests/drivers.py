@@ -16,14 +16,18 @@ test as the per-thread session covers the sync run. The sync run has no event lo
 look at ``api.is_async``.
 
 ``async def`` tests are run by :func:`run_coroutine_test` (conftest's
-``pytest_pyfunc_call``): one event loop per test, closed with its clients at the end.
+``pytest_pyfunc_call``): one event loop per test, closed with its clients at the end. With
+``ROM_TEST_NO_BLOCKING=1`` the blocking client factory raises during the [async] runs (a
+diagnostic: it finds blocking I/O inside the event loop, rom's or the test body's own).
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import inspect
-from typing import Any, Dict, List
+import os
+from typing import Any, Dict, Iterator, List
 
 from rom.query import Query
 from rom.util import session
@@ -245,7 +249,11 @@ def run_coroutine_test(function: Any, funcargs: Dict[str, Any]) -> None:
 
     async def main() -> None:
         try:
-            await function(**kwargs)
+            if os.environ.get('ROM_TEST_NO_BLOCKING'):
+                with _blocking_factory_raises():
+                    await function(**kwargs)
+            else:
+                await function(**kwargs)
         finally:
             from rom._aconnect import aclose_loop_clients
             await aclose_loop_clients()
@@ -263,3 +271,20 @@ def _run_without_loop(coroutine: Any) -> None:
     coroutine.close()
     raise RuntimeError('a [sync] test body awaited something that suspends (it needs an '
                        'event loop): check api.is_async before using asyncio')
+
+
+@contextlib.contextmanager
+def _blocking_factory_raises() -> Iterator[None]:
+    """``ROM_TEST_NO_BLOCKING=1``: the blocking client factory raises in the [async] runs, so
+    a test fails where rom (or the test body itself) would block the event loop on Redis."""
+    import rom.util
+
+    def refuse(*args: Any) -> Any:
+        raise RuntimeError('the blocking client factory was called inside the event loop')
+
+    saved = rom.util._connect, rom.util.get_connection
+    rom.util._connect = rom.util.get_connection = refuse  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        rom.util._connect, rom.util.get_connection = saved  # type: ignore[assignment]

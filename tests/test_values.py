@@ -107,13 +107,13 @@ async def test_lone_surrogate_is_refused_naming_the_column_before_any_write(api,
     with pytest.raises(InvalidColumnValue, match=r'Doc\.title'):
         other.title = '\udfff'
     assert other.title == 'third'
-    util.session.commit()  # the entities before (and after) the refused value are written
+    await api.commit()  # the entities before (and after) the refused value are written
     assert {d.title for d in await api.list(Doc.query.filter(title=['first', 'third']))} == \
         {'first', 'third'}
     assert good.body == 'ok'
 
 
-def test_surrogate_from_a_custom_keygen_fails_that_entity_only(conn):
+async def test_surrogate_from_a_custom_keygen_fails_that_entity_only(api, conn):
     def odd(value):
         return [value + '\udc00'] if value and value.startswith('bad') else [value]
 
@@ -124,7 +124,7 @@ def test_surrogate_from_a_custom_keygen_fails_that_entity_only(conn):
     Tag(name='bad one')
     Tag(name='last')
     with pytest.raises(InvalidColumnValue, match=r'Tag\.name'):
-        util.session.commit()
+        await api.commit()
     # as documented for commits: the entities before the failing one are written
     assert conn.hget('Tag:1', 'name') == b'first'
     assert not conn.exists('Tag:2') and not conn.exists('Tag:3')
