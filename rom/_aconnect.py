@@ -5,9 +5,9 @@ Otherwise rom builds one ``redis.asyncio`` client per event loop:
 
 * for a model with ``_conn`` / ``CONN``: to the same server, database, credentials and
   ``decode_responses`` as that blocking client;
-* else ``rom.util.get_async_connection()``: from the arguments of the last
-  ``rom.util.set_connection_settings(...)`` call, ``ROM_REDIS_URI`` (a ``RedisCluster``
-  with ``ROM_REDIS_CLUSTER``), or the client assigned to ``rom.util.CONNECTION``.
+* else ``rom.util.get_async_connection()``: the same for ``rom.util.CONNECTION`` (set by
+  ``set_connection_settings(...)``, ``ROM_REDIS_URI`` or assigned; a ``RedisCluster``
+  with ``ROM_REDIS_CLUSTER``).
 
 Nothing here calls the blocking client factory (``rom.util._connect`` /
 ``get_connection``) nor does I/O: finding a client never blocks the event loop. A client
@@ -26,8 +26,8 @@ from ._connect import util_module
 from ._registry import MODELS
 from .exceptions import ORMError
 
-__all__ = ['aconnect', 'aclose_loop_clients', 'async_client_for', 'default_client',
-           'is_async_client', 'is_async_cluster']
+__all__ = ['aconnect', 'aclose_loop_clients', 'async_client_for', 'check_async_transactions',
+           'default_client', 'is_async_client', 'is_async_cluster']
 
 # event loop -> {key: (source object, async client)}
 _PER_LOOP: 'weakref.WeakKeyDictionary[Any, Dict[Any, Tuple[Any, Any]]]' = \
@@ -47,6 +47,19 @@ def is_async_cluster(conn: Any) -> bool:
     except ImportError:  # pragma: no cover - redis-py without async cluster
         return False
     return isinstance(conn, (RedisCluster, ClusterPipeline))
+
+
+def check_async_transactions(conn: Any) -> None:
+    """``ORMError`` for an async cluster client whose redis-py cannot run MULTI/EXEC in a
+    cluster pipeline (rom's per-slot transactions), before anything is sent."""
+    if not is_async_cluster(conn):
+        return
+    import redis
+    from redis.asyncio import cluster
+    if not hasattr(cluster, 'TransactionStrategy'):
+        raise ORMError('rom on Redis Cluster from asyncio code needs a redis-py whose '
+                       'redis.asyncio cluster pipelines run transactions (this is redis-py '
+                       '%s); use the blocking API or upgrade redis-py' % (redis.__version__,))
 
 
 def _cluster_from(conn: Any) -> Any:
@@ -81,14 +94,21 @@ def async_client_for(conn: Any) -> Any:
         return _cluster_from(conn)
     pool = getattr(conn, 'connection_pool', None)
     kwargs = dict(getattr(pool, 'connection_kwargs', {}) or {})
-    name = getattr(getattr(pool, 'connection_class', None), '__name__', 'Connection')
-    connection_class = getattr(aconn, name, aconn.Connection)
+    connection_class = aconn.Connection
+    for klass in getattr(getattr(pool, 'connection_class', None), '__mro__', ()):
+        if klass.__module__.startswith('redis.') and hasattr(aconn, klass.__name__):
+            # the redis-py class it is (or derives from: instrumented subclasses)
+            connection_class = getattr(aconn, klass.__name__)
+            break
     accepted = _accepted(connection_class)
     if accepted is not None:  # options of the blocking class the asyncio one does not take
         kwargs = {k: v for k, v in kwargs.items() if k in accepted}
     kwargs.pop('retry', None)  # a blocking Retry object: the asyncio client makes its own
-    return aredis.Redis(connection_pool=aredis.ConnectionPool(
-        connection_class=connection_class, **kwargs))
+    # as many connections as the blocking pool; more tasks wait for one (not an error)
+    size = getattr(pool, 'max_connections', None) or 100
+    return aredis.Redis(connection_pool=aredis.BlockingConnectionPool(
+        connection_class=connection_class, max_connections=min(size, 1000), timeout=None,
+        **kwargs))
 
 
 def _accepted(cls: Any) -> Any:
@@ -120,11 +140,7 @@ def per_loop(source: Any, build: Callable[[], Any]) -> Any:
 
 def default_client() -> Any:
     """The default async client of the running loop (see ``rom.util.get_async_connection``)."""
-    util = util_module()
-    conn = util.CONNECTION
-    settings = util._ASYNC_SETTINGS
-    if settings[0] is conn:  # made by set_connection_settings(...) or from ROM_REDIS_URI
-        return per_loop(conn, settings[1])
+    conn = util_module().CONNECTION
     return per_loop(conn, lambda: async_client_for(conn))
 
 
@@ -154,4 +170,7 @@ async def aclose_loop_clients() -> None:
     """Close the async clients rom built for the running event loop (before it closes)."""
     clients = _PER_LOOP.pop(asyncio.get_running_loop(), {})
     for _, client in clients.values():
-        await client.aclose(close_connection_pool=True) if hasattr(client, 'aclose') else await client.close()
+        await client.aclose() if hasattr(client, 'aclose') else await client.close()
+        pool = getattr(client, 'connection_pool', None)
+        if pool is not None:  # a client given its pool does not close the pool itself
+            await pool.disconnect()

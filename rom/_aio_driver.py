@@ -79,6 +79,9 @@ async def arun_step(step: Step) -> Any:
     if isinstance(step, Script):
         return await _script(conn, step)
     if isinstance(step, Batch):
+        if step.transaction:
+            from ._aconnect import check_async_transactions
+            check_async_transactions(conn)
         pipe = conn.pipeline(transaction=step.transaction)
         try:
             for item in step.steps:

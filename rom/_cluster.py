@@ -8,9 +8,10 @@ segment. Without ``_namespace`` the namespace of a cluster model is ``'{<ClassNa
 ``'{<tag>}:<ClassName>'`` with ``_cluster = '<tag>'`` (handy for a group of related models).
 Models without ``_cluster`` keep rom 1.1.2's keys exactly.
 
-Relations between models run in one script call or transaction, so a cluster model may
-only be related (``ManyToOne``/``OneToMany``) to cluster models with the same hash tag;
-this is checked when the second of the two models is declared.
+A cluster model may be related (``ManyToOne``/``OneToMany``) to any cluster model: with the
+same hash tag an operation across them is one script call, with another tag it is one
+atomic call per slot in a crash-safe order (``rom._cross_slot``). A relation between a
+cluster model and a plain one is refused (checked when the second model is declared).
 """
 from __future__ import annotations
 
@@ -77,10 +78,11 @@ def _tag_of(model: Any) -> Optional[str]:
 
 
 def check_cluster_relations(model: Any, models: Any, referenced: Any) -> None:
-    """Refuse relations between a cluster model and a model with another (or no) hash tag.
+    """Refuse relations between a cluster model and a model that is not in cluster mode.
 
     ``models`` is the registry, ``referenced`` maps a target name to its
     ``(namespace, attr, on_delete)`` references. Checks both directions for ``model``.
+    Cluster models with different hash tags may be related (``rom._cross_slot``).
     """
     pairs = []
     for attr, col in model._columns.items():
@@ -94,13 +96,18 @@ def check_cluster_relations(model: Any, models: Any, referenced: Any) -> None:
                 pairs.append((source, attr, model))
     for source, attr, target in pairs:
         a, b = _tag_of(source), _tag_of(target)
-        if (a is not None or b is not None) and a != b:
+        if (a is None) != (b is None):
             raise ORMError(
-                '%s.%s relates %s (hash tag %r) and %s (hash tag %r): on Redis Cluster, '
-                'related models must be cluster models sharing one hash tag, e.g. '
-                '_namespace = "{app}:%s" and "{app}:%s"'
-                % (source.__name__, attr, source.__name__, a, target.__name__, b,
-                   source.__name__, target.__name__))
+                '%s.%s relates %s (%s) and %s (%s): a cluster-mode model can only be related '
+                'to cluster-mode models (a plain model has no hash tag, so its keys and the '
+                'on_delete work across the two could not be placed on a cluster); declare both '
+                'with _cluster (any hash tags, e.g. _namespace = "{app}:%s" and "{app}:%s")'
+                % (source.__name__, attr, source.__name__, _describe(a), target.__name__,
+                   _describe(b), source.__name__, target.__name__))
+
+
+def _describe(tag: Optional[str]) -> str:
+    return 'not in cluster mode' if tag is None else 'hash tag %r' % (tag,)
 
 
 # rom runs MULTI/EXEC on one slot through ``RedisCluster.pipeline(transaction=True)``, which

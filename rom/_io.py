@@ -30,6 +30,7 @@ import time
 from typing import Any, Generator, NamedTuple, Optional, Sequence, Tuple, TypeVar, Union
 
 from ._connect import connect
+from ._scripts import lua
 
 __all__ = ['Client', 'Command', 'Script', 'Batch', 'ClientOf', 'Sleep', 'Step', 'Operation',
            'run', 'arun', 'run_step', 'client_of']
@@ -96,7 +97,6 @@ def _queue(pipe: Any, step: Union[Command, Script]) -> None:
     if isinstance(step, Command):
         pipe.execute_command(*step.args)
     else:
-        from ._scripts import lua
         lua(step.name)(pipe, step.keys, step.args, force_eval=True, route=step.route)
 
 
@@ -109,7 +109,6 @@ def run_step(step: Step) -> Any:
     if isinstance(step, Command):
         return conn.execute_command(*step.args)
     if isinstance(step, Script):
-        from ._scripts import lua
         return lua(step.name)(conn, step.keys, step.args, force_eval=step.force_eval,
                               route=step.route)
     if isinstance(step, Batch):

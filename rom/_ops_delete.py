@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Tuple
 
+from ._cross_slot import op_delete_across_slots
 from ._io import Batch, Client, ClientOf, Operation
 from ._on_delete import op_plan_on_delete
 from ._write import op_save_entities
@@ -15,7 +16,7 @@ from ._registry import MODELS_REFERENCED, SKIP_ON_DELETE
 from ._session import session
 from ._ttl import StillAlive
 from ._write_plan import plan_write
-from ._write_script import is_pipeline, op_run_plans, run_plans, write_step
+from ._write_script import op_apply_plans, write_step
 from .exceptions import ColumnError, ORMError
 
 __all__ = ['op_delete', 'op_delete_many']
@@ -37,6 +38,10 @@ def op_delete(entity: Any, kwargs: Dict[str, Any], sweep: bool = True) -> Operat
             entity._before_delete()
         cascaded, to_save = yield from op_plan_on_delete(entity)
     session.forget(entity)
+    if type(entity)._cluster_tag is not None:  # Redis Cluster: per-slot calls, safe order
+        return (yield from op_delete_across_slots(
+            entity, cascaded, to_save, Client(conn) if conn is not None else entity, skip,
+            expired, sweep))
     # spec §3.5: delete the whole list in order (entity first), then save the entities
     # whose references were set to null/default. Deletes sharing entity's client go in
     # one script call (atomic together); others follow one by one.
@@ -49,11 +54,8 @@ def op_delete(entity: Any, kwargs: Dict[str, Any], sweep: bool = True) -> Operat
     plans = [plan_write(type(d), d._last, {}, delete=True) for d in together]
     if expired:
         plans[0] = plans[0]._replace(expiry=('due', ''))
-    if conn is not None and is_pipeline(conn):  # queued on the caller's pipeline (no I/O)
-        done, failure = run_plans(conn, plans)
-    else:
-        done, failure = yield from op_run_plans(
-            Client(conn) if conn is not None else entity, plans)
+    done, failure = yield from op_apply_plans(Client(conn) if conn is not None else entity,
+                                              plans)
     if failure is not None:
         if expired and isinstance(failure, StillAlive):
             return False

@@ -8,19 +8,21 @@ up to its next chunk, so ``for e in q`` and ``async for e in q`` fetch the same 
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Generator, List, NamedTuple, Optional, Sequence
+from typing import Any, Dict, Generator, Iterator, List, NamedTuple, Optional, Sequence
 
 from ._connect import to_text
 from ._expiry import op_visible_ids
 from ._helpers import MAX_RANK
-from ._io import Command, Operation
+from ._io import Command, Operation, run
 from ._ops_read import op_fetch
 from ._search import guarded
+from ._session import session
 from ._select import _select_generator, _split_reply, column_data_step
 from .exceptions import QueryError
 
 __all__ = ['Chunk', 'next_chunk', 'op_chunks', 'op_all', 'op_first', 'op_count',
-           'op_exists', 'op_search', 'op_cached_result', 'op_page_items']
+           'op_exists', 'op_search', 'op_cached_result', 'op_page_items', 'op_not_prefixed',
+           'not_prefixed']
 
 _NO_LIMIT = 2 ** 64
 
@@ -292,3 +294,77 @@ def op_exists(query: Any) -> Operation[bool]:
     if not query._filters and not query._order_by:
         return (yield from op_first(query.replace(select=None))) is not None
     return (yield from op_count(query)) > max(_bounds(query)[0], 0)
+
+
+# -- Model.does_not_startwith / does_not_endwith ---------------------------------------------
+def _distinct_ids(members: Sequence[Any], exclude: Sequence[bytes]) -> List[str]:
+    """The ids of prefix-index members (``token \\0 id``), once each, in order, leaving
+    out the tokens starting with one of ``exclude``."""
+    ids: List[str] = []
+    for member in members:
+        raw = member.encode('utf-8') if isinstance(member, str) else member
+        token, _sep, ident = raw.rpartition(b'\0')
+        if exclude and any(token.startswith(v) for v in exclude):
+            continue
+        text = ident.decode('ascii')
+        if text not in ids:
+            ids.append(text)
+    return ids
+
+
+def op_not_prefixed(model: Any, attr: str, values: Any, blocksize: int = 100,
+                    suffix: bool = False) -> Chunks:
+    """Entities with an entry in ``<ns>:<attr>:pre`` (``:suf``) not starting (ending) with
+    any of ``values``, block by block of ``blocksize`` index entries."""
+    from ._helpers import _prefix_score
+    from ._ops_read import op_get
+    key = '%s:%s:%s' % (model._namespace, attr, 'suf' if suffix else 'pre')
+    if isinstance(values, (str, bytes)):
+        values = [values]
+    excluded: List[bytes] = []
+    for value in values:
+        if suffix:
+            value = value[::-1]
+        excluded.append(value.encode('utf-8') if isinstance(value, str) else value)
+    groups: Dict[float, List[bytes]] = {}
+    for value in excluded:
+        groups.setdefault(float(_prefix_score(value)), []).append(value)
+
+    def emit(lo: str, hi: str, exclude: Sequence[bytes] = ()) -> Chunks:
+        offset = 0
+        while True:
+            members = yield Command(model, ('ZRANGEBYSCORE', key, lo, hi, 'LIMIT', offset,
+                                            blocksize))
+            offset += len(members)
+            ids = _distinct_ids(members, exclude)
+            if ids:
+                yield Chunk((yield from op_get(model, ids)))
+            if len(members) < blocksize:
+                return
+
+    start = 0.0
+    for score in sorted(groups):
+        group = groups[score]
+        if score > start:
+            yield from emit(repr(start), '(' + repr(score))
+        nxt = max(float(_prefix_score(v, True)) for v in group)
+        if any(len(v) > 7 for v in group):
+            lo = max(score, start)
+            if nxt > lo:
+                yield from emit(repr(lo), '(' + repr(nxt), excluded)
+        start = max(start, nxt)
+    yield from emit(repr(start), '+inf')
+
+
+def not_prefixed(model: Any, attr: str, values: Any, blocksize: int = 100,
+                 suffix: bool = False) -> Iterator[Any]:
+    """Blocking :func:`op_not_prefixed`, entity by entity; each yielded entity is forgotten
+    by the session right after it is yielded."""
+    chunks = op_not_prefixed(model, attr, values, blocksize, suffix)
+    while True:
+        entities = run(next_chunk(chunks))
+        if entities is None:
+            return
+        for entity in entities:
+            yield entity
+            session.forget(entity)

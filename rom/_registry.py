@@ -41,3 +41,7 @@ class EntityMeta(type):
 def is_entity(obj: Any) -> bool:
     """True when ``obj`` is an instance of a rom model."""
     return isinstance(type(obj), EntityMeta)
+
+#: set (in an entity's ``__dict__``) while the save operation writes the new entities it
+#: refers to: one of those referring back to it stores its id without saving it again
+SAVING_TARGETS = '_rom_saving_targets'

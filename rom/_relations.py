@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, TypeVar, 
 from ._coltypes import Column, _Column
 from ._connect import connect
 from ._keygen import _many_to_one_keygen
-from ._registry import MODELS, NO_ACTION_DEFAULT, NULL, ON_DELETE, is_entity
+from ._registry import MODELS, NO_ACTION_DEFAULT, NULL, ON_DELETE, SAVING_TARGETS, is_entity
 from ._session import session
 from .exceptions import ColumnError, InvalidColumnValue, InvalidOperation, MissingLoadError, ORMError
 
@@ -197,7 +197,7 @@ class ManyToOne(_Related, Column[_G]):
         if isinstance(value, _Unresolved):
             return value.id
         if hasattr(value, '_pkey') and hasattr(value, '_data'):
-            if value._new:
+            if value._new and not value.__dict__.get(SAVING_TARGETS, False):
                 value.save()
             return str(getattr(value, value._pkey))
         return str(int(value))
@@ -300,10 +300,11 @@ class OneToMany(_Related, Column[List[_G]]):
         if loaded is not None and self._attr in loaded:  # by aload() or prefetch()
             found = loaded[self._attr]
             return list(found) if isinstance(found, list) else found
+        column = self.back_column(obj._namespace)  # (ORMError without one: no I/O)
         if _in_async_code(obj):
             raise _missing_load(obj, self._attr)
         target = self._target(obj._namespace)
-        return target.get_by(**{self.back_column(obj._namespace): getattr(obj, obj._pkey)})
+        return target.get_by(**{column: getattr(obj, obj._pkey)})
 
     def back_column(self, namespace: str) -> str:
         """The column of the target model referring back to model ``namespace``."""

@@ -1,10 +1,10 @@
 """Index search: compile filter records into Redis work, run it, expire temporary keys.
 
-Used by ``rom.query`` (``Query`` terminal calls), ``rom.model`` (``does_not_startwith``)
-and re-exported by ``rom.index``. A search takes at most two round trips: one for the work
-estimates (only when there are two or more filters to order) and one transaction that builds
-the working set and reads, counts or expires it. Every temporary key is deleted in the
-transaction that creates it or gets a TTL there.
+Used by ``rom._ops_query`` (``Query`` terminal calls) and re-exported by ``rom.index``. A
+search takes at most two round trips: one for the work estimates (only when there are two or
+more filters to order) and one transaction that builds the working set and reads, counts or
+expires it. Every temporary key is deleted in the transaction that creates it or gets a TTL
+there.
 
 Searches are operations (``rom._io``): the ``op_*`` methods yield their Redis work and run
 with either driver; the methods taking a ``conn`` are the blocking compat API.
@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import uuid
 from collections import namedtuple
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union, cast
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union, cast
 
 from redis.exceptions import ResponseError
 
-from . import _session
 from ._cluster import is_cluster_client, is_cluster_pipeline
-from ._connect import connect, to_text
 from ._io import Batch, Client, ClientOf, Command, Operation, Script, run
 from ._io import _queue as queue_step
-from ._helpers import MAX_RANK, _prefix_score, _to_score
+from ._helpers import MAX_RANK, _to_score
 from ._query_match import (MAX_PREFIX_SCORE, _find_prefix, _literal_prefix, _lua_to_like,
                            _normalise_pattern, _start_end)
 from ._records import Geofilter, Pattern, Prefix, Suffix
@@ -119,12 +117,6 @@ def guarded(step: Union[Command, Script, Batch]) -> Operation[Any]:
     except ResponseError as exc:
         _too_costly(exc)
         raise
-
-
-def execute_guarded(pipe: Any) -> List[Any]:
-    """``pipe.execute()`` for a pipeline holding query scans (QueryError when a like()
-    pattern ran out of matching budget; any temporary key still gets its DEL or TTL)."""
-    return _guard(pipe.execute)
 
 
 def _guard(call: Callable[[], Any]) -> Any:
@@ -481,72 +473,3 @@ class GeneralIndex:
     def count(self, conn: Any, filters: Sequence[Any]) -> int:
         """The number of ids matching ``filters``."""
         return run(self.op_count(Client(conn), filters))
-
-
-# -- does_not_startwith / does_not_endwith -------------------------------------------------
-
-def _member_parts(member: Union[str, bytes]) -> Tuple[bytes, str]:
-    raw = member.encode('utf-8') if isinstance(member, str) else member
-    token, _sep, ident = raw.rpartition(b'\0')
-    return token, ident.decode('ascii')
-
-
-def _ids_in(conn: Any, key: str, lo: str, hi: str, blocksize: int,
-            exclude: Sequence[bytes] = ()) -> Iterator[List[str]]:
-    offset = 0
-    while True:
-        members = conn.zrangebyscore(key, lo, hi, start=offset, num=blocksize)
-        offset += len(members)
-        ids: List[str] = []
-        seen = set()
-        for member in members:
-            token, ident = _member_parts(member)
-            if exclude and any(token.startswith(v) for v in exclude):
-                continue
-            if ident not in seen:
-                seen.add(ident)
-                ids.append(ident)
-        if ids:
-            yield ids
-        if len(members) < blocksize:
-            return
-
-
-def not_prefixed(model: Any, attr: str, values: Any, blocksize: int = 100,
-                 suffix: bool = False) -> Iterator[Any]:
-    """Entities with an entry in ``<ns>:<attr>:pre`` (``:suf``) not starting (ending) with any
-    of ``values``; each yielded entity is forgotten by the session right after it is yielded.
-    """
-    conn = connect(model)
-    key = '%s:%s:%s' % (model._namespace, attr, 'suf' if suffix else 'pre')
-    if isinstance(values, (str, bytes)):
-        values = [values]
-    excluded: List[bytes] = []
-    for value in values:
-        if suffix:
-            value = value[::-1]
-        excluded.append(value.encode('utf-8') if isinstance(value, str) else value)
-    groups: Dict[float, List[bytes]] = {}
-    for value in excluded:
-        groups.setdefault(float(_prefix_score(value)), []).append(value)
-
-    def emit(lo: str, hi: str, exclude: Sequence[bytes] = ()) -> Iterator[Any]:
-        for ids in _ids_in(conn, key, lo, hi, blocksize, exclude):
-            for entity in model.get(ids):
-                yield entity
-                _session.session.forget(entity)
-
-    start = 0.0
-    for score in sorted(groups):
-        group = groups[score]
-        if score > start:
-            yield from emit(repr(start), '(' + repr(score))
-        nxt = max(float(_prefix_score(v, True)) for v in group)
-        if any(len(v) > 7 for v in group):
-            lo = max(score, start)
-            if nxt > lo:
-                yield from emit(repr(lo), '(' + repr(nxt), excluded)
-        start = max(start, nxt)
-    yield from emit(repr(start), '+inf')
-
-

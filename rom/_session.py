@@ -107,8 +107,8 @@ class KnownEntities(MutableMapping):
         return 'KnownEntities(%r)' % (self._d,)
 
 
-class _TaskSession:
-    """The identity map of one asyncio task (see :class:`Session`)."""
+class _State:
+    """The identity map of one thread or one asyncio task (see :class:`Session`)."""
 
     __slots__ = ('known', 'wknown', 'null_override')
 
@@ -119,122 +119,104 @@ class _TaskSession:
 
 
 # asyncio task -> its identity map (dropped with the task)
-_TASKS: 'weakref.WeakKeyDictionary[Any, _TaskSession]' = weakref.WeakKeyDictionary()
-
-
-def _task_session() -> Optional[_TaskSession]:
-    """The session of the asyncio task running in this thread, or None outside a task."""
-    loop = _get_running_loop()
-    if loop is None:
-        return None
-    task = current_task(loop)
-    if task is None:
-        return None
-    state = _TASKS.get(task)
-    if state is None:
-        state = _TASKS[task] = _TaskSession()
-    return state
+_TASKS: 'weakref.WeakKeyDictionary[Any, _State]' = weakref.WeakKeyDictionary()
 
 
 class Session(threading.local):
     """The identity map: ``known`` (strong refs, saved by commit) and ``wknown`` (weak refs).
 
     One per thread; inside a running event loop, one per asyncio task (two tasks of one
-    loop never see each other's entities). Threads without a running loop keep theirs.
+    loop never see each other's entities). Code outside a running loop keeps its thread's.
     """
 
     def __init__(self) -> None:
-        self._known: Any = KnownEntities()
-        self._wknown: 'weakref.WeakValueDictionary[str, Any]' = weakref.WeakValueDictionary()
-        self._null_override: Any = _NO_OVERRIDE
+        self._thread = _State()
 
     def _init(self) -> None:
-        if not hasattr(self, '_known'):
-            self._known = KnownEntities()
-            self._wknown = weakref.WeakValueDictionary()
+        if not hasattr(self, '_thread'):
+            self._thread = _State()
 
-    @property
-    def known(self) -> Any:
-        """Tracked entities by ``'<ns>:<id>'`` (held strongly until commit)."""
-        state = _task_session()
-        return self._known if state is None else state.known
+    def _state(self) -> _State:
+        """The state of the running asyncio task of this thread, else of this thread."""
+        loop = _get_running_loop()
+        if loop is not None:
+            task = current_task(loop)
+            if task is not None:
+                state = _TASKS.get(task)
+                if state is None:
+                    state = _TASKS[task] = _State()
+                return state
+        return self._thread
 
-    @known.setter
-    def known(self, value: Any) -> None:
-        state = _task_session()
-        if state is None:
-            self._known = value
-        else:
-            state.known = value
-
-    @property
-    def wknown(self) -> 'weakref.WeakValueDictionary[str, Any]':
-        """Every entity seen (weakly held), by ``'<ns>:<id>'``."""
-        state = _task_session()
-        return self._wknown if state is None else state.wknown
-
-    @wknown.setter
-    def wknown(self, value: 'weakref.WeakValueDictionary[str, Any]') -> None:
-        state = _task_session()
-        if state is None:
-            self._wknown = value
-        else:
-            state.wknown = value
-
-    @property
-    def null_session(self) -> Any:
-        """True when this thread (or task) uses the null session (nothing is tracked)."""
-        state = _task_session()
-        if state is not None and state.null_override is not _NO_OVERRIDE:
-            return state.null_override
-        override = self._null_override
+    def _is_null(self, state: _State) -> Any:
+        override = state.null_override
+        if override is _NO_OVERRIDE and state is not self._thread:
+            override = self._thread.null_override  # a task follows its thread's override
         if override is _NO_OVERRIDE:
             return util_module().NULL_SESSION
         return override
 
+    @property
+    def known(self) -> Any:
+        """Tracked entities by ``'<ns>:<id>'`` (held strongly until commit)."""
+        return self._state().known
+
+    @known.setter
+    def known(self, value: Any) -> None:
+        self._state().known = value
+
+    @property
+    def wknown(self) -> 'weakref.WeakValueDictionary[str, Any]':
+        """Every entity seen (weakly held), by ``'<ns>:<id>'``."""
+        return self._state().wknown
+
+    @wknown.setter
+    def wknown(self, value: 'weakref.WeakValueDictionary[str, Any]') -> None:
+        self._state().wknown = value
+
+    @property
+    def null_session(self) -> Any:
+        """True when this thread (or task) uses the null session (nothing is tracked)."""
+        return self._is_null(self._state())
+
     @null_session.setter
     def null_session(self, value: Any) -> None:
-        state = _task_session()
-        if state is None:
-            self._null_override = value
-        else:
-            state.null_override = value
+        self._state().null_override = value
 
     @null_session.deleter
     def null_session(self) -> None:
-        state = _task_session()
-        if state is None:
-            self._null_override = _NO_OVERRIDE
-        else:
-            state.null_override = _NO_OVERRIDE
+        self._state().null_override = _NO_OVERRIDE
 
     def add(self, obj: Any) -> None:
         """Track ``obj`` (does nothing under a null session)."""
-        if self.null_session:
+        state = self._state()
+        if self._is_null(state):
             return
         pk = _key_of(obj)
         if pk.endswith(':None'):
             return
-        self.known[pk] = obj
+        state.known[pk] = obj
         if not getattr(obj, '_id_pending', False):
-            self.wknown[pk] = obj
+            state.wknown[pk] = obj
 
     def _add_loaded(self, obj: Any, key: str) -> None:
         """``add`` for an entity just built from a stored row, whose ``_pk`` is ``key``."""
-        if self.null_session:
+        state = self._state()
+        if self._is_null(state):
             return
-        known = self.known
+        known = state.known
         if type(known) is KnownEntities:
             known._d[key] = obj
         else:
             known[key] = obj
-        self.wknown[key] = obj
+        state.wknown[key] = obj
 
     def forget(self, obj: Any) -> None:
         """Stop tracking ``obj``."""
         pk = _key_of(obj)
-        self.known.pop(pk, None)
-        self.wknown.pop(pk, None)
+        state = self._state()
+        state.known.pop(pk, None)
+        state.wknown.pop(pk, None)
 
     def _rekey_many(self, entities: List[Any]) -> None:
         """Move (entity, old placeholder key) pairs to their real ``_pk``, in one pass."""
@@ -254,20 +236,18 @@ class Session(threading.local):
 
     def get(self, pk: str) -> Optional[Any]:
         """The tracked entity for ``'<ns>:<id>'``, or None (never contacts Redis)."""
-        state = _task_session()
-        if state is None:
-            known, wknown = self._known, self._wknown
-        else:
-            known, wknown = state.known, state.wknown
+        state = self._state()
+        known = state.known
         obj = known._d.get(pk) if type(known) is KnownEntities else known.get(pk)
         if obj is None:
-            obj = wknown.get(pk)
+            obj = state.wknown.get(pk)
         return obj
 
     def rollback(self) -> None:
         """Forget every tracked entity (local changes are kept on the objects)."""
-        self.known = KnownEntities()
-        self.wknown = weakref.WeakValueDictionary()
+        state = self._state()
+        state.known = KnownEntities()
+        state.wknown = weakref.WeakValueDictionary()
 
     def flush(self, full: bool = False, all: bool = False, force: bool = False) -> int:
         """Save every tracked dirty entity (every one with ``all``); returns columns changed."""

@@ -11,8 +11,9 @@ from decimal import Decimal as _Decimal
 from typing import Any, Tuple
 
 from ._coltypes import Decimal, Float, Integer, PrimaryKey
-from ._expiry import refuse_expired
+from ._expiry import op_visible
 from ._io import ClientOf, Operation, Script, run
+from ._ops_read import op_refresh
 from .exceptions import (DataRaceError, EntityDeletedError, InvalidColumnValue,
                          InvalidOperation)
 
@@ -127,8 +128,10 @@ def op_transfer(self: Any, other: Any, attr: str, value: Any, txn_model: Any, tx
         raise ValueError('transfer(): decimal_places must not be negative')
     if decimal_places > MAX_PLACES:
         raise ValueError('transfer(): decimal_places must be at most %d' % (MAX_PLACES,))
-    if any(type(e)._ttl is not None for e in entities):  # models with ``_ttl``
-        refuse_expired(entities)
+    for entity in entities:  # models with ``_ttl``: an expired entity cannot transfer
+        if type(entity)._ttl is not None and (
+                yield from op_visible(type(entity), [entity]))[0] is None:
+            raise ValueError('transfer(): an entity has expired')
     keys = (self._pk, other._pk, txn_model._pk)
     reply = yield Script(self, 'transfer', keys, (attr, txn_attr, _text(value, kind),
                                                   decimal_places, kind))
@@ -139,7 +142,7 @@ def op_transfer(self: Any, other: Any, attr: str, value: Any, txn_model: Any, tx
             yield from _op_reindex(entity)
     elif refresh_entities:
         for entity in entities:
-            yield from _op_refresh(entity, False)
+            yield from op_refresh(entity, False)
 
 
 def transfer(self: Any, *args: Any) -> None:
@@ -166,15 +169,6 @@ def _raise_for(reply: str, keys: Tuple[str, str, str], attr: str, txn_attr: str,
         raise InvalidOperation('transfer(): unexpected reply %r' % (reply,))
 
 
-def _op_refresh(entity: Any, force: bool) -> Operation[None]:
-    try:
-        from ._ops_read import op_refresh  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:  # until the read side's operation is merged
-        entity.refresh(force=force)
-        return
-    yield from op_refresh(entity, force)
-
-
 def _op_reindex(entity: Any, attempts: int = 20) -> Operation[None]:
     """Reload ``entity`` and rewrite its indexes (after a transfer changed its row).
 
@@ -184,7 +178,7 @@ def _op_reindex(entity: Any, attempts: int = 20) -> Operation[None]:
     """
     from ._write import op_save_entities
     for attempt in range(attempts):
-        yield from _op_refresh(entity, True)
+        yield from op_refresh(entity, True)
         try:
             yield from op_save_entities([entity], True, False)
             return

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
+from ._cross_slot import save_order, spans_slots
 from ._ids import op_take_ids
 from ._io import ClientOf, Operation, run
-from ._registry import PENDING_ID, is_entity
+from ._registry import PENDING_ID, SAVING_TARGETS, is_entity
 from ._session import session
 from ._ttl import write_op
 from ._write_plan import WritePlan, plan_write
@@ -33,6 +34,18 @@ def op_get_one(model: Any, ident: Any) -> Operation[Any]:
     """Operation: the entity of ``model`` with id ``ident`` (``model.get(ident)``), or None."""
     from ._ops_read import op_get
     return (yield from op_get(model, ident))
+
+
+def op_slot_function(entities: Iterable[Any]) -> Operation[Any]:
+    """Operation: ``rom._cross_slot``'s ``slot`` function for ``entities`` and the entities
+    they refer to: (the client of the model, its hash tag), clients asked of the driver."""
+    clients: Dict[Any, Any] = {}
+    for entity in entities:
+        for each in [entity] + [v for v in entity._data.values() if is_entity(v)]:
+            model = type(each)
+            if model not in clients:
+                clients[model] = yield ClientOf(model)
+    return lambda entity: (id(clients.get(type(entity))), type(entity)._cluster_tag)
 
 
 def op_take_pending_ids(entities: List[Any]) -> Operation[None]:
@@ -65,9 +78,24 @@ def _op_resolve_references(entity: Any) -> Operation[None]:
 
 
 def _new_targets(entity: Any) -> List[Any]:
-    """The new entities a reference column of ``entity`` holds (saved before it)."""
+    """The new entities a reference column of ``entity`` holds (saved before it), but for
+    those whose save is in progress (a cycle of new entities: their ids are known)."""
     return [value for value in entity._data.values()
-            if is_entity(value) and value is not entity and value._new]
+            if is_entity(value) and value is not entity and value._new
+            and not value.__dict__.get(SAVING_TARGETS, False)]
+
+
+def _op_save_targets(entity: Any, sweep: bool) -> Operation[None]:
+    """Look up ``entity``'s references loaded as ids and save the new entities it refers
+    to, before its own plan is made (which then only needs their ids)."""
+    yield from _op_resolve_references(entity)
+    entity.__dict__[SAVING_TARGETS] = True  # a target referring back does not save it
+    try:
+        for target in _new_targets(entity):
+            if target._new and not target.__dict__.get(SAVING_TARGETS, False):
+                yield from op_save_entities([target], False, False, sweep=sweep)
+    finally:
+        entity.__dict__.pop(SAVING_TARGETS, None)
 
 
 def op_save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool = True,
@@ -80,6 +108,10 @@ def op_save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool
     """
     total = 0
     entities = list(entities)
+    if len(entities) > 1 and spans_slots(entities):
+        # on a cluster: per slot, targets' slots first
+        slot = yield from op_slot_function(entities)
+        entities = save_order(entities, slot)
     yield from op_take_pending_ids(entities)
     batch: List[Tuple[Any, WritePlan, bool]] = []
     blocks: List[List[Any]] = []
@@ -146,7 +178,7 @@ def op_save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool
         # must reach the race check (EntityDeletedError) or, with force=True, recreate it
         if not (all or entity._modified):
             continue
-        if id(entity) in queued or (batch and _new_targets(entity)):
+        if id(entity) in queued or (batch and not entity._no_fk and _new_targets(entity)):
             # a new referenced entity is saved before this one's plan is made: write the
             # queued ones first, as a one-by-one loop would, so a queued target is not
             # written twice and the writes keep their order
@@ -164,13 +196,10 @@ def op_save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool
         try:
             # a hook made it new again, or it was never planned: its id; references
             # loaded as ids looked up; new referenced entities saved first
-            yield from op_take_pending_ids([entity])
-            yield from _op_resolve_references(entity)
-            for target in _new_targets(entity):
-                if target._new:
-                    total_before = total
-                    yield from op_save_entities([target], False, False, sweep=sweep)
-                    total = total_before
+            if entity._data.get(entity._pkey) is PENDING_ID:
+                yield from op_take_pending_ids([entity])
+            if not entity._no_fk:
+                yield from _op_save_targets(entity, sweep)
         except GeneratorExit:
             raise
         except BaseException:

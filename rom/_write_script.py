@@ -128,6 +128,15 @@ def op_run_plans(via: Any, plans: Sequence[WritePlan],
     return write_result(plans, reply)
 
 
+def op_apply_plans(via: Any, plans: Sequence[WritePlan]
+                   ) -> Operation[Tuple[int, Optional[Exception]]]:
+    """``op_run_plans``, or on a blocking pipeline given as ``Client(pipe)`` the call queued
+    (no I/O; ``(len(plans), None)``, unchecked)."""
+    if isinstance(via, Client) and is_pipeline(via.conn):
+        return run_plans(via.conn, plans)
+    return (yield from op_run_plans(via, plans))
+
+
 def run_plans(conn: Any, plans: Sequence[WritePlan],
               blocks: Optional[Sequence[List[Any]]] = None) -> Tuple[int, Optional[Exception]]:
     """Apply plans in order in one script call on the blocking client or pipeline ``conn``.

@@ -6,10 +6,11 @@ through ``rom.query`` / ``rom._search``.
 """
 from __future__ import annotations
 
+from asyncio import _get_running_loop
 from typing import (TYPE_CHECKING, Any, Dict, FrozenSet, Iterator, List, Optional, Sequence, Set,
                     Tuple, Type, TypeVar, Union, overload)
 
-from . import _search, _transfer
+from . import _ops_query, _transfer
 from . import _ttl as _requests
 from ._coltypes import IndexOnly
 from ._compat import _zrange_limit_iterator, redis_writer_lua
@@ -102,6 +103,9 @@ class Model(metaclass=_ModelMetaclass):
                 value = None
             col._init_(self, ns, attr, value, loading)
             if value is not None and not isinstance(col, IndexOnly):
+                if (isinstance(col, _Related) and getattr(value, '_new', False)
+                        and _get_running_loop() is not None):
+                    continue  # in a coroutine: the new entity is saved by the first asave
                 self._last[attr] = value if isinstance(value, str) else initial_text(
                     ns, attr, col, value, self._data.get(attr))
         if not loading and not extra_ok and not bypass and not session.null_session:
@@ -439,12 +443,12 @@ class Model(metaclass=_ModelMetaclass):
     @classmethod
     def does_not_startwith(cls, attr: str, values: Any, blocksize: int = 100) -> Iterator[Any]:
         """Entities with a prefix-index entry of ``attr`` starting with none of ``values``."""
-        return _search.not_prefixed(cls, attr, values, blocksize, False)
+        return _ops_query.not_prefixed(cls, attr, values, blocksize, False)
 
     @classmethod
     def does_not_endwith(cls, attr: str, values: Any, blocksize: int = 100) -> Iterator[Any]:
         """Entities with a suffix-index entry of ``attr`` ending with none of ``values``."""
-        return _search.not_prefixed(cls, attr, values, blocksize, True)
+        return _ops_query.not_prefixed(cls, attr, values, blocksize, True)
 
     def transfer(self, other: 'Model', attr: str, value: Union[int, float], txn_model: 'Model',
                  txn_attr: str, decimal_places: int = 0, refresh_entities: bool = True,

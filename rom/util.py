@@ -44,19 +44,8 @@ REDIS_CLUSTER: bool = cluster_requested(os.environ.get('ROM_REDIS_CLUSTER'))
 CONNECTION: Any = (PendingClusterClient(REDIS_URI) if REDIS_CLUSTER
                    else redis.Redis.from_url(REDIS_URI))
 
-
-def _async_from_uri() -> Any:
-    import redis.asyncio as aredis
-    if REDIS_CLUSTER:
-        from redis.asyncio.cluster import RedisCluster
-        return RedisCluster.from_url(REDIS_URI)
-    return aredis.Redis.from_url(REDIS_URI)
-
-
-# (the CONNECTION they belong to, a factory of the matching redis.asyncio client); the
-# factory is used while CONNECTION is still that client (see get_async_connection)
-_ASYNC_SETTINGS: Any = (CONNECTION, _async_from_uri)
-# public beyond rom 1.1.2's ``__all__`` (which stays as it was): get_async_connection
+# public beyond rom 1.1.2's ``__all__`` (which stays as it was): get_async_connection,
+# aclose_connections
 
 #: when True, sessions track nothing (``session.null_session`` may override it per thread)
 NULL_SESSION: bool = False
@@ -65,24 +54,22 @@ NULL_SESSION: bool = False
 def set_connection_settings(*args: Any, **kwargs: Any) -> None:
     """Replace ``CONNECTION`` with ``redis.Redis(*args, **kwargs)``.
 
-    The async API follows: ``get_async_connection()`` then builds, once per event loop,
-    ``redis.asyncio.Redis(*args, **kwargs)`` (options only the blocking client takes, such
-    as a blocking ``connection_pool``, make it copy the blocking client's settings instead).
+    The async API follows: ``get_async_connection()`` builds, once per event loop, a
+    ``redis.asyncio`` client with the same settings.
     """
-    global CONNECTION, _ASYNC_SETTINGS
-    CONNECTION = conn = redis.Redis(*args, **kwargs)
-    _ASYNC_SETTINGS = (conn, lambda: _async_from_settings(conn, args, kwargs))
+    global CONNECTION
+    CONNECTION = redis.Redis(*args, **kwargs)
 
 
-def _async_from_settings(conn: Any, args: Any, kwargs: Any) -> Any:
-    import redis.asyncio as aredis
-    from ._aconnect import async_client_for
-    if 'connection_pool' in kwargs or 'retry' in kwargs:
-        return async_client_for(conn)
-    try:
-        return aredis.Redis(*args, **kwargs)
-    except TypeError:  # an option of the blocking client only
-        return async_client_for(conn)
+async def aclose_connections() -> None:
+    """Close the ``redis.asyncio`` clients rom built for the running event loop.
+
+    Call it before the loop ends (an application's shutdown hook): a client belongs to the
+    loop it was built in. Clients named by a model's ``_aconn`` are the application's own
+    and are left open.
+    """
+    from ._aconnect import aclose_loop_clients
+    await aclose_loop_clients()
 
 
 def get_async_connection() -> Any:
@@ -90,11 +77,12 @@ def get_async_connection() -> Any:
 
     Models without ``_aconn``, ``_conn`` or ``CONN`` use it in async code. It is built once
     per event loop (an asyncio client belongs to one loop) and closed by
-    ``rom._aconnect.aclose_loop_clients()``. It goes where ``CONNECTION`` goes: built from the
-    arguments of the last ``set_connection_settings(...)`` call, from ``ROM_REDIS_URI``
-    (``redis.asyncio.cluster.RedisCluster`` with ``ROM_REDIS_CLUSTER``), or, when a client
-    was assigned to ``CONNECTION``, with that client's server, database, credentials and
-    ``decode_responses``. It never calls ``get_connection()`` nor does any I/O, so it never
+    ``rom._aconnect.aclose_loop_clients()``. It goes where ``CONNECTION`` goes: the server,
+    database, credentials and ``decode_responses`` of ``CONNECTION`` (set by
+    ``set_connection_settings(...)``, ``ROM_REDIS_URI`` or assigned), a
+    ``redis.asyncio.cluster.RedisCluster`` with ``ROM_REDIS_CLUSTER`` or a cluster client.
+    Its pool holds as many connections as the blocking client's; a task wanting one more
+    waits for a free one. It never calls ``get_connection()`` nor does any I/O, so it never
     blocks the event loop. Must be called inside a running event loop.
     """
     from ._aconnect import default_client

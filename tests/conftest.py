@@ -124,9 +124,9 @@ def _test_cluster() -> Any:
 # why this redis-py cannot run the tests marked ``cluster`` (None: it can)
 CLUSTER_UNSUPPORTED = cluster_support_error(redis.__version__)
 
-# the behaviour tests of the cluster run (tests/test_cluster.py always runs)
+# the behaviour tests of the cluster run (tests/test_cluster*.py always run)
 CLUSTER_FILES = (
-    'test_cluster.py', 'test_model.py', 'test_session.py', 'test_columns.py',
+    'test_cluster.py', 'test_cluster_xslot.py', 'test_model.py', 'test_session.py', 'test_columns.py',
     'test_query_builder.py', 'test_query_conveniences.py', 'test_query_results.py',
     'test_query_text.py', 'test_query_edge.py', 'test_query_fastpath.py',
     'test_index_properties.py', 'test_lock.py', 'test_keygen.py', 'test_write_paths.py',

@@ -143,23 +143,28 @@ def test_cluster_namespace_without_usable_tag_is_refused(namespace: str) -> None
     assert 'Bad' not in rom.columns.MODELS
 
 
-def test_related_models_must_share_the_tag() -> None:
+def test_cluster_models_relate_across_tags_but_not_to_plain_models(
+        no_default_tag: None) -> None:
     class Owner(rom.Model):
         _cluster = True
         items = rom.OneToMany('Item')
 
-    with pytest.raises(ORMError, match='related models'):
-        class Item(rom.Model):
-            _cluster = True
+    class Item(rom.Model):  # another hash tag: allowed (one call per slot, rom._cross_slot)
+        _cluster = True
+        owner = rom.ManyToOne('Owner', on_delete='no action')
+    assert (Owner._cluster_tag, Item._cluster_tag) == ('Owner', 'Item')
+
+    with pytest.raises(ORMError, match='only be related to cluster-mode models'):
+        class Loose(rom.Model):  # a plain model referring to a cluster model
             owner = rom.ManyToOne('Owner', on_delete='no action')
-    assert 'Item' not in rom.columns.MODELS
+    assert 'Loose' not in rom.columns.MODELS
 
     class Thing(rom.Model):  # the target defined after the reference: checked then
         _cluster = True
         _namespace = '{a}:Thing'
         ref = rom.ManyToOne('Later', on_delete='no action')
 
-    with pytest.raises(ORMError, match='related models'):
+    with pytest.raises(ORMError, match='not in cluster mode'):
         class Later(rom.Model):
             x = rom.Integer()
 
