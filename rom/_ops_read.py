@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterable, List
 
+from ._bounds import NUMERIC_TYPES, _bound
 from ._coltypes import IndexOnly
 from ._helpers import _to_score, short_repr
-from ._io import ClientOf, Command, Operation, Script
+from ._io import Client, ClientOf, Command, Operation, Script
 from ._loader import row_builder
 from ._registry import is_entity
 from ._relations import LOADED
@@ -49,10 +50,10 @@ def op_fetch(cls: Any, ids: Iterable[Any], track: bool = True) -> Operation[List
     pks = ['%s:%s' % (ns, int(i)) for i in ids]
     result: List[Any] = [session.get(pk) for pk in pks]
     if not track:  # a query: what the session held only weakly is forgotten (spec §3.3)
-        known = session.known
+        known, wknown = session.known, session.wknown
         for pk, obj in zip(pks, result):
             if obj is not None and known.get(pk) is not obj:
-                session.wknown.pop(pk, None)
+                wknown.pop(pk, None)
     missing = [position for position, obj in enumerate(result) if obj is None]
     if cls._ttl is not None:  # expired entities are gone: rows and expiry in one call
         from ._expiry import op_fetch_visible
@@ -63,9 +64,11 @@ def op_fetch(cls: Any, ids: Iterable[Any], track: bool = True) -> Operation[List
         if row:
             result[missing[0]] = cls._from_stored(row, None, track)
     elif missing:
-        fields = cls._row_fields((yield ClientOf(cls)))
+        conn = yield ClientOf(cls)
+        fields = cls._row_fields(conn)
         # one atomic call for every row the session lacks
-        rows = yield Script(cls, 'get_rows', [pks[position] for position in missing], fields)
+        rows = yield Script(Client(conn), 'get_rows', [pks[position] for position in missing],
+                            fields)
         if fields[0] == 0:
             for position, row in zip(missing, rows):
                 if row:  # [] for a missing row
@@ -90,18 +93,17 @@ def op_fetch(cls: Any, ids: Iterable[Any], track: bool = True) -> Operation[List
     return result
 
 
-def range_step(cls: Any, attr: str, lo: Any, hi: Any, limit: Any,
+def range_step(via: Any, cls: Any, attr: str, lo: Any, hi: Any, limit: Any,
                fields: List[Any]) -> Script:
     """The ``get_range.lua`` step: ids of index ``attr`` scored ``lo..hi`` and their rows
     (reply for ``Model._entities_from_reply``)."""
     key = '%s:%s:idx' % (cls._namespace, attr)
-    return Script(cls, 'get_range', (), [key, cls._namespace, lo, hi, limit[0] if limit else 0,
+    return Script(via, 'get_range', (), [key, cls._namespace, lo, hi, limit[0] if limit else 0,
                                          limit[1] if limit else ''] + fields, key)
 
 
 def op_get_by(cls: Any, kwargs: Dict[str, Any]) -> Operation[Any]:
     """Look entities up by one unique or indexed column (value, list or (lo, hi) range)."""
-    from .query import NUMERIC_TYPES, _bound
     kwargs = dict(kwargs)
     limit = kwargs.pop('_limit', None)
     numeric = kwargs.pop('_numeric', False)
@@ -128,8 +130,9 @@ def op_get_by(cls: Any, kwargs: Dict[str, Any]) -> Operation[Any]:
         lo, hi = (_to_score(_bound(cls, attr, end, 'get_by')) if end is not None else inf
                   for end, inf in zip(value, ('-inf', 'inf')))
         # one round trip: the ids in the range and their rows (identity map still wins)
-        fields = cls._row_fields((yield ClientOf(cls)))
-        reply = yield range_step(cls, attr, lo, hi, limit, fields)
+        conn = yield ClientOf(cls)
+        fields = cls._row_fields(conn)
+        reply = yield range_step(Client(conn), cls, attr, lo, hi, limit, fields)
         return cls._entities_from_reply(reply, fields[0] != 0)
     from ._ops_query import op_all
     query = cls.query.filter(**{attr: value})
@@ -168,10 +171,11 @@ def _op_get_by_unique(cls: Any, attr: str, value: Any) -> Operation[Any]:
     if not lookups:
         return []
     # one round trip: the unique hash lookups and the rows (identity map still wins)
-    fields = cls._row_fields((yield ClientOf(cls)))
+    conn = yield ClientOf(cls)
+    fields = cls._row_fields(conn)
     args = ['%s:%s:uidx' % (cls._namespace, attr), cls._namespace] + fields + lookups
     if cls._ttl is None:
-        reply = yield Script(cls, 'get_unique', (), args, args[0])
+        reply = yield Script(Client(conn), 'get_unique', (), args, args[0])
     else:  # with the expiry state of the ids found, in one transaction
         from ._expiry import op_unique_visible
         reply = yield from op_unique_visible(cls, args, lookups)

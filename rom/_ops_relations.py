@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Sequence
 
 from ._helpers import _to_score
-from ._io import Batch, ClientOf, Operation
+from ._io import Batch, Client, ClientOf, Operation
 from ._ops_read import op_fetch, op_get, op_get_by, range_step
 from ._relations import LOADED, ManyToOne, OneToMany, _Unresolved
 from .exceptions import QueryError
@@ -90,11 +90,12 @@ def _op_referring(entities: List[Any], name: str, target: Any, column: str
         for entity in parents:
             _loaded(entity)[name] = yield from op_get_by(target, {column: entity._data[pkey]})
         return
-    fields = target._row_fields((yield ClientOf(target)))
+    conn = yield ClientOf(target)
+    fields = target._row_fields(conn)
     steps = []
     for entity in parents:
         score = _to_score(int(entity._data[pkey]))
-        steps.append(range_step(target, column, score, score, None, fields))
-    replies = yield Batch(target, tuple(steps), transaction=False)
+        steps.append(range_step(target, target, column, score, score, None, fields))
+    replies = yield Batch(Client(conn), tuple(steps), transaction=False)
     for entity, reply in zip(parents, replies):
         _loaded(entity)[name] = target._entities_from_reply(reply, fields[0] != 0)

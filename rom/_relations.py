@@ -1,10 +1,11 @@
 """Relation columns (ManyToOne, OneToOne, ForeignModel, OneToMany) and ``UnsafeColumn``."""
 from __future__ import annotations
 
-import asyncio
+from asyncio import _get_running_loop
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, TypeVar, overload
 
 from ._coltypes import Column, _Column
+from ._helpers import short_repr
 from ._connect import connect
 from ._keygen import _many_to_one_keygen
 from ._registry import MODELS, NO_ACTION_DEFAULT, NULL, ON_DELETE, SAVING_TARGETS, is_entity
@@ -70,15 +71,26 @@ def mark_async(result: Any, prefetched: Sequence[str] = ()) -> Any:
     return result
 
 
+def _loop_running() -> bool:
+    return _get_running_loop() is not None
+
+
+def _defer_lookup(obj: Any, attr: Any, value: Any) -> None:
+    """In a coroutine, a reference given as an id is not looked up (that would block the
+    loop): it is held as an unloaded reference, looked up by ``aload``, a prefetch or the
+    save (an id naming no entity then reads as None, as in sync code)."""
+    try:
+        id_text = str(int(value))
+    except (ValueError, TypeError):
+        raise InvalidColumnValue('cannot assign %s to %s.%s: expected an entity or id'
+                                 % (short_repr(value), obj._namespace, attr)) from None
+    obj._data[attr] = _Unresolved(id_text)
+    obj._rom_async = True
+
+
 def _in_async_code(obj: Any) -> bool:
     """Whether ``obj`` came from the async API and an event loop runs in this thread."""
-    if not getattr(obj, '_rom_async', False):
-        return False
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
+    return getattr(obj, '_rom_async', False) and _loop_running()
 
 
 def _missing_load(obj: Any, attr: Any) -> MissingLoadError:
@@ -157,6 +169,11 @@ class ManyToOne(_Related, Column[_G]):
     def __set__(self, obj: Any, value: Any) -> None:
         target = self._target(obj._namespace)
         if value is not None and not isinstance(value, target):
+            if _loop_running():
+                _defer_lookup(obj, self._attr, value)
+                obj._modified = True
+                session.add(obj)
+                return
             try:
                 value = target.get(value)
             except (ValueError, TypeError):
@@ -181,6 +198,9 @@ class ManyToOne(_Related, Column[_G]):
             return
         target = self._target(model)
         if value is not None and not isinstance(value, target):
+            if _loop_running():
+                _defer_lookup(obj, attr, value)
+                return
             value = target.get(value)
         Column._init_(self, obj, model, attr, value, loading)
 
@@ -310,8 +330,10 @@ class OneToMany(_Related, Column[List[_G]]):
         """The column of the target model referring back to model ``namespace``."""
         if self._column:
             return self._column
+        owner = MODELS.get(namespace)
+        names = {namespace, getattr(owner, '__name__', namespace)}  # (named either way)
         for name, col in self._target(namespace)._columns.items():
-            if isinstance(col, ManyToOne) and col._ftable == namespace:
+            if isinstance(col, ManyToOne) and col._ftable in names:
                 return name
         raise ORMError('%s.%s: no ManyToOne/OneToOne column of %s refers back to %s'
                        % (namespace, self._attr, self._ftable, namespace))

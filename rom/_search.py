@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections import namedtuple
-from typing import Any, Callable, List, Optional, Sequence, Tuple, Union, cast
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 from redis.exceptions import ResponseError
 
@@ -147,11 +147,10 @@ def is_cluster(conn: Any) -> bool:
     """True for a Redis Cluster client, blocking or asyncio."""
     if is_cluster_client(conn):
         return True
-    try:
-        from redis.asyncio.cluster import RedisCluster as AsyncCluster
-    except ImportError:  # pragma: no cover - older redis-py
+    if not type(conn).__module__.startswith('redis.asyncio'):
         return False
-    return isinstance(conn, AsyncCluster)
+    from ._aconnect import is_async_cluster
+    return is_async_cluster(conn)
 
 
 class Work:
@@ -260,9 +259,9 @@ class GeneralIndex:
     def _op_prepare(self, via: Any, filters: Sequence[Any]) -> Operation[Tuple[Work, str]]:
         """The filters queued on a new :class:`Work` transaction: ``(work, temp_key)``."""
         steps = yield from self._op_order(via, self._compile(filters))
-        cluster = is_cluster(cast(Any, (yield ClientOf(via))))
+        conn = yield ClientOf(via)
         temp = '%s:%s' % (self.namespace, uuid.uuid4())
-        work = Work(via, cluster)
+        work = Work(Client(conn), is_cluster(conn))
         for step in steps:
             first = work.first
             if isinstance(step, _Keys):

@@ -6,8 +6,6 @@ Builder methods validate at once and return a new ``Query``; only terminal calls
 """
 from __future__ import annotations
 
-import datetime
-import decimal
 import warnings
 from collections import deque
 from typing import (TYPE_CHECKING, Any, AsyncIterator, Deque, Dict, Generic, Iterator, List,
@@ -15,7 +13,8 @@ from typing import (TYPE_CHECKING, Any, AsyncIterator, Deque, Dict, Generic, Ite
 
 from . import _ops_query as _ops
 from . import _session
-from ._helpers import MAX_RANK, dt2ts, score_text, short_repr, t2ts
+from ._bounds import NUMERIC_TYPES, _bound, _endpoint  # noqa: F401  (NUMERIC_TYPES: public)
+from ._helpers import MAX_RANK, short_repr
 from ._io import arun, run
 from ._keyset import Page as Page  # re-exported: the result type of Query.page()
 from ._keyset import op_keyset_page
@@ -37,7 +36,6 @@ __all__ = ['ALLOWED_DIST', 'NOT_NULL', 'NUMERIC_TYPES', 'Query']
 
 #: ``filter(ref=NOT_NULL)``: entities whose reference is set (recognised by identity)
 NOT_NULL = (None, None)
-NUMERIC_TYPES = (int, float, decimal.Decimal, datetime.datetime, datetime.date, datetime.time)
 ALLOWED_DIST = ('m', 'km', 'mi', 'ft')
 _LT = (str, bytes)
 _STRING_SORT_KEYGENS = ['SIMPLE', 'SIMPLE_CI', 'CASE_INSENSITIVE']
@@ -53,14 +51,6 @@ else:
     _M = TypeVar('_M', bound='Model')
 
 
-def _endpoint(value: Any) -> Any:
-    if isinstance(value, (datetime.datetime, datetime.date)):
-        return dt2ts(value)
-    if isinstance(value, datetime.time):
-        return t2ts(value)
-    return value
-
-
 def _keygen_name(column: Any) -> Optional[str]:
     keygen = getattr(column, '_keygen', None)
     return getattr(keygen, '__name__', None) if keygen is not None else None
@@ -74,23 +64,6 @@ def _utf8(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def _bound(model: Any, name: str, value: Any, clause: str = 'filter') -> Any:
-    """A range endpoint Redis can compare with: None, a number or numeric text (QueryError
-    for NaN, text that is not a number and values outside the double range)."""
-    value = _endpoint(value)
-    if value is None:
-        return None
-    if isinstance(value, (str, bytes)):
-        value = value.decode('latin-1') if isinstance(value, bytes) else value
-        text = value[1:] if value.startswith('(') else value  # exclusive endpoint (compat)
-    else:
-        text = value
-    if isinstance(value, bool) or score_text(text) is None:
-        raise QueryError('%s(): %s is not a number usable as a range endpoint of %s.%s'
-                         % (clause, short_repr(value), model.__name__, name))
-    return value
 
 
 class Query(Generic[_M]):

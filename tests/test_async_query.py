@@ -125,3 +125,65 @@ async def test_acached_result_and_aselect_and_apage(conn):
     assert len(page) == 5 and page.next is not None
     rest = await Person.query.order_by('age').apage(20, after=page.next)
     assert len(rest) == 7 and rest.next is None
+
+
+async def test_query_adelete_reads_in_blocks(conn):
+    Person = _people(15)
+    await Person.query.filter(age=(1, 2)).adelete(blocksize=4)
+    assert sorted(p.age for p in await Person.query.filter(age=(0, 3)).aall()) == \
+        [0] * 4 + [3] * 3
+    assert Person.get(2) is None and conn.exists('Person:1')
+
+
+async def test_arefresh_and_session_arefresh(conn):
+    Person = _people(3)
+    one, two = await Person.aget([1, 2])
+    conn.hset('Person:1', 'name', 'changed')
+    conn.hset('Person:2', 'name', 'other')
+    await one.arefresh()
+    assert one.name == 'changed'
+    await session.arefresh([two])
+    assert two.name == 'other'
+    two.name = 'local'
+    with pytest.raises(rom.exceptions.InvalidOperation):
+        await two.arefresh()
+    await session.arefresh_all(force=True)
+    assert two.name == 'other'
+
+
+async def test_expiring_entities_are_invisible_to_async_reads(conn):
+    class Token(rom.Model):
+        _ttl = 0
+        value = rom.Text(unique=True)
+        n = rom.Integer(index=True)
+
+    live, gone = Token(value='a', n=1), Token(value='b', n=1)
+    await live.asave()
+    await gone.asave()
+    conn.zadd('Token:-expiry-', {str(gone.id): 1})    # due since 1970
+    assert [t.id for t in await Token.aget([live.id, gone.id])] == [live.id]
+    assert await Token.aget(gone.id) is None
+    assert await Token.aget_by(value='b') is None
+    assert (await Token.aget_by(value='a')) is live
+    assert [t.id for t in await Token.query.filter(n=1).aall()] == [live.id]
+    assert await Token.query.filter(n=1).acount() == 1
+    assert [t.id async for t in Token.query] == [live.id]
+
+
+async def test_decoding_client(conn, decoding_conn):
+    class Dec(rom.Model):
+        _conn = decoding_conn
+        name = rom.Text(index=True, keygen=rom.FULL_TEXT)
+        n = rom.Integer(index=True)
+        email = rom.String(unique=True)
+
+    for i in range(4):
+        Dec(name='d%d' % i, n=i, email=b'e%d' % i).save()
+    session.commit()
+    session.rollback()
+    assert (await Dec.aget(2)).name == 'd1'
+    assert [d.n for d in await Dec.aget([1, 2, 3])] == [0, 1, 2]
+    assert (await Dec.aget_by(email=b'e3')).n == 3
+    assert [d.n for d in await Dec.query.filter(n=(1, 2)).order_by('n').aall()] == [1, 2]
+    assert await Dec.query.filter(n=(1, 3)).select('name').aall() == [
+        {'name': 'd1'}, {'name': 'd2'}, {'name': 'd3'}]

@@ -139,3 +139,53 @@ async def test_saved_by_asave_and_arefresh(conn):
     session.rollback()
     with pytest.raises(MissingLoadError):
         post.author                                    # reread: the reference is unloaded
+
+
+async def test_async_reads_never_use_the_blocking_client(conn, monkeypatch):
+    Author, Post = _blog()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError('the blocking client was asked for in async code')
+    monkeypatch.setattr(rom.util, '_connect', refuse)
+    monkeypatch.setattr(rom.util, 'get_connection', refuse)
+    post = await Post.aget(2)
+    assert (await post.aload('author')).name == 'ann'
+    assert len(await Post.aget([1, 2, 3])) == 3
+    assert len(await Post.aget_by(n=(0, 3))) == 4
+    posts = await Post.query.filter(n=(0, 5)).order_by('-n').prefetch('author').aall()
+    assert [p.author.name for p in posts[:2]] == ['ann', 'bob']
+    authors = await Author.query.prefetch('posts').aall()
+    assert sorted(len(a.posts) for a in authors) == [3, 3]
+    assert await Post.query.filter(n=(1, 4)).acount() == 4
+    assert [p.n async for p in Post.query.order_by('n').aiter_result(pagesize=2)] == list(
+        range(6))
+    await post.arefresh()
+    # a reference given as an id in a coroutine is not looked up then (that would block)
+    session.rollback()
+    new = Post(title='new', n=9, author=1)
+    with pytest.raises(MissingLoadError):
+        new.author
+    new.author = 2
+    await new.asave()
+    assert (await new.aload('author')).name == 'bob'
+    orphan = Post(title='x', n=10, author=99)         # an id naming no entity: None
+    await orphan.asave()
+    assert await orphan.aload('author') is None
+    with pytest.raises(rom.exceptions.InvalidColumnValue):
+        Post(title='bad', n=11, author='junk')
+
+
+def test_one_to_many_finds_a_back_reference_naming_the_class_or_the_namespace(conn):
+    class NsAuthor(rom.Model):
+        _namespace = 'authors'
+        posts = rom.OneToMany('NsPost')
+
+    class NsPost(rom.Model):
+        author = rom.ManyToOne('NsAuthor', on_delete='cascade')   # the class name
+
+    author = NsAuthor()
+    author.save()
+    NsPost(author=author).save()
+    session.commit()
+    session.rollback()
+    assert [p.id for p in NsAuthor.get(author.id).posts] == [1]

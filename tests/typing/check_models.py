@@ -108,6 +108,31 @@ def reads() -> None:
     assert_type(User(email='x').update(name='y'), User)
 
 
+async def async_reads() -> None:
+    assert_type(await User.aget(1), Optional[User])
+    assert_type(await User.aget([1, 2]), List[User])
+    assert_type(await User.aget_by(age=(1, 20)), List[User])
+    assert_type(await User.aget_by(email="a@b.c"), Union[User, List[User], None])
+    query = User.query.filter(age=(18, None)).order_by('-age')
+    assert_type(await query.aall(), List[User])
+    assert_type(await query.aexecute(), List[User])
+    assert_type(await query.afirst(), Optional[User])
+    assert_type(await query.acount(), int)
+    assert_type(await query.aexists(), bool)
+    assert_type(await query.acached_result(5), str)
+    assert_type(await query.aselect('email'), List[Any])
+    assert_type(query.prefetch('email'), rom.Query[User])
+    async for user in query:
+        assert_type(user, User)
+    async for user in query.aiter_result(pagesize=10):
+        assert_type(user, User)
+    page = await query.apage(20)
+    assert_type(page.items, List[User])
+    user = User(email='x')
+    await user.arefresh()
+    assert_type(await user.aload('email'), Any)
+
+
 def columns_refuse_unknown_options() -> None:
     rom.Integer(indx=True)  # type: ignore[call-overload]
 
