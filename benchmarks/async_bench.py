@@ -50,7 +50,6 @@ import redis.asyncio as aredis  # noqa: E402
 import rom  # noqa: E402
 import rom.util  # noqa: E402
 from rom import testing  # noqa: E402
-from rom._aconnect import aclose_loop_clients  # noqa: E402
 from rom._helpers import dt2ts  # noqa: E402
 
 import bench  # noqa: E402  (benchmarks/bench.py: models, data and the floor's writes)
@@ -142,8 +141,8 @@ async def run_all(args: argparse.Namespace, url: str) -> int:
         for tasks in CONCURRENCY:  # last: the reads above see only the loaded users
             await insert_one(report, args, tasks, User, floor, fresh)
     finally:
-        await floor.aclose()
-        await aclose_loop_clients()
+        await (floor.aclose() if hasattr(floor, 'aclose') else floor.close())  # redis-py 4
+        await rom.util.aclose_connections()
         blocking.close()
         admin.close()
     if args.json:

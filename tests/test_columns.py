@@ -790,10 +790,12 @@ async def test_many_to_one_values_storage_and_loading(api, conn):
     parent = Parent(name='p')
     assert parent._new
     child = Child(p=parent)
-    # constructing the referencing entity saves the new referenced entity first
-    assert not parent._new
-    assert conn.hget('Parent:1', 'name') == b'p'
+    if not api.is_async:  # in a coroutine construction does no I/O: the save below does it
+        # constructing the referencing entity saves the new referenced entity first
+        assert not parent._new
+        assert conn.hget('Parent:1', 'name') == b'p'
     await api.save(child)
+    assert not parent._new and conn.hget('Parent:1', 'name') == b'p'
     assert conn.hget('Child:1', 'p') == b'1'
     assert conn.zrange('Child:p:idx', 0, -1, withscores=True) == [(b'1', 1.0)]
     assert child.p is parent
@@ -802,7 +804,7 @@ async def test_many_to_one_values_storage_and_loading(api, conn):
     child.o = '1'
     assert child.o is parent
     child.o = 99  # missing id: silently None
-    assert child.o is None
+    assert await api.load(child, 'o') is None
     with pytest.raises(InvalidColumnValue):
         child.o = 'junk'
     with pytest.raises(InvalidColumnValue):

@@ -57,7 +57,11 @@ def _make(Row, n):
 
 async def _make_async(api, Row, n):
     Author = rom.columns.MODELS['Author']
-    author = await api.get(Author, 1) or Author(name='ann')
+    author = await api.get(Author, 1)
+    if author is None:
+        author = Author(name='ann')
+        if api.is_async:  # saved now, as building a Row referring to it does in blocking code
+            await api.save(author)
     return Row(text='t%d \u20ac' % n, n=n, f=n / 3.0,
                when=datetime.datetime(2021, 5, 6, 7, 8, 9, n),
                day=datetime.date(2020, 1, n + 1), at=datetime.time(1, 2, 3, n), flag=bool(n % 2),
