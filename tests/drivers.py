@@ -27,7 +27,7 @@ import contextlib
 import gc
 import inspect
 import os
-from typing import Any, Dict, Iterator, List
+from typing import Any, AsyncIterator, Dict, Iterator, List
 
 from rom.query import Query
 from rom.util import session
@@ -49,6 +49,13 @@ class _Pages:
             return next(self._iterator)
         except StopIteration:
             raise StopAsyncIteration from None
+
+
+@contextlib.asynccontextmanager
+async def _held(lock: Any) -> AsyncIterator[Any]:
+    """A blocking lock's ``with`` seen as ``async with``."""
+    with lock as held:
+        yield held
 
 
 class SyncApi:
@@ -132,6 +139,20 @@ class SyncApi:
     async def iter_result(self, query: Any, **kwargs: Any) -> List[Any]:
         """Every item of ``query.iter_result(**kwargs)`` (fetched page by page)."""
         return list(query.iter_result(**kwargs))
+
+    # locks
+    async def acquire(self, lock: Any) -> Any:
+        return lock.acquire()
+
+    async def release(self, lock: Any) -> Any:
+        return lock.release()
+
+    async def lock_refresh(self, lock: Any) -> Any:
+        return lock.refresh()
+
+    def hold(self, lock: Any) -> Any:
+        """``async with api.hold(lock) as held:``: ``with lock`` (sync) / ``async with lock``."""
+        return _held(lock)
 
     def iterate(self, query: Any, **kwargs: Any) -> Any:
         """An async iterator over ``query.iter_result(**kwargs)`` (nothing read yet)."""
@@ -221,6 +242,18 @@ class AsyncApi(SyncApi):
 
     def iterate(self, query: Any, **kwargs: Any) -> Any:
         return query.aiter_result(**kwargs) if kwargs else query.__aiter__()
+
+    async def acquire(self, lock: Any) -> Any:
+        return await lock.aacquire()
+
+    async def release(self, lock: Any) -> Any:
+        return await lock.arelease()
+
+    async def lock_refresh(self, lock: Any) -> Any:
+        return await lock.arefresh()
+
+    def hold(self, lock: Any) -> Any:
+        return lock
 
 
 def without_id_counters(api: SyncApi, snapshot: Dict[Any, Any]) -> Dict[Any, Any]:
