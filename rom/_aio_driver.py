@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from typing import Any, Dict, Union
 
 from redis.exceptions import ResponseError
 
+from ._aconnect import is_async_cluster
 from ._io import Batch, Client, ClientOf, Command, Script, Sleep, Step
 
 __all__ = ['aconnect', 'arun_step']
@@ -41,7 +43,6 @@ def _sha(source: bytes) -> str:
 
 
 def _keys(conn: Any, step: Script) -> tuple:
-    from ._aconnect import is_async_cluster
     from ._cluster import route_keys
     return tuple(route_keys(conn, step.keys, step.route, is_async_cluster(conn)))
 
@@ -55,9 +56,25 @@ def _queue(pipe: Any, step: Union[Command, Script]) -> None:
 
 
 async def _script(conn: Any, step: Script) -> Any:
+    keys = _keys(conn, step)
+    if not (keys and is_async_cluster(conn)):
+        return await _script_once(conn, step, keys)
+    # on a cluster: sent again while its slot is being moved (see rom._scripts)
+    from redis.exceptions import ClusterError, TryAgainError
+    from ._scripts import SLOT_MOVE_WAIT, slot_move_pause
+    deadline = time.monotonic() + SLOT_MOVE_WAIT
+    pause = 0.0
+    while True:
+        try:
+            return await _script_once(conn, step, keys)
+        except (TryAgainError, ClusterError) as err:
+            pause = slot_move_pause(err, deadline, pause)
+        await asyncio.sleep(pause)
+
+
+async def _script_once(conn: Any, step: Script, keys: tuple) -> Any:
     from ._scripts import _is_no_script
     source = _source(step.name)
-    keys = _keys(conn, step)
     if not step.force_eval:
         try:
             return await conn.execute_command('EVALSHA', _sha(source), len(keys), *keys,

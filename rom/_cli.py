@@ -1,4 +1,4 @@
-"""Command line maintenance tool: ``python -m rom {reindex,clean,check,expire} MODEL...``.
+"""Command line maintenance tool: ``python -m rom {reindex,clean,check,expire,migrate} MODEL...``.
 
 Models are named ``package.module:ClassName``. The Redis server is the one rom would use
 (``ROM_REDIS_URI``) unless ``--url`` is given; models that declare their own ``_conn`` keep
@@ -24,10 +24,12 @@ from ._audit import KINDS, audit_model
 from ._cluster import PendingClusterClient
 from ._expiry import ExpiryJob
 from ._maintenance import ProgressLine, clean_old_index, clean_unsafe_cols, refresh_indices
+from ._migrate import Migration, MigrationSummary
 from ._reindex import ReindexSummary
 from ._repair import repair_model
 from ._registry import EntityMeta
 from ._relations import UnsafeColumn
+from .exceptions import ORMError
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -226,6 +228,48 @@ def _cmd_expire(models: List[Any], args: argparse.Namespace, out: _Reporter) -> 
     return EXIT_OK
 
 
+def _cmd_migrate(models: List[Any], args: argparse.Namespace, out: _Reporter) -> int:
+    """Copy rows from the old (non-cluster) keys into cluster mode (rom._migrate)."""
+    if args.from_namespace and len(models) > 1:
+        raise UsageError('--from-namespace names the old keys of one model; give one MODEL')
+    source: Any = None
+    if args.source_cluster and not args.source_url:
+        raise UsageError('--source-cluster needs --source-url')
+    if args.source_url:
+        from redis.cluster import RedisCluster
+        source = (RedisCluster.from_url(args.source_url) if args.source_cluster
+                  else redis.Redis.from_url(args.source_url))
+    failed = False
+    try:
+        for model in models:
+            try:
+                job = Migration(model, source, args.from_namespace, args.block_size)
+            except ORMError as exc:
+                raise UsageError(str(exc))
+            start = time.time()
+            summary = MigrationSummary()
+            label = '%s %s -> %s' % ('dry run' if args.dry_run else 'migrate', job.old,
+                                     model._namespace)
+            out.run(label, job.run(summary, dry_run=args.dry_run,
+                                   delete_extra=args.delete_extra))
+            print('%s -> %s: %s (%.1fs)' % (job.old, model._namespace,
+                                            summary.line(args.dry_run), time.time() - start),
+                  file=out.stdout)
+            for i, reason in summary.failed:
+                print('not copied: %s:%d: %s' % (job.old, i, reason), file=out.stdout)
+            failed = failed or bool(summary.failed)
+            if args.dry_run or args.no_audit:
+                continue
+            audit = job.audit(args.block_size)
+            for line in audit.lines():
+                print('%s: %s' % (model._namespace, line), file=out.stdout)
+            failed = failed or not audit.ok
+    finally:
+        if source is not None:
+            source.close()
+    return EXIT_FINDINGS if failed else EXIT_OK
+
+
 # --------------------------------------------------------------------------- parser
 
 _DESCRIPTION = """\
@@ -237,6 +281,7 @@ Maintenance for rom models stored in Redis.
            unique-index fields); --unsafe also deletes orphaned UnsafeColumn keys
   check    audit the indexes against the rows and list every problem found
   expire   remove the expired entities of models that declare _ttl
+  migrate  copy the rows of models now in cluster mode from their old keys (and server)
 
 Models are named package.module:ClassName (the module must be importable, e.g. through
 PYTHONPATH). The server is ROM_REDIS_URI (default redis://localhost:6379/0) unless --url
@@ -328,6 +373,33 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG)
     _common(expire, 100)
     expire.set_defaults(func=_cmd_expire)
+    migrate = sub.add_parser(
+        'migrate', help='copy rows from the old keys into cluster mode (_cluster models)',
+        description='Copy every row of each model from its old, non-cluster keys '
+                    '(<old namespace>:<id>, on --source-url or the model\'s own server) into '
+                    'the cluster-mode layout the model now declares, with the same ids, '
+                    'through rom\'s write path (indexes, unique claims, bookkeeping). Rows '
+                    'already copied are left alone, so running it again after a crash or '
+                    'an interruption finishes the job. The old keys are not changed. Then '
+                    'compare both sides and audit the indexes (exit 1 on any finding).',
+        epilog=_EPILOG)
+    _common(migrate, 500)
+    migrate.add_argument('--from-namespace', metavar='NS',
+                         help='namespace of the old keys (default: the class name)')
+    migrate.add_argument('--source-url', metavar='URL',
+                         help='Redis URL of the server holding the old keys (default: the '
+                              'destination)')
+    migrate.add_argument('--source-cluster', action='store_true',
+                         help='--source-url names a node of a Redis Cluster')
+    migrate.add_argument('--dry-run', action='store_true',
+                         help='count what would be created, updated or left; write nothing')
+    migrate.add_argument('--delete-extra', action='store_true',
+                         help='also delete the destination rows whose old row is gone (a '
+                              'final sync before switching over; never once the application '
+                              'writes the new layout)')
+    migrate.add_argument('--no-audit', action='store_true',
+                         help='skip the final comparison and index audit')
+    migrate.set_defaults(func=_cmd_migrate, fix=False, json=False)
     return parser
 
 
@@ -341,7 +413,7 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_USAGE
-    if getattr(args, 'dry_run', False) and not args.fix:
+    if getattr(args, 'dry_run', False) and not args.fix and args.command != 'migrate':
         print('%s: error: --dry-run needs --fix' % (parser.prog,), file=stderr)
         return EXIT_USAGE
     if getattr(args, 'fix', False) and args.json:

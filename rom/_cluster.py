@@ -151,18 +151,29 @@ def node_name(conn: Any, key: Any) -> str:
     return str(conn.get_node_from_key(key).name)
 
 
+#: appended to a keyless script's route key: a second key of the slot that never exists
+SLOT_GUARD_SUFFIX = '\x00rom-slot-guard'
+
+
 def route_keys(conn: Any, keys: Sequence[Any], route: Any,
                cluster: Optional[bool] = None) -> Sequence[Any]:
-    """Keys to send with a script call: ``keys``, or ``(route,)`` when a script that names
-    no key goes to a cluster (the client routes a call by its keys' slot). ``cluster``:
-    whether ``conn`` is a cluster client, when the caller knows (asyncio clients)."""
+    """Keys to send with a script call: ``keys``, or, when a script that names no key goes
+    to a cluster, ``(route, route + SLOT_GUARD_SUFFIX)``.
+
+    The client routes a call by its keys' slot. A keyless script reads and writes keys it
+    does not declare, which Redis cannot check while the slot is being moved to another
+    node (some keys already there, some not). Two distinct keys of which one never exists
+    make Redis refuse the call with ``TRYAGAIN`` during the whole move, on both nodes,
+    instead of running it on a partial copy; ``rom._scripts`` retries it. ``cluster``:
+    whether ``conn`` is a cluster client, when the caller knows (asyncio clients).
+    """
     if not keys and route and (is_cluster_client(conn) if cluster is None else cluster):
         text = route.decode('latin-1') if isinstance(route, bytes) else str(route)
         if hash_tag(text) is None:
             raise ORMError('%r is not a key of a cluster-mode model: on Redis Cluster, declare '
                            'the model with _cluster = True (see the "Running on Redis Cluster" '
                            'guide)' % (text,))
-        return (route,)
+        return (route, text + SLOT_GUARD_SUFFIX)
     return keys
 
 

@@ -128,6 +128,7 @@ class LocalCluster:
         self.nodes: List[ClusterNode] = []
         self.masters = masters
         self.replicas = replicas
+        self._node_timeout_ms = node_timeout_ms
         self._owner_pid = os.getpid()
         atexit.register(self.stop)
         for attempt in range(_START_ATTEMPTS):
@@ -246,6 +247,70 @@ class LocalCluster:
             if node.running:
                 self._wait(deadline, lambda n=node: self._state_ok(n), 'reach cluster_state:ok',
                            node)
+
+    # ----------------------------------------------------------------------- resharding
+    def add_node(self, timeout: float = 30.0) -> ClusterNode:
+        """Start one more node, join it to the cluster (a master without slots) and wait
+        until every node knows it."""
+        with _PORT_LOCK:
+            port = _free_port([n.port for n in self.nodes])
+            node = ClusterNode(self.executable,
+                               os.path.join(self.directory, 'added-%d' % port), port,
+                               self._node_timeout_ms)
+        self.nodes.append(node)
+        deadline = time.monotonic() + timeout
+        self._wait(deadline, lambda: bool(node.client().ping()), 'answer', node)
+        node.node_id = node.client().execute_command('CLUSTER MYID').decode()
+        running = [n for n in self.nodes if n.running]
+        running[0].client().execute_command('CLUSTER MEET', '127.0.0.1', port)
+        for other in running:
+            self._wait(deadline, lambda n=other: self._known(n) == len(running), 'meet', other)
+        self.wait_state_ok(timeout)
+        return node
+
+    def slot_owner(self, slot: int) -> ClusterNode:
+        """The node serving ``slot`` now (read from ``CLUSTER NODES`` of a running master)."""
+        for node in self.master_nodes():
+            # redis-py parses the reply: {'host:port': {'node_id', 'flags', 'slots', ...}}
+            table: Any = node.client().execute_command('CLUSTER NODES')
+            for info in table.values():
+                if 'master' not in info.get('flags', ''):
+                    continue
+                for pair in info.get('slots', ()):
+                    lo, hi = int(pair[0]), int(pair[-1])
+                    if lo <= slot <= hi:
+                        return next(n for n in self.nodes if n.node_id == info['node_id'])
+        raise RuntimeError('no node serves slot %d' % (slot,))
+
+    def move_slot(self, slot: int, target: ClusterNode, batch: int = 10,
+                  between: Any = None) -> int:
+        """Move ``slot`` and its keys to ``target``, as ``redis-cli --cluster reshard`` does.
+
+        ``CLUSTER SETSLOT .. IMPORTING`` on the target, ``MIGRATING`` on the owner, then
+        ``MIGRATE`` of ``batch`` keys at a time (``between()`` is called after each batch:
+        clients meanwhile get ``ASK`` and ``TRYAGAIN`` replies), and finally ``SETSLOT ..
+        NODE`` on every master. Returns the number of keys moved.
+        """
+        source = self.slot_owner(slot)
+        if source is target:
+            return 0
+        target.client().execute_command('CLUSTER SETSLOT', slot, 'IMPORTING', source.node_id)
+        source.client().execute_command('CLUSTER SETSLOT', slot, 'MIGRATING', target.node_id)
+        moved = 0
+        while True:
+            keys = source.client().execute_command('CLUSTER GETKEYSINSLOT', slot, batch)
+            if not keys:
+                break
+            source.client().execute_command('MIGRATE', '127.0.0.1', target.port, '', 0, 10000,
+                                            'KEYS', *keys)
+            moved += len(keys)
+            if between is not None:
+                between()
+        owners = [target, source] + [n for n in self.master_nodes()
+                                     if n is not target and n is not source]
+        for node in owners:
+            node.client().execute_command('CLUSTER SETSLOT', slot, 'NODE', target.node_id)
+        return moved
 
     def flushall(self) -> None:
         """Empty every master (replicas follow)."""

@@ -58,28 +58,33 @@ def _bounds(query: Any) -> Any:
     return (offset or 0), (_NO_LIMIT if count is None else count)
 
 
-def op_chunks(query: Any, timeout: int = 30, pagesize: int = 100) -> Chunks:
-    """The results of ``query`` (entities or ``select`` rows), page by page."""
+def op_chunks(query: Any, timeout: int = 30, pagesize: int = 100,
+              out: Optional[List[Any]] = None) -> Chunks:
+    """The results of ``query`` (entities or ``select`` rows), page by page: yielded as
+    :class:`Chunk` markers, or added to ``out`` when given (no markers then)."""
     model = query._model
     if query._filters or query._order_by:
-        return (yield from _filtered(query, timeout, pagesize))
+        return (yield from _filtered(query, timeout, pagesize, out))
     if getattr(model._columns[model._pkey], '_index', False):
         if model._ttl is not None:  # the pk index holds expired ids too
             return (yield from _filtered(query.replace(order_by=model._pkey), timeout,
-                                         pagesize))
-        return (yield from _pk_index(query, pagesize))
-    return (yield from _probe(query, pagesize))
+                                         pagesize, out))
+        return (yield from _pk_index(query, pagesize, out))
+    return (yield from _probe(query, pagesize, out))
+
+
+def _emit(items: List[Any], out: Optional[List[Any]]) -> Chunks:
+    if out is None:
+        yield Chunk(items)
+    else:
+        out += items
 
 
 def op_all(query: Any, pagesize: int = 100) -> Operation[List[Any]]:
     """All results as a list."""
-    chunks = op_chunks(query, 30, pagesize)
     found: List[Any] = []
-    while True:
-        items = yield from next_chunk(chunks)
-        if items is None:
-            return found
-        found += items
+    yield from op_chunks(query, 30, pagesize, found)
+    return found
 
 
 def op_entities(query: Any, ids: Sequence[Any]) -> Operation[List[Any]]:
@@ -107,7 +112,8 @@ def op_page_items(query: Any, ids: Sequence[Any]) -> Operation[List[Any]]:
     return (yield from op_entities(query, ids))
 
 
-def _filtered(query: Any, timeout: int, pagesize: int) -> Chunks:
+def _filtered(query: Any, timeout: int, pagesize: int,
+              out: Optional[List[Any]]) -> Chunks:
     model = query._model
     offset, budget = _bounds(query)
     if pagesize <= 0 or budget <= 0:
@@ -129,7 +135,7 @@ def _filtered(query: Any, timeout: int, pagesize: int) -> Chunks:
                 asked = budget
                 items = yield from op_page_items(query, ids)
                 budget -= len(items)
-                yield Chunk(items)
+                yield from _emit(items, out)
                 if len(ids) < asked:
                     return
             else:
@@ -156,12 +162,12 @@ def _filtered(query: Any, timeout: int, pagesize: int) -> Chunks:
         rank += read
         items = items[:budget]
         budget -= len(items)
-        yield Chunk(items)
+        yield from _emit(items, out)
         if budget <= 0 or read < size:
             return
 
 
-def _pk_index(query: Any, pagesize: int) -> Chunks:
+def _pk_index(query: Any, pagesize: int, out: Optional[List[Any]]) -> Chunks:
     model = query._model
     offset, budget = _bounds(query)
     if pagesize <= 0 or budget <= 0:
@@ -173,7 +179,7 @@ def _pk_index(query: Any, pagesize: int) -> Chunks:
     while ids:
         items = (yield from op_page_items(query, ids))[:budget]
         budget -= len(items)
-        yield Chunk(items)
+        yield from _emit(items, out)
         if budget <= 0 or len(ids) < size:
             return
         size = min(budget, pagesize)
@@ -181,7 +187,7 @@ def _pk_index(query: Any, pagesize: int) -> Chunks:
                                     'LIMIT', 0, size))
 
 
-def _probe(query: Any, pagesize: int) -> Chunks:
+def _probe(query: Any, pagesize: int, out: Optional[List[Any]]) -> Chunks:
     model = query._model
     offset, count = _bounds(query)
     if pagesize <= 0 or count <= 0:
@@ -203,7 +209,7 @@ def _probe(query: Any, pagesize: int) -> Chunks:
         items = items[dropped:dropped + count]
         count -= len(items)
         if items:
-            yield Chunk(items)
+            yield from _emit(items, out)
         if count <= 0:
             return
 

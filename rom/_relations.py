@@ -10,7 +10,8 @@ from ._connect import connect
 from ._keygen import _many_to_one_keygen
 from ._registry import MODELS, NO_ACTION_DEFAULT, NULL, ON_DELETE, SAVING_TARGETS, is_entity
 from ._session import session
-from .exceptions import ColumnError, InvalidColumnValue, InvalidOperation, MissingLoadError, ORMError
+from .exceptions import (ColumnError, InvalidColumnValue, InvalidOperation, MissingLoadError,
+                         ORMError)
 
 #: the related model (``Any`` unless the attribute is annotated, e.g. ``ManyToOne[User]``)
 if TYPE_CHECKING:

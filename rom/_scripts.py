@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from typing import Any, Callable, Dict, Sequence, Set, Union
 
 from redis.client import Pipeline
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ClusterError, NoScriptError, ResponseError, TryAgainError
 
 from ._cluster import is_cluster_client, is_cluster_pipeline, node_name, route_keys
 
@@ -52,12 +53,19 @@ def _script_load(script: Union[str, bytes]) -> ScriptCall:
             # the script (SCRIPT FLUSH, restart, failover), after the other commands ran.
             conn.execute_command('EVAL', source, len(keys), *keys, *args)
             return conn
-        first = not sent[0]
-        if keys and is_cluster_client(conn):  # each node caches scripts on its own
-            node = node_name(conn, keys[0])
-            first = node not in sent_nodes
-            sent_nodes.add(node)
-        if force_eval or first:
+        if keys and is_cluster_client(conn):
+            return _retry_while_slot_moves(lambda: _call_node(conn, keys, args, force_eval))
+        return _call(conn, keys, args, force_eval or not sent[0])
+
+    def _call_node(conn: Any, keys: Sequence[Any], args: Sequence[Any],
+                   force_eval: bool) -> Any:
+        node = node_name(conn, keys[0])  # each node caches scripts on its own
+        first = node not in sent_nodes
+        sent_nodes.add(node)
+        return _call(conn, keys, args, force_eval or first)
+
+    def _call(conn: Any, keys: Sequence[Any], args: Sequence[Any], force_eval: bool) -> Any:
+        if force_eval:
             sent[0] = True
             return conn.execute_command('EVAL', source, len(keys), *keys, *args)
         try:
@@ -70,6 +78,42 @@ def _script_load(script: Union[str, bytes]) -> ScriptCall:
     call.sha = sha  # type: ignore[attr-defined]
     call.script = source  # type: ignore[attr-defined]
     return call
+
+
+#: how long a script call on Redis Cluster waits for a move of its slot to end (seconds)
+SLOT_MOVE_WAIT = 60.0
+
+
+def _retry_while_slot_moves(call: Callable[[], Any]) -> Any:
+    """``call()``, again while the cluster refuses it because its slot is being moved.
+
+    redis-py follows ``MOVED``/``ASK`` and retries ``TRYAGAIN`` a few times, then raises
+    ``ClusterError('TTL exhausted.')``; a keyless rom script is refused (``TRYAGAIN``) for
+    as long as its slot moves (see ``rom._cluster.route_keys``) and did not run, so it is
+    sent again, for up to ``SLOT_MOVE_WAIT`` seconds.
+    """
+    deadline = time.monotonic() + SLOT_MOVE_WAIT
+    pause = 0.0
+    while True:
+        try:
+            return call()
+        except (TryAgainError, ClusterError) as err:
+            pause = slot_move_pause(err, deadline, pause)
+        time.sleep(pause)
+
+
+def slot_move_pause(err: Exception, deadline: float, pause: float) -> float:
+    """The pause before sending again a script call that ``err`` refused (the next one
+    after ``pause``); raises ``err`` unless its slot is moving and ``deadline`` is ahead.
+    Shared by the blocking and the asyncio drivers."""
+    if isinstance(err, ClusterError) and 'TTL exhausted' not in str(err):
+        raise err
+    if not isinstance(err, (TryAgainError, ClusterError)):
+        raise err
+    pause = min(pause * 2, 0.2) if pause else 0.01
+    if time.monotonic() + pause > deadline:
+        raise err
+    return pause
 
 
 _LOADED: Dict[str, ScriptCall] = {}

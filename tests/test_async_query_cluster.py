@@ -1,35 +1,16 @@
 """The async read API on a real local Redis Cluster (``redis.asyncio.cluster.RedisCluster``)."""
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 import rom
 import rom.util
-from rom.testing import LocalCluster, start_local_cluster
+
+from test_cluster import cconn, cluster  # noqa: F401  (the real local cluster, its client)
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture(scope='module')
-def cluster() -> Iterator[LocalCluster]:
-    local = start_local_cluster(masters=3)
-    try:
-        yield local
-    finally:
-        local.stop()
-
-
-@pytest.fixture
-def cconn(cluster: LocalCluster) -> Iterator[Any]:
-    cluster.flushall()
-    client = cluster.client()
-    rom.util.CONNECTION = client
-    rom.util.session.rollback()
-    yield client
-    rom.util.session.rollback()
-    client.close()
 
 
 def _blog() -> Any:

@@ -336,7 +336,7 @@ async def test_defaults_applied_validated_and_shared(api, conn):
             s = rom.String(default='x')
         BadDefault()
     await api.save(e)
-    assert conn.hget('DF:1', 'a') == b'7'
+    assert conn.hget(f'{DF._namespace}:1', 'a') == b'7'
 
 
 async def test_defaults_apply_when_loading_row_without_field(api, conn):
@@ -489,24 +489,24 @@ async def test_storage_and_load_roundtrip_through_redis(api, AllTypes, conn, att
 @pytest.mark.parametrize('raw,expected', [(b'', False), (b'0', True), (b'1', True),
                                           (b'False', True)])
 async def test_boolean_load(api, AllTypes, conn, raw, expected):
-    conn.hset('AT:9', mapping={'id': b'9', 'b': raw})
+    conn.hset(f'{AllTypes._namespace}:9', mapping={'id': b'9', 'b': raw})
     assert (await api.get(AllTypes, 9)).b is expected
 
 
 async def test_time_load_rounds_to_nearest_microsecond_T1(api, AllTypes, conn):
-    conn.hset('AT:9', mapping={'id': b'9', 't': b'75094.996445'})
+    conn.hset(f'{AllTypes._namespace}:9', mapping={'id': b'9', 't': b'75094.996445'})
     assert (await api.get(AllTypes, 9)).t == time(20, 51, 34, 996445)
 
 
 async def test_unknown_fields_ignored_on_load(api, AllTypes, conn):
-    conn.hset('AT:9', mapping={'id': b'9', 'gone': b'x', '-index-data-': b'[{},{},{},{},{}]'})
+    conn.hset(f'{AllTypes._namespace}:9', mapping={'id': b'9', 'gone': b'x', '-index-data-': b'[{},{},{},{},{}]'})
     e = await api.get(AllTypes, 9)
     assert e.id == 9
     assert not hasattr(e, 'gone')
 
 
 async def test_unloadable_value_raises_invalid_column_value(api, AllTypes, conn):
-    conn.hset('AT:9', mapping={'id': b'9', 'i': b'True'})
+    conn.hset(f'{AllTypes._namespace}:9', mapping={'id': b'9', 'i': b'True'})
     with pytest.raises(InvalidColumnValue):
         await api.get(AllTypes, 9)
 
@@ -520,14 +520,14 @@ async def test_bool_in_integer_and_float_stored_as_1_0_N1(api, conn):
 
     e = N1(i=True, f=False)
     await api.save(e)
-    assert conn.hget('N1:1', 'i') == b'1'
-    assert conn.hget('N1:1', 'f') == b'0'
+    assert conn.hget(f'{N1._namespace}:1', 'i') == b'1'
+    assert conn.hget(f'{N1._namespace}:1', 'f') == b'0'
     loaded = await reload(api, e)
     assert loaded.i == 1 and loaded.f == 0.0
     e2 = N1(i=False, f=True)
     await api.save(e2)
-    assert conn.hget('N1:2', 'i') == b'0'
-    assert conn.hget('N1:2', 'f') == b'1'
+    assert conn.hget(f'{N1._namespace}:2', 'i') == b'0'
+    assert conn.hget(f'{N1._namespace}:2', 'f') == b'1'
 
 
 # SaferDateTime / S1 -------------------------------------------------------------------
@@ -575,7 +575,7 @@ async def test_saferdatetime_bad_stored_value(api, conn):
     class SB(rom.Model):
         s = rom.SaferDateTime()
 
-    conn.hset('SB:1', mapping={'id': b'1', 's': b'not a number'})
+    conn.hset(f'{SB._namespace}:1', mapping={'id': b'1', 's': b'not a number'})
     with pytest.raises(InvalidColumnValue):
         await api.get(SB, 1)
 
@@ -669,18 +669,18 @@ async def test_primary_key(api, conn):
     assert isinstance(PK._columns['id'], rom.PrimaryKey)
     e = PK()
     assert e.id == 1 and e._modified and e._new
-    assert conn.get('PK:id:') == b'1'
+    assert conn.get(f'{PK._namespace}:id:') == b'1'
     with pytest.raises(InvalidColumnValue):
         PK(id=5)
-    assert conn.get('PK:id:') == b'1'  # counter untouched
+    assert conn.get(f'{PK._namespace}:id:') == b'1'  # counter untouched
     with pytest.raises(InvalidOperation):
         e.id = 3
     zero = PK(id=0)
     assert zero.id == 0
-    assert conn.get('PK:id:') == b'1'
+    assert conn.get(f'{PK._namespace}:id:') == b'1'
     await api.save(e)
-    assert conn.hget('PK:1', 'id') == b'1'
-    conn.hset('PK:7', 'x', '1')  # a row without pk
+    assert conn.hget(f'{PK._namespace}:1', 'id') == b'1'
+    conn.hset(f'{PK._namespace}:7', 'x', '1')  # a row without pk
     with pytest.raises(InvalidColumnValue):
         await api.get(PK, 7)
     with pytest.raises(TypeError):
@@ -694,8 +694,8 @@ async def test_primary_key_index(api, conn):
     assert PKI._pkey == 'pk'
     e = PKI()
     await api.save(e)
-    assert conn.get('PKI:pk:') == b'1'
-    assert conn.zrange('PKI:pk:idx', 0, -1, withscores=True) == [(b'1', 1.0)]
+    assert conn.get(f'{PKI._namespace}:pk:') == b'1'
+    assert conn.zrange(f'{PKI._namespace}:pk:idx', 0, -1, withscores=True) == [(b'1', 1.0)]
     assert 'pk' in PKI._index
 
 
@@ -723,9 +723,9 @@ async def test_index_only(api, conn):
     with pytest.raises(InvalidColumnValue):
         IO(io='x')
     await api.save(e)
-    assert conn.smembers('IO:io:HI:idx') == {b'1'}
-    assert conn.hgetall('IO:io2:uidx') == {b'k:Hi': b'1'}
-    assert conn.hexists('IO:1', 'io') is False and conn.hexists('IO:1', 'io2') is False
+    assert conn.smembers(f'{IO._namespace}:io:HI:idx') == {b'1'}
+    assert conn.hgetall(f'{IO._namespace}:io2:uidx') == {b'k:Hi': b'1'}
+    assert conn.hexists(f'{IO._namespace}:1', 'io') is False and conn.hexists(f'{IO._namespace}:1', 'io2') is False
     assert col._to_redis('x') is None and col._from_redis('x') is None
     with pytest.raises(ValueError):
         rom.IndexOnly()
@@ -750,7 +750,7 @@ async def test_index_only_keygen_runs_with_none_values(api, conn):
 
     await api.save(IN())
     assert seen and seen[0]['a'] is None
-    assert conn.smembers('IN:io:always:idx') == {b'1'}
+    assert conn.smembers(f'{IN._namespace}:io:always:idx') == {b'1'}
 
 
 # ManyToOne / OneToOne / OneToMany -----------------------------------------------------
@@ -793,11 +793,11 @@ async def test_many_to_one_values_storage_and_loading(api, conn):
     if not api.is_async:  # in a coroutine construction does no I/O: the save below does it
         # constructing the referencing entity saves the new referenced entity first
         assert not parent._new
-        assert conn.hget('Parent:1', 'name') == b'p'
+        assert conn.hget(f'{Parent._namespace}:1', 'name') == b'p'
     await api.save(child)
     assert not parent._new and conn.hget('Parent:1', 'name') == b'p'
-    assert conn.hget('Child:1', 'p') == b'1'
-    assert conn.zrange('Child:p:idx', 0, -1, withscores=True) == [(b'1', 1.0)]
+    assert conn.hget(f'{Child._namespace}:1', 'p') == b'1'
+    assert conn.zrange(f'{Child._namespace}:p:idx', 0, -1, withscores=True) == [(b'1', 1.0)]
     assert child.p is parent
     child.o = 1
     assert child.o is parent
@@ -814,7 +814,7 @@ async def test_many_to_one_values_storage_and_loading(api, conn):
     loaded = await api.get(Child, 1)
     assert isinstance(await api.load(loaded, 'p'), Parent) and loaded.p.name == 'p'
     assert loaded.p is await api.get(Parent, 1)
-    conn.delete('Parent:1')
+    conn.delete(f'{Parent._namespace}:1')
     rom.session.rollback()
     assert await api.load(await api.get(Child, 1), 'p') is None  # dangling: loads as None
 
@@ -832,8 +832,8 @@ async def test_many_to_one_new_referenced_saved_at_save(api, conn):
     assert parent._new
     await api.save(child)
     assert not parent._new
-    assert conn.hget('C2r:1', 'p') == b'1'
-    assert conn.exists('P2:1')
+    assert conn.hget(f'{C2r._namespace}:1', 'p') == b'1'
+    assert conn.exists(f'{P2._namespace}:1')
 
 
 def test_many_to_one_missing_target_model(conn):
@@ -865,8 +865,8 @@ async def test_cyclic_references_load_R1(api, conn):
     a.m = b
     await api.save(a)
     await api.save(b)
-    assert conn.hget('Cyc:1', 'm') == b'2'
-    assert conn.hget('Cyc:2', 'm') == b'1'
+    assert conn.hget(f'{Cyc._namespace}:1', 'm') == b'2'
+    assert conn.hget(f'{Cyc._namespace}:2', 'm') == b'1'
     rom.session.rollback()
     a2 = await api.get(Cyc, 1)
     assert a2 is not a
@@ -965,8 +965,8 @@ async def test_foreign_model(api, conn):
     e.e = 5
     assert e.e is x5
     await api.save(e)
-    assert conn.hget('FM:1', 'e') == b'5'
-    assert conn.zrange('FM:e:idx', 0, -1, withscores=True) == [(b'1', 5.0)]
+    assert conn.hget(f'{FM._namespace}:1', 'e') == b'5'
+    assert conn.zrange(f'{FM._namespace}:e:idx', 0, -1, withscores=True) == [(b'1', 5.0)]
     assert (await reload(api, e)).e is x5
     e.e = 99  # fmodel.get(99) is None
     assert e.e is None
@@ -984,25 +984,25 @@ async def test_unsafe_column(api, conn):
     e = UC(x=1, q='ignored')
     assert 'q' not in e._data and 'q' not in e.to_dict()
     await api.save(e)
-    assert not conn.hexists('UC:1', 'q')
+    assert not conn.hexists(f'{UC._namespace}:1', 'q')
     w = e.q
     assert w is e.q
-    assert w.key == 'UC:1:q' and w.entity is e
+    assert w.key == f'{UC._namespace}:1:q' and w.entity is e
     assert w.rpush('a', 'b') == 2
     assert e.q.llen() == 2
-    assert conn.lrange('UC:1:q', 0, -1) == [b'a', b'b']
-    assert e.q.keys('UC:1:*', skip_key=True) == [b'UC:1:q']
+    assert conn.lrange(f'{UC._namespace}:1:q', 0, -1) == [b'a', b'b']
+    assert e.q.keys(f'{UC._namespace}:1:*', skip_key=True) == [f'{UC._namespace}:1:q'.encode()]
     with pytest.raises(AttributeError):
         e.q = 5
     del e.q
-    assert not conn.exists('UC:1:q')
+    assert not conn.exists(f'{UC._namespace}:1:q')
     e.q.set('v')
-    assert conn.get('UC:1:q') == b'v'
+    assert conn.get(f'{UC._namespace}:1:q') == b'v'
     await api.delete(e)
-    assert not conn.exists('UC:1:q') and not conn.exists('UC:1')
+    assert not conn.exists(f'{UC._namespace}:1:q') and not conn.exists(f'{UC._namespace}:1')
     with pytest.raises(ValueError):
         e.q
-    assert w.key == 'UC:1:q'
+    assert w.key == f'{UC._namespace}:1:q'
 
 
 @pytest.mark.parametrize('name', ['idx', 'uidx', 'pre', 'suf', 'geo'])
@@ -1029,6 +1029,6 @@ async def test_custom_column_hooks(api, conn):
 
     e = CU(u='abc')
     await api.save(e)
-    assert conn.hget('CU:1', 'u') == b'ABC'
-    assert conn.hgetall('CU:u:uidx') == {b'ABC': b'1'}
+    assert conn.hget(f'{CU._namespace}:1', 'u') == b'ABC'
+    assert conn.hgetall(f'{CU._namespace}:u:uidx') == {b'ABC': b'1'}
     assert (await reload(api, e)).u == 'ABC'  # loaded str is already of the allowed type

@@ -125,21 +125,21 @@ async def test_keygen_entries_in_redis(api, conn):
 
     await api.save(M(ft='Hello, World!', si='Hello World', i=7, b=False))
     assert sorted(conn.keys('*')) == sorted([
-        b'M:1', b'M:id:', b'M:ft:hello:idx', b'M:ft:world:idx', b'M:ft:pre', b'M:ft:suf',
-        b'M:si:idx', b'M:si:pre', b'M:si:suf', b'M:i:idx', b'M:b:False:idx'])
+        f'{M._namespace}:1'.encode(), f'{M._namespace}:id:'.encode(), f'{M._namespace}:ft:hello:idx'.encode(), f'{M._namespace}:ft:world:idx'.encode(), f'{M._namespace}:ft:pre'.encode(), f'{M._namespace}:ft:suf'.encode(),
+        f'{M._namespace}:si:idx'.encode(), f'{M._namespace}:si:pre'.encode(), f'{M._namespace}:si:suf'.encode(), f'{M._namespace}:i:idx'.encode(), f'{M._namespace}:b:False:idx'.encode()])
     z = lambda k: conn.zrange(k, 0, -1, withscores=True)  # noqa: E731
-    assert conn.smembers('M:ft:hello:idx') == {b'1'} == conn.smembers('M:ft:world:idx')
-    assert z('M:ft:pre') == [(b'hello\x001', 2.7088032818150034e-306),
+    assert conn.smembers(f'{M._namespace}:ft:hello:idx') == {b'1'} == conn.smembers(f'{M._namespace}:ft:world:idx')
+    assert z(f'{M._namespace}:ft:pre') == [(b'hello\x001', 2.7088032818150034e-306),
                              (b'world\x001', 5.374477272550276e-306)]
-    assert z('M:ft:suf') == [(b'dlrow\x001', 2.338312716365867e-306),
+    assert z(f'{M._namespace}:ft:suf') == [(b'dlrow\x001', 2.338312716365867e-306),
                              (b'olleh\x001', 3.880174709913886e-306)]
-    assert z('M:si:idx') == [(b'1', 6.431660051713885e-307)]
-    assert z('M:si:pre') == [(b'Hello World\x001', 6.431660051713885e-307)]
-    assert z('M:si:suf') == [(b'dlroW olleH\x001', 2.338312715695069e-306)]
-    assert z('M:i:idx') == [(b'1', 7.0)]
-    assert conn.smembers('M:b:False:idx') == {b'1'}
+    assert z(f'{M._namespace}:si:idx') == [(b'1', 6.431660051713885e-307)]
+    assert z(f'{M._namespace}:si:pre') == [(b'Hello World\x001', 6.431660051713885e-307)]
+    assert z(f'{M._namespace}:si:suf') == [(b'dlroW olleH\x001', 2.338312715695069e-306)]
+    assert z(f'{M._namespace}:i:idx') == [(b'1', 7.0)]
+    assert conn.smembers(f'{M._namespace}:b:False:idx') == {b'1'}
     import json
-    data = json.loads(conn.hget('M:1', '-index-data-'))
+    data = json.loads(conn.hget(f'{M._namespace}:1', '-index-data-'))
     assert sorted(data[0]) == ['b:False', 'ft:hello', 'ft:world']
     assert sorted(data[1]) == ['i', 'si']
     assert sorted(map(tuple, data[2])) == [('ft', 'hello'), ('ft', 'world'),

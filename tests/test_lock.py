@@ -214,19 +214,20 @@ async def test_entity_lock(api, conn, decoding_conn):
     await api.save(place)
     lock = util.EntityLock(place, 1, 7)
     assert isinstance(lock, util.Lock)
-    assert lock.lockname == 'lock:Place:%s' % place.id
+    assert lock.lockname == 'lock:%s:%s' % (Place._namespace, place.id)
     assert lock.conn is conn
     assert await api.acquire(lock)
-    assert conn.ttl('lock:Place:%s' % place.id) == 7
+    assert conn.ttl('lock:%s:%s' % (Place._namespace, place.id)) == 7
     assert await api.release(lock)
 
     remote = Remote(name='y')
     remote_lock = util.EntityLock(remote, 1, 7)
     assert remote_lock.conn is decoding_conn
     async with api.hold(remote_lock):
-        assert decoding_conn.get('lock:Remote:%s' % remote.id) == remote_lock.identifier
+        key = 'lock:%s:%s' % (Remote._namespace, remote.id)
+        assert decoding_conn.get(key) == remote_lock.identifier
     # the entity itself is not blocked by its lock: rom's writes ignore lock keys
     async with api.hold(util.EntityLock(place, 1, 5)):
         place.name = 'z'
         await api.save(place)
-    assert conn.hget('Place:%s' % place.id, 'name') == b'z'
+    assert conn.hget(f'{Place._namespace}:%s' % place.id, 'name') == b'z'

@@ -168,9 +168,9 @@ async def test_inheritance_merges_columns_and_separates_models(api, conn):
     await api.save(base)
     child = Child(a=1, b=2, c=3)
     await api.save(child)
-    assert conn.get('BaseA:id:') == b'1'
-    assert conn.get('Child:id:') == b'1'
-    assert conn.hgetall('Child:1')[b'a'] == b'1'
+    assert conn.get(f'{BaseA._namespace}:id:') == b'1'
+    assert conn.get(f'{Child._namespace}:id:') == b'1'
+    assert conn.hgetall(f'{Child._namespace}:1')[b'a'] == b'1'
     assert isinstance(child, BaseA)
     rom.session.rollback()
     assert isinstance(await api.get(BaseA, 1), BaseA) and not isinstance(await api.get(BaseA, 1),
@@ -268,7 +268,7 @@ async def test_per_model_connection(api, conn, redis_url):
     e = OwnConn(x=1)
     assert e._connection is other
     await api.save(e)
-    assert conn.hget('OwnConn:1', 'x') == b'1'  # same server/db, other client object
+    assert conn.hget(f'{OwnConn._namespace}:1', 'x') == b'1'  # same server/db, other client object
 
 
 # --- construction (§5.4) ---------------------------------------------------------------
@@ -281,7 +281,7 @@ def test_extra_kwargs(conn):
     with pytest.raises(InvalidColumnValue) as info:
         EK(a=1, r=1, bogus=2, other=3)
     assert 'bogus' in str(info.value) and 'other' in str(info.value)
-    assert conn.get('EK:id:') == b'1'  # the id was consumed
+    assert conn.get(f'{EK._namespace}:id:') == b'1'  # the id was consumed
     with pytest.raises(MissingColumn):  # column errors take precedence
         EK(bogus=2)
     e = EK(r=1, bogus=2, _extra_ok=True)
@@ -301,10 +301,10 @@ async def test_initial_state(api, conn):
     e = ST(a=5, t='x')
     assert e._new and e._modified and not e._deleted
     assert e._init is True
-    assert e._pk == 'ST:1'
+    assert e._pk == f'{ST._namespace}:1'
     assert e._last == {'a': '5', 't': 'x'}
     assert e._data == {'a': 5, 't': 'x', 'id': 1}
-    assert rom.session.known['ST:1'] is e
+    assert rom.session.known[f'{ST._namespace}:1'] is e
     await api.save(e)
     assert not e._new and not e._modified
     assert e._last == {'a': '5', 't': 'x', 'id': '1'}
@@ -379,7 +379,7 @@ async def test_save_float_stored_as_int_text_unchanged(api, conn):
     class FI(rom.Model):
         f = rom.Float()
 
-    conn.hset('FI:1', mapping={'id': '1', 'f': '5'})
+    conn.hset(f'{FI._namespace}:1', mapping={'id': '1', 'f': '5'})
     e = await api.get(FI, 1)
     e.f = 5.0
     assert await api.save(e) == 0
@@ -394,10 +394,10 @@ async def test_save_after_hook_changes_mark_modified(api, conn):
 
     e = AH(a=1)
     await api.save(e)
-    assert conn.hget('AH:1', 'a') == b'1'
+    assert conn.hget(f'{AH._namespace}:1', 'a') == b'1'
     assert e._modified
     assert await api.save(e) == 1
-    assert conn.hget('AH:1', 'a') == b'10'
+    assert conn.hget(f'{AH._namespace}:1', 'a') == b'10'
 
 
 async def test_before_hook_exception_leaves_state(api, conn):
@@ -424,7 +424,7 @@ async def test_before_hook_changes_are_saved(api, conn):
     e = BHS(a=1)
     await api.save(e)
     await api.save(e)
-    assert conn.hget('BHS:1', 'a') == b'42'
+    assert conn.hget(f'{BHS._namespace}:1', 'a') == b'42'
     assert not e._modified
 
 
@@ -435,10 +435,10 @@ async def test_hooks_order(api, conn):
         a = rom.Integer()
 
         def _before_insert(self):
-            calls.append(('before_insert', conn.exists('HK:1')))
+            calls.append(('before_insert', conn.exists(f'{HK._namespace}:1')))
 
         def _after_insert(self):
-            calls.append(('after_insert', conn.exists('HK:1'), self._new, self._modified))
+            calls.append(('after_insert', conn.exists(f'{HK._namespace}:1'), self._new, self._modified))
 
         def _before_update(self):
             calls.append(('before_update',))
@@ -447,10 +447,10 @@ async def test_hooks_order(api, conn):
             calls.append(('after_update',))
 
         def _before_delete(self):
-            calls.append(('before_delete', conn.exists('HK:1')))
+            calls.append(('before_delete', conn.exists(f'{HK._namespace}:1')))
 
         def _after_delete(self):
-            calls.append(('after_delete', conn.exists('HK:1'), self._deleted))
+            calls.append(('after_delete', conn.exists(f'{HK._namespace}:1'), self._deleted))
 
     e = HK(a=1)
     await api.save(e)
@@ -488,14 +488,14 @@ async def test_delete(api, conn):
     await api.delete(e)
     assert e._deleted and e._modified
     assert e._pk not in rom.session.known
-    assert sorted(conn.keys('*')) == [b'DL:id:']
+    assert sorted(conn.keys('*')) == [f'{DL._namespace}:id:'.encode()]
     assert e._last['a'] == '1'
     await api.delete(e)  # twice: harmless
     with pytest.raises(EntityDeletedError):
         await api.save(e)
     assert await api.save(e, force=True) == 3
-    assert conn.hget('DL:1', 'u') == b'x'
-    assert conn.hgetall('DL:u:uidx') == {b'x': b'1'}
+    assert conn.hget(f'{DL._namespace}:1', 'u') == b'x'
+    assert conn.hgetall(f'{DL._namespace}:u:uidx') == {b'x': b'1'}
 
 
 async def test_delete_never_saved_raises_a_clear_column_error_before_any_hook(api, conn):
@@ -518,11 +518,11 @@ async def test_delete_never_saved_raises_a_clear_column_error_before_any_hook(ap
     # nothing happened: still tracked, still new (in a coroutine, under its pending id)
     assert any(x is e for x in rom.util.session.known.values())
     if not api.is_async:
-        assert rom.util.session.get('DN:1') is e
+        assert rom.util.session.get(f'{DN._namespace}:1') is e
     assert e._new and not e._deleted
     await api.save(e)
     await api.delete(e)
-    assert calls == ['bd'] and not conn.exists('DN:1')
+    assert calls == ['bd'] and not conn.exists(f'{DN._namespace}:1')
 
 
 async def test_delete_with_pipeline(api, conn):
@@ -533,9 +533,9 @@ async def test_delete_with_pipeline(api, conn):
     await api.save(e)
     pipe = conn.pipeline(True)
     await api.delete(e, _conn=pipe)
-    assert conn.exists('DP:1')
+    assert conn.exists(f'{DP._namespace}:1')
     pipe.execute()
-    assert not conn.exists('DP:1') and not conn.exists('DP:a:idx')
+    assert not conn.exists(f'{DP._namespace}:1') and not conn.exists(f'{DP._namespace}:a:idx')
 
 
 async def test_delete_skip_sentinel_skips_hooks(api, conn):
@@ -571,7 +571,7 @@ async def test_refresh(api, conn):
         await api.refresh(e)  # new
     e._modified = True
     await api.save(e)
-    conn.hset('RF:1', 'a', '5')
+    conn.hset(f'{RF._namespace}:1', 'a', '5')
     await api.refresh(e)
     assert e.a == 5 and not e._modified
     assert e._last['a'] == '5'
@@ -581,8 +581,8 @@ async def test_refresh(api, conn):
     rom.session.rollback()
     await api.refresh(e, force=True)
     assert e.a == 5 and not e._modified
-    assert rom.session.known['RF:1'] is e
-    conn.delete('RF:1')
+    assert rom.session.known[f'{RF._namespace}:1'] is e
+    conn.delete(f'{RF._namespace}:1')
     with pytest.raises(InvalidColumnValue):
         await api.refresh(e)
     d = RF(a=2)
@@ -747,16 +747,16 @@ async def test_transfer(api, Acct, conn):
         await api.save(e)
     await api.transfer(a, b, 'bal', 4, t, 'done')
     assert a.bal == 6 and b.bal == 5 and t.done == 1
-    assert conn.hget('Acct:1', 'bal') == b'6.0'
-    assert conn.zscore('Acct:bal:idx', '2') == 5.0
+    assert conn.hget(f'{Account._namespace}:1', 'bal') == b'6.0'
+    assert conn.zscore(f'{Account._namespace}:bal:idx', '2') == 5.0
     with pytest.raises(ValueError):
         await api.transfer(a, b, 'bal', 1, t, 'done')  # already done
     t2 = Txn(done=0)
     await api.save(t2)
     with pytest.raises(ValueError):
         await api.transfer(a, b, 'bal', 100, t2, 'done')  # not enough
-    assert conn.hget('Acct:1', 'bal') == b'6.0'
-    assert conn.hget('Txn:2', 'done') == b'0'
+    assert conn.hget(f'{Account._namespace}:1', 'bal') == b'6.0'
+    assert conn.hget(f'{Txn._namespace}:2', 'done') == b'0'
 
 
 async def test_transfer_decimal_places_and_no_refresh(api, Acct, conn):
@@ -767,10 +767,10 @@ async def test_transfer_decimal_places_and_no_refresh(api, Acct, conn):
     await api.transfer(a, b, 'bal', 2.5, t, 'done', decimal_places=2, refresh_entities=False,
                        refresh_index=False)
     assert a.bal == 10  # python objects keep the old values
-    assert float(conn.hget('Acct:1', 'bal')) == 7.5
-    assert float(conn.hget('Acct:2', 'bal')) == 3.5
-    assert conn.hget('Txn:1', 'done') == b'1'
-    assert conn.zscore('Acct:bal:idx', '1') == 10.0  # index left stale
+    assert float(conn.hget(f'{Account._namespace}:1', 'bal')) == 7.5
+    assert float(conn.hget(f'{Account._namespace}:2', 'bal')) == 3.5
+    assert conn.hget(f'{Txn._namespace}:1', 'done') == b'1'
+    assert conn.zscore(f'{Account._namespace}:bal:idx', '1') == 10.0  # index left stale
 
 
 async def test_transfer_checks(api, Acct, conn, redis_url):
@@ -800,7 +800,7 @@ async def test_transfer_checks(api, Acct, conn, redis_url):
     await api.save(ot)
     with pytest.raises(ValueError):
         await api.transfer(a, b, 'bal', 1, ot, 'done')
-    assert conn.hget('Acct:1', 'bal') == b'10'
+    assert conn.hget(f'{Account._namespace}:1', 'bal') == b'10'
 
 
 # --- on_delete (§3.5) ------------------------------------------------------------------
@@ -848,13 +848,13 @@ async def test_on_delete_cascade_set_null_set_default(api, conn):
     await api.save(other)
     await api.delete(p)
     assert calls == []  # cascaded entities get no hooks
-    assert not conn.exists('Par:1') and not conn.exists('Casc:1') and not conn.exists('Grand:1')
-    assert conn.exists('Casc:2') and conn.exists('Par:2')
-    assert not conn.hexists('Nul:1', 'p')
-    assert not conn.hexists('Dfl:1', 'p')
-    assert conn.hget('Dfl:1', 'x') == b'1'
-    assert conn.hget('Nop:1', 'p') == b'1'  # no action
-    assert conn.zrange('Nul:p:idx', 0, -1) == []
+    assert not conn.exists(f'{Par._namespace}:1') and not conn.exists(f'{Casc._namespace}:1') and not conn.exists(f'{Grand._namespace}:1')
+    assert conn.exists(f'{Casc._namespace}:2') and conn.exists(f'{Par._namespace}:2')
+    assert not conn.hexists(f'{Nul._namespace}:1', 'p')
+    assert not conn.hexists(f'{Dfl._namespace}:1', 'p')
+    assert conn.hget(f'{Dfl._namespace}:1', 'x') == b'1'
+    assert conn.hget(f'{Nop._namespace}:1', 'p') == b'1'  # no action
+    assert conn.zrange(f'{Nul._namespace}:p:idx', 0, -1) == []
     assert nul.p is None and not nul._modified
 
 
@@ -872,7 +872,7 @@ async def test_on_delete_set_default_value(api, conn):
     s = SD(p=doomed)
     await api.save(s)
     await api.delete(doomed)
-    assert conn.hget('SD:1', 'p') == b'1'
+    assert conn.hget(f'{SD._namespace}:1', 'p') == b'1'
     assert s.p is fallback
 
 
@@ -898,7 +898,7 @@ async def test_on_delete_restrict(api, conn):
     assert len(info.value.args) == 1
     message = info.value.args[0]
     assert 'RP' in message and '2' in message and 'RC' in message and 'p' in message
-    assert conn.exists('RP:1') and conn.hget('RNul:1', 'p') == b'1'
+    assert conn.exists(f'{RP._namespace}:1') and conn.hget(f'{RNul._namespace}:1', 'p') == b'1'
     assert not p._deleted
     # in-memory changes made by an earlier 'set null' step remain (compat)
     assert n.p is None and n._modified
@@ -915,10 +915,10 @@ async def test_on_delete_custom_pk_name_D1(api, conn):
     await api.save(p)
     c = PKC(p=p)
     await api.save(c)
-    assert conn.hget('PKC:1', 'p') == b'1'
+    assert conn.hget(f'{PKC._namespace}:1', 'p') == b'1'
     await api.delete(p)
-    assert not conn.exists('PKC:1')
-    assert not conn.exists('PKP:1')
+    assert not conn.exists(f'{PKC._namespace}:1')
+    assert not conn.exists(f'{PKP._namespace}:1')
 
 
 async def test_on_delete_namespace_differs_from_class_name_B2(api, conn):
@@ -942,8 +942,8 @@ async def test_on_delete_namespace_differs_from_class_name_B2(api, conn):
     await api.save(b)
     await api.delete(p)
     assert not conn.exists('np:1')
-    assert not conn.exists('ByClass:1')
-    assert not conn.hexists('ByNs:1', 'p')
+    assert not conn.exists(f'{ByClass._namespace}:1')
+    assert not conn.hexists(f'{ByNs._namespace}:1', 'p')
     p2 = NsParent()
     await api.save(p2)
     await api.save(Restr(p=p2))
@@ -964,15 +964,15 @@ async def test_set_null_over_dangling_reference_D2(api, conn):
     c = DC2(p=p)
     await api.save(c)
     # the referenced row disappears behind rom's back
-    conn.delete('DP2:1')
+    conn.delete(f'{DP2._namespace}:1')
     rom.session.rollback()
     loaded = await api.get(DC2, 1)
     assert await api.load(loaded, 'p') is None
-    assert conn.hget('DC2:1', 'p') == b'1'
+    assert conn.hget(f'{DC2._namespace}:1', 'p') == b'1'
     loaded.p = None
     await api.save(loaded)
-    assert not conn.hexists('DC2:1', 'p')
-    assert conn.zrange('DC2:p:idx', 0, -1) == []
+    assert not conn.hexists(f'{DC2._namespace}:1', 'p')
+    assert conn.zrange(f'{DC2._namespace}:p:idx', 0, -1) == []
 
 
 async def test_on_delete_saves_after_deletes_with_hooks(api, conn):
@@ -1056,8 +1056,8 @@ async def test_apply_changes_classmethod(api, conn):
     changes, stored = AC._apply_changes(e._last, e.to_dict())
     assert changes == 1
     assert stored == {'a': '2', 'b': 'x', 'id': '1'}
-    assert conn.hget('AC:1', 'a') == b'2'
-    assert conn.zscore('AC:a:idx', '1') == 2.0
+    assert conn.hget(f'{AC._namespace}:1', 'a') == b'2'
+    assert conn.zscore(f'{AC._namespace}:a:idx', '1') == 2.0
 
 
 async def test_redis_writer_lua_entry_point(api, conn):
@@ -1066,9 +1066,9 @@ async def test_redis_writer_lua_entry_point(api, conn):
 
     rom.model.redis_writer_lua(conn, 'id', 'RWL', 1, {}, {}, [], {'id': '1', 'x': '5'},
                                [], {'x': '5'}, [], [], [], {}, False, [])
-    assert conn.hget('RWL:1', 'x') == b'5'
-    assert conn.zscore('RWL:x:idx', '1') == 5.0
-    assert conn.hget('RWL:1', '-index-data-') == b'[{},["x"],{},{},{}]'
+    assert conn.hget(f'{RWL._namespace}:1', 'x') == b'5'
+    assert conn.zscore(f'{RWL._namespace}:x:idx', '1') == 5.0
+    assert conn.hget(f'{RWL._namespace}:1', '-index-data-') == b'[{},["x"],{},{},{}]'
     assert (await api.get(RWL, 1)).x == 5
 
 
@@ -1089,8 +1089,8 @@ async def test_aware_datetime_is_stored_as_the_same_instant_and_loads_naive_utc(
     naive = AW(dt=datetime(2020, 1, 1, 12, 30), dd=datetime(2019, 12, 31, 23, 30))
     await api.save(naive)
     for field in ('dt', 'dd'):  # the bytes rom 1.1.2 stores for the naive UTC value
-        assert conn.hget('AW:1', field) == conn.hget('AW:2', field)
-    assert conn.hget('AW:1', 'dt') == b'1577881800.0'
+        assert conn.hget(f'{AW._namespace}:1', field) == conn.hget(f'{AW._namespace}:2', field)
+    assert conn.hget(f'{AW._namespace}:1', 'dt') == b'1577881800.0'
     rom.util.session.rollback()
     loaded = await api.get(AW, 1)
     assert loaded.dt == datetime(2020, 1, 1, 12, 30) and loaded.dt.tzinfo is None
@@ -1120,8 +1120,8 @@ async def test_full_save_race_checks_every_written_column(api, conn):
     await api.save(e1)
     with pytest.raises(DataRaceError) as info:
         await api.save(e2, full=True)
-    assert info.value.args[1:] == ('FR', '1')
-    assert conn.hget('FR:1', 'b') == b'y'
+    assert info.value.args[1:] == (FR._namespace, '1')
+    assert conn.hget(f'{FR._namespace}:1', 'b') == b'y'
 
 
 def test_loading_constructor_semantics(conn):
@@ -1134,10 +1134,10 @@ def test_loading_constructor_semantics(conn):
     e = LD(_loading=True, id='7', a=False, junk='ignored')  # no required check, False -> None
     assert e.id == 7 and e.r is None and e.a is None and e.d == 4
     assert not e._new and not e._modified
-    assert rom.session.known['LD:7'] is e
+    assert rom.session.known[f'{LD._namespace}:7'] is e
     assert e._last == {'id': '7'}
     b = LD(_loading=True, _bypass_session_entirely=True, id='8', r='x', extra=1)
-    assert 'LD:8' not in rom.session.known
+    assert f'{LD._namespace}:8' not in rom.session.known
     assert b.r == 'x'
     assert LD(_loading=True, id='9', s=b'\xc3\xa9').s == b'\xe9'  # UTF-8 decoded, latin-1 encoded
 
@@ -1205,7 +1205,7 @@ async def test_cascade_cycle_terminates(api, conn):
     for e in (a, b, c):
         await api.save(e)
     await api.delete(b)
-    assert sorted(conn.keys('*')) == [b'Node:id:']
+    assert sorted(conn.keys('*')) == [f'{Node._namespace}:id:'.encode()]
 
 
 async def test_set_null_skipped_for_entities_scheduled_for_deletion(api, conn):
@@ -1227,7 +1227,7 @@ async def test_set_null_skipped_for_entities_scheduled_for_deletion(api, conn):
     await api.save(c)
     await api.delete(p)
     assert calls == []
-    assert sorted(conn.keys('*')) == [b'SC:id:', b'SP:id:']
+    assert sorted(conn.keys('*')) == [f'{SC._namespace}:id:'.encode(), f'{SP._namespace}:id:'.encode()]
 
 
 def test_zrange_limit_iterator(conn):
@@ -1270,4 +1270,4 @@ async def test_delete_twice_reruns_hooks(api, conn):
     await api.delete(e)
     await api.delete(e)
     assert calls == ['bd', 'ad', 'bd', 'ad']
-    assert sorted(conn.keys('*')) == [b'DT:id:']
+    assert sorted(conn.keys('*')) == [f'{DT._namespace}:id:'.encode()]

@@ -67,7 +67,7 @@ async def test_exists_on_empty_model(api, Item):
 async def test_exists_answers_from_the_indexes_like_count(api, items, conn):
     only = items.query.filter(n=(0, 0), tag='odd')  # i in 0..2, odd i: id 2 only
     assert [e.id for e in await api.all(only)] == [2] and await api.exists(only)
-    conn.delete('Item:2')  # deleted by hand: the indexes still name it (see check --fix)
+    conn.delete(items._namespace + ':2')  # deleted by hand: the indexes still name it (see check --fix)
     assert await api.count(only) == 1 and await api.exists(only) is True
     assert await api.first(only) is None and await api.all(only) == []
     three_odd = items.query.filter(n=(3, 3), tag='odd')  # i in 3..5, odd i: ids 4 and 6

@@ -50,8 +50,8 @@ async def test_tokens_with_colons_nul_unicode_bytes(api, conn):
     assert ids(await api.list(T.query.filter(tags='x:1'))) == [1]
     assert ids(await api.list(T.query.filter(tags='y\0z'))) == [1, 2]
     assert ids(await api.list(T.query.filter(tags='y\0z', ident='a\0b'))) == [2]
-    assert conn.smembers('T:tags:y\0z:idx') == {b'1', b'2'}
-    assert conn.smembers('T:ft:k\xc3\xb6ln:idx'.encode('latin-1')) == {b'1', b'2'}
+    assert conn.smembers((T._namespace + ':tags:y\0z:idx')) == {b'1', b'2'}
+    assert conn.smembers((T._namespace + ':ft:k\xc3\xb6ln:idx').encode('latin-1')) == {b'1', b'2'}
 
 
 async def test_failed_search_leaves_no_unexpiring_keys(api, conn):
@@ -60,7 +60,7 @@ async def test_failed_search_leaves_no_unexpiring_keys(api, conn):
         t = rom.Text(index=True, keygen=rom.IDENTITY)
     await api.save(E(n=1, t='a'))
     await api.save(E(n=2, t='b'))
-    conn.set('E:t:bad:idx', 'a string, not a set')
+    conn.set(f'{E._namespace}:t:bad:idx', 'a string, not a set')
     with pytest.raises(redis.ResponseError):
         await api.all(E.query.filter(t='bad', n=(0, 5)))
     with pytest.raises(redis.ResponseError):
@@ -103,11 +103,11 @@ async def test_general_index_prepare(api, conn):
         v = rom.Integer(index=True)
     await api.save(G(v=1))
     pipe, intersect, temp = G._gindex._prepare(conn, [('v', 0, 5)])
-    assert temp.startswith('G:') and UUID.search(temp)
-    intersect(temp, 'G:v:idx', 0, 2)
+    assert temp.startswith(f'{G._namespace}:') and UUID.search(temp)
+    intersect(temp, f'{G._namespace}:v:idx', 0, 2)
     pipe.zrange(temp, 0, -1, withscores=True)
     pipe.delete(temp)
-    assert pipe.execute()[-2] == [(b'1', 2.0)]
+    assert [tuple(pair) for pair in pipe.execute()[-2]] == [(b'1', 2.0)]
     assert temp_keys(conn) == []
 
 

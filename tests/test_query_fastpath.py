@@ -117,7 +117,7 @@ async def test_direct_skips_stale_rows_like_general(api, conn):
     q = F.query.order_by('-n')
     full = [int(i) for i in q._search()]
     for ident in full[2:6]:
-        conn.delete('F:%d' % ident)
+        conn.delete('%s:%d' % (F._namespace, ident))
     expected = [i for i in full if i not in full[2:6]]
     assert [e.id for e in await api.list(q.limit(0, 10))] == expected[:10]
     assert [e.id for e in await api.iter_result(q.limit(0, 10), pagesize=3)] == expected[:10]
@@ -149,7 +149,7 @@ def test_direct_first_with_select(conn, roundtrips):
     with roundtrips(conn) as rt:
         assert q.select('m').first() == expected
     assert rt.count == 2 and 'ZUNIONSTORE' not in rt.commands           # page, then row
-    conn.delete('F:%d' % top)
+    conn.delete('%s:%d' % (F._namespace, top))
     assert q.select('m').first() is None          # like the entity path: first row missing
     assert q.first() is None
     assert rom.util.session.known == {}
@@ -191,7 +191,7 @@ def test_lone_prefix_filter_window_equals_general(conn, roundtrips):
     assert set(conn.keys('*')) == before                              # no working set
     assert q.limit(2, 5).select('id').all() == [{'id': i} for i in expected[2:7]]
     assert q.count() == len(expected)
-    conn.delete('Wd:%d' % expected[0])
+    conn.delete(f'{Wd._namespace}:%d' % expected[0])
     assert [e.id for e in q.limit(0, 3)] == expected[1:4]               # stale id skipped
     assert q.first() is None
 

@@ -134,7 +134,7 @@ async def test_count(api, people, conn):
         assert await api.count(P.query) == 12
         await api.save(unsaved)
     assert await api.count(P.query) == 13                               # compat: counter
-    conn.delete('P:id:')
+    conn.delete(f'{P._namespace}:id:')
     assert await api.count(P.query) == 0
 
 
@@ -159,7 +159,7 @@ async def test_first(api, people, conn):
 
 async def test_first_stale_row(api, people, conn):
     P = people
-    conn.delete('P:3')                                                  # behind rom's back
+    conn.delete(f'{P._namespace}:3')                                                  # behind rom's back
     assert await api.first(P.query.filter(color='red').order_by('n')) is None    # compat
     assert ids(await api.list(P.query.filter(color='red').order_by('n'))) == [6, 9, 12]
     assert await api.count(P.query.filter(color='red')) == 4                     # counted
@@ -183,7 +183,7 @@ async def test_search_and_cached_result(api, people, conn):
         []                                    # iteration: nothing
     assert temp_keys(conn) == []
     key = await api.cached_result(q.limit(0, 1), 60)
-    assert re.fullmatch('P:' + UUID.pattern, key)
+    assert re.fullmatch(f'{P._namespace}:' + UUID.pattern, key)
     assert conn.zrange(key, 0, -1, withscores=True) == [
         (b'1', 10.0), (b'3', 30.0), (b'5', 50.0), (b'7', 70.0), (b'9', 90.0), (b'11', 110.0)]
     assert 0 < conn.ttl(key) <= 60
@@ -233,7 +233,7 @@ async def test_query_forgets_weakly_held_entities(api, people, conn):
 
 async def test_unfiltered_probe(api, people, conn):
     P = people
-    conn.delete('P:5')
+    conn.delete(f'{P._namespace}:5')
     assert ids(await api.all(P.query)) == [1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12]
     assert ids(await api.list(P.query.limit(3, 3))) == [4, 6, 7]
     assert ids(await api.iter_result(P.query, pagesize=5)) == [1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12]
@@ -249,7 +249,7 @@ async def test_unfiltered_indexed_pk(api, conn):
     for i in range(7):
         await api.save(K(v=i))
     rom.util.session.rollback()
-    conn.delete('K:3')
+    conn.delete(f'{K._namespace}:3')
     assert ids(await api.all(K.query)) == [1, 2, 4, 5, 6, 7]
     assert ids(await api.list(K.query.limit(2, 3))) == \
         [4, 5, 6]                      # offset: index ranks
@@ -258,20 +258,25 @@ async def test_unfiltered_indexed_pk(api, conn):
     assert ids(await api.iter_result(K.query, pagesize=2)) == [1, 2, 4, 5, 6, 7]
     assert await api.all(K.query.select('v').limit(4, 9)) == [{'v': 4}, {'v': 5}, {'v': 6}]
     assert ids(await api.list(K.query.filter(id=(2, 5)))) == [2, 4, 5]
-    conn.delete('K:id:idx')
+    conn.delete(f'{K._namespace}:id:idx')
     assert await api.all(K.query) == \
         []                                        # compat: index missing
 
 
 async def test_delete(api, people, conn):
     P = people
+    prefix = P._namespace.encode() + b':'
+
+    def row_ids():  # (SCAN walks every master of a cluster)
+        keys = conn.scan_iter(match=prefix + b'[0-9]*')
+        return sorted(int(k[len(prefix):]) for k in keys if k[len(prefix):].isdigit())
+
     await api.delete(P.query.filter(color='red').select('n'), blocksize=2)       # bug query #13
-    assert sorted(int(k.split(b':')[1]) for k in conn.keys('P:[0-9]*')
-                  if k.split(b':')[1].isdigit()) == [1, 2, 4, 5, 7, 8, 10, 11]
+    assert row_ids() == [1, 2, 4, 5, 7, 8, 10, 11]
     assert await api.count(P.query.filter(color='red')) == 0
     await api.delete(P.query)
-    assert [k for k in conn.keys('P:[0-9]*') if k.split(b':')[1].isdigit()] == []
-    assert sorted(conn.keys('*')) == sorted([b'P:id:'] + temp_keys(conn))
+    assert row_ids() == []
+    assert sorted(conn.scan_iter(match='*')) == sorted([prefix + b'id:'] + temp_keys(conn))
 
 
 def test_delete_round_trips(P, conn, roundtrips):
@@ -351,7 +356,7 @@ async def test_select_rows(api, P, conn):
     assert await api.select(Q.query.order_by('n'), 'id', 'n') == [{'id': 1, 'n': 0},
                                                               {'id': 2, 'n': 1}]
     assert rom.util.session.known == {} or all(
-        k in ('Q:1', 'Q:2') for k in rom.util.session.known)
+        k in (f'{Q._namespace}:1', f'{Q._namespace}:2') for k in rom.util.session.known)
 
 
 async def test_select_touches_no_session(api, P, conn):
@@ -432,7 +437,7 @@ async def test_sub_indexes(api, conn):
 async def test_deleted_rows_and_stale_ids_everywhere(api, people, conn):
     P = people
     for i in (1, 2, 3):
-        conn.delete('P:%d' % i)
+        conn.delete(f'{P._namespace}:%d' % i)
     assert ids(await api.list(P.query.filter(n=(None, 50)))) == [4, 5]
     assert await api.count(P.query.filter(n=(None, 50))) == 5
     assert await api.select(P.query.filter(n=(None, 50)), 'n') == [{'n': 40}, {'n': 50}]
@@ -446,7 +451,7 @@ def test_unfiltered_first_loads_one_row(people, conn, roundtrips):
         assert P.query.first().id == 1
     assert rt.count == 2 and rt.commands.count('HGETALL') == 1     # counter, one row
     for i in (1, 2, 3):
-        conn.delete('P:%d' % i)
+        conn.delete(f'{P._namespace}:%d' % i)
     assert P.query.first().id == 4
     assert P.query.limit(2, 1).first().id == 6
     assert ids(P.query.limit(1, 4)) == [5, 6, 7, 8]

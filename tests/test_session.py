@@ -45,25 +45,25 @@ def test_session_type_and_containers(M):
 
 def test_add_forget_get(M):
     e = M(a=1)
-    assert session.known == {'M:1': e}
-    assert session.wknown['M:1'] is e
-    assert session.get('M:1') is e
+    assert session.known == {f'{M._namespace}:1': e}
+    assert session.wknown[f'{M._namespace}:1'] is e
+    assert session.get(f'{M._namespace}:1') is e
     session.forget(e)
-    assert 'M:1' not in session.known and 'M:1' not in session.wknown
-    assert session.get('M:1') is None
+    assert f'{M._namespace}:1' not in session.known and f'{M._namespace}:1' not in session.wknown
+    assert session.get(f'{M._namespace}:1') is None
     session.forget(e)  # not there: no error
     session.add(e)
-    assert session.get('M:1') is e
+    assert session.get(f'{M._namespace}:1') is e
 
 
 def test_add_keeps_position_and_forget_moves_to_end(M):
     a, b, c = M(a=1), M(a=2), M(a=3)
-    assert list(session.known) == ['M:1', 'M:2', 'M:3']
+    assert list(session.known) == [f'{M._namespace}:1', f'{M._namespace}:2', f'{M._namespace}:3']
     session.add(a)
-    assert list(session.known) == ['M:1', 'M:2', 'M:3']
+    assert list(session.known) == [f'{M._namespace}:1', f'{M._namespace}:2', f'{M._namespace}:3']
     session.forget(a)
     session.add(a)
-    assert list(session.known) == ['M:2', 'M:3', 'M:1']
+    assert list(session.known) == [f'{M._namespace}:2', f'{M._namespace}:3', f'{M._namespace}:1']
 
 
 def test_add_ignores_pk_none(M):
@@ -79,12 +79,12 @@ async def test_get_falls_back_to_weak_references(api, M):
     await api.save(e)
     await api.commit()
     assert session.known == {}
-    assert session.get('M:1') is e
+    assert session.get(f'{M._namespace}:1') is e
     assert await api.get(M, 1) is e
     del e
     import gc
     gc.collect()
-    assert session.get('M:1') is None
+    assert session.get(f'{M._namespace}:1') is None
 
 
 async def test_rollback_keeps_local_changes(api, M, conn):
@@ -97,7 +97,7 @@ async def test_rollback_keeps_local_changes(api, M, conn):
     other = await api.get(M, 1)
     assert other is not e and other.a == 1
     assert await api.commit() == 0  # e is no longer tracked
-    assert conn.hget('M:1', 'a') == b'1'
+    assert conn.hget(f'{M._namespace}:1', 'a') == b'1'
 
 
 # --- when entities are tracked (§3.3) ---------------------------------------------------------
@@ -108,19 +108,19 @@ async def test_tracking_events(api, M, conn):
     await api.save(e)
     session.rollback()
     loaded = await api.get(M, 1)
-    assert session.known['M:1'] is loaded  # load
+    assert session.known[f'{M._namespace}:1'] is loaded  # load
     session.rollback()
     loaded.a = 2
-    assert session.known['M:1'] is loaded  # assignment
+    assert session.known[f'{M._namespace}:1'] is loaded  # assignment
     session.rollback()
     del loaded.a
-    assert session.known['M:1'] is loaded  # delete attribute
+    assert session.known[f'{M._namespace}:1'] is loaded  # delete attribute
     await api.refresh(loaded, force=True)
     session.rollback()
     await api.refresh(loaded)
-    assert session.known['M:1'] is loaded  # refresh
+    assert session.known[f'{M._namespace}:1'] is loaded  # refresh
     await api.delete(loaded)
-    assert 'M:1' not in session.known and 'M:1' not in session.wknown  # delete
+    assert f'{M._namespace}:1' not in session.known and f'{M._namespace}:1' not in session.wknown  # delete
 
 
 def test_get_returns_cached_object_without_reading(M, conn, roundtrips):
@@ -171,8 +171,8 @@ async def test_null_session_behaviour(api, M, conn):
         e.a = 4
         assert session.get(e._pk) is None
         assert await api.commit() == 1  # only what was tracked before the switch
-        assert conn.hget('M:1', 'a') == b'2'
-        assert conn.hget('M:2', 'a') == b'3'
+        assert conn.hget(f'{M._namespace}:1', 'a') == b'2'
+        assert conn.hget(f'{M._namespace}:2', 'a') == b'3'
         session.rollback()
         assert await api.get(M, 1) is not tracked
     finally:
@@ -196,7 +196,7 @@ def test_session_is_per_thread(M):
     t.join()
     assert seen == {'get': None, 'known': {}, 'null': True, 'known_after': {}}
     assert not session.null_session
-    assert session.known == {'M:1': e}
+    assert session.known == {f'{M._namespace}:1': e}
 
 
 # --- dirty tracking (§3.4) ----------------------------------------------------------------------
@@ -207,10 +207,10 @@ async def test_in_place_mutation_needs_all(api, M, conn):
     e.j['k'] = 2
     assert not e._modified
     assert await api.commit() == 0
-    assert conn.hget('M:1', 'j') == b'{"k": 1}'
+    assert conn.hget(f'{M._namespace}:1', 'j') == b'{"k": 1}'
     session.add(e)
     assert await api.commit(all=True) == 1
-    assert conn.hget('M:1', 'j') == b'{"k": 2}'
+    assert conn.hget(f'{M._namespace}:1', 'j') == b'{"k": 2}'
 
 
 # --- flush / commit (§3.5) ----------------------------------------------------------------------
@@ -218,13 +218,13 @@ async def test_in_place_mutation_needs_all(api, M, conn):
 async def test_flush_and_commit(api, M, conn):
     a, b = M(a=1), M(a=2)
     assert await api.flush() == 8  # 4 columns each (a u j id)
-    assert list(session.known) == ['M:1', 'M:2']
+    assert list(session.known) == [f'{M._namespace}:1', f'{M._namespace}:2']
     assert await api.flush() == 0
     a.a = 10
     assert await api.commit() == 1
     assert session.known == {}
-    assert session.get('M:1') is a
-    assert conn.hget('M:1', 'a') == b'10'
+    assert session.get(f'{M._namespace}:1') is a
+    assert conn.hget(f'{M._namespace}:1', 'a') == b'10'
     assert await api.commit() == 0
 
 
@@ -232,9 +232,9 @@ async def test_commit_flags(api, M, conn):
     a = M(a=1)
     await api.commit()
     session.add(a)
-    conn.delete('M:a:idx')
+    conn.delete(f'{M._namespace}:a:idx')
     assert await api.commit(all=True) == 0  # nothing changed, but indexes rewritten
-    assert conn.zscore('M:a:idx', '1') == 1.0
+    assert conn.zscore(f'{M._namespace}:a:idx', '1') == 1.0
     session.add(a)
     assert await api.flush(all=True, full=True) == 4
     # force: no race check
@@ -248,20 +248,20 @@ async def test_commit_flags(api, M, conn):
     with pytest.raises(DataRaceError):
         await api.flush()
     assert await api.flush(force=True) == 4
-    assert conn.hget('M:1', 'a') == b'6'
+    assert conn.hget(f'{M._namespace}:1', 'a') == b'6'
 
 
 async def test_commit_failure_keeps_known(api, M, conn):
     await api.save(M(u='x'))
     bad = M(u='x')
-    assert 'M:2' in session.known
+    assert f'{M._namespace}:2' in session.known
     with pytest.raises(UniqueKeyViolation):
         await api.commit()
-    assert session.known['M:2'] is bad
+    assert session.known[f'{M._namespace}:2'] is bad
     assert bad._modified and bad._new
     bad.u = 'y'
     assert await api.commit() == 4
-    assert conn.hget('M:2', 'u') == b'y'
+    assert conn.hget(f'{M._namespace}:2', 'u') == b'y'
 
 
 # --- save (§3.5) --------------------------------------------------------------------------------
@@ -269,7 +269,7 @@ async def test_commit_failure_keeps_known(api, M, conn):
 async def test_save_flattens_and_sums(api, M, conn):
     a, b, c, d = M(a=1), M(a=2), M(a=3), M(a=4)
     assert await api.session_save([a, (b, [c])], d, bogus_kwarg=1) == 16
-    assert all(conn.exists('M:%i' % i) for i in range(1, 5))
+    assert all(conn.exists(f'{M._namespace}:%i' % i) for i in range(1, 5))
     assert await api.session_save(a, b) == 0
     a.a = 7
     assert await api.session_save(a, b) == 1
@@ -304,8 +304,8 @@ async def test_save_non_entity_raises_after_earlier_saved(api, M, conn):
     with pytest.raises(ORMError) as info:
         await api.session_save(a, 'junk', b)
     assert 'junk' in str(info.value)
-    assert conn.exists('M:1')
-    assert not conn.exists('M:2')
+    assert conn.exists(f'{M._namespace}:1')
+    assert not conn.exists(f'{M._namespace}:2')
 
 
 # --- batched commits: constant round trips, reference outcome on failure (§3.6) -------------
@@ -317,14 +317,14 @@ def test_commit_round_trips_constant(M, conn, roundtrips, n):
     with roundtrips(conn) as rt:
         assert session.commit() == 4 * n
     assert rt.count <= 2
-    assert conn.zcard('M:a:idx') == n
+    assert conn.zcard(f'{M._namespace}:a:idx') == n
     for i in range(n):
         e = M.get(i + 1)
         e.a = 100 + i
     with roundtrips(conn) as rt:
         assert session.commit() == n
     assert rt.count <= 2
-    assert conn.hget('M:%i' % n, 'a') == str(100 + n - 1).encode()
+    assert conn.hget(f'{M._namespace}:%i' % n, 'a') == str(100 + n - 1).encode()
 
 
 def _hooked_model():
@@ -354,17 +354,17 @@ async def test_commit_failure_unique_outcome(api, conn, roundtrips, failing):
             await api.commit()
     if not api.is_async:  # round trips of the blocking client
         assert rt.count <= 2
-    assert info.value.args[1:] == ('H', str(entities[failing].id))
+    assert info.value.args[1:] == (H._namespace, str(entities[failing].id))
     for i, e in enumerate(entities):
         written = conn.exists(e._pk)
         if i < failing:
             assert written and not e._new and not e._modified
-            assert conn.hget('H:u:uidx', 'v%i' % i) == str(e.id).encode()
+            assert conn.hget(f'{H._namespace}:u:uidx', 'v%i' % i) == str(e.id).encode()
         else:
             assert not written and e._new and e._modified
-            assert not conn.hexists('H:u:uidx', 'v%i' % i)
+            assert not conn.hexists(f'{H._namespace}:u:uidx', 'v%i' % i)
     assert calls == [('ai', i) for i in range(failing)]
-    assert conn.zcard('H:n:idx') == 1 + failing
+    assert conn.zcard(f'{H._namespace}:n:idx') == 1 + failing
     assert list(session.known)[-8:] == [e._pk for e in entities]
 
 
@@ -381,7 +381,7 @@ async def test_commit_failure_data_race_outcome(api, conn, roundtrips):
     before = dump(conn)
     with pytest.raises(DataRaceError) as info:
         await api.commit()
-    assert info.value.args[1:] == ('H', str(handles[3].id))
+    assert info.value.args[1:] == (H._namespace, str(handles[3].id))
     after = dump(conn)
     for i, h in enumerate(handles):
         if i < 3:
@@ -404,10 +404,10 @@ async def test_commit_failure_entity_deleted_outcome(api, conn):
         h.n += 10
     with pytest.raises(EntityDeletedError) as info:
         await api.commit()
-    assert info.value.args[1:] == ('H', '2')
-    assert conn.hget('H:1', 'n') == b'10'
-    assert not conn.exists('H:2')
-    assert conn.hget('H:3', 'n') == b'2'
+    assert info.value.args[1:] == (H._namespace, '2')
+    assert conn.hget(f'{H._namespace}:1', 'n') == b'10'
+    assert not conn.exists(f'{H._namespace}:2')
+    assert conn.hget(f'{H._namespace}:3', 'n') == b'2'
 
 
 async def test_commit_failure_invalid_value_nothing_written_from_failing_one(api, conn):
@@ -461,7 +461,7 @@ async def test_session_delete(api, M, conn, roundtrips):
         assert rt.count == 1
         assert rt.commands[0] == 'MULTI' and rt.commands[-1] == 'EXEC'
     left = dump(conn)
-    assert list(left) == [b'D:id:'] and int(left[b'D:id:'][1]) >= 5  # ids come in blocks
+    assert list(left) == [f'{D._namespace}:id:'.encode()] and int(left[f'{D._namespace}:id:'.encode()][1]) >= 5  # ids come in blocks
     assert calls == [('bd', i) for i in range(1, 6)] + [('ad', i, True) for i in range(1, 6)]
     assert all(e._deleted == 2 for e in items)
     assert all(e._pk not in session.known for e in items)
@@ -471,7 +471,7 @@ async def test_session_delete(api, M, conn, roundtrips):
     await api.session_delete(items[0], force=True)  # deleted again: after-hook only
     assert calls == [('ad', 1, True)]
     assert items[0]._deleted == 2
-    assert not conn.exists('D:1')
+    assert not conn.exists(f'{D._namespace}:1')
 
 
 async def test_session_delete_force_on_deleted_entity(api, conn):
@@ -490,10 +490,10 @@ async def test_session_delete_force_on_deleted_entity(api, conn):
     await api.save(e)
     await api.delete(e)
     calls.clear()
-    conn.hset('DF:1', 'a', '2')  # recreated behind rom's back
+    conn.hset(f'{DF._namespace}:1', 'a', '2')  # recreated behind rom's back
     await api.session_delete(e, force=True)
     assert calls == ['ad']
-    assert not conn.exists('DF:1')
+    assert not conn.exists(f'{DF._namespace}:1')
 
 
 async def test_session_delete_refuses_fk_models(api, conn):
@@ -550,7 +550,7 @@ async def test_session_delete_several_clients(api, conn, redis_url):
     a, b = X1(), X2()
     await api.commit()
     await api.session_delete(a, b)
-    assert dump(conn) == {b'X1:id:': (b'string', b'1'), b'X2:id:': (b'string', b'1')}
+    assert dump(conn) == {f'{X1._namespace}:id:'.encode(): (b'string', b'1'), f'{X2._namespace}:id:'.encode(): (b'string', b'1')}
 
 
 # --- refresh / refresh_all (§3.5) -----------------------------------------------------------------
@@ -558,8 +558,8 @@ async def test_session_delete_several_clients(api, conn, redis_url):
 async def test_session_refresh(api, M, conn):
     a, b = M(a=1), M(a=2)
     await api.commit()
-    conn.hset('M:1', 'a', '10')
-    conn.hset('M:2', 'a', '20')
+    conn.hset(f'{M._namespace}:1', 'a', '10')
+    conn.hset(f'{M._namespace}:2', 'a', '20')
     await api.session_refresh([a, (b,)])
     assert (a.a, b.a) == (10, 20)
     with pytest.raises(ORMError) as info:
@@ -588,8 +588,8 @@ async def test_session_refresh(api, M, conn):
 async def test_session_refresh_all(api, M, conn, roundtrips):
     a, b = M(a=1), M(a=2)
     await api.flush()
-    conn.hset('M:1', 'a', '10')
-    conn.hset('M:2', 'a', '20')
+    conn.hset(f'{M._namespace}:1', 'a', '10')
+    conn.hset(f'{M._namespace}:2', 'a', '20')
     with roundtrips(conn) as rt:
         await api.session_refresh_all('ignored positional')
     if not api.is_async:  # round trips of the blocking client
@@ -648,8 +648,8 @@ async def test_commit_parent_saved_as_side_effect_once(api, conn):
     assert parent._new
     total = await api.commit()
     assert total == 2 + 2  # parent (u, id) + kid (p, id)
-    assert conn.get('Par:id:') == b'1'
-    assert conn.hgetall('Par:u:uidx') == {b'x': b'1'}
+    assert conn.get(f'{Par._namespace}:id:') == b'1'
+    assert conn.hgetall(f'{Par._namespace}:u:uidx') == {b'x': b'1'}
     assert conn.hget(kid._pk, 'p') == b'1'
     assert not parent._new and not kid._new
 
@@ -665,7 +665,7 @@ async def test_commit_kid_before_parent(api, conn):
     parent = Par2(u='y')
     kid.p = parent
     await api.commit()
-    assert conn.get('Par2:id:') == b'1'
+    assert conn.get(f'{Par2._namespace}:id:') == b'1'
     assert conn.hget(kid._pk, 'p') == b'1'
-    assert conn.hgetall('Par2:1') == {b'id': b'1', b'u': b'y',
+    assert conn.hgetall(f'{Par2._namespace}:1') == {b'id': b'1', b'u': b'y',
                                       b'-index-data-': b'[{},{},{},{},{}]'}

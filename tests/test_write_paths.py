@@ -44,13 +44,13 @@ async def test_new_entity_save_reads_no_old_bookkeeping(api, private):
     hget, hdel = _calls(conn, 'hget'), _calls(conn, 'hdel')
     await api.save(e)
     assert _calls(conn, 'hget') == hget and _calls(conn, 'hdel') == hdel
-    assert conn.hget('Fresh:1', '-index-data-') == b'[["t:hello","t:world"],["n"],{},{},{}]'
+    assert conn.hget(f'{Fresh._namespace}:1', '-index-data-') == b'[["t:hello","t:world"],["n"],{},{},{}]'
     # an update reads the bookkeeping, and leaves it alone when it did not change
     e.n = 2
     hset = _calls(conn, 'hset')
     await api.save(e)
     assert _calls(conn, 'hset') == hset  # HMSET wrote n; -index-data- unchanged
-    assert conn.zscore('Fresh:n:idx', '1') == 2.0
+    assert conn.zscore(f'{Fresh._namespace}:n:idx', '1') == 2.0
 
 
 async def test_forced_save_still_removes_old_entries(api, conn):
@@ -61,8 +61,8 @@ async def test_forced_save_still_removes_old_entries(api, conn):
     await api.save(e)
     e.t = 'new'
     await api.save(e, force=True)
-    assert conn.smembers('Forced:t:old:idx') == set()
-    assert conn.smembers('Forced:t:new:idx') == {b'1'}
+    assert conn.smembers(f'{Forced._namespace}:t:old:idx') == set()
+    assert conn.smembers(f'{Forced._namespace}:t:new:idx') == {b'1'}
 
 
 async def test_stale_delete_releases_the_current_unique_values(api, private):
@@ -103,9 +103,9 @@ async def test_stale_delete_of_keygen_unique_releases_by_id(api, conn):
     fresh = await api.get(KU, 1)
     fresh.code = 'XYZ'
     await api.save(fresh)
-    assert conn.hgetall('KU:code:uidx') == {b'xyz': b'1'}
+    assert conn.hgetall(f'{KU._namespace}:code:uidx') == {b'xyz': b'1'}
     await api.delete(stale)
-    assert conn.hgetall('KU:code:uidx') == {}
+    assert conn.hgetall(f'{KU._namespace}:code:uidx') == {}
 
 
 def test_cascade_delete_is_one_write(conn, roundtrips):
@@ -141,27 +141,27 @@ async def test_an_update_rewrites_every_entry_when_the_bookkeeping_differs(api, 
     await api.save(e)
     # the row's bookkeeping misses the n entry (e.g. written before the index existed): the
     # script refuses the incremental update and rom sends a full one
-    conn.hset('Upd2:1', '-index-data-', '[["tag:a"],{},{},{},{}]')
-    conn.delete('Upd2:tag:a:idx')
+    conn.hset(f'{Upd2._namespace}:1', '-index-data-', '[["tag:a"],{},{},{},{}]')
+    conn.delete(f'{Upd2._namespace}:tag:a:idx')
     e.n = 2
     await api.save(e)
-    assert conn.smembers('Upd2:tag:a:idx') == {b'1'} and conn.zscore('Upd2:n:idx', '1') == 2
-    assert conn.hget('Upd2:1', '-index-data-') == b'[["tag:a"],["n"],{},{},{}]'
+    assert conn.smembers(f'{Upd2._namespace}:tag:a:idx') == {b'1'} and conn.zscore(f'{Upd2._namespace}:n:idx', '1') == 2
+    assert conn.hget(f'{Upd2._namespace}:1', '-index-data-') == b'[["tag:a"],["n"],{},{},{}]'
     # with the bookkeeping right, an update of numeric values writes only the changed
     # scores; a save without changes (or a full one) rewrites every entry, which repairs a
     # damaged index
-    conn.delete('Upd2:tag:a:idx')
+    conn.delete(f'{Upd2._namespace}:tag:a:idx')
     e.n = 3
     await api.save(e)
-    assert not conn.exists('Upd2:tag:a:idx') and conn.zscore('Upd2:n:idx', '1') == 3
+    assert not conn.exists(f'{Upd2._namespace}:tag:a:idx') and conn.zscore(f'{Upd2._namespace}:n:idx', '1') == 3
     await api.save(e)
-    assert conn.smembers('Upd2:tag:a:idx') == {b'1'}
+    assert conn.smembers(f'{Upd2._namespace}:tag:a:idx') == {b'1'}
     # a change of a non-numeric indexed column rewrites every entry
-    conn.delete('Upd2:n:idx')
+    conn.delete(f'{Upd2._namespace}:n:idx')
     e.tag = 'b'
     await api.save(e)
-    assert conn.zscore('Upd2:n:idx', '1') == 3 and conn.smembers('Upd2:tag:b:idx') == {b'1'}
-    assert not conn.exists('Upd2:tag:a:idx')
+    assert conn.zscore(f'{Upd2._namespace}:n:idx', '1') == 3 and conn.smembers(f'{Upd2._namespace}:tag:b:idx') == {b'1'}
+    assert not conn.exists(f'{Upd2._namespace}:tag:a:idx')
 
 
 def _counts(conn, *commands):
@@ -199,20 +199,20 @@ async def test_update_rewrites_only_what_changed(api, private):
     assert used['sadd'] == 0 and used['zadd'] == 2
     after = dump_database(conn)
     changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
-    assert changed == {b'Upd:1', b'Upd:age:idx', b'Upd:score:idx'}
-    assert conn.zscore('Upd:age:idx', '1') == 31 and conn.zscore('Upd:score:idx', '1') == 2.5
+    assert changed == {f'{Upd._namespace}:1'.encode(), f'{Upd._namespace}:age:idx'.encode(), f'{Upd._namespace}:score:idx'.encode()}
+    assert conn.zscore(f'{Upd._namespace}:age:idx', '1') == 31 and conn.zscore(f'{Upd._namespace}:score:idx', '1') == 2.5
     # a changed token and a changed prefix/suffix entry are removed and replaced
     e.name, e.handle = 'ann smith', 'Bob'
     await api.save(e)
-    assert conn.smembers('Upd:name:lee:idx') == set()
-    assert conn.smembers('Upd:name:smith:idx') == {b'1'}
-    assert conn.smembers('Upd:name:ann:idx') == {b'1'}
-    assert conn.zrange('Upd:handle:pre', 0, -1) == [b'bob\x001']
-    assert conn.zrange('Upd:handle:suf', 0, -1) == [b'bob\x001']
+    assert conn.smembers(f'{Upd._namespace}:name:lee:idx') == set()
+    assert conn.smembers(f'{Upd._namespace}:name:smith:idx') == {b'1'}
+    assert conn.smembers(f'{Upd._namespace}:name:ann:idx') == {b'1'}
+    assert conn.zrange(f'{Upd._namespace}:handle:pre', 0, -1) == [b'bob\x001']
+    assert conn.zrange(f'{Upd._namespace}:handle:suf', 0, -1) == [b'bob\x001']
     # the email claim moves when the email changes
     e.email = 'b@x'
     await api.save(e)
-    assert conn.hgetall('Upd:email:uidx') == {b'b@x': b'1'}
+    assert conn.hgetall(f'{Upd._namespace}:email:uidx') == {b'b@x': b'1'}
 
 
 async def test_resave_restores_index_entries_lost_outside_rom(api, private):
@@ -225,9 +225,9 @@ async def test_resave_restores_index_entries_lost_outside_rom(api, private):
 
     e = Heal(tag='red', n=5)
     await api.save(e)
-    conn.delete('Heal:tag:red:idx', 'Heal:n:idx')      # entries recorded, but gone
+    conn.delete(f'{Heal._namespace}:tag:red:idx', f'{Heal._namespace}:n:idx')      # entries recorded, but gone
     await api.save(e, full=True)
-    assert conn.smembers('Heal:tag:red:idx') == {b'1'} and conn.zscore('Heal:n:idx', '1') == 5
+    assert conn.smembers(f'{Heal._namespace}:tag:red:idx') == {b'1'} and conn.zscore(f'{Heal._namespace}:n:idx', '1') == 5
 
 
 async def test_race_check_by_one_hmget_still_detects_changes(api, private):
@@ -241,16 +241,16 @@ async def test_race_check_by_one_hmget_still_detects_changes(api, private):
 
     e = Race(a=1, b='x')
     await api.save(e)
-    conn.hset('Race:1', 'c', 'appeared')          # a field that was absent now exists
+    conn.hset(f'{Race._namespace}:1', 'c', 'appeared')          # a field that was absent now exists
     e.b = 'y'
     with pytest.raises(rom.exceptions.DataRaceError) as info:
         await api.save(e)
     assert 'c' in str(info.value)
-    conn.hdel('Race:1', 'c')
-    conn.hset('Race:1', 'a', '7')                 # a guarded value changed
+    conn.hdel(f'{Race._namespace}:1', 'c')
+    conn.hset(f'{Race._namespace}:1', 'a', '7')                 # a guarded value changed
     with pytest.raises(rom.exceptions.DataRaceError) as info:
         await api.save(e)
-    assert 'a' in str(info.value) and conn.hget('Race:1', 'b') == b'x'
+    assert 'a' in str(info.value) and conn.hget(f'{Race._namespace}:1', 'b') == b'x'
 
 
 async def test_a_commit_replans_only_the_update_the_script_refused(api, private):
@@ -265,6 +265,6 @@ async def test_a_commit_replans_only_the_update_the_script_refused(api, private)
     conn.hset(b._pk, '-index-data-', '{}')   # b's bookkeeping lost: its update is replanned
     a.n, b.n, c.n = 10, 20, 30
     assert await api.commit() == 3
-    assert [conn.zscore('Upd3:n:idx', str(e.id)) for e in (a, b, c)] == [10, 20, 30]
+    assert [conn.zscore(f'{Upd3._namespace}:n:idx', str(e.id)) for e in (a, b, c)] == [10, 20, 30]
     assert conn.hget(b._pk, '-index-data-') == b'[{},["n"],{},{},{}]'
     assert not any(e._modified for e in (a, b, c))
