@@ -15,6 +15,11 @@ lasted longer, up to ``MAX_BLOCK``. Ids of a block that are never handed out (th
 exits, forks or its database is flushed) are gaps in the sequence, like the id of an entity
 that is constructed and never saved.
 
+In a coroutine (a running event loop in the thread) a new entity takes an id of a held
+block at once, without I/O; when none is held its id stays pending until its first
+``asave()``/``acommit()``, which reserves one block for all the pending entities of a
+model (``op_take_ids``; the counter's lock is never held across an ``await``).
+
 Thread-safe (one lock per counter); fork-safe: a child process drops the blocks it
 inherited (their ids belong to the parent) and reserves its own.
 """

@@ -127,6 +127,9 @@ class Session(threading.local):
 
     One per thread; inside a running event loop, one per asyncio task (two tasks of one
     loop never see each other's entities). Code outside a running loop keeps its thread's.
+    A coroutine run as a task of its own (``asyncio.gather``, ``create_task``, and
+    ``asyncio.wait_for`` before Python 3.12) has its own session: commit a task's entities
+    in that task (``async with asyncio.timeout(...)`` keeps the same task).
     """
 
     def __init__(self) -> None:
@@ -285,8 +288,12 @@ class Session(threading.local):
 
     async def asave(self, *objects: Any, full: Any = None, all: Any = None, force: Any = None,
                     **ignored: Any) -> int:
-        """Async ``save()``."""
-        return await arun(_op_save(objects, full, all, force, False))
+        """Async ``save()`` (the saved entities count as coming from the async API, as with
+        ``Model.asave``)."""
+        from ._relations import mark_async
+        total = await arun(_op_save(objects, full, all, force, False))
+        mark_async(list(_flatten(objects)))
+        return total
 
     def delete(self, *objects: Any, force: Any = None, **ignored: Any) -> None:
         """Delete entities with one MULTI/EXEC round trip per Redis client (no on_delete)."""

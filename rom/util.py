@@ -2,7 +2,8 @@
 
 This module is the single home of the user-patchable connection state: assign
 ``rom.util.CONNECTION``, call ``set_connection_settings(...)`` or monkey-patch
-``rom.util.get_connection`` at any time; rom looks them up here on every call.
+``rom.util.get_connection`` at any time; rom looks them up here on every call. The async
+API's client follows ``CONNECTION`` (``get_async_connection()``, one per event loop).
 """
 from __future__ import annotations
 

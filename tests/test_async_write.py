@@ -383,3 +383,26 @@ def test_a_cycle_of_new_entities_blocking(conn):
     assert [conn.hget(e._pk, 'next') for e in (a, b, c)] == \
         [str(e.id).encode() for e in (b, c, a)]
     assert not (a._new or b._new or c._new)
+
+
+async def test_expiring_entities_through_the_async_writes(conn):
+    class Token(rom.Model):
+        _ttl = 60
+        value = rom.String(unique=True, keygen=rom.IDENTITY)
+
+    token = Token(value=b'abc')
+    await token.asave()
+    assert conn.zscore('Token:-expiry-', str(token.id)) is not None
+    token.expire_in(0.05)
+    await token.asave()
+    await asyncio.sleep(0.15)
+    session.rollback()
+    assert await Token.aget(token.id) is None  # expired: gone for reads
+    token.value = b'again'
+    with pytest.raises(EntityDeletedError):
+        await token.asave()  # an expired entity is not written back
+    await token.asave(force=True)  # recreated
+    assert conn.hget(token._pk, 'value') == b'again'
+    await token.adelete()
+    assert not conn.exists(token._pk)
+    assert_audit_clean(Token)
