@@ -795,7 +795,7 @@ async def test_many_to_one_values_storage_and_loading(api, conn):
         assert not parent._new
         assert conn.hget(f'{Parent._namespace}:1', 'name') == b'p'
     await api.save(child)
-    assert not parent._new and conn.hget('Parent:1', 'name') == b'p'
+    assert not parent._new and conn.hget(f'{Parent._namespace}:1', 'name') == b'p'
     assert conn.hget(f'{Child._namespace}:1', 'p') == b'1'
     assert conn.zrange(f'{Child._namespace}:p:idx', 0, -1, withscores=True) == [(b'1', 1.0)]
     assert child.p is parent
