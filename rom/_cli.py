@@ -30,6 +30,8 @@ from ._repair import repair_model
 from ._registry import EntityMeta
 from ._relations import UnsafeColumn
 from .exceptions import ORMError
+from ._shard_cli import add_parser as add_reshard_parser
+from ._shard_cli import expand as expand_shards
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -400,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument('--no-audit', action='store_true',
                          help='skip the final comparison and index audit')
     migrate.set_defaults(func=_cmd_migrate, fix=False, json=False)
+    add_reshard_parser(sub, _common)  # sharding hook: python -m rom reshard
     return parser
 
 
@@ -421,6 +424,7 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
         return EXIT_USAGE
     try:
         models = [load_model(spec) for spec in args.models]
+        models = expand_shards(models, args.command)  # sharding hook: jobs walk the shards
     except UsageError as exc:
         print('%s: error: %s' % (parser.prog, exc), file=stderr)
         return EXIT_USAGE

@@ -58,6 +58,8 @@ def references(entity: Any) -> Iterator[str]:
             continue
         if isinstance(value, bytes):
             value = value.decode('latin-1')
+        if target.__dict__.get('_shard_models'):  # sharding hook: the row's shard
+            target = target._shard_models[int(value) % len(target._shard_models)]
         yield '%s:%s' % (target._namespace, value)
 
 

@@ -156,6 +156,9 @@ def op_take_ids(model: Any, via: Any, count: int = 1) -> Operation[List[int]]:
 
 def take_ids(model: Any, conn: Any, count: int = 1) -> List[int]:
     """``count`` new ids of ``model`` (in increasing order), reserving a block when needed."""
+    hook = getattr(model, '_rom_take_ids', None)  # sharding hook: shard classes (rom._shard)
+    if hook is not None:
+        return hook(conn, count)  # type: ignore[no-any-return]
     state = _counter('%s:%s:' % (model._namespace, model._pkey), conn)
     with state.lock:
         taken = _held(state, count)

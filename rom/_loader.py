@@ -127,10 +127,12 @@ def _load_other(entity: Any, attr: str, col: Any, raw: Optional[bytes]) -> None:
 
 
 def field_names(cls: Any) -> List[bytes]:
-    """The stored field names of ``cls`` in :func:`load_plan` order (cached on the class)."""
+    """The field names read of a row of ``cls``, in :func:`load_plan` order (cached on the
+    class): every stored column's, not those of ``OneToMany`` columns (they store nothing,
+    and loading one ignores any value: it only checks that its target model exists)."""
     names = cls.__dict__.get('_rom_field_names')
     if names is None:
-        names = [key for _, key, _, _ in load_plan(cls)]
+        names = [key for _, key, col, _ in load_plan(cls) if type(col) is not OneToMany]
         setattr(cls, '_rom_field_names', names)
     return names
 
@@ -194,8 +196,11 @@ def _compile(cls: Any, plan: LoadPlan) -> Tuple[Builder, Builder]:
             body.append('    data[%r] = %s' % (attr, exprs[n]))
     body.append('    self._init = True')
     body.append('    return self')
+    # the values of field_names(): no OneToMany field (its raw value is always None)
     from_values = ['def build(cls, values):',
-                   '    %s, = values' % ', '.join('r%d' % n for n in range(len(plan)))]
+                   '    %s, = values' % ', '.join('r%d' % n for n in range(len(plan))
+                                                  if n not in reverse)]
+    from_values += ['    r%d = None' % n for n in reverse]
     from_mapping = ['def build_mapping(cls, row):', '    get = row.get']
     from_mapping += ['    r%d = get(%r)' % (n, key) for n, (_, key, _, _) in enumerate(plan)]
     source = '\n'.join(from_values + body + from_mapping + body)

@@ -14,6 +14,7 @@ from .exceptions import RestrictError
 
 def _references_to(model: Any) -> List[Tuple[str, str, str]]:
     """``MODELS_REFERENCED`` entries naming ``model`` by namespace or by class name (B2)."""
+    model = getattr(model, '_shard_public', None) or model  # sharding hook: a shard's refs
     refs = list(MODELS_REFERENCED.get(model._namespace, ()))
     if model.__name__ != model._namespace:
         refs += [r for r in MODELS_REFERENCED.get(model.__name__, ()) if r not in refs]

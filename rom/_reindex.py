@@ -160,6 +160,8 @@ def dangling_references(model: Any, entities: Sequence[Any]) -> List[Tuple[Any, 
             if isinstance(value, _Unresolved):
                 target = col.get_related_model()
                 if target is not None:
+                    if target.__dict__.get('_shard_models'):  # sharding hook: its shard
+                        target = target._shard_models[int(value.id) % len(target._shard_models)]
                     wanted.append((entity, attr, target, '%s:%s' % (target._namespace, value.id)))
     if not wanted:
         return []

@@ -15,6 +15,8 @@ from ._records import GeoIndex
 from ._registry import MODELS, MODELS_REFERENCED, EntityMeta
 from ._relations import ManyToOne, OneToMany, UnsafeColumn
 from ._search import GeneralIndex
+from ._shard import check_relations as check_shard_relations
+from ._shard import declared_shards, setup_shards, sharded_namespace
 from ._ttl import check_model
 from .exceptions import ColumnError, ORMError
 
@@ -34,6 +36,11 @@ class _ModelMetaclass(EntityMeta):
                            % (name, type(namespace).__name__))
         wants_cluster = body.get('_cluster', next(
             (getattr(b, '_cluster') for b in bases if getattr(b, '_cluster', False)), False))
+        # -- sharding hook (rom._shard): a sharded model's public namespace is '{<base>}'
+        shards = 0 if is_root else declared_shards(name, body, bases)
+        if shards:
+            namespace, wants_cluster = sharded_namespace(name, namespace), True
+        # -- end sharding hook
         namespace, cluster_tag = cluster_namespace(name, namespace,
                                                    False if is_root else wants_cluster)
         block = body.get('_ids_per_block')
@@ -116,12 +123,15 @@ class _ModelMetaclass(EntityMeta):
         cls = super().__new__(mcs, name, bases, merged)
         if not is_root:
             check_cluster_relations(cls, MODELS, MODELS_REFERENCED)
+            check_shard_relations(cls)  # sharding hook: a referenced sharded model
         check_model(cls)  # expiry declarations (_ttl, _ttl_renew)
         for attr, col in columns.items():
             if isinstance(col, ManyToOne):
                 MODELS_REFERENCED.setdefault(col._ftable, []).append(
                     (namespace, attr, col._on_delete))
         MODELS[namespace] = MODELS[name] = cls
+        if shards:  # sharding hook: build the hidden shard classes
+            setup_shards(cls, shards)
         return cls
 
 

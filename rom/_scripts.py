@@ -41,8 +41,9 @@ def _script_load(script: Union[str, bytes]) -> ScriptCall:
     """
     source = script.encode('utf-8') if isinstance(script, str) else script
     sha = hashlib.sha1(source).hexdigest()
-    sent = [False]
-    sent_nodes: Set[str] = set()  # on a cluster: the nodes this process sent the source to
+    # where this process sent the source (each server caches scripts on its own): the
+    # connection pools of plain clients, the node names of a cluster's masters
+    sent_to: Set[Any] = set()
 
     def call(conn: Any, keys: Sequence[Any] = (), args: Sequence[Any] = (),
              force_eval: bool = False, route: Any = None) -> Any:
@@ -55,18 +56,20 @@ def _script_load(script: Union[str, bytes]) -> ScriptCall:
             return conn
         if keys and is_cluster_client(conn):
             return _retry_while_slot_moves(lambda: _call_node(conn, keys, args, force_eval))
-        return _call(conn, keys, args, force_eval or not sent[0])
+        server = id(getattr(conn, 'connection_pool', conn))
+        first = server not in sent_to
+        sent_to.add(server)
+        return _call(conn, keys, args, force_eval or first)
 
     def _call_node(conn: Any, keys: Sequence[Any], args: Sequence[Any],
                    force_eval: bool) -> Any:
         node = node_name(conn, keys[0])  # each node caches scripts on its own
-        first = node not in sent_nodes
-        sent_nodes.add(node)
+        first = node not in sent_to
+        sent_to.add(node)
         return _call(conn, keys, args, force_eval or first)
 
     def _call(conn: Any, keys: Sequence[Any], args: Sequence[Any], force_eval: bool) -> Any:
         if force_eval:
-            sent[0] = True
             return conn.execute_command('EVAL', source, len(keys), *keys, *args)
         try:
             return conn.execute_command('EVALSHA', sha, len(keys), *keys, *args)

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 import warnings
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Dict, List, NamedTuple, Optional, Set, Tuple
 
 from ._connect import to_text
-from ._helpers import (_encode_unique_constraint, _prefix_score, score_text, short_repr,
-                       token_text)
-from ._keygen import SORT_KEYGEN_NAMES, _numeric_keygen
+from ._helpers import _encode_unique_constraint, score_text, short_repr, token_text
+from . import _coltypes as ct
+from ._helpers import _POWERS, _TWO52, dt2ts
+from ._keygen import SORT_KEYGEN_NAMES, _boolean_keygen, _numeric_keygen
 from ._registry import PENDING_ID
 from ._relations import UnsafeColumn
 from ._ttl import KEEP
@@ -96,6 +99,23 @@ def _coordinate(value: Any) -> Optional[float]:
 
 # --- index entries (models spec §2.4, query spec §2.3) -----------------------------------------
 _ts = token_text
+_PACK_Q = struct.Struct('<q').pack
+_UNPACK_D = struct.Struct('<d').unpack
+
+
+def _prefix_score(v: Any) -> str:
+    """``rom._helpers._prefix_score(v)`` (the same text), computed with one pack/unpack: the
+    double whose bit pattern is the prefix number plus 2**52."""
+    b = v.encode('utf-8') if isinstance(v, str) else v
+    n = len(b)
+    if n > 7:
+        b = b[:7]
+        n = 7
+    p = 0
+    for c in b:
+        p = p * 258 + c + 1
+    return repr(_UNPACK_D(_PACK_Q(p * _POWERS[7 - n] + _TWO52))[0])
+
 
 
 def _as_member(raw: Any) -> str:
@@ -177,13 +197,14 @@ def _geo_points(model: Any, data: Dict[str, Any]) -> List[Tuple[str, str, str]]:
     return points
 
 
-_GENERIC, _NUMERIC, _SORT_ONLY = 0, 1, 2
+_GENERIC, _NUMERIC, _SORT_ONLY, _BOOLEAN = 0, 1, 2, 3
 
 
 def _indexed_columns(model: Any) -> List[Tuple[str, Any, int]]:
     """(attr, column, kind) of the columns with index entries: ``_NUMERIC`` for rom's numeric
     keygen on an indexed column (the score is the value), ``_SORT_ONLY`` for a sortable
-    string keygen that only feeds prefix/suffix entries (its score is unused)."""
+    string keygen that only feeds prefix/suffix entries (its score is unused), ``_BOOLEAN``
+    for rom's boolean keygen on an indexed column (one set entry)."""
     indexed = []
     for attr, col in model._columns.items():
         if isinstance(col, UnsafeColumn) or not col._keygen:
@@ -196,6 +217,8 @@ def _indexed_columns(model: Any) -> List[Tuple[str, Any, int]]:
             wrapped = getattr(keygen, '__wrapped__', None)
             if wrapped is _numeric_keygen and col._index and not (col._prefix or col._suffix):
                 kind = _NUMERIC
+            elif wrapped is _boolean_keygen and col._index and not (col._prefix or col._suffix):
+                kind = _BOOLEAN
             elif (not col._index and getattr(keygen, '__name__', None) in SORT_KEYGEN_NAMES
                   and wrapped is not None and wrapped.__name__ == keygen.__name__
                   and wrapped.__module__ == 'rom._keygen'):
@@ -218,6 +241,9 @@ def _numeric_score(value: Any) -> Optional[str]:
         return str(value)
     if kind is bool:
         return '1' if value else '0'
+    if kind is datetime:  # DateTime: the keygen's score of the timestamp
+        stamp = dt2ts(value)
+        return repr(stamp) if type(stamp) is float and math.isfinite(stamp) else None
     return None
 
 
@@ -241,6 +267,9 @@ def compute_index_entries(model: Any, data: Dict[str, Any], id_text: str = '') -
         elif kind == _SORT_ONLY:
             if value:  # the keygen gives nothing for an empty value
                 _add_keygen_result(entries, ns, col, attr, {}, value, True)
+            continue
+        elif kind == _BOOLEAN:  # the keygen's one token
+            entries.keys.append(attr + (':True' if value else ':False'))
             continue
         try:
             result = col._keygen(attr, data)
@@ -294,7 +323,8 @@ def _guarded_columns(model: Any) -> Any:
 class _Layout(NamedTuple):
     """What ``plan_write`` needs of a model, computed once per model class."""
 
-    columns: List[Tuple[str, Any, bool, bool, bool]]  # attr, col, unique, guarded, virtual
+    # attr, col, unique, guarded, virtual, storage text by exact value type (see _FAST_TEXT)
+    columns: List[Tuple[str, Any, bool, bool, bool, Dict[type, Any]]]
     unsafe: List[str]
     guarded_all: bool
     groups: List[Tuple[Tuple[str, ...], str]]  # unique_together columns, index name
@@ -303,6 +333,17 @@ class _Layout(NamedTuple):
     indexed: List[Tuple[str, Any, int]]  # see _indexed_columns
     entry_columns: Set[str]  # columns with index entries
     numeric: List[str]  # their _NUMERIC ones (no geo, no whole-entity keygens in the model)
+
+
+#: per built-in column class (exact classes: a subclass may store differently), the storage
+#: text of values of these exact types, as ``col._to_redis`` gives it
+_FAST_TEXT: Dict[type, Dict[type, Any]] = {
+    ct.Text: {str: str},
+    ct.Integer: {int: str},
+    ct.PrimaryKey: {int: str},
+    ct.Float: {float: repr, int: str},
+    ct.Boolean: {bool: lambda value: '1' if value else ''},
+}
 
 
 def _layout(model: Any) -> _Layout:
@@ -320,7 +361,7 @@ def _layout(model: Any) -> _Layout:
             continue
         virtual = bool(getattr(col, '_virtual', False))
         columns.append((attr, col, bool(col._unique), guarded is True or attr in guarded,
-                        virtual))
+                        virtual, _FAST_TEXT.get(type(col), {})))
         if col._unique:
             keygen_derived = bool(col._keygen and not col._index)
             delete_claims.append((attr, 'k' if keygen_derived else 's'))
@@ -383,10 +424,20 @@ def plan_write(model: Any, old: Dict[str, Any], new: Dict[str, Any], full: bool 
     stored: Dict[str, str] = {}
     changed: Set[str] = set()
     changes = 0
-    for attr, col, unique, guarded, virtual in layout.columns:
+    for attr, col, unique, guarded, virtual, fast in layout.columns:
         old_s = None if is_new else old.get(attr)
         new_v = new.get(attr)
-        new_s = storage_text(ns, attr, col, new_v) if new_v is not None else None
+        if new_v is None:
+            new_s = None
+        else:
+            convert = fast.get(type(new_v))
+            if convert is None:
+                new_s = storage_text(ns, attr, col, new_v)
+            else:
+                try:
+                    new_s = convert(new_v)
+                except ValueError:  # an int over 4300 digits: the column's own error
+                    new_s = storage_text(ns, attr, col, new_v)
         if new_s is not None:
             stored[attr] = new_s
         if new_v is None:
@@ -460,9 +511,11 @@ def plan_write(model: Any, old: Dict[str, Any], new: Dict[str, Any], full: bool 
                 need_utf8(ns, attr, value)
     current = layout.current if force and not delete else []
     unsafe = [ns + ':' + id_text + ':' + attr for attr in layout.unsafe] if delete else []
-    return WritePlan(ns, id_text, pkey, delete, mode, race, absent, claims, releases, current,
+    plan = WritePlan(ns, id_text, pkey, delete, mode, race, absent, claims, releases, current,
                      hdel, hset, unsafe, entries, changes, stored,
                      None if model._ttl is None else KEEP)
+    hook = getattr(model, '_rom_plan_hook', None)  # sharding hook: global unique claims
+    return plan if hook is None else hook(plan)
 
 
 def _plan_unique(col: Any, attr: str, old: Dict[str, Any], new: Dict[str, Any], old_s: Any,

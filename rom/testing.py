@@ -476,6 +476,8 @@ def reset_rom_state(conn: redis.Redis, forget_models: bool = False) -> None:
 
     conn.flushdb()
     forget_blocks()
+    from rom._shard import forget_checks
+    forget_checks()  # sharded models' metadata is checked again on first use
     rom.util.CONNECTION = conn
     if forget_models:
         restore_model_registry(({}, {}))

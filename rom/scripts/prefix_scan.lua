@@ -29,6 +29,7 @@ local start, stop, lit, pat = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local first = ARGV[5] == '1'
 local mode = ARGV[6] or 'store'
 local plen = #lit
+local find, sub = string.find, string.sub
 
 local function less(a, b)
     local n = math.min(#a, #b)
@@ -73,34 +74,57 @@ end
 local ids = {}
 local distinct = 0
 local k = tonumber(ARGV[7] or '0')
-local function collect(id)
-    if mode == 'store' then
+local collect
+if mode == 'store' then
+    collect = function(id)
         ids[#ids + 1] = id
-    elseif mode == 'count' then
+    end
+elseif mode == 'count' then
+    collect = function(id)
         if not ids[id] then
             ids[id] = true
             distinct = distinct + 1
         end
-    else
-        local n = #ids
+    end
+else
+    -- the k smallest so far, ascending, in ids[1 .. n]; ids[n] is the one to beat
+    local n = 0
+    collect = function(id)
         if n >= k and not (id < ids[n]) then
             return
         end
-        local a, b = 1, n + 1
-        while a < b do
-            local mid = math.floor((a + b) / 2)
-            if ids[mid] < id then
-                a = mid + 1
-            else
-                b = mid
+        local a
+        if k <= 64 then  -- a short list: walk down from its end
+            a = n + 1
+            while a > 1 and id < ids[a - 1] do
+                a = a - 1
             end
+            if a > 1 and ids[a - 1] == id then
+                return
+            end
+        else
+            local lo_, hi_ = 1, n + 1
+            while lo_ < hi_ do
+                local mid = lo_ + (hi_ - lo_ - (hi_ - lo_) % 2) / 2
+                if ids[mid] < id then
+                    lo_ = mid + 1
+                else
+                    hi_ = mid
+                end
+            end
+            if ids[lo_] == id then
+                return
+            end
+            a = lo_
         end
-        if ids[a] == id then
-            return
+        for q = n, a, -1 do
+            ids[q + 1] = ids[q]
         end
-        table.insert(ids, a, id)
-        if #ids > k then
-            ids[#ids] = nil
+        ids[a] = id
+        if n < k then
+            n = n + 1
+        else
+            ids[n + 1] = nil
         end
     end
 end
@@ -114,21 +138,38 @@ while i < hi and not done do
         break
     end
     for _, m in ipairs(members) do
-        local token, id = string.match(m, '^(.*)%z([^%z]*)$')
-        if token then
-            local head = string.sub(token, 1, plen)
-            if head == lit then
-                local ok = pat == '' or matches(token)
-                if ok == nil then
-                    return redis.error_reply('ROM_LIKE_TOO_COSTLY the like() pattern needs more '
-                                             .. 'than ' .. limit() .. ' matching steps here')
-                elseif ok then
-                    collect(id)
+        -- without a pattern, a member starting with the prefix whose last NUL comes after
+        -- it matches: plain finds, no substring of the token (the common case, made cheap)
+        local z = nil
+        if pat == '' and (plen == 0 or find(m, lit, 1, true) == 1) then
+            z = find(m, '\0', plen + 1, true)
+            while z do
+                local after = find(m, '\0', z + 1, true)
+                if not after then
+                    break
                 end
-            elseif less(lit, head) then
-                -- tokens past the prefix: nothing further can match
-                done = true
-                break
+                z = after
+            end
+        end
+        if z then
+            collect(sub(m, z + 1))
+        else
+            local token, id = string.match(m, '^(.*)%z([^%z]*)$')
+            if token then
+                local head = sub(token, 1, plen)
+                if head == lit then
+                    local ok = pat == '' or matches(token)
+                    if ok == nil then
+                        return redis.error_reply('ROM_LIKE_TOO_COSTLY the like() pattern needs '
+                                                 .. 'more than ' .. limit() .. ' matching steps here')
+                    elseif ok then
+                        collect(id)
+                    end
+                elseif less(lit, head) then
+                    -- tokens past the prefix: nothing further can match
+                    done = true
+                    break
+                end
             end
         end
     end

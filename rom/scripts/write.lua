@@ -40,9 +40,10 @@
 -- A race check that finds the row exactly as this block leaves it (a replay of a call
 -- whose reply was lost, e.g. by a client that retries) is not a race: the block is
 -- written again, which changes nothing.
--- Index additions and removals are grouped per key over the whole call (one SADD / ZADD /
--- ZREM ... with many members) and sent before the call returns; a block whose row an
--- earlier block of the call touched sends the pending ones first.
+-- Index additions and removals of a call of several blocks are grouped per key over the
+-- whole call (one SADD / ZADD / ZREM ... with many members) and sent before the call
+-- returns; a block whose row an earlier block of the call touched sends the pending ones
+-- first. A call of one block sends them as they come (nothing to group).
 -- Every input the server could reject (scores, coordinates) was validated by the caller.
 
 local items = ARGV
@@ -50,13 +51,20 @@ if string.byte(ARGV[1], 1) == 91 then  -- '[': the JSON form
     items = cjson.decode(ARGV[1])
 end
 local pos = 2
-local function arg()
-    local v = items[pos]
-    pos = pos + 1
-    return v
-end
-local function count()
-    return tonumber(arg())
+-- The next list of the block: its count n, then n * width items, returned flat (pairs and
+-- triples are not split into tables: fewer allocations per call).
+local function slice(width)
+    local n = tonumber(items[pos]) * width
+    local first = pos + 1
+    pos = first + n
+    if n <= 200 then
+        return {unpack(items, first, pos - 1)}
+    end
+    local out = {}
+    for i = 1, n do
+        out[i] = items[first + i - 1]
+    end
+    return out
 end
 
 local function call_chunked(cmd, key, items)
@@ -67,11 +75,24 @@ local function call_chunked(cmd, key, items)
     end
 end
 
--- grouped writes: command -> key -> members (with their scores / coordinates)
+-- grouped writes: command -> key -> members (with their scores / coordinates); a call of
+-- one block writes directly
 local grouped = {SADD = {}, SREM = {}, ZADD = {}, ZREM = {}, GEOADD = {}}
 local grouped_order = {}
 local widths = {SADD = 1, SREM = 1, ZADD = 2, ZREM = 1, GEOADD = 3}
+local direct = tonumber(items[1]) == 1
+local call = redis.call
 local function queue(cmd, key, a, b, c)
+    if direct then
+        if c then
+            call(cmd, key, a, b, c)
+        elseif b then
+            call(cmd, key, a, b)
+        else
+            call(cmd, key, a)
+        end
+        return
+    end
     local items = grouped[cmd][key]
     if not items then
         items = {}
@@ -251,13 +272,13 @@ if blocks < 0 then  -- some blocks carry expiry ops (models with `_ttl`): see _e
 end
 local seen = {}
 for block = 1, blocks do
-    local ns = arg()
-    local id = arg()
-    local mode = arg()
+    local ns, id, mode = items[pos], items[pos + 1], items[pos + 2]
+    pos = pos + 3
     -- expiry: models with `_ttl` only ------------------------------------------------------
     local ttl_op, ttl_ms = nil, nil
     if #mode > 1 then
-        ttl_op, ttl_ms = arg(), arg()
+        ttl_op, ttl_ms = items[pos], items[pos + 1]
+        pos = pos + 2
         mode = mode:sub(1, 1)
     end
     -- ---------------------------------------------------------------------------------------
@@ -277,66 +298,49 @@ for block = 1, blocks do
     end
     -- ---------------------------------------------------------------------------------------
 
-    -- read the whole block
-    local checked, expected = {}, {}
-    for i = 1, count() do
-        checked[i] = arg()
-        expected[i] = arg()
-    end
-    for _ = 1, count() do
-        checked[#checked + 1] = arg()
-        expected[#checked] = false
-    end
-    local claims = {}
-    for i = 1, count() do
-        claims[i] = {arg(), arg()}
-    end
-    local releases = {}
-    for i = 1, count() do
-        releases[i] = {arg(), arg()}
-    end
-    local current = {}
-    for i = 1, count() do
-        current[i] = {arg(), arg()}
-    end
-    local fields = {}
-    for i = 1, count() do
-        fields[i] = arg()
-    end
-    local pairs_ = {}
-    for _ = 1, count() do
-        pairs_[#pairs_ + 1] = arg()
-        pairs_[#pairs_ + 1] = arg()
-    end
-    local unsafe = {}
-    for i = 1, count() do
-        unsafe[i] = arg()
-    end
-    local keys, scored, scores, prefix, suffix, points = {}, {}, {}, {}, {}, {}
-    for i = 1, count() do
-        keys[i] = arg()
-    end
-    for i = 1, count() do
-        scored[i] = arg()
-        scores[i] = arg()
-    end
-    for _, recorded in ipairs({prefix, suffix}) do
-        for i = 1, count() do
-            recorded[i] = {arg(), arg(), arg()}
-        end
-    end
-    for i = 1, count() do
-        points[i] = {arg(), arg(), arg()}
-    end
+    -- read the whole block (flat lists: pairs and triples stay consecutive items)
+    local race = slice(2)      -- field, expected value
+    local absent = slice(1)    -- field
+    local claims = slice(2)    -- unique index name, value
+    local releases = slice(2)  -- unique index name, value
+    local current = slice(2)   -- unique index name, 's' | 'c'
+    local fields = slice(1)    -- fields to delete
+    local pairs_ = slice(2)    -- field, value to write
+    local unsafe = slice(1)    -- keys
+    local keys = slice(1)      -- "attr:token"
+    local scored = slice(2)    -- name, score
+    local prefix = slice(3)    -- attr, token, score
+    local suffix = slice(3)    -- attr, reversed token, score
+    local points = slice(3)    -- geo index name, lon, lat
 
     -- race check: every listed field must still hold the value read (or still be absent),
-    -- or already hold what this block writes (a replayed call)
+    -- or already hold what this block writes (a replayed call). The same HMGET reads the
+    -- row's bookkeeping, which a save of an existing row and a delete need.
+    local checked, expected = {}, {}
+    for i = 1, #race, 2 do
+        checked[#checked + 1] = race[i]
+        expected[#checked] = race[i + 1]
+    end
+    for _, field in ipairs(absent) do
+        checked[#checked + 1] = field
+        expected[#checked] = false
+    end
+    local nchecked = #checked
+    local old_index_data = nil
+    local read_index_data = not fresh
     local changed = {}
-    if #checked > 0 then
+    if nchecked > 0 or read_index_data then
+        if read_index_data then
+            checked[nchecked + 1] = '-index-data-'
+        end
         local now = hmget_chunked(row, checked)
-        for i, field in ipairs(checked) do
+        if read_index_data then
+            old_index_data = now[nchecked + 1]
+            checked[nchecked + 1] = nil
+        end
+        for i = 1, nchecked do
             if now[i] ~= expected[i] then
-                changed[#changed + 1] = field
+                changed[#changed + 1] = checked[i]
             end
         end
         if #changed > 0 and not is_delete then
@@ -348,8 +352,8 @@ for block = 1, blocks do
                 after[field] = false
             end
             local replay = true
-            for i, field in ipairs(checked) do
-                local want = after[field]
+            for i = 1, nchecked do
+                local want = after[checked[i]]
                 if want == nil then
                     want = expected[i]
                 end
@@ -365,10 +369,6 @@ for block = 1, blocks do
         end
     end
 
-    local old_index_data = nil
-    if not fresh and not is_delete then
-        old_index_data = redis.call('HGET', row, '-index-data-')
-    end
     if mode == 'u' then
         local listed = false
         if old_index_data and not has_legacy(ns) then
@@ -379,8 +379,8 @@ for block = 1, blocks do
                     names[name] = true
                 end
                 listed = true
-                for _, name in ipairs(scored) do
-                    if not names[name] then
+                for i = 1, #scored, 2 do
+                    if not names[scored[i]] then
                         listed = false
                     end
                 end
@@ -394,45 +394,46 @@ for block = 1, blocks do
     if is_delete then
         if #changed > 0 then
             -- the unique values changed since they were read: release the current ones
-            for _, claim in ipairs(claims) do
-                release_current(ns, id, row, claim[1], claim[2])
+            for i = 1, #claims, 2 do
+                release_current(ns, id, row, claims[i], claims[i + 1])
             end
         end
-    else
+    elseif #claims > 0 then
         local owned = {}
-        for i, claim in ipairs(claims) do
-            local owner = redis.call('HGET', ns .. ':' .. claim[1] .. ':uidx', claim[2])
+        for i = 1, #claims, 2 do
+            local owner = redis.call('HGET', ns .. ':' .. claims[i] .. ':uidx', claims[i + 1])
             -- (models with `_ttl`: an expired owner's claim is taken over; its removal
             -- later releases only the fields that still map to it)
             if owner and owner ~= id and not (ttl_op and expiry_due(ns, owner)) then
-                return result(block - 1, 'unique', {claim[1]})
+                return result(block - 1, 'unique', {claims[i]})
             end
             owned[i] = owner == id
         end
-        for i, claim in ipairs(claims) do
+        for i = 1, #claims, 2 do
             if not owned[i] then
-                redis.call('HSET', ns .. ':' .. claim[1] .. ':uidx', claim[2], id)
+                redis.call('HSET', ns .. ':' .. claims[i] .. ':uidx', claims[i + 1], id)
             end
         end
     end
 
-    for _, release in ipairs(releases) do
-        local key = ns .. ':' .. release[1] .. ':uidx'
-        if redis.call('HGET', key, release[2]) == id then
-            redis.call('HDEL', key, release[2])
+    for i = 1, #releases, 2 do
+        local key = ns .. ':' .. releases[i] .. ':uidx'
+        if redis.call('HGET', key, releases[i + 1]) == id then
+            redis.call('HDEL', key, releases[i + 1])
         end
     end
-    for _, entry in ipairs(current) do
+    for i = 1, #current, 2 do
         -- a forced save: the row may hold values this handle never saw
-        local field = current_field(row, entry[1], entry[2])
+        local name = current[i]
+        local field = current_field(row, name, current[i + 1])
         if field then
             local kept = false
-            for _, claim in ipairs(claims) do
-                if claim[1] == entry[1] and claim[2] == field then
+            for j = 1, #claims, 2 do
+                if claims[j] == name and claims[j + 1] == field then
                     kept = true
                 end
             end
-            local key = ns .. ':' .. entry[1] .. ':uidx'
+            local key = ns .. ':' .. name .. ':uidx'
             if not kept and redis.call('HGET', key, field) == id then
                 redis.call('HDEL', key, field)
             end
@@ -444,38 +445,40 @@ for block = 1, blocks do
     end
 
     if is_delete then
-        local legacy = remove_old_entries(ns, id, redis.call('HGET', row, '-index-data-'),
+        local legacy = remove_old_entries(ns, id, old_index_data,
                                           {set = {}, scored = {}, pre = {}, suf = {}, geo = {}})
         if legacy then
             redis.call('HDEL', ns .. '::', id)
         end
         redis.call('DEL', row, unpack(unsafe))
     else
-        -- the bookkeeping of the entries this save writes
-        local geo, geo_seen = {}, {}
-        for _, point in ipairs(points) do
-            if not geo_seen[point[1]] then
-                geo_seen[point[1]] = true
-                geo[#geo + 1] = point[1]
-            end
-        end
-        local recorded_pre, recorded_suf = {}, {}
-        for i, triple in ipairs(prefix) do
-            recorded_pre[i] = {triple[1], triple[2]}
-        end
-        for i, triple in ipairs(suffix) do
-            recorded_suf[i] = {triple[1], triple[2]}
-        end
         local index_data = old_index_data
-        if mode ~= 'u' then
-            index_data = cjson.encode({keys, scored, recorded_pre, recorded_suf, geo})
-        end
         if mode == 'u' then
             -- only scores change: the bookkeeping already lists every entry
-            for i, name in ipairs(scored) do
-                queue('ZADD', ns .. ':' .. name .. ':idx', scores[i], id)
+            for i = 1, #scored, 2 do
+                queue('ZADD', ns .. ':' .. scored[i] .. ':idx', scored[i + 1], id)
             end
         else
+            -- the bookkeeping of the entries this save writes
+            local geo, geo_seen = {}, {}
+            for i = 1, #points, 3 do
+                local name = points[i]
+                if not geo_seen[name] then
+                    geo_seen[name] = true
+                    geo[#geo + 1] = name
+                end
+            end
+            local names, recorded_pre, recorded_suf = {}, {}, {}
+            for i = 1, #scored, 2 do
+                names[#names + 1] = scored[i]
+            end
+            for i = 1, #prefix, 3 do
+                recorded_pre[#recorded_pre + 1] = {prefix[i], prefix[i + 1]}
+            end
+            for i = 1, #suffix, 3 do
+                recorded_suf[#recorded_suf + 1] = {suffix[i], suffix[i + 1]}
+            end
+            index_data = cjson.encode({keys, names, recorded_pre, recorded_suf, geo})
             -- rewrite all entries of the row (which repairs a damaged index); with the same
             -- bookkeeping as before there is nothing old to remove
             local legacy = false
@@ -484,31 +487,34 @@ for block = 1, blocks do
                 for _, name in ipairs(keys) do
                     new.set[name] = true
                 end
-                for _, name in ipairs(scored) do
+                for _, name in ipairs(names) do
                     new.scored[name] = true
                 end
-                for _, triple in ipairs(prefix) do
-                    new.pre[triple[1] .. '\0' .. triple[2]] = true
+                for i = 1, #prefix, 3 do
+                    new.pre[prefix[i] .. '\0' .. prefix[i + 1]] = true
                 end
-                for _, triple in ipairs(suffix) do
-                    new.suf[triple[1] .. '\0' .. triple[2]] = true
+                for i = 1, #suffix, 3 do
+                    new.suf[suffix[i] .. '\0' .. suffix[i + 1]] = true
                 end
                 legacy = remove_old_entries(ns, id, old_index_data, new)
             end
+            local prefix_ns = ns .. ':'
             for _, name in ipairs(keys) do
-                queue('SADD', ns .. ':' .. name .. ':idx', id)
+                queue('SADD', prefix_ns .. name .. ':idx', id)
             end
-            for i, name in ipairs(scored) do
-                queue('ZADD', ns .. ':' .. name .. ':idx', scores[i], id)
+            for i = 1, #scored, 2 do
+                queue('ZADD', prefix_ns .. scored[i] .. ':idx', scored[i + 1], id)
             end
-            for _, triple in ipairs(prefix) do
-                queue('ZADD', ns .. ':' .. triple[1] .. ':pre', triple[3], triple[2] .. '\0' .. id)
+            for i = 1, #prefix, 3 do
+                queue('ZADD', prefix_ns .. prefix[i] .. ':pre', prefix[i + 2],
+                      prefix[i + 1] .. '\0' .. id)
             end
-            for _, triple in ipairs(suffix) do
-                queue('ZADD', ns .. ':' .. triple[1] .. ':suf', triple[3], triple[2] .. '\0' .. id)
+            for i = 1, #suffix, 3 do
+                queue('ZADD', prefix_ns .. suffix[i] .. ':suf', suffix[i + 2],
+                      suffix[i + 1] .. '\0' .. id)
             end
-            for _, point in ipairs(points) do
-                queue('GEOADD', ns .. ':' .. point[1] .. ':geo', point[2], point[3], id)
+            for i = 1, #points, 3 do
+                queue('GEOADD', prefix_ns .. points[i] .. ':geo', points[i + 1], points[i + 2], id)
             end
             if legacy then
                 redis.call('HDEL', ns .. '::', id)

@@ -1,0 +1,329 @@
+"""Sharded models: one model's rows and indexes spread over N hash slots (``_shards = N``).
+
+A model declared with ``_shards = N`` is the *public* class; rom builds N hidden *shard*
+classes (subclasses of it, named ``<Model>#<k>``) with the same columns, each a cluster-mode
+model with its own hash tag. Key layout (``<base>`` is ``_namespace`` or the class name):
+
+* ``{<base>}:<pk>:`` -- the one global id counter (ids in hi/lo blocks, ``rom._ids``);
+* ``{<base>}:shards`` -- the shard count the data was written with (checked on first use);
+* ``{<base>.<k>}:...`` -- shard ``k``'s rows, indexes, unique hashes and bookkeeping, exactly
+  the keys of a cluster model with that namespace;
+* ``{<base>.u<b>}:<attr>:claims`` -- global unique claims (``rom._shard_unique``).
+
+A row's shard is ``id % N``: stable, computable from the id alone, and even over sequential
+ids. A new entity takes its id when it is built (``User(...)`` returns an instance of the
+shard class its id maps to), so a save or delete is one atomic script call on one slot.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Dict, List, Sequence, Set, Tuple
+
+from ._connect import connect
+from ._ids import take_id
+from .exceptions import ORMError
+
+__all__ = ['declared_shards', 'sharded_namespace', 'setup_shards', 'shard_of', 'is_sharded',
+           'check_metadata']
+
+_checked: Set[Tuple[int, int]] = set()
+_checked_lock = threading.Lock()
+
+
+def declared_shards(name: str, body: Dict[str, Any], bases: Sequence[type]) -> int:
+    """The shard count a class body declares (0: not a sharded public model)."""
+    if '_shard_index' in body:
+        return 0
+    count = body.get('_shards')
+    inherited = next((getattr(b, '_shards', None) for b in bases
+                      if getattr(b, '_shard_models', None)), None)
+    if inherited and count is None:
+        raise ORMError('%s: subclassing a sharded model is not supported; declare the columns on '
+                       'an abstract base without _shards' % (name,))
+    if count is None or count is False or count == 0:
+        return 0
+    if type(count) is not int or count < 1:
+        raise ORMError('%s._shards must be a positive integer, not %r' % (name, count))
+    return count
+
+
+def sharded_namespace(name: str, declared: Any) -> str:
+    """The public namespace ``'{<base>}'`` of a sharded model (validates ``_namespace``)."""
+    base = declared or name
+    if any(c in base for c in '{}:'):
+        raise ORMError('%s._namespace: a sharded model takes a plain namespace (no "{", "}" or '
+                       '":"), rom adds the hash tags; got %r' % (name, base))
+    return '{%s}' % (base,)
+
+
+def _base(public: Any) -> str:
+    return public._namespace[1:-1]
+
+
+def shard_namespace(public: Any, k: int) -> str:
+    """Namespace of shard ``k``: ``'{<base>.<k>}'``."""
+    return '{%s.%d}' % (_base(public), k)
+
+
+def is_sharded(model: Any) -> bool:
+    """True for the public class of a sharded model."""
+    return bool(model.__dict__.get('_shard_models'))
+
+
+def shard_of(public: Any, ident: Any) -> Any:
+    """The shard class holding the row with id ``ident``."""
+    models = public._shard_models
+    return models[int(ident) % len(models)]
+
+
+def meta_key(public: Any) -> str:
+    return '%s:shards' % (public._namespace,)
+
+
+def check_metadata(public: Any, conn: Any = None) -> None:
+    """On first use (per process and client): record the shard count, or refuse a mismatch."""
+    conn = conn if conn is not None else connect(public)
+    slot = (id(public), id(conn))
+    if slot in _checked:
+        return
+    count = len(public._shard_models)
+    key = meta_key(public)
+    if not conn.set(key, count, nx=True):
+        stored = conn.get(key)
+        text = stored.decode() if isinstance(stored, bytes) else str(stored or count)
+        if text.startswith('resharding'):
+            raise ORMError('%s is being resharded (%s = %r): wait until python -m rom reshard '
+                           'has finished, then declare the new _shards' % (
+                               public.__name__, key, text))
+        stored_count = int(text)
+        if stored_count != count:
+            raise ORMError(
+                '%s is declared with _shards = %d but its data in Redis was written with %d '
+                'shards (key %s): fix the declaration or reshard (python -m rom reshard)'
+                % (public.__name__, count, stored_count, key))
+    with _checked_lock:
+        _checked.add(slot)
+
+
+def forget_checks() -> None:
+    """Forget which models had their metadata checked (after FLUSHALL in tests)."""
+    with _checked_lock:
+        _checked.clear()
+
+
+# -- entity construction -----------------------------------------------------------------------
+
+def _new(cls: Any, *args: Any, **kwargs: Any) -> Any:
+    """``__new__`` of sharded models: ``User(...)`` builds an instance of its shard class."""
+    if '_shard_index' in cls.__dict__:
+        if kwargs and not kwargs.get('_loading'):
+            raise ORMError('create %s entities through %s(...), not through the shard class %s'
+                           % (cls._shard_public.__name__, cls._shard_public.__name__,
+                              cls.__name__))
+        return object.__new__(cls)
+    if kwargs.get('_loading'):
+        return object.__new__(shard_of(cls, kwargs[cls._pkey]))
+    conn = connect(cls)
+    check_metadata(cls, conn)
+    ident = take_id(cls, conn)  # the public namespace's counter: one sequence for all shards
+    _preset.ident = ident  # taken by the shard class's PrimaryKey in __init__
+    return object.__new__(shard_of(cls, ident))
+
+
+_preset = threading.local()
+
+
+def _shard_take_ids(cls: Any, conn: Any, count: int) -> List[int]:
+    """``take_ids`` of a shard class: the id ``_new`` took for the entity being built."""
+    ident = getattr(_preset, 'ident', None)
+    _preset.ident = None
+    if count != 1 or ident is None or shard_of(cls._shard_public, ident) is not cls:
+        raise ORMError('create %s entities through %s(...)'
+                       % (cls._shard_public.__name__, cls._shard_public.__name__))
+    return [ident]
+
+
+def _shard_copy(self: Any) -> Any:
+    data = self.to_dict()
+    data.pop(self._pkey, None)
+    return self._shard_public(**data)
+
+
+# -- reads through the public class ------------------------------------------------------------
+
+def _grouped(public: Any, ids: Sequence[Any]) -> Dict[Any, List[int]]:
+    groups: Dict[Any, List[int]] = {}
+    for position, ident in enumerate(ids):
+        groups.setdefault(shard_of(public, ident), []).append(position)
+    return groups
+
+
+def _public_fetch(cls: Any, ids: Any, track: bool = True) -> List[Any]:
+    """``_fetch`` of a sharded model: the session's entities, the other rows read with one
+    script call per shard, one round trip per master (masters in parallel)."""
+    from ._session import session
+    from ._shard_batch import Job, record_script, run_jobs
+    ids = list(ids)
+    result: List[Any] = [None] * len(ids)
+    if not ids:
+        return result
+    conn = connect(cls)
+    check_metadata(cls, conn)
+    groups = _grouped(cls, ids)
+    if len(groups) == 1:
+        (shard, positions), = groups.items()
+        return shard._fetch([ids[p] for p in positions], track)
+    jobs: List[Job] = []
+    reads = []
+    for shard, positions in groups.items():
+        missing = []
+        for position in positions:
+            pk = '%s:%s' % (shard._namespace, int(ids[position]))
+            obj = session.get(pk)
+            if obj is not None and not track and session.known.get(pk) is not obj:
+                session.wknown.pop(pk, None)  # a query forgets what was held only weakly
+            result[position] = obj
+            if obj is None:
+                missing.append((position, pk))
+        if missing:
+            fields = shard._row_fields(conn)
+            pks = [pk for _, pk in missing]
+            jobs.append((shard, record_script('get_rows', pks, fields), False))
+            reads.append((shard, missing, fields[0] != 0))
+    for (shard, missing, by_values), rows in zip(reads, run_jobs(conn, jobs)):
+        for (position, _), row in zip(missing, rows):
+            if row:
+                result[position] = shard._from_script_row(row, by_values, track)
+    return result
+
+
+def _public_get(cls: Any, ids: Any) -> Any:
+    if not isinstance(ids, (list, tuple, set, frozenset)):
+        check_metadata(cls)
+        return shard_of(cls, int(ids)).get(ids)
+    return [obj for obj in _public_fetch(cls, list(ids)) if obj is not None]
+
+
+def _public_get_by(cls: Any, **kwargs: Any) -> Any:
+    from ._shard_unique import get_by_unique
+    from .model import Model
+    from .query import NUMERIC_TYPES
+    check_metadata(cls)
+    attrs = [a for a in kwargs if not a.startswith('_')]
+    if len(attrs) == 1 and attrs[0] in cls._unique and not (
+            kwargs.get('_numeric') and attrs[0] in cls._index) and \
+            not isinstance(kwargs[attrs[0]], tuple):
+        return get_by_unique(cls, attrs[0], kwargs[attrs[0]])
+    if len(attrs) == 1 and not isinstance(kwargs[attrs[0]], bool) and \
+            attrs[0].partition(':')[0] in cls._index:
+        value = kwargs[attrs[0]]
+        if isinstance(value, NUMERIC_TYPES):
+            value = (value, value)
+        if isinstance(value, tuple) and len(value) == 2:  # a range: a scattered query
+            query = cls.query.filter(**{attrs[0]: value})
+            limit = kwargs.get('_limit')
+            if limit:
+                if len(limit) != 2 or not all(isinstance(x, int) for x in limit):
+                    return Model.__dict__['get_by'].__func__(cls, **kwargs)  # its QueryError
+                query = query.limit(*limit)
+            return query.all()
+    return Model.__dict__['get_by'].__func__(cls, **kwargs)
+
+
+def _public_not_prefixed(suffix: bool) -> Any:
+    def method(cls: Any, attr: str, values: Any, blocksize: int = 100) -> Any:
+        for shard in cls._shard_models:
+            yield from (shard.does_not_endwith if suffix else shard.does_not_startwith)(
+                attr, values, blocksize)
+    return classmethod(method)
+
+
+def _public_query(cls: Any) -> Any:
+    from ._shard_query import ShardedQuery
+    from .query import Query
+    return ShardedQuery(Query(cls))
+
+
+# -- declaration ---------------------------------------------------------------------------------
+
+def _mark_referenced(public: Any) -> None:
+    """A sharded model other models refer to: bulk deletes must apply ``on_delete``."""
+    for model in (public,) + tuple(public.__dict__.get('_shard_models') or ()):
+        model._no_fk = False
+
+
+def check_relations(model: Any) -> None:
+    """After a model is declared: a sharded model it refers to takes part in relations."""
+    from ._registry import MODELS
+    for col in model._columns.values():
+        target = MODELS.get(getattr(col, '_ftable', None) or '')
+        if target is not None and is_sharded(target) and hasattr(col, '_on_delete'):
+            _mark_referenced(target)
+
+
+def _check_supported(public: Any) -> None:
+    from ._registry import MODELS_REFERENCED
+    problems = []
+    if MODELS_REFERENCED.get(public.__name__) or MODELS_REFERENCED.get(public._namespace):
+        _mark_referenced(public)
+    if public._cunique:
+        problems.append('unique_together')
+    if public._ttl is not None:
+        problems.append('_ttl')
+    if problems:
+        raise ORMError('%s: sharded models do not support %s yet'
+                       % (public.__name__, ', '.join(problems)))
+
+
+def shard_class(public: Any, k: int) -> Any:
+    """The class of shard ``k`` of ``public`` (made on first use; a reshard also uses the
+    shards of a count other than the declared one)."""
+    from ._registry import MODELS
+    from ._shard_unique import TOKEN_INDEX, plan_hook, shard_delete, shard_save
+    from .model import Model
+    declared = public.__dict__.get('_shard_models') or ()
+    if k < len(declared):
+        return declared[k]
+    existing = MODELS.get(shard_namespace(public, k))
+    if existing is not None and existing.__dict__.get('_shard_public') is public:
+        return existing
+    body: Dict[str, Any] = {name: Model.__dict__[name] for name in (
+        'get', '_fetch', 'get_by', 'does_not_startwith', 'does_not_endwith', 'query')}
+    body.update({
+        '__module__': public.__module__,
+        '__qualname__': '%s#%d' % (public.__qualname__, k),
+        '__doc__': 'Shard %d of %s (rom internal).' % (k, public.__name__),
+        '_namespace': shard_namespace(public, k),
+        '_cluster': True,
+        '_shard_index': k,
+        '_shard_public': public,
+        '_defer_ids': False,
+        '_rom_take_ids': classmethod(_shard_take_ids),
+        'copy': _shard_copy,
+        'save': shard_save,
+        'delete': shard_delete,
+        '_rom_plan_hook': staticmethod(plan_hook),
+        '_rom_fence_index': TOKEN_INDEX,
+        'geo_index': list(public._geo.values()) or None,
+    })
+    shard = type(public)('%s#%d' % (public.__name__, k), (public,), body)
+    from ._registry import MODELS_REFERENCED
+    for refs in MODELS_REFERENCED.values():  # the public class's references stand for all
+        refs[:] = [ref for ref in refs if ref[0] != shard._namespace]
+    shard._no_fk = public._no_fk
+    return shard
+
+
+def setup_shards(public: Any, count: int) -> None:
+    """Build the shard classes of ``public`` and route its reads through them."""
+    from ._helpers import ClassProperty
+    _check_supported(public)
+    public.__new__ = staticmethod(_new)
+    shards = [shard_class(public, k) for k in range(count)]
+    public._shard_models = tuple(shards)
+    public.get = classmethod(_public_get)
+    public._fetch = classmethod(_public_fetch)
+    public.get_by = classmethod(_public_get_by)
+    public.does_not_startwith = _public_not_prefixed(False)
+    public.does_not_endwith = _public_not_prefixed(True)
+    public.query = ClassProperty(_public_query)

@@ -1,0 +1,244 @@
+"""One round trip per master for the per-shard work of a sharded query.
+
+Each shard's part of a query is what the unsharded search code (``rom._search``) would send
+for it: one transaction (``MULTI ... EXEC``), or one command for the fast paths. Here it is
+*recorded* instead of sent (``_Recorder``, a pipeline that only keeps its commands), and the
+recorded work of every shard a master holds goes to that master in one packed write on one
+connection; masters are served in parallel (a thread each). Queries with two or more
+filters first fetch the filters' work estimates the same way (one more round trip).
+
+A shard whose reply says its slot moved (``MOVED``/``ASK``/``TRYAGAIN``, during a
+resharding or failover) is sent again through the cluster client, which follows the
+redirection.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from redis.client import Pipeline
+from redis.exceptions import (AskError, ClusterDownError, MovedError, NoScriptError,
+                              ResponseError, TryAgainError)
+
+from ._cluster import is_cluster_client
+from ._search import _guard
+
+Command = Tuple[Any, ...]
+#: a shard's work: (shard class, commands, transaction?)
+Job = Tuple[Any, List[Command], bool]
+_REDIRECTS = ('MOVED', 'ASK', 'TRYAGAIN', 'CLUSTERDOWN')
+
+
+class NeedEstimates(Exception):
+    """Raised by a recording build that needs the filters' work estimates first."""
+
+    def __init__(self, commands: List[Command]) -> None:
+        super().__init__('estimates needed')
+        self.commands = commands
+
+
+class _Recorder(Pipeline):
+    """A pipeline that records the commands queued on it (never connects)."""
+
+    def __init__(self, owner: 'RecordingClient') -> None:  # no connection pool
+        self.owner = owner
+        self.commands: List[Command] = []
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        self.commands.append(args)
+        return self
+
+    def execute(self, raise_on_error: bool = True) -> List[Any]:
+        if self.owner.estimates is None:
+            raise NeedEstimates(self.commands)
+        return self.owner.estimates
+
+    def reset(self) -> None:  # type: ignore[override]
+        pass
+
+
+class RecordingClient:
+    """What ``GeneralIndex`` code receives as its client: ``pipeline()`` gives recorders;
+    ``estimates`` answers the estimate transaction of ``_order`` (None: raise NeedEstimates)."""
+
+    def __init__(self, estimates: Optional[List[Any]] = None) -> None:
+        self.estimates = estimates
+        self.last: Optional[_Recorder] = None
+
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> _Recorder:
+        self.last = _Recorder(self)
+        return self.last
+
+
+def record(call: Callable[[Any], Any]) -> List[Command]:
+    """The commands ``call(recorder)`` queues on a recording pipeline."""
+    recorder = _Recorder(RecordingClient())
+    call(recorder)
+    return recorder.commands
+
+
+_pool: List[Any] = []  # [(pid, executor)]: one shared pool of threads per process
+_pool_lock = threading.Lock()
+#: threads serving masters in parallel (the calling thread serves one more)
+MAX_THREADS = 32
+
+
+def _executor() -> ThreadPoolExecutor:
+    with _pool_lock:
+        if not _pool or _pool[0][0] != os.getpid():  # (a forked child makes its own)
+            _pool[:] = [(os.getpid(), ThreadPoolExecutor(MAX_THREADS, 'rom-shards'))]
+        return _pool[0][1]
+
+
+def record_script(name: str, keys: Sequence[Any], args: Sequence[Any]) -> List[Command]:
+    """The command calling ``rom/scripts/<name>.lua`` (as EVAL; sent as EVALSHA)."""
+    from ._scripts import lua
+    return record(lambda pipe: lua(name)(pipe, keys, args))
+
+
+def _node_client(conn: Any, shard: Any) -> Tuple[str, Any]:
+    if is_cluster_client(conn):
+        node = conn.get_node_from_key(shard._namespace)
+        return node.name, conn.get_redis_connection(node)
+    return '', conn
+
+
+_SHAS: Dict[bytes, str] = {}
+
+
+def _by_sha(command: Command) -> Command:
+    """``EVAL source ...`` as ``EVALSHA sha ...`` (other commands unchanged)."""
+    if command[0] != 'EVAL':
+        return command
+    source = command[1]
+    sha = _SHAS.get(source)
+    if sha is None:
+        sha = _SHAS[source] = hashlib.sha1(source).hexdigest()
+    return ('EVALSHA', sha) + tuple(command[2:])
+
+
+def _send(client: Any, jobs: List[Job], sha: bool = True) -> List[Any]:
+    """Send the jobs of one master in one packed write; one reply (or error) per job.
+
+    Scripts go as EVALSHA (``sha``): a job that meets NOSCRIPT is sent again with EVAL by
+    :func:`run_jobs` (query work is read-only but for temporary keys, which the job's own
+    transaction deletes or gives a TTL whatever its scripts did).
+    """
+    packed: List[Command] = []
+    for _, commands, transaction in jobs:
+        if sha:
+            commands = [_by_sha(c) for c in commands]
+        packed += ([('MULTI',)] + commands + [('EXEC',)]) if transaction else commands
+    pool = client.connection_pool
+    connection = pool.get_connection()
+    replies: List[Any] = []
+    try:
+        connection.send_packed_command(connection.pack_commands(packed))
+        for _ in packed:
+            try:
+                replies.append(connection.read_response())
+            except ResponseError as err:
+                replies.append(err)
+    except BaseException:
+        connection.disconnect()
+        raise
+    finally:
+        pool.release(connection)
+    out: List[Any] = []
+    at = 0
+    for _, commands, transaction in jobs:
+        if not transaction:
+            out.append(replies[at])
+            at += len(commands)
+            continue
+        part = replies[at:at + len(commands) + 2]
+        at += len(commands) + 2
+        errors = [r for r in part if isinstance(r, ResponseError)]
+        exec_reply = part[-1]
+        if not errors and isinstance(exec_reply, list):
+            errors = [r for r in exec_reply if isinstance(r, ResponseError)]
+        out.append(errors[0] if errors else exec_reply)
+    return out
+
+
+def _no_script(error: Any) -> bool:
+    return isinstance(error, NoScriptError) or str(error).startswith('NOSCRIPT')
+
+
+def _redirected(error: Any) -> bool:
+    """A reply saying the slot is served elsewhere (or not now); EXECABORT: a command of a
+    transaction was refused when queued (such as MOVED)."""
+    if isinstance(error, (MovedError, AskError, TryAgainError, ClusterDownError)):
+        return True
+    text = str(error)
+    return any(text.startswith(word) for word in _REDIRECTS) or 'EXECABORT' in text
+
+
+def _again(conn: Any, job: Job) -> Any:
+    """A job sent through the cluster client itself (it follows MOVED/ASK)."""
+    _, commands, transaction = job
+    pipe = conn.pipeline(transaction)
+    for command in commands:
+        pipe.execute_command(*command)
+    replies = pipe.execute()
+    return replies if transaction else replies[0]
+
+
+def run_jobs(conn: Any, jobs: Sequence[Job]) -> List[Any]:
+    """The replies of ``jobs`` (EXEC replies for transactions), one round trip per master,
+    masters in parallel. Script errors raise as the unsharded path raises them."""
+    groups: Dict[str, Tuple[Any, List[int]]] = {}
+    for position, job in enumerate(jobs):
+        name, client = _node_client(conn, job[0])
+        groups.setdefault(name, (client, []))[1].append(position)
+    replies: List[Any] = [None] * len(jobs)
+
+    def serve(client: Any, positions: List[int]) -> None:
+        for position, reply in zip(positions, _send(client, [jobs[p] for p in positions])):
+            replies[position] = reply
+
+    work = list(groups.values())
+    if len(work) == 1:
+        serve(*work[0])
+    elif work:
+        pool = _executor()
+        futures = [pool.submit(serve, *group) for group in work[1:]]
+        serve(*work[0])  # this thread serves one master itself
+        for future in futures:
+            future.result()
+    for position, reply in enumerate(replies):
+        if isinstance(reply, ResponseError) and _no_script(reply):
+            client = _node_client(conn, jobs[position][0])[1]
+            replies[position] = reply = _send(client, [jobs[position]], sha=False)[0]
+        if isinstance(reply, ResponseError):
+            if _redirected(reply):
+                replies[position] = _guard(lambda: _again(conn, jobs[position]))
+            else:
+                error = reply
+                _guard(lambda: _raise(error))
+    return replies
+
+
+def _raise(error: BaseException) -> None:
+    raise error
+
+
+def build_all(conn: Any, shards: Sequence[Any],
+              build: Callable[[Any, RecordingClient], List[Command]]) -> List[List[Command]]:
+    """Each shard's transaction body from ``build(shard, client)``; when the build needs the
+    filters' work estimates, they are fetched first (one round trip per master)."""
+    try:
+        return [build(shard, RecordingClient()) for shard in shards]
+    except NeedEstimates:
+        pass
+    wanted: List[Job] = []
+    for shard in shards:
+        try:
+            build(shard, RecordingClient())
+        except NeedEstimates as need:
+            wanted.append((shard, need.commands, True))
+    sizes = run_jobs(conn, wanted)
+    return [build(shard, RecordingClient(list(found))) for shard, found in zip(shards, sizes)]

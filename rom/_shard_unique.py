@@ -1,0 +1,283 @@
+"""Global unique values of sharded models: claims in slots chosen by the value.
+
+Each shard keeps its own ``<shard ns>:<attr>:uidx`` (atomic with its rows, as for any
+model); uniqueness *across* shards comes from claims: the hash
+``{<base>.u<b>}:<attr>:claims`` (``b = crc32(value) % BUCKETS``) maps a value to
+``'<id>:<token>'``, the row that owns it and the save attempt that claimed it.
+
+A save that stores new unique values (``shard_save``):
+
+1. claims them (one script call per claims hash, pipelined: one round trip);
+2. writes the row with the shard's write script, which also checks, atomically in the row's
+   slot, that its attempt's token was not *fenced* (``<shard ns>:_rom_claim_token:uidx``);
+3. releases the claims of the values the row no longer holds.
+
+A claim held by another id whose row (its shard's unique index) does not hold the value is
+*stale* (its writer crashed between the steps, or is still between 1 and 2): the claimer
+fences the owner's token in the owner's slot (``shard_fence.lua``, atomic with the check)
+and takes the claim over only while it still reads that token. A fenced writer's step 2
+fails with ``UniqueKeyViolation``, so two rows never hold one value, whatever step a writer
+stops at. A delete removes the row, then releases its claims.
+"""
+from __future__ import annotations
+
+import threading
+import uuid
+import zlib
+from typing import Any, Dict, List, Optional, Set, Tuple
+
+from ._connect import connect, to_text
+from ._scripts import lua
+from .exceptions import ORMError, UniqueKeyViolation
+
+#: the unique index name the write script checks an attempt's token in (never a column)
+TOKEN_INDEX = '_rom_claim_token'
+#: number of claims hashes per unique column (fixed: a resharding keeps the claims)
+BUCKETS = 256
+
+_state = threading.local()
+Claim = Tuple[str, str]
+
+
+def _pending() -> Dict[Tuple[str, str], Tuple[str, Set[Claim]]]:
+    table = getattr(_state, 'pending', None)
+    if table is None:
+        table = _state.pending = {}
+    return table
+
+
+def claims_key(public: Any, attr: str, text: str) -> str:
+    """The claims hash of value ``text`` of unique column ``attr``."""
+    bucket = zlib.crc32(text.encode('utf-8', 'surrogatepass')) % BUCKETS
+    return '{%s.u%d}:%s:claims' % (public._namespace[1:-1], bucket, attr)
+
+
+def plan_hook(plan: Any) -> Any:
+    """``_rom_plan_hook`` of shard classes: guard a write with its attempt's token."""
+    if plan.is_delete or getattr(_state, 'preview', False):
+        return plan
+    needed = [c for c in plan.claims if c[0] != TOKEN_INDEX]
+    entry = _pending().get((plan.namespace, plan.id))
+    if entry is None:
+        if not needed:
+            return plan
+        # a save that did not go through entity.save() (session.commit(), save_many): claim
+        # here; the claims of values it drops are left stale (taken over when wanted)
+        from ._registry import MODELS
+        token = uuid.uuid4().hex
+        acquire(MODELS[plan.namespace], plan.id, needed, token)
+        entry = (token, set(needed))
+    token, allowed = entry
+    missing = [c for c in needed if c not in allowed]
+    if missing:
+        raise ORMError('%s:%s: unique value(s) %r changed during the save (by a hook?) and were '
+                       'not claimed' % (plan.namespace, plan.id, missing))
+    guard = [(TOKEN_INDEX, token)]
+    return plan._replace(claims=list(plan.claims) + guard, releases=list(plan.releases) + guard)
+
+
+def _preview(entity: Any, full: bool, force: bool, incremental: bool) -> Any:
+    from ._write_plan import plan_write
+    _state.preview = True
+    try:
+        was_new = entity._new
+        return plan_write(type(entity), entity._last, entity._save_data(),
+                          full=full or was_new or force, is_new=was_new or force,
+                          fresh=was_new and not force, force=force, incremental=incremental)
+    finally:
+        _state.preview = False
+
+
+def _by_key(public: Any, claims: List[Claim]) -> Dict[str, List[Claim]]:
+    groups: Dict[str, List[Claim]] = {}
+    for attr, text in claims:
+        groups.setdefault(claims_key(public, attr, text), []).append((attr, text))
+    return groups
+
+
+def _run(conn: Any, calls: List[Tuple[str, List[str], List[Any]]]) -> List[Any]:
+    """Script calls (name, keys, args) in one round trip (a non-transactional pipeline)."""
+    if len(calls) == 1:
+        name, keys, args = calls[0]
+        return [lua(name)(conn, keys, args)]
+    pipe = conn.pipeline(False)
+    for name, keys, args in calls:
+        lua(name)(pipe, keys, args)
+    return list(pipe.execute())
+
+
+def _claim(public: Any, conn: Any, ident: str, token: str, claims: List[Claim],
+           expected: Dict[Claim, str]) -> Dict[Claim, str]:
+    """Claim values; returns {claim: current owner} for those held by another live attempt."""
+    groups = _by_key(public, claims)
+    calls = []
+    for key, items in groups.items():
+        args: List[Any] = [ident, token]
+        for item in items:
+            args += [item[1], expected.get(item, '')]
+        calls.append(('shard_claim', [key], args))
+    held: Dict[Claim, str] = {}
+    for items, reply in zip(groups.values(), _run(conn, calls)):
+        for item, owner in zip(items, reply):
+            if owner:
+                held[item] = to_text(owner)
+    return held
+
+
+def _fence(public: Any, conn: Any, held: Dict[Claim, str]) -> Dict[Claim, str]:
+    """Fence the stale claims among ``held``; returns {claim: owner} of the fenced ones."""
+    from ._shard import shard_of
+    calls, items = [], []
+    for (attr, text), owner in held.items():
+        owner_id, _, owner_token = owner.partition(':')
+        shard = shard_of(public, owner_id)
+        calls.append(('shard_fence', ['%s:%s:uidx' % (shard._namespace, attr),
+                                      '%s:%s:uidx' % (shard._namespace, TOKEN_INDEX)],
+                      [text, owner_id, owner_token]))
+        items.append(((attr, text), owner))
+    stale = {}
+    for (item, owner), live in zip(items, _run(conn, calls)):
+        if not int(live):
+            stale[item] = owner
+    return stale
+
+
+def _violation(shard: Any, ident: str, claim: Claim) -> UniqueKeyViolation:
+    ns = shard._namespace
+    return UniqueKeyViolation('value %r is already taken in unique index %s.%s (saving %s:%s)'
+                              % (claim[1], shard._shard_public.__name__, claim[0], ns, ident),
+                              ns, ident)
+
+
+def acquire(shard: Any, ident: str, claims: List[Claim], token: str) -> None:
+    """Step 1: claim ``claims`` for row ``ident`` of ``shard`` (taking stale claims over), or
+    raise ``UniqueKeyViolation``."""
+    public = shard._shard_public
+    conn = connect(public)
+    held = _claim(public, conn, ident, token, claims, {})
+    for _ in range(3):
+        if not held:
+            return
+        stale = _fence(public, conn, held)
+        live = [c for c in held if c not in stale]
+        if live:
+            raise _violation(shard, ident, live[0])
+        held = _claim(public, conn, ident, token, list(stale), stale)
+    raise _violation(shard, ident, next(iter(held)))
+
+
+def release(public: Any, ident: str, values: List[Claim]) -> None:
+    """Step 3: drop the claims of ``values`` that ``ident`` holds."""
+    if not values:
+        return
+    calls = [('shard_release', [key], [ident] + [text for _, text in items])
+             for key, items in _by_key(public, values).items()]
+    _run(connect(public), calls)
+
+
+def shard_save(self: Any, full: bool = False, force: bool = False) -> int:
+    """``save`` of shard classes: claim new unique values, write, release old ones."""
+    from .model import Model
+    cls = type(self)
+    if not cls._unique:
+        return Model.save(self, full, force)
+    plan = _preview(self, full, force, True)
+    claims = [c for c in plan.claims if c[0] != TOKEN_INDEX]
+    if not claims:
+        return Model.save(self, full, force)
+    allowed = set(_preview(self, full, force, False).claims) | set(claims)
+    token = uuid.uuid4().hex
+    key = (cls._namespace, str(self._data[self._pkey]))
+    acquire(cls, key[1], claims, token)
+    table = _pending()
+    table[key] = (token, allowed)
+    try:
+        changed = Model.save(self, full, force)
+    except UniqueKeyViolation:
+        # fenced (a claim taken over) or taken in the shard: the token is never used again
+        connect(cls).hdel('%s:%s:uidx' % (cls._namespace, TOKEN_INDEX), token)
+        raise
+    finally:
+        table.pop(key, None)
+    kept = {c for c in claims}
+    release(cls._shard_public, key[1], [c for c in plan.releases
+                                        if c[0] != TOKEN_INDEX and c not in kept])
+    return changed
+
+
+def shard_delete(self: Any, **kwargs: Any) -> Any:
+    """``delete`` of shard classes: delete the row, then release its unique claims."""
+    from ._write_plan import plan_write
+    from .model import Model
+    cls = type(self)
+    held: List[Claim] = []
+    if cls._unique and self._last.get(self._pkey):
+        _state.preview = True
+        try:
+            held = list(plan_write(cls, self._last, {}, delete=True).releases)
+        finally:
+            _state.preview = False
+    result = Model.delete(self, **kwargs)
+    release(cls._shard_public, str(self._last.get(self._pkey) or self._data[self._pkey]), held)
+    return result
+
+
+def _lookup_text(col: Any, item: Any) -> Optional[str]:
+    from ._coltypes import IndexOnly
+    if isinstance(col, IndexOnly):
+        return item.decode('latin-1') if isinstance(item, bytes) else str(item)
+    try:
+        text = col._to_redis(item)
+    except (TypeError, ValueError, AttributeError, OverflowError):
+        return None
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        text = repr(text)
+    if isinstance(text, bytes):
+        return text.decode('latin-1')
+    return text if isinstance(text, str) else None
+
+
+def get_by_unique(public: Any, attr: str, value: Any) -> Any:
+    """``get_by`` on a unique column of a sharded model: the claims, then the owner rows (two
+    round trips for one value; the row must still hold the value)."""
+    from ._shard import shard_of
+    col = public._columns[attr]
+    values = value if isinstance(value, list) else [value]
+    pairs = [(t, v) for t, v in ((_lookup_text(col, v), v) for v in values) if t is not None]
+    if not pairs:
+        return [] if isinstance(value, list) else None
+    conn = connect(public)
+    if len(pairs) == 1:
+        owners = [conn.hget(claims_key(public, attr, pairs[0][0]), pairs[0][0])]
+    else:
+        pipe = conn.pipeline(False)
+        for text, _ in pairs:
+            pipe.hget(claims_key(public, attr, text), text)
+        owners = pipe.execute()
+    by_shard: Dict[Any, List[Any]] = {}
+    for (text, item), owner in zip(pairs, owners):
+        if owner:
+            shard = shard_of(public, to_text(owner).partition(':')[0])
+            by_shard.setdefault(shard, []).append(item)
+    found: Dict[int, Any] = {}
+    if len(by_shard) == 1:
+        (shard, items), = by_shard.items()
+        for entity in shard.get_by(**{attr: items}):
+            found[id(entity)] = entity
+    elif by_shard:  # the owners' rows: one script call per shard, one round trip per master
+        from ._shard_batch import Job, record_script, run_jobs
+        jobs: List[Job] = []
+        shards = []
+        for shard, items in by_shard.items():
+            fields = shard._row_fields(conn)
+            args = ['%s:%s:uidx' % (shard._namespace, attr), shard._namespace] + fields + [
+                _lookup_text(col, item) for item in items]
+            jobs.append((shard, record_script('get_unique', [args[0]], args), False))
+            shards.append((shard, fields[0] != 0))
+        for (shard, by_values), reply in zip(shards, run_jobs(conn, jobs)):
+            for entity in shard._entities_from_reply(reply, by_values):
+                found[id(entity)] = entity
+    result = list(found.values())
+    if isinstance(value, list):
+        return result
+    return result[0] if result else None

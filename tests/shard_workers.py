@@ -1,0 +1,100 @@
+"""Worker processes for the sharded-model unique tests (tests/test_shard_unique.py).
+
+Importable by ``multiprocessing`` (spawn): each worker connects to the cluster, declares the
+same sharded model and races for a small pool of unique values, or stops (``os._exit``)
+between the steps of a save to leave what a crashed writer leaves.
+"""
+from __future__ import annotations
+
+import os
+import random
+import traceback
+from collections import Counter
+from typing import Any, Dict
+
+import rom
+import rom.util
+from rom.exceptions import DataRaceError, EntityDeletedError, UniqueKeyViolation
+
+ALLOWED = (UniqueKeyViolation, DataRaceError, EntityDeletedError)
+EMAILS = ['e%d@x' % i for i in range(20)]
+
+
+def define_model(shards: int = 6) -> Any:
+    class SPerson(rom.Model):
+        _shards = shards
+        email = rom.Text(unique=True)
+        age = rom.Integer(index=True)
+
+    return SPerson
+
+
+def _connect(url: str) -> None:
+    from redis.cluster import RedisCluster
+    rom.util.CONNECTION = RedisCluster.from_url(url)
+
+
+def _random_existing(model: Any, rng: random.Random) -> Any:
+    top = int(model._connection.get('%s:%s:' % (model._namespace, model._pkey)) or 0)
+    return model.get(rng.randint(1, top)) if top else None
+
+
+def race(url: str, seed: int, n_ops: int, queue: Any) -> None:
+    """Random creates, updates and deletes over EMAILS; reports counts and surprises."""
+    rng = random.Random(seed)
+    ops: Dict[str, int] = Counter()
+    errors: Dict[str, int] = Counter()
+    unexpected = []
+    try:
+        _connect(url)
+        model = define_model()
+        for _ in range(n_ops):
+            op = rng.choice(['create', 'create', 'update', 'delete'])
+            ops[op] += 1
+            try:
+                if op == 'create':
+                    model(email=rng.choice(EMAILS), age=rng.randint(0, 99)).save()
+                elif op == 'update':
+                    person = _random_existing(model, rng)
+                    if person is not None:
+                        person.email = rng.choice(EMAILS)
+                        person.save()
+                else:
+                    person = _random_existing(model, rng)
+                    if person is not None:
+                        person.delete()
+            except ALLOWED as exc:
+                errors[type(exc).__name__] += 1
+            except Exception:
+                unexpected.append(traceback.format_exc())
+            finally:
+                rom.util.session.rollback()
+        queue.put({'ops': dict(ops), 'errors': dict(errors), 'unexpected': unexpected})
+    except Exception:
+        queue.put({'fatal': traceback.format_exc()})
+
+
+def crash(url: str, step: str, email: str, other: str) -> None:
+    """Stop the process between the steps of a save.
+
+    ``step == 'claimed'``: a new entity claims ``email``, the process dies before writing its
+    row. ``step == 'written'``: an entity created with ``other`` changes to ``email``; the
+    process dies after the row write, before releasing ``other``'s claim.
+    """
+    _connect(url)
+    model = define_model()
+    from rom import _shard_unique
+    if step == 'claimed':
+        person = model(email=email, age=1)
+        _shard_unique.acquire(type(person), str(person.id), [('email', email)], 'crashed-token')
+        os._exit(3)
+    person = model(email=other, age=2)
+    person.save()
+
+    def die(*args: Any) -> None:
+        os._exit(4)
+
+    _shard_unique.release = die  # type: ignore[assignment]
+    person.email = email
+    person.save()
+    os._exit(5)  # pragma: no cover - release() exits first
