@@ -586,9 +586,9 @@ async def test_refresh(api, conn):
     with pytest.raises(InvalidColumnValue):
         await api.refresh(e)
     d = RF(a=2)
-    d.save()
-    d.delete()
-    assert d.refresh() is None  # deleted: silently nothing
+    await api.save(d)
+    await api.delete(d)
+    assert await api.refresh(d) is None  # deleted: silently nothing
 
 
 # --- get (§5.9) ------------------------------------------------------------------------
