@@ -67,6 +67,9 @@ class SyncApi:
     async def save(self, entity: Any, **kwargs: Any) -> Any:
         return entity.save(**kwargs)
 
+    async def ttl(self, entity: Any) -> Any:
+        return entity.ttl()
+
     async def delete(self, entity_or_query: Any, **kwargs: Any) -> Any:
         """``entity.delete(**kwargs)`` or ``query.delete(blocksize=...)``."""
         return entity_or_query.delete(**kwargs)
@@ -170,6 +173,9 @@ class AsyncApi(SyncApi):
 
     async def save(self, entity: Any, **kwargs: Any) -> Any:
         return await entity.asave(**kwargs)
+
+    async def ttl(self, entity: Any) -> Any:
+        return await entity.attl()
 
     async def delete(self, entity_or_query: Any, **kwargs: Any) -> Any:
         return await entity_or_query.adelete(**kwargs)
