@@ -72,10 +72,26 @@ def index_keys(conn: Any) -> List[bytes]:
             and k.startswith(ns + b':')]
 
 
+#: client CPU seconds (this process, every thread) of each timed job, in order
+CPU: List[float] = []
+
+
 def timed(job: Callable[[], Any]) -> float:
+    cpu = time.process_time()
     start = time.perf_counter()
     job()
-    return time.perf_counter() - start
+    elapsed = time.perf_counter() - start
+    CPU.append(time.process_time() - cpu)
+    return elapsed
+
+
+def machine() -> str:
+    """CPUs, platform and load average: the figures depend on what else the machine runs."""
+    try:
+        load = '%.2f %.2f %.2f' % os.getloadavg()
+    except OSError:  # pragma: no cover - not on this platform
+        load = '?'
+    return '%d CPU(s), %s, load average %s' % (os.cpu_count() or 0, platform.platform(), load)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -122,23 +138,28 @@ def run(args: argparse.Namespace, url: str) -> int:
     jobs: Dict[str, List[float]] = {name: [] for name in
                                     ('check', 'reindex', 'reindex_rebuild', 'clean')
                                     if name in wanted}
+    cpu: Dict[str, List[float]] = {name: [] for name in jobs}
+    load_before = machine()
     for _rep in range(args.reps):
         if 'check' in jobs:
             report: List[Any] = []
             jobs['check'].append(timed(lambda: report.append(
                 audit_model(User, block_size=CHECK_BLOCK))))
+            cpu['check'].append(CPU[-1])
             if not report[0].ok:
                 errors.append('check found problems on a healthy database: %s'
                               % report[0].summary())
         if 'reindex' in jobs:
             jobs['reindex'].append(timed(lambda: list(
                 refresh_indices(User, block_size=REINDEX_BLOCK))))
+            cpu['reindex'].append(CPU[-1])
             if keyspace(conn) != original:
                 errors.append('reindex changed a healthy database')
         if 'reindex_rebuild' in jobs:
             conn.delete(*index_keys(conn))
             jobs['reindex_rebuild'].append(timed(lambda: list(
                 refresh_indices(User, block_size=REINDEX_BLOCK))))
+            cpu['reindex_rebuild'].append(CPU[-1])
             if keyspace(conn) != original:
                 errors.append('reindex after dropping the indexes did not rebuild them '
                               'exactly')
@@ -148,6 +169,7 @@ def run(args: argparse.Namespace, url: str) -> int:
                 clean_unsafe_cols(User)
 
             jobs['clean'].append(timed(clean))
+            cpu['clean'].append(CPU[-1])
             if keyspace(conn) != original:
                 errors.append('clean changed a healthy database')
         rom.util.session.rollback()
@@ -155,18 +177,24 @@ def run(args: argparse.Namespace, url: str) -> int:
     results = {}
     print('rom maintenance benchmark: %d rows, Redis %s, Python %s, %d repetition(s)'
           % (args.rows, info.get('redis_version'), platform.python_version(), args.reps))
-    print('%-16s %12s %12s %10s' % ('job', 'rows/s', 'best rows/s', 'median s'))
+    print('machine before: %s' % (load_before,))
+    print('machine after:  %s' % (machine(),))
+    print('%-16s %12s %12s %10s %14s' % ('job', 'rows/s', 'best rows/s', 'median s',
+                                         'client CPU us/row'))
     for name, times in jobs.items():
         median = statistics.median(times)
+        cpu_row = statistics.median(cpu[name]) / args.rows * 1e6
         results[name] = {'seconds': times, 'median_s': median,
-                         'rows_per_s': args.rows / median, 'best_rows_per_s': args.rows / min(times)}
-        print('%-16s %12.0f %12.0f %10.3f' % (name, args.rows / median, args.rows / min(times),
-                                             median))
+                         'rows_per_s': args.rows / median, 'best_rows_per_s': args.rows / min(times),
+                         'client_cpu_s': cpu[name], 'client_cpu_us_per_row': cpu_row}
+        print('%-16s %12.0f %12.0f %10.3f %14.1f' % (name, args.rows / median,
+                                                     args.rows / min(times), median, cpu_row))
     for error in errors:
         print('ERROR: ' + error)
     if args.json:
         with open(args.json, 'w') as f:
-            json.dump({'rows': args.rows, 'reps': args.reps, 'redis_version':
+            json.dump({'rows': args.rows, 'reps': args.reps, 'machine': [load_before, machine()],
+                       'redis_version':
                        info.get('redis_version'), 'python': platform.python_version(),
                        'jobs': results, 'errors': errors}, f, indent=2, sort_keys=True)
     return 1 if errors else 0

@@ -5,12 +5,16 @@ duplicated unique values) and returns an :class:`AuditReport`. It works in two p
 each in blocks of ``block_size`` so memory stays bounded (plus one bit per row id and one
 count per index key):
 
-1. Rows: every row found by SCAN is loaded, the index entries a save of it would write
-   are computed (``rom._expect``, through ``rom._write_plan.compute_index_entries``), its
+1. Rows: every row found by SCAN is read (pipelined ``HMGET`` of the model's fields,
+   ``rom._maint_io``, on a plain client), the index entries a save of it would write are
+   computed from its stored texts (``rom._expect_fast``; for models it cannot handle, and
+   for rows it leaves to them, from the loaded entity through ``rom._expect``), its
    ``-index-data-`` bookkeeping is compared with them, and a block's entries are verified
-   in Redis by one script call (set membership, sorted-set member and score,
-   prefix/suffix member and score, geo member and position, unique field). References to
-   missing rows are reported. The number of entries expected in each index key is counted.
+   in Redis (set membership, sorted-set member and score, prefix/suffix member and score,
+   geo member and position, unique field: ``rom._verify``'s native commands, or one
+   script call). References to missing rows are reported. The number of entries expected
+   in each index key is counted, and rows carrying an expiry time are noted for the
+   expiry findings.
 2. Index keys: every ``<ns>:…:idx``, ``:pre``, ``:suf``, ``:geo``, ``:uidx`` key and the
    legacy ``<ns>::`` hash is found by SCAN. A key holding exactly the expected number of
    members (all verified in pass 1) is done; a key with more is scanned in Redis for
@@ -27,19 +31,25 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 from ._connect import connect
-from ._expiry_audit import audit_expiry, is_expired, server_ms
+from ._expiry_audit import FindingArgs, audit_expiry, carrier_findings, is_expired, server_ms
 from ._ttl import EXPIRY_FIELD
 from ._maintenance import _get_row_ids, _scan_pages, scan_pattern
 from ._registry import MODELS
 from ._scripts import lua
 from ._reindex import dangling_references, entity_from_row, read_ahead, read_rows, untracked
-from ._expect import (_UNREADABLE, _Expected, _t, bookkeeping_problem, expected_entries,
-                      verify_entries)
+from ._expect_fast import fast_expecter
+from ._expect import (_UNREADABLE, _Expected, _t, expected_entries,
+                      stored_bookkeeping_problem, verify_entries)
+from ._maint_io import usable
 from ._audit_report import (BAD_ROW, BOOKKEEPING, DANGLING, DANGLING_REFERENCE, KINDS, MISSING, STALE,
                             UNIQUE_DUPLICATE, UNIQUE_MISSING, UNIQUE_STALE, UNKNOWN_INDEX,
                             WRONG_SCORE, AuditReport, Finding)
 
 __all__ = ['AuditReport', 'Finding', 'audit_model', 'KINDS']
+
+_EXPIRY_BYTES = EXPIRY_FIELD.encode()
+#: a row read in pass 1: (id, values of FastExpecter.fields or None, raw row or None, legacy)
+_Row = Tuple[int, Optional[List[Any]], Optional[Dict[Any, Any]], Any]
 
 
 
@@ -69,10 +79,32 @@ class _Auditor:
             ':'.join(group) for group in (model._cunique or ())]
         # models with _ttl: the unique claims of expired rows may have been taken over
         self.now = server_ms(self.conn) if getattr(model, '_ttl', None) is not None else None
+        self.fast = fast_expecter(model)
+        self.raw_io = usable(self.conn)
+        # the expiry findings of the rows carrying an expiry time, reported after pass 2
+        self.carriers: List[FindingArgs] = []
 
     # --- loading -------------------------------------------------------------------------
-    def _load(self, ids: List[int]) -> List[Tuple[int, Dict[Any, Any], Any]]:
+    def _load(self, ids: List[int]) -> List[_Row]:
+        """``(id, values, raw row, legacy bookkeeping)`` for the ids whose row exists: the
+        values of ``self.fast.fields`` when read that way (then no raw row), else the raw
+        ``HGETALL`` reply (then values are None)."""
+        out: List[_Row] = []
+        if self.fast is not None and self.raw_io and not self.has_legacy:
+            again = []
+            pos = self.fast.pkey_pos
+            for i, values in self.fast.read(self.conn, ids):
+                if values[pos] is None:
+                    again.append(i)  # missing, or lacking its primary key: read it whole
+                else:
+                    out.append((i, values, None, None))
+            ids = again
+        return out + [(i, None, row, legacy) for i, row, legacy in self._load_rows(ids)]
+
+    def _load_rows(self, ids: List[int]) -> List[Tuple[int, Dict[Any, Any], Any]]:
         """``(id, raw row, legacy bookkeeping)`` for the ids whose row exists."""
+        if not ids:
+            return []
         rows = read_rows(self.model, ids)
         legacy = self.ns + '::'
         if not rows or not self.has_legacy:
@@ -103,11 +135,10 @@ class _Auditor:
                                         self.model._columns[attr]._on_delete))
         return out
 
-    def _expired(self, row: Dict[Any, Any]) -> bool:
-        """Whether the row (of a model with ``_ttl``) is past its expiry time."""
+    def _expired(self, value: Any) -> bool:
+        """Whether a row (of a model with ``_ttl``) stored with this expiry time is past it."""
         if self.now is None:
             return False
-        value = row.get(EXPIRY_FIELD.encode(), row.get(EXPIRY_FIELD))
         return value is not None and is_expired({EXPIRY_FIELD: value}, self.now)
 
     def _bad_row(self, i: int, exc: BaseException) -> None:
@@ -132,7 +163,7 @@ class _Auditor:
             for ids in _get_row_ids(self.model, self.block_size):
                 yield ids, [i for i in ids if not self._seen(i)]  # SCAN may repeat keys
 
-        def load(block: Tuple[List[int], List[int]]) -> List[Tuple[int, Dict[Any, Any], Any]]:
+        def load(block: Tuple[List[int], List[int]]) -> List[_Row]:
             return self._load(block[1]) if block[1] else []
 
         # the next block is read, and each block's entries verified, in Redis while the
@@ -168,21 +199,58 @@ class _Auditor:
     def _count(self, key: str) -> None:
         self.expected_sizes[key] = self.expected_sizes.get(key, 0) + 1
 
-    def _check_block(self, rows: List[Tuple[int, Dict[Any, Any], Any]]
-                     ) -> List[Tuple[str, _Expected]]:
+    def _check_block(self, rows: List[_Row]) -> List[Tuple[str, _Expected]]:
         """Check the rows' bookkeeping; return the entries to verify in Redis."""
         prefix = self.prefix
         payload: List[Tuple[str, _Expected]] = []
         count = self._count
-        for i, row, legacy, entity in self._entities(rows):
+        fast = self.fast
+        found: List[Tuple[int, _Expected, Any, bool, Any]] = []  # id, exp, bookkeeping, ...
+        slow: List[Tuple[int, Dict[Any, Any], Any]] = []
+        carriers = []
+        redo = []
+        for i, values, row, legacy in rows:
+            if row is not None:
+                values = fast.values(row) if fast is not None else None
+                expiry = row.get(_EXPIRY_BYTES, row.get(EXPIRY_FIELD))
+                exp = fast.expect(values) if fast is not None and values is not None else None
+                if exp is None or fast is None or values is None:
+                    slow.append((i, row, legacy))
+                elif legacy is not None:
+                    found.append((i, exp, legacy, True, expiry))
+                else:
+                    found.append((i, exp, values[fast.index_pos], False, expiry))
+            else:
+                assert fast is not None and values is not None
+                expiry = values[fast.expiry_pos]
+                exp = fast.expect(values)
+                if exp is None:
+                    redo.append(i)  # read whole below (the entity path needs the row)
+                    continue
+                found.append((i, exp, values[fast.index_pos], False, expiry))
+            if expiry is not None:
+                carriers.append((i, expiry))
+        for i, row, legacy in self._load_rows(redo):
+            expiry = row.get(_EXPIRY_BYTES, row.get(EXPIRY_FIELD))
+            if expiry is not None:
+                carriers.append((i, expiry))
+            slow.append((i, row, legacy))
+        for i, row, legacy, entity in self._entities(slow):
             if entity is None:
                 continue
             exp = self._expect(i, entity)
             if exp is None:
                 continue
+            raw = legacy if legacy is not None else row.get(b'-index-data-',
+                                                             row.get('-index-data-'))
+            found.append((i, exp, raw, legacy is not None,
+                          row.get(_EXPIRY_BYTES, row.get(EXPIRY_FIELD))))
+        if carriers:
+            self.carriers += carrier_findings(self.conn, self.model, carriers)
+        for i, exp, raw, is_legacy, expiry in found:
             id_text = str(i)
-            self._check_bookkeeping(i, row, legacy, exp)
-            if self._expired(row):
+            self._check_bookkeeping(i, raw, is_legacy, exp)
+            if self._expired(expiry):
                 exp.uniques = {}  # an expired row's claims may have been taken over
             for name in exp.keys:
                 count(prefix + name + ':idx')
@@ -233,12 +301,11 @@ class _Auditor:
                             'both hold unique value %r of %s' % (self.prefix, first, self.prefix,
                                                                  second, shown, key))
 
-    def _check_bookkeeping(self, i: int, row: Dict[Any, Any], legacy: Any,
-                           exp: _Expected) -> None:
-        problem = bookkeeping_problem(row, legacy, exp)
+    def _check_bookkeeping(self, i: int, raw: Any, is_legacy: bool, exp: _Expected) -> None:
+        problem = stored_bookkeeping_problem(raw, exp)
         if problem is not None:
             key = '%s%d' % (self.prefix, i)
-            where = 'legacy %s::' % (self.ns,) if legacy is not None else '-index-data-'
+            where = 'legacy %s::' % (self.ns,) if is_legacy else '-index-data-'
             self.report.add(BOOKKEEPING, key, '-index-data-', str(i), 'the %s bookkeeping of '
                             'row %s %s' % (where, key, problem))
 
@@ -421,7 +488,8 @@ class _Auditor:
         wanted = [i for i in ids if i not in self.cache]
         if not wanted:
             return
-        found = {i: entity for i, _row, _legacy, entity in self._entities(self._load(wanted))}
+        found = {i: entity for i, _row, _legacy, entity in
+                 self._entities(self._load_rows(wanted))}
         for i in wanted:
             if i not in found:
                 self.cache[i] = None
@@ -502,5 +570,6 @@ def audit_model(model: Any, block_size: int = 1000,
     with untracked():
         auditor.check_rows()
         auditor.check_index_keys()
-        audit_expiry(model, auditor.report, auditor.block_size)  # expiry (models with _ttl)
+        # expiry (models with _ttl; any row carrying an expiry time was seen in pass 1)
+        audit_expiry(model, auditor.report, auditor.block_size, auditor.carriers)
     return auditor.report

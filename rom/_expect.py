@@ -12,12 +12,16 @@ import json
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from ._helpers import _encode_unique_constraint
+from ._maint_io import usable
 from ._scripts import lua
+from ._verify import verify_native
 from ._write_plan import compute_index_entries, parse_index_data
 
-__all__ = ['expected_entries', 'bookkeeping_problem', 'verify_entries']
+__all__ = ['expected_entries', 'bookkeeping_problem', 'stored_bookkeeping_problem',
+           'verify_entries', 'unique_field', 'group_field']
 
 _TEMP_TTL = 3600
+_loads = json.loads
 
 
 def _text(value: Any) -> str:
@@ -55,29 +59,46 @@ class _Expected:
 _UNREADABLE = _Expected()
 
 
+def unique_field(col: Any, attr: str, value: Any, data: Optional[Dict[str, Any]] = None
+                 ) -> Optional[str]:
+    """The unique-index field a save of ``value`` in unique column ``attr`` claims, or None
+    (models §6.3); ``data`` is the whole entity's values (for keygens that read them)."""
+    new_s = col._to_redis(value) if value is not None else None
+    unique: Any = new_s
+    if col._keygen is not None and not col._index:
+        result = col._keygen(attr, {attr: value} if data is None else data) or [new_s]
+        if not isinstance(result, (list, tuple, set)):
+            return None
+        unique = next((item for item in result if item is not None), None)
+    if unique:  # empty values ('' , Boolean False) are never claimed, as in rom 1.1.2
+        return _text(unique)
+    return None
+
+
+def group_field(model: Any, group: Sequence[str], values: Dict[str, Any]) -> Optional[str]:
+    """The unique-index field a save claims for the ``unique_together`` columns ``group``."""
+    columns = model._columns
+    texts = []
+    for attr in group:
+        value = values.get(attr)
+        texts.append(None if value is None else columns[attr]._to_redis(value))
+    if any(text is None for text in texts):
+        return None
+    return _encode_unique_constraint(texts)
+
+
 def _unique_fields(model: Any, data: Dict[str, Any]) -> Dict[str, str]:
     """Constraint name -> the unique-index field a save of ``data`` claims (models §6.3)."""
     fields: Dict[str, str] = {}
     columns = model._columns
     for attr in model._unique or ():
-        col = columns[attr]
-        value = data.get(attr)
-        new_s = col._to_redis(value) if value is not None else None
-        unique: Any = new_s
-        if col._keygen is not None and not col._index:
-            result = col._keygen(attr, data) or [new_s]
-            if not isinstance(result, (list, tuple, set)):
-                continue
-            unique = next((item for item in result if item is not None), None)
-        if unique:  # empty values ('' , Boolean False) are never claimed, as in rom 1.1.2
-            fields[attr] = _text(unique)
+        field = unique_field(columns[attr], attr, data.get(attr), data)
+        if field is not None:
+            fields[attr] = field
     for group in model._cunique or ():
-        values = []
-        for attr in group:
-            value = data.get(attr)
-            values.append(None if value is None else columns[attr]._to_redis(value))
-        if all(v is not None for v in values):
-            fields[':'.join(group)] = _encode_unique_constraint(values)
+        field = group_field(model, group, data)
+        if field is not None:
+            fields[':'.join(group)] = field
     return fields
 
 
@@ -103,7 +124,7 @@ def _same_bookkeeping(raw: Any, exp: _Expected) -> bool:
     """Fast path of :func:`bookkeeping_problem` for the usual 5-slot form; False when it
     differs or has another form (the full comparison then decides)."""
     try:
-        data = json.loads(raw)
+        data = _loads(raw.decode('utf-8') if type(raw) is bytes else raw)
         slots = [slot if slot != {} else [] for slot in data]
         if len(slots) != 5:
             return False
@@ -123,6 +144,11 @@ def bookkeeping_problem(row: Dict[Any, Any], legacy: Any, exp: _Expected) -> Opt
     """None when the row's bookkeeping (``legacy`` when given, else its ``-index-data-``)
     lists exactly the entries ``exp`` calls for; otherwise what is wrong, as text."""
     raw = legacy if legacy is not None else row.get(b'-index-data-', row.get('-index-data-'))
+    return stored_bookkeeping_problem(raw, exp)
+
+
+def stored_bookkeeping_problem(raw: Any, exp: _Expected) -> Optional[str]:
+    """:func:`bookkeeping_problem` of the stored bookkeeping ``raw`` (None when absent)."""
     if raw is not None and _same_bookkeeping(raw, exp):
         return None
     wanted: Tuple[Set[Any], ...] = exp.bookkeeping()
@@ -157,6 +183,10 @@ def verify_entries(conn: Any, ns: str, rows: Sequence[Tuple[str, _Expected]],
     """
     if not rows:
         return []
+    if usable(conn):
+        found = verify_native(conn, ns, rows, temp, _TEMP_TTL)
+        if found is not None:
+            return found
     sets: Dict[str, List[str]] = {}
     zsets: Dict[str, List[Tuple[str, str, str]]] = {}
     geo: Dict[str, List[Tuple[str, float, float]]] = {}

@@ -154,12 +154,18 @@ def visible_ids(model: Any, ids: Sequence[Any]) -> List[Any]:
     return run(op_visible_ids(model, ids))
 
 
-def ttl_of(model: Any, ident: Any) -> Optional[float]:
-    """Seconds until entity ``ident`` expires (0.0 once it has), None without expiry/row."""
-    now, (state,) = run(_op_states(model, [ident]))
+def op_ttl_of(model: Any, ident: Any) -> Operation[Optional[float]]:
+    """Operation: seconds until entity ``ident`` expires (0.0 once it has), None without
+    expiry/row."""
+    now, (state,) = yield from _op_states(model, [ident])
     if state is None or state < 0:
         return None
     return max(state - now, 0) / 1000.0
+
+
+def ttl_of(model: Any, ident: Any) -> Optional[float]:
+    """Blocking :func:`op_ttl_of`."""
+    return run(op_ttl_of(model, ident))
 
 
 # --------------------------------------------------------------------------- removal

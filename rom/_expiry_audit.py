@@ -12,7 +12,7 @@ taken over); these are:
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from ._audit_report import BOOKKEEPING, DANGLING, MISSING, UNKNOWN_INDEX, AuditReport
 from ._connect import connect, to_text
@@ -36,8 +36,13 @@ def is_expired(row: Dict[str, Any], now: Optional[int]) -> bool:
         return False
 
 
-def audit_expiry(model: Any, report: AuditReport, block_size: int) -> None:
-    """Add the expiry findings of ``model`` to ``report`` (reads only, in blocks)."""
+def audit_expiry(model: Any, report: AuditReport, block_size: int,
+                 carriers: Optional[List[FindingArgs]] = None) -> None:
+    """Add the expiry findings of ``model`` to ``report`` (reads only, in blocks).
+
+    ``carriers`` are the :func:`carrier_findings` of every row, when the caller read every
+    row already (the audit's first pass); otherwise the rows are scanned here.
+    """
     conn = connect(model)
     ns = model._namespace
     key = expiry_key(ns)
@@ -52,24 +57,55 @@ def audit_expiry(model: Any, report: AuditReport, block_size: int) -> None:
             cursor, page = conn.zscan(key, cursor or 0, count=block_size)
             if page:
                 _check_entries(conn, ns, key, page, report)
+    if carriers is None:
+        carriers = []
+        for block in _carrier_blocks(conn, model, block_size):
+            carriers += carrier_findings(conn, model, block)
+    for finding in carriers:
+        report.add(*finding)
+
+
+#: the arguments of one ``AuditReport.add``
+FindingArgs = Tuple[str, str, str, str, str]
+
+
+def carrier_findings(conn: Any, model: Any, block: List[Tuple[int, Any]]
+                     ) -> List[FindingArgs]:
+    """The findings of rows ``(id, stored -expire-at-)`` that carry an expiry time: the
+    model does not declare ``_ttl``, or the expiry set lacks the row."""
+    ns = model._namespace
+    key = expiry_key(ns)
+    declared = getattr(model, '_ttl', None) is not None
+    scores: List[Any] = [None] * len(block)
+    if declared:
+        pipe = conn.pipeline(False)
+        for i, _field in block:
+            pipe.zscore(key, str(i))
+        scores = pipe.execute()
+    out: List[FindingArgs] = []
+    for (i, field), score in zip(block, scores):
+        row = '%s:%d' % (ns, i)
+        if not declared:
+            out.append((BOOKKEEPING, row, EXPIRY_FIELD, str(i), 'row %s has %s but model '
+                        '%s does not declare _ttl' % (row, EXPIRY_FIELD, ns)))
+        elif score is None:
+            out.append((MISSING, key, str(i), str(i), 'row %s expires at %s but %s has no '
+                        'entry for it, so it would never be removed'
+                        % (row, to_text(field), key)))
+    return out
+
+
+def _carrier_blocks(conn: Any, model: Any, block_size: int
+                    ) -> Iterator[List[Tuple[int, Any]]]:
+    """Per block of rows found by SCAN, ``(id, stored -expire-at-)`` of those carrying it."""
+    ns = model._namespace
     for ids in _get_row_ids(model, block_size):
         pipe = conn.pipeline(False)
         for i in ids:
             pipe.hget('%s:%d' % (ns, i), EXPIRY_FIELD)
-            pipe.zscore(key, str(i))
-        replies = pipe.execute()
-        for n, i in enumerate(ids):
-            field, score = replies[2 * n], replies[2 * n + 1]
-            row = '%s:%d' % (ns, i)
-            if field is None:
-                continue
-            if not declared:
-                report.add(BOOKKEEPING, row, EXPIRY_FIELD, str(i), 'row %s has %s but model '
-                           '%s does not declare _ttl' % (row, EXPIRY_FIELD, ns))
-            elif score is None:
-                report.add(MISSING, key, str(i), str(i), 'row %s expires at %s but %s has no '
-                           'entry for it, so it would never be removed'
-                           % (row, to_text(field), key))
+        found = [(i, field) for i, field in zip(ids, pipe.execute()) if field is not None]
+        if found:
+            yield found
 
 
 def _check_entries(conn: Any, ns: str, key: str, page: List[Any], report: AuditReport) -> None:

@@ -136,19 +136,29 @@ def run_step(step: Step) -> Any:
     raise TypeError('not a rom I/O step: %r' % (step,))
 
 
+class _Done(NamedTuple):
+    value: Any
+
+
+def _advance(operation: Operation[Any], reply: Any, error: Optional[BaseException]) -> Any:
+    """The operation's next step after ``reply`` (or ``error``), or ``_Done(result)``."""
+    try:
+        return operation.send(reply) if error is None else operation.throw(error)
+    except StopIteration as stop:
+        return _Done(stop.value)
+
+
 def run(operation: Operation[R]) -> R:
     """Drive ``operation`` to its end with blocking I/O; returns its result."""
-    send: Any = None
-    error: Optional[BaseException] = None
+    reply, error = None, None
     while True:
+        step = _advance(operation, reply, error)
+        if type(step) is _Done:
+            return step.value  # type: ignore[no-any-return]
         try:
-            step = operation.send(send) if error is None else operation.throw(error)
-        except StopIteration as stop:
-            return stop.value
-        try:
-            send, error = run_step(step), None
+            reply, error = run_step(step), None
         except Exception as exc:  # delivered at the operation's yield
-            send, error = None, exc
+            reply, error = None, exc
 
 
 #: True while the asyncio driver advances an operation (pure code that must not block,
@@ -159,17 +169,16 @@ IN_ARUN: ContextVar[bool] = ContextVar('rom_in_arun', default=False)
 async def arun(operation: Operation[R]) -> R:
     """Drive ``operation`` to its end with asyncio I/O; returns its result."""
     from ._aio_driver import arun_step
-    send: Any = None
-    error: Optional[BaseException] = None
+    reply, error = None, None
     while True:
         token = IN_ARUN.set(True)
         try:
-            step = operation.send(send) if error is None else operation.throw(error)
-        except StopIteration as stop:
-            return stop.value
+            step = _advance(operation, reply, error)
         finally:
             IN_ARUN.reset(token)
+        if type(step) is _Done:
+            return step.value  # type: ignore[no-any-return]
         try:
-            send, error = await arun_step(step), None
-        except Exception as exc:
-            send, error = None, exc
+            reply, error = await arun_step(step), None
+        except Exception as exc:  # delivered at the operation's yield
+            reply, error = None, exc

@@ -132,6 +132,7 @@ class Lock:
         self.release()
 
     async def __aenter__(self) -> 'Lock':
+        """``async with lock:`` takes the lock (``aacquire``) or raises, and releases it after."""
         if not await self.aacquire():
             raise self._not_acquired()
         return self

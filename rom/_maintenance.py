@@ -25,7 +25,8 @@ from ._connect import connect, to_text
 from ._scripts import lua
 from ._session import session
 from ._registry import MODELS
-from ._reindex import ReindexSummary, read_ahead, read_rows, reindex_ids
+from ._maint_io import usable
+from ._reindex import ReindexSummary, job_expecter, read_ahead, read_rows, reindex_ids
 
 __all__ = [
     'refresh_indices', 'refresh_all_indexes', 'clean_old_index', 'clean_unsafe_cols',
@@ -95,8 +96,18 @@ def _get_row_ids(model: Any, block_size: int) -> Iterator[List[int]]:
     """
     conn = connect(model)
     prefix = model._namespace + ':'
+    raw = prefix.encode('utf-8')
+    start = len(raw)
     for keys in _scan_pages(conn, scan_pattern(model._namespace), block_size):
-        ids = [i for i in (row_id_of(key, prefix) for key in keys) if i is not None]
+        ids = []
+        for key in keys:
+            if type(key) is bytes:  # the usual reply: ASCII digits after the prefix
+                if key.startswith(raw) and key[start:].isdigit():
+                    ids.append(int(key[start:]))
+                continue
+            i = row_id_of(key, prefix)
+            if i is not None:
+                ids.append(i)
         if ids:
             yield ids
 
@@ -137,10 +148,18 @@ def refresh_indices(model: Any, block_size: int = 100, scan: bool = True,
         summary = ReindexSummary()
     if scan:
         done = 0
+        fast = None if legacy or not usable(conn) else job_expecter(model, summary)
+
+        def load(ids: List[int]) -> Tuple[Any, Any]:
+            # rows as values for the fast path, unless the job is writing every row
+            if fast is not None and summary.write_blocks == 0:
+                return None, fast.read(conn, ids)
+            return read_rows(model, ids), None
+
         with ThreadPoolExecutor(max_workers=1) as pool:
-            for block, rows in read_ahead(pool, _get_row_ids(model, block_size),
-                                          lambda ids: read_rows(model, ids)):
-                reindex_ids(model, block, summary, bool(legacy), rows)
+            for block, (rows, values) in read_ahead(pool, _get_row_ids(model, block_size),
+                                                    load):
+                reindex_ids(model, block, summary, bool(legacy), rows, values)
                 _commit_pending()
                 done += len(block)
                 yield done, total

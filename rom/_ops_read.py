@@ -210,11 +210,12 @@ def op_refresh(entity: Any, force: bool = False) -> Operation[None]:
     """Reload the entity from Redis, discarding local changes (``force`` for modified ones)."""
     if entity._deleted:
         return
+    key = entity._session_key  # (a pending id is not taken for a message)
     if entity._modified and not force:
         raise InvalidOperation('%s: a modified entity can only be refreshed with force=True, '
-                               'which discards the changes' % (entity._pk,))
+                               'which discards the changes' % (key,))
     if entity._new:
-        raise InvalidOperation('%s: a new entity cannot be refreshed' % (entity._pk,))
+        raise InvalidOperation('%s: a new entity cannot be refreshed' % (key,))
     row = _decoded((yield Command(entity, ('HGETALL', entity._pk))))
     if type(entity)._ttl is not None:
         from ._expiry import op_visible

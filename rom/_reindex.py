@@ -8,6 +8,11 @@ column declares a default (what a re-save of the loaded entity stores, spec §6.
 reference to a row that no longer exists is kept in the row (rom 1.1.2 keeps it too) and
 only loses its index entry; it is counted in the summary and reported by ``check``.
 
+Rows are verified before anything is written: a row whose bookkeeping and entries are
+right is left alone. For the models ``rom._expect_fast`` handles, that verification uses the
+row's stored texts (read with pipelined ``HMGET`` by ``refresh_indices``) and native
+commands (``rom._verify``); only the rows to write are read whole and loaded.
+
 Each row's write is checked against the stored values it was computed from: a row changed
 by a concurrent writer is read again and retried, a row deleted meanwhile is skipped, and
 both are reported instead of stopping the job.
@@ -24,14 +29,16 @@ from ._loader import mapping_builder
 from ._relations import ManyToOne, _Unresolved
 from ._scripts import lua
 from ._session import session
-from ._expect import bookkeeping_problem, expected_entries, verify_entries
+from ._expect_fast import fast_expecter
+from ._expect import (bookkeeping_problem, expected_entries, stored_bookkeeping_problem,
+                      verify_entries)
 from ._registry import NULL
 from ._ttl import EXPIRY_FIELD
 from ._write_plan import WritePlan, plan_write
 from ._write_script import run_plans
 from .exceptions import DataRaceError, EntityDeletedError, UniqueKeyViolation
 
-__all__ = ['ReindexSummary', 'reindex_ids', 'read_rows', 'read_ahead', 'entity_from_row',
+__all__ = ['ReindexSummary', 'reindex_ids', 'job_expecter', 'read_rows', 'read_ahead', 'entity_from_row',
            'untracked', 'dangling_references']
 
 _RETRIES = 5
@@ -56,6 +63,8 @@ class ReindexSummary:
     #: blocks left before rows are verified again instead of written outright (while most
     #: rows need writing, as when indexes are rebuilt from nothing, verifying is wasted)
     write_blocks: int = field(default=0, repr=False)
+    #: the job's FastExpecter (False for a model without one; None before the first block)
+    expecter: Any = field(default=None, repr=False, compare=False)
 
     def lines(self) -> List[str]:
         """Human-readable notes, one per kind of change (empty when there is nothing to say)."""
@@ -217,15 +226,67 @@ def _default_columns(model: Any) -> List[str]:
     return cached
 
 
+def _sort_values(model: Any, conn: Any, fast: Any, values: List[Tuple[int, List[Any]]],
+                 checks: List[Tuple[str, Any]], known: Dict[int, Optional[Dict[Any, Any]]]
+                 ) -> List[int]:
+    """Rows read as values: healthy-looking ones go to ``checks`` (to verify in Redis) and
+    ``known``; returns the ids to read whole (to write, or for the entity path to judge)."""
+    now = None
+    if getattr(model, '_ttl', None) is not None:
+        from ._expiry_audit import is_expired, server_ms  # (imports this module's importer)
+        now = server_ms(conn)
+    slow = []
+    pkey, index, expiry = fast.pkey_pos, fast.index_pos, fast.expiry_pos
+    for i, row in values:
+        if row[pkey] is None:
+            slow.append(i)  # missing, or lacking its primary key
+            continue
+        if now is not None and row[expiry] is not None and is_expired(
+                {EXPIRY_FIELD: row[expiry]}, now):
+            continue  # expired: left alone (see _unexpired)
+        exp = None if fast.lacks_default(row) else fast.expect(row)
+        if exp is not None and stored_bookkeeping_problem(row[index], exp) is None:
+            checks.append((str(i), exp))
+            known[i] = None
+        else:
+            slow.append(i)
+    return slow
+
+
+def _lacks_default(model: Any, row: Dict[Any, Any]) -> bool:
+    """Whether the row lacks a field whose column declares a default (a reindex writes it)."""
+    for attr in _default_columns(model):
+        if attr.encode() not in row and attr not in row:
+            return True
+    return False
+
+
+def job_expecter(model: Any, summary: ReindexSummary) -> Any:
+    """The job's :class:`~rom._expect_fast.FastExpecter` (None for models without one)."""
+    if summary.expecter is None:
+        summary.expecter = fast_expecter(model) or False
+    return summary.expecter or None
+
+
+def _entities(model: Any, rows: Sequence[Tuple[int, Dict[Any, Any]]], summary: ReindexSummary
+              ) -> List[Tuple[int, Any, Dict[Any, Any]]]:
+    """``(id, entity, row)`` of the rows that load; the others go to ``summary.skipped``."""
+    out = []
+    for i, row in rows:
+        try:
+            out.append((i, entity_from_row(model, row), row))
+        except Exception as exc:
+            summary.skipped.append(('%s:%d' % (model._namespace, i), 'cannot be loaded: %s: %s'
+                                    % (type(exc).__name__, exc)))
+    return out
+
+
 def _needs_write(model: Any, i: int, row: Dict[Any, Any], entity: Any, legacy: bool,
                  checks: List[Tuple[str, Any]]) -> bool:
     """Whether the row's bookkeeping (or a missing defaulted field) calls for a write; when
     not, its expected entries go to ``checks`` to be verified in Redis."""
-    if legacy:
+    if legacy or _lacks_default(model, row):
         return True  # legacy ``<ns>::`` bookkeeping: the write migrates it
-    for attr in _default_columns(model):
-        if attr.encode() not in row and attr not in row:
-            return True
     exp = expected_entries(model, entity, str(i))
     if bookkeeping_problem(row, None, exp) is not None:
         return True
@@ -267,7 +328,8 @@ def _apply(conn: Any, ns: str, plans: List[Tuple[int, WritePlan]], summary: Rein
 
 def reindex_ids(model: Any, ids: Sequence[int], summary: ReindexSummary,
                 legacy: bool = True,
-                rows: Optional[List[Tuple[int, Dict[Any, Any]]]] = None) -> int:
+                rows: Optional[List[Tuple[int, Dict[Any, Any]]]] = None,
+                values: Optional[List[Tuple[int, List[Any]]]] = None) -> int:
     """Rewrite the index entries of the rows ``ids`` that need it (missing rows are skipped).
 
     A row whose ``-index-data-`` already lists what its values call for and whose entries
@@ -276,7 +338,8 @@ def reindex_ids(model: Any, ids: Sequence[int], summary: ReindexSummary,
     bookkeeping (then rows can be verified instead of rewritten). Two or three round trips
     per call when nothing races; returns the rows handled. Never raises for one row's
     trouble: it goes into ``summary.skipped``. ``rows`` are the rows of ``ids`` when the
-    caller read them already (:func:`read_rows`).
+    caller read them already (:func:`read_rows`), or ``values`` their values as
+    :meth:`~rom._expect_fast.FastExpecter.read` reads them.
     """
     conn = connect(model)
     ns = model._namespace
@@ -286,22 +349,36 @@ def reindex_ids(model: Any, ids: Sequence[int], summary: ReindexSummary,
     while todo and attempt < _RETRIES:
         attempt += 1
         with untracked():
-            if rows is None or attempt > 1:
-                rows = read_rows(model, todo)
-            rows = _unexpired(model, conn, rows)
-            entities: List[Tuple[int, Any, Dict[Any, Any]]] = []
-            for i, row in rows:
-                try:
-                    entities.append((i, entity_from_row(model, row), row))
-                except Exception as exc:
-                    summary.skipped.append(('%s:%d' % (ns, i), 'cannot be loaded: %s: %s'
-                                            % (type(exc).__name__, exc)))
-            dangling = dangling_references(model, [e for _, e, _ in entities])
-            checks: List[Tuple[str, Any]] = []
-            writes = []
             write_all = legacy or summary.write_blocks > 0
             if summary.write_blocks > 0 and attempt == 1:
                 summary.write_blocks -= 1
+            fast = None if write_all else job_expecter(model, summary)
+            checks: List[Tuple[str, Any]] = []
+            known: Dict[int, Optional[Dict[Any, Any]]] = {}  # verified in Redis below
+            if fast is not None and values is not None and attempt == 1:
+                slow_ids = _sort_values(model, conn, fast, values, checks, known)
+                rows = read_rows(model, slow_ids) if slow_ids else []
+                slow = _unexpired(model, conn, rows)
+            else:
+                if rows is None or attempt > 1:
+                    rows = read_rows(model, todo)
+                rows = _unexpired(model, conn, rows)
+                slow = rows
+                if fast is not None:
+                    slow = []
+                    for i, row in rows:
+                        row_values = fast.values(row)
+                        exp = None if fast.lacks_default(row_values) else fast.expect(row_values)
+                        if exp is None:
+                            slow.append((i, row))
+                        elif stored_bookkeeping_problem(row_values[fast.index_pos], exp) is None:
+                            checks.append((str(i), exp))
+                            known[i] = row
+                        else:
+                            slow.append((i, row))  # written: built as an entity below
+            entities = _entities(model, slow, summary)
+            dangling = dangling_references(model, [e for _, e, _ in entities])
+            writes = []
             for i, entity, row in entities:
                 try:
                     if write_all or _needs_write(model, i, row, entity, legacy, checks):
@@ -312,7 +389,12 @@ def reindex_ids(model: Any, ids: Sequence[int], summary: ReindexSummary,
             wrong = {int(problem[1]) for problem in verify_entries(conn, ns, checks)}
             written += len(checks) - len(wrong)
             writes += [(i, entity, row) for i, entity, row in entities if i in wrong]
-            if not write_all and len(writes) * 2 > len(entities) >= 10:
+            wrong_known = sorted(i for i in wrong if i in known)
+            reread = [i for i in wrong_known if known[i] is None]
+            again = dict(read_rows(model, reread)) if reread else {}
+            writes += _entities(model, [(i, known[i] or again[i]) for i in wrong_known
+                                        if known[i] is not None or i in again], summary)
+            if not write_all and len(writes) * 2 > len(todo) >= 10:
                 summary.write_blocks = _WRITE_BLOCKS
             plans: List[Tuple[int, WritePlan]] = []
             for i, entity, row in writes:

@@ -169,3 +169,13 @@ def ttl(self: Any) -> Optional[float]:
         return None
     from ._expiry import ttl_of  # (rom._expiry imports this module)
     return ttl_of(type(self), self._data[self._pkey])
+
+
+async def attl(self: Any) -> Optional[float]:
+    """Awaitable :meth:`ttl`."""
+    require_expiry(self)
+    if self._new or self._id_pending or self._deleted:
+        return None
+    from ._expiry import op_ttl_of
+    from ._io import arun
+    return await arun(op_ttl_of(type(self), self._data[self._pkey]))

@@ -313,6 +313,7 @@ class Model(metaclass=_ModelMetaclass):
     expire_at = _requests.expire_at
     persist = _requests.persist
     ttl = _requests.ttl
+    attl = _requests.attl
 
     # --- data access --------------------------------------------------------------------------
     def to_dict(self) -> Dict[str, Any]:

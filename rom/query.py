@@ -338,6 +338,7 @@ class Query(Generic[_M]):
         return self.iter_result()
 
     def __aiter__(self) -> AsyncIterator[_M]:
+        """``async for entity in query``: the results, fetched in chunks like ``iter_result``."""
         return self.aiter_result()
 
     def execute(self) -> List[_M]:

@@ -173,6 +173,8 @@ async def test_async_reads_never_use_the_blocking_client(conn, monkeypatch):
     assert await orphan.aload('author') is None
     with pytest.raises(rom.exceptions.InvalidColumnValue):
         Post(title='bad', n=11, author='junk')
+    with pytest.raises(rom.exceptions.InvalidOperation):
+        await Post(title='unsaved', n=12).arefresh()    # (its pending id is not taken)
 
 
 def test_one_to_many_finds_a_back_reference_naming_the_class_or_the_namespace(conn):

@@ -67,3 +67,31 @@ def test_get_one_breakdown_smoke(redis_url: str) -> None:
     lines = proc.stdout.splitlines()
     assert [line.split()[0] for line in lines[2:5]] == ['User', 'UserText', 'floor']
     assert lines[-1].startswith('without I/O')
+
+
+def test_async_bench_smoke(redis_url: str, tmp_path) -> None:
+    """benchmarks/async_bench.py: every workload at 1 and 50 tasks, answers checked."""
+    out = tmp_path / 'async_bench.json'
+    script = os.path.join(ROOT, 'benchmarks', 'async_bench.py')
+    proc = subprocess.run(
+        [sys.executable, script, '--smoke', '--flush', '--url', redis_url, '--json', str(out)],
+        capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert set(report['workloads']) == {'%s@%d' % (name, tasks) for tasks in (1, 50)
+                                        for name in ('get_one', 'insert_one',
+                                                     'range_order_limit')}
+    for key, workload in report['workloads'].items():
+        assert workload['correct'], (key, workload['errors'])
+        assert workload['rom_ops_per_s'] > 0 and workload['floor_ops_per_s'] > 0, key
+        assert workload['ratio'] > 0, key
+        assert key.split('@')[0] in proc.stdout
+
+
+def test_async_bench_refuses_a_non_empty_database(redis_url: str, conn) -> None:
+    conn.set('precious', 'data')
+    script = os.path.join(ROOT, 'benchmarks', 'async_bench.py')
+    proc = subprocess.run([sys.executable, script, '--smoke', '--url', redis_url],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 2 and 'not empty' in proc.stderr
+    assert conn.get('precious') == b'data'

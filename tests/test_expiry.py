@@ -68,7 +68,7 @@ def test_renew_needs_a_positive_ttl():
         type('Bad3', (rom.Model,), {'_ttl': 5, '_ttl_renew': 1, 'n': rom.Integer()})
 
 
-def test_models_without_ttl_refuse_expiry_and_keep_their_layout(conn):
+async def test_models_without_ttl_refuse_expiry_and_keep_their_layout(api, conn):
     class Plain(rom.Model):
         n = rom.Integer(index=True)
         email = rom.Text(unique=True)
@@ -77,7 +77,7 @@ def test_models_without_ttl_refuse_expiry_and_keep_their_layout(conn):
                  entity.persist, entity.ttl):
         with pytest.raises(InvalidOperation, match='_ttl'):
             call()
-    entity.save()
+    await api.save(entity)
     assert sorted(conn.keys('*')) == [b'Plain:1', b'Plain:email:uidx', b'Plain:id:',
                                       b'Plain:n:idx']
     assert sorted(conn.hgetall('Plain:1')) == [b'-index-data-', b'email', b'id', b'n']
@@ -116,185 +116,186 @@ def test_expire_at_refuses_dates_before_1970():
 
 
 # --------------------------------------------------------------------------- API
-def test_expire_in_ttl_and_persist(conn):
+async def test_expire_in_ttl_and_persist(api, conn):
     Doc = make_doc()
     doc = Doc(name='a b', n=1)
-    assert doc.ttl() is None            # not stored yet
+    assert (await api.ttl(doc)) is None            # not stored yet
     doc.expire_in(60)
     assert doc._modified
-    doc.save()
-    remaining = doc.ttl()
+    await api.save(doc)
+    remaining = (await api.ttl(doc))
     assert 59 < remaining <= 60
     at = int(conn.zscore('Doc:-expiry-', '1'))
     assert conn.hget('Doc:1', '-expire-at-') == str(at).encode()
     doc.persist()
-    doc.save()
-    assert doc.ttl() is None
+    await api.save(doc)
+    assert (await api.ttl(doc)) is None
     assert not conn.exists('Doc:-expiry-')
     assert conn.hget('Doc:1', '-expire-at-') is None
 
 
-def test_expire_in_takes_a_timedelta(conn):
+async def test_expire_in_takes_a_timedelta(api, conn):
     Doc = make_doc()
     doc = Doc(name='a')
     doc.expire_in(datetime.timedelta(minutes=2, microseconds=1500))
     with pytest.raises(ValueError):
         doc.expire_in(datetime.timedelta(seconds=-1))
-    doc.save()
-    assert 119 < doc.ttl() <= 120.002
+    await api.save(doc)
+    assert 119 < (await api.ttl(doc)) <= 120.002
 
 
-def test_columns_named_like_the_expiry_methods_keep_working(conn):
+async def test_columns_named_like_the_expiry_methods_keep_working(api, conn):
     class Legacy(rom.Model):        # a rom 1.1.2 model: its columns shadow the methods
         ttl = rom.Integer(index=True)
         persist = rom.Boolean()
     entity = Legacy(ttl=5, persist=True)
-    entity.save()
+    await api.save(entity)
     fresh()
-    loaded = Legacy.get(entity.id)
+    loaded = await api.get(Legacy, entity.id)
     assert (loaded.ttl, loaded.persist) == (5, True)
-    assert [e.id for e in Legacy.query.filter(ttl=5)] == [entity.id]
+    assert [e.id for e in await api.list(Legacy.query.filter(ttl=5))] == [entity.id]
 
 
-def test_expire_at_timestamp_and_datetimes(conn):
+async def test_expire_at_timestamp_and_datetimes(api, conn):
     Doc = make_doc()
     doc = Doc(name='a')
     doc.expire_at(4102444800.5)         # 2100-01-01 00:00:00.5 UTC
-    doc.save()
+    await api.save(doc)
     assert conn.zscore('Doc:-expiry-', '1') == 4102444800500
     doc.expire_at(datetime.datetime(2100, 1, 1, 0, 0, 1))
-    doc.save()
+    await api.save(doc)
     assert conn.zscore('Doc:-expiry-', '1') == 4102444801000
     aware = datetime.datetime(2100, 1, 1, 1, 0, 2, tzinfo=datetime.timezone(
         datetime.timedelta(hours=1)))
     doc.expire_at(aware)
-    doc.save()
+    await api.save(doc)
     assert conn.zscore('Doc:-expiry-', '1') == 4102444802000
 
 
-def test_model_default_ttl_applies_to_new_entities_only(conn):
+async def test_model_default_ttl_applies_to_new_entities_only(api, conn):
     Doc = make_doc(ttl=100)
     doc = Doc(name='a')
-    doc.save()
-    assert 99 < doc.ttl() <= 100
+    await api.save(doc)
+    assert 99 < (await api.ttl(doc)) <= 100
     doc.persist()
-    doc.save()
+    await api.save(doc)
     doc.n = 5
-    doc.save()                          # an update does not bring the default back
-    assert doc.ttl() is None
+    await api.save(doc)                          # an update does not bring the default back
+    assert (await api.ttl(doc)) is None
     other = Doc(name='b')
     other.persist()                     # an explicit request wins over the default
-    other.save()
-    assert other.ttl() is None
+    await api.save(other)
+    assert (await api.ttl(other)) is None
 
 
-def test_saves_keep_the_expiry_unless_the_model_renews(conn):
+async def test_saves_keep_the_expiry_unless_the_model_renews(api, conn):
     Doc = make_doc(ttl=100)
     doc = Doc(name='a')
-    doc.save()
+    await api.save(doc)
     conn.zadd('Doc:-expiry-', {'1': conn.zscore('Doc:-expiry-', '1') - 50000})
     conn.hset('Doc:1', '-expire-at-', int(conn.zscore('Doc:-expiry-', '1')))
     doc.n = 1
-    doc.save()
-    assert 49 < doc.ttl() <= 50
+    await api.save(doc)
+    assert 49 < (await api.ttl(doc)) <= 50
 
     Renewing = make_doc(ttl=100, renew=True, name='Renewing')
     ren = Renewing(name='a')
-    ren.save()
+    await api.save(ren)
     conn.zadd('Renewing:-expiry-', {'1': conn.zscore('Renewing:-expiry-', '1') - 50000})
     ren.n = 1
-    ren.save()
-    assert 99 < ren.ttl() <= 100
+    await api.save(ren)
+    assert 99 < (await api.ttl(ren)) <= 100
     ren.persist()
-    ren.save()
+    await api.save(ren)
     ren.n = 2
-    ren.save()                          # renewal restarts a running expiry only
-    assert ren.ttl() is None
+    await api.save(ren)                          # renewal restarts a running expiry only
+    assert (await api.ttl(ren)) is None
     assert conn.hget('Renewing:1', '-expire-at-') is None
 
 
-def test_session_commit_writes_expiry_requests(conn):
+async def test_session_commit_writes_expiry_requests(api, conn):
     Doc = make_doc()
     doc = Doc(name='a')
-    util.session.commit()
+    await api.commit()
     fresh()
-    loaded = Doc.get(doc.id)
+    loaded = await api.get(Doc, doc.id)
     loaded.expire_in(30)
-    util.session.commit()
-    assert 29 < loaded.ttl() <= 30
+    await api.commit()
+    assert 29 < (await api.ttl(loaded)) <= 30
 
 
 # --------------------------------------------------------------------------- visibility
-def _expired_and_live(Doc):
+async def _expired_and_live(api, Doc):
     live = Doc(name='alpha beta', email='live@x', n=1, lon=10.0, lat=20.0)
     gone = Doc(name='alpha gamma', email='gone@x', n=2, lon=10.0, lat=20.0)
     gone.expire_in(TTL)
-    util.session.commit()
+    await api.commit()
     time.sleep(PAST)
     return live, gone
 
 
 @pytest.mark.parametrize('in_session', [False, True])
-def test_every_read_path_hides_expired_entities(conn, in_session):
+async def test_every_read_path_hides_expired_entities(api, conn, in_session):
     Doc = make_doc()
 
     class Note(rom.Model):
         doc = rom.ManyToOne('Doc', on_delete='no action')
         text = rom.Text()
-    live, gone = _expired_and_live(Doc)
+    live, gone = await _expired_and_live(api, Doc)
     note = Note(doc=gone, text='x')
-    note.save()
+    await api.save(note)
     if not in_session:
         fresh()
     q = Doc.query
-    assert Doc.get(gone.id) is None
-    assert [d.id for d in Doc.get([live.id, gone.id])] == [live.id]
-    assert Doc.get_by(email='gone@x') is None
-    assert [d.id for d in Doc.get_by(email=['gone@x', 'live@x'])] == [live.id]
-    assert [d.id for d in Doc.get_by(n=(0, 5))] == [live.id]
-    assert [d.id for d in Doc.get_by(name='alpha')] == [live.id]
-    assert [d.id for d in q.filter(name='alpha').all()] == [live.id]
-    assert q.filter(name='alpha').count() == 1
-    assert q.filter(n=(None, None)).count() == 1
-    assert q.filter(n=2).count() == 0
-    assert q.filter(n=2).first() is None
-    assert [d.id for d in q.filter(n=(None, None)).order_by('-n').limit(0, 5)] == [live.id]
-    assert [d.id for d in q.order_by('n').all()] == [live.id]
-    assert q.order_by('n').count() == 1
-    assert [d.id for d in q.startswith(name='al').all()] == [live.id]
-    assert q.startswith(name='al').count() == 1
-    assert [d.id for d in q.endswith(name='ma').all()] == []
-    assert [d.id for d in q.like(name='al*a').all()] == [live.id]
-    assert [d.id for d in q.near('where', 10.0, 20.0, 1, 'km').all()] == [live.id]
-    assert q.filter(n=(None, None)).select('email').all() == [{'email': 'live@x'}]
-    assert q.filter(n=(None, None)).select('email').first() == {'email': 'live@x'}
-    assert list(q.filter(n=(None, None)).select('email').iter_result(pagesize=1)) == [
+    assert await api.get(Doc, gone.id) is None
+    assert [d.id for d in await api.get(Doc, [live.id, gone.id])] == [live.id]
+    assert await api.get_by(Doc, email='gone@x') is None
+    assert [d.id for d in await api.get_by(Doc, email=['gone@x', 'live@x'])] == [live.id]
+    assert [d.id for d in await api.get_by(Doc, n=(0, 5))] == [live.id]
+    assert [d.id for d in await api.get_by(Doc, name='alpha')] == [live.id]
+    assert [d.id for d in await api.all(q.filter(name='alpha'))] == [live.id]
+    assert await api.count(q.filter(name='alpha')) == 1
+    assert await api.count(q.filter(n=(None, None))) == 1
+    assert await api.count(q.filter(n=2)) == 0
+    assert await api.first(q.filter(n=2)) is None
+    assert [d.id for d in await api.list(q.filter(n=(None, None)).order_by('-n').limit(0, 5))] == \
+        [live.id]
+    assert [d.id for d in await api.all(q.order_by('n'))] == [live.id]
+    assert await api.count(q.order_by('n')) == 1
+    assert [d.id for d in await api.all(q.startswith(name='al'))] == [live.id]
+    assert await api.count(q.startswith(name='al')) == 1
+    assert [d.id for d in await api.all(q.endswith(name='ma'))] == []
+    assert [d.id for d in await api.all(q.like(name='al*a'))] == [live.id]
+    assert [d.id for d in await api.all(q.near('where', 10.0, 20.0, 1, 'km'))] == [live.id]
+    assert await api.all(q.filter(n=(None, None)).select('email')) == [{'email': 'live@x'}]
+    assert await api.first(q.filter(n=(None, None)).select('email')) == {'email': 'live@x'}
+    assert list(await api.iter_result(q.filter(n=(None, None)).select('email'), pagesize=1)) == [
         {'email': 'live@x'}]
-    assert [d.id for d in q.all()] == [live.id]              # unfiltered iteration
-    assert q.select('email').all() == [{'email': 'live@x'}]
+    assert [d.id for d in await api.all(q)] == [live.id]              # unfiltered iteration
+    assert await api.all(q.select('email')) == [{'email': 'live@x'}]
     assert [d.id for d in Doc.does_not_startwith('name', 'z')] == [live.id]
-    key = q.filter(name='alpha').cached_result(10)
+    key = await api.cached_result(q.filter(name='alpha'), 10)
     assert conn.zrange(key, 0, -1) == [str(live.id).encode()]
     fresh()
-    assert Note.get(note.id).doc is None                     # relations
+    assert await api.load(await api.get(Note, note.id), 'doc') is None    # relations
     if in_session:  # like the refresh of an entity deleted behind its back
         with pytest.raises(rom.exceptions.InvalidColumnValue, match='no primary key'):
-            gone.refresh(force=True)
+            await api.refresh(gone, force=True)
 
 
-def test_unfiltered_iteration_over_an_indexed_pk_skips_expired_entities(conn):
+async def test_unfiltered_iteration_over_an_indexed_pk_skips_expired_entities(api, conn):
     class Keyed(rom.Model):
         _ttl = 0
         id = rom.PrimaryKey(index=True)
         n = rom.Integer()
     first, second, third = Keyed(n=1), Keyed(n=2), Keyed(n=3)
     first.expire_in(TTL)
-    util.session.commit()
+    await api.commit()
     time.sleep(PAST)
     fresh()
-    assert [k.n for k in Keyed.query.limit(0, 1)] == [2]
-    assert [k.n for k in Keyed.query.limit(1, 5)] == [3]
-    assert Keyed.query.first().n == 2
+    assert [k.n for k in await api.list(Keyed.query.limit(0, 1))] == [2]
+    assert [k.n for k in await api.list(Keyed.query.limit(1, 5))] == [3]
+    assert (await api.first(Keyed.query)).n == 2
 
 
 def test_fast_paths_apply_while_nothing_is_due(conn):
@@ -327,11 +328,11 @@ def test_fast_paths_apply_while_nothing_is_due(conn):
         assert 'ZUNIONSTORE' in rt.commands
 
 
-def test_query_delete_deletes_live_entities_only(conn):
+async def test_query_delete_deletes_live_entities_only(api, conn):
     Doc = make_doc()
-    live, gone = _expired_and_live(Doc)
+    live, gone = await _expired_and_live(api, Doc)
     _expiry._next_check[Doc] = time.monotonic() + 60     # no cleanup by writes
-    Doc.query.filter(name='alpha').delete()
+    await api.delete(Doc.query.filter(name='alpha'))
     assert not conn.exists('Doc:%d' % live.id)
     assert conn.exists('Doc:%d' % gone.id)               # left to the expiry removal
     assert _expiry.sweep(Doc).removed == 1
@@ -339,48 +340,48 @@ def test_query_delete_deletes_live_entities_only(conn):
     assert [k for k in conn.keys('*') if conn.ttl(k) == -1] == [b'Doc:id:']
 
 
-def test_get_by_range_with_a_limit_skips_expired_entities(conn):
+async def test_get_by_range_with_a_limit_skips_expired_entities(api, conn):
     Doc = make_doc()
     docs = [Doc(name='d%d' % i, n=i) for i in range(4)]
-    util.session.commit()
+    await api.commit()
     docs[0].expire_in(TTL)
-    docs[0].save()
+    await api.save(docs[0])
     time.sleep(PAST)
     fresh()
-    assert [d.n for d in Doc.get_by(n=(0, 10), _limit=(0, 2))] == [1, 2]
-    assert [d.n for d in Doc.get_by(n=(0, 10), _limit=(1, 5))] == [2, 3]
-    assert [d.n for d in Doc.get_by(n=0)] == []
+    assert [d.n for d in await api.get_by(Doc, n=(0, 10), _limit=(0, 2))] == [1, 2]
+    assert [d.n for d in await api.get_by(Doc, n=(0, 10), _limit=(1, 5))] == [2, 3]
+    assert [d.n for d in await api.get_by(Doc, n=0)] == []
 
 
 @pytest.mark.parametrize('column', ['n', '-n'])
-def test_keyset_pages_skip_expired_entities(conn, column):
+async def test_keyset_pages_skip_expired_entities(api, conn, column):
     Doc = make_doc()
     docs = [Doc(name='d%d' % i, n=i) for i in range(6)]
-    util.session.commit()
+    await api.commit()
     _expiry._next_check[Doc] = time.monotonic() + 60     # no cleanup by writes
     for doc in docs[1::2]:
         doc.expire_in(TTL)
-        doc.save()
+        await api.save(doc)
     time.sleep(PAST)
     fresh()
     query = Doc.query.order_by(column)
-    first = query.page(2)
-    second = query.page(2, first.next)
+    first = await api.page(query, 2)
+    second = await api.page(query, 2, first.next)
     assert [d.n for d in list(first) + list(second)] == sorted([0, 2, 4],
                                                               reverse=column == '-n')
-    assert len(first) == 2 and query.filter(n=(0, 10)).exists()
-    assert query.filter(n=(1, 1)).exists() is False
-    assert [d.n for d in query.filter(n=(0, 10))[1:3]] == sorted([0, 2, 4],
+    assert len(first) == 2 and await api.exists(query.filter(n=(0, 10)))
+    assert await api.exists(query.filter(n=(1, 1))) is False
+    assert [d.n for d in await api.list(query.filter(n=(0, 10))[1:3])] == sorted([0, 2, 4],
                                                                 reverse=column == '-n')[1:3]
 
 
-def test_unfiltered_count_stays_an_upper_bound(conn):
+async def test_unfiltered_count_stays_an_upper_bound(api, conn):
     Doc = make_doc()
-    _expired_and_live(Doc)
-    assert Doc.query.count() == 2      # the id counter, as for deleted entities
+    await _expired_and_live(api, Doc)
+    assert await api.count(Doc.query) == 2      # the id counter, as for deleted entities
 
 
-def test_one_to_many_hides_expired_children(conn):
+async def test_one_to_many_hides_expired_children(api, conn):
     class Owner(rom.Model):
         docs = rom.OneToMany('Kid')
 
@@ -390,27 +391,27 @@ def test_one_to_many_hides_expired_children(conn):
     owner = Owner()
     keep, drop = Kid(owner=owner), Kid(owner=owner)
     drop.expire_in(TTL)
-    util.session.commit()
+    await api.commit()
     time.sleep(PAST)
     fresh()
-    assert [k.id for k in Owner.get(owner.id).docs] == [keep.id]
+    assert [k.id for k in await api.load(await api.get(Owner, owner.id), 'docs')] == [keep.id]
 
 
-def test_a_save_of_an_expired_entity_fails_and_force_recreates_it(conn):
+async def test_a_save_of_an_expired_entity_fails_and_force_recreates_it(api, conn):
     Doc = make_doc()
-    _live, gone = _expired_and_live(Doc)
+    _live, gone = await _expired_and_live(api, Doc)
     gone.n = 7
     with pytest.raises(EntityDeletedError, match='expired'):
-        gone.save()
+        await api.save(gone)
     assert conn.hget('Doc:2', 'n') == b'2'
-    gone.save(force=True)
-    assert Doc.get(gone.id).n == 7
-    assert gone.ttl() is None
+    await api.save(gone, force=True)
+    assert (await api.get(Doc, gone.id)).n == 7
+    assert (await api.ttl(gone)) is None
     assert conn.hget('Doc:2', '-expire-at-') is None
-    assert [d.id for d in Doc.query.filter(n=7).all()] == [gone.id]
+    assert [d.id for d in await api.all(Doc.query.filter(n=7))] == [gone.id]
 
 
-def test_transfer_refuses_expired_entities(conn):
+async def test_transfer_refuses_expired_entities(api, conn):
     class Wallet(rom.Model):
         _ttl = 0
         balance = rom.Integer()
@@ -419,14 +420,14 @@ def test_transfer_refuses_expired_entities(conn):
         done = rom.Integer()
     a, b, txn = Wallet(balance=10), Wallet(balance=0), Txn(done=0)
     b.expire_in(TTL)
-    util.session.commit()
+    await api.commit()
     time.sleep(PAST)
     with pytest.raises(ValueError, match='expired'):
-        a.transfer(b, 'balance', 5, txn, 'done')
+        await api.transfer(a, b, 'balance', 5, txn, 'done')
     assert conn.hget('Wallet:1', 'balance') == b'10'
 
 
-def test_deferred_ids_and_expiry(conn):
+async def test_deferred_ids_and_expiry(api, conn):
     class Deferred(rom.Model):
         _defer_ids = True
         _ttl = 60
@@ -434,20 +435,20 @@ def test_deferred_ids_and_expiry(conn):
     first = Deferred(name='a')
     second = Deferred(name='b')
     second.expire_in(TTL)
-    util.session.commit()
-    assert 59 < first.ttl() <= 60
+    await api.commit()
+    assert 59 < (await api.ttl(first)) <= 60
     time.sleep(PAST)
-    assert [d.name for d in Deferred.get([first.id, second.id])] == ['a']
+    assert [d.name for d in await api.get(Deferred, [first.id, second.id])] == ['a']
 
 
 @pytest.mark.parametrize('policies', [False, True])
-def test_removal_of_damaged_rows(conn, policies):
+async def test_removal_of_damaged_rows(api, conn, policies):
     Doc = make_doc()
     if policies:
         type('Ref', (rom.Model,), {'doc': rom.ManyToOne('Doc', on_delete='cascade')})
     for name in ('a', 'b'):
         Doc(name=name, email=name + '@x').expire_in(TTL)
-    util.session.commit()
+    await api.commit()
     conn.hset('Doc:1', 'lon', b'\xff\xfe')          # not UTF-8: the row cannot be loaded
     conn.hset('Doc:1', 'n', 'not a number')
     conn.delete('Doc:2')                            # deleted behind rom's back
@@ -463,14 +464,14 @@ def test_removal_of_damaged_rows(conn, policies):
 
 
 # --------------------------------------------------------------------------- removal
-def test_removal_leaves_exactly_the_database_without_the_entity(conn):
+async def test_removal_leaves_exactly_the_database_without_the_entity(api, conn):
     Doc = make_doc()
     live = Doc(name='alpha beta', email='live@x', n=1, lon=10.0, lat=20.0)
-    live.save()
+    await api.save(live)
     before = dump_database(conn)
     gone = Doc(name='alpha gamma', email='gone@x', n=2, lon=11.0, lat=21.0)
     gone.expire_in(TTL)
-    gone.save()
+    await api.save(gone)
     conn.set('Doc:2:notes', b'unsafe data')
     assert conn.exists('Doc:2:notes') and conn.exists('Doc:-expiry-')
     time.sleep(PAST)
@@ -483,26 +484,26 @@ def test_removal_leaves_exactly_the_database_without_the_entity(conn):
     assert _expiry.sweep(Doc).seen == 0
 
 
-def test_unique_values_are_released_on_expiry(conn):
+async def test_unique_values_are_released_on_expiry(api, conn):
     Doc = make_doc()
-    _live, gone = _expired_and_live(Doc)
+    _live, gone = await _expired_and_live(api, Doc)
     # before removal: the expired owner's claims are taken over
     again = Doc(name='alpha gamma', email='gone@x', n=2)
-    again.save()                        # (its write also removes the expired entity)
-    assert Doc.get_by(email='gone@x').id == again.id
+    await api.save(again)                        # (its write also removes the expired entity)
+    assert (await api.get_by(Doc, email='gone@x')).id == again.id
     _expiry.sweep(Doc)
     assert not conn.exists('Doc:%d' % gone.id)
     assert conn.hget('Doc:email:uidx', 'gone@x') == str(again.id).encode()
     assert audit_model(Doc).ok
 
 
-def test_unique_values_of_live_entities_stay_taken(conn):
+async def test_unique_values_of_live_entities_stay_taken(api, conn):
     Doc = make_doc()
     doc = Doc(email='a@x')
     doc.expire_in(60)
-    doc.save()
+    await api.save(doc)
     with pytest.raises(UniqueKeyViolation):
-        Doc(email='a@x').save()
+        await api.save(Doc(email='a@x'))
 
 
 def test_writes_remove_due_entities(conn):
@@ -529,23 +530,23 @@ def test_write_cleanup_is_bounded(conn):
     assert conn.zcard('Doc:-expiry-') == 6   # 10 of the 15 due ones removed, plus the new one
 
 
-def test_sweep_writes_nothing_for_an_entity_that_is_no_longer_due(conn):
+async def test_sweep_writes_nothing_for_an_entity_that_is_no_longer_due(api, conn):
     Doc = make_doc()
     doc = Doc(name='a', email='a@x')
     doc.expire_in(60)
-    doc.save()
+    await api.save(doc)
     before = dump_database(conn)
     removed = _expiry._remove_plain(Doc, conn, [(str(doc.id), {'name': 'a', 'email': 'a@x'})])
     assert removed == 0
     assert dump_database(conn) == before
 
 
-def test_sweep_continues_after_a_renewed_entity(conn):
+async def test_sweep_continues_after_a_renewed_entity(api, conn):
     Doc = make_doc()
     docs = [Doc(name=str(i)) for i in range(3)]
     for doc in docs:
         doc.expire_in(60)
-    util.session.commit()
+    await api.commit()
     conn.zadd('Doc:-expiry-', {'1': 1, '3': 1})  # due (by the set), 2 is not
     rows = [(str(d.id), {'name': d.name}) for d in docs]
     assert _expiry._remove_plain(Doc, conn, rows) == 2
@@ -556,15 +557,15 @@ def _parent_model():
     return type('Parent', (rom.Model,), {'_ttl': 0, 'name': rom.Text()})
 
 
-def _expire_soon(entity):
+async def _expire_soon(api, entity):
     """Expire ``entity`` TTL after now (its referrers are saved: a slow commit cannot let it
     expire before them)."""
     entity.expire_in(TTL)
-    entity.save()
+    await api.save(entity)
     time.sleep(PAST)
 
 
-def test_cascade_and_set_null_apply_on_expiry(conn):
+async def test_cascade_and_set_null_apply_on_expiry(api, conn):
     Parent = _parent_model()
 
     class Child(rom.Model):
@@ -574,30 +575,30 @@ def test_cascade_and_set_null_apply_on_expiry(conn):
         parent = rom.ManyToOne('Parent', on_delete='set null')
     parent = Parent(name='p')
     child, watcher = Child(parent=parent), Watcher(parent=parent)
-    util.session.commit()
-    _expire_soon(parent)
+    await api.commit()
+    await _expire_soon(api, parent)
     result = _expiry.sweep(Parent)
     assert result.removed == 1
     fresh()
-    assert Child.get(child.id) is None and not conn.exists('Child:%d' % child.id)
-    assert Watcher.get(watcher.id).parent is None
+    assert await api.get(Child, child.id) is None and not conn.exists('Child:%d' % child.id)
+    assert (await api.get(Watcher, watcher.id)).parent is None
     assert conn.hget('Watcher:%d' % watcher.id, 'parent') is None
 
 
-def test_restrict_keeps_an_expired_entity_until_its_referrers_go(conn):
+async def test_restrict_keeps_an_expired_entity_until_its_referrers_go(api, conn):
     Parent = _parent_model()
 
     class Child(rom.Model):
         parent = rom.ManyToOne('Parent', on_delete='restrict')
     parent = Parent(name='p')
     child = Child(parent=parent)
-    util.session.commit()
-    _expire_soon(parent)
+    await api.commit()
+    await _expire_soon(api, parent)
     job = _expiry.ExpiryJob(Parent)
     assert list(job)[-1] == (1, 1)
     assert (job.removed, job.blocked) == (0, 1)
-    assert Parent.get(parent.id) is None            # still invisible
-    child.delete()
+    assert await api.get(Parent, parent.id) is None            # still invisible
+    await api.delete(child)
     assert _expiry.sweep(Parent).removed == 1
     assert not conn.exists('Parent:%d' % parent.id)
 
@@ -626,7 +627,7 @@ def test_writes_back_off_when_restrict_keeps_every_due_entity(conn):
     assert conn.zcard('Parent:-expiry-') == _expiry.WRITE_SWEEP + 4
 
 
-def test_removal_runs_no_delete_hooks(conn):
+async def test_removal_runs_no_delete_hooks(api, conn):
     calls = []
 
     class Hooked(rom.Model):
@@ -638,29 +639,29 @@ def test_removal_runs_no_delete_hooks(conn):
 
         def _after_delete(self):
             calls.append('after')
-    Hooked(name='a').save()
+    await api.save(Hooked(name='a'))
     time.sleep(PAST)
     assert _expiry.sweep(Hooked).removed == 1
     assert calls == []
 
 
-def test_user_delete_of_an_expiring_entity_removes_its_expiry_entry(conn):
+async def test_user_delete_of_an_expiring_entity_removes_its_expiry_entry(api, conn):
     Doc = make_doc()
     doc = Doc(name='a')
     doc.expire_in(60)
-    doc.save()
-    doc.delete()
+    await api.save(doc)
+    await api.delete(doc)
     assert conn.keys('*') == [b'Doc:id:']
 
 
 # --------------------------------------------------------------------------- job, reaper, CLI
-def test_expiry_job_reports_progress_in_blocks(conn):
+async def test_expiry_job_reports_progress_in_blocks(api, conn):
     Doc = make_doc(ttl=TTL)
     for i in range(25):
         Doc(name='n%d' % i, email='e%d' % i)
     keeper = Doc(name='keep')
     keeper.persist()
-    util.session.commit()
+    await api.commit()
     time.sleep(PAST)
     job = _expiry.ExpiryJob(Doc, block_size=10)
     steps = list(job)
@@ -670,10 +671,10 @@ def test_expiry_job_reports_progress_in_blocks(conn):
     assert audit_model(Doc).ok
 
 
-def test_reaper_removes_expired_entities_in_the_background(conn):
+async def test_reaper_removes_expired_entities_in_the_background(api, conn):
     Doc = make_doc(ttl=TTL)
     Doc(name='a', email='a@x')
-    util.session.commit()
+    await api.commit()
     reaper = _expiry.Reaper(interval=0.01)
     reaper.start()
     try:
@@ -709,7 +710,7 @@ def _cli(*args, url):
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
 
-def test_cli_expire(conn, redis_url):
+async def test_cli_expire(api, conn, redis_url):
     if TESTS_DIR not in sys.path:
         sys.path.insert(0, TESTS_DIR)
     import importlib
@@ -717,7 +718,7 @@ def test_cli_expire(conn, redis_url):
     models = importlib.reload(models) if models else importlib.import_module('expiry_models')
     for i in range(5):
         models.ExpToken(value='v%d' % i, n=i)
-    util.session.commit()
+    await api.commit()
     time.sleep(PAST)
     result = _cli('expire', 'expiry_models:ExpToken', url=redis_url)
     assert result.returncode == 0, result.stderr
@@ -729,7 +730,7 @@ def test_cli_expire(conn, redis_url):
     assert result.returncode == 0, result.stdout
 
 
-def test_cli_expire_in_process_shows_progress_on_a_terminal(conn):
+async def test_cli_expire_in_process_shows_progress_on_a_terminal(api, conn):
     import io
     from rom import _cli
 
@@ -739,7 +740,7 @@ def test_cli_expire_in_process_shows_progress_on_a_terminal(conn):
     Doc = make_doc(ttl=TTL)
     for i in range(3):
         Doc(name='n%d' % i)
-    util.session.commit()
+    await api.commit()
     time.sleep(PAST)
     sys.modules['expiry_inline'] = type(sys)('expiry_inline')
     sys.modules['expiry_inline'].Doc = Doc
@@ -754,15 +755,15 @@ def test_cli_expire_in_process_shows_progress_on_a_terminal(conn):
 
 
 # --------------------------------------------------------------------------- audit
-def test_audit_understands_expiry(conn):
+async def test_audit_understands_expiry(api, conn):
     Doc = make_doc()
-    live, gone = _expired_and_live(Doc)
+    live, gone = await _expired_and_live(api, Doc)
     assert audit_model(Doc).ok, audit_model(Doc).findings     # expired, not removed yet
     _expiry._next_check[Doc] = time.monotonic() + 60          # no cleanup by writes
     later = Doc(name='later', email='later@x')
     later.expire_in(60)
-    Doc(name='again', email='gone@x').save()          # takes the expired claim over
-    util.session.commit()
+    await api.save(Doc(name='again', email='gone@x'))          # takes the expired claim over
+    await api.commit()
     assert conn.exists('Doc:%d' % gone.id)
     assert audit_model(Doc).ok, audit_model(Doc).findings
     conn.zrem('Doc:-expiry-', str(later.id))          # a TTL'd row without its entry
@@ -773,10 +774,10 @@ def test_audit_understands_expiry(conn):
     assert report.counts == {'bookkeeping': 1, 'dangling-entry': 1}
 
 
-def test_audit_flags_expiry_data_of_models_without_ttl(conn):
+async def test_audit_flags_expiry_data_of_models_without_ttl(api, conn):
     class Plain(rom.Model):
         n = rom.Integer()
-    Plain(n=1).save()
+    await api.save(Plain(n=1))
     conn.zadd('Plain:-expiry-', {'1': 5})
     conn.hset('Plain:1', '-expire-at-', 5)
     assert audit_model(Plain).counts == {'unknown-index': 1, 'bookkeeping': 1}

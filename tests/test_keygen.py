@@ -115,7 +115,7 @@ def test_prefix_score_properties():
     assert _to_score(4.5) == '4.5' and _to_score('(7') == '7' and _to_score('(7', True) == '7'
 
 
-def test_keygen_entries_in_redis(conn):
+async def test_keygen_entries_in_redis(api, conn):
     # the worked example of the query spec §3.8, stored keys and scores
     class M(rom.Model):
         ft = rom.Text(index=True, keygen=FULL_TEXT, prefix=True, suffix=True)
@@ -123,7 +123,7 @@ def test_keygen_entries_in_redis(conn):
         i = rom.Integer(index=True)
         b = rom.Boolean(index=True)
 
-    M(ft='Hello, World!', si='Hello World', i=7, b=False).save()
+    await api.save(M(ft='Hello, World!', si='Hello World', i=7, b=False))
     assert sorted(conn.keys('*')) == sorted([
         f'{M._namespace}:1'.encode(), f'{M._namespace}:id:'.encode(), f'{M._namespace}:ft:hello:idx'.encode(), f'{M._namespace}:ft:world:idx'.encode(), f'{M._namespace}:ft:pre'.encode(), f'{M._namespace}:ft:suf'.encode(),
         f'{M._namespace}:si:idx'.encode(), f'{M._namespace}:si:pre'.encode(), f'{M._namespace}:si:suf'.encode(), f'{M._namespace}:i:idx'.encode(), f'{M._namespace}:b:False:idx'.encode()])
@@ -147,7 +147,7 @@ def test_keygen_entries_in_redis(conn):
     assert sorted(map(tuple, data[3])) == [('ft', 'dlrow'), ('ft', 'olleh'),
                                            ('si', 'dlroW olleH')]
     # the same entity is found through each of those structures
-    assert [e.id for e in M.query.filter(ft='HELLO')] == [1]
-    assert [e.id for e in M.query.startswith(si='Hello W')] == [1]
-    assert [e.id for e in M.query.endswith(ft='LD')] == [1]
-    assert [e.id for e in M.query.filter(i=7, b=False)] == [1]
+    assert [e.id for e in await api.list(M.query.filter(ft='HELLO'))] == [1]
+    assert [e.id for e in await api.list(M.query.startswith(si='Hello W'))] == [1]
+    assert [e.id for e in await api.list(M.query.endswith(ft='LD'))] == [1]
+    assert [e.id for e in await api.list(M.query.filter(i=7, b=False))] == [1]

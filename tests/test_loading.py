@@ -48,31 +48,47 @@ def _values(entity):
 def _make(Row, n):
     Author = rom.columns.MODELS['Author']
     author = Author.get(1) or Author(name='ann')
-    return Row(text='t%d \u20ac' % n, n=n, f=n / 3.0, when=datetime.datetime(2021, 5, 6, 7, 8, 9, n),
+    return Row(text='t%d \u20ac' % n, n=n, f=n / 3.0,
+               when=datetime.datetime(2021, 5, 6, 7, 8, 9, n),
                day=datetime.date(2020, 1, n + 1), at=datetime.time(1, 2, 3, n), flag=bool(n % 2),
                raw=b'\xff\x00%d' % n, amount=rom.columns.Decimal._allowed('1.%d' % n),
                doc={'k': [n, None, 'x']}, author=author)
 
 
-def _all_ways(Row, ids):
+async def _make_async(api, Row, n):
+    Author = rom.columns.MODELS['Author']
+    author = await api.get(Author, 1)
+    if author is None:
+        author = Author(name='ann')
+        if api.is_async:  # saved now, as building a Row referring to it does in blocking code
+            await api.save(author)
+    return Row(text='t%d \u20ac' % n, n=n, f=n / 3.0,
+               when=datetime.datetime(2021, 5, 6, 7, 8, 9, n),
+               day=datetime.date(2020, 1, n + 1), at=datetime.time(1, 2, 3, n), flag=bool(n % 2),
+               raw=b'\xff\x00%d' % n, amount=rom.columns.Decimal._allowed('1.%d' % n),
+               doc={'k': [n, None, 'x']}, author=author)
+
+
+async def _all_ways(api, Row, ids):
     """The entities of ``ids`` read one by one and all at once, each from a fresh session."""
     rom.session.rollback()
-    singles = [Row.get(i) for i in ids]
+    singles = [await api.get(Row, i) for i in ids]
     rom.session.rollback()
-    many = Row.get(list(ids))
+    many = await api.get(Row, list(ids))
     rom.session.rollback()
     return singles, many
 
 
-def test_single_and_many_reads_agree(Row, conn):
-    made = [_make(Row, n) for n in range(1, 6)]
-    rom.session.commit()
+async def test_single_and_many_reads_agree(api, Row, conn):
+    made = [await _make_async(api, Row, n) for n in range(1, 6)]
+    await api.commit()
     expected = [_values(e) for e in made]
-    singles, many = _all_ways(Row, [e.id for e in made])
+    singles, many = await _all_ways(api, Row, [e.id for e in made])
     assert [_values(e) for e in singles] == expected
     assert [_values(e) for e in many] == expected
     for entity in singles + many:
-        assert entity.author.name == 'ann' and entity.author is many[0].author
+        author = await api.load(entity, 'author')
+        assert author.name == 'ann' and author is await api.load(many[0], 'author')
         assert not entity._new and not entity._modified and not entity._deleted
         # column order of the declaration (to_dict), references included
         assert list(entity._data) == [a for a in Row._columns if a != 'books' and
@@ -97,10 +113,10 @@ def test_many_reads_one_script_call(Row, conn, roundtrips):
     assert [e.n for e in got] == [3, 1, 2, 3] and made
 
 
-def test_missing_columns_take_defaults(Row, conn):
+async def test_missing_columns_take_defaults(api, Row, conn):
     conn.hset('Row:1', mapping={'id': '1', 'n': '5'})
     conn.hset('Row:2', mapping={'id': '2', 'n': '6', 'dflt': '8', 'doc': 'null'})
-    singles, many = _all_ways(Row, [1, 2])
+    singles, many = await _all_ways(api, Row, [1, 2])
     for got in (singles, many):
         assert got[0].n == 5 and got[0].dflt == 7 and got[0].text is None
         assert got[0].author is None and got[0].doc is None
@@ -112,51 +128,51 @@ def test_missing_columns_take_defaults(Row, conn):
     ('n', 'x'), ('f', 'abc'), ('when', 'later'), ('doc', '{"a": '), ('doc', '5'),
     ('amount', 'one'), ('text', b'\xff\xfe'), ('at', '90000'),
 ])
-def test_bad_stored_value_raises_on_every_path(Row, conn, field, value):
-    _make(Row, 1).save()
+async def test_bad_stored_value_raises_on_every_path(api, Row, conn, field, value):
+    await api.save(await _make_async(api, Row, 1))
     conn.hset('Row:1', field, value)
     conn.hset('Row:2', mapping={'id': '2', 'n': '2'})
-    for read in (lambda: Row.get(1), lambda: Row.get([2, 1])):
+    for read in (lambda: api.get(Row, 1), lambda: api.get(Row, [2, 1])):
         rom.session.rollback()
         with pytest.raises(InvalidColumnValue) as info:
-            read()
+            await read()
         assert 'Row.%s' % field in str(info.value)       # names the column
 
 
-def test_row_without_primary_key(Row, conn):
+async def test_row_without_primary_key(api, Row, conn):
     conn.hset('Row:1', mapping={'n': '1'})           # exists, lacks its id field
     conn.hset('Row:2', mapping={'id': '2', 'n': '2'})
-    for read in (lambda: Row.get(1), lambda: Row.get([2, 1])):
+    for read in (lambda: api.get(Row, 1), lambda: api.get(Row, [2, 1])):
         rom.session.rollback()
         with pytest.raises(InvalidColumnValue) as info:
-            read()
+            await read()
         assert 'primary key' in str(info.value)
 
 
-def test_json_white_space_and_extra_data(Row, conn):
+async def test_json_white_space_and_extra_data(api, Row, conn):
     conn.hset('Row:1', mapping={'id': '1', 'doc': ' {"a": 1} '})
     conn.hset('Row:2', mapping={'id': '2', 'doc': '[1] [2]'})
     conn.hset('Row:3', mapping={'id': '3', 'doc': '\ufeff[1]'})
-    singles, many = _all_ways(Row, [1])
+    singles, many = await _all_ways(api, Row, [1])
     assert singles[0].doc == many[0].doc == {'a': 1}
     for i in (2, 3):
-        for read in (lambda: Row.get(i), lambda: Row.get([1, i])):
+        for read in (lambda: api.get(Row, i), lambda: api.get(Row, [1, i])):
             rom.session.rollback()
             with pytest.raises(InvalidColumnValue):
-                read()
+                await read()
 
 
-def test_decoding_client_reads_agree(Row, conn, decoding_conn):
-    made = [_make(Row, n) for n in range(1, 4)]
-    rom.session.commit()
+async def test_decoding_client_reads_agree(api, Row, conn, decoding_conn):
+    made = [await _make_async(api, Row, n) for n in range(1, 4)]
+    await api.commit()
     expected = [_values(e) for e in made]
     rom.util.CONNECTION = decoding_conn
-    singles, many = _all_ways(Row, [1, 2, 3])
+    singles, many = await _all_ways(api, Row, [1, 2, 3])
     assert [_values(e) for e in singles] == expected == [_values(e) for e in many]
-    assert many[1].author.name == 'ann'
+    assert (await api.load(many[1], 'author')).name == 'ann'
 
 
-def test_custom_init_sees_whole_rows(conn):
+async def test_custom_init_sees_whole_rows(api, conn):
     seen = []
 
     class Custom(rom.Model):
@@ -168,18 +184,18 @@ def test_custom_init_sees_whole_rows(conn):
 
     conn.hset('Custom:1', mapping={'id': '1', 'a': '1', 'extra': 'x'})
     conn.hset('Custom:2', mapping={'id': '2', 'a': '2'})
-    assert Custom.get(1).a == 1
+    assert (await api.get(Custom, 1)).a == 1
     rom.session.rollback()
-    assert [e.a for e in Custom.get([1, 2])] == [1, 2]
+    assert [e.a for e in await api.get(Custom, [1, 2])] == [1, 2]
     assert seen == [['_loading', 'a', 'extra', 'id'], ['_loading', 'a', 'extra', 'id'],
                     ['_loading', 'a', 'id']]
 
 
-def test_query_results_load_like_get(Row, conn):
-    made = [_make(Row, n) for n in range(1, 6)]
-    rom.session.commit()
+async def test_query_results_load_like_get(api, Row, conn):
+    made = [await _make_async(api, Row, n) for n in range(1, 6)]
+    await api.commit()
     rom.session.rollback()
-    found = Row.query.filter(n=(2, 4)).order_by('-n').all()
+    found = await api.all(Row.query.filter(n=(2, 4)).order_by('-n'))
     assert [_values(e) for e in found] == [_values(made[i]) for i in (3, 2, 1)]
     assert rom.session.known == {} and len(rom.session.wknown) == 0
 
@@ -217,7 +233,7 @@ def _keyed_rows(conn):
 
 
 @pytest.mark.parametrize('client', ['bytes', 'decoding'])
-def test_get_by_paths_load_like_get(Keyed, conn, decoding_conn, client):
+async def test_get_by_paths_load_like_get(api, Keyed, conn, decoding_conn, client):
     _keyed_rows(conn)              # row 3 is indexed but gone
     if client == 'decoding':
         rom.util.CONNECTION = decoding_conn
@@ -227,24 +243,26 @@ def test_get_by_paths_load_like_get(Keyed, conn, decoding_conn, client):
     def seen(entities):
         return [(e.id, e.email, e.n, e.when, e.dflt) for e in entities]
     rom.session.rollback()
-    assert seen(Keyed.get([1, 2])) == expected
+    assert seen(await api.get(Keyed, [1, 2])) == expected
     rom.session.rollback()
-    assert seen([Keyed.get_by(email='a@x'), Keyed.get_by(email='b@x')]) == expected
+    assert seen([await api.get_by(Keyed, email='a@x'), await api.get_by(Keyed, email='b@x')]) == \
+        expected
     rom.session.rollback()
-    assert seen(Keyed.get_by(email=['b@x', 'gone@x', 'a@x'])) == expected[::-1]
+    assert seen(await api.get_by(Keyed, email=['b@x', 'gone@x', 'a@x'])) == expected[::-1]
     rom.session.rollback()
-    assert seen(Keyed.get_by(n=(None, None))) == expected
-    assert seen(Keyed.get_by(n=(5, 7), _limit=(1, 5))) == expected[1:]
-    assert Keyed.get_by(email='a@x') is Keyed.get(1)            # identity map
+    assert seen(await api.get_by(Keyed, n=(None, None))) == expected
+    assert seen(await api.get_by(Keyed, n=(5, 7), _limit=(1, 5))) == expected[1:]
+    assert await api.get_by(Keyed, email='a@x') is await api.get(Keyed,
+                            1)            # identity map
     rom.session.rollback()
     conn.hdel('Keyed:1', 'id')
-    for read in (lambda: Keyed.get_by(email='a@x'), lambda: Keyed.get_by(n=5)):
+    for read in (lambda: api.get_by(Keyed, email='a@x'), lambda: api.get_by(Keyed, n=5)):
         rom.session.rollback()
         with pytest.raises(InvalidColumnValue):
-            read()
+            await read()
 
 
-def test_get_by_paths_with_custom_init(conn):
+async def test_get_by_paths_with_custom_init(api, conn):
     seen = []
 
     class Init(rom.Model):
@@ -258,9 +276,9 @@ def test_get_by_paths_with_custom_init(conn):
     conn.hset('Init:1', mapping={'id': '1', 'email': 'a@x', 'n': '4', 'extra': 'e'})
     conn.hset('Init:email:uidx', 'a@x', '1')
     conn.zadd('Init:n:idx', {'1': 4})
-    assert Init.get_by(email='a@x').n == 4
+    assert (await api.get_by(Init, email='a@x')).n == 4
     rom.session.rollback()
-    assert [e.email for e in Init.get_by(n=4)] == ['a@x']
+    assert [e.email for e in await api.get_by(Init, n=4)] == ['a@x']
     assert seen == [['_loading', 'email', 'extra', 'id', 'n']] * 2
 
 

@@ -223,20 +223,20 @@ def test_builders_do_no_io(M, conn, roundtrips):
     del it
 
 
-def test_search_time_errors_are_lazy(M):
-    it = M.query.filter(n=('(5', 10)).iter_result()
+async def test_search_time_errors_are_lazy(api, M):
+    it = api.iterate(M.query.filter(n=('(5', 10)))
     with pytest.raises(ValueError):
-        next(it)
+        await api.next(it)
     with pytest.raises(QueryError):
         M.query._search()
     with pytest.raises(QueryError):
-        M.query.cached_result(10)
+        await api.cached_result(M.query, 10)
     with pytest.raises(QueryError):
-        M.query.filter(n=1).cached_result(0.5)
+        await api.cached_result(M.query.filter(n=1), 0.5)
     with pytest.raises(QueryError):
-        M.query.filter(n=1).cached_result(0)
+        await api.cached_result(M.query.filter(n=1), 0)
     with pytest.raises(QueryError):
-        M.query.delete()                                 # M has a ManyToOne
+        await api.delete(M.query)                        # M has a ManyToOne
     Ref = rom.columns.MODELS['Ref']
     with pytest.raises(QueryError):
-        Ref.query.delete()                               # Ref is referenced
+        await api.delete(Ref.query)                      # Ref is referenced

@@ -33,8 +33,8 @@ def items(Item):
     return Item
 
 
-def ordered_ids(query):
-    return [e.id for e in query.all()]
+async def ordered_ids(api, query):
+    return [e.id for e in await api.all(query)]
 
 
 # -- exists ---------------------------------------------------------------------------------
@@ -58,24 +58,24 @@ def test_exists(items, roundtrips, conn):
         assert rt.count == 1  # one index call, no row read
 
 
-def test_exists_on_empty_model(Item):
-    assert Item.query.exists() is False
-    assert Item.query.filter(tag='odd').exists() is False
-    assert Item.query.order_by('n').exists() is False
+async def test_exists_on_empty_model(api, Item):
+    assert await api.exists(Item.query) is False
+    assert await api.exists(Item.query.filter(tag='odd')) is False
+    assert await api.exists(Item.query.order_by('n')) is False
 
 
-def test_exists_answers_from_the_indexes_like_count(items, conn):
+async def test_exists_answers_from_the_indexes_like_count(api, items, conn):
     only = items.query.filter(n=(0, 0), tag='odd')  # i in 0..2, odd i: id 2 only
-    assert [e.id for e in only.all()] == [2] and only.exists()
+    assert [e.id for e in await api.all(only)] == [2] and await api.exists(only)
     conn.delete(items._namespace + ':2')  # deleted by hand: the indexes still name it (see check --fix)
-    assert only.count() == 1 and only.exists() is True
-    assert only.first() is None and only.all() == []
+    assert await api.count(only) == 1 and await api.exists(only) is True
+    assert await api.first(only) is None and await api.all(only) == []
     three_odd = items.query.filter(n=(3, 3), tag='odd')  # i in 3..5, odd i: ids 4 and 6
-    assert sorted(e.id for e in three_odd.all()) == [4, 6]
-    items.get(4).delete()  # deleted through rom: gone from the indexes too
-    assert three_odd.exists() is True
-    items.get(6).delete()
-    assert three_odd.exists() is False
+    assert sorted([e.id for e in await api.all(three_odd)]) == [4, 6]
+    await api.delete(await api.get(items, 4))  # deleted through rom: gone from the indexes too
+    assert await api.exists(three_odd) is True
+    await api.delete(await api.get(items, 6))
+    assert await api.exists(three_odd) is False
 
 
 # -- bool(query) stays rom 1.1.2's ----------------------------------------------------------
@@ -87,18 +87,19 @@ def test_bool_of_a_query_is_always_true(Item):
 
 # -- slicing --------------------------------------------------------------------------------
 
-def test_slice_is_offset_and_limit(items):
+async def test_slice_is_offset_and_limit(api, items):
     q = items.query.order_by('n')
-    everything = ordered_ids(q)
-    assert ordered_ids(q[10:20]) == everything[10:20]
-    assert ordered_ids(q[:5]) == everything[:5]
-    assert ordered_ids(q[25:]) == everything[25:]
-    assert ordered_ids(q[28:100]) == everything[28:]
-    assert ordered_ids(q[5:5]) == []
-    assert ordered_ids(q[7:3]) == []
-    assert ordered_ids(q[2:12][3:5]) == everything[5:7]  # a slice of a slice stays inside
-    assert ordered_ids(q[2:6][3:10]) == everything[5:6]
-    assert ordered_ids(q.limit(4, 3)[1:]) == everything[5:7]
+    everything = await ordered_ids(api, q)
+    assert await ordered_ids(api, q[10:20]) == everything[10:20]
+    assert await ordered_ids(api, q[:5]) == everything[:5]
+    assert await ordered_ids(api, q[25:]) == everything[25:]
+    assert await ordered_ids(api, q[28:100]) == everything[28:]
+    assert await ordered_ids(api, q[5:5]) == []
+    assert await ordered_ids(api, q[7:3]) == []
+    assert await ordered_ids(api, q[2:12][3:5]) == \
+        everything[5:7]  # a slice of a slice stays inside
+    assert await ordered_ids(api, q[2:6][3:10]) == everything[5:6]
+    assert await ordered_ids(api, q.limit(4, 3)[1:]) == everything[5:7]
     assert q[10:20]._limit == (10, 10)  # lazy: a new query, nothing read yet
     assert q._limit is None  # immutable
 
@@ -111,15 +112,15 @@ def test_slice_reads_only_the_window(items, roundtrips, conn):
     assert all(c in ('EVALSHA', 'EVAL', 'HGETALL') for c in rt.commands), rt.commands
 
 
-def test_slice_unordered_and_unfiltered(items):
-    assert ordered_ids(items.query[3:6]) == [4, 5, 6]
-    assert ordered_ids(items.query.filter(tag='odd')[1:3]) == ordered_ids(
-        items.query.filter(tag='odd'))[1:3]
+async def test_slice_unordered_and_unfiltered(api, items):
+    assert await ordered_ids(api, items.query[3:6]) == [4, 5, 6]
+    assert await ordered_ids(api, items.query.filter(tag='odd')[1:3]) == \
+        (await ordered_ids(api, items.query.filter(tag='odd')))[1:3]
 
 
-def test_index(items):
+async def test_index(api, items):
     q = items.query.order_by('-n')
-    everything = ordered_ids(q)
+    everything = await ordered_ids(api, q)
     assert q[0].id == everything[0]
     assert q[29].id == everything[29]
     with pytest.raises(IndexError):
@@ -140,10 +141,10 @@ def test_bad_indices(Item, bad, error):
 
 # -- keyset pagination ----------------------------------------------------------------------
 
-def walk(query, size):
+async def walk(api, query, size):
     pages, cursor = [], None
     while True:
-        page = query.page(size, after=cursor)
+        page = await api.page(query, size, after=cursor)
         assert isinstance(page, Page)
         pages.append([e.id for e in page.items])
         cursor = page.next
@@ -153,43 +154,44 @@ def walk(query, size):
 
 @pytest.mark.parametrize('order', ['n', '-n'])
 @pytest.mark.parametrize('size', [1, 4, 7, 30, 31])
-def test_pages_cover_the_result_in_order(items, order, size):
+async def test_pages_cover_the_result_in_order(api, items, order, size):
     query = items.query.order_by(order)
-    pages = walk(query, size)
+    pages = await walk(api, query, size)
     flat = [i for page in pages for i in page]
-    assert flat == ordered_ids(query)
+    assert flat == await ordered_ids(api, query)
     assert all(len(page) == size for page in pages[:-1])
 
 
 @pytest.mark.parametrize('order', ['n', '-n'])
-def test_pages_of_filtered_queries(items, order):
+async def test_pages_of_filtered_queries(api, items, order):
     for query in (items.query.filter(tag='odd').order_by(order),
                   items.query.filter(n=(6, 20)).order_by(order),
                   items.query.filter(n=(6, 20), group=1).order_by(order)):
-        pages = walk(query, 4)
-        assert [i for page in pages for i in page] == ordered_ids(query)
+        pages = await walk(api, query, 4)
+        assert [i for page in pages for i in page] == await ordered_ids(api, query)
 
 
-def test_pages_do_not_shift_when_earlier_entries_change(items):
+async def test_pages_do_not_shift_when_earlier_entries_change(api, items):
     query = items.query.order_by('n')
-    first = query.page(5)
-    second_before = query.page(5, after=first.next)
+    first = await api.page(query, 5)
+    second_before = await api.page(query, 5, after=first.next)
     for entity in first.items:  # delete the whole first page
-        entity.delete()
-    items(n=-1, group=0, tag='new').save()  # and insert before it
+        await api.delete(entity)
+    await api.save(items(n=-1, group=0, tag='new'))  # and insert before it
     rom.util.session.rollback()
-    assert [e.id for e in query.page(5, after=first.next).items] == \
+    assert [e.id for e in (await api.page(query, 5, after=first.next)).items] == \
         [e.id for e in second_before.items]
 
 
-def test_cursor_of_a_deleted_entity_still_works(items):
+async def test_cursor_of_a_deleted_entity_still_works(api, items):
     query = items.query.order_by('n')
-    first = query.page(5)  # ends inside a tie group (n == 3: ids 4, 5, 6)
+    first = await api.page(query, 5)  # ends inside a tie group (n == 3: ids 4, 5, 6)
     assert [e.n for e in first.items] == [0, 0, 0, 3, 3]
-    first.items[-1].delete()  # the cursor's own entity is gone
+    await api.delete(first.items[-1])  # the cursor's own entity is gone
     rom.util.session.rollback()
-    rest = query.page(100, after=first.next)
-    assert [e.id for e in first.items[:-1]] + [e.id for e in rest.items] == ordered_ids(query)
+    rest = await api.page(query, 100, after=first.next)
+    assert [e.id for e in first.items[:-1]] + [e.id for e in rest.items] == \
+        await ordered_ids(api, query)
 
 
 def test_deep_page_round_trips_and_no_temp_keys(items, roundtrips, conn):
@@ -202,43 +204,45 @@ def test_deep_page_round_trips_and_no_temp_keys(items, roundtrips, conn):
     assert not [k for k in conn.keys('*') if b'-' in k and k.count(b'-') >= 4]
 
 
-def test_page_with_select(items):
-    page = items.query.order_by('n').select('label').page(2)
+async def test_page_with_select(api, items):
+    page = await api.page(items.query.order_by('n').select('label'), 2)
     assert page.items == [{'label': 'x0'}, {'label': 'x1'}]
 
 
-def test_page_refuses_bad_use(items):
+async def test_page_refuses_bad_use(api, items):
     with pytest.raises(QueryError):
-        items.query.filter(tag='odd').page(3)  # no order_by
+        await api.page(items.query.filter(tag='odd'), 3)  # no order_by
     with pytest.raises(QueryError):
-        items.query.order_by('n').limit(0, 5).page(3)
+        await api.page(items.query.order_by('n').limit(0, 5), 3)
     with pytest.raises(QueryError):
-        items.query.order_by('n')[2:4].page(3)
+        await api.page(items.query.order_by('n')[2:4], 3)
     for size in (0, -1, 1.5, True, '3'):
         with pytest.raises(QueryError):
-            items.query.order_by('n').page(size)
+            await api.page(items.query.order_by('n'), size)
     for cursor in ('', 'x', '1:', ':3', 'nan:3', '1:a', '1.5:3:', 3, '1:\u0663', '1_0:3',
                    ' 1:3', '0x10:3', '1' * 5000 + ':3', '1:' + '2' * 21, '\u0661:3'):
         with pytest.raises(QueryError) as error:
-            items.query.order_by('n').page(3, after=cursor)
+            await api.page(items.query.order_by('n'), 3, after=cursor)
         assert len(str(error.value)) < 120
 
 
 @pytest.mark.parametrize('order', ['n', '-n'])
-def test_odd_but_valid_cursors(items, order):
+async def test_odd_but_valid_cursors(api, items, order):
     # any score Redis can read: before everything, after everything, or in between
     query = items.query.order_by(order)
-    everything = ordered_ids(query)
+    everything = await ordered_ids(api, query)
     low, high = ('-inf:0', 'inf:0') if order == 'n' else ('inf:0', '-inf:0')
-    assert [e.id for e in query.page(50, after=low).items] == everything
-    assert query.page(50, after=high).items == []
-    assert [e.id for e in query.page(50, after='1e400:0').items] == \
+    assert [e.id for e in (await api.page(query, 50, after=low)).items] == everything
+    assert (await api.page(query, 50, after=high)).items == []
+    assert [e.id for e in (await api.page(query, 50, after='1e400:0')).items] == \
         ([] if order == 'n' else everything)
-    middle = [e.id for e in query.page(50, after='+4.5:0').items]  # between n=3 and n=6
-    assert middle == [e.id for e in query.all() if (e.n > 4.5 if order == 'n' else e.n < 4.5)]
+    between = await api.page(query, 50, after='+4.5:0')  # between n=3 and n=6
+    middle = [e.id for e in between.items]
+    assert middle == \
+        [e.id for e in await api.all(query) if (e.n > 4.5 if order == 'n' else e.n < 4.5)]
 
 
-def test_page_is_empty_on_no_results(Item):
-    page = Item.query.order_by('n').page(3)
+async def test_page_is_empty_on_no_results(api, Item):
+    page = await api.page(Item.query.order_by('n'), 3)
     assert page.items == [] and page.next is None and len(page) == 0
     assert list(page) == []

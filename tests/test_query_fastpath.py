@@ -27,8 +27,30 @@ def make_model(conn):
     return F
 
 
+async def make_model_async(api, conn):
+    class F(rom.Model):
+        n = rom.Integer(index=True)
+        m = rom.Float(index=True)
+        tag = rom.Text(index=True, keygen=rom.IDENTITY)
+    rng = random.Random(7)
+    for i in range(1, 131):
+        await api.save(F(n=rng.choice([1, 2, 2, 3, 5, 8, 8, 8, 13, -4]), m=rng.random() * 10,
+          tag=rng.choice(['a', 'b'])))
+    await api.commit()
+    rom.util.session.rollback()
+    return F
+
+
 def general(conn, query, offset, count):
     key = query.cached_result(30)
+    end = offset + count - 1 if count > 0 else -1
+    out = conn.zrange(key, offset, end)
+    conn.delete(key)
+    return out
+
+
+async def general_async(api, conn, query, offset, count):
+    key = await api.cached_result(query, 30)
     end = offset + count - 1 if count > 0 else -1
     out = conn.zrange(key, offset, end)
     conn.delete(key)
@@ -90,17 +112,17 @@ def test_direct_iteration_and_first(conn, roundtrips):
     assert set(conn.keys('*')) == before                                  # no working set
 
 
-def test_direct_skips_stale_rows_like_general(conn):
-    F = make_model(conn)
+async def test_direct_skips_stale_rows_like_general(api, conn):
+    F = await make_model_async(api, conn)
     q = F.query.order_by('-n')
     full = [int(i) for i in q._search()]
     for ident in full[2:6]:
         conn.delete('%s:%d' % (F._namespace, ident))
     expected = [i for i in full if i not in full[2:6]]
-    assert [e.id for e in q.limit(0, 10)] == expected[:10]
-    assert [e.id for e in q.limit(0, 10).iter_result(pagesize=3)] == expected[:10]
-    assert [e.id for e in q.limit(1, 4)] == expected[1:5]
-    assert q.first().id == full[0]
+    assert [e.id for e in await api.list(q.limit(0, 10))] == expected[:10]
+    assert [e.id for e in await api.iter_result(q.limit(0, 10), pagesize=3)] == expected[:10]
+    assert [e.id for e in await api.list(q.limit(1, 4))] == expected[1:5]
+    assert (await api.first(q)).id == full[0]
 
 
 def test_direct_counts(conn, roundtrips):

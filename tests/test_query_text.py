@@ -46,77 +46,81 @@ def W():
     return W
 
 
-def test_startswith(W, conn):
-    assert ids(W.query.startswith(ft='hel')) == [1, 2]
-    assert ids(W.query.startswith(ft='HEL')) == [1, 2]            # FULL_TEXT lowercases
-    assert ids(W.query.startswith(ft='hello')) == [1]
-    assert ids(W.query.startswith(ft='w')) == [1, 3]
-    assert ids(W.query.startswith(ft='wö')) == [3]
-    assert ids(W.query.startswith(ft='')) == [1, 2, 3, 4]        # bug query #3 (Ā, 中, 😀)
-    assert ids(W.query.startswith(ft='ā')) == [4]
-    assert ids(W.query.startswith(ft='中')) == [4]
-    assert ids(W.query.startswith(ft='😀')) == [4]
-    assert ids(W.query.startswith(ident='Ü')) == [1]             # case-sensitive
-    assert ids(W.query.startswith(ident='ü')) == [2]
-    assert ids(W.query.startswith(ident='a:b\0')) == [3]
-    assert ids(W.query.startswith(ident='a:')) == [3]
-    assert ids(W.query.startswith(ident='50% (')) == [4]
-    assert ids(W.query.startswith(sci='AB')) == [1, 2]           # SIMPLE_CI lowercases
-    assert ids(W.query.startswith(raw=b'key:')) == [1]
-    assert ids(W.query.startswith(raw=b'a\0')) == [2]
-    assert ids(W.query.startswith(raw='pla')) == [3]
-    assert ids(W.query.startswith(ft='hel').startswith(ft='wor')) == [1]
-    assert ids(W.query.startswith(ft='hel').filter(n=(2, 5))) == [2]
-    assert ids(W.query.startswith(ft='hel', ident='Ü')) == [1]
-    assert ids(W.query.startswith(ft='nothing')) == []
-    assert W.query.startswith(ft='hel').count() == 2
+async def test_startswith(api, W, conn):
+    assert ids(await api.list(W.query.startswith(ft='hel'))) == [1, 2]
+    assert ids(await api.list(W.query.startswith(ft='HEL'))) == \
+        [1, 2]            # FULL_TEXT lowercases
+    assert ids(await api.list(W.query.startswith(ft='hello'))) == [1]
+    assert ids(await api.list(W.query.startswith(ft='w'))) == [1, 3]
+    assert ids(await api.list(W.query.startswith(ft='wö'))) == [3]
+    assert ids(await api.list(W.query.startswith(ft=''))) == \
+        [1, 2, 3, 4]        # bug query #3 (Ā, 中, 😀)
+    assert ids(await api.list(W.query.startswith(ft='ā'))) == [4]
+    assert ids(await api.list(W.query.startswith(ft='中'))) == [4]
+    assert ids(await api.list(W.query.startswith(ft='😀'))) == [4]
+    assert ids(await api.list(W.query.startswith(ident='Ü'))) == [1]             # case-sensitive
+    assert ids(await api.list(W.query.startswith(ident='ü'))) == [2]
+    assert ids(await api.list(W.query.startswith(ident='a:b\0'))) == [3]
+    assert ids(await api.list(W.query.startswith(ident='a:'))) == [3]
+    assert ids(await api.list(W.query.startswith(ident='50% ('))) == [4]
+    assert ids(await api.list(W.query.startswith(sci='AB'))) == \
+        [1, 2]           # SIMPLE_CI lowercases
+    assert ids(await api.list(W.query.startswith(raw=b'key:'))) == [1]
+    assert ids(await api.list(W.query.startswith(raw=b'a\0'))) == [2]
+    assert ids(await api.list(W.query.startswith(raw='pla'))) == [3]
+    assert ids(await api.list(W.query.startswith(ft='hel').startswith(ft='wor'))) == [1]
+    assert ids(await api.list(W.query.startswith(ft='hel').filter(n=(2, 5)))) == [2]
+    assert ids(await api.list(W.query.startswith(ft='hel', ident='Ü'))) == [1]
+    assert ids(await api.list(W.query.startswith(ft='nothing'))) == []
+    assert await api.count(W.query.startswith(ft='hel')) == 2
     assert no_temp_keys(conn)
 
 
-def test_endswith(W, conn):
-    assert ids(W.query.endswith(ft='LD')) == [1, 3]
-    assert ids(W.query.endswith(ft='rld')) == [1, 3]
-    assert ids(W.query.endswith(ft='örld')) == [3]
-    assert ids(W.query.endswith(ident='ber')) == [2]
-    assert ids(W.query.endswith(ident='\0c')) == [3]
-    assert ids(W.query.endswith(email='.COM')) == [1, 3, 4]
-    assert ids(W.query.endswith(email='@example.com')) == [1]
-    assert ids(W.query.endswith(raw=b'zz')) == [4]
-    assert ids(W.query.endswith(raw=b':1')) == [1]
-    assert ids(W.query.endswith(ft='')) == [1, 2, 3, 4]
-    assert ids(W.query.endswith(ft='ld').startswith(ft='w')) == [1, 3]
+async def test_endswith(api, W, conn):
+    assert ids(await api.list(W.query.endswith(ft='LD'))) == [1, 3]
+    assert ids(await api.list(W.query.endswith(ft='rld'))) == [1, 3]
+    assert ids(await api.list(W.query.endswith(ft='örld'))) == [3]
+    assert ids(await api.list(W.query.endswith(ident='ber'))) == [2]
+    assert ids(await api.list(W.query.endswith(ident='\0c'))) == [3]
+    assert ids(await api.list(W.query.endswith(email='.COM'))) == [1, 3, 4]
+    assert ids(await api.list(W.query.endswith(email='@example.com'))) == [1]
+    assert ids(await api.list(W.query.endswith(raw=b'zz'))) == [4]
+    assert ids(await api.list(W.query.endswith(raw=b':1'))) == [1]
+    assert ids(await api.list(W.query.endswith(ft=''))) == [1, 2, 3, 4]
+    assert ids(await api.list(W.query.endswith(ft='ld').startswith(ft='w'))) == [1, 3]
 
 
-def test_like(W, conn):
-    assert ids(W.query.like(ft='h*o')) == [1]
-    assert ids(W.query.like(ft='he?p')) == [2]
-    assert ids(W.query.like(ft='w!rld')) == [1]
-    assert ids(W.query.like(ft='w!!rld')) == [3]                 # ö is two bytes
-    assert ids(W.query.like(ft='*rld')) == [1, 3]
-    assert ids(W.query.like(ft='HEL')) == [1, 2]                 # anchored at start only
-    assert ids(W.query.like(ft='elp')) == []
+async def test_like(api, W, conn):
+    assert ids(await api.list(W.query.like(ft='h*o'))) == [1]
+    assert ids(await api.list(W.query.like(ft='he?p'))) == [2]
+    assert ids(await api.list(W.query.like(ft='w!rld'))) == [1]
+    assert ids(await api.list(W.query.like(ft='w!!rld'))) == [3]                 # ö is two bytes
+    assert ids(await api.list(W.query.like(ft='*rld'))) == [1, 3]
+    assert ids(await api.list(W.query.like(ft='HEL'))) == \
+        [1, 2]                 # anchored at start only
+    assert ids(await api.list(W.query.like(ft='elp'))) == []
     # bug query #1: special characters match literally
-    assert ids(W.query.like(email='*@example.com')) == [1]
-    assert ids(W.query.like(email='x-y.z@*')) == [3]
-    assert ids(W.query.like(email='[a]^b$*')) == [4]
-    assert ids(W.query.like(ident='50% (off)')) == [4]
-    assert ids(W.query.like(ident='50%*')) == [4]
-    assert ids(W.query.like(ident='a:b!c')) == [3]
+    assert ids(await api.list(W.query.like(email='*@example.com'))) == [1]
+    assert ids(await api.list(W.query.like(email='x-y.z@*'))) == [3]
+    assert ids(await api.list(W.query.like(email='[a]^b$*'))) == [4]
+    assert ids(await api.list(W.query.like(ident='50% (off)'))) == [4]
+    assert ids(await api.list(W.query.like(ident='50%*'))) == [4]
+    assert ids(await api.list(W.query.like(ident='a:b!c'))) == [3]
     # bug query #2: a value equal to the literal prefix with uppercase bytes
-    assert ids(W.query.like(ident='ÜBER alles')) == [1]
-    assert ids(W.query.like(sci='abc')) == [1]
-    assert ids(W.query.like(sci='ab*')) == [1, 2]
-    assert ids(W.query.like(ft='*')) == [1, 2, 3, 4]
-    assert ids(W.query.like(ft='h*').filter(n=(2, 9))) == [2]
+    assert ids(await api.list(W.query.like(ident='ÜBER alles'))) == [1]
+    assert ids(await api.list(W.query.like(sci='abc'))) == [1]
+    assert ids(await api.list(W.query.like(sci='ab*'))) == [1, 2]
+    assert ids(await api.list(W.query.like(ft='*'))) == [1, 2, 3, 4]
+    assert ids(await api.list(W.query.like(ft='h*').filter(n=(2, 9)))) == [2]
     assert no_temp_keys(conn)
 
 
-def test_text_queries_on_decoding_connection(W, decoding_conn):
+async def test_text_queries_on_decoding_connection(api, W, decoding_conn):
     rom.util.CONNECTION = decoding_conn
-    assert ids(W.query.startswith(ft='hel')) == [1, 2]
-    assert ids(W.query.endswith(email='.com')) == [1, 3, 4]
-    assert ids(W.query.like(ft='w!!rld')) == [3]
-    assert W.query.startswith(ft='hel').select('n').all() == [{'n': 1}, {'n': 2}]
+    assert ids(await api.list(W.query.startswith(ft='hel'))) == [1, 2]
+    assert ids(await api.list(W.query.endswith(email='.com'))) == [1, 3, 4]
+    assert ids(await api.list(W.query.like(ft='w!!rld'))) == [3]
+    assert await api.all(W.query.startswith(ft='hel').select('n')) == [{'n': 1}, {'n': 2}]
 
 
 def test_prefix_round_trips(W, conn, roundtrips):
@@ -128,39 +132,41 @@ def test_prefix_round_trips(W, conn, roundtrips):
     assert rt.count == 2
 
 
-def test_prefix_large_index(conn):
+async def test_prefix_large_index(api, conn):
     class Big(rom.Model):
         url = rom.Text(index=True, keygen=rom.IDENTITY, prefix=True)
     for i in range(400):
-        Big(url='https://site.example/%03d/page' % i).save()
-    rom.util.session.commit()
+        await api.save(Big(url='https://site.example/%03d/page' % i))
+    await api.commit()
     rom.util.session.rollback()
-    found = [e.url for e in Big.query.startswith(url='https://site.example/12')]
+    found = [e.url for e in await api.list(Big.query.startswith(url='https://site.example/12'))]
     assert sorted(found) == ['https://site.example/%03d/page' % i for i in range(120, 130)]
-    assert Big.query.startswith(url='https://').count() == 400
-    assert Big.query.like(url='*/399/*').count() == 1
-    assert Big.query.startswith(url='https://site.example/399/page').count() == 1
+    assert await api.count(Big.query.startswith(url='https://')) == 400
+    assert await api.count(Big.query.like(url='*/399/*')) == 1
+    assert await api.count(Big.query.startswith(url='https://site.example/399/page')) == 1
 
 
-def test_near(conn):
+async def test_near(api, conn):
     class Shop(rom.Model):
         name = rom.Text(index=True, keygen=rom.IDENTITY)
         lon = rom.Float()
         lat = rom.Float()
         geo_index = [GeoIndex('loc', lambda d: {'lon': d['lon'], 'lat': d['lat']})]
-    Shop(name='a', lon=0.0, lat=0.0).save()
-    Shop(name='b', lon=0.01, lat=0.0).save()
-    Shop(name='b', lon=1.0, lat=1.0).save()
-    rom.util.session.commit()
+    await api.save(Shop(name='a', lon=0.0, lat=0.0))
+    await api.save(Shop(name='b', lon=0.01, lat=0.0))
+    await api.save(Shop(name='b', lon=1.0, lat=1.0))
+    await api.commit()
     rom.util.session.rollback()
-    assert [e.id for e in Shop.query.near('loc', 0.0, 0.0, 5, 'km')] == [1, 2]   # nearest first
-    assert [e.id for e in Shop.query.near('loc', 0.0, 0.0, 500, 'km')] == [1, 2, 3]
-    assert [e.id for e in Shop.query.near('loc', 0.0, 0.0, 500, 'km', 2)] == [1, 2]
-    assert [e.id for e in Shop.query.near('loc', 0.0, 0.0, 500, 'KM').filter(name='b')] == [2, 3]
-    assert [e.id for e in Shop.query.near('loc', 1.0, 1.0, 1000, 'mi')
-            .near('loc', 0.0, 0.0, 2, 'km')] == [1, 2]
-    assert Shop.query.near('loc', 0.0, 0.0, 5, 'km').count() == 2
-    assert Shop.query.near('loc', 50.0, 50.0, 5, 'km').all() == []
+    assert [e.id for e in await api.list(Shop.query.near('loc', 0.0, 0.0, 5, 'km'))] == \
+        [1, 2]   # nearest first
+    assert [e.id for e in await api.list(Shop.query.near('loc', 0.0, 0.0, 500, 'km'))] == [1, 2, 3]
+    assert [e.id for e in await api.list(Shop.query.near('loc', 0.0, 0.0, 500, 'km', 2))] == [1, 2]
+    near_b = Shop.query.near('loc', 0.0, 0.0, 500, 'KM').filter(name='b')
+    assert [e.id for e in await api.list(near_b)] == [2, 3]
+    assert [e.id for e in await api.list(Shop.query.near('loc', 1.0, 1.0, 1000, 'mi')
+            .near('loc', 0.0, 0.0, 2, 'km'))] == [1, 2]
+    assert await api.count(Shop.query.near('loc', 0.0, 0.0, 5, 'km')) == 2
+    assert await api.all(Shop.query.near('loc', 50.0, 50.0, 5, 'km')) == []
 
 
 # -- does_not_startwith / does_not_endwith --------------------------------------------------

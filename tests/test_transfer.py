@@ -50,58 +50,75 @@ def make(models, **values):
     return src, dst, txn
 
 
+async def make_async(api, models, **values):
+    Wallet, Ledger = models
+    src = Wallet(**values.get('src', {}))
+    dst = Wallet(**values.get('dst', {}))
+    txn = Ledger(done=0)
+    for e in (src, dst, txn):
+        await api.save(e)
+    return src, dst, txn
+
+
 def reload(models, *entities):
     rom.util.session.rollback()
     return [type(e).get(e.id) for e in entities]
 
 
-def test_integer_balances_are_exact(models, conn):
+async def reload_async(api, models, *entities):
+    rom.util.session.rollback()
+    return [await api.get(type(e), e.id) for e in entities]
+
+
+async def test_integer_balances_are_exact(api, models, conn):
     Wallet, _ = models
-    src, dst, txn = make(models, src={'n': 10 ** 18}, dst={'n': 2 ** 53 + 2})
-    src.transfer(dst, 'n', 1, txn, 'done')
+    src, dst, txn = await make_async(api, models, src={'n': 10 ** 18}, dst={'n': 2 ** 53 + 2})
+    await api.transfer(src, dst, 'n', 1, txn, 'done')
     assert conn.hget(src._pk, 'n') == str(10 ** 18 - 1).encode()
     assert conn.hget(dst._pk, 'n') == str(2 ** 53 + 3).encode()
     assert (src.n, dst.n, txn.done) == (10 ** 18 - 1, 2 ** 53 + 3, 1)
-    src, dst = reload(models, src, dst)
+    src, dst = await reload_async(api, models, src, dst)
     assert (src.n, dst.n) == (10 ** 18 - 1, 2 ** 53 + 3)
     # beyond 64 bits as well, with refresh_index=False (raw text written by the script)
-    src, dst, txn = make(models, src={'n': 10 ** 40 + 7}, dst={'n': -5})
-    src.transfer(dst, 'n', 10 ** 40, txn, 'done', refresh_index=False)
+    src, dst, txn = await make_async(api, models, src={'n': 10 ** 40 + 7}, dst={'n': -5})
+    await api.transfer(src, dst, 'n', 10 ** 40, txn, 'done', refresh_index=False)
     assert conn.hget(src._pk, 'n') == b'7'
     assert conn.hget(dst._pk, 'n') == str(10 ** 40 - 5).encode()
-    src, dst = reload(models, src, dst)
+    src, dst = await reload_async(api, models, src, dst)
     assert (src.n, dst.n) == (7, 10 ** 40 - 5)
 
 
-def test_integral_float_and_decimal_amounts_move_integers(models, conn):
-    src, dst, txn = make(models, src={'n': 2 ** 53 + 2}, dst={'n': 0})
-    src.transfer(dst, 'n', Decimal('2E+0'), txn, 'done')
+async def test_integral_float_and_decimal_amounts_move_integers(api, models, conn):
+    src, dst, txn = await make_async(api, models, src={'n': 2 ** 53 + 2}, dst={'n': 0})
+    await api.transfer(src, dst, 'n', Decimal('2E+0'), txn, 'done')
     assert (src.n, dst.n) == (2 ** 53, 2)
     assert conn.hget(dst._pk, 'n') == b'2'
 
 
-def test_decimal_balances_are_exact(models, conn):
+async def test_decimal_balances_are_exact(api, models, conn):
     big = Decimal('12345678901234567890.123456789012345678901')
-    src, dst, txn = make(models, src={'d': big}, dst={'d': Decimal('10.50')})
-    src.transfer(dst, 'd', Decimal('0.000000000000000000001'), txn, 'done', refresh_index=False)
+    src, dst, txn = await make_async(api, models, src={'d': big}, dst={'d': Decimal('10.50')})
+    await api.transfer(src, dst, 'd', Decimal('0.000000000000000000001'), txn, 'done',
+                       refresh_index=False)
     assert conn.hget(src._pk, 'd') == b'12345678901234567890.123456789012345678900'
     assert conn.hget(dst._pk, 'd') == b'10.500000000000000000001'
-    src, dst = reload(models, src, dst)
+    src, dst = await reload_async(api, models, src, dst)
     assert src.d == Decimal('12345678901234567890.1234567890123456789') and \
         dst.d == Decimal('10.500000000000000000001')
     # decimal_places floors both results (toward -infinity), amounts given as floats
-    src, dst, txn = make(models, src={'d': Decimal('1E+2')}, dst={'d': Decimal('-0.001')})
-    src.transfer(dst, 'd', 0.0255, txn, 'done', decimal_places=2, refresh_index=False)
+    src, dst, txn = await make_async(api, models, src={'d': Decimal('1E+2')},
+                                     dst={'d': Decimal('-0.001')})
+    await api.transfer(src, dst, 'd', 0.0255, txn, 'done', decimal_places=2, refresh_index=False)
     assert conn.hget(src._pk, 'd') == b'99.97'        # 99.9745 floored
     assert conn.hget(dst._pk, 'd') == b'0.02'         # 0.0245 floored
 
 
-def test_float_columns_keep_double_arithmetic(models, conn):
-    src, dst, txn = make(models, src={'f': 10.0}, dst={'f': 0.1})
-    src.transfer(dst, 'f', 0.2, txn, 'done')
+async def test_float_columns_keep_double_arithmetic(api, models, conn):
+    src, dst, txn = await make_async(api, models, src={'f': 10.0}, dst={'f': 0.1})
+    await api.transfer(src, dst, 'f', 0.2, txn, 'done')
     assert (src.f, dst.f) == (9.8, 0.1 + 0.2)
     with pytest.raises(InvalidColumnValue):
-        src.transfer(dst, 'f', 10 ** 400, txn, 'done')
+        await api.transfer(src, dst, 'f', 10 ** 400, txn, 'done')
 
 
 @pytest.mark.parametrize('column, amount', [
@@ -111,57 +128,57 @@ def test_float_columns_keep_double_arithmetic(models, conn):
     ('d', Decimal('1E+5000')), ('f', float('-inf')), ('f', Decimal('sNaN')), ('n', 2 ** 13000),
     ('n', 5.017259741621798e+16),
 ])
-def test_bad_amounts_raise_and_write_nothing(models, conn, column, amount):
-    src, dst, txn = make(models, src={'n': 10, 'd': Decimal(10), 'f': 10.0})
+async def test_bad_amounts_raise_and_write_nothing(api, models, conn, column, amount):
+    src, dst, txn = await make_async(api, models, src={'n': 10, 'd': Decimal(10), 'f': 10.0})
     before = dump_database(conn)
     with pytest.raises(InvalidColumnValue):
-        src.transfer(dst, column, amount, txn, 'done')
+        await api.transfer(src, dst, column, amount, txn, 'done')
     assert dump_database(conn) == before
 
 
 @pytest.mark.parametrize('attr, txn_attr', [
     ('id', 'done'), ('n', 'id'), ('label', 'done'), ('flag', 'done'), ('nope', 'done'),
 ])
-def test_primary_key_and_non_numeric_columns_are_refused(models, conn, attr, txn_attr):
-    src, dst, txn = make(models, src={'n': 10, 'label': 'x'})
+async def test_primary_key_and_non_numeric_columns_are_refused(api, models, conn, attr, txn_attr):
+    src, dst, txn = await make_async(api, models, src={'n': 10, 'label': 'x'})
     before = dump_database(conn)
     with pytest.raises(InvalidOperation):
-        src.transfer(dst, attr, 1, txn, txn_attr)
+        await api.transfer(src, dst, attr, 1, txn, txn_attr)
     assert dump_database(conn) == before
 
 
-def test_same_row_as_source_and_destination_or_flag_is_refused(models, conn):
-    src, dst, txn = make(models, src={'n': 10}, dst={'n': 1})
+async def test_same_row_as_source_and_destination_or_flag_is_refused(api, models, conn):
+    src, dst, txn = await make_async(api, models, src={'n': 10}, dst={'n': 1})
     before = dump_database(conn)
     with pytest.raises(InvalidOperation, match='same row'):
-        src.transfer(src, 'n', 1, txn, 'done')        # rom 1.1.2 created money here
+        await api.transfer(src, src, 'n', 1, txn, 'done')        # rom 1.1.2 created money here
     with pytest.raises(InvalidOperation, match='flag'):
-        src.transfer(dst, 'n', 1, dst, 'n')
+        await api.transfer(src, dst, 'n', 1, dst, 'n')
     assert dump_database(conn) == before
 
 
 @pytest.mark.parametrize('stored', [b'1e+18', b'nan', b'abc', b'1.5', b' 1', b'0x10', b''])
-def test_corrupt_stored_balances_are_refused(models, conn, stored):
-    src, dst, txn = make(models, src={'n': 10}, dst={'n': 1})
+async def test_corrupt_stored_balances_are_refused(api, models, conn, stored):
+    src, dst, txn = await make_async(api, models, src={'n': 10}, dst={'n': 1})
     conn.hset(dst._pk, 'n', stored)
     before = dump_database(conn)
     with pytest.raises(InvalidColumnValue, match='not a valid Integer'):
-        src.transfer(dst, 'n', 1, txn, 'done')
+        await api.transfer(src, dst, 'n', 1, txn, 'done')
     assert dump_database(conn) == before
 
 
-def test_decimal_places_are_checked(models, conn):
-    src, dst, txn = make(models, src={'d': Decimal(10)})
+async def test_decimal_places_are_checked(api, models, conn):
+    src, dst, txn = await make_async(api, models, src={'d': Decimal(10)})
     before = dump_database(conn)
     for places in (-1, 31, 1.5, True):
         with pytest.raises(ValueError):
-            src.transfer(dst, 'd', 1, txn, 'done', decimal_places=places)
+            await api.transfer(src, dst, 'd', 1, txn, 'done', decimal_places=places)
     assert dump_database(conn) == before
 
 
-def test_missing_balance_counts_as_zero(models, conn):
-    src, dst, txn = make(models, src={'n': 3})
-    src.transfer(dst, 'n', 3, txn, 'done')
+async def test_missing_balance_counts_as_zero(api, models, conn):
+    src, dst, txn = await make_async(api, models, src={'n': 3})
+    await api.transfer(src, dst, 'n', 3, txn, 'done')
     assert (src.n, dst.n) == (0, 3)
 
 

@@ -39,36 +39,36 @@ def People(conn):
     return People
 
 
-def test_empty_values_are_not_claimed_and_the_audit_agrees(People, conn):
+async def test_empty_values_are_not_claimed_and_the_audit_agrees(api, People, conn):
     first = People(email='', raw=b'', vip=False)
     second = People(email='', raw=b'', vip=False)
-    first.save()
-    second.save()
+    await api.save(first)
+    await api.save(second)
     assert conn.hget(first._pk, 'email') == b'' and conn.hget(second._pk, 'email') == b''
     for attr in ('email', 'raw', 'vip'):
         assert conn.hkeys('People:%s:uidx' % attr) == []
-    assert People.get_by(email='') is None
-    assert People.get_by(raw=b'') is None
+    assert await api.get_by(People, email='') is None
+    assert await api.get_by(People, raw=b'') is None
     assert audit_model(People).findings == []
     # a non-empty value is still claimed and enforced
     first.email, first.vip = 'ann@example.com', True
-    first.save()
+    await api.save(first)
     second.email = 'ann@example.com'
     with pytest.raises(UniqueKeyViolation):
-        second.save()
+        await api.save(second)
     util.session.rollback()
-    assert People.get_by(email='ann@example.com').id == first.id
+    assert (await api.get_by(People, email='ann@example.com')).id == first.id
     # back to '' releases the claim
-    first = People.get(first.id)
+    first = await api.get(People, first.id)
     first.email = ''
-    first.save()
+    await api.save(first)
     assert conn.hkeys('People:email:uidx') == []
     assert audit_model(People).findings == []
 
 
-def test_a_claimed_empty_value_is_reported_by_check(People, conn, redis_url, tmp_path):
+async def test_a_claimed_empty_value_is_reported_by_check(api, People, conn, redis_url, tmp_path):
     entity = People(email='')
-    entity.save()
+    await api.save(entity)
     conn.hset('People:email:uidx', '', entity.id)   # written by something else than rom
     report = audit_model(People)
     assert [(f.kind, f.member) for f in report.findings] == [(UNIQUE_STALE, '')]
@@ -86,10 +86,10 @@ def test_a_claimed_empty_value_is_reported_by_check(People, conn, redis_url, tmp
     assert [f['kind'] for f in doc[0]['findings']] == [UNIQUE_STALE]
 
 
-def test_composite_groups_claim_empty_strings(People):
-    People(a='', b='').save()
+async def test_composite_groups_claim_empty_strings(api, People):
+    await api.save(People(a='', b=''))
     with pytest.raises(UniqueKeyViolation):
-        People(a='', b='').save()
+        await api.save(People(a='', b=''))
 
 
 @given(st.lists(st.sampled_from(['', 'x', 'y', '\0', ' ']), min_size=1, max_size=8))

@@ -32,7 +32,7 @@ def _calls(conn, command):
     return stats.get('cmdstat_' + command, {}).get('calls', 0)
 
 
-def test_new_entity_save_reads_no_old_bookkeeping(private):
+async def test_new_entity_save_reads_no_old_bookkeeping(api, private):
     conn = private
 
     class Fresh(rom.Model):
@@ -42,30 +42,30 @@ def test_new_entity_save_reads_no_old_bookkeeping(private):
 
     e = Fresh(n=1, t='hello world')
     hget, hdel = _calls(conn, 'hget'), _calls(conn, 'hdel')
-    e.save()
+    await api.save(e)
     assert _calls(conn, 'hget') == hget and _calls(conn, 'hdel') == hdel
     assert conn.hget(f'{Fresh._namespace}:1', '-index-data-') == b'[["t:hello","t:world"],["n"],{},{},{}]'
     # an update reads the bookkeeping, and leaves it alone when it did not change
     e.n = 2
     hset = _calls(conn, 'hset')
-    e.save()
+    await api.save(e)
     assert _calls(conn, 'hset') == hset  # HMSET wrote n; -index-data- unchanged
     assert conn.zscore(f'{Fresh._namespace}:n:idx', '1') == 2.0
 
 
-def test_forced_save_still_removes_old_entries(conn):
+async def test_forced_save_still_removes_old_entries(api, conn):
     class Forced(rom.Model):
         t = rom.Text(index=True, keygen=rom.FULL_TEXT)
 
     e = Forced(t='old')
-    e.save()
+    await api.save(e)
     e.t = 'new'
-    e.save(force=True)
+    await api.save(e, force=True)
     assert conn.smembers(f'{Forced._namespace}:t:old:idx') == set()
     assert conn.smembers(f'{Forced._namespace}:t:new:idx') == {b'1'}
 
 
-def test_stale_delete_releases_the_current_unique_values(private):
+async def test_stale_delete_releases_the_current_unique_values(api, private):
     conn = private
 
     class Acct(rom.Model):
@@ -75,36 +75,36 @@ def test_stale_delete_releases_the_current_unique_values(private):
         b = rom.Text()
         unique_together = [('a', 'b')]
 
-    Acct(email='old@x', a='p', b='\xe9').save()
+    await api.save(Acct(email='old@x', a='p', b='\xe9'))
     session.rollback()
-    stale = Acct.get(1)
+    stale = await api.get(Acct, 1)
     # another process changes the unique values behind the stale handle's back
     session.rollback()
-    fresh = Acct.get(1)
+    fresh = await api.get(Acct, 1)
     fresh.email = 'new@x'
     fresh.b = 'q'
-    fresh.save()
+    await api.save(fresh)
     session.rollback()
     hgetall = _calls(conn, 'hgetall')
-    stale.delete()
+    await api.delete(stale)
     assert _calls(conn, 'hgetall') == hgetall  # no scan of the unique hashes
     remaining = {k for k in dump_database(conn) if not k.endswith(b':id:')}
     assert remaining == set()
 
 
-def test_stale_delete_of_keygen_unique_releases_by_id(conn):
+async def test_stale_delete_of_keygen_unique_releases_by_id(api, conn):
     class KU(rom.Model):
         code = rom.Text(unique=True, keygen=rom.IDENTITY_CI)
 
-    KU(code='ABC').save()
+    await api.save(KU(code='ABC'))
     session.rollback()
-    stale = KU.get(1)
+    stale = await api.get(KU, 1)
     session.rollback()
-    fresh = KU.get(1)
+    fresh = await api.get(KU, 1)
     fresh.code = 'XYZ'
-    fresh.save()
+    await api.save(fresh)
     assert conn.hgetall(f'{KU._namespace}:code:uidx') == {b'xyz': b'1'}
-    stale.delete()
+    await api.delete(stale)
     assert conn.hgetall(f'{KU._namespace}:code:uidx') == {}
 
 
@@ -129,7 +129,7 @@ def test_cascade_delete_is_one_write(conn, roundtrips):
     assert all(k._deleted for k in kids) or not any(conn.exists(k._pk) for k in kids)
 
 
-def test_an_update_rewrites_every_entry_when_the_bookkeeping_differs(private):
+async def test_an_update_rewrites_every_entry_when_the_bookkeeping_differs(api, private):
     conn = private
 
     class Upd2(rom.Model):
@@ -138,13 +138,13 @@ def test_an_update_rewrites_every_entry_when_the_bookkeeping_differs(private):
         tag = rom.Text(index=True, keygen=rom.IDENTITY)
 
     e = Upd2(n=1, tag='a')
-    e.save()
+    await api.save(e)
     # the row's bookkeeping misses the n entry (e.g. written before the index existed): the
     # script refuses the incremental update and rom sends a full one
     conn.hset(f'{Upd2._namespace}:1', '-index-data-', '[["tag:a"],{},{},{},{}]')
     conn.delete(f'{Upd2._namespace}:tag:a:idx')
     e.n = 2
-    e.save()
+    await api.save(e)
     assert conn.smembers(f'{Upd2._namespace}:tag:a:idx') == {b'1'} and conn.zscore(f'{Upd2._namespace}:n:idx', '1') == 2
     assert conn.hget(f'{Upd2._namespace}:1', '-index-data-') == b'[["tag:a"],["n"],{},{},{}]'
     # with the bookkeeping right, an update of numeric values writes only the changed
@@ -152,14 +152,14 @@ def test_an_update_rewrites_every_entry_when_the_bookkeeping_differs(private):
     # damaged index
     conn.delete(f'{Upd2._namespace}:tag:a:idx')
     e.n = 3
-    e.save()
+    await api.save(e)
     assert not conn.exists(f'{Upd2._namespace}:tag:a:idx') and conn.zscore(f'{Upd2._namespace}:n:idx', '1') == 3
-    e.save()
+    await api.save(e)
     assert conn.smembers(f'{Upd2._namespace}:tag:a:idx') == {b'1'}
     # a change of a non-numeric indexed column rewrites every entry
     conn.delete(f'{Upd2._namespace}:n:idx')
     e.tag = 'b'
-    e.save()
+    await api.save(e)
     assert conn.zscore(f'{Upd2._namespace}:n:idx', '1') == 3 and conn.smembers(f'{Upd2._namespace}:tag:b:idx') == {b'1'}
     assert not conn.exists(f'{Upd2._namespace}:tag:a:idx')
 
@@ -168,7 +168,7 @@ def _counts(conn, *commands):
     return {command: _calls(conn, command) for command in commands}
 
 
-def test_update_rewrites_only_what_changed(private):
+async def test_update_rewrites_only_what_changed(api, private):
     conn = private
 
     class Upd(rom.Model):
@@ -181,12 +181,12 @@ def test_update_rewrites_only_what_changed(private):
         active = rom.Boolean(index=True)
 
     e = Upd(email='a@x', name='ann lee', handle='Ann', age=30, score=1.5, active=True)
-    e.save()
+    await api.save(e)
     before = dump_database(conn)
     e.age, e.score = 31, 2.5
     names = ('srem', 'zrem', 'sadd', 'zadd', 'hget', 'hexists', 'hmget', 'hset', 'exists')
     start = _counts(conn, *names)
-    e.save()
+    await api.save(e)
     end = _counts(conn, *names)
     used = {k: end[k] - start[k] for k in names}
     # nothing is removed; the race check is one HMGET, which also reads the row's
@@ -203,7 +203,7 @@ def test_update_rewrites_only_what_changed(private):
     assert conn.zscore(f'{Upd._namespace}:age:idx', '1') == 31 and conn.zscore(f'{Upd._namespace}:score:idx', '1') == 2.5
     # a changed token and a changed prefix/suffix entry are removed and replaced
     e.name, e.handle = 'ann smith', 'Bob'
-    e.save()
+    await api.save(e)
     assert conn.smembers(f'{Upd._namespace}:name:lee:idx') == set()
     assert conn.smembers(f'{Upd._namespace}:name:smith:idx') == {b'1'}
     assert conn.smembers(f'{Upd._namespace}:name:ann:idx') == {b'1'}
@@ -211,11 +211,11 @@ def test_update_rewrites_only_what_changed(private):
     assert conn.zrange(f'{Upd._namespace}:handle:suf', 0, -1) == [b'bob\x001']
     # the email claim moves when the email changes
     e.email = 'b@x'
-    e.save()
+    await api.save(e)
     assert conn.hgetall(f'{Upd._namespace}:email:uidx') == {b'b@x': b'1'}
 
 
-def test_resave_restores_index_entries_lost_outside_rom(private):
+async def test_resave_restores_index_entries_lost_outside_rom(api, private):
     conn = private
 
     class Heal(rom.Model):
@@ -224,13 +224,13 @@ def test_resave_restores_index_entries_lost_outside_rom(private):
         n = rom.Integer(index=True)
 
     e = Heal(tag='red', n=5)
-    e.save()
+    await api.save(e)
     conn.delete(f'{Heal._namespace}:tag:red:idx', f'{Heal._namespace}:n:idx')      # entries recorded, but gone
-    e.save(full=True)
+    await api.save(e, full=True)
     assert conn.smembers(f'{Heal._namespace}:tag:red:idx') == {b'1'} and conn.zscore(f'{Heal._namespace}:n:idx', '1') == 5
 
 
-def test_race_check_by_one_hmget_still_detects_changes(private):
+async def test_race_check_by_one_hmget_still_detects_changes(api, private):
     conn = private
 
     class Race(rom.Model):
@@ -240,20 +240,20 @@ def test_race_check_by_one_hmget_still_detects_changes(private):
         c = rom.Text(index=True, keygen=rom.FULL_TEXT)
 
     e = Race(a=1, b='x')
-    e.save()
+    await api.save(e)
     conn.hset(f'{Race._namespace}:1', 'c', 'appeared')          # a field that was absent now exists
     e.b = 'y'
     with pytest.raises(rom.exceptions.DataRaceError) as info:
-        e.save()
+        await api.save(e)
     assert 'c' in str(info.value)
     conn.hdel(f'{Race._namespace}:1', 'c')
     conn.hset(f'{Race._namespace}:1', 'a', '7')                 # a guarded value changed
     with pytest.raises(rom.exceptions.DataRaceError) as info:
-        e.save()
+        await api.save(e)
     assert 'a' in str(info.value) and conn.hget(f'{Race._namespace}:1', 'b') == b'x'
 
 
-def test_a_commit_replans_only_the_update_the_script_refused(private):
+async def test_a_commit_replans_only_the_update_the_script_refused(api, private):
     conn = private
 
     class Upd3(rom.Model):
@@ -261,10 +261,10 @@ def test_a_commit_replans_only_the_update_the_script_refused(private):
         n = rom.Integer(index=True)
 
     a, b, c = Upd3(n=1), Upd3(n=2), Upd3(n=3)
-    session.commit()
+    await api.commit()
     conn.hset(b._pk, '-index-data-', '{}')   # b's bookkeeping lost: its update is replanned
     a.n, b.n, c.n = 10, 20, 30
-    assert session.commit() == 3
+    assert await api.commit() == 3
     assert [conn.zscore(f'{Upd3._namespace}:n:idx', str(e.id)) for e in (a, b, c)] == [10, 20, 30]
     assert conn.hget(b._pk, '-index-data-') == b'[{},["n"],{},{},{}]'
     assert not any(e._modified for e in (a, b, c))

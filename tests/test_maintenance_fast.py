@@ -1,0 +1,200 @@
+"""The fast paths of check and reindex (rom._expect_fast, rom._verify, rom._maint_io) give
+exactly what the entity path and the verification script give."""
+from __future__ import annotations
+
+import random
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+import rom
+from rom import _audit, _expect, _maintenance, _reindex, testing
+from rom._audit import audit_model
+from rom._expect import expected_entries
+from rom._expect_fast import fast_expecter
+from rom._reindex import entity_from_row, read_rows
+
+
+def _model():
+    class Item(rom.Model):
+        words = rom.Text(index=True, keygen=rom.FULL_TEXT)
+        handle = rom.Text(prefix=True, suffix=True, keygen=rom.SIMPLE_CI)
+        exact = rom.Text(prefix=True, keygen=rom.SIMPLE)
+        tag = rom.Text(index=True, keygen=rom.IDENTITY_CI, prefix=True)
+        n = rom.Integer(index=True)
+        x = rom.Float(index=True)
+        when = rom.DateTime(index=True)
+        day = rom.Date(index=True)
+        price = rom.Decimal(index=True)
+        flag = rom.Boolean(index=True)
+        email = rom.Text(unique=True)
+        code = rom.Text(unique=True, keygen=rom.IDENTITY_CI)
+        num = rom.Integer(unique=True)
+        a = rom.Integer()
+        b = rom.Text()
+        blob = rom.String(index=True, keygen=rom.IDENTITY_STRING)
+        doc = rom.Json()
+        kind = rom.Text(default='plain', index=True, keygen=rom.IDENTITY)
+        unique_together = [('a', 'b')]
+    return Item
+
+
+def _populate(Item, n, seed=1):
+    rng = random.Random(seed)
+    words = ['red', 'Blue', 'caf\xe9', 'na\xefve', '\u65e5\u672c', 'x-ray', '', '  ']
+    for i in range(n):
+        Item(words=' '.join(rng.sample(words, 3)) if i % 7 else None,
+             handle=rng.choice(['Ann_', '\xc9mile', 'zed', '']) + str(rng.randrange(50)),
+             exact=rng.choice(['Abc', 'abcdefghij', '\xe9t\xe9', None]),
+             tag=rng.choice(['T1', 't2', 'T\xe9', None]),
+             n=rng.choice([rng.randrange(-10, 10), 2 ** 70, None]),
+             x=rng.choice([rng.random() * 1000, -0.0, 1e300, None]),
+             when=datetime(2020, 1, 1) + timedelta(seconds=rng.randrange(10 ** 8),
+                                                   microseconds=rng.randrange(10 ** 6)),
+             day=date(1999, 1, 1) + timedelta(days=rng.randrange(9000)),
+             price=Decimal('%d.%02d' % (rng.randrange(1000), rng.randrange(100))),
+             flag=rng.choice([True, False, None]),
+             email='e%d@example.com' % i if i % 5 else None,
+             code='Code%d' % i, num=i if i % 3 else None, a=i % 11, b='b%d' % i,
+             blob=rng.choice([b'\xe9\x00z', b'plain', None]),
+             doc={'k': i}).save()
+
+
+def test_fast_expectations_equal_the_entity_path(conn):
+    Item = _model()
+    _populate(Item, 1500)  # more rows than the memoisation trial
+    fast = fast_expecter(Item)
+    assert fast is not None
+    ids = list(range(1, 1501))
+    rows = dict(read_rows(Item, ids))
+    for i, values in fast.read(conn, ids):
+        exp = fast.expect(values)
+        assert exp is not None
+        want = expected_entries(Item, entity_from_row(Item, rows[i]), str(i))
+        for slot in want.__slots__:
+            assert getattr(exp, slot) == getattr(want, slot), (i, slot)
+        assert fast.values(rows[i]) == values
+
+
+def test_rows_the_fast_path_leaves_to_the_entity_path(conn):
+    Item = _model()
+    _populate(Item, 5)
+    fast = fast_expecter(Item)
+    conn.hset('Item:1', 'x', 'not a number')
+    conn.hdel('Item:2', 'id')
+    conn.hdel('Item:3', 'kind')  # its column declares a default
+    conn.hset('Item:4', 'doc', '{not json')
+    read = dict(fast.read(conn, [1, 2, 3, 4, 5]))
+    assert [fast.expect(read[i]) is None for i in (1, 2, 3, 4, 5)] == [
+        True, True, True, True, False]
+    assert fast.lacks_default(read[3]) and not fast.lacks_default(read[5])
+
+
+def test_models_the_fast_path_does_not_handle():
+    class Geo(rom.Model):
+        lon = rom.Float()
+        lat = rom.Float()
+        geo_index = [rom.GeoIndex('loc', lambda d: {'lon': d['lon'], 'lat': d['lat']})]
+
+    class Parent(rom.Model):
+        name = rom.Text()
+
+    class Child(rom.Model):
+        parent = rom.ManyToOne('Parent', on_delete='cascade')
+
+    class Whole(rom.Model):
+        a = rom.Text(index=True, keygen2=lambda attr, data: [data.get('a') or ''])
+
+    assert fast_expecter(Geo) is None and fast_expecter(Child) is None
+    assert fast_expecter(Whole) is None and fast_expecter(Parent) is not None
+
+
+def _corrupt(conn, Item):
+    for i, values in ((7, {'flag': True}), (8, {'x': 1.5}), (9, {'n': 3})):
+        Item.get(i).update(**values).save()
+    conn.srem('Item:flag:True:idx', '7')                       # missing set entry
+    conn.zadd('Item:x:idx', {'8': 12345.5})                     # wrong score
+    conn.zrem('Item:n:idx', '9')                                # missing scored entry
+    conn.hdel('Item:code:uidx', 'code10')                       # unclaimed unique value
+    conn.hset('Item:code:uidx', 'code11', '12')                 # claimed by another row
+    conn.hset('Item:13', 'email', conn.hget('Item:14', 'email'))  # two rows, one value
+    conn.hset('Item:15', '-index-data-', '[[],[],[],[],[]]')    # bookkeeping out of date
+    conn.hset('Item:16', 'x', 'nope')                          # bad row
+    conn.sadd('Item:tag:zzz:idx', '17')                         # stale entry
+    conn.zadd('Item:handle:pre', {'ghost\x00999': 1.0})          # dangling entry
+    conn.hset('Item:18', '-expire-at-', '5')                    # expiry data without _ttl
+    conn.hdel('Item:19', 'kind')                                # lacks a defaulted field
+    conn.hdel('Item:20', 'id')                                  # lacks its primary key
+    rom.util.session.rollback()  # (a reindex commits what the session tracks)
+
+
+def _findings(report):
+    return sorted((f.kind, f.key, f.member, f.id, f.message) for f in report.findings)
+
+
+@pytest.mark.parametrize('block_size', [10, 1000])
+def test_check_finds_the_same_with_every_path(conn, monkeypatch, block_size):
+    Item = _model()
+    _populate(Item, 60)
+    _corrupt(conn, Item)
+    fast = audit_model(Item, block_size=block_size)
+    assert {f.kind for f in fast.findings} >= {
+        'missing-entry', 'wrong-score', 'unique-missing', 'unique-stale', 'unique-duplicate',
+        'bookkeeping', 'bad-row', 'stale-entry', 'dangling-entry'}
+    monkeypatch.setattr(_audit, 'fast_expecter', lambda model: None)
+    entity_path = audit_model(Item, block_size=block_size)
+    monkeypatch.setattr(_expect, 'usable', lambda conn: False)
+    script = audit_model(Item, block_size=block_size)
+    assert _findings(fast) == _findings(entity_path) == _findings(script)
+    assert (fast.rows, fast.entries) == (script.rows, script.entries)
+
+
+def test_check_on_a_decoding_client(conn, decoding_conn):
+    Item = _model()
+    _populate(Item, 30)
+    _corrupt(conn, Item)
+    want = _findings(audit_model(Item))
+    rom.util.CONNECTION = decoding_conn
+    assert _findings(audit_model(Item)) == want
+
+
+def _snapshot(conn):
+    return {key: conn.dump(key) for key in conn.scan_iter('*')}
+
+
+def _restore(conn, snapshot):
+    conn.flushdb()
+    for key, value in snapshot.items():
+        conn.restore(key, 0, value)
+
+
+def test_reindex_repairs_the_same_with_every_path(conn, monkeypatch):
+    Item = _model()
+    _populate(Item, 60)
+    _corrupt(conn, Item)
+    before = _snapshot(conn)
+    summary = _reindex.ReindexSummary()
+    list(_maintenance.refresh_indices(Item, block_size=25, summary=summary))
+    fast = testing.dump_database(conn)
+    _restore(conn, before)
+    monkeypatch.setattr(_reindex, 'fast_expecter', lambda model: None)
+    slow_summary = _reindex.ReindexSummary()
+    list(_maintenance.refresh_indices(Item, block_size=25, summary=slow_summary))
+    assert testing.dump_database(conn) == fast
+    assert summary.rows == slow_summary.rows and summary.defaults == slow_summary.defaults
+    assert sorted(summary.skipped) == sorted(slow_summary.skipped)
+    assert summary.skipped  # the unloadable row (and the one lacking its primary key)
+    counts = audit_model(Item).counts
+    assert 'missing-entry' not in counts and 'wrong-score' not in counts
+
+
+def test_native_verification_falls_back_on_old_servers(conn, monkeypatch):
+    Item = _model()
+    _populate(Item, 20)
+    _corrupt(conn, Item)
+    want = _findings(audit_model(Item))
+    from rom import _verify
+    monkeypatch.setitem(_verify._OLD_SERVERS, conn, True)
+    assert _verify.verify_native(conn, 'Item', [], '', 1) is None
+    assert _findings(audit_model(Item)) == want
