@@ -30,7 +30,7 @@ from .exceptions import QueryError, ShardedAsyncError
 
 _NO_LIMIT = 2 ** 64
 _ASYNC = ('acount', 'acached_result', 'aall', 'aexecute', 'aselect', 'afirst', 'aexists',
-          'apage', 'adelete')
+          'apage', 'adelete', 'aiter_result')
 _BUILDERS = ('filter', 'startswith', 'endswith', 'like', 'near', 'order_by', 'limit', 'select',
              'replace')
 
