@@ -133,6 +133,13 @@ def _test_cluster() -> Any:
 # why this redis-py cannot run the tests marked ``cluster`` (None: it can)
 CLUSTER_UNSUPPORTED = cluster_support_error(redis.__version__)
 
+@pytest.fixture(scope='session')
+def cluster() -> Any:
+    """A local 3-master Redis Cluster shared by the tests that need one (the cluster run's
+    own); stopped at the end of the run. Tests that kill nodes or move slots start their own."""
+    return _test_cluster()
+
+
 # the behaviour tests of the cluster run (tests/test_cluster*.py always run)
 CLUSTER_FILES = (
     'test_cluster.py', 'test_cluster_xslot.py', 'test_model.py', 'test_session.py', 'test_columns.py',

@@ -23,15 +23,6 @@ from rom.testing import LocalCluster, counting_client, instrument, start_local_c
 pytestmark = pytest.mark.cluster
 
 
-@pytest.fixture(scope='module')
-def cluster() -> Iterator[LocalCluster]:
-    local = start_local_cluster(masters=3)
-    try:
-        yield local
-    finally:
-        local.stop()
-
-
 @pytest.fixture
 def cconn(cluster: LocalCluster) -> Iterator[Any]:
     """A RedisCluster client rom uses in this test; every master emptied first."""

@@ -19,21 +19,12 @@ import rom.util
 from rom import util
 from rom._migrate import Migration, MigrationSummary
 from rom.exceptions import ORMError, UniqueKeyViolation
-from rom.testing import LocalCluster, restore_model_registry, start_local_cluster
+from rom.testing import LocalCluster, restore_model_registry
 
 pytestmark = pytest.mark.cluster
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS_DIR)
-
-
-@pytest.fixture(scope='module')
-def cluster() -> Iterator[LocalCluster]:
-    local = start_local_cluster(masters=3)
-    try:
-        yield local
-    finally:
-        local.stop()
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from rom._cross_slot import delete_steps, save_order
 from rom._repair import repair_model
 from rom._scripts import lua
 from rom.exceptions import RestrictError
-from rom.testing import LocalCluster, instrument, start_local_cluster
+from rom.testing import LocalCluster, instrument
 
 pytestmark = pytest.mark.cluster
 
@@ -57,15 +57,6 @@ class WriteTripwire:
     @staticmethod
     def crash() -> None:
         raise Crash()
-
-
-@pytest.fixture(scope='module')
-def cluster() -> Iterator[LocalCluster]:
-    local = start_local_cluster(masters=3)
-    try:
-        yield local
-    finally:
-        local.stop()
 
 
 @pytest.fixture
