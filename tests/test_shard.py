@@ -1,7 +1,8 @@
 """Sharded models (``_shards = N``): layout, routing, and scatter-gather queries that equal
 the same queries on an unsharded model, on a real local Redis Cluster (and on one server).
 
-Nothing is mocked: the cluster is ``rom.testing.start_local_cluster`` (3 masters).
+Nothing is mocked: the cluster is the run's shared local one (``cluster`` in tests/conftest.py,
+3 masters, ``rom.testing.start_local_cluster``).
 """
 from __future__ import annotations
 
@@ -18,18 +19,9 @@ from rom import util
 from rom._ids import forget_blocks
 from rom._shard import forget_checks
 from rom.exceptions import ORMError, QueryError
-from rom.testing import LocalCluster, instrument, roundtrips, start_local_cluster
+from rom.testing import LocalCluster, instrument, roundtrips
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture(scope='module')
-def cluster() -> Iterator[LocalCluster]:
-    local = start_local_cluster(masters=3)
-    try:
-        yield local
-    finally:
-        local.stop()
 
 
 @pytest.fixture
