@@ -140,6 +140,22 @@ def cluster() -> Any:
     return _test_cluster()
 
 
+@pytest.fixture
+def scripts_reloaded(_session_conn: Any) -> Iterator[None]:
+    """For a test that flushes the script cache of the test server (or of every master of
+    the shared cluster): load every rom script again afterwards, so that the round trips
+    later tests count do not depend on the order the tests run in."""
+    yield
+    from rom._scripts import _LOADED
+    sources = [call.script for call in list(_LOADED.values())]
+    servers = [] if CLUSTER_RUN else [_session_conn]
+    if _CLUSTER:  # the shared local cluster (every master)
+        servers += [node.client() for node in _CLUSTER[0].master_nodes()]
+    for server in servers:
+        for source in sources:
+            server.script_load(source)
+
+
 # the behaviour tests of the cluster run (tests/test_cluster*.py always run)
 CLUSTER_FILES = (
     'test_cluster.py', 'test_cluster_xslot.py', 'test_model.py', 'test_session.py', 'test_columns.py',

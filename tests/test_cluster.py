@@ -281,7 +281,8 @@ def test_query_delete_lock_and_maintenance(cconn: Any) -> None:
     assert audit_model(Note, block_size=10).counts == {'missing-entry': 1}
 
 
-def test_scripts_recover_from_script_flush(cconn: Any, cluster: LocalCluster) -> None:
+def test_scripts_recover_from_script_flush(cconn: Any, cluster: LocalCluster,
+                                          scripts_reloaded: None) -> None:
     User, _, Note = _models()
     Note(text='a').save()
     for node in cluster.master_nodes():

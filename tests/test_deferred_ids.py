@@ -135,7 +135,7 @@ def test_session_delete_is_one_round_trip_per_client(U, conn, roundtrips):
     assert conn.keys('U:?*') == [b'U:id:']
 
 
-def test_pipelined_delete_after_script_flush(U, conn):
+def test_pipelined_delete_after_script_flush(U, conn, scripts_reloaded):
     users = [U(n=i) for i in range(3)]
     session.commit()
     conn.script_flush()

@@ -152,7 +152,7 @@ async def test_decoding_client(api, decoding_conn, roundtrips):
     assert await api.release(lock) is True
 
 
-async def test_lock_survives_script_flush(api, conn):
+async def test_lock_survives_script_flush(api, conn, scripts_reloaded):
     lock = util.Lock(conn, 'flush', 1, 5)
     assert await api.acquire(lock)
     conn.script_flush()

@@ -59,7 +59,7 @@ def _clean(*models):
 
 # --------------------------------------------------------------------------- SCRIPT FLUSH
 
-def test_script_flush_between_every_operation(conn):
+def test_script_flush_between_every_operation(conn, scripts_reloaded):
     FItem, FAccount = _models()
 
     def step(action):

@@ -337,7 +337,8 @@ def test_one_round_trip_per_save_get_delete(cconn: Any) -> None:
     assert trips(lambda: Rt.query.filter(n=5).order_by('n').page(1)) <= 2 * masters + 1
 
 
-def test_scripts_flushed_and_multi_filter_round_trips(cconn: Any) -> None:
+def test_scripts_flushed_and_multi_filter_round_trips(cconn: Any, scripts_reloaded: None
+                                                       ) -> None:
     """After SCRIPT FLUSH on every master the packed EVALSHA work is sent again with EVAL;
     a query with two filters takes two rounds (estimates, then the work)."""
     sharded, flat = declare(6)
