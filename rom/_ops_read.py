@@ -13,7 +13,7 @@ from ._coltypes import IndexOnly
 from ._helpers import _to_score, short_repr
 from ._io import Client, ClientOf, Command, Operation, Script
 from ._loader import row_builder
-from ._registry import is_entity
+from ._registry import MODELS, is_entity
 from ._relations import LOADED
 from ._session import session
 from .exceptions import InvalidOperation, ORMError, QueryError
@@ -225,16 +225,23 @@ def op_refresh(entity: Any, force: bool = False) -> Operation[None]:
     entity.__init__(_loading=True, **row)
 
 
-def op_refresh_objects(objects: Iterable[Any], force: Any = None) -> Operation[None]:
+def op_refresh_objects(objects: Iterable[Any], force: Any = None,
+                       own_refresh: bool = False) -> Operation[None]:
     """``session.refresh(*objects)``: reload entities (nested lists/tuples allowed); new
-    ones are tracked; ``InvalidOperation`` for modified ones unless ``force``."""
+    ones are tracked; ``InvalidOperation`` for modified ones unless ``force``.
+
+    ``own_refresh`` (the blocking ``session.refresh``): an entity whose class overrides
+    ``refresh`` is reloaded by calling it, as rom 1.1.2's session does.
+    """
     for obj in objects:
         if isinstance(obj, (list, tuple)):
-            yield from op_refresh_objects(obj, force)
+            yield from op_refresh_objects(obj, force, own_refresh)
         elif not is_entity(obj):
             raise ORMError('cannot refresh %r: only rom model instances can be refreshed'
                            % (obj,))
         elif obj._new:
             session.add(obj)
+        elif own_refresh and type(obj).refresh is not MODELS['Model'].refresh:
+            obj.refresh(force=force)
         else:
             yield from op_refresh(obj, bool(force))

@@ -307,7 +307,7 @@ class Session(threading.local):
     def refresh(self, *objects: Any, force: Any = None) -> None:
         """Reload entities from Redis (``InvalidOperation`` for modified ones unless ``force``)."""
         from ._ops_read import op_refresh_objects  # (rom._ops_read imports this module)
-        run(op_refresh_objects(objects, force))
+        run(op_refresh_objects(objects, force, own_refresh=True))
 
     async def arefresh(self, *objects: Any, force: Any = None) -> None:
         """Async ``refresh()``: same arguments and exceptions; never blocks the loop."""

@@ -585,6 +585,24 @@ async def test_session_refresh(api, M, conn):
         await api.session_refresh(c)
 
 
+def test_session_refresh_calls_an_overridden_entity_refresh(conn):
+    """rom 1.1.2's session.refresh reloads each saved entity through entity.refresh()."""
+    calls = []
+
+    class Hooked(rom.Model):
+        a = rom.Integer()
+
+        def refresh(self, force=False):
+            calls.append((self.id, force))
+            return super().refresh(force=force)
+
+    h = Hooked(a=1)
+    h.save()
+    conn.hset(h._pk, 'a', '7')  # the row's key (a shard's own in the sharded run)
+    session.refresh(h, force=True)
+    assert calls == [(h.id, True)] and h.a == 7
+
+
 async def test_session_refresh_all(api, M, conn, roundtrips):
     a, b = M(a=1), M(a=2)
     await api.flush()
