@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import time
 from contextvars import ContextVar
-from typing import Any, Generator, NamedTuple, Optional, Sequence, Tuple, TypeVar, Union
+from typing import (Any, Callable, Dict, Generator, NamedTuple, Optional, Sequence, Tuple, TypeVar,
+                    Union)
 
 from ._connect import connect
 from ._scripts import lua
@@ -110,30 +111,42 @@ def _queue(pipe: Any, step: Union[Command, Script]) -> None:
         lua(step.name)(pipe, step.keys, step.args, force_eval=True, route=step.route)
 
 
+def _sleep(step: Sleep) -> None:
+    time.sleep(step.seconds)
+
+
+def _command(step: Command) -> Any:
+    return client_of(step.via).execute_command(*step.args)
+
+
+def _script(step: Script) -> Any:
+    return lua(step.name)(client_of(step.via), step.keys, step.args,
+                          force_eval=step.force_eval, route=step.route)
+
+
+def _batch(step: Batch) -> Any:
+    pipe = client_of(step.via).pipeline(step.transaction)
+    try:
+        for item in step.steps:
+            _queue(pipe, item)
+        return pipe.execute(raise_on_error=step.raise_on_error)
+    finally:
+        pipe.reset()
+
+
+# the blocking driver's work per kind of step (one dict lookup instead of an isinstance chain)
+_BLOCKING_WORK: Dict[type, Callable[[Any], Any]] = {
+    Command: _command, Script: _script, Batch: _batch, ClientOf: lambda step: client_of(step.via),
+    Sleep: _sleep, Blocking: lambda step: step.call(),
+}
+
+
 def run_step(step: Step) -> Any:
     """Do one step with the blocking client; returns the reply."""
-    if isinstance(step, Sleep):
-        time.sleep(step.seconds)
-        return None
-    if isinstance(step, Blocking):
-        return step.call()
-    conn = client_of(step.via)
-    if isinstance(step, Command):
-        return conn.execute_command(*step.args)
-    if isinstance(step, Script):
-        return lua(step.name)(conn, step.keys, step.args, force_eval=step.force_eval,
-                              route=step.route)
-    if isinstance(step, Batch):
-        pipe = conn.pipeline(step.transaction)
-        try:
-            for item in step.steps:
-                _queue(pipe, item)
-            return pipe.execute(raise_on_error=step.raise_on_error)
-        finally:
-            pipe.reset()
-    if isinstance(step, ClientOf):
-        return conn
-    raise TypeError('not a rom I/O step: %r' % (step,))
+    work = _BLOCKING_WORK.get(type(step))
+    if work is None:
+        raise TypeError('not a rom I/O step: %r' % (step,))
+    return work(step)
 
 
 class _Done(NamedTuple):
