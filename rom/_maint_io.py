@@ -38,7 +38,8 @@ def pack(args: Sequence[bytes]) -> bytes:
     return b'*%d\r\n%s' % (len(args), b''.join([b'$%d\r\n%s\r\n' % (len(a), a) for a in args]))
 
 
-def _connection(pool: Any) -> Any:
+def pooled_connection(pool: Any) -> Any:
+    """A connection taken from a redis-py connection pool (any redis-py version)."""
     try:
         return pool.get_connection()
     except TypeError:  # redis-py < 5 needs a command name
@@ -54,7 +55,7 @@ def run_packed(conn: Any, commands: List[bytes]) -> List[Any]:
     if not commands:
         return []
     pool = conn.connection_pool
-    connection = _connection(pool)
+    connection = pooled_connection(pool)
     try:
         connection.send_packed_command([b''.join(commands)])
         read = connection.read_response

@@ -24,6 +24,7 @@ from redis.exceptions import (AskError, ClusterDownError, MovedError, NoScriptEr
                               ResponseError, TryAgainError)
 
 from ._cluster import is_cluster_client
+from ._maint_io import pooled_connection
 from ._search import _guard
 
 Command = Tuple[Any, ...]
@@ -168,7 +169,7 @@ def _send(client: Any, jobs: List[Job], sha: bool = True) -> List[Any]:
             commands = [_by_sha(c) for c in commands]
         packed += ([('MULTI',)] + commands + [('EXEC',)]) if transaction else commands
     pool = client.connection_pool
-    connection = pool.get_connection()
+    connection = pooled_connection(pool)
     replies: List[Any] = []
     try:
         connection.send_packed_command(connection.pack_commands(packed))
