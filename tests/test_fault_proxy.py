@@ -182,8 +182,13 @@ def test_targets_and_urls(conn):
     try:
         with FaultProxy(server.url) as proxy:
             assert proxy.url.endswith('/2')
-            assert proxy.client().set('k', 'v')
-            assert server.client().get('k') == b'v'
+            through, direct = proxy.client(), server.client()
+            try:
+                assert through.set('k', 'v')
+                assert direct.get('k') == b'v'
+            finally:
+                through.close()
+                direct.close()
             assert 'FaultProxy' in repr(proxy)
             assert 'drop' in repr(proxy.drop_reply('GET'))
     finally:
