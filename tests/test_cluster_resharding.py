@@ -126,6 +126,7 @@ def _check_clean(client: Any, models: Any) -> None:
     assert len(set(uniques.values())) == len(uniques)
 
 
+@pytest.mark.slow  # a threaded stress test of a live slot move (full runs only)
 def test_slot_moves_to_another_master_while_writers_run(cluster: LocalCluster) -> None:
     client = cluster.client()
     rom.util.CONNECTION = client

@@ -264,11 +264,15 @@ async def test_per_model_connection(api, conn, redis_url):
         _conn = other
         x = rom.Integer()
 
-    assert OwnConn._connection is other
-    e = OwnConn(x=1)
-    assert e._connection is other
-    await api.save(e)
-    assert conn.hget(f'{OwnConn._namespace}:1', 'x') == b'1'  # same server/db, other client object
+    try:
+        assert OwnConn._connection is other
+        e = OwnConn(x=1)
+        assert e._connection is other
+        await api.save(e)
+        assert conn.hget(f'{OwnConn._namespace}:1', 'x') == b'1'  # same server, other client
+    finally:
+        other.close()
+        other.connection_pool.disconnect()
 
 
 # --- construction (§5.4) ---------------------------------------------------------------
