@@ -143,6 +143,24 @@ def cluster() -> Any:
 
 
 @pytest.fixture
+def cconn(cluster: Any) -> Iterator[Any]:
+    """rom on a client of the shared local cluster, every master emptied (with its held id
+    blocks and sharding checks forgotten); rolled back and closed afterwards."""
+    import rom.util
+    from rom._ids import forget_blocks
+    from rom._shard import forget_checks
+    cluster.flushall()
+    forget_blocks()
+    forget_checks()
+    client = cluster.client()
+    rom.util.CONNECTION = client
+    rom.util.session.rollback()
+    yield client
+    rom.util.session.rollback()
+    client.close()
+
+
+@pytest.fixture
 def scripts_reloaded(_session_conn: Any) -> Iterator[None]:
     """For a test that flushes the script cache of the test server (or of every master of
     the shared cluster): load every rom script again afterwards, so that the round trips

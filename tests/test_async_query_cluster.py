@@ -8,7 +8,6 @@ import pytest
 import rom
 import rom.util
 
-from test_cluster import cconn  # noqa: F401  (a client of the shared local cluster)
 
 pytestmark = pytest.mark.cluster
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -21,18 +21,6 @@ from rom.exceptions import ORMError, RestrictError, UniqueKeyViolation
 from rom.testing import LocalCluster, counting_client, instrument, start_local_cluster
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture
-def cconn(cluster: LocalCluster) -> Iterator[Any]:
-    """A RedisCluster client rom uses in this test; every master emptied first."""
-    cluster.flushall()
-    client = cluster.client()
-    rom.util.CONNECTION = client
-    util.session.rollback()
-    yield client
-    util.session.rollback()
-    client.close()
 
 
 def all_keys(client: Any) -> list:

@@ -7,7 +7,7 @@ Nothing is mocked: the cluster is the run's shared local one (``cluster`` in tes
 from __future__ import annotations
 
 import random
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -19,23 +19,9 @@ from rom import util
 from rom._ids import forget_blocks
 from rom._shard import forget_checks
 from rom.exceptions import ORMError, QueryError
-from rom.testing import LocalCluster, instrument, roundtrips
+from rom.testing import instrument, roundtrips
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture
-def cconn(cluster: LocalCluster) -> Iterator[Any]:
-    """rom on the local cluster, every master emptied."""
-    cluster.flushall()
-    forget_blocks()
-    forget_checks()
-    client = cluster.client()
-    rom.util.CONNECTION = client
-    util.session.rollback()
-    yield client
-    util.session.rollback()
-    client.close()
 
 
 def _loc(data: Any) -> Dict[str, float]:

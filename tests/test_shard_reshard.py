@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import random
-from typing import Any, Iterator, List
+from typing import Any, List
 
 import pytest
 
@@ -13,37 +13,14 @@ import rom.util
 from rom import util
 from rom._audit import audit_model
 from rom._cli import main
-from rom._ids import forget_blocks
 from rom._shard import forget_checks
 from rom._shard_reshard import reshard
 from rom.exceptions import ORMError
-from rom.testing import LocalCluster, restore_model_registry, start_local_cluster
+from rom.testing import restore_model_registry
 
 import shard_cli_models as models
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture(scope='module')
-def cluster() -> Iterator[LocalCluster]:
-    local = start_local_cluster(masters=3)
-    try:
-        yield local
-    finally:
-        local.stop()
-
-
-@pytest.fixture
-def cconn(cluster: LocalCluster) -> Iterator[Any]:
-    cluster.flushall()
-    forget_blocks()
-    forget_checks()
-    client = cluster.client()
-    rom.util.CONNECTION = client
-    util.session.rollback()
-    yield client
-    util.session.rollback()
-    client.close()
 
 
 def cli(*argv: str) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 from contextlib import ExitStack
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, List
 
 import pytest
 
@@ -13,38 +13,14 @@ import rom
 import rom.util
 from rom import util
 from rom._audit import audit_model
-from rom._ids import forget_blocks
-from rom._shard import forget_checks
 from rom._shard_unique import _pending, acquire, claims_key
 from rom.exceptions import UniqueKeyViolation
 from rom.model import Model
-from rom.testing import LocalCluster, instrument, roundtrips, start_local_cluster
+from rom.testing import LocalCluster, instrument, roundtrips
 
 import shard_workers as sw
 
 pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture(scope='module')
-def cluster() -> Iterator[LocalCluster]:
-    local = start_local_cluster(masters=3)
-    try:
-        yield local
-    finally:
-        local.stop()
-
-
-@pytest.fixture
-def cconn(cluster: LocalCluster) -> Iterator[Any]:
-    cluster.flushall()
-    forget_blocks()
-    forget_checks()
-    client = cluster.client()
-    rom.util.CONNECTION = client
-    util.session.rollback()
-    yield client
-    util.session.rollback()
-    client.close()
 
 
 def url_of(cluster: LocalCluster) -> str:
