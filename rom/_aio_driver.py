@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from typing import Any, Dict, Union
+from typing import Any, Awaitable, Callable, Dict, Union
 
 from redis.exceptions import ResponseError
 
@@ -60,16 +60,43 @@ async def _script(conn: Any, step: Script) -> Any:
     if not (keys and is_async_cluster(conn)):
         return await _script_once(conn, step, keys)
     # on a cluster: sent again while its slot is being moved (see rom._scripts)
+    return await _while_slot_moves(lambda: _script_once(conn, step, keys))
+
+
+async def _while_slot_moves(attempt: Callable[[], Awaitable[Any]]) -> Any:
+    """``await attempt()``, again while the cluster refuses it (``TRYAGAIN``: nothing ran)
+    because its slot is being moved, for up to ``SLOT_MOVE_WAIT`` seconds."""
     from redis.exceptions import ClusterError, TryAgainError
     from ._scripts import SLOT_MOVE_WAIT, slot_move_pause
     deadline = time.monotonic() + SLOT_MOVE_WAIT
     pause = 0.0
     while True:
         try:
-            return await _script_once(conn, step, keys)
+            return await attempt()
         except (TryAgainError, ClusterError) as err:
             pause = slot_move_pause(err, deadline, pause)
         await asyncio.sleep(pause)
+
+
+async def _batch(conn: Any, step: Batch) -> Any:
+    if not step.transaction:
+        return await _batch_once(conn, step)
+    from ._aconnect import check_async_transactions
+    check_async_transactions(conn)
+    if is_async_cluster(conn):
+        # a refused MULTI/EXEC (TRYAGAIN while its slot moves) ran nothing: send it again
+        return await _while_slot_moves(lambda: _batch_once(conn, step))
+    return await _batch_once(conn, step)
+
+
+async def _batch_once(conn: Any, step: Batch) -> Any:
+    pipe = conn.pipeline(transaction=step.transaction)
+    try:
+        for item in step.steps:
+            _queue(pipe, item)
+        return await pipe.execute(raise_on_error=step.raise_on_error)
+    finally:
+        await pipe.reset()
 
 
 async def _script_once(conn: Any, step: Script, keys: tuple) -> Any:
@@ -100,16 +127,7 @@ async def arun_step(step: Step) -> Any:
     if isinstance(step, Script):
         return await _script(conn, step)
     if isinstance(step, Batch):
-        if step.transaction:
-            from ._aconnect import check_async_transactions
-            check_async_transactions(conn)
-        pipe = conn.pipeline(transaction=step.transaction)
-        try:
-            for item in step.steps:
-                _queue(pipe, item)
-            return await pipe.execute(raise_on_error=step.raise_on_error)
-        finally:
-            await pipe.reset()
+        return await _batch(conn, step)
     if isinstance(step, ClientOf):
         return conn
     raise TypeError('not a rom I/O step: %r' % (step,))

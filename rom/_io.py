@@ -32,7 +32,8 @@ from typing import (Any, Callable, Dict, Generator, NamedTuple, Optional, Sequen
                     Union)
 
 from ._connect import connect
-from ._scripts import lua
+from ._cluster import is_cluster_client
+from ._scripts import _retry_while_slot_moves, lua
 
 __all__ = ['Client', 'Command', 'Script', 'Batch', 'ClientOf', 'Sleep', 'Blocking', 'Step',
            'Operation',
@@ -125,7 +126,15 @@ def _script(step: Script) -> Any:
 
 
 def _batch(step: Batch) -> Any:
-    pipe = client_of(step.via).pipeline(step.transaction)
+    conn = client_of(step.via)
+    if step.transaction and is_cluster_client(conn):
+        # a refused MULTI/EXEC (TRYAGAIN while its slot moves) ran nothing: send it again
+        return _retry_while_slot_moves(lambda: _batch_once(conn, step))
+    return _batch_once(conn, step)
+
+
+def _batch_once(conn: Any, step: Batch) -> Any:
+    pipe = conn.pipeline(step.transaction)
     try:
         for item in step.steps:
             _queue(pipe, item)

@@ -109,6 +109,42 @@ class Writers:
             thread.join(60)
 
 
+async def test_transactions_wait_while_their_slot_is_migrating(cluster: LocalCluster,
+                                                                api: Any) -> None:
+    """A query's MULTI/EXEC that meets a migrating slot (its temporary keys are missing:
+    ``TRYAGAIN``, nothing ran) is sent again until the slot is stable, then answers right."""
+    client = cluster.client()
+    rom.util.CONNECTION = client
+    Acct, Entry = models = _models()
+    try:
+        for i in range(12):
+            Acct(name='a%d' % i, n=i, word='w x' if i % 2 else 'w').save()
+        util.session.rollback()
+        slot = client.keyslot('{bank}')
+        source = cluster.slot_owner(slot)
+        target = next(n for n in cluster.master_nodes() if n is not source)
+        target.client().execute_command('CLUSTER SETSLOT', slot, 'IMPORTING', source.node_id)
+        source.client().execute_command('CLUSTER SETSLOT', slot, 'MIGRATING', target.node_id)
+        def stabilise() -> None:
+            for node in (source, target):
+                node.client().execute_command('CLUSTER SETSLOT', slot, 'STABLE')
+
+        timer = threading.Timer(0.5, stabilise)
+        started = time.monotonic()
+        timer.start()
+        try:
+            query = Acct.query.filter(word='x').filter(n=(0, 8)).order_by('-n')
+            assert [a.n for a in await api.all(query)] == [7, 5, 3, 1]
+        finally:
+            timer.join()
+        assert time.monotonic() - started >= 0.45  # it waited for the slot
+        assert await api.count(Acct.query.filter(word='w')) == 12
+        _check_clean(client, models)
+    finally:
+        util.session.rollback()
+        client.close()
+
+
 def _where(exc: BaseException) -> str:
     import traceback
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if '/rom/' in f.filename]
