@@ -343,11 +343,6 @@ def op_after_write(plans: Iterable[WritePlan]) -> Operation[None]:
         _next_check[model] = time.monotonic() + min(wait, WRITE_SWEEP_INTERVAL)
 
 
-def after_write(plans: Iterable[WritePlan]) -> None:
-    """Blocking :func:`op_after_write`."""
-    run(op_after_write(plans))
-
-
 # --------------------------------------------------------------------------- job, reaper
 class ExpiryJob:
     """Remove every due entity of a model in blocks; iterate for ``(done, total)`` progress.
@@ -432,6 +427,5 @@ class Reaper(threading.Thread):
             self.join(timeout)
 
 
-__all__ = ['EXPIRY_FIELD', 'ExpiryJob', 'Reaper', 'SweepResult', 'after_write', 'asweep',
-           'expiring_models', 'op_after_write', 'op_sweep', 'sweep', 'ttl_of', 'visible',
-           'visible_ids']
+__all__ = ['EXPIRY_FIELD', 'ExpiryJob', 'Reaper', 'SweepResult', 'asweep', 'expiring_models',
+           'op_after_write', 'op_sweep', 'sweep', 'ttl_of', 'visible', 'visible_ids']

@@ -154,7 +154,7 @@ def op_save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool
                 else:
                     entity._after_update()
             if expiring and sweep:  # models with ``_ttl``: a little expiry cleanup
-                from ._expiry import op_after_write  # (rom._expiry imports this module's)
+                from ._expiry import op_after_write
                 yield from op_after_write(expiring)
             if not isinstance(failure, Replan):
                 break
