@@ -2,8 +2,8 @@
 
 * ``MAX_SHARDS`` (1024) -- ``_shards = N`` and ``python -m rom reshard --shards N``. Every
   shard is a class and a hash slot, and a query or a ``count()`` of a sharded model visits
-  every shard; 1024 gives one shard per master to the largest cluster Redis recommends
-  (1000 masters) while keeping a query's fan-out bounded.
+  every shard; 1024 gives one shard per master to the largest cluster Redis Cluster is
+  designed for (1,000 nodes) while keeping a query's fan-out bounded.
 * ``MAX_BLOCK_SIZE`` (100,000) -- ``--block-size`` of the maintenance commands and the
   block size of :class:`rom._migrate.Migration` (rows read or written per round trip). One
   block is one pipelined reply or one script call the server runs without serving anyone
