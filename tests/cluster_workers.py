@@ -12,7 +12,7 @@ from typing import Any
 
 import rom
 import rom.util
-from race_workers import random_existing, run_race
+from race_workers import change_person, random_existing, run_race
 EMAILS = ['e%d@x' % i for i in range(25)]
 CODES = ['c%d' % i for i in range(15)]
 
@@ -33,20 +33,9 @@ def define_models() -> SimpleNamespace:
 
 
 def _step(m: SimpleNamespace, op: str, rng: random.Random) -> None:
-    if op == 'create':
-        m.User(email=rng.choice(EMAILS), name='u %d' % rng.randint(0, 9),
-               age=rng.randint(0, 99)).save()
-    elif op == 'update':
-        user = random_existing(m.User, rng)
-        if user is not None:
-            user.email = rng.choice(EMAILS)
-            user.age = rng.randint(0, 99)
-            user.save()
-    elif op == 'delete':
-        user = random_existing(m.User, rng)
-        if user is not None:
-            user.delete()
-    elif op == 'note':
+    if change_person(m.User, op, rng, EMAILS, name=lambda: 'u %d' % rng.randint(0, 9)):
+        return
+    if op == 'note':
         note = random_existing(m.Note, rng) if rng.random() < 0.5 else None
         if note is None:
             m.Note(code=rng.choice(CODES), n=rng.randint(0, 9)).save()

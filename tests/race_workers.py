@@ -26,6 +26,27 @@ def random_existing(model: Any, rng: random.Random) -> Any:
     return model.get(rng.randint(1, top)) if top else None
 
 
+def change_person(model: Any, op: str, rng: random.Random, emails: Sequence[str],
+                  **fields: Callable[[], Any]) -> bool:
+    """Op ``'create'``, ``'update'`` (a new email and age) or ``'delete'`` of a random row of
+    ``model`` (columns ``email``, ``age`` and ``fields``, each given a maker); False for any
+    other ``op``."""
+    if op == 'create':
+        model(email=rng.choice(emails), age=rng.randint(0, 99),
+              **{name: make() for name, make in fields.items()}).save()
+    elif op in ('update', 'delete'):
+        person = random_existing(model, rng)
+        if person is not None and op == 'delete':
+            person.delete()
+        elif person is not None:
+            person.email = rng.choice(emails)
+            person.age = rng.randint(0, 99)
+            person.save()
+    else:
+        return False
+    return True
+
+
 def run_race(url: str, seed: int, n_ops: int, queue: Any, setup: Callable[[], Any],
              choices: Sequence[str], step: Callable[[Any, str, random.Random], None]) -> None:
     """Connect, ``state = setup()``, then ``n_ops`` times ``step(state, op, rng)`` with ``op``

@@ -11,7 +11,7 @@ import random
 from typing import Any
 
 import rom
-from race_workers import connect, random_existing, run_race
+from race_workers import change_person, connect, run_race
 EMAILS = ['e%d@x' % i for i in range(20)]
 
 
@@ -25,17 +25,7 @@ def define_model(shards: int = 6) -> Any:
 
 
 def _step(model: Any, op: str, rng: random.Random) -> None:
-    if op == 'create':
-        model(email=rng.choice(EMAILS), age=rng.randint(0, 99)).save()
-    elif op == 'update':
-        person = random_existing(model, rng)
-        if person is not None:
-            person.email = rng.choice(EMAILS)
-            person.save()
-    else:
-        person = random_existing(model, rng)
-        if person is not None:
-            person.delete()
+    change_person(model, op, rng, EMAILS)
 
 
 def race(url: str, seed: int, n_ops: int, queue: Any) -> None:
