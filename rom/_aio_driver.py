@@ -13,7 +13,7 @@ from typing import Any, Awaitable, Callable, Dict, Union
 from redis.exceptions import ResponseError
 
 from ._aconnect import is_async_cluster
-from ._io import Batch, Blocking, Client, ClientOf, Command, Script, Sleep, Step
+from ._io import Batch, Client, ClientOf, Command, Scatter, Script, Sleep, Step
 
 __all__ = ['aconnect', 'arun_step']
 
@@ -117,10 +117,6 @@ async def arun_step(step: Step) -> Any:
     if isinstance(step, Sleep):
         await asyncio.sleep(step.seconds)
         return None
-    if isinstance(step, Blocking):
-        from .exceptions import ShardedAsyncError
-        raise ShardedAsyncError('%s: not supported by the asyncio API of sharded models yet; '
-                                'use the blocking call' % (step.what,))
     conn = aconnect(step.via)
     if isinstance(step, Command):
         return await conn.execute_command(*step.args)
@@ -130,4 +126,7 @@ async def arun_step(step: Step) -> Any:
         return await _batch(conn, step)
     if isinstance(step, ClientOf):
         return conn
+    if isinstance(step, Scatter):
+        from ._shard_abatch import arun_jobs
+        return await arun_jobs(conn, step.jobs)
     raise TypeError('not a rom I/O step: %r' % (step,))

@@ -35,7 +35,7 @@ from ._connect import connect
 from ._cluster import is_cluster_client
 from ._scripts import _retry_while_slot_moves, lua
 
-__all__ = ['Client', 'Command', 'Script', 'Batch', 'ClientOf', 'Sleep', 'Blocking', 'Step',
+__all__ = ['Client', 'Command', 'Script', 'Batch', 'ClientOf', 'Sleep', 'Scatter', 'Step',
            'Operation',
            'run', 'arun', 'run_step', 'client_of']
 
@@ -88,15 +88,16 @@ class Sleep(NamedTuple):
     seconds: float
 
 
-class Blocking(NamedTuple):
-    """Work only the blocking driver can do: ``call()`` (sharded scatter-gather, which sends
-    to every master in parallel threads). The asyncio driver raises
-    :exc:`~rom.exceptions.ShardedAsyncError` naming ``what``."""
-    call: Any
-    what: str
+class Scatter(NamedTuple):
+    """The per-shard work of a sharded model (``rom._shard_batch``): ``jobs`` are
+    ``(shard class, commands, transaction?)``; the reply is one reply per job (EXEC replies
+    for transactions). Each master's jobs go to it in one packed write, the masters in
+    parallel: threads in the blocking driver, asyncio tasks in the asyncio driver."""
+    via: Any
+    jobs: Sequence[Any]
 
 
-Step = Union[Command, Script, Batch, ClientOf, Sleep, Blocking]
+Step = Union[Command, Script, Batch, ClientOf, Sleep, Scatter]
 Operation = Generator[Step, Any, R]
 
 
@@ -143,10 +144,15 @@ def _batch_once(conn: Any, step: Batch) -> Any:
         pipe.reset()
 
 
+def _scatter(step: Scatter) -> Any:
+    from ._shard_batch import run_jobs
+    return run_jobs(client_of(step.via), step.jobs)
+
+
 # the blocking driver's work per kind of step (one dict lookup instead of an isinstance chain)
 _BLOCKING_WORK: Dict[type, Callable[[Any], Any]] = {
     Command: _command, Script: _script, Batch: _batch, ClientOf: lambda step: client_of(step.via),
-    Sleep: _sleep, Blocking: lambda step: step.call(),
+    Sleep: _sleep, Scatter: _scatter,
 }
 
 

@@ -17,7 +17,7 @@ import hashlib
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from redis.client import Pipeline
 from redis.exceptions import (AskError, ClusterDownError, MovedError, NoScriptError,
@@ -156,33 +156,18 @@ def _by_sha(command: Command) -> Command:
     return ('EVALSHA', sha) + tuple(command[2:])
 
 
-def _send(client: Any, jobs: List[Job], sha: bool = True) -> List[Any]:
-    """Send the jobs of one master in one packed write; one reply (or error) per job.
-
-    Scripts go as EVALSHA (``sha``): a job that meets NOSCRIPT is sent again with EVAL by
-    :func:`run_jobs` (query work is read-only but for temporary keys, which the job's own
-    transaction deletes or gives a TTL whatever its scripts did).
-    """
+def packed_jobs(jobs: Sequence[Job], sha: bool) -> List[Command]:
+    """The commands of one master's jobs, in one list (transactions inside MULTI/EXEC)."""
     packed: List[Command] = []
     for _, commands, transaction in jobs:
         if sha:
             commands = [_by_sha(c) for c in commands]
         packed += ([('MULTI',)] + commands + [('EXEC',)]) if transaction else commands
-    pool = client.connection_pool
-    connection = pooled_connection(pool)
-    replies: List[Any] = []
-    try:
-        connection.send_packed_command(connection.pack_commands(packed))
-        for _ in packed:
-            try:
-                replies.append(connection.read_response())
-            except ResponseError as err:
-                replies.append(err)
-    except BaseException:
-        connection.disconnect()
-        raise
-    finally:
-        pool.release(connection)
+    return packed
+
+
+def split_replies(jobs: Sequence[Job], replies: List[Any]) -> List[Any]:
+    """One reply (or error) per job from the replies of :func:`packed_jobs`' commands."""
     out: List[Any] = []
     at = 0
     for _, commands, transaction in jobs:
@@ -198,6 +183,32 @@ def _send(client: Any, jobs: List[Job], sha: bool = True) -> List[Any]:
             errors = [r for r in exec_reply if isinstance(r, ResponseError)]
         out.append(errors[0] if errors else exec_reply)
     return out
+
+
+def _send(client: Any, jobs: List[Job], sha: bool = True) -> List[Any]:
+    """Send the jobs of one master in one packed write; one reply (or error) per job.
+
+    Scripts go as EVALSHA (``sha``): a job that meets NOSCRIPT is sent again with EVAL by
+    :func:`op_jobs` (query work is read-only but for temporary keys, which the job's own
+    transaction deletes or gives a TTL whatever its scripts did).
+    """
+    packed = packed_jobs(jobs, sha)
+    pool = client.connection_pool
+    connection = pooled_connection(pool)
+    replies: List[Any] = []
+    try:
+        connection.send_packed_command(connection.pack_commands(packed))
+        for _ in packed:
+            try:
+                replies.append(connection.read_response())
+            except ResponseError as err:
+                replies.append(err)
+    except BaseException:
+        connection.disconnect()
+        raise
+    finally:
+        pool.release(connection)
+    return split_replies(jobs, replies)
 
 
 def _no_script(error: Any) -> bool:
@@ -223,39 +234,73 @@ def _again(conn: Any, job: Job) -> Any:
     return replies if transaction else replies[0]
 
 
-def run_jobs(conn: Any, jobs: Sequence[Job]) -> List[Any]:
-    """The replies of ``jobs`` (EXEC replies for transactions), one round trip per master,
-    masters in parallel. Script errors raise as the unsharded path raises them."""
+class Sends(NamedTuple):
+    """Transport request of :func:`op_jobs`: send each ``(client, jobs, sha)`` (one packed
+    write per master, masters in parallel); the reply is the list of their reply lists."""
+    groups: List[Tuple[Any, List[Job], bool]]
+
+
+class Again(NamedTuple):
+    """Transport request of :func:`op_jobs`: ``job`` through the cluster client itself."""
+    job: Job
+
+
+def op_jobs(jobs: Sequence[Job], node_client: Callable[[Any], Tuple[str, Any]]) -> Any:
+    """The replies of ``jobs`` (EXEC replies for transactions): the logic of a scatter,
+    yielding :class:`Sends`/:class:`Again` requests to its transport (threads in
+    :func:`run_jobs`, asyncio tasks in ``rom._shard_abatch``). ``node_client(shard)`` is
+    the (name, client) of the master holding a shard. Script errors raise as the
+    unsharded path raises them."""
     groups: Dict[str, Tuple[Any, List[int]]] = {}
     for position, job in enumerate(jobs):
-        name, client = _node_client(conn, job[0])
+        name, client = node_client(job[0])
         groups.setdefault(name, (client, []))[1].append(position)
     replies: List[Any] = [None] * len(jobs)
-
-    def serve(client: Any, positions: List[int]) -> None:
-        for position, reply in zip(positions, _send(client, [jobs[p] for p in positions])):
-            replies[position] = reply
-
     work = list(groups.values())
-    if len(work) == 1:
-        serve(*work[0])
-    elif work:
-        pool = _executor()
-        futures = [pool.submit(serve, *group) for group in work[1:]]
-        serve(*work[0])  # this thread serves one master itself
-        for future in futures:
-            future.result()
+    sent = yield Sends([(client, [jobs[p] for p in positions], True)
+                        for client, positions in work])
+    for (_, positions), got in zip(work, sent):
+        for position, reply in zip(positions, got):
+            replies[position] = reply
     for position, reply in enumerate(replies):
         if isinstance(reply, ResponseError) and _no_script(reply):
-            client = _node_client(conn, jobs[position][0])[1]
-            replies[position] = reply = _send(client, [jobs[position]], sha=False)[0]
+            client = node_client(jobs[position][0])[1]
+            replies[position] = reply = (yield Sends([(client, [jobs[position]], False)]))[0][0]
         if isinstance(reply, ResponseError):
-            if _redirected(reply):
-                replies[position] = _guard(lambda: _again(conn, jobs[position]))
-            else:
-                error = reply
-                _guard(lambda: _raise(error))
+            if not _redirected(reply):
+                _guard(lambda: _raise(reply))
+            try:
+                replies[position] = yield Again(jobs[position])
+            except ResponseError as exc:
+                _guard(lambda: _raise(exc))
     return replies
+
+
+def _serve(groups: List[Tuple[Any, List[Job], bool]]) -> List[List[Any]]:
+    """:class:`Sends` with blocking clients: a thread per master (this one serves one)."""
+    if len(groups) <= 1:
+        return [_send(*group) for group in groups]
+    pool = _executor()
+    futures = [pool.submit(_send, *group) for group in groups[1:]]
+    first = _send(*groups[0])
+    return [first] + [future.result() for future in futures]
+
+
+def run_jobs(conn: Any, jobs: Sequence[Job]) -> List[Any]:
+    """The replies of ``jobs`` (EXEC replies for transactions), one round trip per master,
+    masters in parallel (:func:`op_jobs` with blocking clients)."""
+    operation = op_jobs(jobs, lambda shard: _node_client(conn, shard))
+    request, reply, error = None, None, None
+    while True:
+        try:
+            request = operation.send(reply) if error is None else operation.throw(error)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        try:
+            reply, error = (_serve(request.groups) if type(request) is Sends
+                            else _again(conn, request.job)), None
+        except ResponseError as exc:
+            reply, error = None, exc
 
 
 def _raise(error: BaseException) -> None:

@@ -94,7 +94,7 @@ def crash(url: str, step: str, email: str, other: str) -> None:
     def die(*args: Any) -> None:
         os._exit(4)
 
-    _shard_unique.release = die  # type: ignore[assignment]
+    _shard_unique.op_release = die  # type: ignore[assignment]
     person.email = email
     person.save()
     os._exit(5)  # pragma: no cover - release() exits first

@@ -13,7 +13,7 @@ import rom
 import rom.util
 from rom import util
 from rom._audit import audit_model
-from rom._shard_unique import _pending, acquire, claims_key
+from rom._shard_unique import CLAIM, acquire, claims_key
 from rom.exceptions import UniqueKeyViolation
 from rom.model import Model
 from rom.testing import LocalCluster, instrument, roundtrips
@@ -100,13 +100,12 @@ def test_stale_claim_is_fenced_and_taken_over(cconn: Any) -> None:
     fast = model(email='v@x', age=2)
     assert type(fast) is not type(slow)  # different shards: only the claims protect
     fast.save()
-    key = (type(slow)._namespace, str(slow.id))
-    _pending()[key] = ('slow-token', {('email', 'v@x')})
+    slow.__dict__[CLAIM] = ('slow-token', {('email', 'v@x')})  # its claim, as save() holds it
     try:
         with pytest.raises(UniqueKeyViolation):
             Model.save(slow)  # step 2 of the slow writer: its token was fenced
     finally:
-        _pending().pop(key, None)
+        slow.__dict__.pop(CLAIM, None)
     assert holders(model) == {'v@x': [fast.id]}
     # a claim whose owner row holds the value is live: not taken over
     with pytest.raises(UniqueKeyViolation):
