@@ -35,7 +35,7 @@ from ._connect import connect
 from ._cluster import is_cluster_client
 from ._scripts import _retry_while_slot_moves, lua
 
-__all__ = ['Client', 'Command', 'Script', 'Batch', 'ClientOf', 'Sleep', 'Scatter', 'Step',
+__all__ = ['Client', 'Command', 'Script', 'Batch', 'ClientOf', 'Sleep', 'Scatter', 'Resend', 'Step',
            'Operation',
            'run', 'arun', 'run_step', 'client_of']
 
@@ -89,15 +89,21 @@ class Sleep(NamedTuple):
 
 
 class Scatter(NamedTuple):
-    """The per-shard work of a sharded model (``rom._shard_batch``): ``jobs`` are
-    ``(shard class, commands, transaction?)``; the reply is one reply per job (EXEC replies
-    for transactions). Each master's jobs go to it in one packed write, the masters in
-    parallel: threads in the blocking driver, asyncio tasks in the asyncio driver."""
+    """Packed writes to several masters at once (the per-shard work of a sharded model, see
+    ``rom._shard_batch.op_scatter``): ``groups`` are ``(node client, jobs, sha)``; the reply
+    is, per group, one reply per job. The masters are served in parallel: threads in the
+    blocking driver, asyncio tasks in the asyncio driver."""
+    groups: Sequence[Any]
+
+
+class Resend(NamedTuple):
+    """One job of a :class:`Scatter` sent again through the (cluster) client of ``via``,
+    which follows a moved slot; the reply is the job's."""
     via: Any
-    jobs: Sequence[Any]
+    job: Any
 
 
-Step = Union[Command, Script, Batch, ClientOf, Sleep, Scatter]
+Step = Union[Command, Script, Batch, ClientOf, Sleep, Scatter, Resend]
 Operation = Generator[Step, Any, R]
 
 
@@ -145,14 +151,19 @@ def _batch_once(conn: Any, step: Batch) -> Any:
 
 
 def _scatter(step: Scatter) -> Any:
-    from ._shard_batch import run_jobs
-    return run_jobs(client_of(step.via), step.jobs)
+    from ._shard_batch import serve
+    return serve(list(step.groups))
+
+
+def _resend(step: Resend) -> Any:
+    from ._shard_batch import again
+    return again(client_of(step.via), step.job)
 
 
 # the blocking driver's work per kind of step (one dict lookup instead of an isinstance chain)
 _BLOCKING_WORK: Dict[type, Callable[[Any], Any]] = {
     Command: _command, Script: _script, Batch: _batch, ClientOf: lambda step: client_of(step.via),
-    Sleep: _sleep, Scatter: _scatter,
+    Sleep: _sleep, Scatter: _scatter, Resend: _resend,
 }
 
 

@@ -238,10 +238,10 @@ def _grouped(public: Any, ids: Sequence[Any]) -> Dict[Any, List[int]]:
 def op_public_fetch(cls: Any, ids: Any, track: bool = True) -> Any:
     """``op_fetch`` of a sharded model: the session's entities, the other rows read with
     one script call per shard, one round trip per master (masters in parallel)."""
-    from ._io import ClientOf, Scatter
+    from ._io import ClientOf
     from ._ops_read import op_fetch
     from ._session import session
-    from ._shard_batch import Job, record_script
+    from ._shard_batch import Job, op_scatter, record_script
     ids = list(ids)
     result: List[Any] = [None] * len(ids)
     if not ids:
@@ -269,7 +269,7 @@ def op_public_fetch(cls: Any, ids: Any, track: bool = True) -> Any:
             pks = [pk for _, pk in missing]
             jobs.append((shard, record_script('get_rows', pks, fields), False))
             reads.append((shard, missing, fields[0] != 0))
-    for (shard, missing, by_values), rows in zip(reads, ((yield Scatter(cls, jobs)) if jobs else [])):
+    for (shard, missing, by_values), rows in zip(reads, (yield from op_scatter(cls, jobs))):
         for (position, _), row in zip(missing, rows):
             if row:
                 result[position] = shard._from_script_row(row, by_values, track)

@@ -1,8 +1,8 @@
-"""The asyncio transport of a scatter (``rom._shard_batch.op_jobs``): each master's jobs in one
-packed write on one of its connections, the masters served concurrently (``asyncio.gather``
+"""The asyncio transport of a scatter (``rom._shard_batch.op_scatter``): each master's jobs in
+one packed write on one of its connections, the masters served concurrently (``asyncio.gather``
 over the nodes of a ``redis.asyncio.cluster.RedisCluster``, or the one server of a plain
 ``redis.asyncio.Redis``). The logic (grouping, NOSCRIPT and redirections, errors) is
-``op_jobs``'s, shared with the blocking transport.
+``op_scatter``'s, shared with the blocking transport.
 """
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from typing import Any, List, Sequence, Tuple
 from redis.exceptions import ResponseError
 
 from ._aconnect import is_async_cluster
-from ._shard_batch import Job, Sends, op_jobs, packed_jobs, split_replies
+from ._shard_batch import Job, packed_jobs, split_replies
 
-__all__ = ['arun_jobs']
+__all__ = ['aagain', 'aserve', 'node_client']
 
 
-def _node_client(conn: Any, shard: Any) -> Tuple[str, Any]:
+def node_client(conn: Any, shard: Any) -> Tuple[str, Any]:
     """(name, node or client) of the master holding ``shard``'s slot."""
     if is_async_cluster(conn):
         node = conn.get_node_from_key(shard._namespace)
@@ -67,7 +67,7 @@ async def _asend(target: Any, jobs: List[Job], sha: bool) -> List[Any]:
     return split_replies(jobs, replies)
 
 
-async def _aagain(conn: Any, job: Job) -> Any:
+async def aagain(conn: Any, job: Job) -> Any:
     """A job sent through the cluster client itself (it follows MOVED/ASK)."""
     _, commands, transaction = job
     pipe = conn.pipeline(transaction=transaction)
@@ -80,23 +80,7 @@ async def _aagain(conn: Any, job: Job) -> Any:
     return replies if transaction else replies[0]
 
 
-async def arun_jobs(conn: Any, jobs: Sequence[Job]) -> List[Any]:
-    """The replies of ``jobs`` with the asyncio client ``conn``: one round trip per master,
+async def aserve(groups: List[Tuple[Any, List[Job], bool]]) -> List[List[Any]]:
+    """A :class:`~rom._io.Scatter` with asyncio clients: ``_asend`` of each group, the
     masters concurrently."""
-    operation = op_jobs(jobs, lambda shard: _node_client(conn, shard))
-    reply: Any = None
-    error: Any = None
-    while True:
-        try:
-            request = operation.send(reply) if error is None else operation.throw(error)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        try:
-            if type(request) is Sends:
-                reply = await asyncio.gather(*(_asend(*group) for group in request.groups))
-            else:  # Again
-                reply = await _aagain(conn, request.job)
-            error = None
-        except ResponseError as exc:
-            reply, error = None, exc
-
+    return list(await asyncio.gather(*(_asend(*group) for group in groups)))

@@ -17,7 +17,7 @@ import hashlib
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from redis.client import Pipeline
 from redis.exceptions import (AskError, ClusterDownError, MovedError, NoScriptError,
@@ -189,7 +189,7 @@ def _send(client: Any, jobs: List[Job], sha: bool = True) -> List[Any]:
     """Send the jobs of one master in one packed write; one reply (or error) per job.
 
     Scripts go as EVALSHA (``sha``): a job that meets NOSCRIPT is sent again with EVAL by
-    :func:`op_jobs` (query work is read-only but for temporary keys, which the job's own
+    the scatter (query work is read-only but for temporary keys, which the job's own
     transaction deletes or gives a TTL whatever its scripts did).
     """
     packed = packed_jobs(jobs, sha)
@@ -224,7 +224,7 @@ def _redirected(error: Any) -> bool:
     return any(text.startswith(word) for word in _REDIRECTS) or 'EXECABORT' in text
 
 
-def _again(conn: Any, job: Job) -> Any:
+def again(conn: Any, job: Job) -> Any:
     """A job sent through the cluster client itself (it follows MOVED/ASK)."""
     _, commands, transaction = job
     pipe = conn.pipeline(transaction)
@@ -234,50 +234,49 @@ def _again(conn: Any, job: Job) -> Any:
     return replies if transaction else replies[0]
 
 
-class Sends(NamedTuple):
-    """Transport request of :func:`op_jobs`: send each ``(client, jobs, sha)`` (one packed
-    write per master, masters in parallel); the reply is the list of their reply lists."""
-    groups: List[Tuple[Any, List[Job], bool]]
-
-
-class Again(NamedTuple):
-    """Transport request of :func:`op_jobs`: ``job`` through the cluster client itself."""
-    job: Job
-
-
-def op_jobs(jobs: Sequence[Job], node_client: Callable[[Any], Tuple[str, Any]]) -> Any:
-    """The replies of ``jobs`` (EXEC replies for transactions): the logic of a scatter,
-    yielding :class:`Sends`/:class:`Again` requests to its transport (threads in
-    :func:`run_jobs`, asyncio tasks in ``rom._shard_abatch``). ``node_client(shard)`` is
-    the (name, client) of the master holding a shard. Script errors raise as the
-    unsharded path raises them."""
+def op_scatter(via: Any, jobs: Sequence[Job]) -> Any:
+    """Operation: the replies of ``jobs`` (EXEC replies for transactions) with the client
+    of ``via``: one :class:`~rom._io.Scatter` step (each master's jobs in one packed write,
+    masters in parallel), then a job whose script the master lacked is sent again with
+    EVAL, and one whose slot moved through the cluster client (``Resend``). Script errors
+    raise as the unsharded path raises them."""
+    from ._aconnect import is_async_client
+    from ._io import ClientOf, Resend, Scatter
+    if not jobs:
+        return []
+    conn = yield ClientOf(via)
+    if is_async_client(conn):
+        from ._shard_abatch import node_client
+    else:
+        node_client = _node_client
     groups: Dict[str, Tuple[Any, List[int]]] = {}
     for position, job in enumerate(jobs):
-        name, client = node_client(job[0])
+        name, client = node_client(conn, job[0])
         groups.setdefault(name, (client, []))[1].append(position)
     replies: List[Any] = [None] * len(jobs)
     work = list(groups.values())
-    sent = yield Sends([(client, [jobs[p] for p in positions], True)
-                        for client, positions in work])
+    sent = yield Scatter([(client, [jobs[p] for p in positions], True)
+                          for client, positions in work])
     for (_, positions), got in zip(work, sent):
         for position, reply in zip(positions, got):
             replies[position] = reply
     for position, reply in enumerate(replies):
         if isinstance(reply, ResponseError) and _no_script(reply):
-            client = node_client(jobs[position][0])[1]
-            replies[position] = reply = (yield Sends([(client, [jobs[position]], False)]))[0][0]
+            client = node_client(conn, jobs[position][0])[1]
+            replies[position] = reply = (yield Scatter([(client, [jobs[position]], False)]))[0][0]
         if isinstance(reply, ResponseError):
             if not _redirected(reply):
                 _guard(lambda: _raise(reply))
             try:
-                replies[position] = yield Again(jobs[position])
+                replies[position] = yield Resend(via, jobs[position])
             except ResponseError as exc:
                 _guard(lambda: _raise(exc))
     return replies
 
 
-def _serve(groups: List[Tuple[Any, List[Job], bool]]) -> List[List[Any]]:
-    """:class:`Sends` with blocking clients: a thread per master (this one serves one)."""
+def serve(groups: List[Tuple[Any, List[Job], bool]]) -> List[List[Any]]:
+    """A :class:`~rom._io.Scatter` with blocking clients: ``_send`` of each group, a thread
+    per master (the calling thread serves one)."""
     if len(groups) <= 1:
         return [_send(*group) for group in groups]
     pool = _executor()
@@ -286,43 +285,5 @@ def _serve(groups: List[Tuple[Any, List[Job], bool]]) -> List[List[Any]]:
     return [first] + [future.result() for future in futures]
 
 
-def run_jobs(conn: Any, jobs: Sequence[Job]) -> List[Any]:
-    """The replies of ``jobs`` (EXEC replies for transactions), one round trip per master,
-    masters in parallel (:func:`op_jobs` with blocking clients)."""
-    operation = op_jobs(jobs, lambda shard: _node_client(conn, shard))
-    request, reply, error = None, None, None
-    while True:
-        try:
-            request = operation.send(reply) if error is None else operation.throw(error)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        try:
-            reply, error = (_serve(request.groups) if type(request) is Sends
-                            else _again(conn, request.job)), None
-        except ResponseError as exc:
-            reply, error = None, exc
-
-
 def _raise(error: BaseException) -> None:
     raise error
-
-
-def build_all(conn: Any, shards: Sequence[Any],
-              build: Callable[[Any, RecordingClient], List[Command]]) -> List[List[Command]]:
-    """Each shard's transaction body from ``build(shard, client)``; when the build needs the
-    filters' work estimates, they are fetched first (one round trip per master)."""
-    try:
-        return [build(shard, RecordingClient()) for shard in shards]
-    except NeedEstimates:
-        pass
-    wanted: List[Job] = []
-    for shard in shards:
-        try:
-            build(shard, RecordingClient())
-        except NeedEstimates as need:
-            wanted.append((shard, need.commands, True))
-    sizes = run_jobs(conn, wanted)
-    # every shard orders its filters by the estimates summed over the shards: one order
-    # (the unsharded model's), so the working sets' scores, and the merged order, agree
-    total = [sum(abs(int(found[i])) for found in sizes) for i in range(len(sizes[0]))]
-    return [build(shard, RecordingClient(list(total))) for shard in shards]

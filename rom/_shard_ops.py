@@ -3,7 +3,8 @@
 Each terminal call of a :class:`~rom._shard_query.ShardedQuery` is one operation here, run by
 the blocking driver (``q.all()``) or the asyncio driver (``await q.aall()``). The per-shard
 work is the unsharded model's own (``GeneralIndex`` of each shard class), recorded, and sent
-as one :class:`~rom._io.Scatter` step: one packed write per master, masters in parallel
+with ``op_scatter`` (a :class:`~rom._io.Scatter` step): one packed write per master, masters
+in parallel
 (threads or asyncio tasks, as the driver is). Results are merged by the order the unsharded
 query has: each shard returns its working set's ``(score, member)`` pairs and a k-way merge
 orders them by score, then member bytes, as one sorted set would.
@@ -15,14 +16,14 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ._connect import to_text
 from ._helpers import MAX_RANK
-from ._io import Command, Operation, Scatter
+from ._io import Command, Operation
 from ._keyset import Page, parse_cursor
-from ._ops_query import Chunk, _need_filters, next_chunk
+from ._ops_query import Chunk, _need_filters, _op_first_item, next_chunk
 from ._records import Geofilter, Pattern, Prefix, Suffix
 from ._select import _select_generator, _split_reply, column_data_step
 from ._shard import op_check_metadata, op_public_fetch, shard_of
-from ._shard_batch import (Job, NeedEstimates, RecordingClient, record_op, record_script,
-                           record_steps)
+from ._shard_batch import (Job, NeedEstimates, RecordingClient, op_scatter, record_op,
+                           record_script, record_steps)
 from .exceptions import QueryError
 
 __all__ = ['Abandoned', 'op_abandon', 'op_all', 'op_cached_result', 'op_chunks', 'op_count',
@@ -72,7 +73,7 @@ def op_build_all(model: Any, shards: Sequence[Any], build: Build) -> Operation[L
             build(shard, RecordingClient())
         except NeedEstimates as need:
             wanted.append((shard, need.commands, True))
-    sizes = yield Scatter(model, wanted)
+    sizes = yield from op_scatter(model, wanted)
     # every shard orders its filters by the estimates summed over the shards: one order
     # (the unsharded model's), so the working sets' scores, and the merged order, agree
     total = [sum(abs(int(found[i])) for found in sizes) for i in range(len(sizes[0]))]
@@ -83,7 +84,8 @@ def _op_built(query: Any, build: Build) -> Operation[List[Any]]:
     """The replies of each shard's transaction made by ``build`` (one round per master)."""
     model, shards = query._model, _shards(query)
     bodies = yield from op_build_all(model, shards, build)
-    return (yield Scatter(model, [(shard, body, True) for shard, body in zip(shards, bodies)]))
+    jobs: List[Job] = [(shard, body, True) for shard, body in zip(shards, bodies)]
+    return (yield from op_scatter(model, jobs))
 
 
 def _direct_jobs(shards: Sequence[Any], filters: Sequence[Any], order_by: Optional[str],
@@ -109,7 +111,7 @@ def _op_scored_all(query: Any, size: Optional[int]) -> Operation[List[List[Any]]
     if jobs is not None:
         sign = -1.0 if order_by and order_by.startswith('-') else 1.0
         return [[(sign * score, raw, member) for score, raw, member in _pairs(reply)]
-                for reply in (yield Scatter(query._model, jobs))]
+                for reply in (yield from op_scatter(query._model, jobs))]
     end = -1 if size is None else min(size - 1, MAX_RANK)
 
     def build(shard: Any, client: Any) -> List[Any]:
@@ -137,7 +139,7 @@ def op_geo_resolved(query: Any) -> Operation[Any]:
             'GEORADIUS', '%s:%s:geo' % (shard._namespace, flt.name), repr(flt.lon),
             repr(flt.lat), flt.radius, flt.measure, 'WITHDIST', 'COUNT', flt.count, 'ASC')],
             False) for shard in _shards(query)]
-        dists = sorted(float(d) for reply in (yield Scatter(query._model, jobs))
+        dists = sorted(float(d) for reply in (yield from op_scatter(query._model, jobs))
                        for _, d in reply)
         radius = flt.radius if len(dists) < flt.count else min(
             float(flt.radius), dists[flt.count - 1] + 0.0001)
@@ -192,7 +194,7 @@ def op_count(query: Any) -> Operation[int]:
             not isinstance(real[0], (Prefix, Suffix, Pattern)):
         jobs: List[Job] = [(shard, record_steps([shard._gindex._fast_count(shard, real)]),
                             False) for shard in shards]
-        return sum(int(reply) for reply in (yield Scatter(model, jobs)))
+        return sum(int(reply) for reply in (yield from op_scatter(model, jobs)))
 
     def build(shard: Any, client: Any) -> List[Any]:
         work, temp = record_op(client, shard._gindex._op_prepare(shard, filters))
@@ -260,7 +262,7 @@ def _op_stream(query: Any, timeout: int, pagesize: int, skip: int) -> Any:
     heap = [(b[0][0], b[0][1], i, 0) for i, b in enumerate(buffers) if b]
     heapq.heapify(heap)
     page: List[Any] = []
-    cleanup = Scatter(model, [(shard, [('DEL', temps[shard])], False) for shard in shards])
+    cleanup = [(shard, [('DEL', temps[shard])], False) for shard in shards]
     try:
         while heap:
             _, _, i, at = heapq.heappop(heap)
@@ -272,7 +274,7 @@ def _op_stream(query: Any, timeout: int, pagesize: int, skip: int) -> Any:
             if at == len(buffers[i]) and len(buffers[i]) == pagesize:
                 # this shard's buffer is used up: read its next entries
                 temp = temps[shards[i]]
-                reply = (yield Scatter(model, [(shards[i], [
+                reply = (yield from op_scatter(model, [(shards[i], [
                     ('ZRANGE', temp, ranks[i], ranks[i] + pagesize - 1, 'WITHSCORES'),
                     ('EXPIRE', temp, max(timeout, 1))], True)]))[0]
                 buffers[i] = _pairs(reply[0])
@@ -288,9 +290,9 @@ def _op_stream(query: Any, timeout: int, pagesize: int, skip: int) -> Any:
     except GeneratorExit:  # (dropped without op_abandon: the keys expire after timeout)
         raise
     except BaseException:  # failed, or its reader stopped (Abandoned): delete the results
-        yield cleanup
+        yield from op_scatter(model, cleanup)
         raise
-    yield cleanup
+    yield from op_scatter(model, cleanup)
 
 
 def _op_probe(query: Any, pagesize: int) -> Any:
@@ -345,13 +347,8 @@ def op_first(query: Any) -> Operation[Any]:
     by the session, None when its row is gone -- as unsharded)."""
     offset, count = _bounds(query)
     if not query._filters and not query._order_by:
-        chunks = op_chunks(query.replace(limit=(offset, min(count, 1))))
-        while True:
-            items = yield from next_chunk(chunks)
-            if items is None:
-                return None
-            if items:
-                return items[0]
+        return (yield from _op_first_item(op_chunks(query.replace(
+            limit=(offset, min(count, 1))))))
     one = query.replace(limit=(offset, 1))
     ids = yield from op_ids(one)
     if not ids:
@@ -421,7 +418,7 @@ def op_page(query: Any, count: int, after: Optional[str] = None) -> Operation[Pa
             for shard, plan in zip(shards, plans)]
         sign = -1.0 if desc else 1.0
         parts = [[(sign * s, raw, m) for s, raw, m in _pairs(reply)]
-                 for reply in (yield Scatter(model, jobs))]
+                 for reply in (yield from op_scatter(model, jobs))]
     else:  # (the cursor holds the working set's score, negated for descending orders)
         sign = 1.0
 

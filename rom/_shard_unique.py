@@ -27,7 +27,7 @@ import zlib
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ._connect import to_text
-from ._io import Batch, ClientOf, Command, Operation, Scatter, Script, arun, run
+from ._io import Batch, ClientOf, Command, Operation, Script, arun, run
 from ._relations import mark_async
 from .exceptions import ORMError, UniqueKeyViolation
 
@@ -213,7 +213,7 @@ def op_shard_save(entity: Any, full: bool, force: bool, sweep: bool = True) -> O
     (a task cancelled between the steps leaves claims the next claimer takes over)."""
     from ._write import op_save_entities
     cls = type(entity)
-    plan = _preview(entity, full, force, True) if cls._unique else None
+    plan: Any = _preview(entity, full, force, True) if cls._unique else None
     claims = [c for c in plan.claims if c[0] != TOKEN_INDEX] if plan is not None else []
     if not claims:
         return (yield from op_save_entities([entity], full, force, True, sweep))
@@ -319,7 +319,7 @@ def op_get_by_unique(public: Any, attr: str, value: Any) -> Operation[Any]:
         for entity in (yield from op_get_by(shard, {attr: items})):
             found[id(entity)] = entity
     elif by_shard:  # the owners' rows: one script call per shard, one round trip per master
-        from ._shard_batch import Job, record_script
+        from ._shard_batch import Job, op_scatter, record_script
         jobs: List[Job] = []
         shards = []
         for shard, items in by_shard.items():
@@ -328,7 +328,7 @@ def op_get_by_unique(public: Any, attr: str, value: Any) -> Operation[Any]:
                 _lookup_text(col, item) for item in items]
             jobs.append((shard, record_script('get_unique', [args[0]], args), False))
             shards.append((shard, fields[0] != 0))
-        for (shard, by_values), reply in zip(shards, (yield Scatter(public, jobs))):
+        for (shard, by_values), reply in zip(shards, (yield from op_scatter(public, jobs))):
             for entity in shard._entities_from_reply(reply, by_values):
                 found[id(entity)] = entity
     result = list(found.values())

@@ -10,7 +10,7 @@ import os
 import random
 import traceback
 from collections import Counter
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 import rom
 import rom.util
@@ -27,6 +27,30 @@ def define_model(shards: int = 6) -> Any:
         age = rom.Integer(index=True)
 
     return SPerson
+
+
+def holders(model: Any) -> Dict[str, List[int]]:
+    """email -> ids of the rows holding it (read from every shard)."""
+    rom.util.session.rollback()
+    out: Dict[str, List[int]] = {}
+    for person in model.query.all():
+        out.setdefault(person.email, []).append(person.id)
+    return out
+
+
+def assert_consistent(model: Any, conn: Any) -> None:
+    """No value held twice, every held value claimed by its row, every shard's audit clean."""
+    from rom._audit import audit_model
+    from rom._shard_unique import claims_key
+    held = holders(model)
+    assert all(len(v) == 1 for v in held.values()), {k: v for k, v in held.items() if len(v) > 1}
+    for email, (ident,) in held.items():
+        owner = conn.hget(claims_key(model, 'email', email), email)
+        assert owner is not None and owner.decode().partition(':')[0] == str(ident), email
+        assert model.get_by(email=email).id == ident
+    for shard in model._shard_models:
+        report = audit_model(shard, block_size=50)
+        assert report.ok, report.summary()
 
 
 def _connect(url: str) -> None:

@@ -12,12 +12,13 @@ import pytest
 
 import rom
 from rom import _shard_unique
-from rom._audit import audit_model
 from rom._io import Sleep
 from rom._shard_unique import claims_key
 from rom.exceptions import InvalidOperation, ShardedAsyncError, UniqueKeyViolation
 from rom.index import GeoIndex
 from rom.util import session
+
+from shard_workers import assert_consistent, define_model, holders
 
 
 def _models():
@@ -216,37 +217,8 @@ async def test_adelete_of_a_query(cconn):
 
 # -- global unique claims from asyncio code ----------------------------------------------------
 
-def _holders(model: Any) -> Dict[str, List[int]]:
-    session.rollback()
-    out: Dict[str, List[int]] = {}
-    for person in model.query.all():
-        out.setdefault(person.email, []).append(person.id)
-    return out
-
-
-def _assert_consistent(model: Any, conn: Any) -> None:
-    """No value held twice, every held value claimed by its row, every shard's audit clean."""
-    held = _holders(model)
-    assert all(len(v) == 1 for v in held.values()), {k: v for k, v in held.items() if len(v) > 1}
-    for email, (ident,) in held.items():
-        owner = conn.hget(claims_key(model, 'email', email), email)
-        assert owner is not None and owner.decode().partition(':')[0] == str(ident), email
-    for shard in model._shard_models:
-        report = audit_model(shard, block_size=50)
-        assert report.ok, report.summary()
-
-
-def _people(shards: int = 6) -> Any:
-    class SPerson(rom.Model):
-        _shards = shards
-        email = rom.Text(unique=True)
-        age = rom.Integer(index=True)
-
-    return SPerson
-
-
 async def test_asave_adelete_and_acommit_claim_unique_values(cconn):
-    model = _people()
+    model = define_model()
     a = model(email='a@x', age=1)
     await a.asave()
     with pytest.raises(UniqueKeyViolation):
@@ -269,14 +241,14 @@ async def test_asave_adelete_and_acommit_claim_unique_values(cconn):
         model(email='d@x', age=7)
         await session.acommit()
     session.rollback()
-    _assert_consistent(model, cconn)
-    assert sorted(_holders(model)) == ['a@x', 'b@x', 'c@x', 'd@x']
+    assert_consistent(model, cconn)
+    assert sorted(holders(model)) == ['a@x', 'b@x', 'c@x', 'd@x']
 
 
 async def test_a_race_of_tasks_for_the_same_values_leaves_no_duplicate(cconn):
     """Tasks in one event loop create, change and delete entities for a small pool of
     values, concurrently: no value is ever held twice and the shards' audits are clean."""
-    model = _people()
+    model = define_model()
     emails = ['r%d@x' % i for i in range(6)]
     outcomes: Dict[str, int] = {}
 
@@ -307,13 +279,13 @@ async def test_a_race_of_tasks_for_the_same_values_leaves_no_duplicate(cconn):
 
     await asyncio.gather(*(worker(seed) for seed in range(8)))
     assert outcomes.get('ok') and outcomes.get('UniqueKeyViolation'), outcomes
-    _assert_consistent(model, cconn)
+    assert_consistent(model, cconn)
 
 
 async def test_a_task_cancelled_after_its_claim_leaves_a_claim_taken_over(cconn, monkeypatch):
     """Cancelled between the claim and the row write, a save leaves a claim whose owner row
     does not hold the value: the next writer of the value fences it and takes it over."""
-    model = _people()
+    model = define_model()
     real = _shard_unique.op_acquire
 
     def slow_acquire(*args: Any) -> Any:
@@ -340,8 +312,8 @@ async def test_a_task_cancelled_after_its_claim_leaves_a_claim_taken_over(cconn,
     assert cconn.hget(key, 'k@x').decode().startswith('%d:' % taker.id)
     with pytest.raises(UniqueKeyViolation):
         await stuck.asave()                           # (its token was fenced)
-    _assert_consistent(model, cconn)
-    assert _holders(model) == {'k@x': [taker.id]}
+    assert_consistent(model, cconn)
+    assert holders(model) == {'k@x': [taker.id]}
 
 
 def test_sharded_async_error_is_still_a_public_name():
