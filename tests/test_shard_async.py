@@ -319,3 +319,37 @@ async def test_a_task_cancelled_after_its_claim_leaves_a_claim_taken_over(cconn,
 def test_sharded_async_error_is_still_a_public_name():
     assert issubclass(ShardedAsyncError, InvalidOperation)
     assert rom.exceptions.ShardedAsyncError is ShardedAsyncError
+
+
+async def test_async_scatter_follows_moved_and_reloads_flushed_scripts(cconn, monkeypatch,
+                                                                        scripts_reloaded):
+    """Work that reaches a master not serving its shard's slot is answered MOVED and sent
+    again through the async cluster client; a master that lost its scripts (SCRIPT FLUSH)
+    gets them with EVAL."""
+    from rom import _shard_abatch
+    Owner, Item = _catalog()
+    _fill(Owner, Item)
+    query = Item.query.filter(cat='red', n=(0, 40)).order_by('-f')
+    expected = _ids(query.all())
+    real = _shard_abatch.node_client
+    wrong = []
+
+    def misrouted(conn: Any, shard: Any) -> Any:
+        name, node = real(conn, shard)
+        if shard._shard_index == 1:  # always a master that does not hold shard 1's slot
+            other = next(n for n in conn.get_primaries() if n.name != name)
+            wrong.append(other.name)
+            return other.name, other
+        return name, node
+
+    monkeypatch.setattr(_shard_abatch, 'node_client', misrouted)
+    session.rollback()
+    assert _ids(await query.aall()) == expected and wrong
+    assert await query.acount() == query.count()
+    monkeypatch.setattr(_shard_abatch, 'node_client', real)
+    for node in cconn.get_primaries():
+        cconn.get_redis_connection(node).script_flush()
+    session.rollback()
+    assert _ids(await query.aall()) == expected
+    assert (await Item.query.order_by('n').limit(0, 5).aall())[0].n == min(
+        i.n for i in Item.query.all())
