@@ -4,8 +4,11 @@ Each shard's part of a query is what the unsharded search code (``rom._search``)
 for it: one transaction (``MULTI ... EXEC``), or one command for the fast paths. Here it is
 *recorded* instead of sent (``_Recorder``, a pipeline that only keeps its commands), and the
 recorded work of every shard a master holds goes to that master in one packed write on one
-connection; masters are served in parallel (a thread each). Queries with two or more
-filters first fetch the filters' work estimates the same way (one more round trip).
+connection; masters are served in parallel. :func:`op_scatter` is that logic, as an
+operation yielding a :class:`~rom._io.Scatter` step: the blocking driver serves it with a
+thread per master (:func:`serve`), the asyncio driver with a task per master
+(``rom._shard_abatch``). Queries with two or more filters first fetch the filters' work
+estimates the same way (one more round trip).
 
 A shard whose reply says its slot moved (``MOVED``/``ASK``/``TRYAGAIN``, during a
 resharding or failover) is sent again through the cluster client, which follows the
