@@ -13,7 +13,7 @@ from typing import Any, Awaitable, Callable, Dict, Union
 from redis.exceptions import ResponseError
 
 from ._aconnect import is_async_cluster
-from ._io import Batch, Blocking, Client, ClientOf, Command, Script, Sleep, Step
+from ._io import Batch, Client, ClientOf, Command, Resend, Scatter, Script, Sleep, Step
 
 __all__ = ['aconnect', 'arun_step']
 
@@ -117,10 +117,9 @@ async def arun_step(step: Step) -> Any:
     if isinstance(step, Sleep):
         await asyncio.sleep(step.seconds)
         return None
-    if isinstance(step, Blocking):
-        from .exceptions import ShardedAsyncError
-        raise ShardedAsyncError('%s: not supported by the asyncio API of sharded models yet; '
-                                'use the blocking call' % (step.what,))
+    if isinstance(step, Scatter):
+        from ._shard_abatch import aserve
+        return await aserve(list(step.groups))
     conn = aconnect(step.via)
     if isinstance(step, Command):
         return await conn.execute_command(*step.args)
@@ -130,4 +129,7 @@ async def arun_step(step: Step) -> Any:
         return await _batch(conn, step)
     if isinstance(step, ClientOf):
         return conn
+    if isinstance(step, Resend):
+        from ._shard_abatch import aagain
+        return await aagain(conn, step.job)
     raise TypeError('not a rom I/O step: %r' % (step,))

@@ -35,7 +35,7 @@ from ._connect import connect
 from ._cluster import is_cluster_client
 from ._scripts import _retry_while_slot_moves, lua
 
-__all__ = ['Client', 'Command', 'Script', 'Batch', 'ClientOf', 'Sleep', 'Blocking', 'Step',
+__all__ = ['Client', 'Command', 'Script', 'Batch', 'ClientOf', 'Sleep', 'Scatter', 'Resend', 'Step',
            'Operation',
            'run', 'arun', 'run_step', 'client_of']
 
@@ -88,15 +88,22 @@ class Sleep(NamedTuple):
     seconds: float
 
 
-class Blocking(NamedTuple):
-    """Work only the blocking driver can do: ``call()`` (sharded scatter-gather, which sends
-    to every master in parallel threads). The asyncio driver raises
-    :exc:`~rom.exceptions.ShardedAsyncError` naming ``what``."""
-    call: Any
-    what: str
+class Scatter(NamedTuple):
+    """Packed writes to several masters at once (the per-shard work of a sharded model, see
+    ``rom._shard_batch.op_scatter``): ``groups`` are ``(node client, jobs, sha)``; the reply
+    is, per group, one reply per job. The masters are served in parallel: threads in the
+    blocking driver, asyncio tasks in the asyncio driver."""
+    groups: Sequence[Any]
 
 
-Step = Union[Command, Script, Batch, ClientOf, Sleep, Blocking]
+class Resend(NamedTuple):
+    """One job of a :class:`Scatter` sent again through the (cluster) client of ``via``,
+    which follows a moved slot; the reply is the job's."""
+    via: Any
+    job: Any
+
+
+Step = Union[Command, Script, Batch, ClientOf, Sleep, Scatter, Resend]
 Operation = Generator[Step, Any, R]
 
 
@@ -143,10 +150,20 @@ def _batch_once(conn: Any, step: Batch) -> Any:
         pipe.reset()
 
 
+def _scatter(step: Scatter) -> Any:
+    from ._shard_batch import serve
+    return serve(list(step.groups))
+
+
+def _resend(step: Resend) -> Any:
+    from ._shard_batch import again
+    return again(client_of(step.via), step.job)
+
+
 # the blocking driver's work per kind of step (one dict lookup instead of an isinstance chain)
 _BLOCKING_WORK: Dict[type, Callable[[Any], Any]] = {
     Command: _command, Script: _script, Batch: _batch, ClientOf: lambda step: client_of(step.via),
-    Sleep: _sleep, Blocking: lambda step: step.call(),
+    Sleep: _sleep, Scatter: _scatter, Resend: _resend,
 }
 
 

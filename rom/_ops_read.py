@@ -52,8 +52,8 @@ def op_fetch(cls: Any, ids: Iterable[Any], track: bool = True) -> Operation[List
     in ``wknown``.
     """
     if cls.__dict__.get('_shard_models'):  # sharding hook: read shard by shard
-        from ._shard import op_routed_fetch
-        return (yield from op_routed_fetch(cls, ids, track))
+        from ._shard import op_public_fetch
+        return (yield from op_public_fetch(cls, ids, track))
     ns = cls._namespace
     pks = ['%s:%s' % (ns, int(i)) for i in ids]
     result: List[Any] = [session.get(pk) for pk in pks]

@@ -156,35 +156,18 @@ class _Stored:
         return self.text
 
 
-def op_routed_fetch(public: Any, ids: Iterable[Any], track: bool) -> Any:
-    """``op_fetch`` of a sharded model: each shard's rows read by its own ``op_fetch``
-    (one round trip per shard holding ids; the blocking ``get([ids])`` of the public class
-    sends one per master instead)."""
-    from ._ops_read import op_fetch
-    yield from op_check_metadata(public)
-    ids = list(ids)
-    result: List[Any] = [None] * len(ids)
-    for shard, positions in _grouped(public, ids).items():
-        found = yield from op_fetch(shard, [ids[p] for p in positions], track)
-        for position, obj in zip(positions, found):
-            result[position] = obj
-    return result
-
-
 def op_sharded_get_by(public: Any, attr: str, value: Any, limit: Any) -> Any:
     """``get_by`` of a sharded model, validated: by the global claims of a unique value
-    (``limit`` None), else a scattered query. Blocking work: the asyncio driver raises
-    :exc:`~rom.exceptions.ShardedAsyncError` for it."""
-    from ._io import Blocking
-    from ._shard_unique import get_by_unique
+    (``limit`` None), else a scattered query."""
+    from ._shard_ops import op_all
+    from ._shard_unique import op_get_by_unique
     yield from op_check_metadata(public)
-    what = '%s.aget_by() (and aload/prefetch/on_delete lookups)' % (public.__name__,)
     if limit is None:
-        return (yield Blocking(lambda: get_by_unique(public, attr, value), what))
+        return (yield from op_get_by_unique(public, attr, value))
     query = public.query.filter(**{attr: value})
     if limit:
         query = query.limit(*limit)
-    return (yield Blocking(query.all, what))
+    return (yield from op_all(query._query))
 
 
 def forget_checks() -> None:
@@ -239,26 +222,6 @@ def _shard_fetch(cls: Any, ids: Any, track: bool = True) -> List[Any]:
     return run(op_fetch(cls, ids, track))
 
 
-async def _shard_asave(self: Any, full: bool = False, force: bool = False) -> int:
-    from .exceptions import ShardedAsyncError
-    from .model import Model
-    if type(self)._unique:
-        raise ShardedAsyncError('%s.asave(): a sharded model with unique columns claims its '
-                                'values with the blocking API only; use save()'
-                                % (type(self)._shard_public.__name__,))
-    return await Model.asave(self, full, force)
-
-
-async def _shard_adelete(self: Any, **kwargs: Any) -> Any:
-    from .exceptions import ShardedAsyncError
-    from .model import Model
-    if type(self)._unique:
-        raise ShardedAsyncError('%s.adelete(): a sharded model with unique columns releases '
-                                'its claims with the blocking API only; use delete()'
-                                % (type(self)._shard_public.__name__,))
-    return await Model.adelete(self, **kwargs)
-
-
 def _shard_copy(self: Any) -> Any:
     data = self.to_dict()
     data.pop(self._pkey, None)
@@ -274,21 +237,23 @@ def _grouped(public: Any, ids: Sequence[Any]) -> Dict[Any, List[int]]:
     return groups
 
 
-def _public_fetch(cls: Any, ids: Any, track: bool = True) -> List[Any]:
-    """``_fetch`` of a sharded model: the session's entities, the other rows read with one
-    script call per shard, one round trip per master (masters in parallel)."""
+def op_public_fetch(cls: Any, ids: Any, track: bool = True) -> Any:
+    """``op_fetch`` of a sharded model: the session's entities, the other rows read with
+    one script call per shard, one round trip per master (masters in parallel)."""
+    from ._io import ClientOf
+    from ._ops_read import op_fetch
     from ._session import session
-    from ._shard_batch import Job, record_script, run_jobs
+    from ._shard_batch import Job, op_scatter, record_script
     ids = list(ids)
     result: List[Any] = [None] * len(ids)
     if not ids:
         return result
-    conn = connect(cls)
-    check_metadata(cls, conn)
+    conn = yield ClientOf(cls)
+    yield from op_check_metadata(cls)
     groups = _grouped(cls, ids)
     if len(groups) == 1:
         (shard, positions), = groups.items()
-        return shard._fetch([ids[p] for p in positions], track)
+        return (yield from op_fetch(shard, [ids[p] for p in positions], track))
     jobs: List[Job] = []
     reads = []
     for shard, positions in groups.items():
@@ -306,11 +271,16 @@ def _public_fetch(cls: Any, ids: Any, track: bool = True) -> List[Any]:
             pks = [pk for _, pk in missing]
             jobs.append((shard, record_script('get_rows', pks, fields), False))
             reads.append((shard, missing, fields[0] != 0))
-    for (shard, missing, by_values), rows in zip(reads, run_jobs(conn, jobs)):
+    for (shard, missing, by_values), rows in zip(reads, (yield from op_scatter(cls, jobs))):
         for (position, _), row in zip(missing, rows):
             if row:
                 result[position] = shard._from_script_row(row, by_values, track)
     return result
+
+
+def _public_fetch(cls: Any, ids: Any, track: bool = True) -> List[Any]:
+    from ._io import run
+    return run(op_public_fetch(cls, ids, track))  # type: ignore[no-any-return]
 
 
 def _public_get(cls: Any, ids: Any) -> Any:
@@ -381,7 +351,8 @@ def shard_class(public: Any, k: int) -> Any:
     """The class of shard ``k`` of ``public`` (made on first use; a reshard also uses the
     shards of a count other than the declared one)."""
     from ._registry import MODELS
-    from ._shard_unique import TOKEN_INDEX, plan_hook, shard_delete, shard_save
+    from ._shard_unique import (TOKEN_INDEX, op_plan, plan_hook, shard_adelete, shard_asave,
+                                 shard_delete, shard_save)
     from .model import Model
     declared = public.__dict__.get('_shard_models') or ()
     if k < len(declared):
@@ -403,10 +374,11 @@ def shard_class(public: Any, k: int) -> Any:
         '_rom_take_ids': classmethod(_shard_take_ids),
         'copy': _shard_copy,
         '_fetch': classmethod(_shard_fetch),
-        'asave': _shard_asave,
-        'adelete': _shard_adelete,
         'save': shard_save,
+        'asave': shard_asave,
         'delete': shard_delete,
+        'adelete': shard_adelete,
+        '_rom_op_plan': staticmethod(op_plan),
         '_rom_plan_hook': staticmethod(plan_hook),
         '_rom_fence_index': TOKEN_INDEX,
         'geo_index': list(public._geo.values()) or None,

@@ -4,8 +4,11 @@ Each shard's part of a query is what the unsharded search code (``rom._search``)
 for it: one transaction (``MULTI ... EXEC``), or one command for the fast paths. Here it is
 *recorded* instead of sent (``_Recorder``, a pipeline that only keeps its commands), and the
 recorded work of every shard a master holds goes to that master in one packed write on one
-connection; masters are served in parallel (a thread each). Queries with two or more
-filters first fetch the filters' work estimates the same way (one more round trip).
+connection; masters are served in parallel. :func:`op_scatter` is that logic, as an
+operation yielding a :class:`~rom._io.Scatter` step: the blocking driver serves it with a
+thread per master (:func:`serve`), the asyncio driver with a task per master
+(``rom._shard_abatch``). Queries with two or more filters first fetch the filters' work
+estimates the same way (one more round trip).
 
 A shard whose reply says its slot moved (``MOVED``/``ASK``/``TRYAGAIN``, during a
 resharding or failover) is sent again through the cluster client, which follows the
@@ -156,33 +159,18 @@ def _by_sha(command: Command) -> Command:
     return ('EVALSHA', sha) + tuple(command[2:])
 
 
-def _send(client: Any, jobs: List[Job], sha: bool = True) -> List[Any]:
-    """Send the jobs of one master in one packed write; one reply (or error) per job.
-
-    Scripts go as EVALSHA (``sha``): a job that meets NOSCRIPT is sent again with EVAL by
-    :func:`run_jobs` (query work is read-only but for temporary keys, which the job's own
-    transaction deletes or gives a TTL whatever its scripts did).
-    """
+def packed_jobs(jobs: Sequence[Job], sha: bool) -> List[Command]:
+    """The commands of one master's jobs, in one list (transactions inside MULTI/EXEC)."""
     packed: List[Command] = []
     for _, commands, transaction in jobs:
         if sha:
             commands = [_by_sha(c) for c in commands]
         packed += ([('MULTI',)] + commands + [('EXEC',)]) if transaction else commands
-    pool = client.connection_pool
-    connection = pooled_connection(pool)
-    replies: List[Any] = []
-    try:
-        connection.send_packed_command(connection.pack_commands(packed))
-        for _ in packed:
-            try:
-                replies.append(connection.read_response())
-            except ResponseError as err:
-                replies.append(err)
-    except BaseException:
-        connection.disconnect()
-        raise
-    finally:
-        pool.release(connection)
+    return packed
+
+
+def split_replies(jobs: Sequence[Job], replies: List[Any]) -> List[Any]:
+    """One reply (or error) per job from the replies of :func:`packed_jobs`' commands."""
     out: List[Any] = []
     at = 0
     for _, commands, transaction in jobs:
@@ -200,6 +188,32 @@ def _send(client: Any, jobs: List[Job], sha: bool = True) -> List[Any]:
     return out
 
 
+def _send(client: Any, jobs: List[Job], sha: bool = True) -> List[Any]:
+    """Send the jobs of one master in one packed write; one reply (or error) per job.
+
+    Scripts go as EVALSHA (``sha``): a job that meets NOSCRIPT is sent again with EVAL by
+    the scatter (query work is read-only but for temporary keys, which the job's own
+    transaction deletes or gives a TTL whatever its scripts did).
+    """
+    packed = packed_jobs(jobs, sha)
+    pool = client.connection_pool
+    connection = pooled_connection(pool)
+    replies: List[Any] = []
+    try:
+        connection.send_packed_command(connection.pack_commands(packed))
+        for _ in packed:
+            try:
+                replies.append(connection.read_response())
+            except ResponseError as err:
+                replies.append(err)
+    except BaseException:
+        connection.disconnect()
+        raise
+    finally:
+        pool.release(connection)
+    return split_replies(jobs, replies)
+
+
 def _no_script(error: Any) -> bool:
     return isinstance(error, NoScriptError) or str(error).startswith('NOSCRIPT')
 
@@ -213,7 +227,7 @@ def _redirected(error: Any) -> bool:
     return any(text.startswith(word) for word in _REDIRECTS) or 'EXECABORT' in text
 
 
-def _again(conn: Any, job: Job) -> Any:
+def again(conn: Any, job: Job) -> Any:
     """A job sent through the cluster client itself (it follows MOVED/ASK)."""
     _, commands, transaction = job
     pipe = conn.pipeline(transaction)
@@ -223,61 +237,56 @@ def _again(conn: Any, job: Job) -> Any:
     return replies if transaction else replies[0]
 
 
-def run_jobs(conn: Any, jobs: Sequence[Job]) -> List[Any]:
-    """The replies of ``jobs`` (EXEC replies for transactions), one round trip per master,
-    masters in parallel. Script errors raise as the unsharded path raises them."""
+def op_scatter(via: Any, jobs: Sequence[Job]) -> Any:
+    """Operation: the replies of ``jobs`` (EXEC replies for transactions) with the client
+    of ``via``: one :class:`~rom._io.Scatter` step (each master's jobs in one packed write,
+    masters in parallel), then a job whose script the master lacked is sent again with
+    EVAL, and one whose slot moved through the cluster client (``Resend``). Script errors
+    raise as the unsharded path raises them."""
+    from ._aconnect import is_async_client
+    from ._io import ClientOf, Resend, Scatter
+    if not jobs:
+        return []
+    conn = yield ClientOf(via)
+    if is_async_client(conn):
+        from ._shard_abatch import node_client
+    else:
+        node_client = _node_client
     groups: Dict[str, Tuple[Any, List[int]]] = {}
     for position, job in enumerate(jobs):
-        name, client = _node_client(conn, job[0])
+        name, client = node_client(conn, job[0])
         groups.setdefault(name, (client, []))[1].append(position)
     replies: List[Any] = [None] * len(jobs)
-
-    def serve(client: Any, positions: List[int]) -> None:
-        for position, reply in zip(positions, _send(client, [jobs[p] for p in positions])):
-            replies[position] = reply
-
     work = list(groups.values())
-    if len(work) == 1:
-        serve(*work[0])
-    elif work:
-        pool = _executor()
-        futures = [pool.submit(serve, *group) for group in work[1:]]
-        serve(*work[0])  # this thread serves one master itself
-        for future in futures:
-            future.result()
+    sent = yield Scatter([(client, [jobs[p] for p in positions], True)
+                          for client, positions in work])
+    for (_, positions), got in zip(work, sent):
+        for position, reply in zip(positions, got):
+            replies[position] = reply
     for position, reply in enumerate(replies):
         if isinstance(reply, ResponseError) and _no_script(reply):
-            client = _node_client(conn, jobs[position][0])[1]
-            replies[position] = reply = _send(client, [jobs[position]], sha=False)[0]
+            client = node_client(conn, jobs[position][0])[1]
+            replies[position] = reply = (yield Scatter([(client, [jobs[position]], False)]))[0][0]
         if isinstance(reply, ResponseError):
-            if _redirected(reply):
-                replies[position] = _guard(lambda: _again(conn, jobs[position]))
-            else:
-                error = reply
-                _guard(lambda: _raise(error))
+            if not _redirected(reply):
+                _guard(lambda: _raise(reply))
+            try:
+                replies[position] = yield Resend(via, jobs[position])
+            except ResponseError as exc:
+                _guard(lambda: _raise(exc))
     return replies
+
+
+def serve(groups: List[Tuple[Any, List[Job], bool]]) -> List[List[Any]]:
+    """A :class:`~rom._io.Scatter` with blocking clients: ``_send`` of each group, a thread
+    per master (the calling thread serves one)."""
+    if len(groups) <= 1:
+        return [_send(*group) for group in groups]
+    pool = _executor()
+    futures = [pool.submit(_send, *group) for group in groups[1:]]
+    first = _send(*groups[0])
+    return [first] + [future.result() for future in futures]
 
 
 def _raise(error: BaseException) -> None:
     raise error
-
-
-def build_all(conn: Any, shards: Sequence[Any],
-              build: Callable[[Any, RecordingClient], List[Command]]) -> List[List[Command]]:
-    """Each shard's transaction body from ``build(shard, client)``; when the build needs the
-    filters' work estimates, they are fetched first (one round trip per master)."""
-    try:
-        return [build(shard, RecordingClient()) for shard in shards]
-    except NeedEstimates:
-        pass
-    wanted: List[Job] = []
-    for shard in shards:
-        try:
-            build(shard, RecordingClient())
-        except NeedEstimates as need:
-            wanted.append((shard, need.commands, True))
-    sizes = run_jobs(conn, wanted)
-    # every shard orders its filters by the estimates summed over the shards: one order
-    # (the unsharded model's), so the working sets' scores, and the merged order, agree
-    total = [sum(abs(int(found[i])) for found in sizes) for i in range(len(sizes[0]))]
-    return [build(shard, RecordingClient(list(total))) for shard in shards]

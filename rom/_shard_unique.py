@@ -5,7 +5,7 @@ model); uniqueness *across* shards comes from claims: the hash
 ``{<base>.u<b>}:<attr>:claims`` (``b = crc32(value) % BUCKETS``) maps a value to
 ``'<id>:<token>'``, the row that owns it and the save attempt that claimed it.
 
-A save that stores new unique values (``shard_save``):
+A save that stores new unique values (``op_shard_save``, run by ``save()`` and ``asave()``):
 
 1. claims them (one script call per claims hash, pipelined: one round trip);
 2. writes the row with the shard's write script, which also checks, atomically in the row's
@@ -24,10 +24,11 @@ from __future__ import annotations
 import threading
 import uuid
 import zlib
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from ._connect import connect, to_text
-from ._scripts import lua
+from ._connect import to_text
+from ._io import Batch, ClientOf, Command, Operation, Script, arun, run
+from ._relations import mark_async
 from .exceptions import ORMError, UniqueKeyViolation
 
 #: the unique index name the write script checks an attempt's token in (never a column)
@@ -37,13 +38,8 @@ BUCKETS = 256
 
 _state = threading.local()
 Claim = Tuple[str, str]
-
-
-def _pending() -> Dict[Tuple[str, str], Tuple[str, Set[Claim]]]:
-    table = getattr(_state, 'pending', None)
-    if table is None:
-        table = _state.pending = {}
-    return table
+#: an entity's claims during its ``save()``/``asave()``: ``(token, allowed claims)``
+CLAIM = '_rom_claim'
 
 
 def claims_key(public: Any, attr: str, text: str) -> str:
@@ -57,29 +53,58 @@ def plan_hook(plan: Any) -> Any:
     if plan.is_delete or getattr(_state, 'preview', False):
         return plan
     needed = [c for c in plan.claims if c[0] != TOKEN_INDEX]
-    entry = _pending().get((plan.namespace, plan.id))
+    entry = getattr(_state, 'entry', None)  # set by op_plan while it plans an entity
+    if entry is not None and entry[0] != (plan.namespace, plan.id):
+        entry = None
     if entry is None:
         if not needed:
             return plan
         from ._io import IN_ARUN
-        if IN_ARUN.get():  # claiming is blocking work: not in the event loop
+        if IN_ARUN.get():  # (every save of rom's asyncio API plans through op_plan)
             from .exceptions import ShardedAsyncError
-            raise ShardedAsyncError('%s:%s: saving new unique values of a sharded model is not '
-                                    'supported by the asyncio API yet; use the blocking save or '
-                                    'commit' % (plan.namespace, plan.id))
-        # a save that did not go through entity.save() (session.commit(), save_many): claim
-        # here; the claims of values it drops are left stale (taken over when wanted)
+            raise ShardedAsyncError('%s:%s: this write of new unique values of a sharded '
+                                    'model claims them with blocking I/O; use the blocking '
+                                    'call' % (plan.namespace, plan.id))
+        # a write planned outside a save (Model._apply_changes): claim here; the claims of
+        # values it drops are left stale (taken over when wanted)
         from ._registry import MODELS
         token = uuid.uuid4().hex
         acquire(MODELS[plan.namespace], plan.id, needed, token)
-        entry = (token, set(needed))
-    token, allowed = entry
+        entry = ((plan.namespace, plan.id), token, set(needed))
+    _, token, allowed = entry
     missing = [c for c in needed if c not in allowed]
     if missing:
         raise ORMError('%s:%s: unique value(s) %r changed during the save (by a hook?) and were '
                        'not claimed' % (plan.namespace, plan.id, missing))
     guard = [(TOKEN_INDEX, token)]
     return plan._replace(claims=list(plan.claims) + guard, releases=list(plan.releases) + guard)
+
+
+def op_plan(entity: Any, make: Callable[[], Any]) -> Operation[Any]:
+    """``_rom_op_plan`` of shard classes: the write plan ``make()`` of ``entity``, guarded
+    by its claims -- those its ``save()`` took, else (``session.commit()``, saves of
+    several entities) the new values of this plan, claimed now with a fresh token (the
+    claims of values it drops are left stale, taken over when wanted)."""
+    cls = type(entity)
+    key = (cls._namespace, str(entity._data[entity._pkey]))
+    held = entity.__dict__.get(CLAIM)
+    if held is None and cls._unique:
+        _state.preview = True
+        try:
+            needed = [c for c in make().claims if c[0] != TOKEN_INDEX]
+        finally:
+            _state.preview = False
+        if needed:
+            token = uuid.uuid4().hex
+            yield from op_acquire(cls, key[1], needed, token)
+            held = (token, set(needed))
+    if held is None:
+        return make()
+    _state.entry = (key, held[0], held[1])  # (no I/O until it is reset)
+    try:
+        return make()
+    finally:
+        _state.entry = None
 
 
 def _preview(entity: Any, full: bool, force: bool, incremental: bool) -> Any:
@@ -101,19 +126,17 @@ def _by_key(public: Any, claims: List[Claim]) -> Dict[str, List[Claim]]:
     return groups
 
 
-def _run(conn: Any, calls: List[Tuple[str, List[str], List[Any]]]) -> List[Any]:
+def _op_run(public: Any, calls: List[Tuple[str, List[str], List[Any]]]) -> Operation[List[Any]]:
     """Script calls (name, keys, args) in one round trip (a non-transactional pipeline)."""
     if len(calls) == 1:
         name, keys, args = calls[0]
-        return [lua(name)(conn, keys, args)]
-    pipe = conn.pipeline(False)
-    for name, keys, args in calls:
-        lua(name)(pipe, keys, args)
-    return list(pipe.execute())
+        return [(yield Script(public, name, keys, args))]
+    steps = tuple(Script(public, name, keys, args) for name, keys, args in calls)
+    return list((yield Batch(public, steps, transaction=False)))
 
 
-def _claim(public: Any, conn: Any, ident: str, token: str, claims: List[Claim],
-           expected: Dict[Claim, str]) -> Dict[Claim, str]:
+def _op_claim(public: Any, ident: str, token: str, claims: List[Claim],
+              expected: Dict[Claim, str]) -> Operation[Dict[Claim, str]]:
     """Claim values; returns {claim: current owner} for those held by another live attempt."""
     groups = _by_key(public, claims)
     calls = []
@@ -123,14 +146,14 @@ def _claim(public: Any, conn: Any, ident: str, token: str, claims: List[Claim],
             args += [item[1], expected.get(item, '')]
         calls.append(('shard_claim', [key], args))
     held: Dict[Claim, str] = {}
-    for items, reply in zip(groups.values(), _run(conn, calls)):
+    for items, reply in zip(groups.values(), (yield from _op_run(public, calls))):
         for item, owner in zip(items, reply):
             if owner:
                 held[item] = to_text(owner)
     return held
 
 
-def _fence(public: Any, conn: Any, held: Dict[Claim, str]) -> Dict[Claim, str]:
+def _op_fence(public: Any, held: Dict[Claim, str]) -> Operation[Dict[Claim, str]]:
     """Fence the stale claims among ``held``; returns {claim: owner} of the fenced ones."""
     from ._shard import shard_of
     calls, items = [], []
@@ -142,7 +165,7 @@ def _fence(public: Any, conn: Any, held: Dict[Claim, str]) -> Dict[Claim, str]:
                       [text, owner_id, owner_token]))
         items.append(((attr, text), owner))
     stale = {}
-    for (item, owner), live in zip(items, _run(conn, calls)):
+    for (item, owner), live in zip(items, (yield from _op_run(public, calls))):
         if not int(live):
             stale[item] = owner
     return stale
@@ -155,77 +178,102 @@ def _violation(shard: Any, ident: str, claim: Claim) -> UniqueKeyViolation:
                               ns, ident)
 
 
-def acquire(shard: Any, ident: str, claims: List[Claim], token: str) -> None:
+def op_acquire(shard: Any, ident: str, claims: List[Claim], token: str) -> Operation[None]:
     """Step 1: claim ``claims`` for row ``ident`` of ``shard`` (taking stale claims over), or
     raise ``UniqueKeyViolation``."""
     public = shard._shard_public
-    conn = connect(public)
-    held = _claim(public, conn, ident, token, claims, {})
+    held = yield from _op_claim(public, ident, token, claims, {})
     for _ in range(3):
         if not held:
             return
-        stale = _fence(public, conn, held)
+        stale = yield from _op_fence(public, held)
         live = [c for c in held if c not in stale]
         if live:
             raise _violation(shard, ident, live[0])
-        held = _claim(public, conn, ident, token, list(stale), stale)
+        held = yield from _op_claim(public, ident, token, list(stale), stale)
     raise _violation(shard, ident, next(iter(held)))
 
 
-def release(public: Any, ident: str, values: List[Claim]) -> None:
+def acquire(shard: Any, ident: str, claims: List[Claim], token: str) -> None:
+    """Blocking :func:`op_acquire`."""
+    run(op_acquire(shard, ident, claims, token))
+
+
+def op_release(public: Any, ident: str, values: List[Claim]) -> Operation[None]:
     """Step 3: drop the claims of ``values`` that ``ident`` holds."""
     if not values:
         return
     calls = [('shard_release', [key], [ident] + [text for _, text in items])
              for key, items in _by_key(public, values).items()]
-    _run(connect(public), calls)
+    yield from _op_run(public, calls)
+
+
+def op_shard_save(entity: Any, full: bool, force: bool, sweep: bool = True) -> Operation[int]:
+    """``save``/``asave`` of shard classes: claim new unique values, write, release old ones
+    (a task cancelled between the steps leaves claims the next claimer takes over)."""
+    from ._write import op_save_entities
+    cls = type(entity)
+    plan: Any = _preview(entity, full, force, True) if cls._unique else None
+    claims = [c for c in plan.claims if c[0] != TOKEN_INDEX] if plan is not None else []
+    if not claims:
+        return (yield from op_save_entities([entity], full, force, True, sweep))
+    allowed = set(_preview(entity, full, force, False).claims) | set(claims)
+    token = uuid.uuid4().hex
+    ident = str(entity._data[entity._pkey])
+    yield from op_acquire(cls, ident, claims, token)
+    entity.__dict__[CLAIM] = (token, allowed)
+    try:
+        changed = yield from op_save_entities([entity], full, force, True, sweep)
+    except UniqueKeyViolation:
+        # fenced (a claim taken over) or taken in the shard: the token is never used again
+        yield Command(cls, ('HDEL', '%s:%s:uidx' % (cls._namespace, TOKEN_INDEX), token))
+        raise
+    finally:
+        entity.__dict__.pop(CLAIM, None)
+    kept = set(claims)
+    yield from op_release(cls._shard_public, ident, [c for c in plan.releases
+                                                     if c[0] != TOKEN_INDEX and c not in kept])
+    return changed
+
+
+def op_shard_delete(entity: Any, kwargs: Dict[str, Any], sweep: bool = True) -> Operation[Any]:
+    """``delete``/``adelete`` of shard classes: delete the row, then release its claims."""
+    from ._ops_delete import op_delete
+    from ._write_plan import plan_write
+    cls = type(entity)
+    held: List[Claim] = []
+    if cls._unique and entity._last.get(entity._pkey):
+        _state.preview = True
+        try:
+            held = list(plan_write(cls, entity._last, {}, delete=True).releases)
+        finally:
+            _state.preview = False
+    result = yield from op_delete(entity, kwargs, sweep)
+    yield from op_release(cls._shard_public, str(entity._last.get(entity._pkey) or
+                                                 entity._data[entity._pkey]), held)
+    return result
 
 
 def shard_save(self: Any, full: bool = False, force: bool = False) -> int:
-    """``save`` of shard classes: claim new unique values, write, release old ones."""
-    from .model import Model
-    cls = type(self)
-    if not cls._unique:
-        return Model.save(self, full, force)
-    plan = _preview(self, full, force, True)
-    claims = [c for c in plan.claims if c[0] != TOKEN_INDEX]
-    if not claims:
-        return Model.save(self, full, force)
-    allowed = set(_preview(self, full, force, False).claims) | set(claims)
-    token = uuid.uuid4().hex
-    key = (cls._namespace, str(self._data[self._pkey]))
-    acquire(cls, key[1], claims, token)
-    table = _pending()
-    table[key] = (token, allowed)
-    try:
-        changed = Model.save(self, full, force)
-    except UniqueKeyViolation:
-        # fenced (a claim taken over) or taken in the shard: the token is never used again
-        connect(cls).hdel('%s:%s:uidx' % (cls._namespace, TOKEN_INDEX), token)
-        raise
-    finally:
-        table.pop(key, None)
-    kept = {c for c in claims}
-    release(cls._shard_public, key[1], [c for c in plan.releases
-                                        if c[0] != TOKEN_INDEX and c not in kept])
+    """``save`` of shard classes (:func:`op_shard_save`)."""
+    return run(op_shard_save(self, full, force))
+
+
+async def shard_asave(self: Any, full: bool = False, force: bool = False) -> int:
+    """``asave`` of shard classes (:func:`op_shard_save`)."""
+    changed = await arun(op_shard_save(self, full, force, False))
+    mark_async(self)
     return changed
 
 
 def shard_delete(self: Any, **kwargs: Any) -> Any:
-    """``delete`` of shard classes: delete the row, then release its unique claims."""
-    from ._write_plan import plan_write
-    from .model import Model
-    cls = type(self)
-    held: List[Claim] = []
-    if cls._unique and self._last.get(self._pkey):
-        _state.preview = True
-        try:
-            held = list(plan_write(cls, self._last, {}, delete=True).releases)
-        finally:
-            _state.preview = False
-    result = Model.delete(self, **kwargs)
-    release(cls._shard_public, str(self._last.get(self._pkey) or self._data[self._pkey]), held)
-    return result
+    """``delete`` of shard classes (:func:`op_shard_delete`)."""
+    return run(op_shard_delete(self, kwargs))
+
+
+async def shard_adelete(self: Any, **kwargs: Any) -> Any:
+    """``adelete`` of shard classes (:func:`op_shard_delete`)."""
+    return await arun(op_shard_delete(self, kwargs, False))
 
 
 def _lookup_text(col: Any, item: Any) -> Optional[str]:
@@ -243,23 +291,23 @@ def _lookup_text(col: Any, item: Any) -> Optional[str]:
     return text if isinstance(text, str) else None
 
 
-def get_by_unique(public: Any, attr: str, value: Any) -> Any:
+def op_get_by_unique(public: Any, attr: str, value: Any) -> Operation[Any]:
     """``get_by`` on a unique column of a sharded model: the claims, then the owner rows (two
     round trips for one value; the row must still hold the value)."""
+    from ._ops_read import op_get_by
     from ._shard import shard_of
     col = public._columns[attr]
     values = value if isinstance(value, list) else [value]
     pairs = [(t, v) for t, v in ((_lookup_text(col, v), v) for v in values) if t is not None]
     if not pairs:
         return [] if isinstance(value, list) else None
-    conn = connect(public)
+    conn = yield ClientOf(public)
     if len(pairs) == 1:
-        owners = [conn.hget(claims_key(public, attr, pairs[0][0]), pairs[0][0])]
+        owners = [(yield Command(public, ('HGET', claims_key(public, attr, pairs[0][0]),
+                                          pairs[0][0])))]
     else:
-        pipe = conn.pipeline(False)
-        for text, _ in pairs:
-            pipe.hget(claims_key(public, attr, text), text)
-        owners = pipe.execute()
+        owners = yield Batch(public, tuple(Command(public, ('HGET', claims_key(public, attr, t),
+                                                            t)) for t, _ in pairs), False)
     by_shard: Dict[Any, List[Any]] = {}
     for (text, item), owner in zip(pairs, owners):
         if owner:
@@ -268,10 +316,10 @@ def get_by_unique(public: Any, attr: str, value: Any) -> Any:
     found: Dict[int, Any] = {}
     if len(by_shard) == 1:
         (shard, items), = by_shard.items()
-        for entity in shard.get_by(**{attr: items}):
+        for entity in (yield from op_get_by(shard, {attr: items})):
             found[id(entity)] = entity
     elif by_shard:  # the owners' rows: one script call per shard, one round trip per master
-        from ._shard_batch import Job, record_script, run_jobs
+        from ._shard_batch import Job, op_scatter, record_script
         jobs: List[Job] = []
         shards = []
         for shard, items in by_shard.items():
@@ -280,7 +328,7 @@ def get_by_unique(public: Any, attr: str, value: Any) -> Any:
                 _lookup_text(col, item) for item in items]
             jobs.append((shard, record_script('get_unique', [args[0]], args), False))
             shards.append((shard, fields[0] != 0))
-        for (shard, by_values), reply in zip(shards, run_jobs(conn, jobs)):
+        for (shard, by_values), reply in zip(shards, (yield from op_scatter(public, jobs))):
             for entity in shard._entities_from_reply(reply, by_values):
                 found[id(entity)] = entity
     result = list(found.values())

@@ -9,7 +9,7 @@ marked clean.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from ._cross_slot import save_order, spans_slots
 from ._ids import op_take_ids
@@ -98,6 +98,15 @@ def _op_save_targets(entity: Any, sweep: bool) -> Operation[None]:
         entity.__dict__.pop(SAVING_TARGETS, None)
 
 
+def _op_plan(entity: Any, make: Callable[[], WritePlan]) -> Operation[WritePlan]:
+    """The write plan ``make()`` of ``entity``; a model's ``_rom_op_plan`` (sharding hook:
+    global unique claims) may do I/O first."""
+    hook = getattr(type(entity), '_rom_op_plan', None)
+    if hook is None:
+        return make()
+    return (yield from hook(entity, make))
+
+
 def op_save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool = True,
                      sweep: bool = True) -> Operation[int]:
     """Operation: save entities in order with as few round trips as possible.
@@ -160,8 +169,9 @@ def op_save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool
                 break
             # an incremental update the script could not trust: plan it in full, go on
             entity, plan, was_new = pending[done]
-            again = plan_write(type(entity), entity._last, entity._save_data(),
-                               incremental=False)._replace(expiry=plan.expiry)
+            again = (yield from _op_plan(entity, lambda: plan_write(
+                type(entity), entity._last, entity._save_data(),
+                incremental=False)))._replace(expiry=plan.expiry)
             pending = [(entity, again, was_new)] + pending[done + 1:]
             pending_blocks = [plan_args(again)] + pending_blocks[done + 1:]
         if failure is not None:
@@ -207,13 +217,15 @@ def op_save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool
             yield from flush()
             raise
         try:
-            plan = plan_write(type(entity), entity._last, entity._save_data(),
-                              full=full or was_new or force, is_new=was_new or force,
-                              fresh=was_new and not force and not entity.__dict__.get(
-                                  '_write_sent', False),
-                              force=force)
+            plan = yield from _op_plan(entity, lambda: plan_write(
+                type(entity), entity._last, entity._save_data(),
+                full=full or was_new or force, is_new=was_new or force,
+                fresh=was_new and not force and not entity.__dict__.get('_write_sent', False),
+                force=force))
             if plan.expiry is not None:  # models with ``_ttl``
                 plan = plan._replace(expiry=write_op(entity, was_new, force))
+        except GeneratorExit:
+            raise
         except BaseException:
             yield from flush()
             raise

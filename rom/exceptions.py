@@ -141,6 +141,9 @@ class MissingLoadError(ORMError):
 
 
 class ShardedAsyncError(InvalidOperation):
-    """An asyncio call that a sharded model (``_shards``) does not support yet: scattered
-    queries, unique ``get_by`` and saves that claim unique values run on the blocking API
-    only (``await Model.aget(...)``, ``asave``/``adelete`` without unique columns work)."""
+    """An asyncio call that a sharded model (``_shards``) cannot serve without blocking.
+
+    No longer raised by rom's asyncio API: scattered queries, ``aget_by``, ``asave``/
+    ``adelete`` of unique values and ``session.acommit()`` of sharded models all work. Kept
+    (a public name) for code that catches it, and as the error of a write of new unique
+    values planned inside the event loop outside a save (none of rom's own calls does)."""

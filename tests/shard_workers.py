@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import random
-from typing import Any
+from typing import Any, Dict, List
 
 import rom
 from race_workers import change_person, connect, run_race
@@ -22,6 +22,30 @@ def define_model(shards: int = 6) -> Any:
         age = rom.Integer(index=True)
 
     return SPerson
+
+
+def holders(model: Any) -> Dict[str, List[int]]:
+    """email -> ids of the rows holding it (read from every shard)."""
+    rom.util.session.rollback()
+    out: Dict[str, List[int]] = {}
+    for person in model.query.all():
+        out.setdefault(person.email, []).append(person.id)
+    return out
+
+
+def assert_consistent(model: Any, conn: Any) -> None:
+    """No value held twice, every held value claimed by its row, every shard's audit clean."""
+    from rom._audit import audit_model
+    from rom._shard_unique import claims_key
+    held = holders(model)
+    assert all(len(v) == 1 for v in held.values()), {k: v for k, v in held.items() if len(v) > 1}
+    for email, (ident,) in held.items():
+        owner = conn.hget(claims_key(model, 'email', email), email)
+        assert owner is not None and owner.decode().partition(':')[0] == str(ident), email
+        assert model.get_by(email=email).id == ident
+    for shard in model._shard_models:
+        report = audit_model(shard, block_size=50)
+        assert report.ok, report.summary()
 
 
 def _step(model: Any, op: str, rng: random.Random) -> None:
@@ -54,7 +78,7 @@ def crash(url: str, step: str, email: str, other: str) -> None:
     def die(*args: Any) -> None:
         os._exit(4)
 
-    _shard_unique.release = die  # type: ignore[assignment]
+    _shard_unique.op_release = die  # type: ignore[assignment]
     person.email = email
     person.save()
     os._exit(5)  # pragma: no cover - release() exits first

@@ -5,48 +5,26 @@ from __future__ import annotations
 
 import multiprocessing
 from contextlib import ExitStack
-from typing import Any, Dict, List
+from typing import Any, Dict
 
 import pytest
 
 import rom
 import rom.util
 from rom import util
-from rom._audit import audit_model
-from rom._shard_unique import _pending, acquire, claims_key
+from rom._shard_unique import CLAIM, acquire, claims_key
 from rom.exceptions import UniqueKeyViolation
 from rom.model import Model
 from rom.testing import LocalCluster, instrument, roundtrips
 
 import shard_workers as sw
+from shard_workers import assert_consistent, holders
 
 pytestmark = pytest.mark.cluster
 
 
 def url_of(cluster: LocalCluster) -> str:
     return cluster.url
-
-
-def holders(model: Any) -> Dict[str, List[int]]:
-    """email -> ids of the rows holding it (read from every shard)."""
-    util.session.rollback()
-    out: Dict[str, List[int]] = {}
-    for person in model.query.all():
-        out.setdefault(person.email, []).append(person.id)
-    return out
-
-
-def assert_consistent(model: Any, conn: Any) -> None:
-    """No value held twice, every held value claimed by its row, every shard's audit clean."""
-    held = holders(model)
-    assert all(len(v) == 1 for v in held.values()), {k: v for k, v in held.items() if len(v) > 1}
-    for email, (ident,) in held.items():
-        owner = conn.hget(claims_key(model, 'email', email), email)
-        assert owner is not None and owner.decode().partition(':')[0] == str(ident), email
-        assert model.get_by(email=email).id == ident
-    for shard in model._shard_models:
-        report = audit_model(shard, block_size=50)
-        assert report.ok, report.summary()
 
 
 def test_unique_across_shards(cconn: Any) -> None:
@@ -100,13 +78,12 @@ def test_stale_claim_is_fenced_and_taken_over(cconn: Any) -> None:
     fast = model(email='v@x', age=2)
     assert type(fast) is not type(slow)  # different shards: only the claims protect
     fast.save()
-    key = (type(slow)._namespace, str(slow.id))
-    _pending()[key] = ('slow-token', {('email', 'v@x')})
+    slow.__dict__[CLAIM] = ('slow-token', {('email', 'v@x')})  # its claim, as save() holds it
     try:
         with pytest.raises(UniqueKeyViolation):
             Model.save(slow)  # step 2 of the slow writer: its token was fenced
     finally:
-        _pending().pop(key, None)
+        slow.__dict__.pop(CLAIM, None)
     assert holders(model) == {'v@x': [fast.id]}
     # a claim whose owner row holds the value is live: not taken over
     with pytest.raises(UniqueKeyViolation):
