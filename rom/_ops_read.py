@@ -6,11 +6,11 @@ identity map (``rom._session.session``) is consulted first, as everywhere.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from ._bounds import NUMERIC_TYPES, _bound
 from ._coltypes import IndexOnly
-from ._helpers import _to_score, short_repr
+from ._helpers import _encode_unique_constraint, _to_score, short_repr
 from ._io import Client, ClientOf, Command, Operation, Script
 from ._loader import row_builder
 from ._registry import MODELS, is_entity
@@ -120,6 +120,9 @@ def op_get_by(cls: Any, kwargs: Dict[str, Any]) -> Operation[Any]:
             raise QueryError('_limit needs both an offset and a count')
         if not all(isinstance(x, int) for x in limit):
             raise QueryError('_limit offset and count must both be integers')
+    group = tuple(sorted(kwargs))
+    if len(group) > 1 and group in (cls._cunique or ()):
+        return (yield from _op_get_by_group(cls, group, kwargs))
     if len(kwargs) != 1:
         raise QueryError('get_by() takes exactly one attribute lookup, got %i' % (len(kwargs),))
     (attr, value), = kwargs.items()
@@ -181,8 +184,41 @@ def unique_lookups(cls: Any, attr: str, values: List[Any]) -> List[Any]:
     return lookups
 
 
-def _op_get_by_unique(cls: Any, attr: str, value: Any) -> Operation[Any]:
-    lookups = unique_lookups(cls, attr, value if isinstance(value, list) else [value])
+def group_lookup(cls: Any, group: Tuple[str, ...], values: Dict[str, Any]) -> Optional[str]:
+    """The field of ``unique_together`` group ``group``'s unique index for ``values`` (None
+    when a value is None: such rows claim nothing); QueryError for values it cannot hold."""
+    texts = []
+    for attr in group:
+        value = values[attr]
+        if isinstance(value, (list, tuple)):
+            raise QueryError('get_by() on the unique_together columns %s takes one value per '
+                             'column, got %s for %s' % (', '.join(group), short_repr(value), attr))
+        if value is None:
+            return None
+        try:
+            texts.append(cls._columns[attr]._to_redis(value))
+        except (TypeError, ValueError, AttributeError, OverflowError) as err:
+            raise QueryError('get_by(): %s cannot be looked up in the unique index of %s.%s '
+                             '(%s)' % (short_repr(value), cls._namespace, attr, err)) from err
+    return _encode_unique_constraint(texts)
+
+
+def _op_get_by_group(cls: Any, group: Tuple[str, ...], values: Dict[str, Any]
+                     ) -> Operation[Any]:
+    """``get_by`` on every column of a ``unique_together`` group: the entity or None."""
+    if cls.__dict__.get('_shard_models'):  # sharding hook: the group's global claims
+        from ._shard import op_sharded_get_by
+        return (yield from op_sharded_get_by(cls, group, values, None))
+    field = group_lookup(cls, group, values)
+    if field is None:
+        return None
+    return (yield from _op_get_by_unique(cls, ':'.join(group), field, [field]))
+
+
+def _op_get_by_unique(cls: Any, attr: str, value: Any,
+                      lookups: Optional[List[Any]] = None) -> Operation[Any]:
+    if lookups is None:
+        lookups = unique_lookups(cls, attr, value if isinstance(value, list) else [value])
     if not lookups:
         return []
     # one round trip: the unique hash lookups and the rows (identity map still wins)

@@ -55,13 +55,12 @@ def declared_shards(name: str, body: Dict[str, Any], bases: Sequence[type]) -> i
 def _default_shards(body: Dict[str, Any], bases: Sequence[type]) -> Any:
     """``rom.Model._shards = N`` (the sharded test run): the shard count of a model that
     declares none, when sharding supports it -- a direct subclass of the root model without
-    ``unique_together``, ``_ttl``, its own ``_cluster`` or a namespace with hash tags or
-    colons; such models stay unsharded (cluster models when ``rom.Model._cluster`` is set)."""
+    ``_ttl``, its own ``_cluster`` or a namespace with hash tags or colons; such models stay unsharded (cluster models when ``rom.Model._cluster`` is set)."""
     roots = [b for b in bases if isinstance(getattr(b, '_columns', None), dict)]
     if not roots or not all(getattr(b, '_is_root_model', False) for b in roots):
         return None
     namespace = body.get('_namespace')
-    if body.get('unique_together') or body.get('_ttl') is not None or '_cluster' in body or (
+    if body.get('_ttl') is not None or '_cluster' in body or (
             isinstance(namespace, str) and any(c in namespace for c in '{}:')):
         return None
     count = getattr(roots[0], '_shards', None)
@@ -158,10 +157,12 @@ class _Stored:
 
 def op_sharded_get_by(public: Any, attr: str, value: Any, limit: Any) -> Any:
     """``get_by`` of a sharded model, validated: by the global claims of a unique value
-    (``limit`` None), else a scattered query."""
+    (``limit`` None; ``attr`` a tuple: a ``unique_together`` group), else a scattered query."""
     from ._shard_ops import op_all
-    from ._shard_unique import op_get_by_unique
+    from ._shard_unique import op_get_by_group, op_get_by_unique
     yield from op_check_metadata(public)
+    if isinstance(attr, tuple):
+        return (yield from op_get_by_group(public, attr, value))
     if limit is None:
         return (yield from op_get_by_unique(public, attr, value))
     query = public.query.filter(**{attr: value})
@@ -338,8 +339,6 @@ def _check_supported(public: Any) -> None:
     problems = []
     if MODELS_REFERENCED.get(public.__name__) or MODELS_REFERENCED.get(public._namespace):
         _mark_referenced(public)
-    if public._cunique:
-        problems.append('unique_together')
     if public._ttl is not None:
         problems.append('_ttl')
     if problems:
@@ -382,6 +381,7 @@ def shard_class(public: Any, k: int) -> Any:
         '_rom_plan_hook': staticmethod(plan_hook),
         '_rom_fence_index': TOKEN_INDEX,
         'geo_index': list(public._geo.values()) or None,
+        'unique_together': sorted(public._cunique) or None,
     })
     shard = type(public)('%s#%d' % (public.__name__, k), (public,), body)
     from ._registry import MODELS_REFERENCED

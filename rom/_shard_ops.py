@@ -466,7 +466,7 @@ def _op_delete_batch(entities: List[Any]) -> Operation[None]:
     for entity in entities:
         by_shard.setdefault(type(entity), []).append(entity)
     for shard, group in by_shard.items():
-        if shard._unique:  # (releases the entities' unique claims)
+        if shard._unique or shard._cunique:  # (releases the entities' unique claims)
             for entity in group:
                 yield from op_shard_delete(entity, {})
         else:

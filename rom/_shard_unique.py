@@ -3,7 +3,9 @@
 Each shard keeps its own ``<shard ns>:<attr>:uidx`` (atomic with its rows, as for any
 model); uniqueness *across* shards comes from claims: the hash
 ``{<base>.u<b>}:<attr>:claims`` (``b = crc32(value) % BUCKETS``) maps a value to
-``'<id>:<token>'``, the row that owns it and the save attempt that claimed it.
+``'<id>:<token>'``, the row that owns it and the save attempt that claimed it. A
+``unique_together`` group is claimed like a column: ``attr`` is the group's index name
+(``'a:b'``, its columns sorted) and the value its unique-index field (both as unsharded).
 
 A save that stores new unique values (``op_shard_save``, run by ``save()`` and ``asave()``):
 
@@ -40,6 +42,11 @@ _state = threading.local()
 Claim = Tuple[str, str]
 #: an entity's claims during its ``save()``/``asave()``: ``(token, allowed claims)``
 CLAIM = '_rom_claim'
+
+
+def _claims_any(model: Any) -> bool:
+    """Whether saves of ``model`` claim values (unique columns, ``unique_together`` groups)."""
+    return bool(model._unique or model._cunique)
 
 
 def claims_key(public: Any, attr: str, text: str) -> str:
@@ -88,7 +95,7 @@ def op_plan(entity: Any, make: Callable[[], Any]) -> Operation[Any]:
     cls = type(entity)
     key = (cls._namespace, str(entity._data[entity._pkey]))
     held = entity.__dict__.get(CLAIM)
-    if held is None and cls._unique:
+    if held is None and _claims_any(cls):
         _state.preview = True
         try:
             needed = [c for c in make().claims if c[0] != TOKEN_INDEX]
@@ -213,13 +220,17 @@ def op_shard_save(entity: Any, full: bool, force: bool, sweep: bool = True) -> O
     (a task cancelled between the steps leaves claims the next claimer takes over)."""
     from ._write import op_save_entities
     cls = type(entity)
-    plan: Any = _preview(entity, full, force, True) if cls._unique else None
+    plan: Any = _preview(entity, full, force, True) if _claims_any(cls) else None
     claims = [c for c in plan.claims if c[0] != TOKEN_INDEX] if plan is not None else []
-    if not claims:
-        return (yield from op_save_entities([entity], full, force, True, sweep))
+    ident = str(entity._data[entity._pkey])
+    if not claims:  # (values dropped to None still release their claims after the write)
+        changed = yield from op_save_entities([entity], full, force, True, sweep)
+        if plan is not None:
+            yield from op_release(cls._shard_public, ident, [c for c in plan.releases
+                                                             if c[0] != TOKEN_INDEX])
+        return changed
     allowed = set(_preview(entity, full, force, False).claims) | set(claims)
     token = uuid.uuid4().hex
-    ident = str(entity._data[entity._pkey])
     yield from op_acquire(cls, ident, claims, token)
     entity.__dict__[CLAIM] = (token, allowed)
     try:
@@ -242,7 +253,7 @@ def op_shard_delete(entity: Any, kwargs: Dict[str, Any], sweep: bool = True) -> 
     from ._write_plan import plan_write
     cls = type(entity)
     held: List[Claim] = []
-    if cls._unique and entity._last.get(entity._pkey):
+    if _claims_any(cls) and entity._last.get(entity._pkey):
         _state.preview = True
         try:
             held = list(plan_write(cls, entity._last, {}, delete=True).releases)
@@ -289,6 +300,30 @@ def _lookup_text(col: Any, item: Any) -> Optional[str]:
     if isinstance(text, bytes):
         return text.decode('latin-1')
     return text if isinstance(text, str) else None
+
+
+def op_get_by_group(public: Any, group: Tuple[str, ...], values: Dict[str, Any]
+                    ) -> Operation[Any]:
+    """``get_by`` on every column of a ``unique_together`` group of a sharded model: the
+    group's claim, then the owner's row (two round trips); the entity or None."""
+    from ._ops_read import group_lookup
+    from ._shard import shard_of
+    from ._shard_batch import op_scatter, record_script
+    field = group_lookup(public, group, values)
+    if field is None:
+        return None
+    name = ':'.join(group)
+    owner = yield Command(public, ('HGET', claims_key(public, name, field), field))
+    if not owner:
+        return None
+    conn = yield ClientOf(public)
+    shard = shard_of(public, to_text(owner).partition(':')[0])
+    fields = shard._row_fields(conn)
+    args = ['%s:%s:uidx' % (shard._namespace, name), shard._namespace] + fields + [field]
+    reply, = yield from op_scatter(public, [(shard, record_script('get_unique', [args[0]],
+                                                                  args), False)])
+    found = shard._entities_from_reply(reply, fields[0] != 0)
+    return found[0] if found else None
 
 
 def op_get_by_unique(public: Any, attr: str, value: Any) -> Operation[Any]:

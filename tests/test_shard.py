@@ -381,9 +381,8 @@ def test_declaration_errors(cconn: Any) -> None:
         type('Bad1', (rom.Model,), {'_shards': -1, 'n': rom.Integer()})
     with pytest.raises(ORMError):
         type('Bad2', (rom.Model,), {'_shards': 2, '_namespace': '{x}', 'n': rom.Integer()})
-    with pytest.raises(ORMError):
-        type('Bad3', (rom.Model,), {'_shards': 2, 'n': rom.Integer(),
-                                    'unique_together': [('n', 'm')], 'm': rom.Integer()})
+    with pytest.raises(ORMError, match='_ttl'):
+        type('Bad3', (rom.Model,), {'_shards': 2, 'n': rom.Integer(), '_ttl': 60})
 
 
 def test_shard_count_bound(cconn: Any) -> None:
