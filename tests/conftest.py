@@ -116,7 +116,7 @@ def redis_url() -> Iterator[str]:
 # It runs the files in CLUSTER_FILES minus tests/cluster_deselect.txt (see below).
 #
 # ROM_TEST_SHARDS=N: the same run with every model that can be sharded declared with
-# ``_shards = N`` (``rom.Model._shards = N``; models with unique_together, _ttl, their own
+# ``_shards = N`` (``rom.Model._shards = N``; models with _ttl, their own
 # _cluster, a tagged namespace or a model base stay cluster models). It runs SHARD_FILES
 # (CLUSTER_FILES but test_cluster*.py) minus tests/cluster_deselect.txt and
 # tests/shard_deselect.txt.

@@ -222,3 +222,24 @@ async def test_a_race_of_tasks_for_the_same_combinations(cconn: Any) -> None:
     await asyncio.gather(*(worker(seed) for seed in range(8)))
     assert outcomes.get('ok') and outcomes.get('UniqueKeyViolation'), outcomes
     sw.assert_pairs_consistent(model, cconn)
+
+
+async def test_a_stale_handles_delete_leaves_claims_taken_over(cconn: Any, api: Any) -> None:
+    """A delete through a stale handle releases the combination it saw; the one another
+    writer gave the row keeps its claim, stale (the row is gone): the next writer takes it."""
+    model = sw.define_group_model()
+    await api.save(model(name='a', n=1))
+    util.session.rollback()
+    stale = await api.get(model, 1)
+    util.session.rollback()
+    fresh = await api.get(model, 1)
+    fresh.n = 2
+    await api.save(fresh)
+    util.session.rollback()
+    await api.delete(stale)
+    assert claimed(cconn, model, 'a', 2)  # left behind
+    assert await api.get_by(model, name='a', n=2) is None
+    taker = model(name='a', n=2)
+    await api.save(taker)  # stale: taken over
+    assert (await api.get_by(model, name='a', n=2)).id == taker.id
+    sw.assert_pairs_consistent(model, cconn)
