@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 from asyncio import _get_running_loop
-from typing import Any, Dict, Iterable, List, Sequence, Set, Tuple
+from typing import Any, Dict, Iterable, List, Sequence, Set, Tuple, Union
 
 from ._connect import connect
 from ._ids import held_id, take_id
@@ -155,7 +155,8 @@ class _Stored:
         return self.text
 
 
-def op_sharded_get_by(public: Any, attr: str, value: Any, limit: Any) -> Any:
+def op_sharded_get_by(public: Any, attr: Union[str, Tuple[str, ...]], value: Any,
+                      limit: Any) -> Any:
     """``get_by`` of a sharded model, validated: by the global claims of a unique value
     (``limit`` None; ``attr`` a tuple: a ``unique_together`` group), else a scattered query."""
     from ._shard_ops import op_all
