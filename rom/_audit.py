@@ -7,9 +7,10 @@ count per index key):
 
 1. Rows: every row found by SCAN is read (pipelined ``HMGET`` of the model's fields,
    ``rom._maint_io``, on a plain client), the index entries a save of it would write are
-   computed from its stored texts (``rom._expect_fast``; for models it cannot handle, and
-   for rows it leaves to them, from the loaded entity through ``rom._expect``), its
-   ``-index-data-`` bookkeeping is compared with them, and a block's entries are verified
+   computed from its stored texts (a block at a time, column by column, then row by row
+   for the rows a block leaves to them: ``rom._expect_block``, ``rom._expect_fast``; for
+   models they cannot handle, and rows they leave to it, from the loaded entity through
+   ``rom._expect``), its ``-index-data-`` bookkeeping is compared with them, and a block's entries are verified
    in Redis (set membership, sorted-set member and score, prefix/suffix member and score,
    geo member and position, unique field: ``rom._verify``'s native commands, or one
    script call). References to missing rows are reported. The number of entries expected

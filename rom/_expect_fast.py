@@ -14,7 +14,9 @@ reference columns. For those, :class:`FastExpecter` builds a row's
   memoised) are computed directly, as the save path computes them; any other column
   goes through ``compute_index_entries`` with the row's other such columns.
 
-It converts every stored value the way loading does (so a row that cannot be loaded is
+:meth:`FastExpecter.expect_block` computes the same for a whole block of rows, column by
+column, grouped by index key (``rom._expect_block``): what ``check`` and ``reindex`` use
+first. It converts every stored value the way loading does (so a row that cannot be loaded is
 noticed). A row it cannot handle exactly (a missing field whose column has a default, a
 missing primary key, a value that does not convert or index) gives None: the caller then
 takes the entity path, which reports the problem with its usual message.

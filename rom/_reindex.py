@@ -10,8 +10,9 @@ only loses its index entry; it is counted in the summary and reported by ``check
 
 Rows are verified before anything is written: a row whose bookkeeping and entries are
 right is left alone. For the models ``rom._expect_fast`` handles, that verification uses the
-row's stored texts (read with pipelined ``HMGET`` by ``refresh_indices``) and native
-commands (``rom._verify``); only the rows to write are read whole and loaded.
+row's stored texts (read with pipelined ``HMGET`` by ``refresh_indices``; a block's
+entries computed together by ``rom._expect_block``) and native commands
+(``rom._verify``); only the rows to write are read whole and loaded.
 
 Each row's write is checked against the stored values it was computed from: a row changed
 by a concurrent writer is read again and retried, a row deleted meanwhile is skipped, and

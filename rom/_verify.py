@@ -1,21 +1,22 @@
 """Verify a block of rows' expected index entries with native commands (``check``, ``reindex``).
 
-The same check as ``scripts/audit_rows.lua`` (``rom._expect.verify_entries``), with the
-same problem codes, for a plain client (:func:`rom._maint_io.usable`) on Redis 6.2 or
+:class:`Block` holds a block's expected entries grouped by index key (what both checks
+take). The same check as ``scripts/audit_rows.lua`` (``rom._expect.verify_entries``), with
+the same problem codes, for a plain client (:func:`rom._maint_io.usable`) on Redis 6.2 or
 newer: one ``SMISMEMBER`` / ``ZMSCORE`` / ``HMGET`` per index key and 1,000 members, all
 pipelined in one write, the comparison done here; unique values seen twice are spotted
-with ``scripts/audit_claims.lua`` (a temporary hash, as the script does). Rows with geo
-entries take the script.
+with a temporary hash (as the script does: ``HMGET`` of a block's values, ``HSET`` of the
+new ones). Rows with geo entries take the script.
 """
 from __future__ import annotations
 
+import threading
 import weakref
 from typing import Any, Dict, List, Optional, Tuple
 
 from redis.exceptions import ResponseError
 
 from ._maint_io import bulk, pack, run_packed
-from ._scripts import lua
 
 __all__ = ['Block', 'verify_native']
 
@@ -24,6 +25,8 @@ Problem = Tuple[str, str, str, str, str]
 _CHUNK = 1000
 #: clients whose server lacks SMISMEMBER/ZMSCORE (older than Redis 6.2)
 _OLD_SERVERS: 'weakref.WeakKeyDictionary[Any, bool]' = weakref.WeakKeyDictionary()
+#: held while a block's unique values are compared with the temporary hash and added to it
+_CLAIMS = threading.Lock()
 
 
 def _close(stored: Any, expected: str) -> bool:
@@ -185,19 +188,46 @@ def _bulks(texts: List[str]) -> List[bytes]:
 
 def _duplicates(conn: Any, prefix: str, uidx: Dict[str, List[Tuple[str, str]]], temp: str,
                 ttl: int) -> List[Problem]:
-    """'udup' problems: unique values this check saw first with another row."""
-    args: List[bytes] = [b'EVAL', getattr(lua('audit_claims'), 'script'), b'1', temp.encode('utf-8'),
-                         b'%d' % (ttl,)]
+    """'udup' problems: unique values this check saw first with another row.
+
+    The temporary hash ``temp`` maps ``<constraint name>\0<value>`` to the id of the first
+    row seen with it: the block's slots are read (``HMGET``), compared in order here (a
+    slot first seen in this block counts too), and the new ones written (``HSET``) with the
+    hash's time to live renewed; one block at a time (``check`` verifies in two threads).
+    """
+    slots: List[str] = []
     where: List[Tuple[str, str, str]] = []
     for name, claims in uidx.items():
         key = prefix + name + ':uidx'
         head = name + '\0'
         for value, id_text in claims:
-            args += [(head + value).encode('utf-8'), id_text.encode('utf-8')]
+            slots.append(head + value)
             where.append((key, value, id_text))
-    reply = run_packed(conn, [pack(args)])[0]
-    out: List[Problem] = []
-    for n in range(0, len(reply), 2):
-        key, value, id_text = where[int(reply[n]) - 1]
-        out.append(('udup', id_text, key, value, _text(reply[n + 1])))
+    packed = _bulks(slots)
+    target = bulk(temp.encode('utf-8'))
+    read = bulk(b'HMGET') + target
+    with _CLAIMS:
+        firsts: List[Any] = []
+        for reply in run_packed(conn, [b'*%d\r\n%s%s' % (len(chunk) + 2, read, b''.join(chunk))
+                                       for chunk in _chunks(packed)]):
+            firsts += reply
+        claimed: Dict[str, str] = {}
+        new: List[bytes] = []
+        out: List[Problem] = []
+        for slot, member, (key, value, id_text), stored in zip(slots, packed, where, firsts):
+            first = claimed.get(slot) if stored is None else _text(stored)
+            if first is None:
+                claimed[slot] = id_text
+                new += [member, bulk(id_text.encode('utf-8'))]
+            elif first != id_text:
+                out.append(('udup', id_text, key, value, first))
+        write = bulk(b'HSET') + target
+        commands = [b'*%d\r\n%s%s' % (len(chunk) + 2, write, b''.join(chunk))
+                    for chunk in _chunks(new, 2 * _CHUNK)]
+        commands.append(pack([b'EXPIRE', temp.encode('utf-8'), b'%d' % (ttl,)]))
+        run_packed(conn, commands)
     return out
+
+
+def _chunks(items: List[bytes], size: int = _CHUNK) -> List[List[bytes]]:
+    return [items[first:first + size] for first in range(0, len(items), size)]

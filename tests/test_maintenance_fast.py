@@ -301,3 +301,20 @@ def test_check_and_reindex_the_same_without_blocks(conn, monkeypatch, block_size
     assert testing.dump_database(conn) == fixed
     assert summary.rows == row_summary.rows
     assert sorted(summary.skipped) == sorted(row_summary.skipped)
+
+
+@pytest.mark.parametrize('block_size', [10, 1000])
+def test_duplicate_unique_values_across_blocks(conn, monkeypatch, block_size):
+    Item = _model()
+    _populate(Item, 80)
+    value = conn.hget('Item:3', 'email')
+    for i in (9, 41, 42, 77):  # in the first row's block and in later ones
+        conn.hset('Item:%d' % i, 'email', value)
+    rom.util.session.rollback()
+    native = audit_model(Item, block_size=block_size)
+    dups = [f for f in native.findings if f.kind == 'unique-duplicate']
+    assert len(dups) == 4
+    monkeypatch.setattr(_expect, 'usable', lambda conn: False)
+    script = audit_model(Item, block_size=block_size)
+    assert _findings(native) == _findings(script)
+    assert not conn.keys('Item:*:audit')  # the temporary hash is gone
