@@ -51,6 +51,7 @@ from ._audit_report import (BAD_ROW, BOOKKEEPING, DANGLING, DANGLING_REFERENCE, 
 __all__ = ['AuditReport', 'Finding', 'audit_model', 'KINDS']
 
 _EXPIRY_BYTES = EXPIRY_FIELD.encode()
+_INDEX_ENDS = (b'uidx', b'idx', b'pre', b'suf', b'geo')
 #: a row read in pass 1: (id, values of FastExpecter.fields or None, raw row or None, legacy)
 _Row = Tuple[int, Optional[List[Any]], Optional[Dict[Any, Any]], Any]
 
@@ -346,9 +347,12 @@ class _Auditor:
     def _index_pages(self) -> Iterator[List[Tuple[str, str, str]]]:
         """Per SCAN page, ``(key, kind, middle)`` of the index keys of this namespace."""
         legacy = self.ns + '::'
+        wanted = (legacy.encode('utf-8'),) + tuple(b':' + s for s in _INDEX_ENDS)
         for keys in _scan_pages(self.conn, scan_pattern(self.ns), self.block_size):
             page = []
             for raw in keys:
+                if type(raw) is bytes and not raw.endswith(wanted):
+                    continue  # a row key (most keys), or none of ours
                 key = _t(raw)
                 if any(key.startswith(f) for f in self.foreign):
                     continue
