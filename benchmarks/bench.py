@@ -83,20 +83,23 @@ SPAN = 5 * 365 * 86400
 
 # ============================================================================ models & data
 
+def _user_columns() -> Dict[str, Any]:
+    """The columns of the benchmark's users (new column objects on every call)."""
+    return dict(
+        email=rom.Text(unique=True),
+        name=rom.Text(index=True, keygen=rom.FULL_TEXT),
+        handle=rom.Text(prefix=True, suffix=True, keygen=rom.SIMPLE_CI),
+        age=rom.Integer(index=True),
+        score=rom.Float(index=True),
+        created=rom.DateTime(index=True),
+        active=rom.Boolean(index=True),
+        bio=rom.Text(),
+        prefs=rom.Json())
+
+
 def define_models() -> Tuple[Any, Any]:
     """The benchmark models (defined at run time: the registry must not hold them yet)."""
-
-    class User(rom.Model):
-        email = rom.Text(unique=True)
-        name = rom.Text(index=True, keygen=rom.FULL_TEXT)
-        handle = rom.Text(prefix=True, suffix=True, keygen=rom.SIMPLE_CI)
-        age = rom.Integer(index=True)
-        score = rom.Float(index=True)
-        created = rom.DateTime(index=True)
-        active = rom.Boolean(index=True)
-        bio = rom.Text()
-        prefs = rom.Json()
-        posts = rom.OneToMany('Post')
+    User = type('User', (rom.Model,), dict(_user_columns(), posts=rom.OneToMany('Post')))
 
     class Post(rom.Model):
         user = rom.ManyToOne('User', on_delete='cascade')
@@ -108,20 +111,7 @@ def define_models() -> Tuple[Any, Any]:
 def define_deferred_model() -> Any:
     """``User``'s columns (no ``posts``: nothing references it) on a model that opts in to
     ids taken when first read or just before the first save (``_defer_ids = True``)."""
-
-    class UserD(rom.Model):
-        _defer_ids = True
-        email = rom.Text(unique=True)
-        name = rom.Text(index=True, keygen=rom.FULL_TEXT)
-        handle = rom.Text(prefix=True, suffix=True, keygen=rom.SIMPLE_CI)
-        age = rom.Integer(index=True)
-        score = rom.Float(index=True)
-        created = rom.DateTime(index=True)
-        active = rom.Boolean(index=True)
-        bio = rom.Text()
-        prefs = rom.Json()
-
-    return UserD
+    return type('UserD', (rom.Model,), dict(_user_columns(), _defer_ids=True))
 
 
 def make_users(rng: random.Random, n: int) -> List[Dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""Command line maintenance tool: ``python -m rom {reindex,clean,check,expire,migrate} MODEL...``.
+"""Command line maintenance tool: ``python -m rom COMMAND MODEL...`` (reindex, clean, check,
+expire, migrate, reshard).
 
 Models are named ``package.module:ClassName``. The Redis server is the one rom would use
 (``ROM_REDIS_URI``) unless ``--url`` is given; models that declare their own ``_conn`` keep
@@ -12,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO
+from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO, Tuple
 
 import redis
 
@@ -23,6 +25,7 @@ from . import util
 from ._audit import KINDS, audit_model
 from ._cluster import PendingClusterClient
 from ._expiry import ExpiryJob
+from ._limits import MAX_BLOCK_SIZE, MAX_SHARDS, size_problem
 from ._maintenance import ProgressLine, clean_old_index, clean_unsafe_cols, refresh_indices
 from ._migrate import Migration, MigrationSummary
 from ._reindex import ReindexSummary
@@ -111,6 +114,12 @@ def _isatty(stream: Any) -> bool:
 # --------------------------------------------------------------------------- commands
 
 def _cmd_reindex(models: List[Any], args: argparse.Namespace, out: _Reporter) -> int:
+    """rebuild the indexes of models by re-saving every entity
+
+    Re-save every entity of each model so that its index entries and its -index-data-
+    bookkeeping are rebuilt (refresh_indices). Use after adding or changing an index,
+    or to migrate legacy <ns>:: data.
+    """
     for model in models:
         start = time.time()
         summary = ReindexSummary()
@@ -125,6 +134,12 @@ def _cmd_reindex(models: List[Any], args: argparse.Namespace, out: _Reporter) ->
 
 
 def _cmd_clean(models: List[Any], args: argparse.Namespace, out: _Reporter) -> int:
+    """remove index data left behind by deleted rows
+
+    Remove legacy <ns>:: bookkeeping and unique-index fields that belong to rows which
+    no longer exist (clean_old_index). With --unsafe, also delete UnsafeColumn keys
+    whose row is gone (clean_unsafe_cols).
+    """
     for model in models:
         start = time.time()
         out.run('clean %s' % model._namespace,
@@ -146,6 +161,11 @@ def _has_unsafe_columns(model: Any) -> bool:
 
 
 def _cmd_check(models: List[Any], args: argparse.Namespace, out: _Reporter) -> int:
+    """audit indexes against rows and report every problem
+
+    Compare every row with the index entries it calls for, and every index entry with
+    the row it names.
+    """
     reports = []
     for model in models:
         lines: Dict[str, ProgressLine] = {}
@@ -215,7 +235,12 @@ def _fix(models: List[Any], reports: List[Any], args: argparse.Namespace, out: _
 
 
 def _cmd_expire(models: List[Any], args: argparse.Namespace, out: _Reporter) -> int:
-    """Remove the expired entities of models with ``_ttl`` (rom._expiry.ExpiryJob)."""
+    """remove expired entities (models with _ttl)
+
+    Remove every entity whose expiry time has passed, each atomically with its index
+    entries, unique claims and bookkeeping; on_delete policies apply as for a delete.
+    Safe to run while applications write, and from several processes at once.
+    """  # (rom._expiry.ExpiryJob)
     without = [m._namespace for m in models if getattr(m, '_ttl', None) is None]
     if without:
         raise UsageError('%s: the model does not declare _ttl, so nothing of it expires'
@@ -231,7 +256,15 @@ def _cmd_expire(models: List[Any], args: argparse.Namespace, out: _Reporter) -> 
 
 
 def _cmd_migrate(models: List[Any], args: argparse.Namespace, out: _Reporter) -> int:
-    """Copy rows from the old (non-cluster) keys into cluster mode (rom._migrate)."""
+    """copy rows from the old keys into cluster mode (_cluster models)
+
+    Copy every row of each model from its old, non-cluster keys (<old namespace>:<id>,
+    on --source-url or the model's own server) into the cluster-mode layout the model
+    now declares, with the same ids, through rom's write path (indexes, unique claims,
+    bookkeeping). Rows already copied are left alone, so running it again after a crash
+    or an interruption finishes the job. The old keys are not changed. Then compare
+    both sides and audit the indexes (exit 1 on any finding).
+    """  # (rom._migrate)
     if args.from_namespace and len(models) > 1:
         raise UsageError('--from-namespace names the old keys of one model; give one MODEL')
     source: Any = None
@@ -284,6 +317,7 @@ Maintenance for rom models stored in Redis.
   check    audit the indexes against the rows and list every problem found
   expire   remove the expired entities of models that declare _ttl
   migrate  copy the rows of models now in cluster mode from their old keys (and server)
+  reshard  move the rows of sharded models to another shard count (--shards N)
 
 Models are named package.module:ClassName (the module must be importable, e.g. through
 PYTHONPATH). The server is ROM_REDIS_URI (default redis://localhost:6379/0) unless --url
@@ -296,27 +330,61 @@ exit codes: 0 success (check: no problems), 1 check found problems, 2 usage erro
 """
 
 
-def _common(parser: argparse.ArgumentParser, default_block: int) -> None:
+def _sized(high: int) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number from 1 to ``high`` (rom._limits)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError('%r is not a whole number' % (text,))
+        problem = size_problem(value, high)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+    parse.__name__ = 'whole number'  # (argparse names the type in some messages)
+    return parse
+
+
+Option = Tuple[Tuple[str, ...], Dict[str, Any]]
+
+
+def switch(flag: str, help: str, **kwargs: Any) -> Option:
+    """A ``store_true`` option for :func:`add_command`."""
+    return (flag,), dict(action='store_true', help=help, **kwargs)
+
+
+def add_command(sub: Any, name: str, func: Callable[..., int], default_block: int,
+                options: Sequence[Option] = (), epilog: str = _EPILOG, details: str = '',
+                **defaults: Any) -> argparse.ArgumentParser:
+    """Add subcommand ``name`` running ``func``: MODEL..., ``--url``, ``--block-size``
+    (default ``default_block``, at most ``MAX_BLOCK_SIZE``), ``--quiet``, then
+    ``options`` (``(flags, add_argument keywords)`` pairs); ``defaults`` are set too.
+
+    The first paragraph of ``func``'s docstring is the command's help line, the rest
+    (then ``details``) its description."""
+    summary, _, rest = inspect.cleandoc(func.__doc__ or '').partition('\n\n')
+    parser = sub.add_parser(name, help=' '.join(summary.split()), description=rest + details,
+                            epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('models', metavar='MODEL', nargs='+',
                         help='model class as package.module:ClassName (one or more)')
     parser.add_argument('--url', metavar='URL',
                         help='Redis URL to use instead of ROM_REDIS_URI, e.g. '
                              'redis://localhost:6379/0 (models with their own _conn keep it)')
-    parser.add_argument('--block-size', metavar='N', type=_positive, default=default_block,
-                        help='rows or entries handled per round trip (default %(default)s)')
+    parser.add_argument('--block-size', metavar='N', type=_sized(MAX_BLOCK_SIZE),
+                        default=default_block,
+                        help='rows or entries handled per round trip, 1 to %d (default '
+                             '%%(default)s)' % (MAX_BLOCK_SIZE,))
     parser.add_argument('-q', '--quiet', action='store_true',
                         help='no progress bar, notes or summary lines (check still prints '
                              'its findings)')
+    for flags, kwargs in options:
+        parser.add_argument(*flags, **kwargs)
+    parser.set_defaults(func=func, **defaults)
+    return parser
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError('%r is not a whole number' % (text,))
-    if value < 1:
-        raise argparse.ArgumentTypeError('must be at least 1, not %d' % (value,))
-    return value
+_CHECK_EPILOG = ('exit codes: 0 no problems, 1 problems found, 2 usage error, 3 the check\n'
+                 'failed (e.g. Redis unreachable).')
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -326,83 +394,40 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest='command', metavar='COMMAND')
     sub.required = True
-    reindex = sub.add_parser(
-        'reindex', help='rebuild the indexes of models by re-saving every entity',
-        description='Re-save every entity of each model so that its index entries and '
-                    'its -index-data- bookkeeping are rebuilt (refresh_indices). Use after '
-                    'adding or changing an index, or to migrate legacy <ns>:: data.',
-        epilog=_EPILOG)
-    _common(reindex, 1000)
-    reindex.add_argument('--no-scan', action='store_true',
-                         help='walk the ids 1..<id counter> instead of finding rows with SCAN')
-    reindex.set_defaults(func=_cmd_reindex)
-    clean = sub.add_parser(
-        'clean', help='remove index data left behind by deleted rows',
-        description='Remove legacy <ns>:: bookkeeping and unique-index fields that belong '
-                    'to rows which no longer exist (clean_old_index). With --unsafe, also '
-                    'delete UnsafeColumn keys whose row is gone (clean_unsafe_cols).',
-        epilog=_EPILOG)
-    _common(clean, 100)
-    clean.add_argument('--unsafe', action='store_true',
-                       help='also delete orphaned UnsafeColumn keys (<ns>:<id>:<attr>)')
-    clean.set_defaults(func=_cmd_clean)
-    check = sub.add_parser(
-        'check', help='audit indexes against rows and report every problem',
-        description='Compare every row with the index entries it calls for, and every\n'
-                    'index entry with the row it names. Problem kinds:\n\n' + '\n'.join(
-                        '  %-17s %s' % (kind, text) for kind, text in KINDS.items()),
-        epilog='exit codes: 0 no problems, 1 problems found, 2 usage error, 3 the check\n'
-               'failed (e.g. Redis unreachable).',
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    _common(check, 1000)
-    check.add_argument('--json', action='store_true',
-                       help='print the findings as JSON instead of text')
-    check.add_argument('--fix', action='store_true',
-                       help='repair what was found: rewrite the index entries of rows whose '
-                            'entries are wrong, remove entries and unique claims of missing '
-                            "rows or that rows no longer call for, apply a reference column's "
-                            'on_delete to references to missing rows; row fields are never '
-                            'rewritten otherwise. Then check again (exit 0 when clean)')
-    check.add_argument('--dry-run', action='store_true',
-                       help='with --fix: list the repairs without writing anything')
-    check.set_defaults(func=_cmd_check)
-    expire = sub.add_parser(
-        'expire', help='remove expired entities (models with _ttl)',
-        description='Remove every entity whose expiry time has passed, each atomically with '
-                    'its index entries, unique claims and bookkeeping; on_delete policies '
-                    'apply as for a delete. Safe to run while applications write, and from '
-                    'several processes at once.',
-        epilog=_EPILOG)
-    _common(expire, 100)
-    expire.set_defaults(func=_cmd_expire)
-    migrate = sub.add_parser(
-        'migrate', help='copy rows from the old keys into cluster mode (_cluster models)',
-        description='Copy every row of each model from its old, non-cluster keys '
-                    '(<old namespace>:<id>, on --source-url or the model\'s own server) into '
-                    'the cluster-mode layout the model now declares, with the same ids, '
-                    'through rom\'s write path (indexes, unique claims, bookkeeping). Rows '
-                    'already copied are left alone, so running it again after a crash or '
-                    'an interruption finishes the job. The old keys are not changed. Then '
-                    'compare both sides and audit the indexes (exit 1 on any finding).',
-        epilog=_EPILOG)
-    _common(migrate, 500)
-    migrate.add_argument('--from-namespace', metavar='NS',
-                         help='namespace of the old keys (default: the class name)')
-    migrate.add_argument('--source-url', metavar='URL',
-                         help='Redis URL of the server holding the old keys (default: the '
-                              'destination)')
-    migrate.add_argument('--source-cluster', action='store_true',
-                         help='--source-url names a node of a Redis Cluster')
-    migrate.add_argument('--dry-run', action='store_true',
-                         help='count what would be created, updated or left; write nothing')
-    migrate.add_argument('--delete-extra', action='store_true',
-                         help='also delete the destination rows whose old row is gone (a '
-                              'final sync before switching over; never once the application '
-                              'writes the new layout)')
-    migrate.add_argument('--no-audit', action='store_true',
-                         help='skip the final comparison and index audit')
-    migrate.set_defaults(func=_cmd_migrate, fix=False, json=False)
-    add_reshard_parser(sub, _common)  # sharding hook: python -m rom reshard
+    add_command(
+        sub, 'reindex', _cmd_reindex, 1000,
+        [switch('--no-scan', 'walk the ids 1..<id counter> instead of finding rows with SCAN')])
+    add_command(
+        sub, 'clean', _cmd_clean, 100,
+        [switch('--unsafe', 'also delete orphaned UnsafeColumn keys (<ns>:<id>:<attr>)')])
+    add_command(
+        sub, 'check', _cmd_check, 1000,
+        [switch('--json', 'print the findings as JSON instead of text'),
+         switch('--fix', 'repair what was found: rewrite the index entries of rows whose '
+                         'entries are wrong, remove entries and unique claims of missing '
+                         "rows or that rows no longer call for, apply a reference column's "
+                         'on_delete to references to missing rows; row fields are never '
+                         'rewritten otherwise. Then check again (exit 0 when clean)'),
+         switch('--dry-run', 'with --fix: list the repairs without writing anything')],
+        epilog=_CHECK_EPILOG, details='\n\nProblem kinds:\n\n' + '\n'.join(
+            '  %-17s %s' % (kind, text) for kind, text in KINDS.items()))
+    add_command(
+        sub, 'expire', _cmd_expire, 100)
+    add_command(
+        sub, 'migrate', _cmd_migrate, 500,
+        [(('--from-namespace',), dict(
+            metavar='NS', help='namespace of the old keys (default: the class name)')),
+         (('--source-url',), dict(
+             metavar='URL', help='Redis URL of the server holding the old keys (default: '
+                                 'the destination)')),
+         switch('--source-cluster', '--source-url names a node of a Redis Cluster'),
+         switch('--dry-run', 'count what would be created, updated or left; write nothing'),
+         switch('--delete-extra', 'also delete the destination rows whose old row is gone (a '
+                                  'final sync before switching over; never once the '
+                                  'application writes the new layout)'),
+         switch('--no-audit', 'skip the final comparison and index audit')],
+        fix=False, json=False)
+    add_reshard_parser(sub, add_command, switch, _sized(MAX_SHARDS))  # sharding hook
     return parser
 
 

@@ -10,18 +10,15 @@ process and removes the temporary directory. Nothing is mocked.
 """
 from __future__ import annotations
 
-import atexit
 import os
-import shutil
 import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from typing import Any, Dict, List, Optional
 
 import redis
+
+from ._server_process import ServerProcess, TempServers
 
 __all__ = ['LocalCluster', 'start_local_cluster']
 
@@ -50,65 +47,28 @@ def _free_port(taken: List[int]) -> int:
     raise RuntimeError('no free loopback port pair (port, port + 10000) found')
 
 
-class ClusterNode:
+class ClusterNode(ServerProcess):
     """One ``redis-server`` process of a :class:`LocalCluster`."""
 
     def __init__(self, executable: str, directory: str, port: int, node_timeout_ms: int) -> None:
         self.port = port
-        self.directory = directory
-        self.log_path = os.path.join(directory, 'redis.log')
         os.makedirs(directory)
-        conf = os.path.join(directory, 'redis.conf')
-        with open(conf, 'w') as f:
-            f.write('\n'.join([
-                'port %d' % port, 'bind 127.0.0.1', 'dir %s' % directory,
-                'cluster-enabled yes', 'cluster-config-file nodes.conf',
-                'cluster-node-timeout %d' % node_timeout_ms,
-                'save ""', 'appendonly no', 'daemonize no', 'logfile %s' % self.log_path, '',
-            ]))
-        from .testing import _die_with_parent  # (imported here: rom.testing imports us)
-        self.process: Optional[subprocess.Popen[bytes]] = subprocess.Popen(
-            [executable, conf], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, close_fds=True,
-            preexec_fn=_die_with_parent if sys.platform.startswith('linux') else None)
+        super().__init__(executable, directory, [
+            'port %d' % port, 'bind 127.0.0.1', 'cluster-enabled yes',
+            'cluster-config-file nodes.conf', 'cluster-node-timeout %d' % node_timeout_ms])
         self.node_id = ''
+
+    def _label(self) -> str:
+        return 'cluster node on port %d' % (self.port,)
 
     def client(self, **kwargs: Any) -> redis.Redis:
         """A plain (non-cluster) client of this one node."""
         return redis.Redis(host='127.0.0.1', port=self.port, socket_timeout=5, **kwargs)
 
-    @property
-    def running(self) -> bool:
-        """True while the process is alive."""
-        return self.process is not None and self.process.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL the process (a crash, for failover tests)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-
-    def stop(self) -> None:
-        """Terminate the process (SIGTERM, then SIGKILL after 10 s)."""
-        proc, self.process = self.process, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-
-    def log_tail(self) -> str:
-        """The last lines of the node's log."""
-        try:
-            with open(self.log_path, errors='replace') as f:
-                return ''.join(f.readlines()[-15:])
-        except OSError:
-            return '(no log)'
+    stop = ServerProcess.terminate
 
 
-class LocalCluster:
+class LocalCluster(TempServers):
     """A private Redis Cluster on loopback ports (see the module docstring).
 
     ``masters`` and ``replicas`` (per master) give its shape; ``url`` is
@@ -124,13 +84,11 @@ class LocalCluster:
             from .testing import redis_server_executable
             executable = redis_server_executable()
         self.executable = executable
-        self.directory = tempfile.mkdtemp(prefix='rom-cluster-')
         self.nodes: List[ClusterNode] = []
         self.masters = masters
         self.replicas = replicas
         self._node_timeout_ms = node_timeout_ms
-        self._owner_pid = os.getpid()
-        atexit.register(self.stop)
+        self._own('rom-cluster-')
         for attempt in range(_START_ATTEMPTS):
             try:
                 self._start(node_timeout_ms, attempt)
@@ -139,7 +97,7 @@ class LocalCluster:
             except RuntimeError:
                 # A port chosen free can be taken by another process before the node binds
                 # it: start again on other ports (a few times) rather than fail the run.
-                self._stop_nodes()
+                self._stop_servers()
                 if attempt + 1 == _START_ATTEMPTS:
                     self.stop()
                     raise
@@ -161,7 +119,7 @@ class LocalCluster:
     def _form(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         for node in self.nodes:
-            self._wait(deadline, lambda n=node: bool(n.client().ping()), 'answer', node)
+            node.wait_for(deadline, lambda n=node: bool(n.client().ping()), 'answer')
             node.node_id = node.client().execute_command('CLUSTER MYID').decode()
         first = self.nodes[0].client()
         for node in self.nodes[1:]:
@@ -170,15 +128,14 @@ class LocalCluster:
             lo, hi = SLOTS * i // self.masters, SLOTS * (i + 1) // self.masters
             node.client().execute_command('CLUSTER ADDSLOTS', *range(lo, hi))
         for node in self.nodes:
-            self._wait(deadline, lambda n=node: self._known(n) == len(self.nodes), 'meet', node)
+            node.wait_for(deadline, lambda n=node: self._known(n) == len(self.nodes), 'meet')
         for j, node in enumerate(self.nodes[self.masters:]):
             master = self.nodes[j % self.masters]
             node.client().execute_command('CLUSTER REPLICATE', master.node_id)
         for node in self.nodes:
-            self._wait(deadline, lambda n=node: self._state_ok(n), 'reach cluster_state:ok', node)
+            node.wait_for(deadline, lambda n=node: self._state_ok(n), 'reach cluster_state:ok')
         if self.replicas:
-            self._wait(deadline, lambda: self._replicas_synced(), 'sync its replicas',
-                       self.nodes[-1])
+            self.nodes[-1].wait_for(deadline, self._replicas_synced, 'sync its replicas')
 
     @staticmethod
     def _info(node: ClusterNode) -> Dict[str, str]:
@@ -200,21 +157,6 @@ class LocalCluster:
             if info.get('role') != 'slave' or info.get('master_link_status') != 'up':
                 return False
         return True
-
-    def _wait(self, deadline: float, check: Any, what: str, node: ClusterNode) -> None:
-        last: Optional[BaseException] = None
-        while time.monotonic() < deadline:
-            if not node.running:
-                raise RuntimeError('cluster node on port %d exited:\n%s'
-                                   % (node.port, node.log_tail()))
-            try:
-                if check():
-                    return
-            except (redis.ConnectionError, redis.ResponseError, redis.TimeoutError) as exc:
-                last = exc
-            time.sleep(0.05)
-        raise RuntimeError('cluster node on port %d did not %s in time (%r):\n%s'
-                           % (node.port, what, last, node.log_tail()))
 
     # ----------------------------------------------------------------------- use
     @property
@@ -245,8 +187,8 @@ class LocalCluster:
         deadline = time.monotonic() + timeout
         for node in self.nodes:
             if node.running:
-                self._wait(deadline, lambda n=node: self._state_ok(n), 'reach cluster_state:ok',
-                           node)
+                node.wait_for(deadline, lambda n=node: self._state_ok(n),
+                              'reach cluster_state:ok')
 
     # ----------------------------------------------------------------------- resharding
     def add_node(self, timeout: float = 30.0) -> ClusterNode:
@@ -259,12 +201,12 @@ class LocalCluster:
                                self._node_timeout_ms)
         self.nodes.append(node)
         deadline = time.monotonic() + timeout
-        self._wait(deadline, lambda: bool(node.client().ping()), 'answer', node)
+        node.wait_for(deadline, lambda: bool(node.client().ping()), 'answer')
         node.node_id = node.client().execute_command('CLUSTER MYID').decode()
         running = [n for n in self.nodes if n.running]
         running[0].client().execute_command('CLUSTER MEET', '127.0.0.1', port)
         for other in running:
-            self._wait(deadline, lambda n=other: self._known(n) == len(running), 'meet', other)
+            other.wait_for(deadline, lambda n=other: self._known(n) == len(running), 'meet')
         self.wait_state_ok(timeout)
         return node
 
@@ -317,27 +259,10 @@ class LocalCluster:
         for node in self.master_nodes():
             node.client().flushall()
 
-    def _stop_nodes(self) -> None:
+    def _stop_servers(self) -> None:
         for node in self.nodes:
-            node.stop()
+            node.terminate()
         self.nodes = []
-
-    def stop(self) -> None:
-        """Stop every node and delete the directory. Safe to call repeatedly."""
-        if os.getpid() != self._owner_pid:
-            return
-        self._stop_nodes()
-        shutil.rmtree(self.directory, ignore_errors=True)
-        try:
-            atexit.unregister(self.stop)
-        except Exception:  # pragma: no cover
-            pass
-
-    def __enter__(self) -> LocalCluster:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return '<LocalCluster %d masters x %d replicas at %s>' % (

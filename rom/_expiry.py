@@ -7,7 +7,8 @@ expired ids from their working set (``expire_filter.lua``). Removal goes through
 ordinary atomic writer (``write.lua`` deletes with the ``'due'`` op, which writes nothing
 unless the entity is still expired), with ``on_delete`` policies applied, by
 
-* :func:`after_write`: a small, throttled sweep after the saves of a model;
+* :func:`op_after_write`: a small, throttled sweep after the saves of a model (run by the
+  blocking and the asyncio drivers alike, as part of the save's operation);
 * :class:`ExpiryJob`: everything due, in blocks, with progress (``python -m rom expire``);
 * :class:`Reaper`: a background thread running the job periodically.
 """
@@ -20,15 +21,14 @@ import weakref
 from decimal import Decimal
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from ._connect import connect, to_text
-from ._io import Batch, Operation, Script, run
+from ._connect import to_text
+from ._io import Batch, Client, Operation, Script, arun, run
 from ._on_delete import _references_to
 from ._registry import MODELS
-from ._scripts import lua
 from ._session import session
 from ._ttl import EXPIRY_FIELD, StillAlive, expiry_key
 from ._write_plan import WritePlan, plan_write
-from ._write_script import run_plans
+from ._write_script import op_run_plans
 from .exceptions import RestrictError
 
 #: how many due entities a write of a model removes at most (Redis' active expiry style)
@@ -201,7 +201,8 @@ def _has_policies(model: Any) -> bool:
     return any(action != 'no action' for _ns, _attr, action in _references_to(model))
 
 
-def _remove_plain(model: Any, conn: Any, rows: List[Tuple[str, Dict[str, str]]]) -> int:
+def _op_remove_plain(model: Any, rows: List[Tuple[str, Dict[str, str]]],
+                     via: Any = None) -> Operation[int]:
     """Remove due entities of a model no on_delete policy refers to, in one script call
     (again without the renewed one, if any)."""
     plans: List[WritePlan] = []
@@ -211,7 +212,7 @@ def _remove_plain(model: Any, conn: Any, rows: List[Tuple[str, Dict[str, str]]])
         plans.append(plan_write(model, old, {}, delete=True)._replace(expiry=_DUE))
     removed = 0
     while plans:
-        done, failure = run_plans(conn, plans)
+        done, failure = yield from op_run_plans(model if via is None else via, plans)
         removed += done
         if failure is None:
             break
@@ -221,9 +222,16 @@ def _remove_plain(model: Any, conn: Any, rows: List[Tuple[str, Dict[str, str]]])
     return removed
 
 
-def _remove_with_policies(model: Any, rows: List[Tuple[str, Dict[str, str]]]
-                          ) -> Tuple[int, int]:
-    """Remove due entities one by one, applying on_delete policies like ``delete()``."""
+def _remove_plain(model: Any, conn: Any, rows: List[Tuple[str, Dict[str, str]]]) -> int:
+    """Blocking :func:`_op_remove_plain` on the client ``conn``."""
+    return run(_op_remove_plain(model, rows, Client(conn)))
+
+
+def _op_remove_with_policies(model: Any, rows: List[Tuple[str, Dict[str, str]]]
+                             ) -> Operation[Tuple[int, int]]:
+    """Remove due entities one by one, applying on_delete policies like ``delete()`` (whose
+    saves of referring entities do not sweep again)."""
+    from ._ops_delete import op_delete  # (it imports rom._write, which imports this module)
     removed = blocked = 0
     for ident, row in rows:
         data = dict(row)
@@ -233,19 +241,18 @@ def _remove_with_policies(model: Any, rows: List[Tuple[str, Dict[str, str]]]
         except Exception:  # an unloadable row: the policies only need the id
             entity = model._from_stored({model._pkey: ident}, False, track=False)
         try:
-            if entity.delete(_rom_expired=True):
+            if (yield from op_delete(entity, {'_rom_expired': True}, False)):
                 removed += 1
         except RestrictError:
             blocked += 1
     return removed, blocked
 
 
-def sweep(model: Any, limit: int = 100, offset: int = 0) -> SweepResult:
-    """Remove up to ``limit`` expired entities of ``model`` (skipping the first ``offset``
-    due ids), each atomically with its index entries, unique claims and bookkeeping."""
-    conn = connect(model)
+def op_sweep(model: Any, limit: int = 100, offset: int = 0) -> Operation[SweepResult]:
+    """Operation of :func:`sweep` (the blocking and the asyncio drivers run the same)."""
     ns = model._namespace
-    reply = lua('expire_due')(conn, [expiry_key(ns)], [ns + ':', max(offset, 0), limit])
+    reply = yield Script(model, 'expire_due', (expiry_key(ns),),
+                         (ns + ':', max(offset, 0), limit))
     now, due, later = _ms(to_text(reply[0])), int(reply[1]), to_text(reply[2])
     rows = [(to_text(reply[i]), _decoded(reply[i + 1])) for i in range(3, len(reply), 2)]
     for ident, _row in rows:
@@ -253,9 +260,9 @@ def sweep(model: Any, limit: int = 100, offset: int = 0) -> SweepResult:
         if held is not None:
             session.forget(held)
     if _has_policies(model):
-        removed, blocked = _remove_with_policies(model, rows)
+        removed, blocked = yield from _op_remove_with_policies(model, rows)
     else:
-        removed, blocked = _remove_plain(model, conn, rows), 0
+        removed, blocked = (yield from _op_remove_plain(model, rows)), 0
     wait = None
     if due > len(rows):
         wait = 0.0
@@ -264,18 +271,25 @@ def sweep(model: Any, limit: int = 100, offset: int = 0) -> SweepResult:
     return SweepResult(removed, blocked, len(rows), due, wait)
 
 
+def sweep(model: Any, limit: int = 100, offset: int = 0) -> SweepResult:
+    """Remove up to ``limit`` expired entities of ``model`` (skipping the first ``offset``
+    due ids), each atomically with its index entries, unique claims and bookkeeping."""
+    return run(op_sweep(model, limit, offset))
+
+
+async def asweep(model: Any, limit: int = 100, offset: int = 0) -> SweepResult:
+    """Awaitable :func:`sweep` (same arguments and result; never blocks the event loop)."""
+    return await arun(op_sweep(model, limit, offset))
+
+
 # --------------------------------------------------------------------------- after writes
-_local = threading.local()
 #: per model class: the monotonic time its writes next look for due entities
 _next_check: 'weakref.WeakKeyDictionary[Any, float]' = weakref.WeakKeyDictionary()
 
 
-def after_write(plans: Iterable[WritePlan]) -> None:
-    """After saves of models with ``_ttl``: remove a few due entities of those models, at
-    most every ``WRITE_SWEEP_INTERVAL`` seconds per model unless one is known to be due."""
-    if getattr(_local, 'busy', False):
-        return  # the sweep's own writes (on_delete saves) do not sweep again
-    clock = time.monotonic()
+def _written_models(plans: Iterable[WritePlan], clock: float) -> List[Any]:
+    """The models of ``plans`` (each once); an expiry a plan set brings its model's next
+    check forward to the moment it falls due."""
     wall = time.time()
     models: List[Any] = []
     for plan in plans:
@@ -293,21 +307,40 @@ def after_write(plans: Iterable[WritePlan]) -> None:
             soon = clock + max(int(ms) / 1000.0 - wall, 0.0)
         if soon is not None:
             _next_check[model] = min(_next_check.get(model, 0.0), soon)
-    _local.busy = True
-    try:
-        for model in models:
-            if clock < _next_check.get(model, 0.0):
-                continue
-            result = sweep(model, WRITE_SWEEP)
-            wait = result.wait
-            if wait is None or (result.seen and not result.removed):
-                wait = WRITE_SWEEP_INTERVAL  # (e.g. all kept by restrict: do not retry at once)
-            _next_check[model] = time.monotonic() + min(wait, WRITE_SWEEP_INTERVAL)
-    except Exception as exc:  # the saves succeeded; the cleanup is retried by later writes
-        warnings.warn('rom: removing expired entities after a save failed: %s: %s'
-                      % (type(exc).__name__, exc), RuntimeWarning, stacklevel=4)
-    finally:
-        _local.busy = False
+    return models
+
+
+def op_after_write(plans: Iterable[WritePlan]) -> Operation[None]:
+    """After saves of models with ``_ttl`` (by either driver): remove a few due entities of
+    those models, at most every ``WRITE_SWEEP_INTERVAL`` seconds per model unless one is
+    known to be due. A failure is a warning: the saves succeeded, later writes retry.
+
+    The sweep's own writes (saves of referring entities by on_delete policies) do not
+    sweep again (they run with ``sweep=False``); while one sweep of a model is in flight,
+    other writes of the model (other tasks or threads) do not start another.
+    """
+    clock = time.monotonic()
+    for model in _written_models(plans, clock):
+        if clock < _next_check.get(model, 0.0):
+            continue
+        previous = _next_check.get(model)
+        _next_check[model] = clock + WRITE_SWEEP_INTERVAL  # (in flight: no second sweep)
+        try:
+            result = yield from op_sweep(model, WRITE_SWEEP)
+        except BaseException as exc:
+            if previous is None:  # not done: the next write of the model tries again
+                _next_check.pop(model, None)
+            else:
+                _next_check[model] = previous
+            if not isinstance(exc, Exception):
+                raise
+            warnings.warn('rom: removing expired entities after a save failed: %s: %s'
+                          % (type(exc).__name__, exc), RuntimeWarning, stacklevel=2)
+            return
+        wait = result.wait
+        if wait is None or (result.seen and not result.removed):
+            wait = WRITE_SWEEP_INTERVAL  # (e.g. all kept by restrict: do not retry at once)
+        _next_check[model] = time.monotonic() + min(wait, WRITE_SWEEP_INTERVAL)
 
 
 # --------------------------------------------------------------------------- job, reaper
@@ -394,5 +427,5 @@ class Reaper(threading.Thread):
             self.join(timeout)
 
 
-__all__ = ['EXPIRY_FIELD', 'ExpiryJob', 'Reaper', 'SweepResult', 'after_write',
-           'expiring_models', 'sweep', 'ttl_of', 'visible', 'visible_ids']
+__all__ = ['EXPIRY_FIELD', 'ExpiryJob', 'Reaper', 'SweepResult', 'asweep', 'expiring_models',
+           'op_after_write', 'op_sweep', 'sweep', 'ttl_of', 'visible', 'visible_ids']

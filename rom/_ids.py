@@ -18,7 +18,9 @@ that is constructed and never saved.
 In a coroutine (a running event loop in the thread) a new entity takes an id of a held
 block at once, without I/O; when none is held its id stays pending until its first
 ``asave()``/``acommit()``, which reserves one block for all the pending entities of a
-model (``op_take_ids``; the counter's lock is never held across an ``await``).
+model (``op_take_ids``; the counter's lock is never held across an ``await``), or until
+``await entity.aid()``. ``await Model.areserve_ids(n)`` (``op_reserve_ids``) reserves ids
+ahead, so that the next entities built in coroutines get theirs at once.
 
 Thread-safe (one lock per counter); fork-safe: a child process drops the blocks it
 inherited (their ids belong to the parent) and reserves its own.
@@ -32,6 +34,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ._aconnect import is_async_client
 from ._io import Client, ClientOf, Command, Operation, run
+from .exceptions import ORMError
 
 #: largest block the adaptive size reaches (a model's ``_ids_per_block`` may be larger)
 MAX_BLOCK = 1024
@@ -152,6 +155,47 @@ def op_take_ids(model: Any, via: Any, count: int = 1) -> Operation[List[int]]:
     finally:
         if locked:
             state.lock.release()
+
+
+def check_count(count: Any) -> int:
+    """The number of ids ``Model.areserve_ids(count)`` makes sure are held (None: 1)."""
+    if count is None:
+        return 1
+    if isinstance(count, bool) or not isinstance(count, int):
+        raise TypeError('the number of ids to reserve must be an int, not %s'
+                        % (type(count).__name__,))
+    if count < 1:
+        raise ValueError('the number of ids to reserve must be at least 1, got %d' % (count,))
+    return count
+
+
+def op_reserve_ids(model: Any, via: Any, count: int = 1) -> Operation[int]:
+    """Operation: make the process hold at least ``count`` ids of ``model`` (without taking
+    any), reserving a block with one ``INCRBY`` on the client of ``via`` when fewer are
+    held; returns how many it holds.
+
+    The counter's lock is never held across the ``INCRBY``. The new block extends the held
+    ids when it follows them; otherwise the larger of the two is kept (the other one's ids
+    become gaps, like the ids of a process that exits).
+    """
+    if getattr(model, '_rom_take_ids', None) is not None:  # a shard class (rom._shard)
+        raise ORMError('reserve the ids of %s through its public model' % (model.__name__,))
+    key = '%s:%s:' % (model._namespace, model._pkey)
+    state = _counter(key, (yield ClientOf(via)))
+    with state.lock:
+        held = state.last - state.next + 1
+        if held >= count:
+            return held
+        size = _next_size(state, getattr(model, '_ids_per_block', None), count)
+    hi = int((yield Command(via, ('INCRBY', key, size))))
+    lo = hi - size + 1
+    with state.lock:
+        held = max(state.last - state.next + 1, 0)
+        if held and state.last + 1 == lo:
+            state.last = hi  # the new block follows the held ids
+        elif held < size:
+            state.next, state.last = lo, hi
+        return state.last - state.next + 1
 
 
 def take_ids(model: Any, conn: Any, count: int = 1) -> List[int]:

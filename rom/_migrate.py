@@ -25,6 +25,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 from ._audit import audit_model
 from ._audit_report import AuditReport
 from ._connect import connect, to_text
+from ._limits import MAX_BLOCK_SIZE, size_problem
 from ._maintenance import _scan_pages, row_id_of, scan_pattern
 from ._reindex import entity_from_row, read_rows, untracked
 from ._relations import UnsafeColumn
@@ -177,7 +178,10 @@ class Migration:
         if self.old == model._namespace:
             raise ORMError('%s: the old namespace %r is the model\'s own namespace'
                            % (model.__name__, self.old))
-        self.block_size = max(1, block_size)
+        problem = size_problem(block_size, MAX_BLOCK_SIZE)
+        if problem:
+            raise ORMError('Migration: block_size %s' % (problem,))
+        self.block_size = block_size
         self.unsafe = [attr for attr, col in model._columns.items()
                        if isinstance(col, UnsafeColumn)]
         self._ids: Optional[List[int]] = None

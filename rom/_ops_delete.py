@@ -23,7 +23,8 @@ __all__ = ['op_delete', 'op_delete_many']
 
 
 def op_delete(entity: Any, kwargs: Dict[str, Any], sweep: bool = True) -> Operation[Any]:
-    """Operation: delete ``entity`` (``Model.delete(**kwargs)``: on_delete, hooks)."""
+    """Operation: delete ``entity`` (``Model.delete(**kwargs)``: on_delete, hooks).
+    ``sweep=False``: the expiry cleanup's own removal (its saves do not sweep again)."""
     if not entity._last.get(entity._pkey):
         raise ColumnError('cannot delete %r: it has never been saved, so there is nothing '
                           'to delete (forget it with session.forget() instead)' % (entity,))

@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Set, Tuple
 
 from ._cluster import check_cluster_relations, cluster_namespace
 from ._coltypes import Column, PrimaryKey
+from ._limits import MAX_IDS_PER_BLOCK, size_problem
 from ._records import GeoIndex
 from ._registry import MODELS, MODELS_REFERENCED, EntityMeta
 from ._relations import ManyToOne, OneToMany, UnsafeColumn
@@ -44,9 +45,9 @@ class _ModelMetaclass(EntityMeta):
         namespace, cluster_tag = cluster_namespace(name, namespace,
                                                    False if is_root else wants_cluster)
         block = body.get('_ids_per_block')
-        if block is not None and (type(block) is not int or block < 1):
-            raise ORMError('%s._ids_per_block must be None (adaptive) or a positive integer, '
-                           'not %r' % (name, block))
+        problem = None if block is None else size_problem(block, MAX_IDS_PER_BLOCK)
+        if problem:
+            raise ORMError('%s._ids_per_block (None: adaptive) %s' % (name, problem))
         if not is_root and (name in MODELS or namespace in MODELS):
             raise ORMError('cannot define model %s (namespace %r): a model with that name or '
                            'namespace already exists' % (name, namespace))

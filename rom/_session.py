@@ -284,14 +284,14 @@ class Session(threading.local):
         Writes are batched into as few script calls as possible; on failure the entities
         before the failing one are written and the rest are not.
         """
-        return run(_op_save(objects, full, all, force, True))
+        return run(_op_save(objects, full, all, force))
 
     async def asave(self, *objects: Any, full: Any = None, all: Any = None, force: Any = None,
                     **ignored: Any) -> int:
         """Async ``save()`` (the saved entities count as coming from the async API, as with
         ``Model.asave``)."""
         from ._relations import mark_async
-        total = await arun(_op_save(objects, full, all, force, False))
+        total = await arun(_op_save(objects, full, all, force))
         mark_async(list(_flatten(objects)))
         return total
 
@@ -325,7 +325,7 @@ class Session(threading.local):
         await self.arefresh(*list(self.known.values()), force=force)
 
 
-def _op_save(objects: Any, full: Any, all: Any, force: Any, sweep: bool) -> Operation[int]:
+def _op_save(objects: Any, full: Any, all: Any, force: Any) -> Operation[int]:
     """Operation of ``Session.save``: the savable entities, in one ordered batched save."""
     from ._write import op_save_entities
     selected: List[Any] = []
@@ -338,8 +338,7 @@ def _op_save(objects: Any, full: Any, all: Any, force: Any, sweep: bool) -> Oper
             selected.append(obj)
     total = 0
     if selected:
-        total = yield from op_save_entities(selected, bool(full), bool(force), bool(all),
-                                            sweep)
+        total = yield from op_save_entities(selected, bool(full), bool(force), bool(all))
     if error is not None:
         raise error
     return total

@@ -22,6 +22,7 @@ from typing import Any, Dict, Iterable, List, Sequence, Set, Tuple
 
 from ._connect import connect
 from ._ids import held_id, take_id
+from ._limits import MAX_SHARDS, size_problem
 from .exceptions import ORMError
 
 __all__ = ['declared_shards', 'sharded_namespace', 'setup_shards', 'shard_of', 'is_sharded',
@@ -45,8 +46,9 @@ def declared_shards(name: str, body: Dict[str, Any], bases: Sequence[type]) -> i
         count = _default_shards(body, bases)
     if count is None or count is False or count == 0:
         return 0
-    if type(count) is not int or count < 1:
-        raise ORMError('%s._shards must be a positive integer, not %r' % (name, count))
+    problem = size_problem(count, MAX_SHARDS)
+    if problem:
+        raise ORMError('%s._shards %s' % (name, problem))
     return count
 
 

@@ -10,6 +10,8 @@ import argparse
 import time
 from typing import Any, List
 
+from ._limits import MAX_SHARDS
+
 __all__ = ['add_parser', 'expand']
 
 
@@ -25,6 +27,13 @@ def expand(models: List[Any], command: str) -> List[Any]:
 
 
 def _cmd_reshard(models: List[Any], args: argparse.Namespace, out: Any) -> int:
+    """move the rows of sharded models to another shard count
+
+    Move every row of each sharded model whose shard changes to its shard under the
+    new count (row, indexes and unique index in one atomic call per row, then the old
+    copy is deleted). Application processes refuse the model while it runs (a write
+    pause); re-run it after a crash. Afterwards declare _shards = <new count>.
+    """
     from ._cli import EXIT_OK, UsageError
     from ._shard import is_sharded
     from ._shard_reshard import ReshardSummary, reshard
@@ -46,17 +55,12 @@ def _cmd_reshard(models: List[Any], args: argparse.Namespace, out: Any) -> int:
     return EXIT_OK
 
 
-def add_parser(sub: Any, common: Any) -> None:
-    """Add the ``reshard`` command to the ``python -m rom`` subparsers."""
-    parser = sub.add_parser(
-        'reshard', help='move the rows of sharded models to another shard count',
-        description='Move every row of each sharded model whose shard changes to its shard '
-                    'under the new count (row, indexes and unique index in one atomic call '
-                    'per row, then the old copy is deleted). Application processes refuse '
-                    'the model while it runs (a write pause); re-run it after a crash. '
-                    'Afterwards declare _shards = <new count>.')
-    common(parser, 500)
-    parser.add_argument('--shards', type=int, required=True, help='the new shard count')
-    parser.add_argument('--dry-run', dest='reshard_dry_run', action='store_true',
-                        help='count the rows that would move; write nothing')
-    parser.set_defaults(func=_cmd_reshard)
+def add_parser(sub: Any, add_command: Any, switch: Any, shard_count: Any) -> None:
+    """Add the ``reshard`` command to the ``python -m rom`` subparsers (``add_command`` and
+    ``switch`` build commands as ``rom._cli`` does; ``shard_count`` parses ``--shards``)."""
+    add_command(
+        sub, 'reshard', _cmd_reshard, 500,
+        [(('--shards',), dict(type=shard_count, required=True, metavar='N',
+                              help='the new shard count, 1 to %d' % (MAX_SHARDS,))),
+         switch('--dry-run', 'count the rows that would move; write nothing',
+                dest='reshard_dry_run')])

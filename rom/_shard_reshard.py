@@ -22,6 +22,7 @@ from typing import Any, Iterator, List, NamedTuple, Optional, Tuple
 
 from . import _shard_unique
 from ._connect import connect, to_text
+from ._limits import MAX_BLOCK_SIZE, MAX_SHARDS, size_problem
 from ._shard import meta_key, shard_class
 from ._write_plan import plan_write
 from ._write_script import run_plans
@@ -70,9 +71,11 @@ def reshard(public: Any, shards: int, dry_run: bool = False, block_size: int = 5
 
     With ``summary`` (a list), the :class:`ReshardSummary` is appended to it at the end.
     """
-    if type(shards) is not int or shards < 1:
-        raise ORMError('reshard: the shard count must be a positive integer, not %r'
-                       % (shards,))
+    for what, value, high in (('the shard count', shards, MAX_SHARDS),
+                              ('block_size', block_size, MAX_BLOCK_SIZE)):
+        problem = size_problem(value, high)
+        if problem:
+            raise ORMError('reshard: %s %s' % (what, problem))
     conn = connect(public)
     old, pending = stored_layout(public, conn)
     if pending is not None and pending != shards:

@@ -104,7 +104,8 @@ def op_save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool
 
     On failure the entities before the failing one are written (and their after-hooks run),
     the failing one and those after it are not, and the failure is raised. ``sweep``: run
-    the expiry cleanup after writes of models with ``_ttl`` (the blocking driver only).
+    the expiry cleanup after writes of models with ``_ttl`` (``rom._expiry.op_after_write``;
+    False for the writes of that cleanup itself).
     """
     total = 0
     entities = list(entities)
@@ -153,8 +154,8 @@ def op_save_entities(entities: Iterable[Any], full: bool, force: bool, all: bool
                 else:
                     entity._after_update()
             if expiring and sweep:  # models with ``_ttl``: a little expiry cleanup
-                from ._expiry import after_write
-                after_write(expiring)
+                from ._expiry import op_after_write
+                yield from op_after_write(expiring)
             if not isinstance(failure, Replan):
                 break
             # an incremental update the script could not trust: plan it in full, go on

@@ -9,7 +9,7 @@ Writes of a model already remove a few due entities of that model; use these for
 from __future__ import annotations
 
 from ._expiry import (WRITE_SWEEP, WRITE_SWEEP_INTERVAL, ExpiryJob, Reaper, SweepResult,
-                      expiring_models, sweep)
+                      asweep, expiring_models, sweep)
 
 __all__ = ['ExpiryJob', 'Reaper', 'SweepResult', 'WRITE_SWEEP', 'WRITE_SWEEP_INTERVAL',
-           'expiring_models', 'sweep']
+           'asweep', 'expiring_models', 'sweep']

@@ -16,7 +16,7 @@ from ._coltypes import IndexOnly
 from ._compat import _zrange_limit_iterator, redis_writer_lua
 from ._connect import connect, decodes_responses
 from ._helpers import ClassProperty, short_repr
-from ._ids import take_id
+from ._ids import check_count, op_reserve_ids, take_id
 from ._io import arun, run
 from ._keygen import SORT_KEYGEN_NAMES
 from ._loader import field_names, load_row, mapping_builder, row_builder
@@ -28,7 +28,7 @@ from ._relations import ForeignModel, UnsafeColumn, _Related, _Unresolved, mark_
 from ._schema import _ModelMetaclass
 from ._session import session
 from ._values import initial_text
-from ._write import op_save_entities
+from ._write import op_save_entities, op_take_pending_ids
 from ._write_plan import AttrDict, plan_write
 from ._write_script import run_plans
 from .exceptions import (ColumnError, DataRaceError, EntityDeletedError,  # noqa: F401
@@ -267,6 +267,21 @@ class Model(metaclass=_ModelMetaclass):
             session.wknown[self._session_key] = self
         return value
 
+    async def aid(self) -> int:
+        """The entity's id (its primary key's value). A new entity whose id is still
+        pending (built in a coroutine while the process held no ids of its model) takes it
+        with an awaited ``INCRBY``, where reading ``entity.id`` would block the loop."""
+        if self._id_pending:
+            await arun(op_take_pending_ids([self]))
+        return self._data[self._pkey]  # type: ignore[no-any-return]
+
+    @classmethod
+    async def areserve_ids(cls, count: Optional[int] = None) -> None:
+        """Reserve ids of this model ahead, with an awaited ``INCRBY`` when needed: the next
+        ``count`` entities (default: at least one) built in this process take their ids at
+        once, without I/O. A no-op while enough ids are held."""
+        await arun(op_reserve_ids(cls, cls, check_count(count)))
+
     def _set_allocated_id(self, value: int, old_key: str) -> None:
         self._data[self._pkey] = value
         session._rekey_many([(self, old_key)])
@@ -344,7 +359,7 @@ class Model(metaclass=_ModelMetaclass):
 
     async def asave(self, full: bool = False, force: bool = False) -> int:
         """Async ``save()``: same arguments, result and exceptions; never blocks the loop."""
-        changed = await arun(op_save_entities([self], full, force, True, False))
+        changed = await arun(op_save_entities([self], full, force))
         mark_async(self)  # (its relations: loaded with aload() in async code)
         return changed
 
@@ -375,7 +390,7 @@ class Model(metaclass=_ModelMetaclass):
 
     async def adelete(self, **kwargs: Any) -> Any:
         """Async ``delete()``: same arguments, result and exceptions; never blocks the loop."""
-        return await arun(op_delete(self, kwargs, False))
+        return await arun(op_delete(self, kwargs))
 
     def refresh(self, force: bool = False) -> None:
         """Reload the entity from Redis, discarding local changes (``force`` for modified ones)."""

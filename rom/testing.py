@@ -34,13 +34,8 @@ Example (pytest)::
 """
 from __future__ import annotations
 
-import atexit
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple, Type
@@ -48,6 +43,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Type
 import redis
 
 from rom._fault_proxy import Fault, FaultProxy
+from rom._server_process import ServerProcess, TempServers
 
 __all__ = [
     'dump_database', 'Fault', 'FaultProxy', 'LocalCluster', 'start_local_cluster',
@@ -108,17 +104,7 @@ def redis_server_executable() -> str:
                                               TEST_URL_ENV))
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    """Ask Linux to SIGTERM the server if the process that started it dies abruptly."""
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None)
-        libc.prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
-class EmbeddedRedis:
+class EmbeddedRedis(TempServers, ServerProcess):
     """A private ``redis-server`` process listening on a unix socket in a temporary directory.
 
     ``url`` (``unix:///.../redis.sock?db=N``) is what clients connect to. ``stop()`` ends the
@@ -128,76 +114,32 @@ class EmbeddedRedis:
 
     def __init__(self, executable: Optional[str] = None, db: int = 0,
                  timeout: float = 15.0) -> None:
-        self.executable = executable or redis_server_executable()
-        self.directory = tempfile.mkdtemp(prefix='rom-redis-')
+        executable = executable or redis_server_executable()
+        self._own('rom-redis-')
         self.socket_path = os.path.join(self.directory, 'redis.sock')
-        self.log_path = os.path.join(self.directory, 'redis.log')
         self.db = db
         self.url = 'unix://%s?db=%d' % (self.socket_path, db)
-        self._owner_pid = os.getpid()
-        self._lock = threading.Lock()
-        self.process: Optional[subprocess.Popen[bytes]] = None
-        conf = os.path.join(self.directory, 'redis.conf')
-        with open(conf, 'w') as f:
-            f.write('\n'.join([
-                'port 0',
-                'unixsocket %s' % self.socket_path,
-                'unixsocketperm 700',
-                'dir %s' % self.directory,
-                'save ""',
-                'appendonly no',
-                'daemonize no',
-                'databases 16',
-                'logfile %s' % self.log_path,
-                '',
-            ]))
+        self.process = None
         try:
-            self.process = subprocess.Popen(
-                [self.executable, conf], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL, close_fds=True,
-                preexec_fn=_die_with_parent if sys.platform.startswith('linux') else None)
-        except BaseException:
-            shutil.rmtree(self.directory, ignore_errors=True)
-            raise
-        atexit.register(self.stop)
-        try:
-            self._wait_ready(timeout)
+            ServerProcess.__init__(self, executable, self.directory, [
+                'port 0', 'unixsocket %s' % self.socket_path, 'unixsocketperm 700',
+                'databases 16'])
+            self.wait_for(time.monotonic() + timeout, self._answers, 'answer')
         except BaseException:
             self.stop()
             raise
 
-    def _wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        last_error: Optional[BaseException] = None
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise RuntimeError('redis-server %s exited with code %s:\n%s' % (
-                    self.executable, self.process.returncode, self._log_tail()))
-            if os.path.exists(self.socket_path):
-                client = redis.Redis(unix_socket_path=self.socket_path, socket_timeout=2)
-                try:
-                    if client.ping():
-                        return
-                except (redis.ConnectionError, redis.TimeoutError) as exc:  # incl. BusyLoading
-                    last_error = exc
-                finally:
-                    client.close()
-            time.sleep(0.02)
-        raise RuntimeError('redis-server %s did not answer within %.0fs (%r):\n%s' % (
-            self.executable, timeout, last_error, self._log_tail()))
-
-    def _log_tail(self) -> str:
+    def _answers(self) -> bool:
+        if not os.path.exists(self.socket_path):
+            return False  # (a failed connect leaks a socket in redis-py 4.5.5)
+        client = redis.Redis(unix_socket_path=self.socket_path, socket_timeout=2)
         try:
-            with open(self.log_path, errors='replace') as f:
-                return ''.join(f.readlines()[-20:])
-        except OSError:
-            return '(no log)'
+            return bool(client.ping())
+        finally:
+            client.close()
 
-    @property
-    def running(self) -> bool:
-        """True while the server process is alive."""
-        return self.process is not None and self.process.poll() is None
+    def _stop_servers(self) -> None:
+        self.terminate()
 
     def client(self, **kwargs: Any) -> redis.Redis:
         """A new ``redis.Redis`` client for this server (keyword arguments pass through).
@@ -207,31 +149,6 @@ class EmbeddedRedis:
         if 'db' in kwargs:
             return redis.Redis(unix_socket_path=self.socket_path, **kwargs)
         return redis.Redis.from_url(self.url, **kwargs)
-
-    def stop(self) -> None:
-        """Stop the server (no save) and delete its directory. Safe to call repeatedly."""
-        with self._lock:
-            if os.getpid() != self._owner_pid:
-                return  # a forked child must not stop its parent's server
-            proc, self.process = self.process, None
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(10)
-            shutil.rmtree(self.directory, ignore_errors=True)
-        try:
-            atexit.unregister(self.stop)
-        except Exception:  # pragma: no cover
-            pass
-
-    def __enter__(self) -> EmbeddedRedis:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return '<EmbeddedRedis %s %s>' % (self.url, 'running' if self.running else 'stopped')

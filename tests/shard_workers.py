@@ -8,15 +8,10 @@ from __future__ import annotations
 
 import os
 import random
-import traceback
-from collections import Counter
-from typing import Any, Dict
+from typing import Any
 
 import rom
-import rom.util
-from rom.exceptions import DataRaceError, EntityDeletedError, UniqueKeyViolation
-
-ALLOWED = (UniqueKeyViolation, DataRaceError, EntityDeletedError)
+from race_workers import change_person, connect, run_race
 EMAILS = ['e%d@x' % i for i in range(20)]
 
 
@@ -29,49 +24,14 @@ def define_model(shards: int = 6) -> Any:
     return SPerson
 
 
-def _connect(url: str) -> None:
-    from redis.cluster import RedisCluster
-    rom.util.CONNECTION = RedisCluster.from_url(url)
-
-
-def _random_existing(model: Any, rng: random.Random) -> Any:
-    top = int(model._connection.get('%s:%s:' % (model._namespace, model._pkey)) or 0)
-    return model.get(rng.randint(1, top)) if top else None
+def _step(model: Any, op: str, rng: random.Random) -> None:
+    change_person(model, op, rng, EMAILS)
 
 
 def race(url: str, seed: int, n_ops: int, queue: Any) -> None:
     """Random creates, updates and deletes over EMAILS; reports counts and surprises."""
-    rng = random.Random(seed)
-    ops: Dict[str, int] = Counter()
-    errors: Dict[str, int] = Counter()
-    unexpected = []
-    try:
-        _connect(url)
-        model = define_model()
-        for _ in range(n_ops):
-            op = rng.choice(['create', 'create', 'update', 'delete'])
-            ops[op] += 1
-            try:
-                if op == 'create':
-                    model(email=rng.choice(EMAILS), age=rng.randint(0, 99)).save()
-                elif op == 'update':
-                    person = _random_existing(model, rng)
-                    if person is not None:
-                        person.email = rng.choice(EMAILS)
-                        person.save()
-                else:
-                    person = _random_existing(model, rng)
-                    if person is not None:
-                        person.delete()
-            except ALLOWED as exc:
-                errors[type(exc).__name__] += 1
-            except Exception:
-                unexpected.append(traceback.format_exc())
-            finally:
-                rom.util.session.rollback()
-        queue.put({'ops': dict(ops), 'errors': dict(errors), 'unexpected': unexpected})
-    except Exception:
-        queue.put({'fatal': traceback.format_exc()})
+    run_race(url, seed, n_ops, queue, define_model, ['create', 'create', 'update', 'delete'],
+             _step)
 
 
 def crash(url: str, step: str, email: str, other: str) -> None:
@@ -81,7 +41,7 @@ def crash(url: str, step: str, email: str, other: str) -> None:
     row. ``step == 'written'``: an entity created with ``other`` changes to ``email``; the
     process dies after the row write, before releasing ``other``'s claim.
     """
-    _connect(url)
+    connect(url)
     model = define_model()
     from rom import _shard_unique
     if step == 'claimed':

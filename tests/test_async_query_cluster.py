@@ -58,3 +58,34 @@ async def test_async_reads_and_queries_on_a_cluster(cconn: Any) -> None:
     assert [len(a.posts) for a in authors] == [4, 4]
     page = await CPost.query.order_by('n').apage(3)
     assert [p.n for p in page] == [0, 1, 2] and page.next
+
+
+async def test_async_saves_remove_due_entities_on_a_cluster(cconn: Any) -> None:
+    """The expiry cleanup of an async save (script routed by the expiry set's key, removals
+    through the write script in the model's slot), and ids reserved without blocking."""
+    import time
+    from rom._audit import audit_model
+
+    class CToken(rom.Model):
+        _cluster = True
+        _ttl = 0
+        value = rom.Text(unique=True)
+        user = rom.Integer(index=True)
+
+    class CUse(rom.Model):
+        _cluster = True
+        token = rom.ManyToOne('CToken', on_delete='cascade')
+
+    await CToken.areserve_ids(3)
+    live, dead = CToken(value='a', user=1), CToken(value='b', user=1)
+    assert (await live.aid(), await dead.aid()) == (1, 2)
+    use = CUse(token=dead)
+    await rom.util.session.acommit()
+    dead.expire_in(0.03)
+    await dead.asave()
+    time.sleep(0.06)
+    await CToken(value='c', user=2).asave()          # removes the due token and its use
+    assert not cconn.exists('{CToken}:2', '{CToken}:-expiry-', '{CUse}:%d' % use.id)
+    assert cconn.hgetall('{CToken}:value:uidx') == {b'a': b'1', b'c': b'3'}
+    assert cconn.zrange('{CToken}:user:idx', 0, -1) == [b'1', b'3']
+    assert audit_model(CToken).ok and audit_model(CUse).ok

@@ -14,6 +14,7 @@ import redis
 
 import rom
 from rom import _cli, util
+from rom._limits import MAX_BLOCK_SIZE, MAX_SHARDS
 
 TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS_DIR)
@@ -127,6 +128,9 @@ def test_reindex_and_clean_through_rom_redis_uri(models, conn, redis_url):
     (['check', 'cli_models:Missing'], 'no attribute'),
     (['check', 'cli_models:not_a_model'], 'not a rom model'),
     (['check', 'cli_models:CliItem', '--block-size', '0'], 'at least 1'),
+    (['check', 'cli_models:CliItem', '--block-size', '100001'], 'at most 100000, not 100001'),
+    (['reshard', 'cli_models:CliItem', '--shards', '1025'], 'at most 1024, not 1025'),
+    (['reshard', 'cli_models:CliItem', '--shards', 'many'], "'many' is not a whole number"),
 ])
 def test_usage_errors_exit_2(args, needle, redis_url):
     result = run(*args, url=redis_url if args else None)
@@ -141,7 +145,47 @@ def test_unreachable_server_exits_3():
     assert 'cannot reach Redis' in result.stderr and 'Traceback' not in result.stderr
 
 
+@pytest.mark.parametrize('command', ['reindex', 'clean', 'check', 'expire', 'migrate',
+                                     'reshard'])
+def test_block_size_bound(command, capsys):
+    """--block-size takes 1 to MAX_BLOCK_SIZE (100,000) in every command; more is a usage
+    error (exit 2, no traceback)."""
+    extra = ['--shards', '2'] if command == 'reshard' else []
+    at = [command, 'cli_models:CliItem', '--block-size', '100000'] + extra
+    assert MAX_BLOCK_SIZE == 100000
+    assert _cli.build_parser().parse_args(at).block_size == 100000
+    over = [command, 'cli_models:CliItem', '--block-size', '100001'] + extra
+    assert _cli.main(over, io.StringIO(), io.StringIO()) == 2
+    err = capsys.readouterr().err
+    assert 'argument --block-size: must be at most 100000, not 100001' in err
+    assert 'Traceback' not in err
+
+
+def test_shards_bound(capsys):
+    """reshard --shards takes 1 to MAX_SHARDS (1024)."""
+    assert MAX_SHARDS == 1024
+    args = _cli.build_parser().parse_args(['reshard', 'cli_models:CliItem', '--shards', '1024'])
+    assert args.shards == 1024
+    for bad, text in (('1025', 'at most 1024, not 1025'), ('0', 'at least 1, not 0')):
+        assert _cli.main(['reshard', 'cli_models:CliItem', '--shards', bad]) == 2
+        assert 'argument --shards: must be ' + text in capsys.readouterr().err
+
+
 # --------------------------------------------------------------------------- in-process runs
+
+def test_largest_block_size_runs(models, conn):
+    """The commands work with the largest block (every row in one block)."""
+    _healthy(models, 20)
+    texts = {}
+    for command in ('reindex', 'clean', 'check'):
+        out = io.StringIO()
+        assert _cli.main([command, 'cli_models:CliItem', '--block-size', '100000'], out,
+                         io.StringIO()) == 0, command
+        texts[command] = out.getvalue()
+    assert 'CliItem: indexes rebuilt (20 ids handled, 20 rows indexed' in texts['reindex']
+    assert 'stale legacy and unique index data removed' in texts['clean']
+    assert conn.zcard('CliItem:n:idx') == 20
+
 
 def test_progress_bar_only_on_a_terminal(models, conn):
     _healthy(models, 20)

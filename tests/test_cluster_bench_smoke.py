@@ -3,25 +3,14 @@ private 3-master cluster, checks rom's answers against the floor's and reports e
 workload. It measures nothing; the benchmark itself is run by hand."""
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
+
+from test_benchmark_smoke import smoke_report
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
 def test_cluster_bench_smoke(tmp_path) -> None:
-    out = tmp_path / 'cluster.json'
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, 'benchmarks', 'cluster_bench.py'),
-                           '--smoke', '--json', str(out)],
-                          capture_output=True, text=True, timeout=240, cwd=ROOT)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    report = json.loads(out.read_text())
+    report, _ = smoke_report('cluster_bench.py', tmp_path, timeout=240)
     workloads = ('insert_one', 'get_one', 'get_100', 'get_by_unique', 'range_order_limit',
                  'word_and_range_count', 'update_two_indexed', 'delete')
     for side in ('single', 'cluster'):

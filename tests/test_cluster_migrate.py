@@ -211,6 +211,14 @@ def test_migrate_on_one_server_and_refusals(single: redis.Redis) -> None:
         assert summary.created == summary.source_rows > 0
         assert job.audit().ok
     assert [p.id for p in m.Author.get(2).posts] == [2]  # (post 4 was deleted)
+    with pytest.raises(ORMError, match='block_size must be at most 100000, not 100001'):
+        Migration(m.Post, block_size=100_001)
+    with pytest.raises(ORMError, match='block_size must be at least 1, not 0'):
+        Migration(m.Post, block_size=0)
+    summary = MigrationSummary()
+    for _ in Migration(m.Post, block_size=100_000).run(summary):  # all rows in one block
+        pass
+    assert summary.unchanged == summary.source_rows > 0 and summary.created == 0
     with pytest.raises(ORMError, match='not a cluster-mode model'):
         Migration(type('Plain', (rom.Model,), {'x': rom.Integer()}))
     with pytest.raises(ORMError, match='_ttl'):

@@ -14,6 +14,7 @@ import redis
 
 import rom
 from rom import _ids, session
+from rom._limits import MAX_IDS_PER_BLOCK
 from rom.exceptions import ORMError
 
 
@@ -81,6 +82,18 @@ def test_fixed_block_size_per_model(conn, roundtrips):
 def test_invalid_block_size_is_refused(bad):
     with pytest.raises(ORMError, match='_ids_per_block'):
         type('Bad', (rom.Model,), {'_ids_per_block': bad, 'x': rom.Integer()})
+
+
+def test_block_size_bound(conn):
+    """``_ids_per_block`` goes up to MAX_IDS_PER_BLOCK (1,000,000): one INCRBY reserves it."""
+    assert MAX_IDS_PER_BLOCK == 1_000_000
+    with pytest.raises(ORMError, match=r'_ids_per_block .*must be at most 1000000, not 1000001'):
+        type('Huge', (rom.Model,), {'_ids_per_block': 1_000_001, 'x': rom.Integer()})
+    Big = type('Big', (rom.Model,), {'_ids_per_block': 1_000_000, 'x': rom.Integer()})
+    first, second = Big(x=1), Big(x=2)
+    first.save()
+    second.save()
+    assert (first.id, second.id) == (1, 2) and conn.get('Big:id:') == b'1000000'
 
 
 def test_one_round_trip_per_save_once_a_block_is_held(Item, conn, roundtrips):

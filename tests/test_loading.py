@@ -45,14 +45,17 @@ def _values(entity):
             if attr not in ('books', 'author')}
 
 
-def _make(Row, n):
-    Author = rom.columns.MODELS['Author']
-    author = Author.get(1) or Author(name='ann')
+def _row(Row, n, author):
     return Row(text='t%d \u20ac' % n, n=n, f=n / 3.0,
                when=datetime.datetime(2021, 5, 6, 7, 8, 9, n),
                day=datetime.date(2020, 1, n + 1), at=datetime.time(1, 2, 3, n), flag=bool(n % 2),
                raw=b'\xff\x00%d' % n, amount=rom.columns.Decimal._allowed('1.%d' % n),
                doc={'k': [n, None, 'x']}, author=author)
+
+
+def _make(Row, n):
+    Author = rom.columns.MODELS['Author']
+    return _row(Row, n, Author.get(1) or Author(name='ann'))
 
 
 async def _make_async(api, Row, n):
@@ -62,11 +65,7 @@ async def _make_async(api, Row, n):
         author = Author(name='ann')
         if api.is_async:  # saved now, as building a Row referring to it does in blocking code
             await api.save(author)
-    return Row(text='t%d \u20ac' % n, n=n, f=n / 3.0,
-               when=datetime.datetime(2021, 5, 6, 7, 8, 9, n),
-               day=datetime.date(2020, 1, n + 1), at=datetime.time(1, 2, 3, n), flag=bool(n % 2),
-               raw=b'\xff\x00%d' % n, amount=rom.columns.Decimal._allowed('1.%d' % n),
-               doc={'k': [n, None, 'x']}, author=author)
+    return _row(Row, n, author)
 
 
 async def _all_ways(api, Row, ids):

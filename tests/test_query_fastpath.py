@@ -13,29 +13,33 @@ import rom.util
 UUID = re.compile(r'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}')
 
 
-def make_model(conn):
+def _declare():
     class F(rom.Model):
         n = rom.Integer(index=True)
         m = rom.Float(index=True)
         tag = rom.Text(index=True, keygen=rom.IDENTITY)
+    return F
+
+
+def _rows():
     rng = random.Random(7)
-    for i in range(1, 131):
-        F(n=rng.choice([1, 2, 2, 3, 5, 8, 8, 8, 13, -4]), m=rng.random() * 10,
-          tag=rng.choice(['a', 'b'])).save()
+    return [dict(n=rng.choice([1, 2, 2, 3, 5, 8, 8, 8, 13, -4]), m=rng.random() * 10,
+                 tag=rng.choice(['a', 'b'])) for _ in range(130)]
+
+
+def make_model(conn):
+    F = _declare()
+    for row in _rows():
+        F(**row).save()
     rom.util.session.commit()
     rom.util.session.rollback()
     return F
 
 
 async def make_model_async(api, conn):
-    class F(rom.Model):
-        n = rom.Integer(index=True)
-        m = rom.Float(index=True)
-        tag = rom.Text(index=True, keygen=rom.IDENTITY)
-    rng = random.Random(7)
-    for i in range(1, 131):
-        await api.save(F(n=rng.choice([1, 2, 2, 3, 5, 8, 8, 8, 13, -4]), m=rng.random() * 10,
-          tag=rng.choice(['a', 'b'])))
+    F = _declare()
+    for row in _rows():
+        await api.save(F(**row))
     await api.commit()
     rom.util.session.rollback()
     return F

@@ -19,7 +19,6 @@ ordered by the id's *bytes* (``'10' < '2'``, §5.9 / §5.11), also for descendin
 from __future__ import annotations
 
 import os
-import re
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -33,6 +32,8 @@ from rom._audit import audit_model
 from rom._ids import forget_blocks
 from rom._helpers import _prefix_score
 from rom.exceptions import UniqueKeyViolation
+
+from test_reliability_bad_input import _like
 
 EXAMPLES = int(os.environ.get('ROM_STATEFUL_EXAMPLES', '150'))
 STEPS = int(os.environ.get('ROM_STATEFUL_STEPS', '40'))
@@ -53,15 +54,6 @@ tags_ = st.sampled_from(['t1', 't2', 't3', 'T1'])
 
 def _tokens(words):
     return set(rom.FULL_TEXT(words) or ()) if words else set()
-
-
-def _like(pattern, value):
-    """Query spec §5.8 on UTF-8 bytes: ``? * + !`` wildcards, anchored at the start only."""
-    out = []
-    for ch in pattern.encode('utf-8'):
-        c = bytes([ch])
-        out.append({b'?': b'.?', b'*': b'.*', b'+': b'.+', b'!': b'.'}.get(c, re.escape(c)))
-    return re.match(b''.join(out), value.encode('utf-8'), re.DOTALL) is not None
 
 
 def _id_bytes(i):

@@ -18,6 +18,7 @@ import rom.util
 from rom import util
 from rom._ids import forget_blocks
 from rom._shard import forget_checks
+from rom._limits import MAX_SHARDS
 from rom.exceptions import ORMError, QueryError
 from rom.testing import instrument, roundtrips
 
@@ -383,6 +384,19 @@ def test_declaration_errors(cconn: Any) -> None:
     with pytest.raises(ORMError):
         type('Bad3', (rom.Model,), {'_shards': 2, 'n': rom.Integer(),
                                     'unique_together': [('n', 'm')], 'm': rom.Integer()})
+
+
+def test_shard_count_bound(cconn: Any) -> None:
+    """``_shards`` goes up to MAX_SHARDS (1024); one more is refused at class creation."""
+    assert MAX_SHARDS == 1024
+    with pytest.raises(ORMError, match=r'Over\._shards must be at most 1024, not 1025'):
+        type('Over', (rom.Model,), {'_shards': 1025, 'n': rom.Integer()})
+    assert 'Over' not in rom.columns.MODELS
+    top = type('Top', (rom.Model,), {'_shards': 1024, 'n': rom.Integer(index=True)})
+    assert len(top._shard_models) == 1024
+    rows = [top(n=i) for i in range(3)]
+    util.session.commit()
+    assert sorted(e.id for e in top.query.filter(n=(0, 5)).all()) == [r.id for r in rows]
 
 
 def test_relations_between_sharded_and_cluster_models(cconn: Any) -> None:

@@ -115,6 +115,21 @@ def test_interrupted_reshard_is_refused_then_finished(cconn: Any) -> None:
     same_results(redeclare(5), flat, cconn)
 
 
+def test_reshard_shard_count_and_block_bounds(cconn: Any) -> None:
+    """reshard() and ``reshard --shards``: 1024 shards at most, blocks of 100,000 rows."""
+    sharded, flat = models.declare(2), models.declare_flat()
+    fill(sharded, flat, 45)
+    with pytest.raises(ORMError, match='shard count must be at most 1024, not 1025'):
+        next(reshard(sharded, 1025, dry_run=True))
+    with pytest.raises(ORMError, match='block_size must be at most 100000, not 100001'):
+        next(reshard(sharded, 4, dry_run=True, block_size=100_001))
+    assert cli('reshard', 'shard_cli_models:Thing', '--shards', '1025')[0] == 2
+    code, text = cli('reshard', 'shard_cli_models:Thing', '--shards', '1024', '--dry-run',
+                     '--block-size', '100000')
+    assert code == 0 and '42 rows' in text and 'from 2 to 1024 shards' in text, text
+    assert cconn.get('{Thing}:shards') == b'2'
+
+
 def test_reshard_usage_errors(cconn: Any) -> None:
     assert cli('reshard', 'tests_missing:X', '--shards', '2')[0] == 2
     code, text = cli('reshard', 'shard_cli_models:declare_flat', '--shards', '2')

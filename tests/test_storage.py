@@ -14,6 +14,8 @@ import rom
 from rom.testing import dump_database as dump
 from rom import util
 
+from test_write import legacy_model
+
 
 
 
@@ -208,26 +210,9 @@ def test_reference_row_unchanged_save_moves_geo_name_to_slot_5(conn):
     assert [m for m, _ in conn.zrange('Place:loc:geo', 0, -1, withscores=True)] == [b'1', b'2']
 
 
-LEGACY_4 = ('[["w:world", "w:hello"], ["n"], [["w", "hello"], ["w", "world"]], '
-            '[["w", "olleh"], ["w", "dlrow"]]]')
-
-
 @pytest.fixture
 def Leg(conn):
-    class Leg(rom.Model):
-        w = rom.Text(index=True, prefix=True, suffix=True, keygen=rom.FULL_TEXT)
-        n = rom.Integer(index=True)
-
-    ps = util._prefix_score
-    conn.set('Leg:id:', '1')
-    conn.hset('Leg:1', mapping={'id': '1', 'w': 'hello world', 'n': '7'})
-    conn.hset('Leg::', '1', LEGACY_4)
-    conn.sadd('Leg:w:hello:idx', '1')
-    conn.sadd('Leg:w:world:idx', '1')
-    conn.zadd('Leg:n:idx', {'1': 7})
-    conn.zadd('Leg:w:pre', {b'hello\x001': float(ps('hello')), b'world\x001': float(ps('world'))})
-    conn.zadd('Leg:w:suf', {b'olleh\x001': float(ps('olleh')), b'dlrow\x001': float(ps('dlrow'))})
-    return Leg
+    return legacy_model(conn, 7)
 
 
 def test_legacy_migration_observed_8_9(Leg, conn):

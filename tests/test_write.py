@@ -903,22 +903,29 @@ LEGACY = ('[["w:world", "w:hello"], ["n"], [["w", "hello"], ["w", "world"]], '
           '[["w", "olleh"], ["w", "dlrow"]]]')
 
 
-@pytest.fixture
-def Legacy(conn):
+def legacy_model(conn, n, counter=1, more_bookkeeping=None):
+    """Model ``Leg`` and its row 1 (``w='hello world'``, ``n``) as rom 1.1.2 wrote them:
+    bookkeeping in the ``Leg::`` hash (plus ``more_bookkeeping`` fields), id counter
+    ``counter``."""
     class Leg(rom.Model):
         w = rom.Text(index=True, prefix=True, suffix=True, keygen=rom.FULL_TEXT)
         n = rom.Integer(index=True)
 
-    conn.set('Leg:id:', '2')
-    conn.hset('Leg:1', mapping={'id': '1', 'w': 'hello world', 'n': '5'})
-    conn.hset('Leg::', mapping={'1': LEGACY, '2': '[[], [], [], []]'})
+    conn.set('Leg:id:', str(counter))
+    conn.hset('Leg:1', mapping={'id': '1', 'w': 'hello world', 'n': str(n)})
+    conn.hset('Leg::', mapping=dict({'1': LEGACY}, **(more_bookkeeping or {})))
     conn.sadd('Leg:w:hello:idx', '1')
     conn.sadd('Leg:w:world:idx', '1')
-    conn.zadd('Leg:n:idx', {'1': 5})
+    conn.zadd('Leg:n:idx', {'1': n})
     ps = rom.util._prefix_score
     conn.zadd('Leg:w:pre', {b'hello\x001': float(ps('hello')), b'world\x001': float(ps('world'))})
     conn.zadd('Leg:w:suf', {b'olleh\x001': float(ps('olleh')), b'dlrow\x001': float(ps('dlrow'))})
     return Leg
+
+
+@pytest.fixture
+def Legacy(conn):
+    return legacy_model(conn, 5, counter=2, more_bookkeeping={'2': '[[], [], [], []]'})
 
 
 async def test_legacy_hash_migrated_on_save(api, Legacy, conn):
