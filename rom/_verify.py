@@ -66,8 +66,8 @@ class Block:
         #: unique index name -> (value, id text)
         self.uniques: Dict[str, List[Tuple[str, str]]] = {}
 
-    def add(self, id_text: str, exp: _Expected) -> None:
-        """Add one row's expected entries."""
+    def add(self, id_text: str, exp: Any) -> None:
+        """Add one row's expected entries (a :class:`rom._expect._Expected`)."""
         for name in exp.keys:
             self.sets.setdefault(name, []).append(id_text)
         for name, score in exp.scores.items():
