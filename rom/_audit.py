@@ -330,8 +330,10 @@ class _Auditor:
         elif code == 'uother':
             pass  # a value claimed by another row: pass 2 reports the stale claim
         elif code == 'udup':
+            # reported on the row seen later (each extra holder once, whatever the scan
+            # order); the message names the pair in id order
             first, second = sorted((detail, id_text), key=int)
-            self.report.add(UNIQUE_DUPLICATE, key, shown, second, 'rows %s%s and %s%s '
+            self.report.add(UNIQUE_DUPLICATE, key, shown, id_text, 'rows %s%s and %s%s '
                             'both hold unique value %r of %s' % (self.prefix, first, self.prefix,
                                                                  second, shown, key))
 

@@ -105,18 +105,24 @@ def _unique_fields(model: Any, data: Dict[str, Any]) -> Dict[str, str]:
 def expected_entries(model: Any, entity: Any, id_text: str) -> _Expected:
     """The entries a save of ``entity`` (row ``id_text``) writes, in their stored form."""
     data = entity.to_dict()
-    entries = compute_index_entries(model, data, id_text)
+    exp = expected_of(compute_index_entries(model, data, id_text))
+    exp.uniques = _unique_fields(model, data)
+    return exp
+
+
+def expected_of(entries: Any, geo: bool = True) -> _Expected:
+    """The planner's index entries (``compute_index_entries``: texts already, scores as
+    validated number texts) as an :class:`_Expected`, without unique fields (and without
+    geo entries when ``geo`` is false)."""
     exp = _Expected()
-    # the planner's entries are texts already (scores as validated number texts)
     exp.keys.update(entries.keys)
     exp.scores.update(entries.scores)
     for attr, token, score in entries.prefix:
         exp.prefix[(attr, token)] = score
     for attr, token, score in entries.suffix:
         exp.suffix[(attr, token)] = score
-    for name, lon, lat in entries.geo:
+    for name, lon, lat in entries.geo if geo else ():
         exp.geo[_text(name)] = (float(lon), float(lat))  # the last point of a name wins
-    exp.uniques = _unique_fields(model, data)
     return exp
 
 

@@ -19,7 +19,7 @@ import json
 from datetime import date, datetime
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ._expect import _Expected, group_field, unique_field
+from ._expect import _Expected, expected_of, group_field, unique_field
 from ._helpers import dt2ts
 from ._loader import KEEP
 from ._registry import MODELS
@@ -226,15 +226,7 @@ def _sort_column(fast: Any, c: Any, ids: List[str], vals: List[Any], block: Bloc
 
 def _other(fast: Any, c: Any, id_text: str, v: Any, block: Block) -> None:
     """One value through the save path's own computation (``compute_index_entries``)."""
-    e = compute_index_entries(fast.model, {c.attr: v})
-    exp = _Expected()
-    exp.keys.update(e.keys)
-    exp.scores.update(e.scores)
-    for a, t, p in e.prefix:
-        exp.prefix[(a, t)] = p
-    for a, t, p in e.suffix:
-        exp.suffix[(a, t)] = p
-    block.add(id_text, exp)
+    block.add(id_text, expected_of(compute_index_entries(fast.model, {c.attr: v}), geo=False))
 
 
 def bookkeeping_matches(ids: List[str], raws: Sequence[Any], block: Block) -> bool:

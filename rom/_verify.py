@@ -190,10 +190,12 @@ def _duplicates(conn: Any, prefix: str, uidx: Dict[str, List[Tuple[str, str]]], 
                 ttl: int) -> List[Problem]:
     """'udup' problems: unique values this check saw first with another row.
 
-    The temporary hash ``temp`` maps ``<constraint name>\0<value>`` to the id of the first
-    row seen with it: the block's slots are read (``HMGET``), compared in order here (a
-    slot first seen in this block counts too), and the new ones written (``HSET``) with the
-    hash's time to live renewed; one block at a time (``check`` verifies in two threads).
+    The temporary hash ``temp`` maps ``<constraint name>\0<value>`` to the lowest id of the
+    rows seen with it so far: the block's slots are read (``HMGET``), compared in order here
+    (a slot first seen in this block counts too), and the new or lowered ones written
+    (``HSET``) with the hash's time to live renewed; one block at a time (``check`` verifies
+    in two threads). Every holder of a value but the lowest id is reported once, whatever
+    the scan order.
     """
     slots: List[str] = []
     where: List[Tuple[str, str, str]] = []
@@ -215,12 +217,18 @@ def _duplicates(conn: Any, prefix: str, uidx: Dict[str, List[Tuple[str, str]]], 
         new: List[bytes] = []
         out: List[Problem] = []
         for slot, member, (key, value, id_text), stored in zip(slots, packed, where, firsts):
-            first = claimed.get(slot) if stored is None else _text(stored)
-            if first is None:
-                claimed[slot] = id_text
-                new += [member, bulk(id_text.encode('utf-8'))]
-            elif first != id_text:
-                out.append(('udup', id_text, key, value, first))
+            lowest = claimed.get(slot)
+            if lowest is None and stored is not None:
+                lowest = _text(stored)
+            if lowest == id_text:
+                continue
+            if lowest is not None and int(lowest) < int(id_text):
+                out.append(('udup', id_text, key, value, lowest))
+                continue
+            if lowest is not None:
+                out.append(('udup', lowest, key, value, id_text))
+            claimed[slot] = id_text
+            new += [member, bulk(id_text.encode('utf-8'))]
         write = bulk(b'HSET') + target
         commands = [b'*%d\r\n%s%s' % (len(chunk) + 2, write, b''.join(chunk))
                     for chunk in _chunks(new, 2 * _CHUNK)]
