@@ -7,9 +7,10 @@ count per index key):
 
 1. Rows: every row found by SCAN is read (pipelined ``HMGET`` of the model's fields,
    ``rom._maint_io``, on a plain client), the index entries a save of it would write are
-   computed from its stored texts (``rom._expect_fast``; for models it cannot handle, and
-   for rows it leaves to them, from the loaded entity through ``rom._expect``), its
-   ``-index-data-`` bookkeeping is compared with them, and a block's entries are verified
+   computed from its stored texts (a block at a time, column by column, then row by row
+   for the rows a block leaves to them: ``rom._expect_block``, ``rom._expect_fast``; for
+   models they cannot handle, and rows they leave to it, from the loaded entity through
+   ``rom._expect``), its ``-index-data-`` bookkeeping is compared with them, and a block's entries are verified
    in Redis (set membership, sorted-set member and score, prefix/suffix member and score,
    geo member and position, unique field: ``rom._verify``'s native commands, or one
    script call). References to missing rows are reported. The number of entries expected
@@ -41,6 +42,8 @@ from ._expect_fast import fast_expecter
 from ._expect import (_UNREADABLE, _Expected, _t, expected_entries,
                       stored_bookkeeping_problem, verify_entries)
 from ._maint_io import usable
+from ._expect_block import bookkeeping_matches
+from ._verify import Block
 from ._audit_report import (BAD_ROW, BOOKKEEPING, DANGLING, DANGLING_REFERENCE, KINDS, MISSING, STALE,
                             UNIQUE_DUPLICATE, UNIQUE_MISSING, UNIQUE_STALE, UNKNOWN_INDEX,
                             WRONG_SCORE, AuditReport, Finding)
@@ -48,6 +51,7 @@ from ._audit_report import (BAD_ROW, BOOKKEEPING, DANGLING, DANGLING_REFERENCE, 
 __all__ = ['AuditReport', 'Finding', 'audit_model', 'KINDS']
 
 _EXPIRY_BYTES = EXPIRY_FIELD.encode()
+_INDEX_ENDS = (b'uidx', b'idx', b'pre', b'suf', b'geo')
 #: a row read in pass 1: (id, values of FastExpecter.fields or None, raw row or None, legacy)
 _Row = Tuple[int, Optional[List[Any]], Optional[Dict[Any, Any]], Any]
 
@@ -174,8 +178,8 @@ class _Auditor:
                 for (ids, _fresh), rows in read_ahead(pool, blocks(), load):
                     payload = self._check_block(rows)
                     if payload:
-                        checks.append(pool.submit(verify_entries, self.conn, self.ns, payload,
-                                                  self.temp))
+                        checks.append(pool.submit(verify_entries, self.conn, self.ns,
+                                                  payload[0], self.temp, payload[1]))
                     done += len(ids)
                     self.report.rows += len(rows)
                     if self.progress:
@@ -199,7 +203,37 @@ class _Auditor:
     def _count(self, key: str) -> None:
         self.expected_sizes[key] = self.expected_sizes.get(key, 0) + 1
 
-    def _check_block(self, rows: List[_Row]) -> List[Tuple[str, _Expected]]:
+    def _check_block(self, rows: List[_Row]) -> Optional[Tuple[List[Tuple[str, _Expected]],
+                                                              Optional[Block]]]:
+        """Check the rows' bookkeeping; return the entries to verify in Redis (per row, and
+        grouped by index key for the rows computed as one block)."""
+        block = None
+        fast = self.fast
+        if fast is not None:
+            plain = [(i, values) for i, values, row, _legacy in rows if row is None
+                     and values is not None and values[fast.expiry_pos] is None
+                     and not fast.lacks_default(values)]
+            computed = fast.expect_block(plain) if plain else None
+            if computed is not None:
+                ids, block = computed
+                index = fast.index_pos
+                if not bookkeeping_matches(ids, [values[index] for _i, values in plain], block):
+                    for i, values in plain:  # find the rows and what is wrong, row by row
+                        exp = fast.expect(values)
+                        if exp is not None:
+                            self._check_bookkeeping(i, values[index], False, exp)
+                prefix = self.prefix
+                sizes = self.expected_sizes
+                for key, n in block.sizes():
+                    key = prefix + key
+                    sizes[key] = sizes.get(key, 0) + n
+                    self.report.entries += n
+                done = {i for i, _values in plain}
+                rows = [r for r in rows if r[0] not in done]
+        payload = self._check_rows(rows)
+        return (payload, block) if payload or block is not None else None
+
+    def _check_rows(self, rows: List[_Row]) -> List[Tuple[str, _Expected]]:
         """Check the rows' bookkeeping; return the entries to verify in Redis."""
         prefix = self.prefix
         payload: List[Tuple[str, _Expected]] = []
@@ -296,8 +330,10 @@ class _Auditor:
         elif code == 'uother':
             pass  # a value claimed by another row: pass 2 reports the stale claim
         elif code == 'udup':
+            # reported on the row seen later (each extra holder once, whatever the scan
+            # order); the message names the pair in id order
             first, second = sorted((detail, id_text), key=int)
-            self.report.add(UNIQUE_DUPLICATE, key, shown, second, 'rows %s%s and %s%s '
+            self.report.add(UNIQUE_DUPLICATE, key, shown, id_text, 'rows %s%s and %s%s '
                             'both hold unique value %r of %s' % (self.prefix, first, self.prefix,
                                                                  second, shown, key))
 
@@ -313,9 +349,12 @@ class _Auditor:
     def _index_pages(self) -> Iterator[List[Tuple[str, str, str]]]:
         """Per SCAN page, ``(key, kind, middle)`` of the index keys of this namespace."""
         legacy = self.ns + '::'
+        wanted = (legacy.encode('utf-8'),) + tuple(b':' + s for s in _INDEX_ENDS)
         for keys in _scan_pages(self.conn, scan_pattern(self.ns), self.block_size):
             page = []
             for raw in keys:
+                if type(raw) is bytes and not raw.endswith(wanted):
+                    continue  # a row key (most keys), or none of ours
                 key = _t(raw)
                 if any(key.startswith(f) for f in self.foreign):
                     continue

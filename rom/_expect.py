@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 from ._helpers import _encode_unique_constraint
 from ._maint_io import usable
 from ._scripts import lua
-from ._verify import verify_native
+from ._verify import Block, verify_native
 from ._write_plan import compute_index_entries, parse_index_data
 
 __all__ = ['expected_entries', 'bookkeeping_problem', 'stored_bookkeeping_problem',
@@ -105,18 +105,24 @@ def _unique_fields(model: Any, data: Dict[str, Any]) -> Dict[str, str]:
 def expected_entries(model: Any, entity: Any, id_text: str) -> _Expected:
     """The entries a save of ``entity`` (row ``id_text``) writes, in their stored form."""
     data = entity.to_dict()
-    entries = compute_index_entries(model, data, id_text)
+    exp = expected_of(compute_index_entries(model, data, id_text))
+    exp.uniques = _unique_fields(model, data)
+    return exp
+
+
+def expected_of(entries: Any, geo: bool = True) -> _Expected:
+    """The planner's index entries (``compute_index_entries``: texts already, scores as
+    validated number texts) as an :class:`_Expected`, without unique fields (and without
+    geo entries when ``geo`` is false)."""
     exp = _Expected()
-    # the planner's entries are texts already (scores as validated number texts)
     exp.keys.update(entries.keys)
     exp.scores.update(entries.scores)
     for attr, token, score in entries.prefix:
         exp.prefix[(attr, token)] = score
     for attr, token, score in entries.suffix:
         exp.suffix[(attr, token)] = score
-    for name, lon, lat in entries.geo:
+    for name, lon, lat in entries.geo if geo else ():
         exp.geo[_text(name)] = (float(lon), float(lat))  # the last point of a name wins
-    exp.uniques = _unique_fields(model, data)
     return exp
 
 
@@ -174,37 +180,36 @@ def stored_bookkeeping_problem(raw: Any, exp: _Expected) -> Optional[str]:
 
 
 def verify_entries(conn: Any, ns: str, rows: Sequence[Tuple[str, _Expected]],
-                   temp: str = '') -> List[Tuple[str, str, str, str, str]]:
+                   temp: str = '', block: Any = None) -> List[Tuple[str, str, str, str, str]]:
     """Check in Redis that the rows' entries exist with the expected scores and positions.
 
-    One script call. Returns ``(code, id, key, member, detail)`` per problem (codes in
+    ``block`` (a :class:`rom._verify.Block`) holds more rows' entries, already grouped;
+    the rows' entries are added to it. Native commands (``rom._verify``) or one script call.
+    Returns ``(code, id, key, member, detail)`` per problem (codes in
     ``scripts/audit_rows.lua``). With a ``temp`` hash name, unique values held by two rows
     are spotted across calls (code ``udup``); the hash expires after an hour.
     """
-    if not rows:
-        return []
+    if block is None:
+        if not rows:
+            return []
+        block = Block()
+    for id_text, exp in rows:
+        block.add(id_text, exp)
     if usable(conn):
-        found = verify_native(conn, ns, rows, temp, _TEMP_TTL)
+        found = verify_native(conn, ns, block, temp, _TEMP_TTL)
         if found is not None:
             return found
-    sets: Dict[str, List[str]] = {}
-    zsets: Dict[str, List[Tuple[str, str, str]]] = {}
-    geo: Dict[str, List[Tuple[str, float, float]]] = {}
-    uidx: Dict[str, List[Tuple[str, str]]] = {}
-    for id_text, exp in rows:
-        for name in exp.keys:
-            sets.setdefault(name + ':idx', []).append(id_text)
-        for name, score in exp.scores.items():
-            zsets.setdefault(name + ':idx', []).append((id_text, score, id_text))
-        for (attr, token), score in exp.prefix.items():
-            zsets.setdefault(attr + ':pre', []).append((token + '\0' + id_text, score, id_text))
-        for (attr, token), score in exp.suffix.items():
-            zsets.setdefault(attr + ':suf', []).append((token + '\0' + id_text, score, id_text))
-        for name, (lon, lat) in exp.geo.items():
-            geo.setdefault(name + ':geo', []).append((id_text, lon, lat))
-        for name, value in exp.uniques.items():
-            uidx.setdefault(name + ':uidx', []).append((value, id_text))
-    payload = {'sets': sets, 'zsets': zsets, 'geo': geo, 'uidx': uidx}
+    payload = {
+        'sets': {name + ':idx': ids for name, ids in block.sets.items()},
+        'zsets': dict([(name + ':idx', list(zip(ids, scores, ids)))
+                       for name, (ids, scores) in block.scores.items()]
+                      + [(attr + kind, list(zip(members, scores, ids)))
+                         for kind, groups in ((':pre', block.prefix), (':suf', block.suffix))
+                         for attr, (members, scores, ids) in groups.items()]),
+        'geo': {name + ':geo': points for name, points in block.geo.items()},
+        'uidx': {name + ':uidx': claims for name, claims in block.uniques.items()}}
+    if not any(payload.values()):
+        return []
     reply = lua('audit_rows')(conn, (), [ns, temp, _TEMP_TTL,
                                          json.dumps(payload, ensure_ascii=False)],
                               route=ns + ':')  # a cluster client routes by the model's slot

@@ -14,7 +14,9 @@ reference columns. For those, :class:`FastExpecter` builds a row's
   memoised) are computed directly, as the save path computes them; any other column
   goes through ``compute_index_entries`` with the row's other such columns.
 
-It converts every stored value the way loading does (so a row that cannot be loaded is
+:meth:`FastExpecter.expect_block` computes the same for a whole block of rows, column by
+column, grouped by index key (``rom._expect_block``): what ``check`` and ``reindex`` use
+first. It converts every stored value the way loading does (so a row that cannot be loaded is
 noticed). A row it cannot handle exactly (a missing field whose column has a default, a
 missing primary key, a value that does not convert or index) gives None: the caller then
 takes the entity path, which reports the problem with its usual message.
@@ -25,6 +27,7 @@ from datetime import date, datetime
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ._expect import _Expected, group_field, unique_field
+from ._expect_block import expect_block
 from ._helpers import _prefix_score, dt2ts
 from ._keygen import SORT_KEYGEN_NAMES, _numeric_keygen
 from ._loader import KEEP, load_plan
@@ -89,6 +92,9 @@ class FastExpecter:
     """Expected entries of a model's rows from their stored values (the bytes values of
     :attr:`fields`, in that order); one per job: it learns which columns' texts repeat."""
 
+    #: the share of a column value that calls for no entry
+    empty_share = _EMPTY
+
     def __init__(self, model: Any) -> None:
         self.model = model
         plan = load_plan(model)
@@ -152,10 +158,10 @@ class FastExpecter:
         suffix: Tuple[Tuple[Tuple[str, str], str], ...] = ()
         if c.indexed:
             entries = compute_index_entries(self.model, {c.attr: value})
-            keys = tuple(entries.keys)
+            keys = tuple(dict.fromkeys(entries.keys))  # (each entry once: blocks list them)
             scores = tuple(entries.scores.items())
-            prefix = tuple(((a, t), s) for a, t, s in entries.prefix)
-            suffix = tuple(((a, t), s) for a, t, s in entries.suffix)
+            prefix = tuple({(a, t): s for a, t, s in entries.prefix}.items())
+            suffix = tuple({(a, t): s for a, t, s in entries.suffix}.items())
         claim = None
         if c.unique:
             field = unique_field(c.col, c.attr, value)
@@ -195,6 +201,23 @@ class FastExpecter:
         if self.rows == _MEMO_TRIAL:
             self._review()
         return self._expect(row)
+
+    def trial_left(self) -> int:
+        """Rows left before the columns are reviewed (0: reviewed)."""
+        return max(_MEMO_TRIAL - self.rows, 0)
+
+    def count_rows(self, n: int) -> None:
+        """Note ``n`` rows handled as a block (:mod:`rom._expect_block`)."""
+        before = self.rows
+        self.rows += n
+        if before < _MEMO_TRIAL <= self.rows:
+            self._review()
+
+    def expect_block(self, rows: Sequence[Tuple[int, List[Any]]]
+                     ) -> Optional[Tuple[List[str], Any]]:
+        """``(id texts, Block)`` of the rows (``(id, values)``), or None when the per-row
+        path must decide (see :func:`rom._expect_block.expect_block`)."""
+        return expect_block(self, rows)
 
     def _review(self) -> None:
         """After the trial rows: columns whose texts hardly repeat stop memoising (when

@@ -163,18 +163,20 @@ def _bigint_to_float(v: int) -> float:
 
 
 _POWERS = [258 ** i for i in range(8)]
+#: byte ``c`` at position ``k`` (of 7) adds ``(c + 1) * 258 ** (6 - k)`` to a prefix score
+_PLACES = [[(c + 1) * 258 ** (6 - k) for c in range(256)] for k in range(7)]
 
 
 def _prefix_score(v: Union[str, bytes], next: bool = False) -> str:
     """The score of a prefix/suffix/SIMPLE index entry (text of a double)."""
     b = v.encode('utf-8') if isinstance(v, str) else v
-    n = min(len(b), 7)
     p = 0
-    for c in b[:n]:
-        p = p * 258 + c + 1
+    for places, c in zip(_PLACES, b):  # the first 7 bytes, in base 258 (1 + each byte)
+        p += places[c]
     if next:
-        p += 1
-    return repr(_bigint_to_float(p * _POWERS[7 - n]))
+        p += _POWERS[7 - min(len(b), 7)]
+    e, m = divmod(p, _TWO52)  # _bigint_to_float(p), for 0 <= p < 258 ** 7
+    return repr((_TWO52 + m) * 2.0 ** (e - 1074))
 
 
 def _encode_unique_constraint(data: Iterable[Any]) -> str:

@@ -10,8 +10,9 @@ only loses its index entry; it is counted in the summary and reported by ``check
 
 Rows are verified before anything is written: a row whose bookkeeping and entries are
 right is left alone. For the models ``rom._expect_fast`` handles, that verification uses the
-row's stored texts (read with pipelined ``HMGET`` by ``refresh_indices``) and native
-commands (``rom._verify``); only the rows to write are read whole and loaded.
+row's stored texts (read with pipelined ``HMGET`` by ``refresh_indices``; a block's
+entries computed together by ``rom._expect_block``) and native commands
+(``rom._verify``); only the rows to write are read whole and loaded.
 
 Each row's write is checked against the stored values it was computed from: a row changed
 by a concurrent writer is read again and retried, a row deleted meanwhile is skipped, and
@@ -29,6 +30,7 @@ from ._loader import mapping_builder
 from ._relations import ManyToOne, _Unresolved
 from ._scripts import lua
 from ._session import session
+from ._expect_block import bookkeeping_matches
 from ._expect_fast import fast_expecter
 from ._expect import (bookkeeping_problem, expected_entries, stored_bookkeeping_problem,
                       verify_entries)
@@ -228,15 +230,18 @@ def _default_columns(model: Any) -> List[str]:
 
 def _sort_values(model: Any, conn: Any, fast: Any, values: List[Tuple[int, List[Any]]],
                  checks: List[Tuple[str, Any]], known: Dict[int, Optional[Dict[Any, Any]]]
-                 ) -> List[int]:
+                 ) -> Tuple[List[int], Any]:
     """Rows read as values: healthy-looking ones go to ``checks`` (to verify in Redis) and
-    ``known``; returns the ids to read whole (to write, or for the entity path to judge)."""
+    ``known``; returns the ids to read whole (to write, or for the entity path to judge)
+    and ``(id texts, entries)`` of the rows computed as one block (their entries in a
+    :class:`rom._verify.Block`, to verify with ``checks``; None when there is none)."""
     now = None
     if getattr(model, '_ttl', None) is not None:
         from ._expiry_audit import is_expired, server_ms  # (imports this module's importer)
         now = server_ms(conn)
     slow = []
     pkey, index, expiry = fast.pkey_pos, fast.index_pos, fast.expiry_pos
+    rows = []
     for i, row in values:
         if row[pkey] is None:
             slow.append(i)  # missing, or lacking its primary key
@@ -244,13 +249,24 @@ def _sort_values(model: Any, conn: Any, fast: Any, values: List[Tuple[int, List[
         if now is not None and row[expiry] is not None and is_expired(
                 {EXPIRY_FIELD: row[expiry]}, now):
             continue  # expired: left alone (see _unexpired)
-        exp = None if fast.lacks_default(row) else fast.expect(row)
+        if fast.lacks_default(row):
+            slow.append(i)
+        else:
+            rows.append((i, row))
+    computed = fast.expect_block(rows) if rows else None
+    if computed is not None and bookkeeping_matches(computed[0], [row[index] for _i, row in rows],
+                                                    computed[1]):
+        for i, _row in rows:
+            known[i] = None
+        return slow, computed
+    for i, row in rows:  # row by row: which rows' bookkeeping calls for a write
+        exp = fast.expect(row)
         if exp is not None and stored_bookkeeping_problem(row[index], exp) is None:
             checks.append((str(i), exp))
             known[i] = None
         else:
             slow.append(i)
-    return slow
+    return slow, None
 
 
 def _lacks_default(model: Any, row: Dict[Any, Any]) -> bool:
@@ -354,9 +370,10 @@ def reindex_ids(model: Any, ids: Sequence[int], summary: ReindexSummary,
                 summary.write_blocks -= 1
             fast = None if write_all else job_expecter(model, summary)
             checks: List[Tuple[str, Any]] = []
+            block = None
             known: Dict[int, Optional[Dict[Any, Any]]] = {}  # verified in Redis below
             if fast is not None and values is not None and attempt == 1:
-                slow_ids = _sort_values(model, conn, fast, values, checks, known)
+                slow_ids, block = _sort_values(model, conn, fast, values, checks, known)
                 rows = read_rows(model, slow_ids) if slow_ids else []
                 slow = _unexpired(model, conn, rows)
             else:
@@ -386,8 +403,9 @@ def reindex_ids(model: Any, ids: Sequence[int], summary: ReindexSummary,
                 except Exception as exc:
                     summary.skipped.append(('%s:%d' % (ns, i), 'cannot be indexed: %s: %s'
                                             % (type(exc).__name__, exc)))
-            wrong = {int(problem[1]) for problem in verify_entries(conn, ns, checks)}
-            written += len(checks) - len(wrong)
+            wrong = {int(problem[1]) for problem in verify_entries(
+                conn, ns, checks, block=block[1] if block else None)}
+            written += len(checks) + (len(block[0]) if block else 0) - len(wrong)
             writes += [(i, entity, row) for i, entity, row in entities if i in wrong]
             wrong_known = sorted(i for i in wrong if i in known)
             reread = [i for i in wrong_known if known[i] is None]

@@ -18,6 +18,7 @@ import rom.expiry
 from rom import _expiry, util
 from rom._audit import audit_model
 from rom.testing import dump_database
+from test_expiry import make_doc  # the expiring model of the expiry tests (ids one by one)
 
 TTL = 0.03          # seconds: the lifetime of short-lived entities in these tests
 PAST = 0.06         # sleeping this long makes them expired
@@ -53,24 +54,6 @@ def audit_clean(*models: Any) -> None:
             assert report.ok, report.summary()
     finally:
         util._connect, util.get_connection = saved  # type: ignore[assignment]
-
-
-def _geo(data: Any) -> Any:
-    return {'lon': data['lon'], 'lat': data['lat']}
-
-
-def make_doc() -> Any:
-    return type('Doc', (rom.Model,), dict(
-        _ttl=0,
-        _ids_per_block=1,  # one INCR per new entity: the same ids in both runs
-        name=rom.Text(index=True, keygen=rom.FULL_TEXT, prefix=True, suffix=True),
-        email=rom.Text(unique=True),
-        n=rom.Integer(index=True),
-        lon=rom.Float(), lat=rom.Float(),
-        geo_index=[rom.GeoIndex('where', _geo)],
-        notes=rom.UnsafeColumn(),
-        unique_together=[('n', 'name')],
-    ))
 
 
 def _without_counter(dump: Any) -> Any:

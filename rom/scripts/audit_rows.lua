@@ -16,7 +16,8 @@
 --   'set' (not in the set), 'zmiss' (no such member), 'zscore' (detail: "stored expected"
 --   scores), 'geomiss', 'geopos' (detail: "lon lat expected-lon expected-lat"),
 --   'umiss' (value not claimed), 'uother' (claimed by another row; detail: its id),
---   'udup' (detail: the id of the row that claimed the value first in this check).
+--   'udup' (detail: the other row; every holder of a value but the lowest id is reported
+--   once, whatever the order rows come in: the temporary hash keeps the lowest id seen).
 local ns = ARGV[1]
 local temp = ARGV[2]
 local want = cjson.decode(ARGV[4])
@@ -112,7 +113,14 @@ for suffix, items in pairs(type(want.geo) == 'table' and want.geo or {}) do
         end
     end
 end
-local claimed = {}  -- temporary-hash slot -> first id, within this call
+local claimed = {}  -- temporary-hash slot -> lowest id, within this call
+-- ids are integer texts: compared by length, then bytes (exact, no Lua number)
+local function lower_id(a, b)
+    if #a ~= #b then
+        return #a < #b
+    end
+    return a < b
+end
 for suffix, items in pairs(type(want.uidx) == 'table' and want.uidx or {}) do
     local key = ns .. ':' .. suffix
     local owners = multi('HMGET', 'HGET', key, items, 1)
@@ -132,13 +140,18 @@ for suffix, items in pairs(type(want.uidx) == 'table' and want.uidx or {}) do
         local new = {}
         for i, item in ipairs(items) do
             local slot = slots[i][1]
-            local first = firsts[i] or claimed[slot]
-            if not first then
-                claimed[slot] = item[2]
-                new[#new + 1] = slot
-                new[#new + 1] = item[2]
-            elseif first ~= item[2] then
-                problem('udup', item[2], key, item[1], first)
+            local lowest = claimed[slot] or firsts[i]
+            if lowest ~= item[2] then
+                if lowest and lower_id(lowest, item[2]) then
+                    problem('udup', item[2], key, item[1], lowest)
+                else
+                    if lowest then
+                        problem('udup', lowest, key, item[1], item[2])
+                    end
+                    claimed[slot] = item[2]
+                    new[#new + 1] = slot
+                    new[#new + 1] = item[2]
+                end
             end
         end
         for first = 1, #new, 1000 do
