@@ -73,3 +73,28 @@ def run_race(url: str, seed: int, n_ops: int, queue: Any, setup: Callable[[], An
         queue.put({'ops': dict(ops), 'errors': dict(errors), 'unexpected': unexpected})
     except Exception:
         queue.put({'fatal': traceback.format_exc()})
+
+
+def race_processes(target: Callable[..., None], url: str, seeds: Sequence[int], n_ops: int,
+                   ) -> Dict[str, int]:
+    """Run ``target(url, seed, n_ops, queue)`` in one spawned process per seed, check that
+    none failed or met a surprise and that they really raced (some UniqueKeyViolation);
+    returns the allowed errors counted over all of them."""
+    import multiprocessing
+    ctx = multiprocessing.get_context('spawn')
+    queue = ctx.Queue()
+    children = [ctx.Process(target=target, args=(url, seed, n_ops, queue)) for seed in seeds]
+    for child in children:
+        child.start()
+    results = [queue.get(timeout=240) for _ in children]
+    for child in children:
+        child.join(30)
+    assert not [r['fatal'] for r in results if 'fatal' in r]
+    unexpected = [u for r in results for u in r['unexpected']]
+    assert not unexpected, unexpected[0]
+    errors: Dict[str, int] = {}
+    for r in results:
+        for kind, count in r['errors'].items():
+            errors[kind] = errors.get(kind, 0) + count
+    assert errors.get('UniqueKeyViolation', 0) > 0  # the processes really raced
+    return errors

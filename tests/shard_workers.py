@@ -146,3 +146,43 @@ def race_pairs(url: str, seed: int, n_ops: int, queue: Any) -> None:
     """Random creates, updates and deletes over PAIRS (a unique_together group)."""
     run_race(url, seed, n_ops, queue, define_group_model, ['create', 'create', 'update',
                                                            'delete'], _pair_step)
+
+
+async def race_tasks(model: Any, conn: Any, create: Any, change: Any, tasks: int = 8,
+                     ops: int = 25) -> Dict[str, int]:
+    """``tasks`` asyncio tasks doing ``ops`` random operations each on ``model``: half
+    ``await create(rng, seed).asave()``, else a random existing row gets ``change(row, rng)``
+    and ``asave()`` or is deleted. Returns the outcomes counted ('ok' or the allowed error's
+    name); fails unless some ran and some raised ``UniqueKeyViolation``."""
+    import asyncio
+    from race_workers import ALLOWED
+    outcomes: Dict[str, int] = {}
+    counter = '%s:%s:' % (model._namespace, model._pkey)
+
+    async def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(ops):
+            try:
+                roll = rng.random()
+                if roll < 0.5:
+                    await create(rng, seed).asave()
+                else:
+                    top = int(conn.get(counter) or 0)
+                    row = await model.aget(rng.randint(1, top)) if top else None
+                    if row is None:
+                        continue
+                    if roll < 0.8:
+                        change(row, rng)
+                        await row.asave()
+                    else:
+                        await row.adelete()
+                kind = 'ok'
+            except ALLOWED as exc:
+                kind = type(exc).__name__
+            finally:
+                rom.util.session.rollback()
+            outcomes[kind] = outcomes.get(kind, 0) + 1
+
+    await asyncio.gather(*(worker(seed) for seed in range(tasks)))
+    assert outcomes.get('ok') and outcomes.get('UniqueKeyViolation'), outcomes
+    return outcomes

@@ -495,30 +495,13 @@ def test_roundtrips_match_one_server(cconn: Any, redis_url: str, no_default_tag:
 
 def test_concurrent_processes_on_cluster(cluster: LocalCluster) -> None:
     """Several processes race for the same unique values on the cluster: zero findings."""
-    import multiprocessing
-
     import cluster_workers as cw
+    from race_workers import race_processes
     cluster.flushall()
     rom.util.CONNECTION = cluster.client()
     m = cw.define_models()
-    ctx = multiprocessing.get_context('spawn')
-    queue = ctx.Queue()
     procs = 3
-    children = [ctx.Process(target=cw.worker, args=(cluster.url, 100 + i, 250, queue))
-                for i in range(procs)]
-    for child in children:
-        child.start()
-    results = [queue.get(timeout=240) for _ in range(procs)]
-    for child in children:
-        child.join(30)
-    assert not [r['fatal'] for r in results if 'fatal' in r]
-    unexpected = [u for r in results for u in r['unexpected']]
-    assert not unexpected, unexpected[0]
-    errors: dict = {}
-    for r in results:
-        for kind, count in r['errors'].items():
-            errors[kind] = errors.get(kind, 0) + count
-    assert errors.get('UniqueKeyViolation', 0) > 0  # the processes really raced
+    errors = race_processes(cw.worker, cluster.url, [100 + i for i in range(procs)], 250)
     for model in m.all:
         report = audit_model(model, block_size=50)
         assert report.ok, report.summary()

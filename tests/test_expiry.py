@@ -464,15 +464,22 @@ async def test_removal_of_damaged_rows(api, conn, policies):
 
 
 # --------------------------------------------------------------------------- removal
-async def test_removal_leaves_exactly_the_database_without_the_entity(api, conn):
-    Doc = make_doc()
+async def live_then_gone(api, conn, Doc):
+    """Saves a live Doc (id 1), dumps the database, then saves a Doc (id 2) that expires in
+    TTL with an unsafe-column key: ``(live, gone, dump before gone)``."""
     live = Doc(name='alpha beta', email='live@x', n=1, lon=10.0, lat=20.0)
     await api.save(live)
     before = dump_database(conn)
     gone = Doc(name='alpha gamma', email='gone@x', n=2, lon=11.0, lat=21.0)
     gone.expire_in(TTL)
     await api.save(gone)
-    conn.set('Doc:2:notes', b'unsafe data')
+    conn.set('Doc:%d:notes' % gone.id, b'unsafe data')
+    return live, gone, before
+
+
+async def test_removal_leaves_exactly_the_database_without_the_entity(api, conn):
+    Doc = make_doc()
+    _live, _gone, before = await live_then_gone(api, conn, Doc)
     assert conn.exists('Doc:2:notes') and conn.exists('Doc:-expiry-')
     time.sleep(PAST)
     result = _expiry.sweep(Doc)

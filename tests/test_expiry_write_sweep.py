@@ -18,10 +18,7 @@ import rom.expiry
 from rom import _expiry, util
 from rom._audit import audit_model
 from rom.testing import dump_database
-from test_expiry import make_doc  # the expiring model of the expiry tests (ids one by one)
-
-TTL = 0.03          # seconds: the lifetime of short-lived entities in these tests
-PAST = 0.06         # sleeping this long makes them expired
+from test_expiry import PAST, TTL, live_then_gone, make_doc  # the expiry tests' model and scenario
 
 
 def _refuse(*args: Any, **kwargs: Any) -> Any:
@@ -62,13 +59,7 @@ def _without_counter(dump: Any) -> Any:
 
 async def test_a_save_removes_the_due_entities_of_its_model(api, conn):
     Doc = make_doc()
-    live = Doc(name='alpha beta', email='live@x', n=1, lon=10.0, lat=20.0)
-    await api.save(live)
-    before = dump_database(conn)
-    gone = Doc(name='alpha gamma', email='gone@x', n=2, lon=11.0, lat=21.0)
-    gone.expire_in(TTL)
-    await api.save(gone)
-    conn.set('Doc:%d:notes' % gone.id, b'unsafe data')
+    _live, gone, before = await live_then_gone(api, conn, Doc)
     assert conn.zrange('Doc:-expiry-', 0, -1) == [str(gone.id).encode()]
     time.sleep(PAST)
     assert conn.exists('Doc:%d' % gone.id)            # expired, not removed yet

@@ -6,7 +6,7 @@ the real local cluster.
 """
 import asyncio
 import random
-from typing import Any, Dict, List
+from typing import Any, List
 
 import pytest
 
@@ -18,7 +18,7 @@ from rom.exceptions import InvalidOperation, ShardedAsyncError, UniqueKeyViolati
 from rom.index import GeoIndex
 from rom.util import session
 
-from shard_workers import assert_consistent, define_model, holders
+from shard_workers import assert_consistent, define_model, holders, race_tasks
 
 
 def _models():
@@ -250,35 +250,12 @@ async def test_a_race_of_tasks_for_the_same_values_leaves_no_duplicate(cconn):
     values, concurrently: no value is ever held twice and the shards' audits are clean."""
     model = define_model()
     emails = ['r%d@x' % i for i in range(6)]
-    outcomes: Dict[str, int] = {}
 
-    async def worker(seed: int) -> None:
-        rng = random.Random(seed)
-        for _ in range(25):
-            try:
-                roll = rng.random()
-                if roll < 0.5:
-                    await model(email=rng.choice(emails), age=seed).asave()
-                else:
-                    top = int(cconn.get('{SPerson}:id:') or 0)
-                    person = await model.aget(rng.randint(1, top)) if top else None
-                    if person is None:
-                        continue
-                    if roll < 0.8:
-                        person.email = rng.choice(emails)
-                        await person.asave()
-                    else:
-                        await person.adelete()
-                name = 'ok'
-            except (UniqueKeyViolation, rom.exceptions.DataRaceError,
-                    rom.exceptions.EntityDeletedError) as exc:
-                name = type(exc).__name__
-            finally:
-                session.rollback()
-            outcomes[name] = outcomes.get(name, 0) + 1
+    def change(person, rng):
+        person.email = rng.choice(emails)
 
-    await asyncio.gather(*(worker(seed) for seed in range(8)))
-    assert outcomes.get('ok') and outcomes.get('UniqueKeyViolation'), outcomes
+    await race_tasks(model, cconn, lambda rng, seed: model(email=rng.choice(emails), age=seed),
+                     change)
     assert_consistent(model, cconn)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 from contextlib import ExitStack
-from typing import Any, Dict
+from typing import Any
 
 import pytest
 
@@ -18,6 +18,7 @@ from rom.model import Model
 from rom.testing import LocalCluster, instrument, roundtrips
 
 import shard_workers as sw
+from race_workers import race_processes
 from shard_workers import assert_consistent, holders
 
 pytestmark = pytest.mark.cluster
@@ -128,24 +129,8 @@ def test_writer_killed_between_the_steps(cluster: LocalCluster, cconn: Any, step
 
 
 def test_processes_race_for_the_same_values(cluster: LocalCluster, cconn: Any) -> None:
-    ctx = multiprocessing.get_context('spawn')
-    queue = ctx.Queue()
     procs = 4
-    children = [ctx.Process(target=sw.race, args=(url_of(cluster), seed, 150, queue))
-                for seed in range(procs)]
-    for child in children:
-        child.start()
-    results = [queue.get(timeout=240) for _ in children]
-    for child in children:
-        child.join(30)
-    assert not [r['fatal'] for r in results if 'fatal' in r]
-    unexpected = [u for r in results for u in r['unexpected']]
-    assert not unexpected, unexpected[0]
-    errors: Dict[str, int] = {}
-    for r in results:
-        for kind, count in r['errors'].items():
-            errors[kind] = errors.get(kind, 0) + count
-    assert errors.get('UniqueKeyViolation', 0) > 0  # the processes really raced
+    errors = race_processes(sw.race, url_of(cluster), range(procs), 150)
     model = sw.define_model()
     assert holders(model)
     assert_consistent(model, cconn)

@@ -6,11 +6,9 @@ behaves as the same model unsharded.
 """
 from __future__ import annotations
 
-import asyncio
-import multiprocessing
 import random
 from contextlib import ExitStack
-from typing import Any, Dict, List
+from typing import Any, List
 
 import pytest
 
@@ -18,10 +16,11 @@ import rom
 from rom import util
 from rom._helpers import _encode_unique_constraint
 from rom._shard_unique import claims_key
-from rom.exceptions import DataRaceError, EntityDeletedError, QueryError, UniqueKeyViolation
+from rom.exceptions import QueryError, UniqueKeyViolation
 from rom.testing import instrument, roundtrips
 
 import shard_workers as sw
+from race_workers import race_processes
 
 pytestmark = pytest.mark.cluster
 NAME = 'n:name'  # the group's index name: its columns sorted
@@ -167,24 +166,7 @@ async def test_equals_an_unsharded_twin(cconn: Any, api: Any) -> None:
 
 
 def test_processes_race_for_the_same_combinations(cluster: Any, cconn: Any) -> None:
-    ctx = multiprocessing.get_context('spawn')
-    queue = ctx.Queue()
-    procs = 4
-    children = [ctx.Process(target=sw.race_pairs, args=(cluster.url, seed, 120, queue))
-                for seed in range(procs)]
-    for child in children:
-        child.start()
-    results = [queue.get(timeout=240) for _ in children]
-    for child in children:
-        child.join(30)
-    assert not [r['fatal'] for r in results if 'fatal' in r]
-    unexpected = [u for r in results for u in r['unexpected']]
-    assert not unexpected, unexpected[0]
-    errors: Dict[str, int] = {}
-    for r in results:
-        for kind, count in r['errors'].items():
-            errors[kind] = errors.get(kind, 0) + count
-    assert errors.get('UniqueKeyViolation', 0) > 0  # the processes really raced
+    race_processes(sw.race_pairs, cluster.url, range(4), 120)
     model = sw.define_group_model()
     assert sw.pair_holders(model)
     sw.assert_pairs_consistent(model, cconn)
@@ -192,35 +174,15 @@ def test_processes_race_for_the_same_combinations(cluster: Any, cconn: Any) -> N
 
 async def test_a_race_of_tasks_for_the_same_combinations(cconn: Any) -> None:
     model = sw.define_group_model()
-    outcomes: Dict[str, int] = {}
 
-    async def worker(seed: int) -> None:
-        rng = random.Random(seed)
-        for _ in range(25):
-            try:
-                roll = rng.random()
-                name, n = rng.choice(sw.PAIRS)
-                if roll < 0.5:
-                    await model(name=name, n=n).asave()
-                else:
-                    top = int(cconn.get('{SPair}:id:') or 0)
-                    row = await model.aget(rng.randint(1, top)) if top else None
-                    if row is None:
-                        continue
-                    if roll < 0.8:
-                        row.name, row.n = name, n
-                        await row.asave()
-                    else:
-                        await row.adelete()
-                kind = 'ok'
-            except (UniqueKeyViolation, DataRaceError, EntityDeletedError) as exc:
-                kind = type(exc).__name__
-            finally:
-                util.session.rollback()
-            outcomes[kind] = outcomes.get(kind, 0) + 1
+    def create(rng: random.Random, seed: int) -> Any:
+        name, n = rng.choice(sw.PAIRS)
+        return model(name=name, n=n)
 
-    await asyncio.gather(*(worker(seed) for seed in range(8)))
-    assert outcomes.get('ok') and outcomes.get('UniqueKeyViolation'), outcomes
+    def change(row: Any, rng: random.Random) -> None:
+        row.name, row.n = rng.choice(sw.PAIRS)
+
+    await sw.race_tasks(model, cconn, create, change)
     sw.assert_pairs_consistent(model, cconn)
 
 
