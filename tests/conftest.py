@@ -190,16 +190,22 @@ CLUSTER_FILES = (
 SHARD_FILES = tuple(name for name in CLUSTER_FILES if not name.startswith('test_cluster'))
 
 
+def _needs_cluster(item: Any) -> bool:
+    """Marked ``cluster``, or using the local cluster's fixtures."""
+    return (item.get_closest_marker('cluster') is not None
+            or bool({'cluster', 'cconn'} & set(getattr(item, 'fixturenames', ()))))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
     """Mark the slow tests; without a redis-py that can drive a cluster, leave out the tests
     marked ``cluster`` (said in the report header); in the cluster run, keep CLUSTER_FILES
     minus tests/cluster_deselect.txt."""
     _mark_slow(items)
     if CLUSTER_UNSUPPORTED:
-        drop = [item for item in items if item.get_closest_marker('cluster')]
+        drop = [item for item in items if _needs_cluster(item)]
         if drop:
             config.hook.pytest_deselected(items=drop)
-            items[:] = [item for item in items if not item.get_closest_marker('cluster')]
+            items[:] = [item for item in items if not _needs_cluster(item)]
     if not CLUSTER_RUN:
         return
     excluded = set()
