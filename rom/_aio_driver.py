@@ -90,6 +90,12 @@ async def _batch(conn: Any, step: Batch) -> Any:
 
 
 async def _batch_once(conn: Any, step: Batch) -> Any:
+    if step.transaction and getattr(conn, '_initialize', False) and is_async_cluster(conn):
+        # a cluster client due to (re)load its slot map (new, or after MOVED/TRYAGAIN) does
+        # it here, in the running loop: some redis-py versions queue a transaction's
+        # commands through a thread with an event loop of its own, and would load it there
+        # (its connections then belong to that loop: "attached to a different loop")
+        await conn.initialize()
     pipe = conn.pipeline(transaction=step.transaction)
     try:
         for item in step.steps:

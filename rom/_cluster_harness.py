@@ -131,6 +131,9 @@ class LocalCluster(TempServers):
             node.wait_for(deadline, lambda n=node: self._known(n) == len(self.nodes), 'meet')
         for j, node in enumerate(self.nodes[self.masters:]):
             master = self.nodes[j % self.masters]
+            # the count above includes nodes still in handshake (under temporary ids)
+            node.wait_for(deadline, lambda n=node, m=master: self._knows(n, m.node_id),
+                          'learn its master')
             node.client().execute_command('CLUSTER REPLICATE', master.node_id)
         for node in self.nodes:
             node.wait_for(deadline, lambda n=node: self._state_ok(n), 'reach cluster_state:ok')
@@ -144,6 +147,16 @@ class LocalCluster(TempServers):
             return {str(k): str(v) for k, v in info.items()}
         info = info.decode() if isinstance(info, bytes) else info
         return dict(line.strip().split(':', 1) for line in info.splitlines() if ':' in line)
+
+    @staticmethod
+    def _knows(node: ClusterNode, node_id: str) -> bool:
+        listing = node.client().execute_command('CLUSTER NODES')
+        if isinstance(listing, dict):  # parsed by redis-py: {'host:port': {'node_id': ..}}
+            return any(info.get('node_id') == node_id and 'handshake' not in
+                       str(info.get('flags', '')) for info in listing.values())
+        text = listing.decode() if isinstance(listing, bytes) else str(listing)
+        return any(line.startswith(node_id + ' ') and 'handshake' not in line
+                   for line in text.splitlines())
 
     def _known(self, node: ClusterNode) -> int:
         return int(self._info(node).get('cluster_known_nodes', 0))

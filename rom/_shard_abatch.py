@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from typing import Any, List, Sequence, Tuple
 
-from redis.exceptions import ResponseError
+from redis.exceptions import ResponseError, TryAgainError
 
 from ._aconnect import is_async_cluster
 from ._shard_batch import Job, packed_jobs, split_replies
@@ -19,11 +20,16 @@ __all__ = ['aagain', 'aserve', 'node_client']
 
 
 def node_client(conn: Any, shard: Any) -> Tuple[str, Any]:
-    """(name, node or client) of the master holding ``shard``'s slot."""
+    """(name, node or client) of the master holding ``shard``'s slot (by the client's slot
+    map: it may be out of date, which the scatter's redirections then correct)."""
     if is_async_cluster(conn):
-        node = conn.get_node_from_key(shard._namespace)
+        node = _master_of(conn, shard)
         return node.name, node
     return '', conn
+
+
+def _master_of(conn: Any, shard: Any) -> Any:
+    return conn.get_node_from_key(shard._namespace)
 
 
 async def _maybe(value: Any) -> Any:
@@ -68,16 +74,31 @@ async def _asend(target: Any, jobs: List[Job], sha: bool) -> List[Any]:
 
 
 async def aagain(conn: Any, job: Job) -> Any:
-    """A job sent through the cluster client itself (it follows MOVED/ASK)."""
-    _, commands, transaction = job
-    pipe = conn.pipeline(transaction=transaction)
-    try:
-        for command in commands:
-            pipe.execute_command(*command)
-        replies = await pipe.execute()
-    finally:
-        await pipe.reset()
-    return replies if transaction else replies[0]
+    """A job whose slot moved, sent again (the async form of the blocking transport's resend
+    through the cluster client): the slot map reloaded, then the job to the master holding
+    its slot now, again while the slot keeps moving (up to ``SLOT_MOVE_WAIT``).
+
+    Not through redis-py's async cluster pipeline: some versions queue a transaction's
+    commands through a thread with an event loop of its own, where ``ZUNIONSTORE``'s keys
+    are looked up on a connection of this loop ("attached to a different loop")."""
+    if not is_async_cluster(conn):
+        reply = (await _asend(conn, [job], False))[0]
+        if isinstance(reply, ResponseError):
+            raise reply
+        return reply
+    from ._scripts import SLOT_MOVE_WAIT, slot_move_pause
+    from ._shard_batch import _redirected
+    deadline = time.monotonic() + SLOT_MOVE_WAIT
+    pause = 0.0
+    while True:
+        await conn.nodes_manager.initialize()
+        reply = (await _asend(_master_of(conn, job[0]), [job], False))[0]
+        if not isinstance(reply, ResponseError):
+            return reply
+        if not _redirected(reply):
+            raise reply
+        pause = slot_move_pause(TryAgainError(str(reply)), deadline, pause)
+        await asyncio.sleep(pause)
 
 
 async def aserve(groups: List[Tuple[Any, List[Job], bool]]) -> List[List[Any]]:
