@@ -83,19 +83,23 @@ async def _batch(conn: Any, step: Batch) -> Any:
         return await _batch_once(conn, step)
     from ._aconnect import check_async_transactions
     check_async_transactions(conn)
-    if is_async_cluster(conn):
-        # a refused MULTI/EXEC (TRYAGAIN while its slot moves) ran nothing: send it again
-        return await _while_slot_moves(lambda: _batch_once(conn, step))
-    return await _batch_once(conn, step)
+    if not is_async_cluster(conn):
+        return await _batch_once(conn, step)
+
+    async def attempt() -> Any:
+        if getattr(conn, '_initialize', False):
+            # a client due to (re)load its slot map (new, or after MOVED/TRYAGAIN) does it
+            # here, in the running loop: some redis-py versions queue a transaction's
+            # commands through a thread with an event loop of its own, and would load it
+            # there (its connections then belong to that loop: "attached to a different loop")
+            await conn.initialize()
+        return await _batch_once(conn, step)
+
+    # a refused MULTI/EXEC (TRYAGAIN while its slot moves) ran nothing: send it again
+    return await _while_slot_moves(attempt)
 
 
 async def _batch_once(conn: Any, step: Batch) -> Any:
-    if step.transaction and getattr(conn, '_initialize', False) and is_async_cluster(conn):
-        # a cluster client due to (re)load its slot map (new, or after MOVED/TRYAGAIN) does
-        # it here, in the running loop: some redis-py versions queue a transaction's
-        # commands through a thread with an event loop of its own, and would load it there
-        # (its connections then belong to that loop: "attached to a different loop")
-        await conn.initialize()
     pipe = conn.pipeline(transaction=step.transaction)
     try:
         for item in step.steps:

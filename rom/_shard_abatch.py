@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import time
 from typing import Any, List, Sequence, Tuple
 
 from redis.exceptions import ResponseError, TryAgainError
@@ -86,19 +85,18 @@ async def aagain(conn: Any, job: Job) -> Any:
         if isinstance(reply, ResponseError):
             raise reply
         return reply
-    from ._scripts import SLOT_MOVE_WAIT, slot_move_pause
+    from ._aio_driver import _while_slot_moves
     from ._shard_batch import _redirected
-    deadline = time.monotonic() + SLOT_MOVE_WAIT
-    pause = 0.0
-    while True:
+
+    async def attempt() -> Any:
         await conn.nodes_manager.initialize()
         reply = (await _asend(_master_of(conn, job[0]), [job], False))[0]
-        if not isinstance(reply, ResponseError):
-            return reply
-        if not _redirected(reply):
-            raise reply
-        pause = slot_move_pause(TryAgainError(str(reply)), deadline, pause)
-        await asyncio.sleep(pause)
+        if isinstance(reply, ResponseError):
+            # moved again (or still moving): TRYAGAIN, retried; anything else raises
+            raise TryAgainError(str(reply)) if _redirected(reply) else reply
+        return reply
+
+    return await _while_slot_moves(attempt)
 
 
 async def aserve(groups: List[Tuple[Any, List[Job], bool]]) -> List[List[Any]]:
