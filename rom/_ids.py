@@ -166,6 +166,10 @@ def check_count(count: Any) -> int:
                         % (type(count).__name__,))
     if count < 1:
         raise ValueError('the number of ids to reserve must be at least 1, got %d' % (count,))
+    from ._limits import MAX_IDS_PER_BLOCK
+    if count > MAX_IDS_PER_BLOCK:  # as _ids_per_block: unused ids are gaps, the counter 64-bit
+        raise ValueError('the number of ids to reserve must be at most %d, got %d'
+                         % (MAX_IDS_PER_BLOCK, count))
     return count
 
 

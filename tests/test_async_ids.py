@@ -135,7 +135,8 @@ async def test_deferred_id_models_and_fixed_block_sizes(conn):
 
 
 @pytest.mark.parametrize('bad, error', [(0, ValueError), (-2, ValueError), (1.5, TypeError),
-                                        ('3', TypeError), (True, TypeError)])
+                                        ('3', TypeError), (True, TypeError),
+                                        (1_000_001, ValueError), (10 ** 30, ValueError)])
 async def test_bad_counts_are_refused(Item, conn, bad, error):
     with pytest.raises(error, match='ids to reserve'):
         await Item.areserve_ids(bad)
@@ -152,3 +153,8 @@ def test_shard_classes_are_refused():
     Fake._rom_take_ids = classmethod(lambda cls, conn, count: [1])  # a shard class's hook
     with pytest.raises(ORMError, match='public model'):
         asyncio.run(Fake.areserve_ids(2))
+
+
+async def test_the_largest_count_is_reserved(Item, conn):
+    await Item.areserve_ids(1_000_000)
+    assert int(conn.get('Item:id:')) >= 1_000_000
